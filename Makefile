@@ -1,0 +1,46 @@
+# Tandem: two commands matter. `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint types pytest test-slow services bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/tandem run
+
+test: $(TSTAMP) lint types services pytest
+
+lint: $(TSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(TSTAMP)
+	$(BIN)/mypy smpp routing dlr
+
+# PostgreSQL and Mosquitto back a few integration tests. They run on this project's machines;
+# on a fresh machine this installs and starts them, or says why it could not.
+services:
+	@bash .ci/services.sh || echo "services: not all external services are available; tests that need them will say so"
+
+pytest: $(TSTAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(TSTAMP)
+	$(BIN)/python -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
