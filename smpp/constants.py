@@ -43,3 +43,182 @@ class CommandId(enum.IntEnum):
     @property
     def is_response(self) -> bool:
         return bool(self.value & RESPONSE_BIT)
+
+
+class CommandStatus(enum.IntEnum):
+    """Every command_status of SMPP 3.4 section 5.1.3, by its spec name.
+
+    A PDU keeps its `command_status` as a plain `int` (vendor codes 0x400-0x4FF and others must
+    survive); use `status_name` to print one.
+    """
+
+    ESME_ROK = 0x00000000
+    ESME_RINVMSGLEN = 0x00000001
+    ESME_RINVCMDLEN = 0x00000002
+    ESME_RINVCMDID = 0x00000003
+    ESME_RINVBNDSTS = 0x00000004
+    ESME_RALYBND = 0x00000005
+    ESME_RINVPRTFLG = 0x00000006
+    ESME_RINVREGDLVFLG = 0x00000007
+    ESME_RSYSERR = 0x00000008
+    ESME_RINVSRCADR = 0x0000000A
+    ESME_RINVDSTADR = 0x0000000B
+    ESME_RINVMSGID = 0x0000000C
+    ESME_RBINDFAIL = 0x0000000D
+    ESME_RINVPASWD = 0x0000000E
+    ESME_RINVSYSID = 0x0000000F
+    ESME_RCANCELFAIL = 0x00000011
+    ESME_RREPLACEFAIL = 0x00000013
+    ESME_RMSGQFUL = 0x00000014
+    ESME_RINVSERTYP = 0x00000015
+    ESME_RINVNUMDESTS = 0x00000033
+    ESME_RINVDLNAME = 0x00000034
+    ESME_RINVDESTFLAG = 0x00000040
+    ESME_RINVSUBREP = 0x00000042
+    ESME_RINVESMCLASS = 0x00000043
+    ESME_RCNTSUBDL = 0x00000044
+    ESME_RSUBMITFAIL = 0x00000045
+    ESME_RINVSRCTON = 0x00000048
+    ESME_RINVSRCNPI = 0x00000049
+    ESME_RINVDSTTON = 0x00000050
+    ESME_RINVDSTNPI = 0x00000051
+    ESME_RINVSYSTYP = 0x00000053
+    ESME_RINVREPFLAG = 0x00000054
+    ESME_RINVNUMMSGS = 0x00000055
+    ESME_RTHROTTLED = 0x00000058
+    ESME_RINVSCHED = 0x00000061
+    ESME_RINVEXPIRY = 0x00000062
+    ESME_RINVDFTMSGID = 0x00000063
+    ESME_RX_T_APPN = 0x00000064
+    ESME_RX_P_APPN = 0x00000065
+    ESME_RX_R_APPN = 0x00000066
+    ESME_RQUERYFAIL = 0x00000067
+    ESME_RINVOPTPARSTREAM = 0x000000C0
+    ESME_ROPTPARNOTALLWD = 0x000000C1
+    ESME_RINVPARLEN = 0x000000C2
+    ESME_RMISSINGOPTPARAM = 0x000000C3
+    ESME_RINVOPTPARAMVAL = 0x000000C4
+    ESME_RDELIVERYFAILURE = 0x000000FE
+    ESME_RUNKNOWNERR = 0x000000FF
+
+
+# Built once: naming a status must not construct an enum member per call (hot in logs/metrics).
+_STATUS_NAMES: dict[int, str] = {member.value: member.name for member in CommandStatus}
+
+
+def status_name(code: int) -> str:
+    """Spec name of a command_status, or its hex form ("0x00000400") for vendor/reserved codes."""
+    name = _STATUS_NAMES.get(code)
+    if name is not None:
+        return name
+    return f"0x{code & 0xFFFFFFFF:08X}"
+
+
+class Tag(enum.IntEnum):
+    """TLV (optional parameter) tags of SMPP 3.4 section 5.3.2."""
+
+    DEST_ADDR_SUBUNIT = 0x0005
+    DEST_NETWORK_TYPE = 0x0006
+    DEST_BEARER_TYPE = 0x0007
+    DEST_TELEMATICS_ID = 0x0008
+    SOURCE_ADDR_SUBUNIT = 0x000D
+    SOURCE_NETWORK_TYPE = 0x000E
+    SOURCE_BEARER_TYPE = 0x000F
+    SOURCE_TELEMATICS_ID = 0x0010
+    QOS_TIME_TO_LIVE = 0x0017
+    PAYLOAD_TYPE = 0x0019
+    ADDITIONAL_STATUS_INFO_TEXT = 0x001D
+    RECEIPTED_MESSAGE_ID = 0x001E
+    MS_MSG_WAIT_FACILITIES = 0x0030
+    PRIVACY_INDICATOR = 0x0201
+    SOURCE_SUBADDRESS = 0x0202
+    DEST_SUBADDRESS = 0x0203
+    USER_MESSAGE_REFERENCE = 0x0204
+    USER_RESPONSE_CODE = 0x0205
+    SOURCE_PORT = 0x020A
+    DESTINATION_PORT = 0x020B
+    SAR_MSG_REF_NUM = 0x020C
+    LANGUAGE_INDICATOR = 0x020D
+    SAR_TOTAL_SEGMENTS = 0x020E
+    SAR_SEGMENT_SEQNUM = 0x020F
+    SC_INTERFACE_VERSION = 0x0210
+    CALLBACK_NUM_PRES_IND = 0x0302
+    CALLBACK_NUM_ATAG = 0x0303
+    NUMBER_OF_MESSAGES = 0x0304
+    CALLBACK_NUM = 0x0381
+    DPF_RESULT = 0x0420
+    SET_DPF = 0x0421
+    MS_AVAILABILITY_STATUS = 0x0422
+    NETWORK_ERROR_CODE = 0x0423
+    MESSAGE_PAYLOAD = 0x0424
+    DELIVERY_FAILURE_REASON = 0x0425
+    MORE_MESSAGES_TO_SEND = 0x0426
+    MESSAGE_STATE = 0x0427
+    USSD_SERVICE_OP = 0x0501
+    DISPLAY_TIME = 0x1201
+    SMS_SIGNAL = 0x1203
+    MS_VALIDITY = 0x1204
+    ALERT_ON_MESSAGE_DELIVERY = 0x130C
+    ITS_REPLY_TYPE = 0x1380
+    ITS_SESSION_INFO = 0x1383
+
+
+class Ton(enum.IntEnum):
+    """Type of number (addr_ton, source_addr_ton, dest_addr_ton), section 5.2.5."""
+
+    UNKNOWN = 0
+    INTERNATIONAL = 1
+    NATIONAL = 2
+    NETWORK_SPECIFIC = 3
+    SUBSCRIBER_NUMBER = 4
+    ALPHANUMERIC = 5
+    ABBREVIATED = 6
+
+
+class Npi(enum.IntEnum):
+    """Numbering plan indicator, section 5.2.6."""
+
+    UNKNOWN = 0
+    ISDN = 1
+    DATA = 3
+    TELEX = 4
+    LAND_MOBILE = 6
+    NATIONAL = 8
+    PRIVATE = 9
+    ERMES = 10
+    INTERNET = 14
+    WAP_CLIENT_ID = 18
+
+
+class MessageState(enum.IntEnum):
+    """message_state (query_sm_resp and the message_state TLV), section 5.2.28."""
+
+    ENROUTE = 1
+    DELIVERED = 2
+    EXPIRED = 3
+    DELETED = 4
+    UNDELIVERABLE = 5
+    ACCEPTED = 6
+    UNKNOWN = 7
+    REJECTED = 8
+
+
+# esm_class bits (section 5.2.12).
+ESM_CLASS_MODE_MASK = 0x03
+ESM_CLASS_TYPE_MASK = 0x3C
+ESM_CLASS_DELIVERY_RECEIPT = 0x04
+ESM_CLASS_INTERMEDIATE_NOTIFICATION = 0x20
+ESM_CLASS_UDHI = 0x40
+ESM_CLASS_REPLY_PATH = 0x80
+
+# registered_delivery bits (section 5.2.17).
+REGISTERED_DELIVERY_RECEIPT_MASK = 0x03
+REGISTERED_DELIVERY_RECEIPT_ALWAYS = 0x01
+REGISTERED_DELIVERY_RECEIPT_ON_FAILURE = 0x02
+REGISTERED_DELIVERY_INTERMEDIATE = 0x10
+
+# interface_version of SMPP 3.4 (section 5.2.4).
+INTERFACE_VERSION_34 = 0x34
+
+# short_message carries at most this many octets (section 5.2.21); more goes in message_payload.
+SHORT_MESSAGE_MAX = 254
