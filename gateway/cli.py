@@ -1,0 +1,208 @@
+"""The `tandem` command line: argument parsing and dispatch to the daemon's entry points.
+
+Owns the subcommands (`run`, `check-config`, `sim smsc`, ...) and the promise that operator
+mistakes end as one line on stderr with exit code 2, never a traceback. Each subcommand is one
+setup function in `SUBCOMMANDS` that adds its parser and sets `handler`; adding a command (route
+explain, accounts, send, ...) is adding a function to that tuple.
+
+Must never hold daemon logic: handlers load the config and call into `gateway.app`,
+`gateway.simulator` and friends, importing them lazily so `check-config` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway.config import (
+    BUILTIN_SOURCE,
+    ConfigError,
+    SimulatorConfig,
+    TandemConfig,
+    load_config,
+    validation_reason,
+)
+
+PROG = "tandem"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # bad arguments or a bad config file: the operator has something to fix
+
+Handler = Callable[[argparse.Namespace], int]
+Subparsers = Any  # argparse's _SubParsersAction, which is not public API
+SubcommandSetup = Callable[[Subparsers], None]
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
+
+
+def run_async(main: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+# --- tandem run ---------------------------------------------------------------------------------
+
+
+def _add_run(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("run", help="run the gateway daemon")
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    if args.config is None:
+        print(f"{PROG}: using the {BUILTIN_SOURCE} configuration", file=sys.stderr)
+    # The daemon pulls in everything; only `run` needs it.
+    from gateway.app import run as run_daemon  # type: ignore[import-not-found,unused-ignore]
+
+    outcome = run_daemon(config)
+    if inspect.iscoroutine(outcome):
+        outcome = run_async(outcome)
+    return outcome if isinstance(outcome, int) else EXIT_OK
+
+
+# --- tandem check-config ------------------------------------------------------------------------
+
+
+def _add_check_config(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check-config", help="validate a config file without starting anything"
+    )
+    parser.add_argument("path", type=Path, help="TOML config file")
+    parser.set_defaults(handler=_check_config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.path)
+    except ConfigError as exc:
+        return fail(str(exc))
+    print(f"{args.path}: OK ({_summary(config)})")
+    return EXIT_OK
+
+
+def _summary(config: TandemConfig) -> str:
+    enabled_links = sum(1 for link in config.links if link.enabled)
+    return (
+        f"{len(config.links)} links ({enabled_links} enabled), {len(config.routes)} routes, "
+        f"{len(config.accounts)} accounts"
+    )
+
+
+# --- tandem sim smsc ----------------------------------------------------------------------------
+
+
+def _add_sim(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("sim", help="simulators for testing and benchmarks")
+    kinds = parser.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
+    smsc = kinds.add_parser("smsc", help="run the SMSC simulator (an SMPP server) standalone")
+    defaults = SimulatorConfig()
+    smsc.add_argument("--host", default=defaults.host)
+    smsc.add_argument("--port", type=int, default=defaults.port)
+    smsc.add_argument("--system-id", default=None, help="accept only this system_id")
+    smsc.add_argument("--password", default=None, help="accept only this password")
+    smsc.add_argument("--id-format", choices=("hex", "dec"), default=defaults.message_id_format)
+    smsc.add_argument("--dlr-id-format", choices=("hex", "dec"), default=defaults.dlr_id_format)
+    smsc.add_argument(
+        "--dlr-delay", type=float, default=defaults.dlr_delay, help="seconds to the receipt"
+    )
+    smsc.add_argument(
+        "--dlr-before-resp", action="store_true", help="send the receipt before submit_sm_resp"
+    )
+    smsc.add_argument(
+        "--throttle-fraction",
+        type=float,
+        default=defaults.throttle_fraction,
+        help="share of submits answered ESME_RTHROTTLED (0-1)",
+    )
+    smsc.add_argument(
+        "--undeliverable-fraction",
+        type=float,
+        default=defaults.undeliverable_fraction,
+        help="share of receipts with stat:UNDELIV (0-1)",
+    )
+    smsc.add_argument(
+        "--mo-interval", type=float, default=None, help="send an MO message every N seconds"
+    )
+    smsc.add_argument(
+        "--record", type=Path, default=None, help="append one line per received submit to FILE"
+    )
+    smsc.set_defaults(handler=_sim_smsc)
+
+
+def _sim_smsc(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        settings = SimulatorConfig(
+            enabled=True,
+            host=args.host,
+            port=args.port,
+            system_id=args.system_id,
+            password=args.password,
+            message_id_format=args.id_format,
+            dlr_id_format=args.dlr_id_format,
+            dlr_delay=args.dlr_delay,
+            dlr_before_resp=args.dlr_before_resp,
+            throttle_fraction=args.throttle_fraction,
+            undeliverable_fraction=args.undeliverable_fraction,
+            mo_interval=args.mo_interval,
+            record_file=args.record,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
+        return fail(f"sim smsc: {option}: {validation_reason(first)}")
+    from gateway.simulator import run_simulator
+
+    try:
+        run_async(run_simulator(settings))
+    except OSError as exc:
+        return fail(f"sim smsc: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return EXIT_OK
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+SUBCOMMANDS: tuple[SubcommandSetup, ...] = (_add_run, _add_check_config, _add_sim)
+
+
+def build_parser(subcommands: Sequence[SubcommandSetup] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Tandem SMS gateway")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for setup in subcommands:
+        setup(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `tandem` console script: parse `argv`, run the subcommand, return its exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

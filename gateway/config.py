@@ -1,0 +1,366 @@
+"""The one configuration model of the daemon, and how a TOML file becomes it.
+
+Owns `TandemConfig` (composed of one pydantic model per section), loading it from a TOML file or
+from the built-in default (`gateway/default.toml`), and turning validation failures into one-line
+`ConfigError`s that name the file, the key and the reason. Every knob of the daemon lives here;
+no other module reads TOML or environment variables for settings.
+
+Must never start anything, open sockets or touch the data directory: loading a config only reads
+the file and validates it, so `tandem check-config` is side-effect free.
+
+Unknown keys are errors (`extra="forbid"`) and values are not coerced across TOML types
+(`strict=True`: `window = "10"` is a mistake, not a number), so typos cannot pass silently.
+Relative paths are kept as written and resolve against the daemon's working directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+BUILTIN_SOURCE = "<built-in default>"
+
+# Base for every section: unknown keys and cross-type coercion are configuration mistakes.
+_SECTION = ConfigDict(extra="forbid", strict=True, frozen=False, validate_default=True)
+
+# Paths come from TOML as strings; strict mode would otherwise demand `Path` instances.
+FilePath = Annotated[Path, Field(strict=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Port 0 asks the OS for a free port: useful for tests and the in-process simulator.
+ListenPort = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+# SMPP 3.4 5.2: TON and NPI are single octets; the spec defines 0-6 and 0-18, carriers use more.
+AddressByte = Annotated[int, Field(ge=0, le=255)]
+MessageIdFormatName = Literal["hex", "dec", "str"]
+ConcatenationMethod = Literal["udh8", "udh16", "sar", "payload"]
+BindMode = Literal["transmitter", "receiver", "transceiver"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `str()` is one line: `source: key: reason`."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}" if key else f"{source}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+class StoreConfig(BaseModel):
+    model_config = _SECTION
+
+    backend: Literal["sqlite"] = "sqlite"
+    # None: `<data_dir>/tandem.db`; see `TandemConfig.store_path`.
+    path: FilePath | None = None
+    # FULL survives power loss at the cost of an fsync per commit; NORMAL survives process crashes.
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+class SmppServerConfig(BaseModel):
+    model_config = _SECTION
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: ListenPort = 2775
+    # TLS listener beside the plain one; off unless a port, certificate and key are given.
+    tls_port: ListenPort | None = None
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _tls_needs_certificate(self) -> SmppServerConfig:
+        if self.tls_port is not None and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("tls_port needs tls_cert_file and tls_key_file")
+        return self
+
+
+class HttpConfig(BaseModel):
+    model_config = _SECTION
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: ListenPort = 8080
+
+
+# PLACEHOLDER until routing/ lands its pydantic `NumberingConfig` and `RouteConfig`: the
+# sections are accepted as free-form tables so files written today keep loading.
+NumberingSection = dict[str, Any]
+RouteSection = dict[str, Any]
+
+
+class SmppLinkConfig(BaseModel):
+    """An outbound SMPP carrier link (`[[links]]` with `type = "smpp"`)."""
+
+    model_config = _SECTION
+
+    type: Literal["smpp"]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    enabled: bool = True
+    host: Annotated[str, Field(min_length=1)]
+    port: Port = 2775
+    # SMPP 3.4 4.1: system_id is a C-Octet String of at most 16 octets including the NUL,
+    # password at most 9, system_type at most 13, address_range at most 41.
+    system_id: Annotated[str, Field(min_length=1, max_length=15)]
+    password: Annotated[str, Field(max_length=8)] = ""
+    system_type: Annotated[str, Field(max_length=12)] = ""
+    bind: BindMode = "transceiver"
+    address_range: Annotated[str, Field(max_length=40)] = ""
+    # None: chosen per message from the address (alphanumeric 5/0, international 1/1, ...).
+    source_ton: AddressByte | None = None
+    source_npi: AddressByte | None = None
+    destination_ton: AddressByte = 1
+    destination_npi: AddressByte = 1
+    sessions: Annotated[int, Field(gt=0, le=64)] = 1
+    window: Annotated[int, Field(gt=0, le=10_000)] = 10
+    # Segments per second for the whole link (all its sessions); None: no limit.
+    tps: Annotated[float, Field(gt=0)] | None = None
+    enquire_link_interval: Seconds = 30.0
+    response_timeout: Seconds = 10.0
+    reconnect_initial: Seconds = 1.0
+    reconnect_max: Seconds = 60.0
+    tls: bool = False
+    tls_ca_file: FilePath | None = None
+    concatenation: ConcatenationMethod = "udh8"
+    # How the carrier writes message ids in submit_sm_resp and in receipts; see dlr.ids.
+    submit_id_format: MessageIdFormatName = "str"
+    dlr_id_format: MessageIdFormatName = "str"
+    # None: the [dlr] section's dlr_timeout.
+    dlr_timeout: Seconds | None = None
+    max_parts: Annotated[int, Field(ge=1, le=255)] = 10
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> SmppLinkConfig:
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect_max must be at least reconnect_initial")
+        if self.tls_ca_file is not None and not self.tls:
+            raise ValueError("tls_ca_file is set but tls is off")
+        return self
+
+
+# Discriminated on `type` so other link kinds (a GSM modem) join as new union members.
+LinkConfig = Annotated[SmppLinkConfig, Field(discriminator="type")]
+LINK_TYPES: tuple[str, ...] = ("smpp",)
+
+
+class AccountConfig(BaseModel):
+    """An SMPP-server customer account. Minimal until the SMPP server issue fills it in."""
+
+    model_config = _SECTION
+
+    system_id: Annotated[str, Field(min_length=1, max_length=15)]
+    # An argon2 hash (`tandem accounts hash-password`), never the password itself.
+    password_hash: Annotated[str, Field(min_length=1)]
+    enabled: bool = True
+    max_binds: Annotated[int, Field(gt=0)] = 4
+
+
+class DlrConfig(BaseModel):
+    model_config = _SECTION
+
+    # Receipts that arrive before their submit_sm_resp are held this long, at most this many.
+    hold_max: Annotated[int, Field(ge=0)] = 100_000
+    hold_seconds: Seconds = 60.0
+    # A submitted message without a final receipt after this long is given up on (48 h).
+    dlr_timeout: Seconds = 172_800.0
+
+
+class SimulatorConfig(BaseModel):
+    """The built-in SMSC simulator: its listener and its behaviour (`gateway.simulator`)."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: ListenPort = 2776
+    # None: any bind is accepted.
+    system_id: str | None = None
+    password: str | None = None
+    message_id_format: Literal["hex", "dec"] = "hex"
+    dlr_id_format: Literal["hex", "dec"] = "hex"
+    # Seconds between a submit and its receipt; 0 sends it on the next timer tick.
+    dlr_delay: Annotated[float, Field(ge=0)] = 1.0
+    # Send the receipt before the submit_sm_resp (some carriers do).
+    dlr_before_resp: bool = False
+    throttle_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    undeliverable_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # Seconds between generated mobile-originated messages; None: none.
+    mo_interval: Annotated[float, Field(gt=0)] | None = None
+    # Append one line per received submit to this file.
+    record_file: FilePath | None = None
+
+
+class TandemConfig(BaseModel):
+    """The whole daemon configuration: one TOML file, validated once at start-up."""
+
+    model_config = _SECTION
+
+    data_dir: FilePath = Path("data")
+    store: StoreConfig = StoreConfig()
+    smpp_server: SmppServerConfig = SmppServerConfig()
+    http: HttpConfig = HttpConfig()
+    numbering: NumberingSection = Field(default_factory=dict)
+    routes: list[RouteSection] = Field(default_factory=list)
+    links: list[LinkConfig] = Field(default_factory=list)
+    accounts: list[AccountConfig] = Field(default_factory=list)
+    dlr: DlrConfig = DlrConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> TandemConfig:
+        _require_unique("links", (link.name for link in self.links), "name")
+        _require_unique("accounts", (a.system_id for a in self.accounts), "system_id")
+        return self
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path if self.store.path is not None else self.data_dir / "tandem.db"
+
+    def link(self, name: str) -> LinkConfig:
+        for link in self.links:
+            if link.name == name:
+                return link
+        raise KeyError(name)
+
+    def link_dlr_timeout(self, link: LinkConfig) -> float:
+        return link.dlr_timeout if link.dlr_timeout is not None else self.dlr.dlr_timeout
+
+
+def _require_unique(section: str, names: Iterable[str], key: str) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise _DuplicateName(f"{section}[{index}].{key}", f"duplicate {key} {name!r}")
+        seen.add(name)
+
+
+class _DuplicateName(ValueError):
+    """A cross-entry check that knows the exact key; carried out of pydantic intact."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def default_config_text() -> str:
+    """The built-in default configuration (`gateway/default.toml`), as TOML text."""
+    return resources.files("gateway").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def parse_config(text: str, source: str) -> TandemConfig:
+    """Validate TOML text into a `TandemConfig`; `source` names it in error messages."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(source, exc) from None
+    try:
+        return TandemConfig.model_validate(document)
+    except ValidationError as exc:
+        raise _validation_error(source, exc) from None
+
+
+def load_config(path: str | Path | None = None) -> TandemConfig:
+    """Read and validate the config file at `path`, or the built-in default when None."""
+    if path is None:
+        return parse_config(default_config_text(), BUILTIN_SOURCE)
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "cannot read: not UTF-8 text") from None
+    return parse_config(text, source)
+
+
+def _syntax_error(source: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    # tomllib puts the position at the end of the message: "Invalid value (at line 3, column 9)".
+    message = str(exc)
+    position = ""
+    if message.endswith(")") and " (at " in message:
+        message, _, tail = message.rpartition(" (at ")
+        position = tail.rstrip(")")
+    reason = f"invalid TOML: {_lower_first(message)}"
+    return ConfigError(source, position, reason)
+
+
+def _validation_error(source: str, exc: ValidationError) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    duplicate = _find_duplicate(first)
+    if duplicate is not None:
+        key, reason = duplicate.key, duplicate.reason
+    else:
+        key, reason = _format_location(first["loc"]), validation_reason(first)
+    if len(errors) > 1:
+        others = ", ".join(_format_location(e["loc"]) or "(top level)" for e in errors[1:4])
+        more = "" if len(errors) <= 4 else ", ..."
+        reason = f"{reason} (and {len(errors) - 1} more: {others}{more})"
+    return ConfigError(source, key or "(top level)", reason)
+
+
+def _find_duplicate(error: Any) -> _DuplicateName | None:
+    cause = error.get("ctx", {}).get("error")
+    return cause if isinstance(cause, _DuplicateName) else None
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    # A discriminated union reports the tag as a path step (links[0].smpp.window): drop it.
+    if (
+        len(parts) >= 3
+        and parts[0] == "links"
+        and isinstance(parts[1], int)
+        and parts[2] in LINK_TYPES
+    ):
+        del parts[2]
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_REASON_BY_TYPE = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+    "union_tag_not_found": "missing key 'type'",
+    "path_type": "must be a path string",
+}
+
+
+def validation_reason(error: Any) -> str:
+    kind = error["type"]
+    if kind in _REASON_BY_TYPE:
+        return _REASON_BY_TYPE[kind]
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        return f"unknown type {ctx.get('tag')!r} (expected one of: {', '.join(LINK_TYPES)})"
+    message = str(error["msg"])
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    for prefix, replacement in (
+        ("Input should be ", "must be "),
+        ("String should ", "must "),
+        ("List should ", "must "),
+        ("Dictionary should ", "must "),
+        ("Value should ", "must "),
+    ):
+        if message.startswith(prefix):
+            message = replacement + message.removeprefix(prefix)
+            break
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+        given = repr(error.get("input"))
+        message = f"{message}, got {given if len(given) <= 40 else given[:37] + '...'}"
+    return _lower_first(message)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text

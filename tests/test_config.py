@@ -1,0 +1,212 @@
+"""The config model: the default loads, and every bad file stops with file, key and reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import (
+    BUILTIN_SOURCE,
+    ConfigError,
+    SmppLinkConfig,
+    TandemConfig,
+    default_config_text,
+    load_config,
+    parse_config,
+)
+
+LINK = """
+[[links]]
+type = "smpp"
+name = "carrier-a"
+host = "smpp.example.net"
+system_id = "acme"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "tandem.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def error_for(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.source == str(path)
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def test_builtin_default_loads_with_the_simulator_and_a_link_to_it() -> None:
+    config = load_config(None)
+    assert isinstance(config, TandemConfig)
+    assert config.simulator.enabled
+    [link] = config.links
+    assert isinstance(link, SmppLinkConfig)
+    assert (link.host, link.port) == (config.simulator.host, config.simulator.port)
+    assert config.store_path == config.data_dir / "tandem.db"
+    assert config.smpp_server.port == 2775
+    assert config.http.host == "127.0.0.1"
+
+
+def test_default_text_is_the_packaged_file_and_parses_identically() -> None:
+    assert parse_config(default_config_text(), BUILTIN_SOURCE) == load_config(None)
+
+
+def test_empty_file_gives_every_section_its_default(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.links == []
+    assert config.store.synchronous == "NORMAL"
+    assert not config.simulator.enabled
+
+
+def test_a_full_file_is_read_into_typed_sections(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+            data_dir = "/var/lib/tandem"
+            [store]
+            synchronous = "FULL"
+            [dlr]
+            dlr_timeout = 3600
+            [[accounts]]
+            system_id = "shop"
+            password_hash = "$argon2id$v=19$m=65536,t=3,p=4$abc$def"
+            [[links]]
+            type = "smpp"
+            name = "carrier-a"
+            host = "smpp.example.net"
+            system_id = "acme"
+            password = "12345678"
+            sessions = 3
+            window = 20
+            tps = 150
+            concatenation = "sar"
+            submit_id_format = "hex"
+            dlr_id_format = "dec"
+            tls = true
+            tls_ca_file = "/etc/ssl/carrier.pem"
+            """,
+        )
+    )
+    assert config.store_path == Path("/var/lib/tandem/tandem.db")
+    assert config.store.synchronous == "FULL"
+    link = config.link("carrier-a")
+    assert (link.sessions, link.window, link.tps) == (3, 20, 150.0)
+    assert link.tls_ca_file == Path("/etc/ssl/carrier.pem")
+    assert config.link_dlr_timeout(link) == 3600.0
+    assert config.accounts[0].system_id == "shop"
+
+
+def test_wrong_type_names_the_key_and_the_value(tmp_path: Path) -> None:
+    error = error_for(tmp_path, LINK + 'window = "ten"\n')
+    assert error.key == "links[0].window"
+    assert "valid integer" in error.reason and "'ten'" in error.reason
+
+
+def test_numbers_in_strings_are_not_coerced(tmp_path: Path) -> None:
+    error = error_for(tmp_path, '[http]\nport = "8080"\n')
+    assert error.key == "http.port"
+
+
+def test_out_of_range_value_reads_like_the_issue_example(tmp_path: Path) -> None:
+    path = write(tmp_path, LINK + "window = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: links[0].window: must be greater than 0"
+
+
+def test_unknown_key_is_an_error_at_every_level(tmp_path: Path) -> None:
+    assert error_for(tmp_path, LINK + "windw = 3\n").key == "links[0].windw"
+    assert error_for(tmp_path, "[store]\nsynchronus = 'FULL'\n").key == "store.synchronus"
+    top = error_for(tmp_path, "datadir = 'x'\n")
+    assert (top.key, top.reason) == ("datadir", "unknown key")
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    error = error_for(tmp_path, '[[links]]\ntype = "smpp"\nname = "a"\nsystem_id = "x"\n')
+    assert (error.key, error.reason) == ("links[0].host", "required key is missing")
+
+
+def test_link_without_type_or_with_unknown_type(tmp_path: Path) -> None:
+    assert error_for(tmp_path, '[[links]]\nname = "a"\n').reason == "missing key 'type'"
+    unknown = error_for(tmp_path, '[[links]]\ntype = "modem"\nname = "a"\n')
+    assert unknown.key == "links[0]" and "'modem'" in unknown.reason
+
+
+def test_bad_toml_syntax_gives_the_line_number(tmp_path: Path) -> None:
+    error = error_for(tmp_path, "[http]\nhost = '127.0.0.1'\nport = \n")
+    assert error.key.startswith("line 3")
+    assert error.reason.startswith("invalid TOML")
+
+
+def test_password_longer_than_smpp_allows(tmp_path: Path) -> None:
+    error = error_for(tmp_path, LINK + 'password = "123456789"\n')
+    assert error.key == "links[0].password" and "8" in error.reason
+
+
+def test_duplicate_link_names_point_at_the_second(tmp_path: Path) -> None:
+    error = error_for(tmp_path, LINK + LINK)
+    assert error.key == "links[1].name" and "carrier-a" in error.reason
+
+
+def test_cross_field_rules(tmp_path: Path) -> None:
+    backoff = error_for(tmp_path, LINK + "reconnect_initial = 10\nreconnect_max = 5\n")
+    assert backoff.key == "links[0]" and "reconnect_max" in backoff.reason
+    tls = error_for(tmp_path, "[smpp_server]\ntls_port = 3550\n")
+    assert tls.key == "smpp_server" and "tls_cert_file" in tls.reason
+
+
+def test_several_errors_stay_on_one_line_and_are_counted(tmp_path: Path) -> None:
+    error = error_for(tmp_path, LINK + "window = 0\nsessions = 0\n[http]\nport = -1\n")
+    reported = [error.key, *error.reason.split("(and 2 more: ")[1].rstrip(")").split(", ")]
+    assert sorted(reported) == ["http.port", "links[0].sessions", "links[0].window"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "absent.toml")
+    assert "cannot read" in str(caught.value)
+
+
+def test_check_config_exit_codes_and_one_line_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, LINK, "good.toml")
+    assert main(["check-config", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+    bad = write(tmp_path, LINK + "window = 0\n", "bad.toml")
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"tandem: {bad}: links[0].window: must be greater than 0\n"
+
+
+def test_run_with_a_bad_config_stops_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(tmp_path, "[[links]]\n", "bad.toml")
+    assert main(["run", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"tandem: {bad}: links[0]")
+
+
+def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    bad = write(tmp_path, "[http\nport = 1\n", "broken.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tandem: {bad}: line 1")
+    assert "Traceback" not in result.stderr
