@@ -1,0 +1,231 @@
+"""Destination numbers: normalisation to E.164 and the operator (MNO) of a number.
+
+Owns: turning raw input into E.164 with `phonenumbers` (refusing invalid input with a typed
+`InvalidNumber`), and the MNO decision in a fixed order: ported numbers, then the operator's
+prefix table, then the carrier data phonenumbers ships, else unknown. Holds the current
+`OperatorTables` and swaps it atomically on reload.
+Must never: import `phonenumbers.geocoder` (about 100 MB of data), or do I/O except in
+`from_config`/`reload`, which are blocking and belong off the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import phonenumbers
+from phonenumbers import carrier
+
+from routing.config import NumberingConfig
+from routing.errors import InvalidNumber, InvalidNumberCode
+from routing.tables import (
+    UNKNOWN_OPERATOR,
+    MnoAnswer,
+    MnoSource,
+    OperatorTables,
+    load_operator_tables,
+)
+
+_NON_GEOGRAPHIC = {"001", "ZZ"}
+
+_PARSE_ERRORS: dict[int, tuple[InvalidNumberCode, str]] = {
+    phonenumbers.NumberParseException.NOT_A_NUMBER: (
+        InvalidNumberCode.NOT_A_NUMBER,
+        "is not a phone number",
+    ),
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: (
+        InvalidNumberCode.TOO_SHORT,
+        "is too short after the international prefix",
+    ),
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: (
+        InvalidNumberCode.TOO_SHORT,
+        "is too short to be a phone number",
+    ),
+    phonenumbers.NumberParseException.TOO_LONG: (
+        InvalidNumberCode.TOO_LONG,
+        "is too long to be a phone number",
+    ),
+}
+
+_POSSIBILITY_ERRORS: dict[int, tuple[InvalidNumberCode, str]] = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: (
+        InvalidNumberCode.INVALID_COUNTRY_CODE,
+        "has a country code that does not exist",
+    ),
+    phonenumbers.ValidationResult.TOO_SHORT: (
+        InvalidNumberCode.TOO_SHORT,
+        "is too short for its country",
+    ),
+    phonenumbers.ValidationResult.TOO_LONG: (
+        InvalidNumberCode.TOO_LONG,
+        "is too long for its country",
+    ),
+    phonenumbers.ValidationResult.INVALID_LENGTH: (
+        InvalidNumberCode.NOT_POSSIBLE,
+        "has a length no number in its country has",
+    ),
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: (
+        InvalidNumberCode.NOT_POSSIBLE,
+        "is a local number; it needs an area code",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedNumber:
+    """A destination in E.164 (`+447911123456`) with its ISO region (None if non-geographic)."""
+
+    e164: str
+    region: str | None
+    parsed: phonenumbers.PhoneNumber
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedNumber:
+    """A normalised destination with its country and operator; `operator.source` says who
+    decided. `country` is the prefix row's country when it gives one, else the number's region."""
+
+    e164: str
+    country: str | None
+    operator: MnoAnswer
+
+    @property
+    def mno(self) -> str | None:
+        return self.operator.mno
+
+    @property
+    def mno_source(self) -> MnoSource:
+        return self.operator.source
+
+
+def normalise_number(
+    raw: str,
+    *,
+    default_region: str | None = None,
+    accept: Literal["valid", "possible"] = "valid",
+    assume_international: bool = False,
+) -> NormalisedNumber:
+    """E.164 of `raw`, or `InvalidNumber` with a code and a sentence saying why.
+
+    `default_region` reads national input ('07911 123456' with 'GB'); `assume_international`
+    reads bare digits as international (SMPP TON=1 addresses carry no '+').
+    """
+    text = raw.strip()
+    if assume_international and text and not text.startswith("+"):
+        text = "+" + text
+    if not text:
+        raise InvalidNumber(raw, InvalidNumberCode.NOT_A_NUMBER, "The destination is empty.")
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            if not text.startswith("+") and default_region is None:
+                raise InvalidNumber(
+                    raw,
+                    InvalidNumberCode.MISSING_COUNTRY,
+                    f"The destination {raw!r} has no country code (+...) and no default "
+                    "region is configured.",
+                ) from exc
+            raise InvalidNumber(
+                raw,
+                InvalidNumberCode.INVALID_COUNTRY_CODE,
+                f"The destination {raw!r} has a country code that does not exist.",
+            ) from exc
+        code, why = _PARSE_ERRORS.get(
+            exc.error_type, (InvalidNumberCode.NOT_A_NUMBER, "is not a phone number")
+        )
+        raise InvalidNumber(raw, code, f"The destination {raw!r} {why}.") from exc
+    possibility = phonenumbers.is_possible_number_with_reason(parsed)
+    if possibility != phonenumbers.ValidationResult.IS_POSSIBLE:
+        code, why = _POSSIBILITY_ERRORS.get(
+            possibility, (InvalidNumberCode.NOT_POSSIBLE, "is not a possible number")
+        )
+        raise InvalidNumber(raw, code, f"The destination {raw!r} {why}.")
+    if accept == "valid" and not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber(
+            raw,
+            InvalidNumberCode.NOT_ALLOCATED,
+            f"The destination {raw!r} is not in any allocated number range of its country.",
+        )
+    region = phonenumbers.region_code_for_number(parsed)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return NormalisedNumber(e164, None if region in _NON_GEOGRAPHIC else region, parsed)
+
+
+class NumberResolver:
+    """Normalises destinations and decides their operator from the current tables.
+
+    `swap_tables`/`reload` replace the tables with one reference assignment: a lookup reads
+    the reference once, so it sees either the old pair of tables or the new one, never a mix.
+    """
+
+    def __init__(
+        self, config: NumberingConfig | None = None, tables: OperatorTables | None = None
+    ) -> None:
+        self.config = config if config is not None else NumberingConfig()
+        self._tables = tables if tables is not None else OperatorTables.empty()
+        self._numbering_plan_answers: dict[str, MnoAnswer] = {}
+
+    @classmethod
+    def from_config(cls, config: NumberingConfig) -> NumberResolver:
+        """Load the files named in `config` (blocking)."""
+        return cls(config, load_operator_tables(config.prefix_file, config.mnp_file))
+
+    @property
+    def tables(self) -> OperatorTables:
+        return self._tables
+
+    def swap_tables(self, tables: OperatorTables) -> OperatorTables:
+        """Install `tables`; returns the previous ones."""
+        previous, self._tables = self._tables, tables
+        return previous
+
+    def reload(self) -> OperatorTables:
+        """Re-read the configured files (blocking) and swap them in; on any error the current
+        tables stay in place and the error propagates."""
+        tables = load_operator_tables(self.config.prefix_file, self.config.mnp_file)
+        self.swap_tables(tables)
+        return tables
+
+    def normalise(
+        self, raw: str, *, region: str | None = None, assume_international: bool = False
+    ) -> NormalisedNumber:
+        return normalise_number(
+            raw,
+            default_region=region if region is not None else self.config.default_region,
+            accept=self.config.accept,
+            assume_international=assume_international,
+        )
+
+    def operator_of(self, number: NormalisedNumber) -> MnoAnswer:
+        answer = self._tables.lookup(number.e164)
+        if answer is not None:
+            return answer
+        return self._from_numbering_plan(number.parsed)
+
+    def operator_of_e164(self, e164: str) -> MnoAnswer:
+        """Operator of an already-normalised E.164 string (the fast path: no parsing unless
+        the tables do not know the number)."""
+        answer = self._tables.lookup(e164)
+        if answer is not None:
+            return answer
+        return self._from_numbering_plan(phonenumbers.parse(e164, None))
+
+    def resolve(
+        self, raw: str, *, region: str | None = None, assume_international: bool = False
+    ) -> ResolvedNumber:
+        """Normalise and find the operator; raises `InvalidNumber`."""
+        number = self.normalise(raw, region=region, assume_international=assume_international)
+        operator = self.operator_of(number)
+        country = operator.country if operator.country is not None else number.region
+        return ResolvedNumber(number.e164, country, operator)
+
+    def _from_numbering_plan(self, parsed: phonenumbers.PhoneNumber) -> MnoAnswer:
+        name = carrier.name_for_number(parsed, "en")
+        if not name:
+            return UNKNOWN_OPERATOR
+        answer = self._numbering_plan_answers.get(name)
+        if answer is None:
+            answer = MnoAnswer(name, MnoSource.NUMBERING_PLAN)
+            self._numbering_plan_answers[name] = answer
+        return answer
