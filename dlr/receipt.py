@@ -1,0 +1,294 @@
+"""Delivery receipts from SMSCs: recognising and parsing them.
+
+Owns `DeliveryReceipt` (what one receipt says), `DeliveryReceipt.parse`, `UnparseableReceipt`,
+`is_receipt` and `looks_like_receipt`. Must never correlate, store or decide a message's status:
+it reports what the SMSC said, with the raw evidence (stat word, err, network error) kept.
+
+Where the facts come from
+-------------------------
+TLVs win over text: receipted_message_id (0x001E) for the id, message_state (0x0427) for the
+state, network_error_code (0x0423) for the network error. Whatever the TLVs lack is read from the
+text of SMPP 3.4 appendix B::
+
+    id:IIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD err:E
+    text:...
+
+as SMSCs really write it: keys in any case, `submit_date`/`submitdate` spellings, spaces around
+the colon, fields missing, reordered or added (`imsi:`, `mcc:`), 10-, 12- or 14-digit dates,
+ids with letters or dashes, trailing garbage. Everything after `text:` is the text, whatever it
+contains. A receipt without an id or without a recognisable state raises `UnparseableReceipt`,
+which callers count and keep; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from dlr.status import (
+    SegmentStatus,
+    is_intermediate,
+    status_from_message_state,
+    status_from_stat_word,
+)
+from smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
+    ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+    ESM_CLASS_TYPE_MASK,
+    Tag,
+)
+
+
+class UnparseableReceipt(ValueError):
+    """A receipt that names no message or no state. `raw` keeps the text for the operator."""
+
+    def __init__(self, reason: str, raw: str) -> None:
+        super().__init__(f"unparseable receipt ({reason}): {raw[:200]!r}")
+        self.reason = reason
+        self.raw = raw
+
+
+@dataclass(slots=True, frozen=True)
+class NetworkError:
+    """network_error_code TLV: network type (1 ANSI-136, 2 IS-95, 3 GSM, ...) and its code."""
+
+    network_type: int
+    error_code: int
+
+    def to_bytes(self) -> bytes:
+        return bytes((self.network_type & 0xFF,)) + (self.error_code & 0xFFFF).to_bytes(2, "big")
+
+
+def is_receipt(esm_class: int) -> bool:
+    """esm_class marks an SMSC delivery receipt (0x04) or an intermediate notification (0x20)."""
+    kind = esm_class & ESM_CLASS_TYPE_MASK
+    return kind in (ESM_CLASS_DELIVERY_RECEIPT, ESM_CLASS_INTERMEDIATE_NOTIFICATION)
+
+
+_LOOKS_LIKE = re.compile(r"(?i)(?<!\S)id\s*:.*(?<!\S)stat\s*:")
+
+
+def looks_like_receipt(short_message: bytes | str) -> bool:
+    """For SMSCs that send receipts with esm_class 0: the text has an `id:` and a `stat:`."""
+    text = short_message.decode("latin-1") if isinstance(short_message, bytes) else short_message
+    return _LOOKS_LIKE.search(text) is not None
+
+
+_TEXT_FIELD = re.compile(r"(?i)(?<!\S)text\s*:")
+_KEY = re.compile(r"(?i)(?<!\S)(submit[ _]?date|done[ _]?date|[a-z][a-z0-9_]*)[ \t]*:")
+_KEY_ALIASES = {
+    "id": "id",
+    "sub": "sub",
+    "dlvrd": "dlvrd",
+    "dlvr": "dlvrd",
+    "submit date": "submitdate",
+    "submit_date": "submitdate",
+    "submitdate": "submitdate",
+    "done date": "donedate",
+    "done_date": "donedate",
+    "donedate": "donedate",
+    "stat": "stat",
+    "status": "stat",
+    "err": "err",
+    "error": "err",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryReceipt:
+    """What one SMSC receipt says about one submitted segment.
+
+    `message_id` is the carrier id exactly as carried (trimmed); normalise it with
+    `dlr.ids.canonical_message_id` under the link's receipt id format before correlating.
+    Dates are the SMSC's local time (the format carries no zone).
+    """
+
+    message_id: str
+    status: SegmentStatus
+    intermediate: bool
+    stat: str | None = None  # the raw stat word, e.g. "DELIVRD"
+    message_state: int | None = None  # from the TLV when present
+    error: str | None = None  # the raw err field, e.g. "000", "0x45"
+    network_error: NetworkError | None = None
+    submitted_count: int | None = None
+    delivered_count: int | None = None
+    submit_date: datetime | None = None
+    done_date: datetime | None = None
+    text: str | None = None
+    id_from_tlv: bool = False
+
+    @property
+    def error_code(self) -> int | None:
+        """The err field as a number when it is one (decimal, or 0x-prefixed hex)."""
+        return _error_number(self.error)
+
+    @classmethod
+    def parse(
+        cls,
+        short_message: bytes | str,
+        tlvs: Mapping[int, object] | None = None,
+        esm_class: int = ESM_CLASS_DELIVERY_RECEIPT,
+    ) -> DeliveryReceipt:
+        """Read a receipt from a deliver_sm/data_sm body; raise `UnparseableReceipt` if unusable."""
+        tlvs = tlvs or {}
+        if isinstance(short_message, bytes):
+            body = short_message
+            if not body:
+                payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+                if isinstance(payload, bytes | str):
+                    body = (
+                        payload.encode("latin-1", "replace")
+                        if isinstance(payload, str)
+                        else payload
+                    )
+            # latin-1 never fails and keeps one character per octet; receipts are ASCII.
+            raw = body.decode("latin-1")
+        else:
+            raw = short_message
+            if not raw:
+                payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+                if isinstance(payload, bytes):
+                    raw = payload.decode("latin-1")
+                elif isinstance(payload, str):
+                    raw = payload
+        raw = raw.replace("\x00", "")
+        fields, text = _text_fields(raw)
+
+        tlv_id = _tlv_text(tlvs.get(Tag.RECEIPTED_MESSAGE_ID))
+        message_id = tlv_id or (fields.get("id") or "").strip()
+        if not message_id:
+            raise UnparseableReceipt("no message id", raw)
+
+        state = _tlv_int(tlvs.get(Tag.MESSAGE_STATE))
+        status = status_from_message_state(state) if state is not None else None
+        stat = fields.get("stat")
+        if status is None and stat:
+            status = status_from_stat_word(stat)
+        if status is None:
+            reason = f"unrecognised stat {stat!r}" if stat else "no state"
+            raise UnparseableReceipt(reason, raw)
+
+        intermediate = (
+            esm_class & ESM_CLASS_TYPE_MASK
+        ) == ESM_CLASS_INTERMEDIATE_NOTIFICATION or is_intermediate(status)
+        return cls(
+            message_id=message_id,
+            status=status,
+            intermediate=intermediate,
+            stat=stat or None,
+            message_state=state,
+            error=fields.get("err") or None,
+            network_error=_network_error(tlvs.get(Tag.NETWORK_ERROR_CODE)),
+            submitted_count=_count(fields.get("sub")),
+            delivered_count=_count(fields.get("dlvrd")),
+            submit_date=_date(fields.get("submitdate")),
+            done_date=_date(fields.get("donedate")),
+            text=text,
+            id_from_tlv=bool(tlv_id),
+        )
+
+
+def _text_fields(raw: str) -> tuple[dict[str, str], str | None]:
+    """Split the appendix B text into its known fields (first occurrence wins) and the text."""
+    text: str | None = None
+    head = raw
+    text_match = _TEXT_FIELD.search(raw)
+    if text_match is not None:
+        head = raw[: text_match.start()]
+        text = raw[text_match.end() :]
+    fields: dict[str, str] = {}
+    keys = list(_KEY.finditer(head))
+    for index, key_match in enumerate(keys):
+        name = _KEY_ALIASES.get(key_match.group(1).lower())
+        if name is None or name in fields:
+            continue
+        end = keys[index + 1].start() if index + 1 < len(keys) else len(head)
+        # The value is the first word: later words are trailing garbage or an unknown format.
+        words = head[key_match.end() : end].split(None, 1)
+        fields[name] = words[0] if words else ""
+    return fields, text
+
+
+def _tlv_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, str):
+        return value.strip(" \t\r\n\x00") or None
+    return None
+
+
+def _tlv_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, bytes) and len(value) == 1:
+        return value[0]
+    return None
+
+
+def _network_error(value: object) -> NetworkError | None:
+    if isinstance(value, NetworkError):
+        return value
+    if isinstance(value, bytes) and len(value) == 3:
+        return NetworkError(value[0], int.from_bytes(value[1:], "big"))
+    if isinstance(value, tuple) and len(value) == 2:
+        network_type, code = value
+        if isinstance(network_type, int) and isinstance(code, int):
+            return NetworkError(network_type, code)
+    network_type = getattr(value, "network_type", None)
+    code = getattr(value, "error_code", None)
+    if isinstance(network_type, int) and isinstance(code, int):
+        return NetworkError(network_type, code)
+    return None
+
+
+def _count(value: str | None) -> int | None:
+    if value and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    return None
+
+
+def _error_number(value: str | None) -> int | None:
+    if not value or not value.isascii() or len(value) > 12:
+        return None
+    if value.isdigit():
+        return int(value)
+    if value[:2].lower() == "0x" and len(value) > 2:
+        try:
+            return int(value[2:], 16)
+        except ValueError:
+            return None
+    return None
+
+
+def _date(value: str | None) -> datetime | None:
+    """YYMMDDhhmm, YYMMDDhhmmss or YYYYMMDDhhmmss; None when absent or not a real date."""
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    length = len(value)
+    try:
+        if length == 10 or length == 12:
+            second = int(value[10:12]) if length == 12 else 0
+            return datetime(
+                2000 + int(value[0:2]),
+                int(value[2:4]),
+                int(value[4:6]),
+                int(value[6:8]),
+                int(value[8:10]),
+                second,
+            )
+        if length == 14:
+            return datetime(
+                int(value[0:4]),
+                int(value[4:6]),
+                int(value[6:8]),
+                int(value[8:10]),
+                int(value[10:12]),
+                int(value[12:14]),
+            )
+    except ValueError:
+        return None
+    return None
