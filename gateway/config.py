@@ -23,6 +23,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from routing.config import NumberingConfig, RouteList
+from smpp.segmentation import Concatenation
+
 BUILTIN_SOURCE = "<built-in default>"
 
 # Base for every section: unknown keys and cross-type coercion are configuration mistakes.
@@ -37,7 +40,7 @@ Seconds = Annotated[float, Field(gt=0)]
 # SMPP 3.4 5.2: TON and NPI are single octets; the spec defines 0-6 and 0-18, carriers use more.
 AddressByte = Annotated[int, Field(ge=0, le=255)]
 MessageIdFormatName = Literal["hex", "dec", "str"]
-ConcatenationMethod = Literal["udh8", "udh16", "sar", "payload"]
+ConcatenationMethod = Annotated[Concatenation, Field(strict=False)]
 BindMode = Literal["transmitter", "receiver", "transceiver"]
 
 
@@ -87,12 +90,6 @@ class HttpConfig(BaseModel):
     port: ListenPort = 8080
 
 
-# PLACEHOLDER until routing/ lands its pydantic `NumberingConfig` and `RouteConfig`: the
-# sections are accepted as free-form tables so files written today keep loading.
-NumberingSection = dict[str, Any]
-RouteSection = dict[str, Any]
-
-
 class SmppLinkConfig(BaseModel):
     """An outbound SMPP carrier link (`[[links]]` with `type = "smpp"`)."""
 
@@ -125,7 +122,7 @@ class SmppLinkConfig(BaseModel):
     reconnect_max: Seconds = 60.0
     tls: bool = False
     tls_ca_file: FilePath | None = None
-    concatenation: ConcatenationMethod = "udh8"
+    concatenation: ConcatenationMethod = Concatenation.UDH8
     # How the carrier writes message ids in submit_sm_resp and in receipts; see dlr.ids.
     submit_id_format: MessageIdFormatName = "str"
     dlr_id_format: MessageIdFormatName = "str"
@@ -203,8 +200,8 @@ class TandemConfig(BaseModel):
     store: StoreConfig = StoreConfig()
     smpp_server: SmppServerConfig = SmppServerConfig()
     http: HttpConfig = HttpConfig()
-    numbering: NumberingSection = Field(default_factory=dict)
-    routes: list[RouteSection] = Field(default_factory=list)
+    numbering: NumberingConfig = NumberingConfig()
+    routes: RouteList = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
     dlr: DlrConfig = DlrConfig()
@@ -214,6 +211,11 @@ class TandemConfig(BaseModel):
     def _names_are_unique(self) -> TandemConfig:
         _require_unique("links", (link.name for link in self.links), "name")
         _require_unique("accounts", (a.system_id for a in self.accounts), "system_id")
+        link_names = {link.name for link in self.links}
+        for index, route in enumerate(self.routes):
+            for target in route.targets:
+                if target not in link_names:
+                    raise _KeyedError(f"routes[{index}].targets", f"no link is named {target!r}")
         return self
 
     @property
@@ -234,12 +236,12 @@ def _require_unique(section: str, names: Iterable[str], key: str) -> None:
     seen: set[str] = set()
     for index, name in enumerate(names):
         if name in seen:
-            raise _DuplicateName(f"{section}[{index}].{key}", f"duplicate {key} {name!r}")
+            raise _KeyedError(f"{section}[{index}].{key}", f"duplicate {key} {name!r}")
         seen.add(name)
 
 
-class _DuplicateName(ValueError):
-    """A cross-entry check that knows the exact key; carried out of pydantic intact."""
+class _KeyedError(ValueError):
+    """A cross-section check that knows the exact key; carried out of pydantic intact."""
 
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(reason)
@@ -292,9 +294,9 @@ def _syntax_error(source: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
 def _validation_error(source: str, exc: ValidationError) -> ConfigError:
     errors = exc.errors(include_url=False)
     first = errors[0]
-    duplicate = _find_duplicate(first)
-    if duplicate is not None:
-        key, reason = duplicate.key, duplicate.reason
+    keyed = _find_keyed_error(first)
+    if keyed is not None:
+        key, reason = keyed.key, keyed.reason
     else:
         key, reason = _format_location(first["loc"]), validation_reason(first)
     if len(errors) > 1:
@@ -304,9 +306,9 @@ def _validation_error(source: str, exc: ValidationError) -> ConfigError:
     return ConfigError(source, key or "(top level)", reason)
 
 
-def _find_duplicate(error: Any) -> _DuplicateName | None:
+def _find_keyed_error(error: Any) -> _KeyedError | None:
     cause = error.get("ctx", {}).get("error")
-    return cause if isinstance(cause, _DuplicateName) else None
+    return cause if isinstance(cause, _KeyedError) else None
 
 
 def _format_location(loc: tuple[int | str, ...]) -> str:
@@ -356,7 +358,7 @@ def validation_reason(error: Any) -> str:
         if message.startswith(prefix):
             message = replacement + message.removeprefix(prefix)
             break
-    if kind.endswith("_type") or kind.endswith("_parsing") or kind == "literal_error":
+    if kind.endswith(("_type", "_parsing")) or kind in ("literal_error", "enum"):
         given = repr(error.get("input"))
         message = f"{message}, got {given if len(given) <= 40 else given[:37] + '...'}"
     return _lower_first(message)

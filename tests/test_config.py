@@ -210,3 +210,27 @@ def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"tandem: {bad}: line 1")
     assert "Traceback" not in result.stderr
+
+
+def test_routes_and_numbering_are_routings_models_and_targets_must_be_links(
+    tmp_path: Path,
+) -> None:
+    route = '[[routes]]\nname = "uk"\npriority = 10\nprefixes = ["44"]\ntargets = ["carrier-a"]\n'
+    config = load_config(write(tmp_path, LINK + route + '[numbering]\ndefault_region = "gb"\n'))
+    assert config.routes[0].prefixes == ["+44"]
+    assert config.numbering.default_region == "GB"
+
+    dangling = error_for(tmp_path, route)
+    assert (dangling.key, dangling.reason) == ("routes[0].targets", "no link is named 'carrier-a'")
+    assert error_for(tmp_path, LINK + route + route).key == "routes"
+
+
+def test_concatenation_is_segmentations_enum(tmp_path: Path) -> None:
+    from smpp.segmentation import Concatenation
+
+    assert (
+        load_config(write(tmp_path, LINK + 'concatenation = "sar"\n')).links[0].concatenation
+        is Concatenation.SAR
+    )
+    error = error_for(tmp_path, LINK + 'concatenation = "udh7"\n')
+    assert error.key == "links[0].concatenation" and "'udh7'" in error.reason
