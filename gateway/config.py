@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dlr.ids import MessageIdFormat
 from routing.config import NumberingConfig, RouteList
 from smpp.segmentation import Concatenation
 
@@ -39,7 +40,7 @@ ListenPort = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 # SMPP 3.4 5.2: TON and NPI are single octets; the spec defines 0-6 and 0-18, carriers use more.
 AddressByte = Annotated[int, Field(ge=0, le=255)]
-MessageIdFormatName = Literal["hex", "dec", "str"]
+MessageIdFormatName = Annotated[MessageIdFormat, Field(strict=False)]
 ConcatenationMethod = Annotated[Concatenation, Field(strict=False)]
 BindMode = Literal["transmitter", "receiver", "transceiver"]
 
@@ -124,8 +125,8 @@ class SmppLinkConfig(BaseModel):
     tls_ca_file: FilePath | None = None
     concatenation: ConcatenationMethod = Concatenation.UDH8
     # How the carrier writes message ids in submit_sm_resp and in receipts; see dlr.ids.
-    submit_id_format: MessageIdFormatName = "str"
-    dlr_id_format: MessageIdFormatName = "str"
+    submit_id_format: MessageIdFormatName = MessageIdFormat.STR
+    dlr_id_format: MessageIdFormatName = MessageIdFormat.STR
     # None: the [dlr] section's dlr_timeout.
     dlr_timeout: Seconds | None = None
     max_parts: Annotated[int, Field(ge=1, le=255)] = 10
