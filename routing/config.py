@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,7 +36,8 @@ class RouteStrategy(StrEnum):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Like the gateway's sections: unknown keys and cross-type coercion are mistakes.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NumberingConfig(_Section):
@@ -45,8 +47,12 @@ class NumberingConfig(_Section):
         default=None,
         description="ISO 3166 region used for national input without +, e.g. 'GB'.",
     )
-    prefix_file: str | None = Field(default=None, description="CSV prefix,mno[,country]")
-    mnp_file: str | None = Field(default=None, description="CSV msisdn,mno (ported numbers)")
+    prefix_file: Path | None = Field(
+        default=None, strict=False, description="CSV prefix,mno[,country]"
+    )
+    mnp_file: Path | None = Field(
+        default=None, strict=False, description="CSV msisdn,mno (ported numbers)"
+    )
     accept: Literal["valid", "possible"] = Field(
         default="valid",
         description=(
@@ -128,10 +134,10 @@ class RouteConfig(_Section):
     senders: list[str] = Field(default_factory=list, description="exact sender ids")
     sender_regex: str | None = Field(default=None, description="searched in the sender id")
     accounts: list[str] = Field(default_factory=list, description="HTTP key name or system_id")
-    kinds: list[MessageKind] = Field(default_factory=list)
+    kinds: list[Annotated[MessageKind, Field(strict=False)]] = Field(default_factory=list)
     time_window: TimeWindowConfig | None = None
     targets: list[str] = Field(min_length=1, description="link names")
-    strategy: RouteStrategy = RouteStrategy.FAILOVER
+    strategy: RouteStrategy = Field(default=RouteStrategy.FAILOVER, strict=False)
     weights: list[int] | None = Field(default=None, description="one per target (weighted)")
     throttle_limit: float = Field(
         default=1.0,

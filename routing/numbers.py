@@ -114,7 +114,9 @@ def normalise_number(
     if assume_international and text and not text.startswith("+"):
         text = "+" + text
     if not text:
-        raise InvalidNumber(raw, InvalidNumberCode.NOT_A_NUMBER, "The destination is empty.")
+        raise InvalidNumber(
+            raw, InvalidNumberCode.NOT_A_NUMBER, f"The destination {raw!r} is empty."
+        )
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
