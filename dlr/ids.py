@@ -45,16 +45,14 @@ class InvalidMessageId(ValueError):
 _TRIM = " \t\r\n\x00"
 _HEX = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+)")
 _DEC = re.compile(r"[0-9]+")
-_MAX_NUMERIC_ID = 66  # 64 digits plus an optional 0x prefix
+_MAX_DIGITS = 64
 
 
 def canonical_message_id(raw: str, fmt: MessageIdFormat) -> str:
     """Normalise a carrier id written in `fmt` to the canonical text used as a key."""
     text = raw.strip(_TRIM)
-    if fmt is not MessageIdFormat.STR and len(text) > _MAX_NUMERIC_ID:
-        raise InvalidMessageId(raw, fmt)
     if fmt is MessageIdFormat.DEC:
-        if _DEC.fullmatch(text) is None:
+        if len(text) > _MAX_DIGITS or _DEC.fullmatch(text) is None:
             raise InvalidMessageId(raw, fmt)
         # Skipping int() for ids that are already canonical keeps the hot path cheap.
         if text[0] != "0" or text == "0":
@@ -62,7 +60,7 @@ def canonical_message_id(raw: str, fmt: MessageIdFormat) -> str:
         return str(int(text))
     if fmt is MessageIdFormat.HEX:
         match = _HEX.fullmatch(text)
-        if match is None:
+        if match is None or len(match.group(1)) > _MAX_DIGITS:
             raise InvalidMessageId(raw, fmt)
         return str(int(match.group(1), 16))
     if not text:
