@@ -14,6 +14,7 @@ already holds, so whole frames are never copied twice.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,18 +256,17 @@ def _has_tlvs(cls: type[Pdu]) -> bool:
 
 # --- TLVs ---------------------------------------------------------------------------------------
 
-_TLV_INT_HEADER: dict[int, bytes] = {
-    tag: _TLV_HEADER.pack(tag, size) for tag, size in INTEGER_TLV_SIZES.items()
-}
+_INT_FORMATS = {1: ">HHB", 2: ">HHH", 4: ">HHI"}  # tag, length, value
 
 
 def _decode_tlvs(b: bytes, pos: int, end: int) -> dict[int, object]:
     tlvs: dict[int, object] = {}
     int_sizes = INTEGER_TLV_SIZES
+    unpack_header = _TLV_HEADER.unpack_from
     while pos < end:
         if pos + 4 > end:
             raise _BodyError(_S.ESME_RINVOPTPARSTREAM, "TLV header cut short by the PDU end")
-        tag, length = _TLV_HEADER.unpack_from(b, pos)
+        tag, length = unpack_header(b, pos)
         pos += 4
         value_end = pos + length
         if value_end > end:
@@ -274,36 +274,44 @@ def _decode_tlvs(b: bytes, pos: int, end: int) -> dict[int, object]:
                 _S.ESME_RINVOPTPARSTREAM, f"TLV 0x{tag:04X} of {length} octets overruns the PDU"
             )
         size = int_sizes.get(tag)
-        if size is not None:
-            if length != size:
-                raise _BodyError(
-                    _S.ESME_RINVPARLEN, f"TLV 0x{tag:04X} must be {size} octets, not {length}"
-                )
-            tlvs[tag] = b[pos] if size == 1 else int.from_bytes(b[pos:value_end], "big")
-        elif tag in CSTRING_TLV_MAX:
-            # Tolerated: some SMSCs omit the NUL of receipted_message_id. Keep what precedes it.
-            nul = b.find(b"\0", pos, value_end)
-            tlvs[tag] = b[pos : value_end if nul < 0 else nul].decode("latin-1")
+        if size is None:
+            if tag in CSTRING_TLV_MAX:
+                # Tolerated: some SMSCs omit the NUL of receipted_message_id. Keep what precedes it.
+                nul = b.find(b"\0", pos, value_end)
+                tlvs[tag] = b[pos : value_end if nul < 0 else nul].decode("latin-1")
+            else:
+                tlvs[tag] = b[pos:value_end]
+        elif length != size:
+            raise _BodyError(
+                _S.ESME_RINVPARLEN, f"TLV 0x{tag:04X} must be {size} octets, not {length}"
+            )
+        elif size == 1:
+            tlvs[tag] = b[pos]
         else:
-            tlvs[tag] = b[pos:value_end]
+            tlvs[tag] = int.from_bytes(b[pos:value_end])
         pos = value_end
     return tlvs
 
 
+_TLV_INT_PACKERS: dict[int, Callable[[int], bytes]] = {
+    tag: functools.partial(struct.Struct(_INT_FORMATS[size]).pack, tag, size)
+    for tag, size in INTEGER_TLV_SIZES.items()
+}
+
+
 def _encode_tlvs(tlvs: dict[int, object]) -> bytes:
     parts: list[bytes] = []
+    int_packers = _TLV_INT_PACKERS
     for tag, value in tlvs.items():
+        pack_int = int_packers.get(tag)
         if isinstance(value, bytes):
             # Raw value: unknown tags, or a caller that pre-encoded a known one.
             parts.append(_TLV_HEADER.pack(tag, len(value)))
             parts.append(value)
-            continue
-        int_header = _TLV_INT_HEADER.get(tag)
-        if int_header is not None:
+        elif pack_int is not None:
             if not isinstance(value, int):
                 raise PduEncodeError(f"TLV 0x{tag:04X} holds an integer, got {value!r}")
-            parts.append(int_header)
-            parts.append(value.to_bytes(INTEGER_TLV_SIZES[tag], "big"))
+            parts.append(pack_int(value))
         elif tag in CSTRING_TLV_MAX:
             if not isinstance(value, str):
                 raise PduEncodeError(f"TLV 0x{tag:04X} holds a string, got {value!r}")
@@ -445,17 +453,22 @@ def _decoder_source(cls: type[Pdu], fields: list[_Field]) -> str:
             index += run
             continue
         if kind == _CSTR:
-            lines.append(f"    limit = pos + {size}")
-            lines.append("    if limit > end:")
-            lines.append("        limit = end")
-            lines.append("    nul = b.find(b'\\0', pos, limit)")
-            lines.append("    if nul < 0:")
+            # Empty strings (service_type, schedule_delivery_time, ...) are the common case.
+            lines.append("    if pos < end and b[pos] == 0:")
+            lines.append(f"        {var} = ''")
+            lines.append("        pos += 1")
+            lines.append("    else:")
+            lines.append(f"        limit = pos + {size}")
+            lines.append("        if limit > end:")
+            lines.append("            limit = end")
+            lines.append("        nul = b.find(b'\\0', pos, limit)")
+            lines.append("        if nul < 0:")
             lines.append(
-                f"        raise _BodyError({int(status)}, "
+                f"            raise _BodyError({int(status)}, "
                 f"'{field_name}: no NUL within {size} octets')"
             )
-            lines.append(f"    {var} = b[pos:nul].decode('latin-1')")
-            lines.append("    pos = nul + 1")
+            lines.append(f"        {var} = b[pos:nul].decode('latin-1')")
+            lines.append("        pos = nul + 1")
         elif kind == _SHORT_MESSAGE:
             lines.append("    if pos >= end:")
             lines.append(f"        raise _BodyError({int(status)}, 'body ends before sm_length')")
@@ -514,12 +527,16 @@ def _encoder_source(cls: type[Pdu], fields: list[_Field]) -> str:
             template.append("%c")
             values.append(f"p.{field_name}")
         elif kind == _CSTR:
-            lines.append(f"    {var} = p.{field_name}.encode('latin-1')")
-            lines.append(f"    if len({var}) > {size - 1} or b'\\0' in {var}:")
+            lines.append(f"    {var} = p.{field_name}")
+            lines.append(f"    if {var}:")
+            lines.append(f"        {var} = {var}.encode('latin-1')")
+            lines.append(f"        if len({var}) > {size - 1} or b'\\0' in {var}:")
             lines.append(
-                f"        raise PduEncodeError('{field_name}: ' + repr(p.{field_name}) + "
+                f"            raise PduEncodeError('{field_name}: ' + repr(p.{field_name}) + "
                 f"' is longer than {size - 1} octets or holds a NUL')"
             )
+            lines.append("    else:")
+            lines.append(f"        {var} = b''")
             template.append("%s\\0")
             values.append(var)
         elif kind == _SHORT_MESSAGE:

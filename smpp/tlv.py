@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from smpp.constants import Tag
 
-INTEGER_TLV_SIZES: dict[int, int] = {
+_INTEGER_TLVS: dict[Tag, int] = {
     Tag.DEST_ADDR_SUBUNIT: 1,
     Tag.DEST_NETWORK_TYPE: 1,
     Tag.DEST_BEARER_TYPE: 1,
@@ -47,12 +47,17 @@ INTEGER_TLV_SIZES: dict[int, int] = {
     Tag.MS_VALIDITY: 1,
     Tag.ITS_REPLY_TYPE: 1,
 }
-"""Integer TLVs: tag -> size in octets (big-endian, unsigned); the value is an `int`."""
-
-CSTRING_TLV_MAX: dict[int, int] = {
+_CSTRING_TLVS: dict[Tag, int] = {
     Tag.ADDITIONAL_STATUS_INFO_TEXT: 256,
     Tag.RECEIPTED_MESSAGE_ID: 65,
 }
+
+# Keyed by plain ints: the codec looks tags up by the int it read, and an int key finds an int
+# faster than an enum member.
+INTEGER_TLV_SIZES: dict[int, int] = {int(tag): size for tag, size in _INTEGER_TLVS.items()}
+"""Integer TLVs: tag -> size in octets (big-endian, unsigned); the value is an `int`."""
+
+CSTRING_TLV_MAX: dict[int, int] = {int(tag): size for tag, size in _CSTRING_TLVS.items()}
 """C-Octet String TLVs: tag -> maximum size in octets including the NUL; the value is a `str`."""
 
 # Octet-string TLVs (value `bytes`): source_subaddress, dest_subaddress, callback_num,
