@@ -63,6 +63,13 @@ def _build_encode_map() -> dict[int, str]:
 # not in the map stays itself (non-ASCII), so `isascii()` tells whether the text was encodable.
 _ENCODE_MAP = _build_encode_map()
 
+# Fast path for plain ASCII text (most traffic): one bytes.translate. ASCII characters that need
+# an escape or are not in the alphabet map to 0x80, which sends the text down the general path.
+_ASCII_SEPTETS = bytes(
+    ord(_ENCODE_MAP[code]) if len(_ENCODE_MAP[code]) == 1 and _ENCODE_MAP[code] < "\x80" else 0x80
+    for code in range(128)
+) + bytes([0x80] * 128)
+
 _REPRESENTABLE = frozenset(BASIC_TABLE.replace("\x1b", "")) | frozenset(EXTENSION_TABLE.values())
 _EXTENSION_CHARS = frozenset(EXTENSION_TABLE.values())
 
@@ -100,6 +107,10 @@ def encode(text: str) -> bytes:
 
     Raises Gsm7EncodeError naming the characters the alphabet lacks.
     """
+    if text.isascii():
+        fast = text.encode("ascii").translate(_ASCII_SEPTETS)
+        if 0x80 not in fast:
+            return fast
     septets = text.translate(_ENCODE_MAP)
     if not septets.isascii():
         raise Gsm7EncodeError(unrepresentable_characters(text))
