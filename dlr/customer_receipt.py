@@ -109,7 +109,7 @@ def build_customer_receipt(
     )
     tlvs: dict[int, object] = {
         Tag.RECEIPTED_MESSAGE_ID: message_id,
-        Tag.MESSAGE_STATE: message_state(status),
+        Tag.MESSAGE_STATE: int(message_state(status)),
     }
     if network_error is not None:
         tlvs[Tag.NETWORK_ERROR_CODE] = network_error.to_bytes()

@@ -251,7 +251,7 @@ def stat_word(status: AnyStatus) -> str:
 
 def message_state(status: AnyStatus) -> int:
     """The SMPP message_state number we send for a status."""
-    return _STATUS_TO_STAT_WORD[status.value][1]
+    return int(_STATUS_TO_STAT_WORD[status.value][1])
 
 
 def segment_to_message_status(status: SegmentStatus) -> MessageStatus:
