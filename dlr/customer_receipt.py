@@ -35,6 +35,7 @@ from smpp.constants import (
     REGISTERED_DELIVERY_RECEIPT_ON_FAILURE,
     Tag,
 )
+from smpp.pdu import DeliverSm
 
 REGISTERED_DELIVERY_RECEIPT_ON_SUCCESS = 0x03  # SMPP 5.0
 RECEIPT_TEXT_LENGTH = 20  # appendix B: the first 20 characters of the original message
@@ -65,7 +66,26 @@ class CustomerReceipt:
     esm_class: int
     short_message: bytes
     tlvs: dict[int, object]
+    source_addr_ton: int = 0
+    source_addr_npi: int = 0
+    dest_addr_ton: int = 0
+    dest_addr_npi: int = 0
     data_coding: int = 0
+
+    def to_deliver_sm(self, sequence_number: int = 0) -> DeliverSm:
+        return DeliverSm(
+            sequence_number=sequence_number,
+            source_addr_ton=self.source_addr_ton,
+            source_addr_npi=self.source_addr_npi,
+            source_addr=self.source_addr,
+            dest_addr_ton=self.dest_addr_ton,
+            dest_addr_npi=self.dest_addr_npi,
+            destination_addr=self.destination_addr,
+            esm_class=self.esm_class,
+            data_coding=self.data_coding,
+            short_message=self.short_message,
+            tlvs=dict(self.tlvs),
+        )
 
 
 def _date(moment: datetime) -> str:
@@ -88,6 +108,10 @@ def build_customer_receipt(
     text: str,
     original_source: str,
     original_destination: str,
+    original_source_ton: int = 0,
+    original_source_npi: int = 0,
+    original_destination_ton: int = 0,
+    original_destination_npi: int = 0,
     intermediate: bool = False,
     error: int | str = 0,
     network_error: NetworkError | None = None,
@@ -108,14 +132,18 @@ def build_customer_receipt(
         f" stat:{stat_word(status)} err:{err} text:{_receipt_text(text)}"
     )
     tlvs: dict[int, object] = {
-        Tag.RECEIPTED_MESSAGE_ID: message_id,
-        Tag.MESSAGE_STATE: int(message_state(status)),
+        int(Tag.RECEIPTED_MESSAGE_ID): message_id,
+        int(Tag.MESSAGE_STATE): message_state(status),
     }
     if network_error is not None:
-        tlvs[Tag.NETWORK_ERROR_CODE] = network_error.to_bytes()
+        tlvs[int(Tag.NETWORK_ERROR_CODE)] = network_error.to_bytes()
     return CustomerReceipt(
         source_addr=original_destination,
         destination_addr=original_source,
+        source_addr_ton=original_destination_ton,
+        source_addr_npi=original_destination_npi,
+        dest_addr_ton=original_source_ton,
+        dest_addr_npi=original_source_npi,
         esm_class=ESM_CLASS_INTERMEDIATE_NOTIFICATION
         if intermediate
         else ESM_CLASS_DELIVERY_RECEIPT,

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from dlr.customer_receipt import build_customer_receipt, wants_receipt
 from dlr.receipt import DeliveryReceipt, NetworkError, is_receipt
 from dlr.status import MessageStatus, SegmentStatus, is_final
+from smpp.codec import decode, encode
 from smpp.constants import Tag
+from smpp.pdu import DeliverSm
 
 M = MessageStatus
 SUBMITTED_AT = datetime(2024, 3, 5, 9, 41)
@@ -168,3 +170,36 @@ def test_customer_receipt_round_trips_through_our_own_parser(
     assert with_tlvs.message_id == message_id
     # Text ids are read up to the first space; ours contain none.
     assert text_only.message_id == message_id
+
+
+def test_customer_receipt_survives_the_wire_as_a_deliver_sm() -> None:
+    receipt = build_customer_receipt(
+        message_id="01HV6Z3K9Q-0001",
+        status=M.EXPIRED,
+        submitted_at=SUBMITTED_AT,
+        done_at=DONE_AT,
+        text="Reminder: dentist at 9",
+        original_source="TANDEM",
+        original_source_ton=5,
+        original_destination="447700900123",
+        original_destination_ton=1,
+        original_destination_npi=1,
+        network_error=NetworkError(3, 27),
+    )
+    decoded = decode(encode(receipt.to_deliver_sm(sequence_number=42)))
+    assert isinstance(decoded, DeliverSm)
+    assert (decoded.sequence_number, decoded.esm_class) == (42, 0x04)
+    assert (decoded.source_addr, decoded.source_addr_ton, decoded.source_addr_npi) == (
+        "447700900123",
+        1,
+        1,
+    )
+    assert (decoded.destination_addr, decoded.dest_addr_ton) == ("TANDEM", 5)
+    parsed = DeliveryReceipt.parse(decoded.short_message, decoded.tlvs, decoded.esm_class)
+    assert (parsed.message_id, parsed.status, parsed.message_state) == (
+        "01HV6Z3K9Q-0001",
+        SegmentStatus.EXPIRED,
+        3,
+    )
+    assert parsed.id_from_tlv and parsed.network_error == NetworkError(3, 27)
+    assert parsed.text == "Reminder: dentist at"
