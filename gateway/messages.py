@@ -1,0 +1,158 @@
+"""The message data model: what one MT is, what its segments and history entries are, and our ids.
+
+Owns: `Message` (one customer MT as accepted by an intake link), `Segment` (one submit_sm of it on
+one link, with the carrier's id for receipt correlation), `HistoryEntry` (one recorded event),
+the message id format, and the priority each kind of traffic gets.
+
+Never does: I/O, persistence, status decisions. Statuses are the enums of `dlr.status`; the store
+and the links decide transitions, this module only carries the data.
+
+Conventions every room relies on:
+- `destination` holds E.164 digits without the leading '+', e.g. "447700900123": that is how SMPP
+  carries an international number (TON 1, NPI 1) and how routing prefix tables match it.
+- Times (`send_at`, `validity_at`, `next_attempt_at`, `created_at`, ...) are unix seconds (float):
+  they are absolute instants that must survive a restart, so a monotonic clock cannot express them.
+- `priority`: lower is sooner, 0..9. Left at `PRIORITY_FROM_KIND` it follows `kind` (OTP first).
+- `Segment.index` is 0-based; `Segment.total` is the number of parts of the message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dlr.status import MessageStatus, SegmentStatus, StatusEvent
+
+
+class Channel(StrEnum):
+    """The intake link a message came in through."""
+
+    HTTP = "http"
+    SMPP = "smpp"
+
+
+class MessageKind(StrEnum):
+    """What the traffic is for; decides the default priority."""
+
+    OTP = "otp"
+    TRANSACTIONAL = "transactional"
+    BULK = "bulk"
+
+
+KIND_PRIORITY: dict[MessageKind, int] = {
+    MessageKind.OTP: 0,
+    MessageKind.TRANSACTIONAL: 5,
+    MessageKind.BULK: 9,
+}
+PRIORITY_FROM_KIND = -1  # sentinel default: replaced by KIND_PRIORITY[kind] on construction
+
+
+class MessageIdGenerator:
+    """Our message ids: 20 lowercase hex chars, unique, time-ordered, URL-safe.
+
+    The id is an 80-bit number: 48 bits of unix milliseconds then 32 bits that start random in
+    each new millisecond and count up within it. Ids from one generator therefore sort in
+    creation order (even if the wall clock steps back, the value only grows), and two processes
+    collide only if they pick the same 32 random bits in the same millisecond.
+    """
+
+    __slots__ = ("_last", "_lock")
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()  # ids may be minted from executor threads too
+
+    def next_id(self, now_ms: int) -> str:
+        candidate = (now_ms << 32) | int.from_bytes(os.urandom(4), "big")
+        with self._lock:
+            # Within one millisecond (or after a clock step back) count up from the last id.
+            if candidate >> 32 <= self._last >> 32:
+                candidate = self._last + 1
+            self._last = candidate
+        return f"{candidate:020x}"
+
+
+_default_ids = MessageIdGenerator()
+
+
+def new_message_id() -> str:
+    """A fresh message id from the process-wide generator (reads the wall clock)."""
+    return _default_ids.next_id(time.time_ns() // 1_000_000)
+
+
+@dataclass(slots=True)
+class Message:
+    """One MT as accepted from a customer, with its routing and delivery state."""
+
+    account: str
+    channel: Channel
+    source_addr: str
+    destination: str  # E.164 digits without '+'
+    body: bytes  # the full message, encoded per data_coding; links segment it
+    id: str = field(default_factory=new_message_id)
+    source_ton: int = 0
+    source_npi: int = 0
+    kind: MessageKind = MessageKind.TRANSACTIONAL
+    priority: int = PRIORITY_FROM_KIND
+    data_coding: int = 0
+    text: str | None = None  # the text as the customer sent it, when it was text
+    esm_class: int = 0
+    registered_delivery: int = 1  # receipts on final outcome: the gateway tracks delivery
+    validity_at: float | None = None  # not delivered by then: EXPIRED, never sent late
+    send_at: float | None = None  # scheduled delivery: held in the queue until then
+    route: str | None = None  # name of the route rule that matched
+    targets: list[str] = field(default_factory=list)  # candidate links, in route order
+    strategy: str | None = None  # how the route spreads over targets (routing's vocabulary)
+    link: str | None = None  # the link it was (last) given to
+    status: MessageStatus = MessageStatus.ACCEPTED
+    attempts: int = 0  # send attempts that reached an outcome (submitted, retried, failed)
+    next_attempt_at: float | None = None  # backoff: not before this
+    last_error: str | None = None
+    callback_url: str | None = None
+    reference: str | None = None  # the customer's own reference, echoed back
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0  # 0.0: same as created_at
+
+    def __post_init__(self) -> None:
+        if self.priority == PRIORITY_FROM_KIND:
+            self.priority = KIND_PRIORITY[self.kind]
+        if not self.updated_at:
+            self.updated_at = self.created_at
+
+    @property
+    def due_at(self) -> float:
+        """The earliest instant it may be sent: its schedule and its backoff both respected."""
+        return max(self.send_at or 0.0, self.next_attempt_at or 0.0)
+
+    def is_expired(self, now: float) -> bool:
+        return self.validity_at is not None and self.validity_at <= now
+
+
+@dataclass(slots=True)
+class Segment:
+    """One submitted part of a message on one link; `carrier_id` is canonical (dlr.ids)."""
+
+    message_id: str
+    index: int  # 0-based
+    total: int
+    status: SegmentStatus = SegmentStatus.SUBMITTED
+    link: str | None = None
+    carrier_id: str | None = None
+    submitted_at: float | None = None
+    changed_at: float | None = None  # last status change (first failure wins, by this time)
+    done_at: float | None = None  # when it reached a final status
+    error: str | None = None  # SMPP error / receipt err field
+    network_error: str | None = None  # network_error_code TLV, as text
+
+
+@dataclass(slots=True, frozen=True)
+class HistoryEntry:
+    """One recorded event of a message: `dlr.status.StatusEvent` (what was reported, when, by
+    whom, whether it changed anything) placed on the message, or on one segment of it."""
+
+    message_id: str
+    event: StatusEvent
+    segment_index: int | None = None  # None: the message as a whole

@@ -1,0 +1,220 @@
+"""The one store interface: what the gateway may ask of durable message storage.
+
+Owns: `MessageStore` (the protocol every backend implements), the result types it returns and the
+store errors. Callers (intake links, senders, the receipt handler, the daemon on start) depend on
+this module only; `gateway.store.sqlite` is the default backend, a PostgreSQL one can follow.
+
+Never does: SQL, files, connections, or anything one backend needs and another would not. Backend
+knobs (paths, synchronous modes, pool sizes) belong to the backend's constructor.
+
+Contract shared by all backends:
+- Every write is durable when its `await` returns: an MT is acknowledged to a customer only after
+  `accept` returned. Backends may group many callers' writes into one transaction (group commit);
+  each caller still waits for the commit that carries its own rows.
+- Transitions follow `dlr.status` (`advance`, `can_transition`) and segment receipts follow
+  `dlr.aggregate.apply_segment_status`; the store applies those rules, it does not have its own.
+  Final statuses are final (apart from dlr.status's one exception: a definitive receipt replaces
+  UNKNOWN). A later event for a final message or segment (a late receipt, a requeue after a
+  cancel) is recorded in history and changes nothing; the result says `changed=False`.
+- Carrier ids are stored and looked up exactly as given: callers pass the canonical form from
+  `dlr.ids.canonical_message_id`, the store never normalises.
+- `attempts` counts send attempts that reached an outcome: `mark_submitted`, `requeue` and `fail`
+  (unless told otherwise) each add one. A message being sent when the process dies is still
+  QUEUED in the store and comes back from `load_pending` (at-least-once).
+
+Growing the interface: later tables (accounts and API keys, idempotency keys, OTP records, the
+opt-out list, MO messages) get their own small protocols next to this one, implemented by the same
+backend objects over the same writer; nothing here needs rewriting for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from dlr.aggregate import SegmentUpdate
+from dlr.correlation import SegmentRef
+from dlr.status import MessageStatus, SegmentStatus, StatusSource
+from gateway.messages import HistoryEntry, Message, Segment
+
+
+class StoreError(Exception):
+    """A store operation could not be carried out."""
+
+
+class DuplicateMessageId(StoreError):
+    """`accept` was given a message whose id is already stored; nothing of that call was kept."""
+
+
+class StoreClosed(StoreError):
+    """The store is not open (never opened, or closed)."""
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    """A message with its segments (by index) and its history (oldest first)."""
+
+    message: Message
+    segments: list[Segment] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class StatusChange:
+    """The outcome of a transition request.
+
+    `changed`: the request took effect (False: unknown id, a final status, a duplicate).
+    `message`: the message as stored after the request (None: no such message or carrier id).
+    For segment-level requests, `segment` is the segment as stored after it and `update` is the
+    `dlr.aggregate.SegmentUpdate` that decided it (feed it to `dlr.aggregate.reports`).
+    """
+
+    changed: bool
+    message: Message | None
+    segment: Segment | None = None
+    update: SegmentUpdate | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StoreStats:
+    """Counters of the write path, for tests and metrics (group commit is visible here)."""
+
+    commits: int  # transactions committed
+    operations: int  # write requests carried by those transactions
+    rows: int  # messages / segments / history items those requests wrote
+    failed_operations: int  # requests that raised (their part of the transaction rolled back)
+    largest_batch: int  # most requests one transaction carried
+    queued: int  # requests waiting for the writer right now
+
+
+@runtime_checkable
+class MessageStore(Protocol):
+    """Durable MT storage: accept, follow through sending and receipts, resume after restart."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start the writer; call once before anything else."""
+
+    async def close(self) -> None:
+        """Finish every write already requested, then release connections."""
+
+    def stats(self) -> StoreStats: ...
+
+    # --- intake -------------------------------------------------------------------------------
+    async def accept(
+        self, messages: Sequence[Message], *, source: StatusSource = StatusSource.INTAKE
+    ) -> None:
+        """Store new messages (as given, usually ACCEPTED or QUEUED); returns once durable.
+
+        All or nothing per call: a duplicate id raises `DuplicateMessageId` and keeps none.
+        """
+
+    async def cancel(self, message_id: str, *, at: float, source: StatusSource) -> StatusChange:
+        """DELETED if still ACCEPTED/QUEUED. Take it out of the send queue first: a message a
+        sender already holds cannot be recalled, and the queue is what knows that."""
+
+    # --- sending ------------------------------------------------------------------------------
+    async def mark_submitted(
+        self,
+        message_id: str,
+        segments: Sequence[Segment],
+        *,
+        link: str,
+        at: float,
+        source: StatusSource,
+    ) -> StatusChange:
+        """The link got submit_sm_resp for these segments (all of them, or one at a time):
+        record link and carrier id (the correlation entry), apply each segment's status (usually
+        SUBMITTED, FAILED for a refused part) and derive the message's. The attempt is counted
+        when the message leaves QUEUED."""
+
+    async def requeue(
+        self,
+        message_id: str,
+        *,
+        next_attempt_at: float,
+        error: str,
+        at: float,
+        source: StatusSource,
+    ) -> StatusChange:
+        """A temporary failure: QUEUED again, not before `next_attempt_at`; attempt counted."""
+
+    async def fail(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        error: str | None,
+        at: float,
+        source: StatusSource,
+        count_attempt: bool = True,
+    ) -> StatusChange:
+        """A permanent outcome before or instead of submission (REJECTED, FAILED, EXPIRED, ...).
+
+        `error` carries the SMPP status or reason, e.g. "0x0000000B ESME_RINVDSTADR".
+        `count_attempt=False` for outcomes that were no send attempt (expired in the queue, no
+        route).
+        """
+
+    async def expire_due(self, now: float, *, source: StatusSource, limit: int = 1000) -> list[str]:
+        """Mark EXPIRED every ACCEPTED/QUEUED message whose validity ended by `now`; their ids."""
+
+    # --- receipts -----------------------------------------------------------------------------
+    async def apply_segment_status(
+        self,
+        link: str,
+        carrier_id: str,
+        status: SegmentStatus,
+        *,
+        at: float,
+        source: StatusSource,
+        detail: str = "",
+        error: str | None = None,
+        network_error: str | None = None,
+    ) -> StatusChange:
+        """A receipt (or other news) for the segment the carrier knows as `carrier_id` on `link`.
+
+        Updates the segment, records history and re-derives the message status, in one
+        transaction. Unknown carrier id: `StatusChange(False, None)`, nothing recorded.
+        """
+
+    async def set_segment_status(
+        self,
+        message_id: str,
+        segment_index: int,
+        status: SegmentStatus,
+        *,
+        at: float,
+        source: StatusSource,
+        detail: str = "",
+        error: str | None = None,
+        network_error: str | None = None,
+    ) -> StatusChange:
+        """Same as `apply_segment_status`, addressed by our ids (e.g. the receipt timeout)."""
+
+    async def find_segment(self, link: str, carrier_id: str) -> SegmentRef | None:
+        """The segment a carrier id on a link belongs to (the latest submission if a carrier
+        reused the id); `find_segment(*dlr.ids.smpp_receipt_key(...))` works."""
+
+    async def list_submitted_older_than(self, cutoff: float, *, limit: int = 1000) -> list[Segment]:
+        """Segments still awaiting a final receipt that were submitted before `cutoff`."""
+
+    # --- reading and history ------------------------------------------------------------------
+    async def get(self, message_id: str) -> MessageRecord | None:
+        """The message with its segments and history, or None."""
+
+    async def load_pending(self) -> list[Message]:
+        """Every ACCEPTED/QUEUED message (including those in flight when the process stopped),
+        most urgent first: what the daemon puts back into the send queue on start."""
+
+    async def record_history(
+        self,
+        message_id: str,
+        *,
+        status: MessageStatus | SegmentStatus,
+        source: StatusSource,
+        at: float,
+        detail: str = "",
+        segment_index: int | None = None,
+    ) -> None:
+        """Add an event (changed=False) to a message's history without changing any status."""

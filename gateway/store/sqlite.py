@@ -1,0 +1,867 @@
+"""The default `MessageStore`: one SQLite file in WAL mode, written by one batching writer.
+
+Owns the SQLite schema and its migrations, the write path (group commit) and the read queries.
+Never does: status rules (those are `dlr.status` and `dlr.aggregate`, applied here), routing, or
+anything a caller could see through the interface that another backend could not do too.
+
+Theory of operation
+-------------------
+Writes: every write method turns into a small function of a `sqlite3.Connection` (an "op") and a
+future, appended to one queue. A single writer task takes everything queued (up to `max_batch`),
+runs all of it in ONE transaction on ONE thread hop, commits, and resolves each caller's future.
+While one batch commits the next one fills up, so under load many callers share a commit (group
+commit) and the thread hop costs microseconds per row instead of ~100 us. If an op raises, the
+batch is rolled back and replayed one op per transaction, so one bad request cannot sink its
+neighbours (ops are functions of the database and their arguments, so replaying is safe).
+aiosqlite runs one statement per hop, so the writer keeps its connection on a dedicated
+single-thread executor instead; reads go through aiosqlite on a second connection (WAL lets
+readers run beside the writer and shows them committed data only).
+
+Durability: a caller's `await` returns after COMMIT. With `synchronous="NORMAL"` (the default) a
+WAL commit is in the operating system's hands: it survives the process being killed (kill -9),
+but the last transactions can be lost if the machine loses power. `synchronous="FULL"` fsyncs the
+WAL on every commit and survives power loss too, at the price of one fsync per group commit.
+
+Dialect: the SQL sticks to what PostgreSQL also accepts (ON CONFLICT upserts, partial indexes),
+apart from `?` placeholders, WITHOUT ROWID and the PRAGMAs, so a PostgreSQL backend can start from
+the same statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+
+from dlr.aggregate import SegmentState, apply_segment_status
+from dlr.correlation import SegmentRef
+from dlr.status import (
+    MessageStatus,
+    SegmentStatus,
+    StatusEvent,
+    StatusSource,
+    advance,
+    is_final,
+)
+from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment
+from gateway.store.base import (
+    DuplicateMessageId,
+    MessageRecord,
+    StatusChange,
+    StoreClosed,
+    StoreStats,
+)
+
+Synchronous = Literal["NORMAL", "FULL"]
+T = TypeVar("T")
+
+# Messages not yet handed to a carrier: what restart resumes, and what may expire, be cancelled
+# or be requeued.
+_UNSENT = (MessageStatus.ACCEPTED.value, MessageStatus.QUEUED.value)
+# Segments still waiting for a receipt: what the receipt timeout sweeps.
+_AWAITING_RECEIPT = (
+    SegmentStatus.SUBMITTED.value,
+    SegmentStatus.ENROUTE.value,
+    SegmentStatus.SMSC_ACCEPTED.value,
+)
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: messages, their segments (with the carrier-id correlation index) and history.
+    """
+    CREATE TABLE messages (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        source_addr TEXT NOT NULL,
+        source_ton INTEGER NOT NULL,
+        source_npi INTEGER NOT NULL,
+        destination TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        data_coding INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        text TEXT,
+        esm_class INTEGER NOT NULL,
+        registered_delivery INTEGER NOT NULL,
+        validity_at REAL,
+        send_at REAL,
+        route TEXT,
+        targets TEXT NOT NULL,
+        strategy TEXT,
+        link TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL,
+        last_error TEXT,
+        callback_url TEXT,
+        reference TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_by_status ON messages (status, validity_at);
+    CREATE TABLE segments (
+        message_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        link TEXT,
+        carrier_id TEXT,
+        submitted_at REAL,
+        changed_at REAL,
+        done_at REAL,
+        error TEXT,
+        network_error TEXT,
+        PRIMARY KEY (message_id, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX segments_by_carrier_id ON segments (link, carrier_id)
+        WHERE carrier_id IS NOT NULL;
+    CREATE INDEX segments_by_status ON segments (status, submitted_at);
+    CREATE TABLE history (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        segment_index INTEGER,
+        at REAL NOT NULL,
+        status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        changed INTEGER NOT NULL
+    );
+    CREATE INDEX history_by_message ON history (message_id, id);
+    """,
+)
+
+_MESSAGE_COLUMNS = (
+    "id, account, channel, source_addr, source_ton, source_npi, destination, kind, priority, "
+    "data_coding, body, text, esm_class, registered_delivery, validity_at, send_at, route, "
+    "targets, strategy, link, status, attempts, next_attempt_at, last_error, callback_url, "
+    "reference, created_at, updated_at"
+)
+_SEGMENT_COLUMNS = (
+    "message_id, idx, total, status, link, carrier_id, submitted_at, changed_at, done_at, "
+    "error, network_error"
+)
+_HISTORY_COLUMNS = "message_id, segment_index, at, status, source, detail, changed"
+
+_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 28)})"
+_UPDATE_MESSAGE = (
+    "UPDATE messages SET status = ?, link = ?, attempts = ?, next_attempt_at = ?, "
+    "last_error = ?, updated_at = ? WHERE id = ?"
+)
+_SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+_UPSERT_SEGMENT = (
+    f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (message_id, idx) DO UPDATE SET total = excluded.total, "
+    "status = excluded.status, link = excluded.link, carrier_id = excluded.carrier_id, "
+    "submitted_at = excluded.submitted_at, changed_at = excluded.changed_at, "
+    "done_at = excluded.done_at, error = excluded.error, network_error = excluded.network_error"
+)
+_SELECT_SEGMENTS = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE message_id = ? ORDER BY idx"
+_FIND_SEGMENT = (
+    "SELECT message_id, idx FROM segments WHERE link = ? AND carrier_id = ? "
+    "ORDER BY submitted_at DESC LIMIT 1"
+)
+_INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _message_row(m: Message) -> tuple[Any, ...]:
+    return (
+        m.id,
+        m.account,
+        m.channel.value,
+        m.source_addr,
+        m.source_ton,
+        m.source_npi,
+        m.destination,
+        m.kind.value,
+        m.priority,
+        m.data_coding,
+        m.body,
+        m.text,
+        m.esm_class,
+        m.registered_delivery,
+        m.validity_at,
+        m.send_at,
+        m.route,
+        json.dumps(m.targets),
+        m.strategy,
+        m.link,
+        m.status.value,
+        m.attempts,
+        m.next_attempt_at,
+        m.last_error,
+        m.callback_url,
+        m.reference,
+        m.created_at,
+        m.updated_at,
+    )
+
+
+def _message_from_row(r: Sequence[Any]) -> Message:
+    return Message(
+        id=r[0],
+        account=r[1],
+        channel=Channel(r[2]),
+        source_addr=r[3],
+        source_ton=r[4],
+        source_npi=r[5],
+        destination=r[6],
+        kind=MessageKind(r[7]),
+        priority=r[8],
+        data_coding=r[9],
+        body=bytes(r[10]),
+        text=r[11],
+        esm_class=r[12],
+        registered_delivery=r[13],
+        validity_at=r[14],
+        send_at=r[15],
+        route=r[16],
+        targets=json.loads(r[17]),
+        strategy=r[18],
+        link=r[19],
+        status=MessageStatus(r[20]),
+        attempts=r[21],
+        next_attempt_at=r[22],
+        last_error=r[23],
+        callback_url=r[24],
+        reference=r[25],
+        created_at=r[26],
+        updated_at=r[27],
+    )
+
+
+def _segment_row(s: Segment) -> tuple[Any, ...]:
+    return (
+        s.message_id,
+        s.index,
+        s.total,
+        s.status.value,
+        s.link,
+        s.carrier_id,
+        s.submitted_at,
+        s.changed_at,
+        s.done_at,
+        s.error,
+        s.network_error,
+    )
+
+
+def _segment_from_row(r: Sequence[Any]) -> Segment:
+    return Segment(
+        message_id=r[0],
+        index=r[1],
+        total=r[2],
+        status=SegmentStatus(r[3]),
+        link=r[4],
+        carrier_id=r[5],
+        submitted_at=r[6],
+        changed_at=r[7],
+        done_at=r[8],
+        error=r[9],
+        network_error=r[10],
+    )
+
+
+def _history_row(
+    message_id: str, event: StatusEvent, segment_index: int | None = None
+) -> tuple[Any, ...]:
+    return (
+        message_id,
+        segment_index,
+        event.at,
+        event.status.value,
+        event.source.value,
+        event.detail,
+        int(event.changed),
+    )
+
+
+def _history_from_row(r: Sequence[Any]) -> HistoryEntry:
+    status: MessageStatus | SegmentStatus = (
+        MessageStatus(r[3]) if r[1] is None else SegmentStatus(r[3])
+    )
+    event = StatusEvent(
+        at=r[2], status=status, source=StatusSource(r[4]), detail=r[5], changed=bool(r[6])
+    )
+    return HistoryEntry(message_id=r[0], event=event, segment_index=r[1])
+
+
+@dataclass(slots=True)
+class _WriteRequest:
+    op: Callable[[sqlite3.Connection], Any]
+    rows: int
+    future: asyncio.Future[Any]
+
+
+class SqliteMessageStore:
+    """`MessageStore` on one SQLite file; see the module docstring for how writes are batched."""
+
+    def __init__(
+        self, path: str | Path, *, synchronous: Synchronous = "NORMAL", max_batch: int = 2000
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_batch = max_batch
+        self._pending: deque[_WriteRequest] = deque()
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # the writer's; used on its thread only
+        self._reader: aiosqlite.Connection | None = None
+        self._read_lock = asyncio.Lock()  # get() runs three queries in one read transaction
+        self._open = False
+        self._commits = 0
+        self._operations = 0
+        self._rows = 0
+        self._failed = 0
+        self._largest_batch = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._conn = await loop.run_in_executor(self._executor, self._connect_writer)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA busy_timeout = 5000")
+        await self._reader.execute("PRAGMA query_only = 1")
+        self._open = True
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the hot index pages stay resident
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return conn
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False  # refuse new writes; the writer drains what is queued, then ends
+        self._wakeup.set()
+        if self._writer_task is not None:
+            await self._writer_task
+        loop = asyncio.get_running_loop()
+        if self._conn is not None and self._executor is not None:
+            await loop.run_in_executor(self._executor, self._conn.close)
+            self._executor.shutdown(wait=True)
+        if self._reader is not None:
+            await self._reader.close()
+        self._conn = self._reader = self._executor = self._writer_task = None
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            commits=self._commits,
+            operations=self._operations,
+            rows=self._rows,
+            failed_operations=self._failed,
+            largest_batch=self._largest_batch,
+            queued=len(self._pending),
+        )
+
+    # --- the batching writer ------------------------------------------------------------------
+    def _write(self, op: Callable[[sqlite3.Connection], T], rows: int = 1) -> asyncio.Future[T]:
+        if not self._open:
+            raise StoreClosed(f"store {self.path} is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_WriteRequest(op, rows, future))
+        self._wakeup.set()
+        return future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if not self._open:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            count = min(len(self._pending), self.max_batch)
+            batch = [self._pending.popleft() for _ in range(count)]
+            try:
+                outcomes, commits = await loop.run_in_executor(
+                    self._executor, self._run_batch, batch
+                )
+            except Exception as exc:  # the commit itself failed (disk full, I/O error)
+                self._failed += len(batch)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            self._commits += commits
+            self._largest_batch = max(self._largest_batch, count)
+            for request, (ok, value) in zip(batch, outcomes):
+                if ok:
+                    self._operations += 1
+                    self._rows += request.rows
+                else:
+                    self._failed += 1
+                if request.future.done():  # the caller stopped waiting; the write stands
+                    continue
+                if ok:
+                    request.future.set_result(value)
+                else:
+                    request.future.set_exception(value)
+
+    def _run_batch(self, batch: list[_WriteRequest]) -> tuple[list[tuple[bool, Any]], int]:
+        """On the writer thread: the whole batch in one transaction, or op by op if one fails.
+
+        Returns each request's (ok, result or exception) and the number of commits made.
+        """
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [(True, request.op(conn)) for request in batch]
+            conn.execute("COMMIT")
+            return results, 1
+        except Exception:
+            conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                raise
+        outcomes: list[tuple[bool, Any]] = []
+        commits = 0
+        for request in batch:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = request.op(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("COMMIT")
+                commits += 1
+                outcomes.append((True, value))
+        return outcomes, commits
+
+    # --- intake -------------------------------------------------------------------------------
+    async def accept(
+        self, messages: Sequence[Message], *, source: StatusSource = StatusSource.INTAKE
+    ) -> None:
+        if not messages:
+            return
+        rows = [_message_row(m) for m in messages]
+        history = [
+            _history_row(m.id, StatusEvent(m.created_at, m.status, source)) for m in messages
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(_INSERT_MESSAGE, rows)
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateMessageId(str(exc)) from exc
+            conn.executemany(_INSERT_HISTORY, history)
+
+        await self._write(op, rows=len(rows))
+
+    async def cancel(self, message_id: str, *, at: float, source: StatusSource) -> StatusChange:
+        return await self._write(
+            lambda conn: _finish_unsent(
+                conn, message_id, MessageStatus.DELETED, at, source, "cancelled"
+            )
+        )
+
+    # --- sending ------------------------------------------------------------------------------
+    async def mark_submitted(
+        self,
+        message_id: str,
+        segments: Sequence[Segment],
+        *,
+        link: str,
+        at: float,
+        source: StatusSource,
+    ) -> StatusChange:
+        if not segments:
+            raise ValueError("mark_submitted needs at least one segment")
+
+        def op(conn: sqlite3.Connection) -> StatusChange:
+            message = _load_message(conn, message_id)
+            if message is None:
+                return StatusChange(False, None)
+            was_unsent = message.status.value in _UNSENT
+            stored = _load_segments(conn, message_id)
+            change = StatusChange(False, message)
+            for submitted in segments:
+                segment = stored.get(submitted.index) or Segment(
+                    message_id, submitted.index, submitted.total, SegmentStatus.PENDING
+                )
+                # The correlation entry is recorded even when the status cannot move (a
+                # resubmission, a message cancelled meanwhile): receipts will quote this id.
+                segment.total, segment.link, segment.carrier_id = (
+                    submitted.total,
+                    link,
+                    submitted.carrier_id,
+                )
+                segment.submitted_at = submitted.submitted_at or at
+                stored[segment.index] = segment
+                detail = f"link {link}, carrier id {submitted.carrier_id}"
+                change = _apply(
+                    conn,
+                    message,
+                    stored,
+                    segment,
+                    submitted.status,
+                    at=at,
+                    source=source,
+                    detail=detail,
+                    error=submitted.error,
+                    network_error=submitted.network_error,
+                    always_write=True,
+                )
+            if was_unsent and message.status.value not in _UNSENT:
+                message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
+            message.link, message.next_attempt_at = link, None
+            conn.execute(_UPDATE_MESSAGE, _message_state(message))
+            return change
+
+        return await self._write(op, rows=len(segments))
+
+    async def requeue(
+        self,
+        message_id: str,
+        *,
+        next_attempt_at: float,
+        error: str,
+        at: float,
+        source: StatusSource,
+    ) -> StatusChange:
+        def op(conn: sqlite3.Connection) -> StatusChange:
+            message = _load_message(conn, message_id)
+            if message is None:
+                return StatusChange(False, None)
+            requeued = message.status.value in _UNSENT
+            # Same status (queued) in the normal case: recorded with changed=False by the rule,
+            # the detail says which retry it is and why.
+            event = advance(
+                message.status,
+                MessageStatus.QUEUED,
+                at=at,
+                source=source,
+                detail=(
+                    f"retry {message.attempts + 1} at {next_attempt_at:.3f}: {error}"
+                    if requeued
+                    else f"requeue refused ({message.status.value}): {error}"
+                ),
+            ).event
+            _record(conn, message_id, event)
+            if not requeued:
+                return StatusChange(False, message)
+            message.status = MessageStatus.QUEUED
+            message.attempts += 1
+            message.next_attempt_at, message.last_error, message.updated_at = (
+                next_attempt_at,
+                error,
+                at,
+            )
+            conn.execute(_UPDATE_MESSAGE, _message_state(message))
+            return StatusChange(True, message)
+
+        return await self._write(op)
+
+    async def fail(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        error: str | None,
+        at: float,
+        source: StatusSource,
+        count_attempt: bool = True,
+    ) -> StatusChange:
+        if not is_final(status):
+            raise ValueError(f"fail() needs a final status, not {status.value}")
+
+        def op(conn: sqlite3.Connection) -> StatusChange:
+            message = _load_message(conn, message_id)
+            if message is None:
+                return StatusChange(False, None)
+            outcome = advance(message.status, status, at=at, source=source, detail=error or "")
+            _record(conn, message_id, outcome.event)
+            if not outcome.changed:
+                return StatusChange(False, message)
+            message.status, message.updated_at = status, at
+            message.last_error = error if error is not None else message.last_error
+            message.attempts += int(count_attempt)
+            conn.execute(_UPDATE_MESSAGE, _message_state(message))
+            return StatusChange(True, message)
+
+        return await self._write(op)
+
+    async def expire_due(self, now: float, *, source: StatusSource, limit: int = 1000) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM messages WHERE status IN (?, ?) AND validity_at <= ? LIMIT ?",
+                    (*_UNSENT, now, limit),
+                )
+            ]
+            for message_id in ids:
+                _finish_unsent(
+                    conn,
+                    message_id,
+                    MessageStatus.EXPIRED,
+                    now,
+                    source,
+                    "validity period ended before sending",
+                )
+            return ids
+
+        return await self._write(op)
+
+    # --- receipts -----------------------------------------------------------------------------
+    async def apply_segment_status(
+        self,
+        link: str,
+        carrier_id: str,
+        status: SegmentStatus,
+        *,
+        at: float,
+        source: StatusSource,
+        detail: str = "",
+        error: str | None = None,
+        network_error: str | None = None,
+    ) -> StatusChange:
+        def op(conn: sqlite3.Connection) -> StatusChange:
+            row = conn.execute(_FIND_SEGMENT, (link, carrier_id)).fetchone()
+            if row is None:
+                return StatusChange(False, None)
+            return _apply_receipt(
+                conn, row[0], row[1], status, at, source, detail, error, network_error
+            )
+
+        return await self._write(op)
+
+    async def set_segment_status(
+        self,
+        message_id: str,
+        segment_index: int,
+        status: SegmentStatus,
+        *,
+        at: float,
+        source: StatusSource,
+        detail: str = "",
+        error: str | None = None,
+        network_error: str | None = None,
+    ) -> StatusChange:
+        return await self._write(
+            lambda conn: _apply_receipt(
+                conn, message_id, segment_index, status, at, source, detail, error, network_error
+            )
+        )
+
+    async def find_segment(self, link: str, carrier_id: str) -> SegmentRef | None:
+        rows = await self._read(_FIND_SEGMENT, (link, carrier_id))
+        return SegmentRef(rows[0][0], rows[0][1]) if rows else None
+
+    async def list_submitted_older_than(self, cutoff: float, *, limit: int = 1000) -> list[Segment]:
+        rows = await self._read(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE status IN (?, ?, ?) "
+            "AND submitted_at < ? ORDER BY submitted_at LIMIT ?",
+            (*_AWAITING_RECEIPT, cutoff, limit),
+        )
+        return [_segment_from_row(r) for r in rows]
+
+    # --- reading and history ------------------------------------------------------------------
+    async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        if self._reader is None:
+            raise StoreClosed(f"store {self.path} is not open")
+        return list(await self._reader.execute_fetchall(sql, parameters))
+
+    async def get(self, message_id: str) -> MessageRecord | None:
+        reader = self._reader
+        if reader is None:
+            raise StoreClosed(f"store {self.path} is not open")
+        async with self._read_lock:
+            await reader.execute("BEGIN")  # one snapshot for the three queries
+            try:
+                message_rows = list(await reader.execute_fetchall(_SELECT_MESSAGE, (message_id,)))
+                segment_rows = await reader.execute_fetchall(_SELECT_SEGMENTS, (message_id,))
+                history_rows = await reader.execute_fetchall(
+                    f"SELECT {_HISTORY_COLUMNS} FROM history WHERE message_id = ? ORDER BY id",
+                    (message_id,),
+                )
+            finally:
+                await reader.execute("COMMIT")
+        if not message_rows:
+            return None
+        return MessageRecord(
+            message=_message_from_row(message_rows[0]),
+            segments=[_segment_from_row(r) for r in segment_rows],
+            history=[_history_from_row(r) for r in history_rows],
+        )
+
+    async def load_pending(self) -> list[Message]:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status IN (?, ?) ORDER BY priority, id",
+            _UNSENT,
+        )
+        return [_message_from_row(r) for r in rows]
+
+    async def record_history(
+        self,
+        message_id: str,
+        *,
+        status: MessageStatus | SegmentStatus,
+        source: StatusSource,
+        at: float,
+        detail: str = "",
+        segment_index: int | None = None,
+    ) -> None:
+        event = StatusEvent(at, status, source, detail, changed=False)
+        await self._write(lambda conn: _record(conn, message_id, event, segment_index))
+
+
+# --- the ops' building blocks (run on the writer thread) ----------------------------------------
+def _load_message(conn: sqlite3.Connection, message_id: str) -> Message | None:
+    row = conn.execute(_SELECT_MESSAGE, (message_id,)).fetchone()
+    return None if row is None else _message_from_row(row)
+
+
+def _load_segments(conn: sqlite3.Connection, message_id: str) -> dict[int, Segment]:
+    return {row[1]: _segment_from_row(row) for row in conn.execute(_SELECT_SEGMENTS, (message_id,))}
+
+
+def _message_state(m: Message) -> tuple[Any, ...]:
+    return (m.status.value, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, m.id)
+
+
+def _record(
+    conn: sqlite3.Connection, message_id: str, event: StatusEvent, segment_index: int | None = None
+) -> None:
+    conn.execute(_INSERT_HISTORY, _history_row(message_id, event, segment_index))
+
+
+def _finish_unsent(
+    conn: sqlite3.Connection,
+    message_id: str,
+    status: MessageStatus,
+    at: float,
+    source: StatusSource,
+    reason: str,
+) -> StatusChange:
+    """Move a message never handed to a carrier to a final status (cancel, expiry)."""
+    message = _load_message(conn, message_id)
+    if message is None:
+        return StatusChange(False, None)
+    if message.status.value not in _UNSENT:
+        detail = f"{reason}: refused, already {message.status.value}"
+        _record(conn, message_id, StatusEvent(at, status, source, detail, changed=False))
+        return StatusChange(False, message)
+    _record(
+        conn, message_id, advance(message.status, status, at=at, source=source, detail=reason).event
+    )
+    message.status, message.updated_at = status, at
+    conn.execute(_UPDATE_MESSAGE, _message_state(message))
+    return StatusChange(True, message)
+
+
+def _apply_receipt(
+    conn: sqlite3.Connection,
+    message_id: str,
+    segment_index: int,
+    status: SegmentStatus,
+    at: float,
+    source: StatusSource,
+    detail: str,
+    error: str | None,
+    network_error: str | None,
+) -> StatusChange:
+    message = _load_message(conn, message_id)
+    segments = _load_segments(conn, message_id)
+    segment = segments.get(segment_index)
+    if message is None or segment is None:
+        return StatusChange(False, message)
+    change = _apply(
+        conn,
+        message,
+        segments,
+        segment,
+        status,
+        at=at,
+        source=source,
+        detail=detail,
+        error=error,
+        network_error=network_error,
+    )
+    if change.update is not None and change.update.message is not None:
+        conn.execute(_UPDATE_MESSAGE, _message_state(message))
+    return change
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    message: Message,
+    segments: dict[int, Segment],
+    segment: Segment,
+    reported: SegmentStatus,
+    *,
+    at: float,
+    source: StatusSource,
+    detail: str,
+    error: str | None,
+    network_error: str | None,
+    always_write: bool = False,
+) -> StatusChange:
+    """Apply `reported` to `segment` by `dlr.aggregate.apply_segment_status`; write the segment
+    and history, and update `message` in memory (the caller writes the message row)."""
+    states = [_segment_state(segments.get(i)) for i in range(segment.total)]
+    update = apply_segment_status(
+        message.status,
+        states,
+        segment.index,
+        reported,
+        at=at,
+        source=source,
+        detail=detail,
+        submitted_at=segment.submitted_at,
+    )
+    if update.segment.changed:
+        segment.status, segment.changed_at = reported, at
+        if is_final(reported):
+            segment.done_at = at
+        segment.error = error if error is not None else segment.error
+        segment.network_error = (
+            network_error if network_error is not None else segment.network_error
+        )
+    if update.segment.changed or always_write:
+        conn.execute(_UPSERT_SEGMENT, _segment_row(segment))
+    _record(conn, message.id, update.segment.event, segment.index)
+    if update.message is not None:
+        new_status = update.message.status
+        assert isinstance(new_status, MessageStatus)
+        message.status, message.updated_at = new_status, at
+        if error is not None:
+            message.last_error = error
+        _record(conn, message.id, update.message.event)
+    return StatusChange(update.segment.changed, message, segment, update)
+
+
+def _segment_state(segment: Segment | None) -> SegmentState:
+    if segment is None:  # not submitted yet
+        return SegmentState(SegmentStatus.PENDING, 0.0)
+    return SegmentState(segment.status, segment.changed_at or 0.0, segment.submitted_at)
