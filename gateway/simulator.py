@@ -1,0 +1,672 @@
+"""The built-in SMSC simulator: an SMPP server that behaves like a carrier, for tests and benches.
+
+Owns: accepting binds (any, or one system_id/password), answering submit_sm and data_sm with
+message ids (hex or decimal), the delivery receipts it sends back as deliver_sm (appendix B text
+and the receipted_message_id/message_state TLVs, after a delay, optionally before the
+submit_sm_resp), throttling a fraction of submits with ESME_RTHROTTLED, per-receipt outcome
+policies, mobile-originated messages (injected in-process or generated periodically), and a record
+of what it received (counters, an optional in-memory list, an optional one-line-per-submit file).
+
+Must never: be imported by the production send path (the daemon starts it only when
+`[simulator] enabled`), or block: it is the peer of the throughput benchmarks. So one timer tick
+sends every due receipt and checks every session deadline; there is no call_later per message.
+
+Theory of operation: each connection is an `smpp.aio` server connection whose handler hands
+submits to the simulator. Receipts and MOs go into one outbox per system_id (a FIFO: with a fixed
+delay, due order is arrival order); each tick sends the due head of every outbox to a bound
+receiving session of that system_id with room in its window, so receipts survive reconnects and
+a slow client applies back-pressure instead of growing buffers without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import random
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from dlr.status import SegmentStatus, message_state, stat_word
+from gateway.config import SimulatorConfig
+from smpp.aio import SmppConnection, SmppConnectionClosed, SmppHandler, serve_smpp
+from smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
+    ESM_CLASS_UDHI,
+    REGISTERED_DELIVERY_RECEIPT_ALWAYS,
+    REGISTERED_DELIVERY_RECEIPT_MASK,
+    REGISTERED_DELIVERY_RECEIPT_ON_FAILURE,
+    CommandStatus,
+    Tag,
+)
+from smpp.pdu import DataSm, DeliverSm, Pdu, SubmitSm
+from smpp.session import (
+    BOUND_RX,
+    BOUND_STATES,
+    BOUND_TRX,
+    SessionConfig,
+    SessionError,
+    response_to,
+)
+from smpp.text import decode_text, encode_text
+
+TICK_SECONDS = 0.01
+SYSTEM_ID = "tandem-sim"
+RETRY_RECEIPT_AFTER = 0.5  # a receipt the client refused or did not answer goes out again
+RECEIPT_TEXT_CHARS = 20  # appendix B: the first 20 characters of the original message
+
+_SERVER_SESSION = SessionConfig(
+    window=1000,  # receipts and MOs in flight towards one client
+    response_timeout=10.0,
+    enquire_link_interval=None,  # the client keeps the link alive; the SMSC only answers
+    inactivity_timeout=None,
+    bind_timeout=30.0,
+)
+_RECEIVING = frozenset({BOUND_RX, BOUND_TRX})
+_RECEIPT_REQUESTS = frozenset(
+    {REGISTERED_DELIVERY_RECEIPT_ALWAYS, REGISTERED_DELIVERY_RECEIPT_ON_FAILURE}
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Concat:
+    """How a received part says it belongs to a multi-part message."""
+
+    kind: str  # "udh8", "udh16" or "sar"
+    reference: int
+    total: int
+    index: int  # 1-based
+
+
+@dataclass(slots=True)
+class ReceivedSubmit:
+    """One submit_sm or data_sm as the simulator saw it, and what it answered."""
+
+    at: float  # wall-clock seconds
+    system_id: str
+    operation: str  # "submit_sm" or "data_sm"
+    source_addr: str
+    destination_addr: str
+    data_coding: int
+    esm_class: int
+    registered_delivery: int
+    payload: bytes  # short_message (or message_payload), UDH included
+    tlvs: dict[int, object]
+    status: int = 0  # the command_status answered
+    message_id: str = ""  # empty when refused
+    concat: Concat | None = None
+
+    @property
+    def user_data(self) -> bytes:
+        """The payload without its UDH."""
+        if self.esm_class & ESM_CLASS_UDHI and self.payload:
+            return self.payload[1 + self.payload[0] :]
+        return self.payload
+
+    @property
+    def text(self) -> str:
+        return decode_text(self.user_data, self.data_coding)
+
+    def record_line(self) -> str:
+        """One JSON object per line, for `--record FILE` (crash tests count these)."""
+        concat = self.concat
+        return json.dumps(
+            {
+                "at": round(self.at, 6),
+                "system_id": self.system_id,
+                "op": self.operation,
+                "source": self.source_addr,
+                "destination": self.destination_addr,
+                "data_coding": self.data_coding,
+                "esm_class": self.esm_class,
+                "status": self.status,
+                "message_id": self.message_id,
+                "payload_hex": self.payload.hex(),
+                "text": self.text,
+                "concat": None
+                if concat is None
+                else {
+                    "kind": concat.kind,
+                    "reference": concat.reference,
+                    "total": concat.total,
+                    "index": concat.index,
+                },
+            },
+            ensure_ascii=False,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class ReceiptOutcome:
+    """What a receipt reports: a final (or intermediate) status and the `err:` code."""
+
+    status: SegmentStatus
+    error: int = 0
+
+
+DELIVERED = ReceiptOutcome(SegmentStatus.DELIVERED)
+UNDELIVERABLE = ReceiptOutcome(SegmentStatus.UNDELIVERABLE, error=1)
+
+# Hooks for tests: decide a submit's command_status (0 accepts), or a receipt's outcome.
+SubmitPolicy = Callable[[ReceivedSubmit], int]
+OutcomePolicy = Callable[[ReceivedSubmit], ReceiptOutcome]
+
+
+@dataclass(slots=True)
+class SimulatorStats:
+    connections: int = 0  # currently open
+    connections_total: int = 0
+    binds: int = 0
+    binds_refused: int = 0
+    submits: int = 0  # every submit_sm and data_sm received, answered or not
+    accepted: int = 0
+    throttled: int = 0
+    refused: int = 0  # answered with another error status by the submit policy
+    unanswered: int = 0  # received while `answer_submits` was off
+    receipts_queued: int = 0
+    receipts_sent: int = 0  # deliver_sm receipts answered OK by the client
+    mo_sent: int = 0
+    deliveries_retried: int = 0  # deliver_sm refused, timed out or cut off, queued again
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A receipt or MO waiting in an outbox."""
+
+    due: float
+    pdu: DeliverSm
+    is_receipt: bool
+    origin: _SmscConnection | None = None  # receipts prefer the session that submitted
+
+
+@dataclass(slots=True)
+class _Outbox:
+    items: deque[_Outgoing] = field(default_factory=deque)
+
+
+class SmscSimulator:
+    """An SMSC on a TCP port. `await start()`, `await stop()`; also an async context manager.
+
+    Behaviour follows `settings` (a `[simulator]` section) and may be changed while running by
+    assigning its fields (e.g. `sim.settings.throttle_fraction = 0.05`) or `answer_submits`.
+    """
+
+    def __init__(
+        self,
+        settings: SimulatorConfig | None = None,
+        *,
+        submit_policy: SubmitPolicy | None = None,
+        outcome_policy: OutcomePolicy | None = None,
+        keep_received: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else SimulatorConfig(enabled=True)
+        self.submit_policy = submit_policy
+        self.outcome_policy = outcome_policy
+        self.keep_received = keep_received
+        self.answer_submits = True  # off: a hung SMSC that reads submits and never answers
+        self.received: list[ReceivedSubmit] = []
+        self.stats = SimulatorStats()
+        self.port = self.settings.port
+        self._random = random.Random(seed)
+        # Ids grow from the start time in microseconds, so a restarted simulator never reuses one.
+        self._next_id = time.time_ns() // 1000
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._connections: set[_SmscConnection] = set()
+        self._outboxes: dict[str, _Outbox] = {}
+        self._record: IO[str] | None = None
+        self._next_mo_at: float | None = None
+        self._mo_counter = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await serve_smpp(
+            lambda: _SmscConnection(self),
+            self.settings.host,
+            self.port,
+            config=_SERVER_SESSION,
+            system_id=SYSTEM_ID,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.settings.record_file is not None and self._record is None:
+            self._record = open(self.settings.record_file, "a", encoding="utf-8")  # noqa: SIM115
+        if self.settings.mo_interval is not None:
+            self._next_mo_at = loop.time() + self.settings.mo_interval
+        self._ticker = asyncio.create_task(self._tick_forever(), name="smsc-simulator-tick")
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection, as an SMSC that goes down would."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        if self._server is not None:
+            self._server.close()
+            self.disconnect_all()
+            await self._server.wait_closed()
+            self._server = None
+        self.disconnect_all()
+        if self._record is not None:
+            self._record.close()
+            self._record = None
+
+    async def __aenter__(self) -> SmscSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def disconnect_all(self) -> None:
+        """Close every connection without an unbind (the client sees the TCP connection drop)."""
+        for connection in list(self._connections):
+            connection.close()
+
+    @property
+    def bound_system_ids(self) -> list[str]:
+        return sorted({c.system_id for c in self._connections if c.bound})
+
+    def pending_deliveries(self) -> int:
+        """Receipts and MOs queued and not yet handed to a session."""
+        return sum(len(box.items) for box in self._outboxes.values())
+
+    # -- mobile-originated -----------------------------------------------------------------
+
+    def inject_mo(
+        self,
+        source_addr: str,
+        destination_addr: str,
+        text: str | None = None,
+        *,
+        short_message: bytes | None = None,
+        data_coding: int = 0,
+        system_id: str | None = None,
+        tlvs: dict[int, object] | None = None,
+    ) -> None:
+        """Queue an MO deliver_sm for `system_id` (default: the first bound receiver's)."""
+        if text is not None:
+            data_coding, short_message = encode_text(text)
+        target = system_id if system_id is not None else self._any_receiving_system_id()
+        if target is None:
+            raise RuntimeError("no receiving session is bound and no system_id was given")
+        pdu = DeliverSm(
+            source_addr_ton=1,
+            source_addr_npi=1,
+            source_addr=source_addr,
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            destination_addr=destination_addr,
+            data_coding=data_coding,
+            short_message=short_message or b"",
+            tlvs=dict(tlvs or {}),
+        )
+        self._queue(target, _Outgoing(self._now(), pdu, is_receipt=False))
+
+    def _any_receiving_system_id(self) -> str | None:
+        for connection in self._connections:
+            if connection.receiving:
+                return connection.system_id
+        return None
+
+    # -- requests from clients -------------------------------------------------------------
+
+    def _bind_decision(self, request: Pdu) -> int:
+        settings = self.settings
+        system_id = getattr(request, "system_id", "")
+        if settings.system_id is not None and system_id != settings.system_id:
+            return CommandStatus.ESME_RINVSYSID
+        if settings.password is not None and getattr(request, "password", "") != settings.password:
+            return CommandStatus.ESME_RINVPASWD
+        return CommandStatus.ESME_ROK
+
+    def _on_submit(self, connection: _SmscConnection, request: SubmitSm | DataSm) -> Pdu | None:
+        stats = self.stats
+        stats.submits += 1
+        if isinstance(request, SubmitSm):
+            payload = request.short_message
+            operation = "submit_sm"
+        else:
+            payload = b""
+            operation = "data_sm"
+        if not payload:
+            carried = request.tlvs.get(Tag.MESSAGE_PAYLOAD)
+            if isinstance(carried, bytes):
+                payload = carried
+        received = ReceivedSubmit(
+            at=time.time(),
+            system_id=connection.system_id,
+            operation=operation,
+            source_addr=request.source_addr,
+            destination_addr=request.destination_addr,
+            data_coding=request.data_coding,
+            esm_class=request.esm_class,
+            registered_delivery=request.registered_delivery,
+            payload=payload,
+            tlvs=request.tlvs,
+            concat=_concat_of(request.esm_class, payload, request.tlvs),
+        )
+        settings = self.settings
+        if not self.answer_submits:
+            stats.unanswered += 1
+            self._remember(received)
+            return None
+        if settings.throttle_fraction and self._random.random() < settings.throttle_fraction:
+            stats.throttled += 1
+            received.status = CommandStatus.ESME_RTHROTTLED
+            self._remember(received)
+            return response_to(request, command_status=received.status)
+        if self.submit_policy is not None:
+            received.status = self.submit_policy(received)
+            if received.status:
+                stats.refused += 1
+                self._remember(received)
+                return response_to(request, command_status=received.status)
+        number = self._next_id
+        self._next_id = number + 1
+        received.message_id = _format_id(number, settings.message_id_format)
+        stats.accepted += 1
+        self._remember(received)
+        receipt = self._receipt_for(received, number)
+        response = response_to(request, message_id=received.message_id)
+        if receipt is not None:
+            stats.receipts_queued += 1
+            receipt.origin = connection
+            # The deliver_sm is queued on the session before the response the caller returns.
+            if not (settings.dlr_before_resp and connection.send(receipt.pdu)):
+                self._queue(connection.system_id, receipt)
+        return response
+
+    def _remember(self, received: ReceivedSubmit) -> None:
+        if self.keep_received:
+            self.received.append(received)
+        if self._record is not None:
+            self._record.write(received.record_line() + "\n")
+
+    def _receipt_for(self, received: ReceivedSubmit, number: int) -> _Outgoing | None:
+        wanted = received.registered_delivery & REGISTERED_DELIVERY_RECEIPT_MASK
+        if wanted not in _RECEIPT_REQUESTS:
+            return None  # 0: no receipt; 3 is reserved
+        settings = self.settings
+        if self.outcome_policy is not None:
+            outcome = self.outcome_policy(received)
+        elif (
+            settings.undeliverable_fraction
+            and self._random.random() < settings.undeliverable_fraction
+        ):
+            outcome = UNDELIVERABLE
+        else:
+            outcome = DELIVERED
+        failed = outcome.status is not SegmentStatus.DELIVERED
+        if wanted == REGISTERED_DELIVERY_RECEIPT_ON_FAILURE and not failed:
+            return None
+        if wanted not in (
+            REGISTERED_DELIVERY_RECEIPT_ALWAYS,
+            REGISTERED_DELIVERY_RECEIPT_ON_FAILURE,
+        ):
+            return None  # 3 is reserved
+        receipt_id = _format_id(number, settings.dlr_id_format)
+        pdu = build_receipt(received, receipt_id, outcome)
+        return _Outgoing(self._now() + settings.dlr_delay, pdu, True, None)
+
+    # -- outboxes and the tick -------------------------------------------------------------
+
+    def _queue(self, system_id: str, item: _Outgoing) -> None:
+        box = self._outboxes.get(system_id)
+        if box is None:
+            box = self._outboxes[system_id] = _Outbox()
+        box.items.append(item)
+
+    def _delivery_done(
+        self, connection: _SmscConnection, pdu: DeliverSm, future: asyncio.Future[Pdu]
+    ) -> None:
+        is_receipt = bool(pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT)
+        if (
+            not future.cancelled()
+            and future.exception() is None
+            and future.result().command_status == CommandStatus.ESME_ROK
+        ):
+            if is_receipt:
+                self.stats.receipts_sent += 1
+            else:
+                self.stats.mo_sent += 1
+            return
+        # Refused, unanswered or cut off: an SMSC stores and retries.
+        self.stats.deliveries_retried += 1
+        retry_at = self._now() + RETRY_RECEIPT_AFTER
+        self._queue(connection.system_id, _Outgoing(retry_at, pdu, is_receipt, None))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.tick(self._now())
+
+    def tick(self, now: float) -> None:
+        """Send what is due: receipts and MOs, session timers, generated MOs; flush the record."""
+        if self._outboxes:
+            self._drain_outboxes(now)
+        if self._next_mo_at is not None and now >= self._next_mo_at:
+            self._generate_mo(now)
+        if self._record is not None:
+            self._record.flush()
+
+    def _drain_outboxes(self, now: float) -> None:
+        receivers: dict[str, list[_SmscConnection]] = {}
+        for connection in self._connections:
+            if connection.receiving:
+                receivers.setdefault(connection.system_id, []).append(connection)
+        for system_id, box in self._outboxes.items():
+            candidates = receivers.get(system_id)
+            items = box.items
+            if not candidates or not items:
+                continue
+            while items and items[0].due <= now and candidates:
+                item = items[0]
+                origin = item.origin
+                target = origin if origin is not None and origin in candidates else candidates[0]
+                if not target.send(item.pdu):
+                    candidates.remove(target)  # its window is full: try its siblings
+                    continue
+                items.popleft()
+
+    def _generate_mo(self, now: float) -> None:
+        interval = self.settings.mo_interval
+        if interval is None:
+            self._next_mo_at = None
+            return
+        self._next_mo_at = now + interval
+        target = self._any_receiving_system_id()
+        if target is None:
+            return
+        self._mo_counter += 1
+        self.inject_mo(
+            f"4477009{self._random.randrange(10**5):05d}",
+            "12345",
+            f"MO test {self._mo_counter}",
+            system_id=target,
+        )
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+
+class _SmscConnection(SmppHandler):
+    """One client connection, as the simulator sees it (driven by `smpp.aio`)."""
+
+    def __init__(self, simulator: SmscSimulator) -> None:
+        self.simulator = simulator
+        self.connection: SmppConnection | None = None
+        self.system_id = ""
+
+    @property
+    def bound(self) -> bool:
+        return self.connection is not None and self.connection.state in BOUND_STATES
+
+    @property
+    def receiving(self) -> bool:
+        return self.connection is not None and self.connection.state in _RECEIVING
+
+    # -- smpp.aio.SmppHandler --------------------------------------------------------------
+
+    def connection_made(self, connection: SmppConnection) -> None:
+        self.connection = connection
+        simulator = self.simulator
+        simulator._connections.add(self)
+        simulator.stats.connections += 1
+        simulator.stats.connections_total += 1
+
+    def connection_lost(self, reason: str | None) -> None:
+        # Deliveries still in flight come back through their futures (SmppConnectionClosed).
+        simulator = self.simulator
+        if self in simulator._connections:
+            simulator._connections.discard(self)
+            simulator.stats.connections -= 1
+
+    def bind_requested(self, request: Pdu) -> int:
+        simulator = self.simulator
+        status = simulator._bind_decision(request)
+        if status == CommandStatus.ESME_ROK:
+            simulator.stats.binds += 1
+            self.system_id = str(getattr(request, "system_id", ""))
+        else:
+            simulator.stats.binds_refused += 1
+        return status
+
+    def request_received(self, request: Pdu) -> Pdu | None:
+        if isinstance(request, SubmitSm | DataSm):
+            return self.simulator._on_submit(self, request)
+        return response_to(request, command_status=CommandStatus.ESME_RINVCMDID)
+
+    # -- used by the simulator -------------------------------------------------------------
+
+    def send(self, pdu: DeliverSm) -> bool:
+        """Push a deliver_sm now; False when the window is full or the session cannot."""
+        connection = self.connection
+        if connection is None or connection.session.window_free <= 0:
+            return False
+        try:
+            future = connection.send_request_nowait(pdu)
+        except (SessionError, SmppConnectionClosed):
+            return False
+        future.add_done_callback(partial(self.simulator._delivery_done, self, pdu))
+        return True
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+
+# --- receipts -----------------------------------------------------------------------------------
+
+
+def build_receipt(received: ReceivedSubmit, receipt_id: str, outcome: ReceiptOutcome) -> DeliverSm:
+    """The deliver_sm an SMSC sends for `received`: appendix B text plus the standard TLVs."""
+    stamp = _receipt_date(received.at)
+    done = _receipt_date(time.time())
+    delivered = 1 if outcome.status is SegmentStatus.DELIVERED else 0
+    excerpt = received.text[:RECEIPT_TEXT_CHARS]
+    text = (
+        f"id:{receipt_id} sub:001 dlvrd:{delivered:03d} submit date:{stamp} done date:{done} "
+        f"stat:{stat_word(outcome.status)} err:{outcome.error:03d} text:{excerpt}"
+    )
+    return DeliverSm(
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=received.destination_addr,
+        dest_addr_ton=0,
+        dest_addr_npi=0,
+        destination_addr=received.source_addr,
+        esm_class=ESM_CLASS_DELIVERY_RECEIPT,
+        short_message=text.encode("latin-1", "replace"),
+        tlvs={
+            Tag.RECEIPTED_MESSAGE_ID: receipt_id,
+            Tag.MESSAGE_STATE: message_state(outcome.status),
+        },
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _receipt_minute(minute: int) -> str:
+    return time.strftime("%y%m%d%H%M", time.localtime(minute * 60))
+
+
+def _receipt_date(wall_clock: float) -> str:
+    """Appendix B dates (YYMMDDhhmm, local time), computed once per minute."""
+    return _receipt_minute(int(wall_clock // 60))
+
+
+def _format_id(number: int, fmt: str) -> str:
+    return f"{number:X}" if fmt == "hex" else str(number)
+
+
+def _concat_of(esm_class: int, payload: bytes, tlvs: dict[int, object]) -> Concat | None:
+    total = tlvs.get(Tag.SAR_TOTAL_SEGMENTS)
+    if isinstance(total, int):
+        reference = tlvs.get(Tag.SAR_MSG_REF_NUM)
+        index = tlvs.get(Tag.SAR_SEGMENT_SEQNUM)
+        if isinstance(reference, int) and isinstance(index, int):
+            return Concat("sar", reference, total, index)
+    if not esm_class & ESM_CLASS_UDHI or not payload:
+        return None
+    header = payload[1 : 1 + payload[0]]
+    position = 0
+    while position + 2 <= len(header):
+        iei, length = header[position], header[position + 1]
+        data = header[position + 2 : position + 2 + length]
+        if iei == 0x00 and length == 3 and len(data) == 3:
+            return Concat("udh8", data[0], data[1], data[2])
+        if iei == 0x08 and length == 4 and len(data) == 4:
+            return Concat("udh16", data[0] << 8 | data[1], data[2], data[3])
+        position += 2 + length
+    return None
+
+
+# --- standalone ---------------------------------------------------------------------------------
+
+
+async def run_simulator(settings: SimulatorConfig) -> None:
+    """`tandem sim smsc`: serve until SIGINT/SIGTERM, then print what was received."""
+    simulator = SmscSimulator(settings, keep_received=False)
+    await simulator.start()
+    print(
+        f"tandem: SMSC simulator listening on {settings.host}:{simulator.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await simulator.stop()
+        print(f"tandem: SMSC simulator stopped: {_stats_line(simulator.stats)}", file=sys.stderr)
+
+
+def _stats_line(stats: SimulatorStats) -> str:
+    fields: dict[str, Any] = {name: getattr(stats, name) for name in stats.__slots__}
+    return " ".join(f"{name}={value}" for name, value in fields.items())
+
+
+def record_lines(path: Path) -> list[dict[str, Any]]:
+    """Read a `--record` file back: one dict per received submit."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
