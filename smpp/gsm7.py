@@ -102,19 +102,25 @@ def extension_count(text: str) -> int:
     return sum(1 for char in text if char in _EXTENSION_CHARS)
 
 
-def encode(text: str) -> bytes:
-    """Text -> unpacked septets (one per octet), extension characters as 0x1B + code.
-
-    Raises Gsm7EncodeError naming the characters the alphabet lacks.
-    """
+def try_encode(text: str) -> bytes | None:
+    """Like `encode`, but None instead of an error (cheap test-and-encode for "auto")."""
     if text.isascii():
         fast = text.encode("ascii").translate(_ASCII_SEPTETS)
         if 0x80 not in fast:
             return fast
     septets = text.translate(_ENCODE_MAP)
-    if not septets.isascii():
+    return septets.encode("ascii") if septets.isascii() else None
+
+
+def encode(text: str) -> bytes:
+    """Text -> unpacked septets (one per octet), extension characters as 0x1B + code.
+
+    Raises Gsm7EncodeError naming the characters the alphabet lacks.
+    """
+    septets = try_encode(text)
+    if septets is None:
         raise Gsm7EncodeError(unrepresentable_characters(text))
-    return septets.encode("ascii")
+    return septets
 
 
 def septet_length(text: str) -> int:

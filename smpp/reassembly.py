@@ -15,13 +15,8 @@ import enum
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-from smpp.segmentation import (
-    IEI_CONCAT_8BIT,
-    IEI_CONCAT_16BIT,
-    TAG_SAR_MSG_REF_NUM,
-    TAG_SAR_SEGMENT_SEQNUM,
-    TAG_SAR_TOTAL_SEGMENTS,
-)
+from smpp.constants import Tag
+from smpp.segmentation import IEI_CONCAT_8BIT, IEI_CONCAT_16BIT
 
 
 class MalformedUdh(ValueError):
@@ -95,9 +90,9 @@ def parse_udh(short_message: bytes) -> UserDataHeader:
 def sar_concat_info(tlvs: Mapping[int, object]) -> ConcatInfo | None:
     """Concatenation info from sar_msg_ref_num / sar_total_segments / sar_segment_seqnum, or
     None when they are absent, not integers or inconsistent."""
-    reference = tlvs.get(TAG_SAR_MSG_REF_NUM)
-    total = tlvs.get(TAG_SAR_TOTAL_SEGMENTS)
-    seqnum = tlvs.get(TAG_SAR_SEGMENT_SEQNUM)
+    reference = tlvs.get(Tag.SAR_MSG_REF_NUM)
+    total = tlvs.get(Tag.SAR_TOTAL_SEGMENTS)
+    seqnum = tlvs.get(Tag.SAR_SEGMENT_SEQNUM)
     if not (isinstance(reference, int) and isinstance(total, int) and isinstance(seqnum, int)):
         return None
     if total == 0 or not 1 <= seqnum <= total:

@@ -17,18 +17,12 @@ import enum
 from dataclasses import dataclass, field
 
 from smpp import gsm7
-from smpp.text import AUTO, DATA_CODING_OF, Encoding, encode_as, resolve_encoding
+from smpp.constants import ESM_CLASS_UDHI, Tag
+from smpp.text import AUTO, DATA_CODING_OF, Encoding, encode_choosing
 
 SMS_OCTETS = 140
-ESM_CLASS_UDHI = 0x40
 MAX_PARTS_LIMIT = 255  # the UDH and SAR part counters are one octet
 DEFAULT_MAX_PARTS = MAX_PARTS_LIMIT
-
-# TLV tags (SMPP 3.4 5.3.2); same numbers as smpp.constants.Tag.
-TAG_SAR_MSG_REF_NUM = 0x020C
-TAG_SAR_TOTAL_SEGMENTS = 0x020E
-TAG_SAR_SEGMENT_SEQNUM = 0x020F
-TAG_MESSAGE_PAYLOAD = 0x0424
 
 IEI_CONCAT_8BIT = 0x00
 IEI_CONCAT_16BIT = 0x08
@@ -60,9 +54,9 @@ class TooManyParts(ValueError):
         )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs ~2x
 class Segment:
-    """One submit_sm's worth: set esm_class |= ESM_CLASS_UDHI when `esm_class_udhi`."""
+    """One submit_sm's worth: short_message, data_coding, the TLVs to add, and the UDHI flag."""
 
     short_message: bytes
     esm_class_udhi: bool
@@ -70,6 +64,11 @@ class Segment:
     index: int  # 1-based
     total: int
     tlvs: dict[int, object] = field(default_factory=dict)
+
+    @property
+    def esm_class_bits(self) -> int:
+        """OR these into the submit_sm's esm_class."""
+        return ESM_CLASS_UDHI if self.esm_class_udhi else 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -144,14 +143,14 @@ def _wrap(
         return [Segment(payload, False, data_coding, 1, 1)]
     if concatenation is Concatenation.PAYLOAD:
         payload = gsm7.pack(whole) if pack_septets else whole
-        return [Segment(b"", False, data_coding, 1, 1, {TAG_MESSAGE_PAYLOAD: payload})]
+        return [Segment(b"", False, data_coding, 1, 1, {Tag.MESSAGE_PAYLOAD: payload})]
     segments: list[Segment] = []
     for index, chunk in enumerate(chunks, start=1):
         if concatenation is Concatenation.SAR:
             tlvs: dict[int, object] = {
-                TAG_SAR_MSG_REF_NUM: reference & 0xFFFF,
-                TAG_SAR_TOTAL_SEGMENTS: total,
-                TAG_SAR_SEGMENT_SEQNUM: index,
+                Tag.SAR_MSG_REF_NUM: reference & 0xFFFF,
+                Tag.SAR_TOTAL_SEGMENTS: total,
+                Tag.SAR_SEGMENT_SEQNUM: index,
             }
             payload = gsm7.pack(chunk) if pack_septets else chunk
             segments.append(Segment(payload, False, data_coding, index, total, tlvs))
@@ -183,11 +182,17 @@ def split_text(
     want it; SMPP's usual data_coding 0 is one septet per octet.
     Raises TextEncodingError (text does not fit the encoding) or TooManyParts.
     """
-    concrete = resolve_encoding(text, encoding)
-    encoded = encode_as(text, concrete)
+    concrete, encoded = encode_choosing(text, encoding)
     chunks = _plan(encoded, concrete, concatenation, max_parts)
     packed = gsm7_packed and concrete is Encoding.GSM7
     return _wrap(chunks, encoded, DATA_CODING_OF[concrete], concatenation, reference, packed)
+
+
+# Pre-encoded data whose units must not be cut apart: data_coding -> how to count and cut.
+_UNITS_OF_DATA_CODING = {
+    DATA_CODING_OF[Encoding.GSM7]: Encoding.GSM7,
+    DATA_CODING_OF[Encoding.UCS2]: Encoding.UCS2,
+}
 
 
 def split_bytes(
@@ -198,11 +203,14 @@ def split_bytes(
     reference: int = 0,
     max_parts: int = DEFAULT_MAX_PARTS,
 ) -> list[Segment]:
-    """Opaque octets (binary content) -> parts of at most 140 octets minus the UDH.
+    """Already-encoded content -> parts, e.g. binary data or a relayed message_payload.
 
-    Raises TooManyParts.
+    data_coding 0 is taken as unpacked GSM septets (153-septet parts, escape pairs kept whole),
+    8 as UTF-16BE (67-unit parts, surrogate pairs kept whole); anything else is opaque octets,
+    140 per part minus the UDH. Raises TooManyParts.
     """
-    chunks = _plan(data, Encoding.BINARY, concatenation, max_parts)
+    units = _UNITS_OF_DATA_CODING.get(data_coding, Encoding.BINARY)
+    chunks = _plan(data, units, concatenation, max_parts)
     return _wrap(chunks, data, data_coding, concatenation, reference, False)
 
 
@@ -217,8 +225,7 @@ def describe_text(
     Parts are air-interface SMS, so message_payload counts as UDH8 would. Raises
     TextEncodingError when `encoding` is forced and the text does not fit it.
     """
-    concrete = resolve_encoding(text, encoding)
-    encoded = encode_as(text, concrete)
+    concrete, encoded = encode_choosing(text, encoding)
     chunks = _plan(encoded, concrete, concatenation, None)
     header = 0 if len(chunks) == 1 else concatenation.header_octets
     return TextInfo(

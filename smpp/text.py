@@ -102,14 +102,28 @@ def encode_as(text: str, encoding: Encoding) -> bytes:
     raise ValueError("binary content is bytes, not text: use smpp.segmentation.split_bytes")
 
 
+def encode_choosing(text: str, encoding: Encoding | str = AUTO) -> tuple[Encoding, bytes]:
+    """(concrete encoding, octets): "auto" tries GSM 7-bit and falls back to UCS-2.
+
+    Raises TextEncodingError when a forced encoding does not fit, ValueError for unknown names.
+    """
+    if encoding == AUTO:
+        septets = gsm7.try_encode(text)
+        if septets is not None:
+            return Encoding.GSM7, septets
+        return Encoding.UCS2, encode_as(text, Encoding.UCS2)
+    concrete = Encoding(encoding)
+    return concrete, encode_as(text, concrete)
+
+
 def encode_text(text: str, encoding: Encoding | str = AUTO) -> tuple[int, bytes]:
     """Text -> (data_coding, octets). `encoding`: "auto", "gsm7", "ucs2" or "latin1".
 
     GSM 7-bit is unpacked (one septet per octet), as SMPP data_coding 0 expects.
     Raises TextEncodingError when the text does not fit the requested encoding.
     """
-    concrete = resolve_encoding(text, encoding)
-    return DATA_CODING_OF[concrete], encode_as(text, concrete)
+    concrete, data = encode_choosing(text, encoding)
+    return DATA_CODING_OF[concrete], data
 
 
 def _decode_gsm7(data: bytes) -> str:

@@ -7,11 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smpp import gsm7
+from smpp.constants import Tag
 from smpp.segmentation import (
-    TAG_MESSAGE_PAYLOAD,
-    TAG_SAR_MSG_REF_NUM,
-    TAG_SAR_SEGMENT_SEQNUM,
-    TAG_SAR_TOTAL_SEGMENTS,
     Concatenation,
     Segment,
     TooManyParts,
@@ -39,8 +36,8 @@ LIMITS = {
 
 def user_data(segment: Segment) -> bytes:
     """The part's payload without its UDH (or the message_payload TLV)."""
-    if TAG_MESSAGE_PAYLOAD in segment.tlvs:
-        value = segment.tlvs[TAG_MESSAGE_PAYLOAD]
+    if Tag.MESSAGE_PAYLOAD in segment.tlvs:
+        value = segment.tlvs[Tag.MESSAGE_PAYLOAD]
         assert isinstance(value, bytes)
         return value
     if segment.esm_class_udhi:
@@ -171,7 +168,7 @@ def check_wrapping(
         assert segments == [Segment(whole, False, dc, 1, 1)]
         return
     if concatenation is Concatenation.PAYLOAD:
-        assert segments == [Segment(b"", False, dc, 1, 1, {TAG_MESSAGE_PAYLOAD: whole})]
+        assert segments == [Segment(b"", False, dc, 1, 1, {Tag.MESSAGE_PAYLOAD: whole})]
         return
     assert [(s.index, s.total) for s in segments] == [(i, parts) for i in range(1, parts + 1)]
     for segment in segments:
@@ -179,9 +176,9 @@ def check_wrapping(
         if concatenation is Concatenation.SAR:
             assert not segment.esm_class_udhi
             assert segment.tlvs == {
-                TAG_SAR_MSG_REF_NUM: 0x1234,
-                TAG_SAR_TOTAL_SEGMENTS: parts,
-                TAG_SAR_SEGMENT_SEQNUM: segment.index,
+                Tag.SAR_MSG_REF_NUM: 0x1234,
+                Tag.SAR_TOTAL_SEGMENTS: parts,
+                Tag.SAR_SEGMENT_SEQNUM: segment.index,
             }
         elif concatenation is Concatenation.UDH8:
             assert segment.esm_class_udhi and not segment.tlvs
@@ -244,3 +241,17 @@ def test_binary_is_refused_beyond_max_parts() -> None:
     with pytest.raises(TooManyParts) as caught:
         split_bytes(bytes(135 * 2), max_parts=2)
     assert caught.value.parts_needed == 3
+
+
+def test_pre_encoded_gsm_septets_split_on_septet_limits_keeping_escape_pairs() -> None:
+    septets = gsm7.encode("a" * 152 + "€" + "b" * 10)
+    first, second = split_bytes(septets, 0)
+    assert user_data(first) == b"a" * 152
+    assert user_data(second) == gsm7.encode("€" + "b" * 10)
+
+
+def test_pre_encoded_ucs2_keeps_surrogate_pairs_whole() -> None:
+    data = ("Ж" * 66 + "😀" + "Ж" * 5).encode("utf-16-be")
+    first, second = split_bytes(data, 8)
+    assert user_data(first) == ("Ж" * 66).encode("utf-16-be")
+    assert user_data(second) == ("😀" + "Ж" * 5).encode("utf-16-be")
