@@ -15,7 +15,7 @@ import enum
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-from smpp.constants import Tag
+from smpp.constants import ESM_CLASS_UDHI, Tag
 from smpp.segmentation import IEI_CONCAT_8BIT, IEI_CONCAT_16BIT
 
 
@@ -106,6 +106,32 @@ class ConcatPart:
     payload: bytes  # the user data without the UDH
     data_coding: int
     context: object = None  # anything the caller wants back (message id, PDU, link)
+
+
+def concat_part_of(
+    short_message: bytes,
+    esm_class: int,
+    data_coding: int,
+    tlvs: Mapping[int, object],
+    context: object = None,
+) -> ConcatPart | None:
+    """The ConcatPart a deliver_sm / data_sm / submit_sm carries, or None when it is not a part
+    of a concatenated message (then it is a whole message on its own).
+
+    The user data is message_payload when present (SMPP forbids both), else short_message; a
+    UDH (esm_class UDHI) is taken off it. Raises MalformedUdh for a UDH that overruns.
+    """
+    payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+    user_data = payload if isinstance(payload, bytes) else short_message
+    if esm_class & ESM_CLASS_UDHI:
+        header = parse_udh(user_data)
+        if header.concat is not None:
+            return ConcatPart(header.concat, header.payload, data_coding, context)
+        return None
+    concat = sar_concat_info(tlvs)
+    if concat is None:
+        return None
+    return ConcatPart(concat, user_data, data_coding, context)
 
 
 @dataclass(slots=True, frozen=True)

@@ -14,6 +14,7 @@ from smpp.reassembly import (
     IncompleteReason,
     MalformedUdh,
     Reassembler,
+    concat_part_of,
     parse_udh,
     sar_concat_info,
 )
@@ -23,13 +24,11 @@ from smpp.text import decode_text
 
 def part_from(segment: Segment, context: object = None) -> ConcatPart:
     """What an inbound handler does with a deliver_sm's fields."""
-    if segment.esm_class_udhi:
-        header = parse_udh(segment.short_message)
-        assert header.concat is not None
-        return ConcatPart(header.concat, header.payload, segment.data_coding, context)
-    concat = sar_concat_info(segment.tlvs)
-    assert concat is not None
-    return ConcatPart(concat, segment.short_message, segment.data_coding, context)
+    part = concat_part_of(
+        segment.short_message, segment.esm_class_bits, segment.data_coding, segment.tlvs, context
+    )
+    assert part is not None
+    return part
 
 
 def make_part(
@@ -168,3 +167,16 @@ def test_completed_message_carries_each_parts_context() -> None:
     assert message is not None
     assert [p.context for p in message.parts] == ["msg-1", "msg-2"]
     assert message.reference == 4
+
+
+def test_single_messages_are_not_parts() -> None:
+    assert concat_part_of(b"hello", 0, 0, {}) is None
+    port_only_udh = bytes((6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0)) + b"data"
+    assert concat_part_of(port_only_udh, 0x40, 4, {}) is None
+
+
+def test_message_payload_carrying_a_udh_is_a_part() -> None:
+    udh_part = bytes((5, 0x00, 3, 7, 2, 1)) + b"first half"
+    part = concat_part_of(b"", 0x40, 0, {0x0424: udh_part})
+    assert part is not None
+    assert (part.concat, part.payload) == (ConcatInfo(7, 2, 1, 8), b"first half")

@@ -99,4 +99,4 @@ def test_decoding_never_raises_on_random_octets(data: bytes, data_coding: int) -
 
 def test_data_coding_constants_match_smpp() -> None:
     assert (DataCoding.SMSC_DEFAULT, DataCoding.LATIN1, DataCoding.UCS2) == (0, 3, 8)
-    assert DataCoding.OCTET_UNSPECIFIED == 4
+    assert int(DataCoding.OCTET_UNSPECIFIED) == 4
