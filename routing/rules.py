@@ -227,28 +227,48 @@ class Route:
         )
         self.max_parts = config.max_parts
 
-    def first_mismatch(self, facts: RouteFacts, now: float) -> Mismatch | None:
-        """None when every criterion the route sets is met."""
+    def failing_criterion(self, facts: RouteFacts, now: float) -> str | None:
+        """The first criterion the facts fail, or None when every criterion set is met.
+        (The hot path: no strings are built here.)"""
         if self.prefixes and not facts.number.startswith(self.prefixes):
-            return Mismatch("prefix", f"{facts.number} starts with none of {list(self.prefixes)}")
+            return "prefix"
         if self.countries and facts.country not in self.countries:
-            return Mismatch("country", f"{facts.country} not in {sorted(self.countries)}")
+            return "country"
         if self.mnos and (facts.mno is None or facts.mno.casefold() not in self.mnos):
-            return Mismatch("mno", f"{facts.mno} not in {sorted(self.mnos)}")
+            return "mno"
         if (self.senders or self.sender_regex is not None) and not self._sender_matches(
             facts.sender
         ):
-            wanted = sorted(self.senders)
-            pattern = self.sender_regex.pattern if self.sender_regex is not None else None
-            return Mismatch("sender", f"{facts.sender!r} is not in {wanted} nor /{pattern}/")
+            return "sender"
         if self.accounts and facts.account not in self.accounts:
-            return Mismatch("account", f"{facts.account} not in {sorted(self.accounts)}")
+            return "account"
         if self.kinds and facts.kind not in self.kinds:
-            kinds = sorted(kind.value for kind in self.kinds)
-            return Mismatch("kind", f"{facts.kind} not in {kinds}")
+            return "kind"
         if self.window is not None and not self.window.contains(now):
-            return Mismatch("time_window", f"now is outside {self.window.describe()}")
+            return "time_window"
         return None
+
+    def first_mismatch(self, facts: RouteFacts, now: float) -> Mismatch | None:
+        """Like `failing_criterion`, with a sentence fragment saying why (for explanations)."""
+        criterion = self.failing_criterion(facts, now)
+        if criterion is None:
+            return None
+        if criterion == "prefix":
+            detail = f"{facts.number} starts with none of {list(self.prefixes)}"
+        elif criterion == "country":
+            detail = f"{facts.country} not in {sorted(self.countries)}"
+        elif criterion == "mno":
+            detail = f"{facts.mno} not in {sorted(self.mnos)}"
+        elif criterion == "sender":
+            pattern = self.sender_regex.pattern if self.sender_regex is not None else None
+            detail = f"{facts.sender!r} is not in {sorted(self.senders)} nor /{pattern}/"
+        elif criterion == "account":
+            detail = f"{facts.account} not in {sorted(self.accounts)}"
+        elif criterion == "kind":
+            detail = f"{facts.kind} not in {sorted(kind.value for kind in self.kinds)}"
+        else:
+            detail = f"now is outside {self.window.describe() if self.window else '-'}"
+        return Mismatch(criterion, detail)
 
     def _sender_matches(self, sender: str | None) -> bool:
         if sender is None:
@@ -313,7 +333,7 @@ class RouteTable:
     def resolve(self, facts: RouteFacts, now: float, link_states: LinkStates) -> RouteDecision:
         """The decision of the first matching route; raises `NoRoute` when none matches."""
         for route in self._routes:
-            if route.first_mismatch(facts, now) is None:
+            if route.failing_criterion(facts, now) is None:
                 return route.decide(facts, link_states, self.rng)
         raise NoRoute(
             f"No route matches {facts.number} (country {facts.country}, mno {facts.mno}, "

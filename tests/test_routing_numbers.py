@@ -184,6 +184,53 @@ def test_bad_prefix_rows_are_reported_with_file_and_line(
     assert str(path) in str(error.value)
 
 
+def test_quoted_csv_files_load_like_plain_ones(tmp_path: Path) -> None:
+    plain = load_operator_tables(DATA / "prefixes.csv", DATA / "ported.csv")
+    quoted_prefixes = tmp_path / "prefixes.csv"
+    quoted_prefixes.write_text(
+        '"+44","UK Default","GB"\r\n"+447","UK Mobile",GB\r\n4479,"Ninety Mobile"\r\n'
+        '447911,Island Mobile,gg\r\n3361,"Paris Mobile",FR\r\n'
+    )
+    quoted_ported = tmp_path / "ported.csv"
+    quoted_ported.write_text('"+447911123456","Ninety Mobile"\n33612345678,UK Mobile\n')
+    quoted = load_operator_tables(quoted_prefixes, quoted_ported)
+    assert quoted.stats == plain.stats
+    for number in (
+        "+447911123456",
+        "+447911123400",
+        "+447956123456",
+        "+447400123456",
+        "+441632960123",
+        "+33612345678",
+        "+33611111111",
+        "+12025550123",
+    ):
+        assert quoted.lookup(number) == plain.lookup(number), number
+        assert quoted.matching_prefix(number) == plain.matching_prefix(number)
+
+
+def test_operator_names_may_contain_commas_when_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text('447,"Mobile, Inc.",GB\n')
+    answer = load_operator_tables(path, None).lookup("+447400123456")
+    assert answer is not None and answer.mno == "Mobile, Inc." and answer.country == "GB"
+
+
+def test_a_bad_line_deep_in_a_large_file_is_reported_by_number(tmp_path: Path) -> None:
+    path = tmp_path / "ported.csv"
+    lines = [f"+4474{index:08d},Op{index % 7}" for index in range(200_000)]
+    lines[150_000] = "+4474x,Op1"
+    path.write_text("msisdn,mno\n" + "\n".join(lines) + "\n")
+    with pytest.raises(TableFormatError) as error:
+        load_operator_tables(None, path)
+    assert error.value.line_number == 150_002
+    del lines[150_000]
+    path.write_text("msisdn,mno\n" + "\n".join(lines))  # no final newline
+    tables = load_operator_tables(None, path)
+    assert tables.stats.ported == 199_999
+    assert tables.is_ported("+447400199999")
+
+
 def test_duplicate_rows_are_counted_and_the_last_one_wins() -> None:
     tables = OperatorTables.from_rows([("44", "First", None), ("+44", "Second", None)])
     assert tables.stats.duplicate_rows == 1
