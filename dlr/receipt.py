@@ -40,6 +40,12 @@ from smpp.constants import (
     Tag,
 )
 
+# Plain ints: TLV dicts from the codec are int-keyed, and int keys hash fastest.
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
+_MESSAGE_PAYLOAD = int(Tag.MESSAGE_PAYLOAD)
+
 
 class UnparseableReceipt(ValueError):
     """A receipt that names no message or no state. `raw` keeps the text for the operator."""
@@ -76,8 +82,6 @@ def looks_like_receipt(short_message: bytes | str) -> bool:
     return _LOOKS_LIKE.search(text) is not None
 
 
-_TEXT_FIELD = re.compile(r"(?i)(?<!\S)text\s*:")
-_KEY = re.compile(r"(?i)(?<!\S)(submit[ _]?date|done[ _]?date|[a-z][a-z0-9_]*)[ \t]*:")
 _KEY_ALIASES = {
     "id": "id",
     "sub": "sub",
@@ -96,7 +100,7 @@ _KEY_ALIASES = {
 }
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class DeliveryReceipt:
     """What one SMSC receipt says about one submitted segment.
 
@@ -136,7 +140,7 @@ class DeliveryReceipt:
         if isinstance(short_message, bytes):
             body = short_message
             if not body:
-                payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+                payload = tlvs.get(_MESSAGE_PAYLOAD)
                 if isinstance(payload, bytes | str):
                     body = (
                         payload.encode("latin-1", "replace")
@@ -148,7 +152,7 @@ class DeliveryReceipt:
         else:
             raw = short_message
             if not raw:
-                payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+                payload = tlvs.get(_MESSAGE_PAYLOAD)
                 if isinstance(payload, bytes):
                     raw = payload.decode("latin-1")
                 elif isinstance(payload, str):
@@ -156,12 +160,16 @@ class DeliveryReceipt:
         raw = raw.replace("\x00", "")
         fields, text = _text_fields(raw)
 
-        tlv_id = _tlv_text(tlvs.get(Tag.RECEIPTED_MESSAGE_ID))
+        if tlvs:
+            tlv_id = _tlv_text(tlvs.get(_RECEIPTED_MESSAGE_ID))
+            state = _tlv_int(tlvs.get(_MESSAGE_STATE))
+            network_error = _network_error(tlvs.get(_NETWORK_ERROR_CODE))
+        else:
+            tlv_id = state = network_error = None
         message_id = tlv_id or (fields.get("id") or "").strip()
         if not message_id:
             raise UnparseableReceipt("no message id", raw)
 
-        state = _tlv_int(tlvs.get(Tag.MESSAGE_STATE))
         status = status_from_message_state(state) if state is not None else None
         stat = fields.get("stat")
         if status is None and stat:
@@ -180,7 +188,7 @@ class DeliveryReceipt:
             stat=stat or None,
             message_state=state,
             error=fields.get("err") or None,
-            network_error=_network_error(tlvs.get(Tag.NETWORK_ERROR_CODE)),
+            network_error=network_error,
             submitted_count=_count(fields.get("sub")),
             delivered_count=_count(fields.get("dlvrd")),
             submit_date=_date(fields.get("submitdate")),
@@ -190,24 +198,59 @@ class DeliveryReceipt:
         )
 
 
+def _split_text(raw: str) -> tuple[str, str | None]:
+    """Cut at the `text:` key (any case, space before the colon allowed): (head, text)."""
+    lowered = raw.lower()
+    start = lowered.find("text")
+    while start != -1:
+        if start == 0 or lowered[start - 1].isspace():
+            colon = start + 4
+            while colon < len(lowered) and lowered[colon] in " \t":
+                colon += 1
+            if colon < len(lowered) and lowered[colon] == ":":
+                return raw[:start], raw[colon + 1 :]
+        start = lowered.find("text", start + 4)
+    return raw, None
+
+
 def _text_fields(raw: str) -> tuple[dict[str, str], str | None]:
-    """Split the appendix B text into its known fields (first occurrence wins) and the text."""
-    text: str | None = None
-    head = raw
-    text_match = _TEXT_FIELD.search(raw)
-    if text_match is not None:
-        head = raw[: text_match.start()]
-        text = raw[text_match.end() :]
+    """Split the appendix B text into its known fields (first occurrence wins) and the text.
+
+    Works on whitespace-separated words rather than one big regex: it is several times faster
+    on the hot path and handles `key: value`, `key :value` and `submit date:` the same way.
+    """
+    head, text = _split_text(raw)
+    words = head.split()
+    count = len(words)
     fields: dict[str, str] = {}
-    keys = list(_KEY.finditer(head))
-    for index, key_match in enumerate(keys):
-        name = _KEY_ALIASES.get(key_match.group(1).lower())
-        if name is None or name in fields:
+    index = 0
+    while index < count:
+        word = words[index]
+        index += 1
+        key, colon, value = word.partition(":")
+        if not colon:
+            if index >= count:
+                break
+            following = words[index]
+            if following[0] == ":":  # "stat :DELIVRD" or "stat : DELIVRD"
+                value = following[1:]
+                index += 1
+            elif key.lower() in ("submit", "done"):  # "submit date:..." split by the space
+                second, colon, value = following.partition(":")
+                if not colon or second.lower() != "date":
+                    continue
+                key = key + " date"
+                index += 1
+            else:
+                continue  # garbage between fields
+        name = _KEY_ALIASES.get(key.lower())
+        if name is None:
             continue
-        end = keys[index + 1].start() if index + 1 < len(keys) else len(head)
-        # The value is the first word: later words are trailing garbage or an unknown format.
-        words = head[key_match.end() : end].split(None, 1)
-        fields[name] = words[0] if words else ""
+        if not value and index < count and ":" not in words[index]:
+            value = words[index]  # "id: 123"
+            index += 1
+        if name not in fields:
+            fields[name] = value
     return fields, text
 
 
@@ -269,26 +312,18 @@ def _date(value: str | None) -> datetime | None:
     if not value or not value.isascii() or not value.isdigit():
         return None
     length = len(value)
+    if length == 10:
+        number, second = int(value), 0
+    elif length == 12 or length == 14:
+        number, second = divmod(int(value), 100)
+    else:
+        return None
+    # One int() and arithmetic: cheaper than slicing six substrings (this runs twice a receipt).
+    number, minute = divmod(number, 100)
+    number, hour = divmod(number, 100)
+    number, day = divmod(number, 100)
+    year, month = divmod(number, 100)
     try:
-        if length == 10 or length == 12:
-            second = int(value[10:12]) if length == 12 else 0
-            return datetime(
-                2000 + int(value[0:2]),
-                int(value[2:4]),
-                int(value[4:6]),
-                int(value[6:8]),
-                int(value[8:10]),
-                second,
-            )
-        if length == 14:
-            return datetime(
-                int(value[0:4]),
-                int(value[4:6]),
-                int(value[6:8]),
-                int(value[8:10]),
-                int(value[10:12]),
-                int(value[12:14]),
-            )
+        return datetime(year if length == 14 else 2000 + year, month, day, hour, minute, second)
     except ValueError:
         return None
-    return None
