@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from dlr.status import MessageStatus, SegmentStatus, StatusEvent
+from routing.config import MessageKind as MessageKind  # one enum: routes match on it too
 
 
 class Channel(StrEnum):
@@ -32,14 +33,6 @@ class Channel(StrEnum):
 
     HTTP = "http"
     SMPP = "smpp"
-
-
-class MessageKind(StrEnum):
-    """What the traffic is for; decides the default priority."""
-
-    OTP = "otp"
-    TRANSACTIONAL = "transactional"
-    BULK = "bulk"
 
 
 KIND_PRIORITY: dict[MessageKind, int] = {

@@ -1,0 +1,269 @@
+"""Intake: the one door every mobile-terminated message comes through, whatever its channel.
+
+Owns `MessageRequest` (what an HTTP body or an SMPP submit_sm asks for), `IntakeRefusal` (why a
+request is refused, with the HTTP status and SMPP command status each channel answers with), the
+`PolicyCheck` hook (the opt-out list and other send policies plug in here, so no channel can skip
+them) and `MessageIntake`, which turns requests into stored, queued `Message`s.
+
+Order of work for each request: normalise the destination (E.164), find its operator, choose the
+route (refused at the edge when none matches), apply the route's sender rewrite, run every policy
+check, encode and count parts (refused above the route's or link's maximum, never truncated), then
+store the batch durably and only then hand it to the dispatcher. The caller acknowledges (HTTP 202,
+submit_sm_resp) after `accept` returns, so nothing acknowledged is ever only in memory.
+
+Never does: protocol work (channels parse their own wire format), sending, or waiting on links.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dlr.status import MessageStatus
+from gateway.messages import Channel, Message, MessageKind
+from gateway.store.base import MessageStore
+from routing import (
+    InvalidNumber,
+    LinkStates,
+    NoRoute,
+    NumberResolver,
+    ResolvedNumber,
+    RouteDecision,
+    RouteFacts,
+    RouteTable,
+)
+from smpp.constants import CommandStatus
+from smpp.segmentation import Concatenation, TooManyParts, split_bytes, split_text
+from smpp.text import TextEncodingError, encode_text
+
+UDHI = 0x40
+DEFAULT_MAX_PARTS = 10
+
+
+@dataclass(slots=True)
+class MessageRequest:
+    """One MT as a channel received it, before any checks. Exactly one of `text` / `body`."""
+
+    account: str
+    channel: Channel
+    to: str
+    sender: str = ""
+    text: str | None = None
+    body: bytes | None = None  # already encoded per `data_coding` (binary, or SMPP passthrough)
+    data_coding: int | None = None
+    encoding: str = "auto"  # for text: auto | gsm7 | ucs2 | latin1
+    kind: MessageKind = MessageKind.TRANSACTIONAL
+    source_ton: int | None = None
+    source_npi: int | None = None
+    esm_class: int = 0  # UDHI set: `body` is one part with its own UDH, sent as it is
+    registered_delivery: int = 1
+    validity_at: float | None = None
+    send_at: float | None = None
+    callback_url: str | None = None
+    reference: str | None = None
+    # SMPP TON 1 (international) numbers come without '+'; HTTP input may be national.
+    assume_international: bool = False
+
+
+@dataclass(slots=True)
+class IntakeRefusal(Exception):
+    """A request that cannot be accepted. `code` is stable and machine-readable, `field` names
+    the input at fault, `reason` is a sentence for people."""
+
+    code: str
+    field: str
+    reason: str
+    http_status: int = 422
+    smpp_status: int = CommandStatus.ESME_RSUBMITFAIL
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.field}: {self.reason}"
+
+
+class PolicyCheck(Protocol):
+    """A send policy consulted for every request of every channel (opt-out list, ...).
+
+    Returns a refusal to stop the request, or None to let it through. Must not block.
+    """
+
+    def check(
+        self, request: MessageRequest, number: ResolvedNumber, decision: RouteDecision
+    ) -> IntakeRefusal | None: ...
+
+
+class Dispatch(Protocol):
+    """Where accepted messages go next: the send queue, through the dispatcher."""
+
+    def enqueue(self, message: Message) -> None: ...
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request that passed every check: the message to store and how many parts it has."""
+
+    message: Message
+    parts: int
+    encoding: str
+    decision: RouteDecision
+
+
+def source_address_type(sender: str) -> tuple[int, int]:
+    """TON/NPI for a sender id, as SMSCs expect them: alphanumeric 5/0, international 1/1,
+    short codes and national numbers 0/1."""
+    digits = sender.removeprefix("+")
+    if not digits.isdigit():
+        return 5, 0
+    if sender.startswith("+") or len(digits) > 8:
+        return 1, 1
+    return 0, 1
+
+
+@dataclass
+class MessageIntake:
+    """Checks, stores and queues MTs. One instance serves every channel of the daemon."""
+
+    numbers: NumberResolver
+    routes: RouteTable
+    link_states: LinkStates
+    store: MessageStore
+    dispatch: Dispatch
+    link_max_parts: Callable[[str], int] = lambda _link: DEFAULT_MAX_PARTS
+    link_concatenation: Callable[[str], Concatenation] = lambda _link: Concatenation.UDH8
+    policies: list[PolicyCheck] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
+
+    def prepare(self, request: MessageRequest) -> Prepared:
+        """Every check for one request; raises `IntakeRefusal`. Pure CPU, no awaits."""
+        try:
+            number = self.numbers.resolve(
+                request.to, assume_international=request.assume_international
+            )
+        except InvalidNumber as exc:
+            raise IntakeRefusal(
+                "invalid_number", "to", exc.reason, 422, CommandStatus.ESME_RINVDSTADR
+            ) from None
+        facts = RouteFacts.from_resolved(
+            number, sender=request.sender or None, account=request.account, kind=request.kind
+        )
+        now = self.clock()
+        try:
+            decision = self.routes.resolve(facts, now, self.link_states)
+        except NoRoute as exc:
+            raise IntakeRefusal(
+                "no_route", "to", exc.reason, 422, CommandStatus.ESME_RINVDSTADR
+            ) from None
+        for policy in self.policies:
+            refusal = policy.check(request, number, decision)
+            if refusal is not None:
+                raise refusal
+        if request.validity_at is not None and request.validity_at <= now:
+            raise IntakeRefusal(
+                "expired",
+                "validity",
+                "the validity period has already ended",
+                422,
+                CommandStatus.ESME_RINVEXPIRY,
+            )
+        first_link = decision.first_target or decision.targets[0].link
+        max_parts = decision.max_parts or self.link_max_parts(first_link)
+        data_coding, body, encoding, parts = self._encode(request, first_link, max_parts)
+        sender = decision.sender if decision.sender is not None else request.sender
+        ton, npi = source_address_type(sender) if sender else (0, 0)
+        if request.source_ton is not None and not decision.sender_rewritten:
+            ton = request.source_ton
+        if request.source_npi is not None and not decision.sender_rewritten:
+            npi = request.source_npi
+        message = Message(
+            account=request.account,
+            channel=request.channel,
+            source_addr=sender,
+            destination=number.e164.removeprefix("+"),
+            body=body,
+            source_ton=ton,
+            source_npi=npi,
+            kind=request.kind,
+            data_coding=data_coding,
+            text=request.text,
+            esm_class=request.esm_class,
+            registered_delivery=request.registered_delivery,
+            validity_at=request.validity_at,
+            send_at=request.send_at,
+            route=decision.route,
+            targets=[target.link for target in decision.targets],
+            strategy=decision.strategy.value,
+            link=decision.first_target,
+            callback_url=request.callback_url,
+            reference=request.reference,
+            status=MessageStatus.QUEUED,
+            created_at=now,
+        )
+        return Prepared(message, parts, encoding, decision)
+
+    def _encode(
+        self, request: MessageRequest, link: str, max_parts: int
+    ) -> tuple[int, bytes, str, int]:
+        concatenation = self.link_concatenation(link)
+        try:
+            if request.text is not None:
+                data_coding, body = encode_text(request.text, request.encoding)
+                parts = len(
+                    split_text(
+                        request.text,
+                        request.encoding,
+                        concatenation=concatenation,
+                        max_parts=max_parts,
+                    )
+                )
+                return data_coding, body, _encoding_name(data_coding), parts
+            if request.body is None:
+                raise IntakeRefusal(
+                    "missing_content",
+                    "text",
+                    "give either a text or a binary body",
+                    400,
+                    CommandStatus.ESME_RINVMSGLEN,
+                )
+            data_coding = request.data_coding if request.data_coding is not None else 4
+            if request.esm_class & UDHI:
+                if len(request.body) > 140:
+                    raise IntakeRefusal(
+                        "too_long",
+                        "body",
+                        "a part with its own UDH is at most 140 octets",
+                        400,
+                        CommandStatus.ESME_RINVMSGLEN,
+                    )
+                return data_coding, request.body, _encoding_name(data_coding), 1
+            parts = len(
+                split_bytes(
+                    request.body, data_coding, concatenation=concatenation, max_parts=max_parts
+                )
+            )
+            return data_coding, request.body, _encoding_name(data_coding), parts
+        except TextEncodingError as exc:
+            raise IntakeRefusal(
+                "unencodable_text", "text", str(exc), 422, CommandStatus.ESME_RSUBMITFAIL
+            ) from None
+        except TooManyParts as exc:
+            raise IntakeRefusal(
+                "too_many_parts",
+                "text",
+                f"the message needs {exc.parts_needed} parts; at most {exc.max_parts} are allowed",
+                422,
+                CommandStatus.ESME_RINVMSGLEN,
+            ) from None
+
+    async def accept(self, requests: Sequence[MessageRequest]) -> list[Prepared]:
+        """Check, store durably, then queue. All or nothing: the first refusal raises and
+        nothing of the batch is stored. Returns once the messages are durable."""
+        prepared = [self.prepare(request) for request in requests]
+        await self.store.accept([item.message for item in prepared])
+        for item in prepared:
+            self.dispatch.enqueue(item.message)
+        return prepared
+
+
+def _encoding_name(data_coding: int) -> str:
+    return {0: "gsm7", 1: "gsm7", 3: "latin1", 4: "binary", 8: "ucs2"}.get(data_coding, "binary")
