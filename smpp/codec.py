@@ -275,10 +275,17 @@ def _decode_tlvs(b: bytes, pos: int, end: int) -> dict[int, object]:
             )
         size = int_sizes.get(tag)
         if size is None:
-            if tag in CSTRING_TLV_MAX:
+            cstring_max = CSTRING_TLV_MAX.get(tag)
+            if cstring_max is not None:
                 # Tolerated: some SMSCs omit the NUL of receipted_message_id. Keep what precedes it.
                 nul = b.find(b"\0", pos, value_end)
-                tlvs[tag] = b[pos : value_end if nul < 0 else nul].decode("latin-1")
+                text_end = value_end if nul < 0 else nul
+                if text_end - pos >= cstring_max:
+                    raise _BodyError(
+                        _S.ESME_RINVPARLEN,
+                        f"TLV 0x{tag:04X} longer than {cstring_max - 1} octets",
+                    )
+                tlvs[tag] = b[pos:text_end].decode("latin-1")
             else:
                 tlvs[tag] = b[pos:value_end]
         elif length != size:
