@@ -36,10 +36,11 @@ from dlr.status import (
     is_failure,
     is_final,
     is_intermediate,
+    segment_to_message_status,
 )
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SegmentState:
     """A segment as the store holds it. Times are on the caller's clock."""
 
@@ -70,7 +71,7 @@ def aggregate_status(segments: Sequence[SegmentState]) -> MessageStatus:
         elif status is SegmentStatus.ENROUTE:
             any_enroute = True
     if first_failure is not None:
-        return MessageStatus(first_failure.status.value)
+        return segment_to_message_status(first_failure.status)
     if all_delivered:
         return MessageStatus.DELIVERED
     if any_pending:
@@ -80,7 +81,7 @@ def aggregate_status(segments: Sequence[SegmentState]) -> MessageStatus:
     return MessageStatus.ENROUTE if any_enroute else MessageStatus.SMSC_ACCEPTED
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SegmentUpdate:
     """Result of `apply_segment_status`.
 
@@ -165,7 +166,9 @@ def reports(update: SegmentUpdate, mode: ReportMode) -> list[Report]:
         return [Report(status, None, is_intermediate(status))]
     if not update.segment.changed:
         return []
-    segment_status = MessageStatus(update.segment.status.value)
+    reported = update.segment.status
+    assert isinstance(reported, SegmentStatus)
+    segment_status = segment_to_message_status(reported)
     if not (is_final(segment_status) or is_intermediate(segment_status)):
         return []
     return [Report(segment_status, update.segment_index, is_intermediate(segment_status))]

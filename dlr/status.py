@@ -127,10 +127,11 @@ def can_transition(old: AnyStatus, new: AnyStatus) -> bool:
     return new_rank > old_rank or (new_rank == old_rank == 3)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class StatusEvent:
     """One history entry: what was reported, when, by whom, and whether it changed the state.
 
+    A value: never mutate one (not frozen only because frozen init is slow on the hot path).
     `at` is the caller's clock (persisted history should use Unix time). `detail` carries the
     evidence: raw stat/err words, an SMPP command_status name, a timeout reason.
     """
@@ -142,7 +143,7 @@ class StatusEvent:
     changed: bool = True
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Advance:
     """Result of `advance`: the status to keep and the history entry to record."""
 
@@ -254,8 +255,15 @@ def message_state(status: AnyStatus) -> int:
     return int(_STATUS_TO_STAT_WORD[status.value][1])
 
 
+# A dict, not MessageStatus(value): enum lookup by value is slow on the receipt hot path.
+_SEGMENT_TO_MESSAGE: dict[SegmentStatus, MessageStatus] = {
+    segment: MessageStatus.QUEUED
+    if segment is SegmentStatus.PENDING
+    else MessageStatus(segment.value)
+    for segment in SegmentStatus
+}
+
+
 def segment_to_message_status(status: SegmentStatus) -> MessageStatus:
     """The message status a single segment status corresponds to (pending -> queued)."""
-    if status is SegmentStatus.PENDING:
-        return MessageStatus.QUEUED
-    return MessageStatus(status.value)
+    return _SEGMENT_TO_MESSAGE[status]
