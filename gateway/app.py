@@ -1,0 +1,457 @@
+"""The daemon: composes store, queue, routing, links, intake and receipts, and runs them.
+
+Owns `Gateway` (start-up order, shutdown order, the `LinkSink` every outbound link reports to,
+the periodic sweeps) and `run(config)`, the entry point of `tandem run`.
+
+How a message moves: a channel (HTTP, SMPP server) calls `gateway.intake.accept`, which stores it
+durably and hands it to the `Dispatcher`, which queues it on a link. The link reports back here:
+`on_submitted` records carrier ids (the correlation entries) and releases receipts that arrived
+early; `on_receipt` applies receipts through the store, which keeps final states final; failures
+requeue with backoff or fail the message. Status changes and MOs are then offered to listeners
+(SMPP customer receipts, HTTP callbacks, the inbound handler), which subscribe at start-up.
+
+Never does: protocol work or SQL. Those belong to links, channels and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dlr.correlation import ApplyReceipt, Correlator, HeldReceipt, SegmentRef
+from dlr.ids import SmppReceiptKey
+from dlr.receipt import DeliveryReceipt
+from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
+from gateway.config import SmppLinkConfig, TandemConfig
+from gateway.dispatch import Dispatcher, LinkStateView
+from gateway.intake import MessageIntake
+from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
+from gateway.messages import Message, Segment
+from gateway.queue import AsyncSendQueue, RetryPolicy
+from gateway.store.base import MessageStore, StatusChange
+from gateway.store.sqlite import SqliteMessageStore
+from routing import NumberResolver, OperatorTables, RouteTable
+from smpp.constants import CommandStatus, status_name
+from smpp.pdu import DataSm, DeliverSm
+from smpp.segmentation import Concatenation
+
+log = logging.getLogger("tandem")
+
+# Refusals that say "this route cannot carry it", not "this message is wrong": try the next target.
+ROUTE_LEVEL_STATUSES = frozenset(
+    {
+        CommandStatus.ESME_RINVDSTADR,
+        CommandStatus.ESME_RSUBMITFAIL,
+        CommandStatus.ESME_RX_R_APPN,
+        CommandStatus.ESME_RINVSRCADR,
+    }
+)
+SWEEP_INTERVAL = 1.0
+
+
+class StatusListener(Protocol):
+    """Told of every status change that took effect (receipts to customers, callbacks)."""
+
+    def message_status_changed(self, message: Message, change: StatusChange) -> None: ...
+
+
+class MoListener(Protocol):
+    """Offered every MO; returns True when it took it (the first taker wins)."""
+
+    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool: ...
+
+
+@dataclass(slots=True)
+class GatewayStats:
+    """Counters a sysadmin graphs; the metrics exporter reads them."""
+
+    submitted: int = 0
+    temporary_failures: int = 0
+    permanent_failures: int = 0
+    failovers: int = 0
+    receipts: int = 0
+    receipts_unparseable: int = 0
+    receipts_unmatched: int = 0
+    receipts_held: int = 0
+    expired: int = 0
+    dlr_timeouts: int = 0
+    mo_received: int = 0
+    mo_unclaimed: int = 0
+
+
+@dataclass
+class Gateway:
+    """One daemon instance. `await start()`, then channels and links run until `stop()`."""
+
+    config: TandemConfig
+    store: MessageStore | None = None
+    clock: Callable[[], float] = time.time
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stats: GatewayStats = field(default_factory=GatewayStats)
+    status_listeners: list[StatusListener] = field(default_factory=list)
+    mo_listeners: list[MoListener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = SqliteMessageStore(
+                self.config.store_path, synchronous=self.config.store.synchronous
+            )
+        self.links: dict[str, Link] = {}
+        self.link_states = LinkStateView(self.links)
+        self.queue = AsyncSendQueue(self._on_expired_in_queue, clock=self.clock)
+        self.numbers = NumberResolver(self.config.numbering)
+        self.routes = RouteTable.from_config(self.config.routes)
+        self.dispatcher = Dispatcher(self.queue, lambda: self.routes, self.link_states)
+        self.intake = MessageIntake(
+            numbers=self.numbers,
+            routes=self.routes,
+            link_states=self.link_states,
+            store=self.message_store,
+            dispatch=self.dispatcher,
+            link_max_parts=self._link_max_parts,
+            link_concatenation=self._link_concatenation,
+            clock=self.clock,
+        )
+        self.correlator: Correlator[SmppReceiptKey, DeliveryReceipt] = Correlator(
+            max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
+        )
+        self.simulator: object | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
+
+    @property
+    def message_store(self) -> MessageStore:
+        assert self.store is not None
+        return self.store
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.numbering.prefix_file or self.config.numbering.mnp_file:
+            # Large operator tables load off the loop; the swap itself is atomic.
+            self.numbers.swap_tables(await loop.run_in_executor(None, self._load_tables))
+        await self.message_store.open()
+        if self.config.simulator.enabled:
+            from gateway.simulator import SmscSimulator
+
+            simulator = SmscSimulator(self.config.simulator, keep_received=False)
+            await simulator.start()
+            self.simulator = simulator
+        for link_config in self.config.links:
+            if link_config.enabled:
+                self.links[link_config.name] = self._build_link(link_config)
+        for message in await self.message_store.load_pending():
+            self.dispatcher.enqueue(message)
+        for link in self.links.values():
+            await link.start()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
+
+    def _load_tables(self) -> OperatorTables:
+        return NumberResolver.from_config(self.config.numbering).tables
+
+    def add_stop_hook(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Channels register how they stop; they stop first, before links and the store."""
+        self._background.append(hook)
+
+    async def stop(self) -> None:
+        for hook in reversed(self._background):
+            with contextlib.suppress(Exception):
+                await hook()
+        for link in self.links.values():
+            with contextlib.suppress(Exception):
+                await link.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        stop_simulator = getattr(self.simulator, "stop", None)
+        if stop_simulator is not None:
+            await stop_simulator()
+        await self.message_store.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def _build_link(self, link_config: SmppLinkConfig) -> Link:
+        from gateway.links.smpp_client import SmppClientLink
+
+        return SmppClientLink(link_config, source=self.queue, sink=self)
+
+    def _link_max_parts(self, name: str) -> int:
+        for link in self.config.links:
+            if link.name == name:
+                return link.max_parts
+        return 10
+
+    def _link_concatenation(self, name: str) -> Concatenation:
+        for link in self.config.links:
+            if link.name == name:
+                return link.concatenation
+        return Concatenation.UDH8
+
+    # --- LinkSink -------------------------------------------------------------------------------
+
+    def on_submitted(
+        self, link: str, message: Message, segments: Sequence[SubmittedSegment]
+    ) -> Awaitable[None]:
+        self.stats.submitted += 1
+        self.dispatcher.forget(message.id)
+        return self._record_submitted(link, message, segments)
+
+    async def _record_submitted(
+        self, link: str, message: Message, segments: Sequence[SubmittedSegment]
+    ) -> None:
+        now = self.clock()
+        rows = [
+            Segment(
+                message_id=message.id,
+                index=part.index,
+                total=part.total,
+                status=SegmentStatus.SUBMITTED,
+                link=link,
+                carrier_id=part.carrier_id,
+                submitted_at=now,
+            )
+            for part in segments
+        ]
+        change = await self.message_store.mark_submitted(
+            message.id, rows, link=link, at=now, source=StatusSource.SUBMIT_RESP
+        )
+        self._notify(change)
+        for part in segments:
+            key = SmppReceiptKey(link, part.carrier_id)
+            target = SegmentRef(message.id, part.index)
+            for early in self.correlator.on_submit_resp(key, target, now):
+                await self._apply_receipt(link, early.receipt, early.key.carrier_id)
+
+    def on_temporary_failure(
+        self, link: str, message: Message, failure: SendFailure
+    ) -> Awaitable[None]:
+        self.stats.temporary_failures += 1
+        return self._requeue(link, message, failure)
+
+    async def _requeue(self, link: str, message: Message, failure: SendFailure) -> None:
+        now = self.clock()
+        error = _describe_failure(failure)
+        if message.is_expired(now):
+            await self._fail(message, MessageStatus.EXPIRED, error, count_attempt=False)
+            return
+        attempts = message.attempts + 1
+        if self.retry.exhausted(attempts):
+            await self._fail(message, MessageStatus.FAILED, f"{error} (gave up after retries)")
+            return
+        next_attempt = self.retry.next_attempt_at(now, attempts)
+        change = await self.message_store.requeue(
+            message.id, next_attempt_at=next_attempt, error=error, at=now, source=StatusSource.QUEUE
+        )
+        if change.message is not None and is_final(change.message.status):
+            return  # cancelled or finished meanwhile: nothing to send again
+        message.attempts = attempts
+        message.next_attempt_at = next_attempt
+        message.last_error = error
+        message.status = MessageStatus.QUEUED
+        self.dispatcher.enqueue(message)
+
+    def on_permanent_failure(
+        self, link: str, message: Message, failure: SendFailure
+    ) -> Awaitable[None]:
+        self.stats.permanent_failures += 1
+        if failure.status in ROUTE_LEVEL_STATUSES and self.dispatcher.exclude(message, link):
+            self.stats.failovers += 1
+            message.link = None
+            self.dispatcher.enqueue(message)
+            return self.message_store.record_history(
+                message.id,
+                status=MessageStatus.QUEUED,
+                source=StatusSource.SUBMIT_RESP,
+                at=self.clock(),
+                detail=f"{link} refused it ({_describe_failure(failure)}); next route target",
+            )
+        return self._fail(message, MessageStatus.FAILED, _describe_failure(failure))
+
+    async def _fail(
+        self, message: Message, status: MessageStatus, error: str, *, count_attempt: bool = True
+    ) -> None:
+        self.dispatcher.forget(message.id)
+        change = await self.message_store.fail(
+            message.id,
+            status,
+            error=error,
+            at=self.clock(),
+            source=StatusSource.SUBMIT_RESP,
+            count_attempt=count_attempt,
+        )
+        self._notify(change)
+
+    def on_receipt(
+        self,
+        link: str,
+        pdu: DeliverSm | DataSm,
+        receipt: DeliveryReceipt | None,
+        carrier_id: str | None,
+    ) -> Awaitable[None] | None:
+        self.stats.receipts += 1
+        if receipt is None or carrier_id is None:
+            self.stats.receipts_unparseable += 1
+            log.warning("unreadable receipt on link %s (sequence %d)", link, pdu.sequence_number)
+            return None
+        return self._apply_receipt(link, receipt, carrier_id)
+
+    async def _apply_receipt(self, link: str, receipt: DeliveryReceipt, carrier_id: str) -> None:
+        now = self.clock()
+        network_error = receipt.network_error
+        change = await self.message_store.apply_segment_status(
+            link,
+            carrier_id,
+            receipt.status,
+            at=now,
+            source=StatusSource.RECEIPT,
+            detail=f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}",
+            error=receipt.error,
+            network_error=None if network_error is None else str(network_error),
+        )
+        if change.message is None:
+            outcome = self.correlator.on_receipt(SmppReceiptKey(link, carrier_id), receipt, now)
+            if isinstance(outcome, HeldReceipt):
+                self.stats.receipts_held += 1
+                if outcome.evicted is not None:
+                    self.stats.receipts_unmatched += 1
+            elif isinstance(outcome, ApplyReceipt):  # a submit result raced the store lookup
+                await self.message_store.set_segment_status(
+                    outcome.target.message_id,
+                    outcome.target.segment_index,
+                    receipt.status,
+                    at=now,
+                    source=StatusSource.RECEIPT,
+                    error=receipt.error,
+                )
+            return
+        self._notify(change)
+
+    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> None:
+        self.stats.mo_received += 1
+        for listener in self.mo_listeners:
+            if listener.mo_received(link, pdu):
+                return
+        self.stats.mo_unclaimed += 1
+        log.info("MO on %s from %s to %s not claimed", link, pdu.source_addr, pdu.destination_addr)
+
+    def on_link_state(self, link: str, state: LinkState) -> None:
+        log.info("link %s is %s", link, state.value)
+        if state is LinkState.DOWN:
+            moved = self.dispatcher.link_down(link)
+            if moved:
+                log.info("moved %d queued messages off link %s", moved, link)
+
+    # --- listeners and sweeps -----------------------------------------------------------------
+
+    def _notify(self, change: StatusChange) -> None:
+        if not change.changed or change.message is None:
+            return
+        for listener in self.status_listeners:
+            try:
+                listener.message_status_changed(change.message, change)
+            except Exception:  # one listener's bug must not stop receipts for the others
+                log.exception("status listener failed")
+
+    def _on_expired_in_queue(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.stats.expired += 1
+            self._spawn(
+                self._fail(message, MessageStatus.EXPIRED, "validity ended", count_attempt=False)
+            )
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Periodic work: drop early receipts nobody claimed, expire what outlived its
+        validity, give up on receipts that never came."""
+        now = self.clock()
+        dropped = self.correlator.expire(now)
+        self.stats.receipts_unmatched += len(dropped)
+        for message_id in await self.message_store.expire_due(now, source=StatusSource.TIMEOUT):
+            self.stats.expired += 1
+            removed = self.queue.remove(message_id)
+            if removed is not None:
+                self.dispatcher.forget(message_id)
+        await self._sweep_receipt_timeouts(now)
+
+    async def _sweep_receipt_timeouts(self, now: float) -> None:
+        shortest = min(
+            (self.config.link_dlr_timeout(link) for link in self.config.links),
+            default=self.config.dlr.dlr_timeout,
+        )
+        for segment in await self.message_store.list_submitted_older_than(now - shortest):
+            timeout = self._dlr_timeout_of(segment.link)
+            if segment.submitted_at is None or segment.submitted_at > now - timeout:
+                continue
+            record = await self.message_store.get(segment.message_id)
+            expired = record is not None and record.message.is_expired(now)
+            change = await self.message_store.set_segment_status(
+                segment.message_id,
+                segment.index,
+                SegmentStatus.EXPIRED if expired else SegmentStatus.UNKNOWN,
+                at=now,
+                source=StatusSource.TIMEOUT,
+                detail=f"no final receipt within {timeout:.0f} s",
+            )
+            self.stats.dlr_timeouts += 1
+            self._notify(change)
+
+    def _dlr_timeout_of(self, link: str | None) -> float:
+        for config in self.config.links:
+            if config.name == link:
+                return self.config.link_dlr_timeout(config)
+        return self.config.dlr.dlr_timeout
+
+
+def _describe_failure(failure: SendFailure) -> str:
+    if failure.status is None:
+        return failure.reason
+    return f"0x{failure.status:08X} {status_name(failure.status)}: {failure.reason}"
+
+
+async def serve(config: TandemConfig) -> int:
+    """Run the daemon until SIGINT/SIGTERM."""
+    gateway = Gateway(config)
+    await gateway.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    log.info("tandem is running")
+    await stopping.wait()
+    log.info("stopping")
+    await gateway.stop()
+    return 0
+
+
+def run(config: TandemConfig) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return asyncio.run(serve(config))
