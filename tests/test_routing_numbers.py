@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -207,6 +208,44 @@ def test_quoted_csv_files_load_like_plain_ones(tmp_path: Path) -> None:
     ):
         assert quoted.lookup(number) == plain.lookup(number), number
         assert quoted.matching_prefix(number) == plain.matching_prefix(number)
+
+
+_row = st.tuples(
+    st.from_regex(r"[1-9][0-9]{0,9}", fullmatch=True),
+    st.sampled_from(["Vodafone", "EE", "Three UK", "O2-UK", "Sure (GG)"]),
+    st.sampled_from(["", "GB", "gg", None]),
+    st.sampled_from(["", " ", "\t", "+", " +"]),  # leading text before the number
+    st.sampled_from(["\n", "\r\n"]),
+)
+_extra_line = st.sampled_from(["", "# a comment, with commas", "  # indented", "   "])
+
+
+@given(rows=st.lists(st.one_of(_row, _extra_line), max_size=30), header=st.booleans())
+def test_fast_plain_loader_reads_exactly_what_the_csv_reader_reads(
+    rows: list[tuple[str, str, str | None, str, str] | str], header: bool
+) -> None:
+    plain_lines = ["prefix,mno,country\n"] if header else []
+    quoted_lines = list(plain_lines)
+    for row in rows:
+        if isinstance(row, str):
+            plain_lines.append(row + "\n")
+            quoted_lines.append(row + "\n")
+            continue
+        digits, mno, country, lead, end = row
+        tail = "" if country is None else f",{country}"
+        plain_lines.append(f"{lead}{digits}, {mno} {tail}{end}")
+        quoted_tail = "" if country is None else f',"{country}"'
+        quoted_lines.append(f'"{digits}","{mno}"{quoted_tail}{end}')
+    with tempfile.TemporaryDirectory() as directory:
+        plain, quoted = Path(directory, "plain.csv"), Path(directory, "quoted.csv")
+        plain.write_text("".join(plain_lines), newline="")
+        quoted.write_text("".join(quoted_lines), newline="")
+        fast, slow = load_operator_tables(plain, None), load_operator_tables(quoted, None)
+    assert fast.stats == slow.stats
+    for row in rows:
+        if not isinstance(row, str):
+            number = "+" + row[0] + "12345"
+            assert fast.lookup(number) == slow.lookup(number)
 
 
 def test_operator_names_may_contain_commas_when_quoted(tmp_path: Path) -> None:
