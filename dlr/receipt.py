@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from dlr.ids import MessageIdFormat, canonical_message_id
 from dlr.status import (
     SegmentStatus,
     is_intermediate,
@@ -122,6 +123,18 @@ class DeliveryReceipt:
     done_date: datetime | None = None
     text: str | None = None
     id_from_tlv: bool = False
+
+    def canonical_id(
+        self, text_format: MessageIdFormat, tlv_format: MessageIdFormat | None = None
+    ) -> str:
+        """The canonical carrier id, read under the format of where it came from.
+
+        SMSCs often write receipted_message_id like the submit_sm_resp id (e.g. hex) and the
+        text `id:` differently (e.g. decimal), so a link may configure the two separately;
+        `tlv_format` defaults to `text_format`. Raises `InvalidMessageId`.
+        """
+        fmt = tlv_format if self.id_from_tlv and tlv_format is not None else text_format
+        return canonical_message_id(self.message_id, fmt)
 
     @property
     def error_code(self) -> int | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from smpp.constants import MessageState
+from smpp.constants import MessageState, status_name
 
 
 class MessageStatus(enum.StrEnum):
@@ -81,6 +81,7 @@ AnyStatus = MessageStatus | SegmentStatus
 _FINAL_VALUES = frozenset(
     {"delivered", "undeliverable", "expired", "rejected", "deleted", "unknown", "failed"}
 )
+_INTERMEDIATE_VALUES = frozenset({"enroute", "smsc_accepted"})
 # Carrier verdicts that may replace `unknown` (see the module docstring).
 _DEFINITIVE_VALUES = frozenset({"delivered", "undeliverable", "expired", "rejected", "deleted"})
 # Progress rank of the non-final states; a non-final status only moves to a higher rank,
@@ -97,26 +98,29 @@ _RANK = {
 
 def is_final(status: AnyStatus) -> bool:
     """True when no further receipt or timer is expected for this status."""
-    return status.value in _FINAL_VALUES
+    return status in _FINAL_VALUES
 
 
 def is_intermediate(status: AnyStatus) -> bool:
     """True for the SMSC's intermediate notifications (enroute, smsc_accepted)."""
-    return status.value in ("enroute", "smsc_accepted")
+    return status in _INTERMEDIATE_VALUES
 
 
 def is_success(status: AnyStatus) -> bool:
-    return status.value == "delivered"
+    return status == "delivered"
 
 
 def is_failure(status: AnyStatus) -> bool:
     """A final state other than delivered."""
-    return status.value in _FINAL_VALUES and status.value != "delivered"
+    return status in _FINAL_VALUES and status != "delivered"
 
 
 def can_transition(old: AnyStatus, new: AnyStatus) -> bool:
     """Whether `old` may be replaced by `new` (same status is never a transition)."""
-    old_value, new_value = old.value, new.value
+    # Members are str subclasses: comparing them to the plain value strings skips the
+    # (slow) `.value` descriptor.
+    old_value: str = old
+    new_value: str = new
     if old_value == new_value:
         return False
     if old_value in _FINAL_VALUES:
@@ -247,12 +251,12 @@ _STATUS_TO_STAT_WORD: dict[str, tuple[str, int]] = {
 
 def stat_word(status: AnyStatus) -> str:
     """The receipt `stat:` word we send for a status (DELIVRD, UNDELIV, ...)."""
-    return _STATUS_TO_STAT_WORD[status.value][0]
+    return _STATUS_TO_STAT_WORD[status][0]
 
 
 def message_state(status: AnyStatus) -> int:
     """The SMPP message_state number we send for a status."""
-    return int(_STATUS_TO_STAT_WORD[status.value][1])
+    return int(_STATUS_TO_STAT_WORD[status][1])
 
 
 # A dict, not MessageStatus(value): enum lookup by value is slow on the receipt hot path.
@@ -267,3 +271,11 @@ _SEGMENT_TO_MESSAGE: dict[SegmentStatus, MessageStatus] = {
 def segment_to_message_status(status: SegmentStatus) -> MessageStatus:
     """The message status a single segment status corresponds to (pending -> queued)."""
     return _SEGMENT_TO_MESSAGE[status]
+
+
+def submit_error_detail(command_status: int) -> str:
+    """History detail for a failed submit: the SMPP status by name and number, so it is kept.
+
+    E.g. "ESME_RINVDSTADR (0x0000000B)", or "0x00000401 (0x00000401)" for a vendor code.
+    """
+    return f"{status_name(command_status)} (0x{command_status & 0xFFFFFFFF:08X})"

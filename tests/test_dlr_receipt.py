@@ -238,3 +238,14 @@ def test_parser_raises_nothing_but_its_own_error_on_any_input(
         return
     assert receipt.message_id
     assert isinstance(receipt.status, SegmentStatus)
+
+
+def test_tlv_and_text_ids_are_read_under_their_own_formats() -> None:
+    text = "id:2587 sub:001 dlvrd:001 stat:DELIVRD err:000"
+    from_text = DeliveryReceipt.parse(text)
+    from_tlv = DeliveryReceipt.parse(text, {Tag.RECEIPTED_MESSAGE_ID: "0a1b"})
+    dec, hex_ = MessageIdFormat.DEC, MessageIdFormat.HEX
+    assert from_text.canonical_id(dec, tlv_format=hex_) == "2587"
+    assert from_tlv.canonical_id(dec, tlv_format=hex_) == "2587"
+    # Without a TLV format, the TLV id is read like the text one.
+    assert from_tlv.canonical_id(hex_) == "2587"

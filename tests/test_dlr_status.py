@@ -18,6 +18,7 @@ from dlr.status import (
     stat_word,
     status_from_message_state,
     status_from_stat_word,
+    submit_error_detail,
 )
 
 M = MessageStatus
@@ -138,3 +139,16 @@ def test_our_stat_words_and_states_read_back_as_the_same_status() -> None:
 def test_segment_pending_is_a_queued_message() -> None:
     assert segment_to_message_status(SegmentStatus.PENDING) is M.QUEUED
     assert segment_to_message_status(SegmentStatus.EXPIRED) is M.EXPIRED
+
+
+def test_permanent_submit_error_keeps_the_smpp_status_in_history() -> None:
+    failed = advance(
+        M.QUEUED,
+        M.FAILED,
+        at=1.0,
+        source=StatusSource.SUBMIT_RESP,
+        detail=submit_error_detail(0x0B),
+    )
+    assert failed.status is M.FAILED
+    assert failed.event.detail == "ESME_RINVDSTADR (0x0000000B)"
+    assert submit_error_detail(0x401) == "0x00000401 (0x00000401)"
