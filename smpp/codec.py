@@ -274,9 +274,22 @@ def _decode_tlvs(b: bytes, pos: int, end: int) -> dict[int, object]:
                 _S.ESME_RINVOPTPARSTREAM, f"TLV 0x{tag:04X} of {length} octets overruns the PDU"
             )
         size = int_sizes.get(tag)
-        if size is None:
+        if size == length:
+            if size == 1:
+                tlvs[tag] = b[pos]
+            elif size == 2:
+                tlvs[tag] = b[pos] << 8 | b[pos + 1]
+            else:
+                tlvs[tag] = int.from_bytes(b[pos:value_end])
+        elif size is not None:
+            raise _BodyError(
+                _S.ESME_RINVPARLEN, f"TLV 0x{tag:04X} must be {size} octets, not {length}"
+            )
+        else:
             cstring_max = CSTRING_TLV_MAX.get(tag)
-            if cstring_max is not None:
+            if cstring_max is None:
+                tlvs[tag] = b[pos:value_end]
+            else:
                 # Tolerated: some SMSCs omit the NUL of receipted_message_id. Keep what precedes it.
                 nul = b.find(b"\0", pos, value_end)
                 text_end = value_end if nul < 0 else nul
@@ -286,16 +299,6 @@ def _decode_tlvs(b: bytes, pos: int, end: int) -> dict[int, object]:
                         f"TLV 0x{tag:04X} longer than {cstring_max - 1} octets",
                     )
                 tlvs[tag] = b[pos:text_end].decode("latin-1")
-            else:
-                tlvs[tag] = b[pos:value_end]
-        elif length != size:
-            raise _BodyError(
-                _S.ESME_RINVPARLEN, f"TLV 0x{tag:04X} must be {size} octets, not {length}"
-            )
-        elif size == 1:
-            tlvs[tag] = b[pos]
-        else:
-            tlvs[tag] = int.from_bytes(b[pos:value_end])
         pos = value_end
     return tlvs
 
@@ -307,29 +310,33 @@ _TLV_INT_PACKERS: dict[int, Callable[[int], bytes]] = {
 
 
 def _encode_tlvs(tlvs: dict[int, object]) -> bytes:
-    parts: list[bytes] = []
+    out = b""
     int_packers = _TLV_INT_PACKERS
     for tag, value in tlvs.items():
         pack_int = int_packers.get(tag)
-        if isinstance(value, bytes):
-            # Raw value: unknown tags, or a caller that pre-encoded a known one.
-            parts.append(_TLV_HEADER.pack(tag, len(value)))
-            parts.append(value)
-        elif pack_int is not None:
-            if not isinstance(value, int):
-                raise PduEncodeError(f"TLV 0x{tag:04X} holds an integer, got {value!r}")
-            parts.append(pack_int(value))
-        elif tag in CSTRING_TLV_MAX:
-            if not isinstance(value, str):
-                raise PduEncodeError(f"TLV 0x{tag:04X} holds a string, got {value!r}")
-            raw = value.encode("latin-1")
-            if len(raw) >= CSTRING_TLV_MAX[tag] or b"\0" in raw:
-                raise PduEncodeError(f"TLV 0x{tag:04X}: {value!r} too long or holds a NUL")
-            parts.append(_TLV_HEADER.pack(tag, len(raw) + 1))
-            parts.append(raw + b"\0")
+        if pack_int is not None and value.__class__ is int:
+            out += pack_int(value)
         else:
-            raise PduEncodeError(f"TLV 0x{tag:04X} holds octets: its value must be bytes")
-    return b"".join(parts)
+            out += _encode_other_tlv(tag, value)
+    return out
+
+
+def _encode_other_tlv(tag: int, value: object) -> bytes:
+    if isinstance(value, bytes):
+        # Raw value: unknown tags, or a caller that pre-encoded a known one.
+        return _TLV_HEADER.pack(tag, len(value)) + value
+    if tag in INTEGER_TLV_SIZES:
+        if not isinstance(value, int):
+            raise PduEncodeError(f"TLV 0x{tag:04X} holds an integer, got {value!r}")
+        return _TLV_INT_PACKERS[tag](int(value))
+    if tag in CSTRING_TLV_MAX:
+        if not isinstance(value, str):
+            raise PduEncodeError(f"TLV 0x{tag:04X} holds a string, got {value!r}")
+        raw = value.encode("latin-1")
+        if len(raw) >= CSTRING_TLV_MAX[tag] or b"\0" in raw:
+            raise PduEncodeError(f"TLV 0x{tag:04X}: {value!r} too long or holds a NUL")
+        return _TLV_HEADER.pack(tag, len(raw) + 1) + raw + b"\0"
+    raise PduEncodeError(f"TLV 0x{tag:04X} holds octets: its value must be bytes")
 
 
 # --- submit_multi address lists -----------------------------------------------------------------
@@ -623,9 +630,10 @@ def encode(pdu: Pdu) -> bytes:
         raise PduEncodeError(f"{type(pdu).__name__}: {error}") from error
 
 
-def _decode_frame(b: bytes, start: int, end: int) -> Pdu | PduError:
-    """Decode the frame b[start:end], whose command_length has already been checked."""
-    command_id, status, sequence_number = _HEADER_TAIL.unpack_from(b, start + 4)
+def _decode_body(
+    b: bytes, start: int, end: int, command_id: int, status: int, sequence_number: int
+) -> Pdu | PduError:
+    """Decode the body b[start:end] of a frame whose header was read and length checked."""
     decoder = _DECODERS.get(command_id)
     if decoder is None:
         return PduError(
@@ -635,7 +643,7 @@ def _decode_frame(b: bytes, start: int, end: int) -> Pdu | PduError:
             sequence_number,
         )
     try:
-        return decoder(b, start + 16, end, sequence_number, status)
+        return decoder(b, start, end, sequence_number, status)
     except _BodyError as error:
         return PduError(CommandStatus(error.status), error.reason, command_id, sequence_number)
     except Exception as error:  # a decoder bug must not take the connection down with it
@@ -659,7 +667,7 @@ def decode(frame: bytes) -> Pdu:
         raise PduError(
             CommandStatus.ESME_RINVCMDLEN, f"{size} octets: shorter than a header", fatal=True
         )
-    command_length, command_id, _status, sequence_number = _HEADER.unpack_from(frame, 0)
+    command_length, command_id, status, sequence_number = _HEADER.unpack_from(frame, 0)
     if command_length != size:
         raise PduError(
             CommandStatus.ESME_RINVCMDLEN,
@@ -668,7 +676,7 @@ def decode(frame: bytes) -> Pdu:
             sequence_number,
             fatal=True,
         )
-    result = _decode_frame(frame, 0, size)
+    result = _decode_body(frame, HEADER_LENGTH, size, command_id, status, sequence_number)
     if isinstance(result, PduError):
         raise result
     return result
@@ -721,12 +729,18 @@ class PduDecoder:
         available = len(buffer)
         max_length = self.max_length
         unpack_length = _LENGTH.unpack_from
-        while available - pos >= 4:
-            (command_length,) = unpack_length(buffer, pos)
+        unpack_header = _HEADER.unpack_from
+        while True:
+            remaining = available - pos
+            if remaining >= HEADER_LENGTH:
+                command_length, command_id, status, sequence_number = unpack_header(buffer, pos)
+            elif remaining >= 4:
+                # Enough to judge the length (and refuse it before buffering), not to decode.
+                (command_length,) = unpack_length(buffer, pos)
+                command_id = status = sequence_number = 0
+            else:
+                break
             if command_length < HEADER_LENGTH or command_length > max_length:
-                command_id = sequence_number = 0
-                if available - pos >= HEADER_LENGTH:
-                    command_id, _status, sequence_number = _HEADER_TAIL.unpack_from(buffer, pos + 4)
                 results.append(
                     PduError(
                         CommandStatus.ESME_RINVCMDLEN,
@@ -742,7 +756,7 @@ class PduDecoder:
             end = pos + command_length
             if end > available:
                 break
-            results.append(_decode_frame(buffer, pos, end))
+            results.append(_decode_body(buffer, pos + 16, end, command_id, status, sequence_number))
             pos = end
         self._buffer = bytearray(buffer[pos:]) if pos < available else bytearray()
         return results
