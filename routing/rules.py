@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -108,6 +108,7 @@ class Mismatch:
 
 
 _default_rng = random.Random()
+_NONE: frozenset[str] = frozenset()
 
 
 def link_available(status: LinkStatus | None, throttle_limit: float) -> bool:
@@ -127,15 +128,28 @@ def pick_target(
     (zero-weight targets are used only when no weighted one is available). None: nothing now.
     """
     excluded = exclude if isinstance(exclude, set | frozenset) else frozenset(exclude)
-    limit = decision.throttle_limit
+    return _pick(
+        decision.targets, decision.strategy, decision.throttle_limit, link_states, excluded, rng
+    )
+
+
+def _pick(
+    targets: tuple[RouteTarget, ...],
+    strategy: RouteStrategy,
+    throttle_limit: float,
+    link_states: LinkStates,
+    excluded: Set[str],
+    rng: RandomSource | None,
+) -> str | None:
     usable = [
         target
-        for target in decision.targets
-        if target.link not in excluded and link_available(link_states.get(target.link), limit)
+        for target in targets
+        if target.link not in excluded
+        and link_available(link_states.get(target.link), throttle_limit)
     ]
     if not usable:
         return None
-    if decision.strategy is RouteStrategy.FAILOVER:
+    if strategy is RouteStrategy.FAILOVER:
         return usable[0].link
     total = sum(target.weight for target in usable)
     if total <= 0:
@@ -153,15 +167,27 @@ class TimeWindow:
     """[start, end) in local time of `zone`; start > end crosses midnight, start == end is a
     whole day. `days` are the weekdays on which the window opens (Mon=0)."""
 
-    __slots__ = ("days", "end_minute", "start_minute", "zone")
+    __slots__ = ("_last", "days", "end_minute", "start_minute", "zone")
 
     def __init__(self, start: str, end: str, zone: str, days: Iterable[str] = WEEKDAYS) -> None:
         self.start_minute = _minutes(start)
         self.end_minute = _minutes(end)
         self.zone = ZoneInfo(zone)
         self.days = frozenset(WEEKDAYS.index(day) for day in days)
+        self._last: tuple[int, bool] = (-1, False)
 
     def contains(self, now: float) -> bool:
+        # Modern zone offsets are whole minutes, so the answer holds for the whole UTC minute;
+        # one (minute, answer) pair saves the zone conversion for every other message in it.
+        minute_of_epoch = int(now // 60)
+        cached_minute, cached_answer = self._last
+        if minute_of_epoch == cached_minute:
+            return cached_answer
+        answer = self._contains(now)
+        self._last = (minute_of_epoch, answer)
+        return answer
+
+    def _contains(self, now: float) -> bool:
         local = datetime.fromtimestamp(now, self.zone)
         minute = local.hour * 60 + local.minute
         weekday = local.weekday()
@@ -291,7 +317,7 @@ class Route:
     def decide(
         self, facts: RouteFacts, link_states: LinkStates, rng: RandomSource | None
     ) -> RouteDecision:
-        decision = RouteDecision(
+        return RouteDecision(
             route=self.name,
             priority=self.priority,
             strategy=self.strategy,
@@ -300,10 +326,10 @@ class Route:
             sender=self.rewrite_sender(facts.sender),
             original_sender=facts.sender,
             max_parts=self.max_parts,
-            first_target=None,
+            first_target=_pick(
+                self.targets, self.strategy, self.throttle_limit, link_states, _NONE, rng
+            ),
         )
-        first = pick_target(decision, link_states, rng=rng)
-        return decision if first is None else replace(decision, first_target=first)
 
 
 class RouteTable:

@@ -379,3 +379,15 @@ def test_prefixes_are_stored_with_a_plus_and_link_names_are_listed() -> None:
     config = route("r", 1, prefixes=["44", "+33"], targets=["x", "y"])
     assert config.prefixes == ["+44", "+33"]
     assert RouteTable.from_config([config]).link_names() == {"x", "y"}
+
+
+def test_window_answers_stay_right_when_asked_many_times_a_minute() -> None:
+    window = window_route(start="09:00", end="17:00").routes[0].window
+    assert window is not None
+    start = utc(2026, 3, 29, 7, 58)  # spring change day, around the 09:00 BST opening
+    answers = [window.contains(start + 7 * step) for step in range(60)]
+    expected = [
+        datetime.fromtimestamp(start + 7 * step, window.zone).hour >= 9 for step in range(60)
+    ]
+    assert answers == expected
+    assert False in answers and True in answers
