@@ -105,9 +105,10 @@ _KEY_ALIASES = {
 class DeliveryReceipt:
     """What one SMSC receipt says about one submitted segment.
 
-    `message_id` is the carrier id exactly as carried (trimmed); normalise it with
-    `dlr.ids.canonical_message_id` under the link's receipt id format before correlating.
-    Dates are the SMSC's local time (the format carries no zone).
+    `message_id` is the carrier id exactly as carried (trimmed); use `canonical_id` with the
+    link's receipt id format(s) to get the correlation id. Dates are the SMSC's local time (the
+    format carries no zone). A value: never mutate one (not frozen only because frozen init is
+    slow on the hot path).
     """
 
     message_id: str
@@ -150,26 +151,13 @@ class DeliveryReceipt:
     ) -> DeliveryReceipt:
         """Read a receipt from a deliver_sm/data_sm body; raise `UnparseableReceipt` if unusable."""
         tlvs = tlvs or {}
-        if isinstance(short_message, bytes):
-            body = short_message
-            if not body:
-                payload = tlvs.get(_MESSAGE_PAYLOAD)
-                if isinstance(payload, bytes | str):
-                    body = (
-                        payload.encode("latin-1", "replace")
-                        if isinstance(payload, str)
-                        else payload
-                    )
-            # latin-1 never fails and keeps one character per octet; receipts are ASCII.
-            raw = body.decode("latin-1")
-        else:
-            raw = short_message
-            if not raw:
-                payload = tlvs.get(_MESSAGE_PAYLOAD)
-                if isinstance(payload, bytes):
-                    raw = payload.decode("latin-1")
-                elif isinstance(payload, str):
-                    raw = payload
+        body: bytes | str = short_message
+        if not body:
+            payload = tlvs.get(_MESSAGE_PAYLOAD)
+            if isinstance(payload, bytes | str):
+                body = payload
+        # latin-1 never fails and keeps one character per octet; receipts are ASCII.
+        raw = body.decode("latin-1") if isinstance(body, bytes) else body
         raw = raw.replace("\x00", "")
         fields, text = _text_fields(raw)
 
