@@ -193,7 +193,7 @@ def main() -> None:
         print(
             f"reload (load + atomic swap): {time.perf_counter() - started:.2f} s wall, "
             f"{time.process_time() - cpu_started:.2f} s cpu, "
-            f"RSS now {memory_mb()[0]:.0f} MB"
+            f"RSS now {memory_mb()[0]:.0f} MB, peak {memory_mb()[1]:.0f} MB (old + new tables)"
         )
 
         rng = random.Random(SEED + 1)
