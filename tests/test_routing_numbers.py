@@ -10,7 +10,7 @@ from pathlib import Path
 
 import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import carrier
 
@@ -220,6 +220,7 @@ _row = st.tuples(
 _extra_line = st.sampled_from(["", "# a comment, with commas", "  # indented", "   "])
 
 
+@settings(max_examples=60)
 @given(rows=st.lists(st.one_of(_row, _extra_line), max_size=30), header=st.booleans())
 def test_fast_plain_loader_reads_exactly_what_the_csv_reader_reads(
     rows: list[tuple[str, str, str | None, str, str] | str], header: bool
@@ -257,17 +258,18 @@ def test_operator_names_may_contain_commas_when_quoted(tmp_path: Path) -> None:
 
 def test_a_bad_line_deep_in_a_large_file_is_reported_by_number(tmp_path: Path) -> None:
     path = tmp_path / "ported.csv"
-    lines = [f"+4474{index:08d},Op{index % 7}" for index in range(200_000)]
-    lines[150_000] = "+4474x,Op1"
+    # 60,000 rows are ~1.4 MB: the bad row sits in the loader's second block.
+    lines = [f"+4474{index:08d},Op{index % 7}" for index in range(60_000)]
+    lines[50_000] = "+4474x,Op1"
     path.write_text("msisdn,mno\n" + "\n".join(lines) + "\n")
     with pytest.raises(TableFormatError) as error:
         load_operator_tables(None, path)
-    assert error.value.line_number == 150_002
-    del lines[150_000]
+    assert error.value.line_number == 50_002
+    del lines[50_000]
     path.write_text("msisdn,mno\n" + "\n".join(lines))  # no final newline
     tables = load_operator_tables(None, path)
-    assert tables.stats.ported == 199_999
-    assert tables.is_ported("+447400199999")
+    assert tables.stats.ported == 59_999
+    assert tables.is_ported("+447400059999")
 
 
 def test_duplicate_rows_are_counted_and_the_last_one_wins() -> None:
