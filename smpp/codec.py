@@ -63,6 +63,7 @@ __all__ = [
     "PduDecoder",
     "PduEncodeError",
     "PduError",
+    "command_name",
     "decode",
     "encode",
 ]
@@ -71,7 +72,6 @@ HEADER_LENGTH = 16
 DEFAULT_MAX_LENGTH = 65536
 
 _HEADER = struct.Struct(">IIII")
-_HEADER_TAIL = struct.Struct(">III")  # command_id, command_status, sequence_number
 _LENGTH = struct.Struct(">I")
 _TLV_HEADER = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
@@ -636,23 +636,29 @@ def _decode_body(
     """Decode the body b[start:end] of a frame whose header was read and length checked."""
     decoder = _DECODERS.get(command_id)
     if decoder is None:
-        return PduError(
-            CommandStatus.ESME_RINVCMDID,
-            f"unknown command_id 0x{command_id:08X}",
-            command_id,
-            sequence_number,
-        )
+        return _unknown_command(command_id, sequence_number)
     try:
         return decoder(b, start, end, sequence_number, status)
-    except _BodyError as error:
+    except Exception as error:
+        return _body_error(error, command_id, sequence_number)
+
+
+def _unknown_command(command_id: int, sequence_number: int) -> PduError:
+    return PduError(
+        CommandStatus.ESME_RINVCMDID,
+        f"unknown command_id 0x{command_id:08X}",
+        command_id,
+        sequence_number,
+    )
+
+
+def _body_error(error: Exception, command_id: int, sequence_number: int) -> PduError:
+    if isinstance(error, _BodyError):
         return PduError(CommandStatus(error.status), error.reason, command_id, sequence_number)
-    except Exception as error:  # a decoder bug must not take the connection down with it
-        return PduError(
-            CommandStatus.ESME_RSYSERR,
-            f"decoder failure: {error!r}",
-            command_id,
-            sequence_number,
-        )
+    # A decoder bug must not take the connection down with it: the peer is told, we go on.
+    return PduError(
+        CommandStatus.ESME_RSYSERR, f"decoder failure: {error!r}", command_id, sequence_number
+    )
 
 
 def decode(frame: bytes) -> Pdu:
@@ -676,10 +682,13 @@ def decode(frame: bytes) -> Pdu:
             sequence_number,
             fatal=True,
         )
-    result = _decode_body(frame, HEADER_LENGTH, size, command_id, status, sequence_number)
-    if isinstance(result, PduError):
-        raise result
-    return result
+    decoder = _DECODERS.get(command_id)
+    if decoder is None:
+        raise _unknown_command(command_id, sequence_number)
+    try:
+        return decoder(frame, HEADER_LENGTH, size, sequence_number, status)
+    except Exception as error:
+        raise _body_error(error, command_id, sequence_number) from None
 
 
 class PduDecoder:
@@ -710,6 +719,7 @@ class PduDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Pdu | PduError]:
+        """Take the next piece of the stream; return every PDU (or PduError) it completes."""
         if self._failed or not data:
             return []
         if self._buffer:
@@ -758,7 +768,8 @@ class PduDecoder:
                 break
             results.append(_decode_body(buffer, pos + 16, end, command_id, status, sequence_number))
             pos = end
-        self._buffer = bytearray(buffer[pos:]) if pos < available else bytearray()
+        # Keep only the incomplete tail (one copy, through a memoryview).
+        self._buffer = bytearray(memoryview(buffer)[pos:]) if pos < available else bytearray()
         return results
 
 

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from smpp.codec import PduDecoder, PduEncodeError, PduError, decode, encode
+from smpp.codec import PduDecoder, PduEncodeError, PduError, command_name, decode, encode
 from smpp.constants import CommandId, CommandStatus, Tag, status_name
 from smpp.pdu import (
     PDU_CLASSES,
@@ -518,3 +518,8 @@ def test_known_tag_may_be_given_pre_encoded_as_bytes() -> None:
     decoded = decode(wire)
     assert isinstance(decoded, SubmitSm)
     assert decoded.tlvs == {Tag.SOURCE_PORT: 9200}
+
+
+def test_command_names_for_logs_cover_unknown_ids() -> None:
+    assert command_name(0x80000004) == "submit_sm_resp"
+    assert command_name(0x00010203) == "0x00010203"
