@@ -19,7 +19,7 @@ import math
 import ssl as ssl_module
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from smpp.constants import CommandStatus
 from smpp.pdu import BindReceiver, BindTransceiver, BindTransmitter, Pdu
@@ -117,7 +117,7 @@ class SmppConnection(asyncio.Protocol):
         self._timer_at = math.inf
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()
-        handler.connection_made(self)
+        self.connected: asyncio.Future[None] = self._loop.create_future()
 
     @property
     def state(self) -> SessionState:
@@ -132,8 +132,10 @@ class SmppConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
+        self._transport = cast(asyncio.Transport, transport)
+        self.connected.set_result(None)
+        self.handler.connection_made(self)
         self._after_io()
 
     def data_received(self, data: bytes) -> None:
@@ -430,6 +432,7 @@ class SmppClient:
         _, connection = await loop.create_connection(
             lambda: SmppConnection(Role.CLIENT, self._handler, self.config), host, port, ssl=ssl
         )
+        await connection.connected  # uvloop may return before connection_made has run
         self._connection = connection
 
     async def bind(

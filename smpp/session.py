@@ -22,9 +22,9 @@ which response answers what.
 from __future__ import annotations
 
 import enum
-import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from typing import Any, Protocol, cast
 
 from smpp.codec import PduDecoder, PduError, encode
@@ -32,6 +32,9 @@ from smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
 from smpp.pdu import EnquireLink, GenericNack, Pdu, Unbind
 
 MAX_SEQUENCE_NUMBER = 0x7FFFFFFF
+_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
+_UNBIND = int(CommandId.UNBIND)
+_OUTBIND = int(CommandId.OUTBIND)
 
 
 class Role(enum.Enum):
@@ -256,6 +259,9 @@ class Session:
         self._sendable = _SENDABLE[role]
         self._receivable = _RECEIVABLE[role]
         self._receivable_now = self._receivable[OPEN]
+        self._sendable_now = self._sendable[OPEN]
+        self._window = self.config.window
+        self._response_timeout = self.config.response_timeout
         self._next_sequence = 1
         self._serial = 0
         self._outstanding: dict[int, _Pending] = {}
@@ -274,6 +280,7 @@ class Session:
     def _set_state(self, state: SessionState) -> None:
         self.state = state
         self._receivable_now = self._receivable[state]
+        self._sendable_now = self._sendable[state]
 
     @property
     def window_used(self) -> int:
@@ -281,7 +288,7 @@ class Session:
 
     @property
     def window_free(self) -> int:
-        return self.config.window - self._window_used
+        return self._window - self._window_used
 
     @property
     def outstanding(self) -> int:
@@ -297,24 +304,17 @@ class Session:
         when the window of outstanding application requests is full.
         """
         cid = pdu.command_id
-        if cid not in self._sendable[self.state]:
+        if cid not in self._sendable_now:
             raise StateForbidsError(
                 f"{self.role.value} may not send {CommandId(cid).name} in state {self.state.name}"
             )
         counted = cid not in OUTSIDE_WINDOW
-        if counted and self._window_used >= self.config.window:
-            raise WindowFullError(f"window of {self.config.window} outstanding requests is full")
-        if cid in BIND_RESULT:
-            if self.bind_request is not None:
-                raise StateForbidsError("a bind is already in progress")
-            self.bind_request = pdu
-        elif cid == CommandId.UNBIND:
-            if self._unbind is not None:
-                raise StateForbidsError("an unbind is already in progress")
-            self._unbind = pdu
-            self._set_state(UNBOUND)
-        elif cid != CommandId.ENQUIRE_LINK:
+        if counted:
+            if self._window_used >= self._window:
+                raise WindowFullError(f"window of {self._window} outstanding requests is full")
             self._last_traffic = now
+        else:
+            self._start_housekeeping(pdu, cid)
         seq = self._next_sequence
         outstanding = self._outstanding
         while seq in outstanding:  # only after a wrap with a request still unanswered
@@ -325,17 +325,28 @@ class Session:
         if cid in WITHOUT_RESPONSE:
             return seq
         self._serial += 1
-        deadline = now + (self.config.response_timeout if timeout is None else timeout)
+        deadline = now + (self._response_timeout if timeout is None else timeout)
         pending = (deadline, self._serial, pdu)
         outstanding[seq] = pending
         heap = self._deadlines
-        heapq.heappush(heap, pending)
+        heappush(heap, pending)
         if len(heap) > 2 * len(outstanding) + 64:  # drop answered entries, keep amortised O(1)
             self._deadlines = heap = list(outstanding.values())
-            heapq.heapify(heap)
+            heapify(heap)
         if counted:
             self._window_used += 1
         return seq
+
+    def _start_housekeeping(self, pdu: Pdu, cid: int) -> None:
+        if cid in BIND_RESULT:
+            if self.bind_request is not None:
+                raise StateForbidsError("a bind is already in progress")
+            self.bind_request = pdu
+        elif cid == _UNBIND:
+            if self._unbind is not None:
+                raise StateForbidsError("an unbind is already in progress")
+            self._unbind = pdu
+            self._set_state(UNBOUND)
 
     def send_response(self, pdu: Pdu) -> None:
         """Queue the answer to a request received earlier (its sequence number is kept)."""
@@ -397,6 +408,7 @@ class Session:
             return events
         self._last_received = now
         outstanding = self._outstanding
+        append = events.append
         for item in items:
             if isinstance(item, PduError):
                 self._refuse_undecodable(item, events)
@@ -407,43 +419,51 @@ class Session:
             if cid & RESPONSE_BIT:
                 pending = outstanding.pop(item.sequence_number, None)
                 if pending is None:
-                    events.append(UnexpectedResponse(item))
+                    append(UnexpectedResponse(item))
                     continue
                 request = pending[2]
-                rcid = request.command_id
-                if rcid in OUTSIDE_WINDOW:
+                if request.command_id in OUTSIDE_WINDOW:
                     self._housekeeping_response(item, request, events)
                 else:
                     self._window_used -= 1
-                    events.append(ResponseReceived(item, request))
+                    append(ResponseReceived(item, request))
             elif cid in self._receivable_now:
-                if cid == CommandId.ENQUIRE_LINK:
-                    self._outgoing.append(encode(response_to(item)))
-                    continue
-                self._last_traffic = now
-                if cid == CommandId.UNBIND:
-                    self._outgoing.append(encode(response_to(item)))
-                    self._set_state(UNBOUND)
-                    events.append(Unbound(by_peer=True))
-                elif cid in BIND_RESULT:
-                    if self.bind_request is not None:  # a second bind before the decision
-                        self._refuse(item, CommandStatus.ESME_RALYBND, events)
-                    else:
-                        self.bind_request = item
-                        events.append(BindRequested(item))
-                elif cid == CommandId.OUTBIND:
-                    events.append(OutbindReceived(item))
+                if cid in OUTSIDE_WINDOW:
+                    self._housekeeping_request(item, cid, now, events)
                 else:
-                    events.append(RequestReceived(item))
+                    self._last_traffic = now
+                    append(RequestReceived(item))
             else:
                 self._refuse_out_of_state(item, events)
         return events
+
+    def _housekeeping_request(
+        self, request: Pdu, cid: int, now: float, events: list[Event]
+    ) -> None:
+        if cid == _ENQUIRE_LINK:  # answered here; not traffic for the inactivity timer
+            self._outgoing.append(encode(response_to(request)))
+            return
+        self._last_traffic = now
+        if cid == _UNBIND:
+            self._outgoing.append(encode(response_to(request)))
+            self._set_state(UNBOUND)
+            events.append(Unbound(by_peer=True))
+        elif cid in BIND_RESULT:
+            if self.bind_request is not None:  # a second bind before the decision
+                self._refuse(request, CommandStatus.ESME_RALYBND, events)
+            else:
+                self.bind_request = request
+                events.append(BindRequested(request))
+        elif cid == _OUTBIND:
+            events.append(OutbindReceived(request))
+        else:  # alert_notification: an ordinary request that just has no response
+            events.append(RequestReceived(request))
 
     def _housekeeping_response(self, response: Pdu, request: Pdu, events: list[Event]) -> None:
         rcid = request.command_id
         if request is self._keepalive:
             self._keepalive = None
-        elif rcid == CommandId.UNBIND:
+        elif rcid == _UNBIND:
             events.append(Unbound(by_peer=False))
         elif rcid in BIND_RESULT:
             events.append(ResponseReceived(response, request))
@@ -496,7 +516,7 @@ class Session:
             top = heap[0]
             if outstanding.get(top[2].sequence_number) is top:
                 return top
-            heapq.heappop(heap)
+            heappop(heap)
         return None
 
     def _timers(self) -> Iterable[float]:
@@ -527,7 +547,7 @@ class Session:
         if self.state is CLOSED:
             return events
         while (pending := self._earliest_pending()) is not None and pending[0] <= now:
-            heapq.heappop(self._deadlines)
+            heappop(self._deadlines)
             del self._outstanding[pending[2].sequence_number]
             request = pending[2]
             if request is self._keepalive:
