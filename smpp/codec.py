@@ -93,6 +93,12 @@ class PduError(Exception):
     sequence_number: int = 0
     fatal: bool = False
 
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.status, self.reason)  # args, for pickling and repr tools
+
+    def __hash__(self) -> int:  # exceptions stay hashable (tracebacks and loggers may need it)
+        return id(self)
+
     def __str__(self) -> str:
         return (
             f"{self.status.name} ({self.reason}; command_id=0x{self.command_id:08X}, "
