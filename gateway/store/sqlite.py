@@ -193,6 +193,14 @@ _FIND_SEGMENT_WITH_MESSAGE = (
     " WHERE s.link = ? AND s.carrier_id = ? ORDER BY s.submitted_at DESC LIMIT 1"
 )
 _SEGMENT_WIDTH = len(_SEGMENT_COLUMNS.split(","))
+_MESSAGE_WIDTH = len(_MESSAGE_COLUMNS.split(","))
+_SELECT_MESSAGE_WITH_SEGMENTS = (
+    "SELECT "
+    + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"s.{c.strip()}" for c in _SEGMENT_COLUMNS.split(","))
+    + " FROM messages m LEFT JOIN segments s ON s.message_id = m.id WHERE m.id = ?"
+)
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -590,11 +598,11 @@ class SqliteMessageStore:
             raise ValueError("mark_submitted needs at least one segment")
 
         def op(conn: _Tx) -> StatusChange:
-            message = _load_message(conn, message_id)
-            if message is None:
+            loaded = _load_message_with_segments(conn, message_id)
+            if loaded is None:
                 return StatusChange(False, None)
+            message, stored = loaded
             was_unsent = message.status.value in _UNSENT
-            stored = _load_segments(conn, message_id)
             change = StatusChange(False, message)
             for submitted in segments:
                 segment = stored.get(submitted.index) or Segment(
@@ -775,10 +783,10 @@ class SqliteMessageStore:
         network_error: str | None = None,
     ) -> StatusChange:
         def op(conn: _Tx) -> StatusChange:
-            message = _load_message(conn, message_id)
-            if message is None:
+            loaded = _load_message_with_segments(conn, message_id)
+            if loaded is None:
                 return StatusChange(False, None)
-            segments = _load_segments(conn, message_id)
+            message, segments = loaded
             return _apply_receipt(
                 conn,
                 message,
@@ -861,6 +869,20 @@ class SqliteMessageStore:
 def _load_message(conn: _Tx, message_id: str) -> Message | None:
     row = conn.execute(_SELECT_MESSAGE, (message_id,)).fetchone()
     return None if row is None else _message_from_row(row)
+
+
+def _load_message_with_segments(
+    conn: _Tx, message_id: str
+) -> tuple[Message, dict[int, Segment]] | None:
+    rows = conn.execute(_SELECT_MESSAGE_WITH_SEGMENTS, (message_id,)).fetchall()
+    if not rows:
+        return None
+    segments = {
+        r[_MESSAGE_WIDTH + 1]: _segment_from_row(r[_MESSAGE_WIDTH:])
+        for r in rows
+        if r[_MESSAGE_WIDTH] is not None  # LEFT JOIN: a message without segments yet
+    }
+    return _message_from_row(rows[0]), segments
 
 
 def _load_segments(conn: _Tx, message_id: str) -> dict[int, Segment]:

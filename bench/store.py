@@ -1,0 +1,122 @@
+"""Store throughput: accepts, submit results and receipts through the batching writer.
+
+Usage: .venv/bin/python bench/store.py [--messages 100000] [--callers 200] [--synchronous NORMAL]
+
+Each caller is an independent task doing what one intake request or one link does: accept one
+message, record one submit result, apply one receipt, each awaited until durable. The figures
+are rows per second of wall time; the commit counts show how much group commit shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dlr.status import MessageStatus, SegmentStatus, StatusSource
+from gateway.messages import Channel, Message, Segment
+from gateway.store import SqliteMessageStore
+
+
+async def run_callers(
+    items: Sequence[Message], callers: int, work: Callable[[Message], Awaitable[object]]
+) -> tuple[float, float]:
+    """Run `work` over `items` from `callers` concurrent tasks: elapsed wall and CPU seconds."""
+    cursor = iter(items)
+
+    async def caller() -> None:
+        for item in cursor:  # shared iterator: each item is taken by exactly one caller
+            await work(item)
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def report(name: str, rows: int, wall: float, cpu: float, commits: int) -> None:
+    """Wall-clock rate, and the rate per CPU-second of this process (both threads): the second
+    still means something when other programs share the machine."""
+    print(
+        f"{name:<15} {rows:>7} rows in {wall:6.2f} s = {rows / wall:>7,.0f} rows/s"
+        f" | {rows / cpu:>7,.0f} rows per CPU-s | {commits} commits"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--callers", type=int, default=200)
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    parser.add_argument("--path", type=Path, help="database file (default: a temporary one)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = args.path or Path(scratch) / "bench.db"
+        store = SqliteMessageStore(path, synchronous=args.synchronous)
+        await store.open()
+        print(
+            f"SQLite WAL, synchronous={args.synchronous}, {args.messages} messages, "
+            f"{args.callers} concurrent callers, one row per call, file {path}"
+        )
+        now = time.time()
+        messages = [
+            Message(
+                account="bench",
+                channel=Channel.HTTP,
+                source_addr="BENCH",
+                destination=f"4477009{i:05d}",
+                body=b"Your verification code is 123456. It expires in 10 minutes.",
+                text="Your verification code is 123456. It expires in 10 minutes.",
+                status=MessageStatus.QUEUED,
+                created_at=now,
+            )
+            for i in range(args.messages)
+        ]
+        carrier_ids = {m.id: str(10_000_000 + i) for i, m in enumerate(messages)}
+
+        async def phase(name: str, work: Callable[[Message], Awaitable[object]]) -> None:
+            commits = store.stats().commits
+            wall, cpu = await run_callers(messages, args.callers, work)
+            report(name, len(messages), wall, cpu, store.stats().commits - commits)
+
+        async def accept(m: Message) -> None:
+            await store.accept([m])
+
+        await phase("accept", accept)
+
+        async def submitted(m: Message) -> None:
+            segment = Segment(m.id, 0, 1, carrier_id=carrier_ids[m.id])
+            await store.mark_submitted(
+                m.id, [segment], link="smsc-a", at=now + 1, source=StatusSource.SUBMIT_RESP
+            )
+
+        await phase("mark_submitted", submitted)
+
+        async def delivered(m: Message) -> None:
+            change = await store.apply_segment_status(
+                "smsc-a",
+                carrier_ids[m.id],
+                SegmentStatus.DELIVERED,
+                at=now + 2,
+                source=StatusSource.RECEIPT,
+                detail="stat:DELIVRD err:000",
+            )
+            assert change.changed
+
+        await phase("segment status", delivered)
+
+        record = await store.get(messages[-1].id)
+        assert record is not None and record.message.status is MessageStatus.DELIVERED
+        await store.close()
+        print(f"database size {path.stat().st_size / 1e6:.1f} MB, load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
