@@ -152,57 +152,70 @@ def load_operator_tables(
 
 
 # The fast path reads plain files (no quotes) a 1 MB block at a time, with regexes doing the
-# per-line work in C: one pass proves every line is a well-formed row, a comment or blank; two
-# light passes then take the numbers and the text after the first comma of exactly those rows.
-# Any other line sends the whole file to the csv path, which accepts quoted fields and names the
-# bad line. Rows repeat a few hundred distinct operator texts, so a dict from that raw text to
-# its interned answer parses each distinct text once.
-_SKIP_LINE = r"[ \t]*(?:#[^\n]*)?\r?"
+# per-line work in C: one pass takes the number of each row, one the text after its first comma,
+# one counts comments and blank lines. Every line must be one of those (the counts prove it), and
+# each distinct text after the comma is checked once when first seen (rows repeat a few hundred
+# operator texts, interned to shared answers). Anything else sends the whole file to the csv
+# path, which accepts quoted fields and names the bad line.
+_ROW_NUMBER = re.compile(r"^[ \t]*\+?([1-9][0-9]{0,14})[ \t]*,", re.MULTILINE)
+_ROW_REST = re.compile(r"^[^,\n#]*,([^\n]*)", re.MULTILINE)
+_SKIP_LINE = re.compile(r"^[ \t]*(?:#[^\n]*)?\r?$", re.MULTILINE)
 _NAME = r"[^,\s\"](?:[^,\n\"]*[^,\s\"])?"
-_NUMBER = r"[ \t]*\+?[1-9][0-9]{0,14}[ \t]*"
-_PREFIX_ROW = rf"{_NUMBER},[ \t]*{_NAME}[ \t]*(?:,[ \t]*(?:[A-Za-z]{{2}})?[ \t]*)?\r?"
-_PORTED_ROW = rf"{_NUMBER},[ \t]*{_NAME}[ \t]*\r?"
-_UNRECOGNISED_LINE = {
-    MnoSource.PREFIX_TABLE: re.compile(rf"^(?!(?:{_PREFIX_ROW}|{_SKIP_LINE})$)", re.MULTILINE),
-    MnoSource.PORTED: re.compile(rf"^(?!(?:{_PORTED_ROW}|{_SKIP_LINE})$)", re.MULTILINE),
+_REST_OF_ROW = {
+    MnoSource.PREFIX_TABLE: re.compile(
+        rf"[ \t]*({_NAME})[ \t]*(?:,[ \t]*([A-Za-z]{{2}})?[ \t]*)?\r?"
+    ),
+    MnoSource.PORTED: re.compile(rf"[ \t]*({_NAME})[ \t]*()\r?"),
 }
-_ROW_NUMBER = re.compile(r"^[ \t]*\+?([0-9]+)", re.MULTILINE)
-_ROW_REST = re.compile(r"^[^,\n#]*,([^\n]*?)\r?$", re.MULTILINE)
 _BLOCK_CHARS = 1 << 20
+
+
+class _NeedsCsvReader(Exception):
+    pass
 
 
 def _load_plain_file(path: str, source: MnoSource, builder: _TableBuilder) -> bool:
     """Fill the builder's table for `source` from `path`; False when the file needs the csv
     path (the table is then partly filled and must be cleared)."""
     table = builder.prefixes if source is MnoSource.PREFIX_TABLE else builder.ported
-    unrecognised = _UNRECOGNISED_LINE[source]
     answers = _AnswersByRowText(builder, source)
     rows = 0
-    for block in _line_blocks(path):
-        if unrecognised.search(block):
-            return False
-        numbers = _ROW_NUMBER.findall(block)
-        rests = _ROW_REST.findall(block)
-        rows += len(numbers)
-        table.update(zip(map(int, numbers), map(answers.__getitem__, rests), strict=True))
-        if source is MnoSource.PREFIX_TABLE:
-            builder.prefix_lengths.update(map(len, numbers))
+    try:
+        for block in _line_blocks(path):
+            numbers = _ROW_NUMBER.findall(block)
+            rests = _ROW_REST.findall(block)
+            # `^` also starts the empty line after a final newline; it counts as a skip line.
+            lines = block.count("\n") + 1
+            # Matches are one per line at most, so equal counts mean every line matched.
+            rows_expected = lines - len(_SKIP_LINE.findall(block))
+            if not len(numbers) == len(rests) == rows_expected:
+                return False
+            rows += len(numbers)
+            table.update(zip(map(int, numbers), map(answers.__getitem__, rests), strict=True))
+            if source is MnoSource.PREFIX_TABLE:
+                builder.prefix_lengths.update(map(len, numbers))
+    except _NeedsCsvReader:
+        return False
     builder.duplicates += rows - len(table)
     return True
 
 
 class _AnswersByRowText(dict[str, MnoAnswer]):
-    """Row text after the number ('Vodafone,GB') -> interned answer, parsed on first sight."""
+    """Row text after the number ('Vodafone,GB') -> interned answer, checked on first sight."""
 
     def __init__(self, builder: _TableBuilder, source: MnoSource) -> None:
         super().__init__()
         self._builder = builder
         self._source = source
+        self._shape = _REST_OF_ROW[source]
 
     def __missing__(self, text: str) -> MnoAnswer:
-        mno, _, country = text.partition(",")
-        region = country.strip().upper() or None
-        answer = self[text] = self._builder.answer(mno.strip(), region, self._source)
+        parts = self._shape.fullmatch(text)
+        if parts is None:
+            raise _NeedsCsvReader(text)
+        mno, country = parts.groups()
+        region = country.upper() if country else None
+        answer = self[text] = self._builder.answer(mno, region, self._source)
         return answer
 
 
