@@ -126,7 +126,8 @@ class MessageStore(Protocol):
         """The link got submit_sm_resp for these segments (all of them, or one at a time):
         record link and carrier id (the correlation entry), apply each segment's status (usually
         SUBMITTED, FAILED for a refused part) and derive the message's. The attempt is counted
-        when the message leaves QUEUED."""
+        when the message leaves QUEUED. `segment`/`update` of the result are the last segment's.
+        """
 
     async def requeue(
         self,
@@ -218,3 +219,105 @@ class MessageStore(Protocol):
         segment_index: int | None = None,
     ) -> None:
         """Add an event (changed=False) to a message's history without changing any status."""
+
+
+# --- HTTP API state: API keys, idempotency records, OTP verifications ---------------------------
+# Small protocols beside `MessageStore`, implemented by the same backend objects over the same
+# writer (see "Growing the interface" above). Their logic lives in gateway.keys, gateway.http
+# and gateway.otp; the store only keeps rows.
+
+
+@dataclass(slots=True)
+class ApiKeyRecord:
+    """An HTTP API key as stored: never the key itself, only its SHA-256 (`key_hash`).
+
+    `name` is unique and is also the account the key's messages are stored under.
+    `callback_secret` signs receipt callbacks; it must be kept in clear to sign with.
+    """
+
+    id: str
+    name: str
+    key_hash: str
+    prefix: str  # the first characters of the key, shown by `tandem keys list`
+    scopes: tuple[str, ...]
+    created_at: float
+    callback_secret: str
+    senders: str | None = None  # a regular expression every `from` must fully match
+    countries: tuple[str, ...] | None = None  # allowed destination regions; None: all
+    requests_per_second: float | None = None  # None: the [http] default
+    messages_per_second: float | None = None
+    callback_url: str | None = None  # receipts for messages sent without their own URL
+    revoked_at: float | None = None
+
+
+@runtime_checkable
+class ApiKeyStore(Protocol):
+    async def save_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a new key; raises `DuplicateKeyName` when the name is taken."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key (revoked ones too) whose hash is `key_hash`."""
+
+    async def find_api_key_by_name(self, name: str) -> ApiKeyRecord | None: ...
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """Every key, oldest first."""
+
+    async def revoke_api_key(self, name_or_id: str, *, at: float) -> bool:
+        """Revoke by name or id; False when no active key matched."""
+
+
+class DuplicateKeyName(StoreError):
+    """`save_api_key` was given a name another key already has."""
+
+
+@dataclass(slots=True)
+class IdempotencyRecord:
+    """The first answer to a request that carried an `Idempotency-Key`."""
+
+    key_id: str  # the API key's id: idempotency keys are scoped to one API key
+    idempotency_key: str
+    fingerprint: str  # hash of method, path and body: a reuse with another body is refused
+    status: int
+    body: bytes
+    created_at: float
+
+
+@runtime_checkable
+class IdempotencyStore(Protocol):
+    async def find_idempotency(
+        self, key_id: str, idempotency_key: str, *, newer_than: float
+    ) -> IdempotencyRecord | None: ...
+
+    async def save_idempotency(self, record: IdempotencyRecord) -> None:
+        """Keep the answer (a later save for the same keys replaces it)."""
+
+    async def purge_idempotency(self, older_than: float) -> int:
+        """Forget answers created before `older_than`; how many were forgotten."""
+
+
+@dataclass(slots=True)
+class OtpRecord:
+    """One verification: the code's hash (never the code), its counters and its state."""
+
+    id: str
+    key_id: str
+    to: str  # E.164 with '+'
+    status: str  # gateway.otp.OtpStatus value
+    code_hash: str
+    code_length: int
+    created_at: float
+    expires_at: float
+    max_checks: int
+    checks: int = 0
+    sends: int = 1
+    message_id: str | None = None  # the latest SMS that carried the code
+    updated_at: float = 0.0
+
+
+@runtime_checkable
+class OtpStore(Protocol):
+    async def save_otp(self, record: OtpRecord) -> None:
+        """Insert or replace the verification with this id."""
+
+    async def get_otp(self, otp_id: str) -> OtpRecord | None: ...

@@ -53,8 +53,12 @@ from dlr.status import (
 )
 from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment
 from gateway.store.base import (
+    ApiKeyRecord,
+    DuplicateKeyName,
     DuplicateMessageId,
+    IdempotencyRecord,
     MessageRecord,
+    OtpRecord,
     StatusChange,
     StoreClosed,
     StoreStats,
@@ -146,6 +150,49 @@ _MIGRATIONS: tuple[str, ...] = (
         changed INTEGER NOT NULL
     );
     CREATE INDEX history_by_message ON history (message_id, id);
+    """,
+    # 2: HTTP API state: API keys (hashes only), idempotency answers, OTP verifications.
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        senders TEXT,
+        countries TEXT,
+        requests_per_second REAL,
+        messages_per_second REAL,
+        callback_url TEXT,
+        callback_secret TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE idempotency (
+        key_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (key_id, idempotency_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_age ON idempotency (created_at);
+    CREATE TABLE otp (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        status TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        code_length INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        max_checks INTEGER NOT NULL,
+        checks INTEGER NOT NULL,
+        sends INTEGER NOT NULL,
+        message_id TEXT,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 
@@ -603,7 +650,7 @@ class SqliteMessageStore:
                 return StatusChange(False, None)
             message, stored = loaded
             was_unsent = message.status.value in _UNSENT
-            change = StatusChange(False, message)
+            changes: list[StatusChange] = []
             for submitted in segments:
                 segment = stored.get(submitted.index) or Segment(
                     message_id, submitted.index, submitted.total, SegmentStatus.PENDING
@@ -618,24 +665,27 @@ class SqliteMessageStore:
                 segment.submitted_at = submitted.submitted_at or at
                 stored[segment.index] = segment
                 detail = f"link {link}, carrier id {submitted.carrier_id}"
-                change = _apply(
-                    conn,
-                    message,
-                    stored,
-                    segment,
-                    submitted.status,
-                    at=at,
-                    source=source,
-                    detail=detail,
-                    error=submitted.error,
-                    network_error=submitted.network_error,
-                    always_write=True,
+                changes.append(
+                    _apply(
+                        conn,
+                        message,
+                        stored,
+                        segment,
+                        submitted.status,
+                        at=at,
+                        source=source,
+                        detail=detail,
+                        error=submitted.error,
+                        network_error=submitted.network_error,
+                        always_write=True,
+                    )
                 )
             if was_unsent and message.status.value not in _UNSENT:
                 message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
             message.link, message.next_attempt_at = link, None
             conn.execute(_UPDATE_MESSAGE, _message_state(message))
-            return change
+            last = changes[-1]
+            return StatusChange(any(c.changed for c in changes), message, last.segment, last.update)
 
         return await self._write(op, rows=len(segments))
 
@@ -864,6 +914,115 @@ class SqliteMessageStore:
         event = StatusEvent(at, status, source, detail, changed=False)
         await self._write(lambda conn: _record(conn, message_id, event, segment_index))
 
+    # --- HTTP API state: API keys, idempotency records, OTP verifications ---------------------
+    async def save_api_key(self, key: ApiKeyRecord) -> None:
+        row = (
+            key.id,
+            key.name,
+            key.key_hash,
+            key.prefix,
+            ",".join(key.scopes),
+            key.senders,
+            None if key.countries is None else ",".join(key.countries),
+            key.requests_per_second,
+            key.messages_per_second,
+            key.callback_url,
+            key.callback_secret,
+            key.created_at,
+            key.revoked_at,
+        )
+
+        def op(conn: _Tx) -> None:
+            try:
+                conn.execute(f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES ({_13})", row)
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKeyName(f"an API key named {key.name!r} exists") from exc
+
+        await self._write(op)
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = await self._read(
+            f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+        )
+        return _api_key_from_row(rows[0]) if rows else None
+
+    async def find_api_key_by_name(self, name: str) -> ApiKeyRecord | None:
+        rows = await self._read(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE name = ?", (name,))
+        return _api_key_from_row(rows[0]) if rows else None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        rows = await self._read(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at", ())
+        return [_api_key_from_row(r) for r in rows]
+
+    async def revoke_api_key(self, name_or_id: str, *, at: float) -> bool:
+        def op(conn: _Tx) -> bool:
+            cursor = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE (name = ? OR id = ?) "
+                "AND revoked_at IS NULL",
+                (at, name_or_id, name_or_id),
+            )
+            return bool(cursor.rowcount)
+
+        return await self._write(op)
+
+    async def find_idempotency(
+        self, key_id: str, idempotency_key: str, *, newer_than: float
+    ) -> IdempotencyRecord | None:
+        rows = await self._read(
+            "SELECT key_id, idempotency_key, fingerprint, status, body, created_at "
+            "FROM idempotency WHERE key_id = ? AND idempotency_key = ? AND created_at > ?",
+            (key_id, idempotency_key, newer_than),
+        )
+        return IdempotencyRecord(*rows[0]) if rows else None
+
+    async def save_idempotency(self, record: IdempotencyRecord) -> None:
+        row = (
+            record.key_id,
+            record.idempotency_key,
+            record.fingerprint,
+            record.status,
+            record.body,
+            record.created_at,
+        )
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO idempotency (key_id, idempotency_key, fingerprint, status, body, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_id, idempotency_key) "
+                "DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status, "
+                "body = excluded.body, created_at = excluded.created_at",
+                row,
+            )
+        )
+
+    async def purge_idempotency(self, older_than: float) -> int:
+        def op(conn: _Tx) -> int:
+            cursor = conn.execute("DELETE FROM idempotency WHERE created_at < ?", (older_than,))
+            return int(cursor.rowcount)
+
+        return await self._write(op)
+
+    async def save_otp(self, record: OtpRecord) -> None:
+        row = (
+            record.id,
+            record.key_id,
+            record.to,
+            record.status,
+            record.code_hash,
+            record.code_length,
+            record.created_at,
+            record.expires_at,
+            record.max_checks,
+            record.checks,
+            record.sends,
+            record.message_id,
+            record.updated_at,
+        )
+        await self._write(lambda conn: conn.execute(_UPSERT_OTP, row))
+
+    async def get_otp(self, otp_id: str) -> OtpRecord | None:
+        rows = await self._read(f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?", (otp_id,))
+        return OtpRecord(*rows[0]) if rows else None
+
 
 # --- the ops' building blocks (run on the writer thread) ----------------------------------------
 def _load_message(conn: _Tx, message_id: str) -> Message | None:
@@ -1020,3 +1179,39 @@ def _segment_state(segment: Segment | None) -> SegmentState:
     if segment is None:  # not submitted yet
         return SegmentState(SegmentStatus.PENDING, 0.0)
     return SegmentState(segment.status, segment.changed_at or 0.0, segment.submitted_at)
+
+
+# --- HTTP API state rows -----------------------------------------------------------------------
+_API_KEY_COLUMNS = (
+    "id, name, key_hash, prefix, scopes, senders, countries, requests_per_second, "
+    "messages_per_second, callback_url, callback_secret, created_at, revoked_at"
+)
+_13 = ", ".join("?" * 13)
+_OTP_COLUMNS = (
+    "id, key_id, destination, status, code_hash, code_length, created_at, expires_at, "
+    "max_checks, checks, sends, message_id, updated_at"
+)
+_UPSERT_OTP = (
+    f"INSERT INTO otp ({_OTP_COLUMNS}) VALUES ({_13}) ON CONFLICT (id) DO UPDATE SET "
+    "status = excluded.status, code_hash = excluded.code_hash, "
+    "code_length = excluded.code_length, checks = excluded.checks, sends = excluded.sends, "
+    "message_id = excluded.message_id, updated_at = excluded.updated_at"
+)
+
+
+def _api_key_from_row(r: Sequence[Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=r[0],
+        name=r[1],
+        key_hash=r[2],
+        prefix=r[3],
+        scopes=tuple(r[4].split(",")) if r[4] else (),
+        senders=r[5],
+        countries=None if r[6] is None else tuple(r[6].split(",")),
+        requests_per_second=r[7],
+        messages_per_second=r[8],
+        callback_url=r[9],
+        callback_secret=r[10],
+        created_at=r[11],
+        revoked_at=r[12],
+    )
