@@ -321,8 +321,8 @@ class SmppConnection(asyncio.Protocol):
             self._track(asyncio.ensure_future(decision), request, self._decide_bind_later)
 
     def _decide_bind_later(self, request: Pdu, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or self._transport is None:
-            return
+        if future.cancelled() or self.session.state is not SessionState.OPEN:
+            return  # closed (bind_timeout, peer gone) while the application was deciding
         error = future.exception()
         if error is not None:
             log.error("bind handler failed for %r", request, exc_info=error)

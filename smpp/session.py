@@ -348,11 +348,16 @@ class Session:
             self._unbind = pdu
             self._set_state(UNBOUND)
 
-    def send_response(self, pdu: Pdu) -> None:
-        """Queue the answer to a request received earlier (its sequence number is kept)."""
+    def send_response(self, pdu: Pdu) -> bool:
+        """Queue the answer to a request received earlier (its sequence number is kept).
+
+        Returns False, sending nothing, once the session is CLOSED: a request read just before
+        a fatal error may still be answered by the application, and nobody will read it.
+        """
         if self.state is CLOSED:
-            raise StateForbidsError("the session is closed")
+            return False
         self._outgoing.append(encode(pdu))
+        return True
 
     def unbind(self, now: float) -> int:
         """Start the graceful unbind handshake; `Unbound` follows the peer's unbind_resp."""
@@ -376,6 +381,8 @@ class Session:
     def _pending_bind(self) -> Pdu:
         if self.role is not _SERVER or self.bind_request is None or self._bind_accepted:
             raise StateForbidsError("no bind is waiting for a decision")
+        if self.state is not OPEN:
+            raise StateForbidsError(f"the session is {self.state.name}: too late to decide a bind")
         return self.bind_request
 
     def data_to_send(self) -> bytes:

@@ -552,3 +552,23 @@ def test_only_the_server_sends_outbind_and_only_before_bind() -> None:
     assert event == RequestRefused(CommandId.OUTBIND, 4, CommandStatus.ESME_RINVBNDSTS)
     (nack,) = wire(client)
     assert isinstance(nack, GenericNack)
+
+
+def test_answer_to_a_request_read_just_before_a_fatal_error_is_dropped_quietly() -> None:
+    _, server = bound_pair()
+    data = encode(SubmitSm(sequence_number=5)) + header(3, CommandId.SUBMIT_SM, sequence=6)
+    received, refused, closing = server.receive_data(data, 0.0)
+    assert isinstance(received, RequestReceived)
+    assert isinstance(refused, RequestRefused) and isinstance(closing, ShouldClose)
+    server.data_to_send()
+    assert server.send_response(SubmitSmResp(sequence_number=5)) is False
+    assert server.data_to_send() == b""
+
+
+def test_bind_decided_after_the_session_closed_is_refused_locally() -> None:
+    server = Session(Role.SERVER, SessionConfig(bind_timeout=1.0))
+    server.receive_data(encode(BindTransceiver(sequence_number=1)), 0.0)
+    assert server.handle_timeout(1.0) == [ShouldClose("not bound in time")]
+    with pytest.raises(StateForbidsError):
+        server.accept_bind()
+    assert server.state is SessionState.CLOSED
