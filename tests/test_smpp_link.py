@@ -167,21 +167,37 @@ async def harness(sim: SmscSimulator) -> AsyncIterator[Harness]:
 # --- sans-IO pieces -----------------------------------------------------------------------------
 
 
-def test_throttle_pause_starts_short_grows_while_throttles_persist_and_relaxes() -> None:
-    governor = ThrottleGovernor(relax_after=3)
+def test_sparse_throttles_cost_one_short_pause_each() -> None:
+    governor = ThrottleGovernor()
+    now = 10.0
+    for _ in range(200):  # one throttle in twenty answers, like a carrier refusing 5%
+        for _ in range(19):
+            now += 0.001
+            governor.on_success(now)
+        now += 0.001
+        governor.on_throttled(now, sent_at=now - 0.0005)
+        assert 0.0005 <= governor.pause <= 0.05
+        assert governor.delay(now) == pytest.approx(governor.pause)
+    assert governor.pause == pytest.approx(0.003, rel=0.2)  # three response intervals
+    governor.on_success(now + 0.001)
+    assert governor.level == 0.0
+
+
+def test_dense_throttles_double_the_pause_up_to_the_cap_then_successes_relax_it() -> None:
+    governor = ThrottleGovernor()
     governor.on_throttled(now=10.0, sent_at=9.99)
     first = governor.pause
-    assert 0.001 <= first <= 0.05 and governor.delay(10.0) == pytest.approx(first)
-    # Answers to submits sent before that pause are old news.
+    # Answers to submits sent before that pause are old news: no longer pause.
     governor.on_throttled(now=10.0 + first / 2, sent_at=9.995)
     assert governor.pause == first
-    governor.on_throttled(now=11.0, sent_at=10.5)
-    assert governor.pause == pytest.approx(2 * first)
-    for step in range(12):
-        governor.on_throttled(now=12.0 + step, sent_at=11.9 + step)
+    pauses = []
+    for step in range(20):
+        governor.on_throttled(now=11.0 + step, sent_at=10.9 + step)
+        pauses.append(governor.pause)
+    assert pauses[5] > pauses[4] > pauses[3]  # doubling once throttles dominate
     assert governor.pause == governor.max_pause and governor.level == 1.0
-    for step in range(3):
-        governor.on_success(now=30.0 + step)
+    for step in range(30):
+        governor.on_success(now=40.0 + step)
     assert governor.pause == 0.0 and governor.level == 0.0
     assert governor.delay(100.0) == 0.0
 

@@ -12,10 +12,10 @@ carrier ids anywhere but through `dlr.ids.canonical_message_id`. Outcomes go to 
 Throttling: ESME_RTHROTTLED and ESME_RMSGQFUL pause the whole bind that got them, and the
 segment is sent again on that bind when the pause ends (the message never leaves the link, so
 it keeps its place and its concatenation reference). `ThrottleGovernor` keeps the pause short:
-it starts at a few response intervals (1-50 ms), doubles only while throttles keep coming with
-fewer than `relax_after` successes between them, is capped at `max_pause`, and falls back to
-zero after `relax_after` successes. A throttle answering a submit sent before the latest pause
-began is old news and does not lengthen it. Everything else temporary (connection lost with
+it is three response intervals (0.5-50 ms) while throttles are a small share of the answers,
+doubles with each new throttle while they are a large share, is capped at `max_pause`, and
+falls back to zero as successes return. A throttle answering a submit sent before the latest
+pause began is old news and does not lengthen it. Everything else temporary (connection lost with
 the message in flight, response timeout, ESME_RSYSERR, throttling that did not clear) goes
 back to the daemon through `on_temporary_failure`, which requeues with backoff.
 """
@@ -77,42 +77,46 @@ _REFERENCES_REMEMBERED = 4096
 
 @dataclass(slots=True)
 class ThrottleGovernor:
-    """One bind's reaction to throttling: when it may send again. Pure: pass `now`."""
+    """One bind's reaction to throttling: when it may send again. Pure: pass `now`.
 
-    min_pause: float = 0.001
+    `throttled_share` is a moving average of the share of answers that were throttles. While
+    it stays below `escalate_share` (a carrier refusing a few percent here and there), every
+    throttle costs one short base pause; above it (the carrier means it), each new throttle
+    doubles the pause up to `max_pause`. Successes bring the share, and so the pause, down.
+    """
+
+    min_pause: float = 0.0005
     base_pause_cap: float = 0.05
     max_pause: float = 1.0
-    relax_after: int = 10  # successes that end a throttling episode
+    escalate_share: float = 0.3
     pause: float = 0.0  # current pause length; 0 when not throttled
     paused_at: float = -math.inf  # when the latest pause began
     paused_until: float = -math.inf
-    successes: int = 0  # since the latest throttle
+    throttled_share: float = 0.0
     response_interval: float = 0.01  # smoothed time between responses on this bind
     _last_response_at: float | None = None
 
     def on_success(self, now: float) -> None:
-        self._observe(now)
-        self.successes += 1
-        if self.successes >= self.relax_after:
+        self._observe(now, throttled=False)
+        if self.pause > 0 and self.throttled_share < self.escalate_share / 2:
             self.pause = 0.0
 
     def on_throttled(self, now: float, sent_at: float) -> None:
         """A submit sent at `sent_at` was answered with a throttling status at `now`."""
-        self._observe(now)
+        self._observe(now, throttled=True)
         if sent_at < self.paused_at:
             return  # sent before the latest pause: that pause already answers it
-        if self.pause > 0 and self.successes < self.relax_after:
+        if self.pause > 0 and self.throttled_share >= self.escalate_share:
             self.pause = min(self.max_pause, self.pause * 2)
         else:
             self.pause = self.base_pause()
-        self.successes = 0
         self.paused_at = now
         self.paused_until = now + self.pause
 
     def base_pause(self) -> float:
         # A few response intervals: long enough to let the SMSC breathe, short enough that a
         # carrier throttling a random few percent costs a few percent of throughput.
-        return min(self.base_pause_cap, max(self.min_pause, 5 * self.response_interval))
+        return min(self.base_pause_cap, max(self.min_pause, 3 * self.response_interval))
 
     def delay(self, now: float) -> float:
         """Seconds this bind must still wait before sending."""
@@ -123,7 +127,8 @@ class ThrottleGovernor:
         """0.0 relaxed .. 1.0 paused for `max_pause` at a time."""
         return self.pause / self.max_pause if self.pause > 0 else 0.0
 
-    def _observe(self, now: float) -> None:
+    def _observe(self, now: float, *, throttled: bool) -> None:
+        self.throttled_share += 0.1 * ((1.0 if throttled else 0.0) - self.throttled_share)
         last = self._last_response_at
         self._last_response_at = now
         if last is not None:
