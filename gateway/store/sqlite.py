@@ -584,7 +584,8 @@ class SqliteMessageStore:
             conn.execute("COMMIT")
             return results, 1
         except Exception:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # some errors (disk full) end the transaction themselves
+                conn.execute("ROLLBACK")
             if len(batch) == 1:
                 raise
         outcomes: list[tuple[bool, Any]] = []
@@ -596,7 +597,8 @@ class SqliteMessageStore:
                 value = request.op(tx)
                 tx.flush()
             except Exception as exc:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 outcomes.append((False, exc))
             else:
                 conn.execute("COMMIT")
@@ -614,15 +616,7 @@ class SqliteMessageStore:
         history = [
             _history_row(m.id, StatusEvent(m.created_at, m.status, source)) for m in messages
         ]
-
-        def op(conn: _Tx) -> None:
-            try:
-                conn.executemany(_INSERT_MESSAGE, rows)
-            except sqlite3.IntegrityError as exc:
-                raise DuplicateMessageId(str(exc)) from exc
-            conn.executemany(_INSERT_HISTORY, history)
-
-        await self._write(op, rows=len(rows))
+        await self._write(_Accept(rows, history), rows=len(rows))
 
     async def cancel(self, message_id: str, *, at: float, source: StatusSource) -> StatusChange:
         return await self._write(
