@@ -85,8 +85,12 @@ class SmppHandler:
         """Answer a request the session allowed (submit_sm, deliver_sm, data_sm, ...)."""
         return response_to(request, command_status=CommandStatus.ESME_RINVCMDID)
 
-    def outbind_received(self, request: Pdu) -> None:
-        """Client role: the SMSC invites a bind_receiver on this connection."""
+    def outbind_received(self, request: Pdu) -> Pdu | None:
+        """Client role: the SMSC invites a bind on this connection (see `listen_for_outbind`).
+
+        Return the bind_receiver to send (its response then arrives like any other), or None.
+        """
+        return None
 
     def connection_lost(self, reason: str | None) -> None:
         """The connection is gone; `reason` is None after a clean unbind or local close."""
@@ -254,7 +258,7 @@ class SmppConnection(asyncio.Protocol):
                 self._dispatch_bind(event.pdu)
             elif kind is OutbindReceived:
                 assert isinstance(event, OutbindReceived)
-                self.handler.outbind_received(event.pdu)
+                self._answer_outbind(event.pdu)
             elif kind is Unbound:
                 if self._unbound is not None and not self._unbound.done():
                     self._unbound.set_result(None)
@@ -285,6 +289,20 @@ class SmppConnection(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
                 count -= 1
+
+    def _answer_outbind(self, outbind: Pdu) -> None:
+        bind = self.handler.outbind_received(outbind)
+        if bind is not None:
+            response = self.send_request_nowait(bind)
+            response.add_done_callback(self._log_outbind_bind)
+
+    @staticmethod
+    def _log_outbind_bind(response: asyncio.Future[Pdu]) -> None:
+        error = None if response.cancelled() else response.exception()
+        if error is not None:
+            log.warning("bind after outbind failed: %s", error)
+        elif not response.cancelled() and response.result().command_status:
+            log.warning("bind after outbind refused: %#x", response.result().command_status)
 
     def _dispatch_request(self, request: Pdu) -> None:
         try:
@@ -428,12 +446,9 @@ class SmppClient:
     async def connect(
         self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None
     ) -> None:
-        loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(
-            lambda: SmppConnection(Role.CLIENT, self._handler, self.config), host, port, ssl=ssl
+        self._connection = await open_smpp_connection(
+            Role.CLIENT, self._handler, host, port, ssl=ssl, config=self.config
         )
-        await connection.connected  # uvloop may return before connection_made has run
-        self._connection = connection
 
     async def bind(
         self,
@@ -520,4 +535,39 @@ async def serve_smpp(
         host,
         port,
         ssl=ssl,
+    )
+
+
+async def open_smpp_connection(
+    role: Role,
+    handler: SmppHandler,
+    host: str,
+    port: int,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    config: SessionConfig | None = None,
+    system_id: str = "",
+) -> SmppConnection:
+    """Connect out in either role: the ESME's usual connection, or the SMSC's for outbind."""
+    loop = asyncio.get_running_loop()
+    _, connection = await loop.create_connection(
+        lambda: SmppConnection(role, handler, config, system_id), host, port, ssl=ssl
+    )
+    await connection.connected  # uvloop may return before connection_made has run
+    return connection
+
+
+async def listen_for_outbind(
+    handler_factory: Callable[[], SmppHandler],
+    host: str | None,
+    port: int,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    config: SessionConfig | None = None,
+) -> asyncio.Server:
+    """ESME side of outbind: accept SMSC connections as the client role. Each handler's
+    `outbind_received` returns the bind_receiver to answer with."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: SmppConnection(Role.CLIENT, handler_factory(), config), host, port, ssl=ssl
     )

@@ -7,10 +7,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from smpp.aio import BindError, SmppClient, SmppConnection, SmppHandler, serve_smpp
+from smpp.aio import (
+    BindError,
+    SmppClient,
+    SmppConnection,
+    SmppHandler,
+    listen_for_outbind,
+    open_smpp_connection,
+    serve_smpp,
+)
 from smpp.constants import CommandStatus
-from smpp.pdu import DeliverSm, DeliverSmResp, Pdu, SubmitSm, SubmitSmResp
-from smpp.session import SessionConfig, SessionState, StateForbidsError, WindowFullError
+from smpp.pdu import BindReceiver, DeliverSm, DeliverSmResp, Outbind, Pdu, SubmitSm, SubmitSmResp
+from smpp.session import Role, SessionConfig, SessionState, StateForbidsError, WindowFullError
 
 FAST = SessionConfig(window=4, response_timeout=2.0, enquire_link_interval=None, bind_timeout=5.0)
 
@@ -205,3 +213,54 @@ async def test_idle_link_is_kept_alive_by_enquire_link_then_unbound_for_inactivi
     await asyncio.wait_for(client.closed, 2)
     assert client.connection.close_reason is None  # a graceful unbind, not a failure
     assert await handlers[0].lost is None
+
+
+async def test_outbind_over_sockets_the_esme_binds_as_receiver_and_takes_deliver_sm() -> None:
+    class Esme(SmppHandler):
+        def __init__(self) -> None:
+            self.invitations: list[Pdu] = []
+            self.delivered: list[bytes] = []
+            self.connection: SmppConnection | None = None
+
+        def connection_made(self, connection: SmppConnection) -> None:
+            self.connection = connection
+
+        def outbind_received(self, request: Pdu) -> Pdu | None:
+            self.invitations.append(request)
+            return BindReceiver(system_id="esme", password="secret")
+
+        def request_received(self, request: Pdu) -> Pdu | None:
+            assert isinstance(request, DeliverSm)
+            self.delivered.append(request.short_message)
+            return request.response()
+
+    esmes: list[Esme] = []
+
+    def esme_factory() -> Esme:
+        esmes.append(Esme())
+        return esmes[-1]
+
+    listener = await listen_for_outbind(esme_factory, "127.0.0.1", 0, config=FAST)
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        smsc = Smsc()
+        connection = await open_smpp_connection(
+            Role.SERVER, smsc, "127.0.0.1", port, config=FAST, system_id="tandem"
+        )
+        await connection.send_request_nowait(Outbind(system_id="esme", password="secret"))
+        while connection.state is not SessionState.BOUND_RX:
+            await asyncio.sleep(0.01)
+        assert connection.peer_system_id == "esme"
+        answer = await connection.request(DeliverSm(short_message=b"waiting for you"))
+        assert answer.command_status == CommandStatus.ESME_ROK
+        (esme,) = esmes
+        assert [getattr(i, "system_id", None) for i in esme.invitations] == ["esme"]
+        assert esme.delivered == [b"waiting for you"]
+        assert esme.connection is not None
+        assert esme.connection.state is SessionState.BOUND_RX
+        with pytest.raises(StateForbidsError):  # bound as a receiver: it may not submit
+            esme.connection.send_request_nowait(SubmitSm())
+        await connection.unbind()
+    finally:
+        listener.close()
+        await listener.wait_closed()
