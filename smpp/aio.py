@@ -24,6 +24,7 @@ from typing import Any, cast
 from smpp.constants import CommandStatus
 from smpp.pdu import BindReceiver, BindTransceiver, BindTransmitter, Pdu
 from smpp.session import (
+    BOUND_STATES,
     OUTSIDE_WINDOW,
     WITHOUT_RESPONSE,
     BindRequested,
@@ -217,7 +218,7 @@ class SmppConnection(asyncio.Protocol):
             drained: asyncio.Future[None] = self._loop.create_future()
             self._drain_waiters.append(drained)
             await drained
-        if self._transport is not None and self.session.state in _UNBINDABLE:
+        if self._transport is not None and self.session.state in BOUND_STATES:
             self._unbound = self._loop.create_future()
             self.session.unbind(self._loop.time())
             self._schedule_flush()
@@ -396,9 +397,6 @@ class SmppConnection(asyncio.Protocol):
         self._timer_at = math.inf
         self._handle(self.session.handle_timeout(now))
         self._after_io()
-
-
-_UNBINDABLE = frozenset({SessionState.BOUND_TX, SessionState.BOUND_RX, SessionState.BOUND_TRX})
 
 
 class _CallbackHandler(SmppHandler):
