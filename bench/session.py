@@ -8,6 +8,7 @@ concurrent tasks.
 
     .venv/bin/python bench/session.py                    # 100,000 submit_sm, window 100
     .venv/bin/python bench/session.py --count 20000      # shorter
+    .venv/bin/python bench/session.py --sans-io          # the Session and codec alone
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smpp.aio import SmppClient, SmppHandler, serve_smpp
 from smpp.constants import CommandStatus
-from smpp.pdu import Pdu, SubmitSm
-from smpp.session import SessionConfig
+from smpp.pdu import BindTransceiver, Pdu, SubmitSm
+from smpp.session import RequestReceived, Role, Session, SessionConfig, response_to
 
 try:
     import uvloop
@@ -118,13 +119,49 @@ async def run_client(port: int, count: int, window: int) -> None:
     await client.unbind()
 
 
+def sans_io(count: int, window: int) -> None:
+    """The Session and codec alone, no sockets: CPU per submit_sm on each side."""
+    config = SessionConfig(window=window, enquire_link_interval=None, bind_timeout=None)
+    client, server = Session(Role.CLIENT, config), Session(Role.SERVER, config)
+    client.send_request(BindTransceiver(system_id="bench"), 0.0)
+    server.receive_data(client.data_to_send(), 0.0)
+    server.accept_bind()
+    client.receive_data(server.data_to_send(), 0.0)
+    client_time = server_time = 0.0
+    clock = time.perf_counter
+    for first in range(0, count, window):
+        started = clock()
+        for i in range(first, min(first + window, count)):
+            client.send_request(message(i), 1.0)
+        data = client.data_to_send()
+        middle = clock()
+        for event in server.receive_data(data, 1.0):
+            assert isinstance(event, RequestReceived)
+            server.send_response(response_to(event.pdu, message_id="0af3"))
+        answers = server.data_to_send()
+        server.next_deadline()
+        ended = clock()
+        client.receive_data(answers, 1.0)
+        client.next_deadline()
+        client_time += clock() - ended + middle - started
+        server_time += ended - middle
+    print(
+        f"sans-IO: client {client_time / count * 1e6:.1f} us/submit_sm (building the PDU "
+        f"included), server {server_time / count * 1e6:.1f} us/submit_sm"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--serve", action="store_true", help="run the server side (internal)")
     parser.add_argument("--port", type=int, help="use a server already listening there")
+    parser.add_argument("--sans-io", action="store_true", help="time the Session alone")
     args = parser.parse_args()
+    if args.sans_io:
+        sans_io(args.count, args.window)
+        return
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.serve:
