@@ -26,6 +26,7 @@ import functools
 import json
 import random
 import signal
+import ssl
 import sys
 import time
 from collections import deque
@@ -207,6 +208,7 @@ class SmscSimulator:
         outcome_policy: OutcomePolicy | None = None,
         keep_received: bool = True,
         seed: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings if settings is not None else SimulatorConfig(enabled=True)
         self.submit_policy = submit_policy
@@ -216,6 +218,7 @@ class SmscSimulator:
         self.received: list[ReceivedSubmit] = []
         self.stats = SimulatorStats()
         self.port = self.settings.port
+        self._tls = tls  # a server context: the simulator then speaks SMPP over TLS only
         self._random = random.Random(seed)
         # Ids grow from the start time in microseconds, so a restarted simulator never reuses one.
         self._next_id = time.time_ns() // 1000
@@ -235,6 +238,7 @@ class SmscSimulator:
             lambda: _SmscConnection(self),
             self.settings.host,
             self.port,
+            ssl=self._tls,
             config=_SERVER_SESSION,
             system_id=SYSTEM_ID,
         )

@@ -367,3 +367,12 @@ def test_standalone_command_serves_and_reports_on_sigterm(tmp_path: Path) -> Non
     assert "submits=1" in err and "accepted=1" in err
     [line] = record_lines(record)
     assert (line["text"], line["message_id"]) == ("standalone", ids[0])
+
+
+async def test_periodic_mos_go_to_a_bound_receiver() -> None:
+    async with SmscSimulator(settings(mo_interval=0.05)) as sim:
+        esme = await Esme().connect(sim, kind="receiver")
+        first = await esme.next_delivery()
+        second = await esme.next_delivery()
+        assert first.short_message.startswith(b"MO test")
+        assert first.short_message != second.short_message

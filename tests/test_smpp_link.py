@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -492,3 +496,44 @@ async def test_stop_hands_back_messages_it_still_holds(sim: SmscSimulator) -> No
     await setup.link.stop(drain_seconds=0.1)
     assert {m.id for m, _ in setup.sink.temporary} == {m.id for m in sent}
     assert setup.link.state is LinkState.STOPPED
+
+
+@pytest.fixture
+def tls_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout"]
+    arguments += [str(key), "-out", str(cert), "-subj", "/CN=localhost", "-addext"]
+    arguments += ["subjectAltName=IP:127.0.0.1,DNS:localhost"]
+    subprocess.run(
+        [openssl, *arguments],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+async def test_tls_link_verifies_the_smsc_against_its_ca_file(
+    tls_certificate: tuple[Path, Path],
+) -> None:
+    cert, key = tls_certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    async with SmscSimulator(sim_settings(), tls=server_context) as sim:
+        trusted = Harness(sim, tls=True, tls_ca_file=str(cert))
+        await trusted.link.start()
+        try:
+            [item] = trusted.send(message("over TLS"))
+            await trusted.all_submitted([item])
+        finally:
+            await trusted.link.stop()
+        untrusted = Harness(sim, tls=True)  # system CAs do not know this certificate
+        await untrusted.link.start()
+        await asyncio.sleep(0.3)
+        await untrusted.link.stop()
+    assert [r.text for r in sim.received] == ["over TLS"]
+    assert untrusted.link.stats.connect_failures >= 1
+    assert LinkState.UP not in untrusted.sink.states
