@@ -123,6 +123,7 @@ class Gateway:
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
         self.simulator: object | None = None
+        self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -152,6 +153,10 @@ class Gateway:
                 self.links[link_config.name] = self._build_link(link_config)
         for message in await self.message_store.load_pending():
             self.dispatcher.enqueue(message)
+        if self.config.http.enabled:
+            from gateway.http import start_http_api
+
+            self.http_api = await start_http_api(self)
         for link in self.links.values():
             await link.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
@@ -186,9 +191,9 @@ class Gateway:
         await self._stopped.wait()
 
     def _build_link(self, link_config: SmppLinkConfig) -> Link:
-        from gateway.links.smpp_client import SmppClientLink
+        from gateway.links import build_link
 
-        return SmppClientLink(link_config, source=self.queue, sink=self)
+        return build_link(link_config, self.queue, self)
 
     def _link_max_parts(self, name: str) -> int:
         for link in self.config.links:

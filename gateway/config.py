@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dlr.ids import MessageIdFormat
-from routing.config import NumberingConfig, RouteList
+from routing.config import MessageKind, NumberingConfig, RouteList
 from smpp.segmentation import Concatenation
 
 BUILTIN_SOURCE = "<built-in default>"
@@ -43,6 +43,7 @@ AddressByte = Annotated[int, Field(ge=0, le=255)]
 MessageIdFormatName = Annotated[MessageIdFormat, Field(strict=False)]
 ConcatenationMethod = Annotated[Concatenation, Field(strict=False)]
 BindMode = Literal["transmitter", "receiver", "transceiver"]
+ALL_BIND_MODES: tuple[BindMode, ...] = ("transmitter", "receiver", "transceiver")
 
 
 class ConfigError(Exception):
@@ -84,11 +85,70 @@ class SmppServerConfig(BaseModel):
 
 
 class HttpConfig(BaseModel):
+    """The HTTP API (`gateway.http`) and the receipt callbacks it posts (`gateway.callbacks`)."""
+
     model_config = _SECTION
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: ListenPort = 8080
+    # Per-key limits for keys created without their own (`tandem keys create --rps/--mps`).
+    requests_per_second: Annotated[float, Field(gt=0)] = 50.0
+    messages_per_second: Annotated[float, Field(gt=0)] = 50.0
+    max_recipients: Annotated[int, Field(ge=1, le=1000)] = 1000
+    # A repeated Idempotency-Key returns the first answer for this long (24 h).
+    idempotency_seconds: Seconds = 86_400.0
+    # Revoking a key with the CLI reaches a running daemon within this long.
+    key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
+    # Receipt callbacks: "final" posts final statuses only, "all" every status change.
+    callback_events: Literal["final", "all"] = "final"
+    callback_timeout: Seconds = 10.0
+    callback_concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
+    callback_retry_initial: Seconds = 5.0
+    callback_retry_max_delay: Seconds = 1800.0
+    # Give up on a callback URL that keeps failing after this long (24 h).
+    callback_retry_for: Seconds = 86_400.0
+
+
+class OtpConfig(BaseModel):
+    """One-time passwords (`gateway.otp`): code policy, SMS-pumping limits, templates."""
+
+    model_config = _SECTION
+
+    code_length: Annotated[int, Field(ge=4, le=10)] = 6
+    ttl: Annotated[int, Field(ge=60, le=3600)] = 600
+    max_checks: Annotated[int, Field(ge=1, le=100)] = 5
+    # Sends (first send and re-sends) per destination within `send_window` seconds.
+    max_sends: Annotated[int, Field(ge=1, le=100)] = 5
+    send_window: Seconds = 600.0
+    # Velocity limit per destination prefix (the first `prefix_digits` digits of E.164): more
+    # than `prefix_max_sends` sends within `prefix_window` seconds blocks the prefix for
+    # `prefix_block_seconds`. 0 turns the limit off.
+    prefix_digits: Annotated[int, Field(ge=1, le=15)] = 6
+    prefix_max_sends: Annotated[int, Field(ge=0)] = 200
+    prefix_window: Seconds = 3600.0
+    prefix_block_seconds: Seconds = 3600.0
+    brand: str = "Tandem"
+    default_sender: str = "Verify"
+    default_locale: str = "en"
+    # `{{code}}` is required; `{{ttl_minutes}}` and `{{brand}}` are optional.
+    templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "en": "Your {{brand}} code is {{code}}. It expires in {{ttl_minutes}} minutes.",
+            "de": "Ihr {{brand}}-Code lautet {{code}}. Er ist {{ttl_minutes}} Minuten gültig.",
+            "fr": "Votre code {{brand}} est {{code}}. Il expire dans {{ttl_minutes}} minutes.",
+            "es": "Tu código de {{brand}} es {{code}}. Caduca en {{ttl_minutes}} minutos.",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _templates_hold_the_code(self) -> OtpConfig:
+        for locale, template in self.templates.items():
+            if "{{code}}" not in template:
+                raise _KeyedError(f"otp.templates.{locale}", "a template must contain {{code}}")
+        if self.default_locale not in self.templates:
+            raise _KeyedError("otp.default_locale", f"no template for {self.default_locale!r}")
+        return self
 
 
 class SmppLinkConfig(BaseModel):
@@ -146,15 +206,50 @@ LINK_TYPES: tuple[str, ...] = ("smpp",)
 
 
 class AccountConfig(BaseModel):
-    """An SMPP-server customer account. Minimal until the SMPP server issue fills it in."""
+    """An SMPP-server customer account (`[[accounts]]`, or the CLI-managed accounts file)."""
 
     model_config = _SECTION
 
     system_id: Annotated[str, Field(min_length=1, max_length=15)]
-    # An argon2 hash (`tandem accounts hash-password`), never the password itself.
-    password_hash: Annotated[str, Field(min_length=1)]
+    # An argon2 hash (`tandem accounts add` / `passwd` write it), never the password itself.
+    password_hash: Annotated[str, Field(min_length=1, pattern=r"^\$argon2")]
     enabled: bool = True
     max_binds: Annotated[int, Field(gt=0)] = 4
+    bind_types: list[BindMode] = Field(default_factory=lambda: list(ALL_BIND_MODES), min_length=1)
+    # Source networks a bind may come from (CIDR); the default allows any address.
+    allowed_networks: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"])
+    # Segments per second over all binds of the account; beyond it ESME_RTHROTTLED. None: no cap.
+    tps: Annotated[float, Field(gt=0)] | None = None
+    # Outstanding requests one bind may have; reading pauses beyond it.
+    window: Annotated[int, Field(gt=0, le=10_000)] = 100
+    # Regular expressions a source_addr must fully match; empty: any sender.
+    allowed_senders: list[str] = Field(default_factory=list)
+    # Traffic kind given to this account's messages (routes match on kind and account).
+    default_kind: Annotated[MessageKind, Field(strict=False)] = MessageKind.TRANSACTIONAL
+    # Numbers and short codes (digits, no '+') whose MOs are delivered to this account.
+    mo_numbers: list[str] = Field(default_factory=list)
+    # Concatenated submits and MOs: joined into one message, or kept as the parts they are.
+    multipart: Literal["reassemble", "passthrough"] = "passthrough"
+    # Receipts and MOs held while no receiving bind is up: at most this many, this long.
+    delivery_queue_max: Annotated[int, Field(ge=0)] = 10_000
+    delivery_ttl: Seconds = 86_400.0
+
+    @model_validator(mode="after")
+    def _patterns_and_networks_parse(self) -> AccountConfig:
+        import ipaddress
+        import re
+
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"allowed_networks: {network!r} is not a network") from None
+        for pattern in self.allowed_senders:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"allowed_senders: {pattern!r}: {exc}") from None
+        return self
 
 
 class DlrConfig(BaseModel):
@@ -201,6 +296,7 @@ class TandemConfig(BaseModel):
     store: StoreConfig = StoreConfig()
     smpp_server: SmppServerConfig = SmppServerConfig()
     http: HttpConfig = HttpConfig()
+    otp: OtpConfig = OtpConfig()
     numbering: NumberingConfig = NumberingConfig()
     routes: RouteList = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)

@@ -1,0 +1,694 @@
+"""The HTTP API: the aiohttp application, its handlers, and its life inside the daemon.
+
+Owns `HttpApi` (handlers for `/v1/messages`, `/v1/otp`, `/openapi.json`, `/docs`; the
+middlewares that authenticate, rate-limit and turn every error into problem+json) and
+`start_http_api(gateway)`, which the daemon calls when `[http] enabled` is true.
+
+Every MT goes through `gateway.intake` (numbers, routes, policies, parts, durable store) and
+every OTP through `gateway.otp.OtpService`; handlers only translate HTTP to those calls and
+back. An answer 202/201 is given only after the intake returned, i.e. after the store commit.
+
+Never does: protocol or routing decisions, SQL, or sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from dlr.status import MessageStatus, StatusSource
+from gateway.http import models
+from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
+from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
+from gateway.http.limits import KeyLimits
+from gateway.http.openapi import docs_page, openapi_document
+from gateway.http.problems import (
+    Problem,
+    from_intake_refusal,
+    from_otp_refusal,
+    from_validation_error,
+    problem_response,
+)
+from gateway.intake import IntakeRefusal, MessageRequest
+from gateway.keys import ApiKey, KeyRing
+from gateway.messages import Channel, MessageKind
+from gateway.otp import (
+    CodeHasher,
+    OtpRefusal,
+    OtpService,
+    OtpStatus,
+    attempts_left,
+    current_status,
+)
+from gateway.store.base import MessageRecord, OtpRecord, StatusChange
+from routing import InvalidNumber, explain_route
+from smpp.segmentation import Concatenation, describe_text, split_bytes
+from smpp.text import DATA_CODING_OF, TextEncodingError
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.callbacks import CallbackSender
+
+log = logging.getLogger("tandem.http")
+
+JSON = "application/json"
+_MESSAGE_ID = re.compile(r"^[0-9a-f]{20}$")
+_OTP_ID = re.compile(r"^otp_[0-9a-f]{20}$")
+_ALIASES = {"from_": "from"}
+_ENCODING_OF_DATA_CODING = {int(dc): enc.value for enc, dc in DATA_CODING_OF.items()}
+_UNSENT = (MessageStatus.ACCEPTED, MessageStatus.QUEUED)
+SWEEP_SECONDS = 30.0
+PURGE_SECONDS = 3600.0
+
+Model = TypeVar("Model", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters for the metrics exporter."""
+
+    requests: int = 0
+    problems: int = 0
+    rate_limited: int = 0
+    messages_accepted: int = 0
+    server_errors: int = 0
+
+
+def _at(unix_time: float) -> datetime:
+    return datetime.fromtimestamp(unix_time, UTC)
+
+
+def _at_or_none(unix_time: float | None) -> datetime | None:
+    return None if unix_time is None else datetime.fromtimestamp(unix_time, UTC)
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=model.model_dump_json(by_alias=True).encode(), content_type=JSON
+    )
+
+
+class HttpApi:
+    """The HTTP channel of one daemon."""
+
+    def __init__(self, gateway: Gateway, *, clock: Callable[[], float] = time.time) -> None:
+        self.gateway = gateway
+        self.config = gateway.config.http
+        self.clock = clock
+        store: Any = gateway.message_store  # implements the key, idempotency and OTP stores
+        self.keys = KeyRing(
+            store,
+            default_requests_per_second=self.config.requests_per_second,
+            default_messages_per_second=self.config.messages_per_second,
+            cache_seconds=self.config.key_cache_seconds,
+        )
+        self.limits = KeyLimits()
+        self.idempotency = Idempotency(store, keep_seconds=self.config.idempotency_seconds)
+        self.otp = OtpService(
+            gateway.config.otp,
+            intake=gateway.intake,
+            numbers=gateway.numbers,
+            store=store,
+            hasher=CodeHasher.from_file(gateway.config.data_dir / "otp.key"),
+        )
+        self.callbacks: CallbackSender | None = None
+        self.stats = HttpStats()
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._openapi_body = b""
+        self._docs_body = b""
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
+        await site.start()
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="http-housekeeping")
+        log.info("HTTP API on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.callbacks is not None:
+            await self.callbacks.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None, "not started"
+        address = self._runner.addresses[0]
+        return int(address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def _housekeep(self) -> None:
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                self.otp.sweep()
+                now = time.monotonic()
+                if now - last_purge >= PURGE_SECONDS:
+                    last_purge = now
+                    await self.idempotency.purge()
+            except Exception:
+                log.exception("HTTP housekeeping failed")
+
+    # --- the application ------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._problems_middleware, self._auth_middleware])
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_get("/docs", self.docs)
+        app.router.add_post("/v1/messages", self.send_messages)
+        app.router.add_post("/v1/messages/preview", self.preview_message)
+        app.router.add_get("/v1/messages/{id}", self.get_message)
+        app.router.add_delete("/v1/messages/{id}", self.cancel_message)
+        app.router.add_post("/v1/otp", self.send_otp)
+        app.router.add_get("/v1/otp/{id}", self.get_otp)
+        app.router.add_post("/v1/otp/{id}/check", self.check_otp)
+        app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
+        return app
+
+    @web.middleware
+    async def _problems_middleware(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        self.stats.requests += 1
+        try:
+            return await handler(request)
+        except Problem as problem:
+            self.stats.problems += 1
+            return problem_response(problem)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            self.stats.problems += 1
+            code = exc.reason.lower().replace(" ", "_")
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            detail = {
+                404: "There is nothing at this path.",
+                405: f"{request.method} is not allowed here.",
+                413: "The request body is too large.",
+            }.get(exc.status, exc.reason + ".")
+            return problem_response(Problem(exc.status, code, detail, headers=headers))
+        except Exception:
+            self.stats.server_errors += 1
+            log.exception("%s %s failed", request.method, request.path)
+            return problem_response(
+                Problem(500, "internal_error", "The server failed; the failure is logged.")
+            )
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, bearer = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="tandem"'}
+        if scheme.lower() != "bearer" or not bearer.strip():
+            raise Problem(
+                401,
+                "unauthorized",
+                "Send an API key as 'Authorization: Bearer <key>'.",
+                field="Authorization",
+                headers=challenge,
+            )
+        key = await self.keys.authenticate(bearer.strip())
+        if key is None:
+            raise Problem(
+                401,
+                "invalid_key",
+                "The API key is unknown or revoked.",
+                field="Authorization",
+                headers=challenge,
+            )
+        wait = self.limits.request(
+            key.id, key.requests_per_second, key.messages_per_second, time.monotonic()
+        )
+        if wait:
+            self.stats.rate_limited += 1
+            raise Problem(
+                429,
+                "rate_limited",
+                f"This key may make {key.requests_per_second:g} requests per second.",
+                retry_after=wait,
+            )
+        request["key"] = key
+        return await handler(request)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    async def _parse(self, request: web.Request, model: type[Model]) -> Model:
+        body = await request.read()
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            raise from_validation_error(exc, _ALIASES) from None
+
+    @staticmethod
+    def _require_scope(key: ApiKey, scope: str) -> None:
+        if not key.allows_scope(scope):
+            raise Problem(403, "insufficient_scope", f"This key does not have the '{scope}' scope.")
+
+    @staticmethod
+    def _require_sender(key: ApiKey, sender: str) -> None:
+        if not key.allows_sender(sender):
+            raise Problem(
+                403,
+                "sender_not_allowed",
+                f"This key may not send from {sender!r}." if sender else "This key must give from.",
+                field="from",
+            )
+
+    def _take_messages(self, key: ApiKey, count: int) -> None:
+        wait = self.limits.messages(
+            key.id, key.requests_per_second, key.messages_per_second, count, time.monotonic()
+        )
+        if wait:
+            self.stats.rate_limited += 1
+            raise Problem(
+                429,
+                "rate_limited",
+                f"This key may send {key.messages_per_second:g} messages per second.",
+                retry_after=wait,
+            )
+
+    async def _idempotent(
+        self, request: web.Request, key: ApiKey, work: Callable[[], Awaitable[Answer]]
+    ) -> web.Response:
+        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+        if idempotency_key is None:
+            answer = await work()
+        else:
+            Idempotency.validate_key(idempotency_key)
+            body = await request.read()
+            answer = await self.idempotency.run(
+                key.id,
+                idempotency_key,
+                fingerprint(request.method, request.path, body),
+                work,
+            )
+        headers = {REPLAYED_HEADER: "true"} if answer.replayed else {}
+        return web.Response(
+            status=answer.status, body=answer.body, content_type=JSON, headers=headers
+        )
+
+    @staticmethod
+    def _path_id(request: web.Request, pattern: re.Pattern[str], what: str) -> str:
+        value = request.match_info["id"]
+        if not pattern.match(value):
+            raise Problem(404, "not_found", f"No {what} has the id {value!r}.", field="id")
+        return value
+
+    # --- documents ------------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        if not self._openapi_body:
+            import json
+
+            self._openapi_body = json.dumps(openapi_document(), indent=1).encode()
+        return web.Response(body=self._openapi_body, content_type=JSON)
+
+    async def docs(self, request: web.Request) -> web.Response:
+        if not self._docs_body:
+            self._docs_body = docs_page(openapi_document()).encode()
+        return web.Response(body=self._docs_body, content_type="text/html", charset="utf-8")
+
+    # --- messages -------------------------------------------------------------------------------
+
+    async def send_messages(self, request: web.Request) -> web.Response:
+        key: ApiKey = request["key"]
+        self._require_scope(key, "messages")
+        body = await self._parse(request, models.SendMessageRequest)
+        if (error := body.content_error()) is not None:
+            raise Problem(
+                422, error.code, error.detail[0].upper() + error.detail[1:] + ".", field=error.field
+            )
+        recipients = body.recipients()
+        if len(recipients) > self.config.max_recipients:
+            raise Problem(
+                422,
+                "too_many_items",
+                f"At most {self.config.max_recipients} recipients per request.",
+                field="to",
+            )
+        sender = body.from_ or ""
+        self._require_sender(key, sender)
+        if key.record.countries is not None:
+            self._require_countries(key, recipients, many=not isinstance(body.to, str))
+        self._take_messages(key, len(recipients))
+        now = self.clock()
+        payload = body.body_bytes()
+        requests = [
+            MessageRequest(
+                account=key.name,
+                channel=Channel.HTTP,
+                to=recipient,
+                sender=sender,
+                text=body.text,
+                body=payload,
+                data_coding=body.data_coding,
+                encoding=body.encoding,
+                kind=MessageKind(body.kind),
+                validity_at=None if body.validity is None else now + body.validity,
+                send_at=None if body.send_at is None else body.send_at.timestamp(),
+                callback_url=body.callback_url,
+                reference=body.reference,
+            )
+            for recipient in recipients
+        ]
+
+        async def work() -> Answer:
+            try:
+                prepared = await self.gateway.intake.accept(requests)
+            except IntakeRefusal as refusal:
+                many = not isinstance(body.to, str)
+                raise self._locate_refusal(refusal, requests, many=many) from None
+            self.stats.messages_accepted += len(prepared)
+            accepted = [
+                models.MessageAccepted(
+                    id=item.message.id,
+                    status=item.message.status.value,
+                    to="+" + item.message.destination,
+                    parts=item.parts,
+                    encoding=item.encoding,
+                    route=item.decision.route,
+                    reference=item.message.reference,
+                )
+                for item in prepared
+            ]
+            document: BaseModel = (
+                accepted[0]
+                if isinstance(body.to, str)
+                else models.MessageBatchAccepted(messages=accepted)
+            )
+            return Answer(202, document.model_dump_json(by_alias=True).encode())
+
+        return await self._idempotent(request, key, work)
+
+    def _require_countries(self, key: ApiKey, recipients: list[str], *, many: bool) -> None:
+        for index, recipient in enumerate(recipients):
+            try:
+                region = self.gateway.numbers.resolve(recipient).country
+            except InvalidNumber:
+                continue  # the intake words this refusal
+            if not key.allows_country(region):
+                raise Problem(
+                    403,
+                    "country_not_allowed",
+                    f"This key may not send to {region or 'that country'}.",
+                    field=f"to[{index}]" if many else "to",
+                )
+
+    def _locate_refusal(
+        self, refusal: IntakeRefusal, requests: list[MessageRequest], *, many: bool
+    ) -> Problem:
+        """Name the recipient at fault in a batch (`to[3]`): the intake refuses the whole
+        batch at its first bad request without saying which one it was."""
+        if many and refusal.field == "to":
+            for index, item in enumerate(requests):
+                try:
+                    self.gateway.intake.prepare(item)
+                except IntakeRefusal as own:
+                    return from_intake_refusal(own, field_prefix=f"to[{index}]")
+        return from_intake_refusal(refusal)
+
+    async def _own_message(self, request: web.Request) -> MessageRecord:
+        key: ApiKey = request["key"]
+        self._require_scope(key, "messages")
+        message_id = self._path_id(request, _MESSAGE_ID, "message")
+        record = await self.gateway.message_store.get(message_id)
+        if record is None or record.message.account != key.name:
+            raise Problem(404, "not_found", f"No message has the id {message_id!r}.", field="id")
+        return record
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        record = await self._own_message(request)
+        return _json(message_details(record))
+
+    async def cancel_message(self, request: web.Request) -> web.Response:
+        record = await self._own_message(request)
+        message = record.message
+        if message.status not in _UNSENT or self.gateway.queue.remove(message.id) is None:
+            raise Problem(
+                409,
+                "not_cancellable",
+                f"The message is {message.status.value}; only a message still waiting in the "
+                "queue can be canceled.",
+                field="id",
+            )
+        self.gateway.dispatcher.forget(message.id)
+        change = await self.gateway.message_store.cancel(
+            message.id, at=self.gateway.clock(), source=StatusSource.OPERATOR
+        )
+        self._notify(change)
+        refreshed = await self.gateway.message_store.get(message.id)
+        return _json(message_details(refreshed or record))
+
+    def _notify(self, change: StatusChange) -> None:
+        if not change.changed or change.message is None:
+            return
+        for listener in self.gateway.status_listeners:
+            try:
+                listener.message_status_changed(change.message, change)
+            except Exception:
+                log.exception("status listener failed")
+
+    async def preview_message(self, request: web.Request) -> web.Response:
+        key: ApiKey = request["key"]
+        self._require_scope(key, "messages")
+        body = await self._parse(request, models.PreviewRequest)
+        if (error := body.content_error()) is not None:
+            raise Problem(
+                422, error.code, error.detail[0].upper() + error.detail[1:] + ".", field=error.field
+            )
+        explanation = explain_route(
+            body.to,
+            self.gateway.numbers,
+            self.gateway.routes,
+            now=self.gateway.clock(),
+            link_states=self.gateway.link_states,
+            sender=body.from_,
+            account=key.name,
+            kind=MessageKind(body.kind),
+        )
+        link = explanation.next_target or (
+            explanation.targets[0].link if explanation.targets else None
+        )
+        concatenation = Concatenation.UDH8
+        if link is not None:
+            with contextlib.suppress(KeyError):
+                concatenation = self.gateway.config.link(link).concatenation
+        try:
+            if body.text is not None:
+                info = describe_text(body.text, body.encoding, concatenation=concatenation)
+                encoding, characters, units = info.encoding.value, info.characters, info.units
+                parts, per_part = info.segments, info.units_per_segment
+            else:
+                payload = body.body_bytes() or b""
+                data_coding = body.data_coding if body.data_coding is not None else 4
+                encoding = _ENCODING_OF_DATA_CODING.get(data_coding, "binary")
+                characters, units, per_part = None, len(payload), None
+                parts = len(split_bytes(payload, data_coding, max_parts=255))
+        except TextEncodingError as exc:
+            raise Problem(422, "unencodable_text", str(exc), field="text") from None
+        route = models.RoutePreview(
+            route=explanation.chosen_route,
+            targets=[target.link for target in explanation.targets],
+            next_target=explanation.next_target,
+            sender=explanation.rewritten_sender or body.from_,
+            country=explanation.country,
+            mno=explanation.mno,
+            refusal_code=explanation.refusal_code,
+            refusal_reason=explanation.refusal_reason,
+        )
+        return _json(
+            models.PreviewResponse(
+                to=explanation.number,
+                encoding=encoding,
+                characters=characters,
+                units=units,
+                parts=parts,
+                units_per_part=per_part,
+                route=route,
+            )
+        )
+
+    # --- OTP --------------------------------------------------------------------------------
+
+    async def send_otp(self, request: web.Request) -> web.Response:
+        key: ApiKey = request["key"]
+        self._require_scope(key, "otp")
+        body = await self._parse(request, models.OtpSendRequest)
+        self._require_sender(key, body.from_ or self.gateway.config.otp.default_sender)
+        self._take_messages(key, 1)
+
+        async def work() -> Answer:
+            try:
+                result = await self.otp.send(
+                    key,
+                    to=body.to,
+                    sender=body.from_,
+                    template=body.template,
+                    code_length=body.code_length,
+                    ttl=body.ttl,
+                    locale=body.locale,
+                    code=body.code,
+                )
+            except OtpRefusal as refusal:
+                raise from_otp_refusal(refusal) from None
+            except IntakeRefusal as refusal:
+                raise from_intake_refusal(refusal) from None
+            view = self._otp_view(result.record)
+            return Answer(201, view.model_dump_json(by_alias=True).encode())
+
+        return await self._idempotent(request, key, work)
+
+    def _otp_view(self, record: OtpRecord) -> models.OtpView:
+        return models.OtpView(
+            id=record.id,
+            to=record.to,
+            status=current_status(record, self.otp.clock()).value,
+            expires_at=_at(record.expires_at),
+            message_id=record.message_id,
+            sends=record.sends,
+            attempts_left=attempts_left(record),
+            created_at=_at(record.created_at),
+        )
+
+    async def _own_otp(self, request: web.Request) -> tuple[ApiKey, str]:
+        key: ApiKey = request["key"]
+        self._require_scope(key, "otp")
+        return key, self._path_id(request, _OTP_ID, "verification")
+
+    async def get_otp(self, request: web.Request) -> web.Response:
+        key, otp_id = await self._own_otp(request)
+        record = await self.otp.get(key, otp_id)
+        if record is None:
+            raise Problem(404, "not_found", f"No verification has the id {otp_id!r}.", field="id")
+        return _json(self._otp_view(record))
+
+    async def check_otp(self, request: web.Request) -> web.Response:
+        key, otp_id = await self._own_otp(request)
+        body = await self._parse(request, models.OtpCheckRequest)
+        try:
+            record, outcome = await self.otp.check(key, otp_id, body.code)
+        except OtpRefusal as refusal:
+            raise from_otp_refusal(refusal) from None
+        if outcome.status is OtpStatus.PENDING or (
+            outcome.status is OtpStatus.APPROVED and outcome.changed
+        ):
+            return _json(
+                models.OtpCheckResponse(
+                    id=record.id,
+                    status=outcome.status.value,  # type: ignore[arg-type]
+                    attempts_left=outcome.attempts_left,
+                )
+            )
+        status, code, detail = {
+            OtpStatus.APPROVED: (409, "already_approved", "The code was already approved."),
+            OtpStatus.EXPIRED: (410, "expired", "The code has expired; request a new one."),
+            OtpStatus.CANCELED: (409, "canceled", "The verification was canceled."),
+            OtpStatus.MAX_ATTEMPTS_REACHED: (
+                429,
+                "max_attempts_reached",
+                "Too many wrong codes; request a new one.",
+            ),
+        }[outcome.status]
+        raise Problem(
+            status,
+            code,
+            detail,
+            field="code" if outcome.status is OtpStatus.MAX_ATTEMPTS_REACHED else "id",
+            extra={"otp_status": outcome.status.value, "attempts_left": outcome.attempts_left},
+        )
+
+    async def cancel_otp(self, request: web.Request) -> web.Response:
+        key, otp_id = await self._own_otp(request)
+        try:
+            record = await self.otp.cancel(key, otp_id)
+        except OtpRefusal as refusal:
+            raise from_otp_refusal(refusal) from None
+        return _json(self._otp_view(record))
+
+
+def message_details(record: MessageRecord) -> models.MessageDetails:
+    message = record.message
+    return models.MessageDetails(
+        id=message.id,
+        status=message.status.value,
+        to="+" + message.destination,
+        from_=message.source_addr,  # type: ignore[call-arg]  # populated by name
+        kind=message.kind.value,
+        encoding=_ENCODING_OF_DATA_CODING.get(message.data_coding, "binary"),
+        route=message.route,
+        link=message.link,
+        reference=message.reference,
+        callback_url=message.callback_url,
+        attempts=message.attempts,
+        error=message.last_error,
+        created_at=_at(message.created_at),
+        updated_at=_at(message.updated_at),
+        send_at=_at_or_none(message.send_at),
+        validity_at=_at_or_none(message.validity_at),
+        segments=[
+            models.SegmentView(
+                index=segment.index,
+                total=segment.total,
+                status=segment.status.value,
+                link=segment.link,
+                carrier_id=segment.carrier_id,
+                submitted_at=_at_or_none(segment.submitted_at),
+                done_at=_at_or_none(segment.done_at),
+                error=segment.error,
+                network_error=segment.network_error,
+            )
+            for segment in record.segments
+        ],
+        history=[
+            models.HistoryView(
+                at=_at(entry.event.at),
+                status=entry.event.status.value,
+                source=entry.event.source.value,
+                detail=entry.event.detail,
+                changed=entry.event.changed,
+                segment=entry.segment_index,
+            )
+            for entry in record.history
+        ],
+    )
+
+
+async def start_http_api(gateway: Gateway) -> HttpApi:
+    """Start the HTTP API and the receipt callbacks on the daemon's loop; stops with it."""
+    from gateway.callbacks import CallbackSender
+
+    api = HttpApi(gateway)
+    api.callbacks = CallbackSender.from_config(
+        gateway.config.http, store=gateway.message_store, keys=api.keys
+    )
+    gateway.status_listeners.append(api.callbacks)
+    await api.start()
+    gateway.add_stop_hook(api.stop)
+    return api

@@ -1,0 +1,320 @@
+"""The HTTP API's bodies: pydantic models that validate requests and describe responses.
+
+Owns every request and response shape of `/v1` and the problem document's shape. The OpenAPI
+document (`gateway.http.openapi`) is generated from these same classes, so what is documented is
+what is validated.
+
+Never does: business checks that need the daemon (numbers, routes, limits, scopes): those are
+the intake's and the handlers'. Models check shape, types, lengths and ranges only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+_REQUEST = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+_RESPONSE = ConfigDict(populate_by_name=True)
+
+Recipient = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=32,
+        description="E.164 ('+447700900123') or, with a default region configured, national",
+        examples=["+447700900123"],
+    ),
+]
+Sender = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=16,
+        pattern=r"^[ -~]+$",
+        description="Sender id: a number, a short code or up to 11 letters and digits",
+        examples=["Tandem"],
+    ),
+]
+CallbackUrl = Annotated[
+    str, Field(max_length=2048, pattern=r"^https?://[^\s]+$", examples=["https://example.com/dlr"])
+]
+Kind = Literal["transactional", "bulk", "otp"]
+
+
+def _one_or_many(value: object) -> str:
+    # Validation errors then name only the shape that was sent, not both union members.
+    return "list" if isinstance(value, list) else "single"
+
+
+class SendMessageRequest(BaseModel):
+    """One text or binary message to one recipient, or to a list of recipients."""
+
+    model_config = _REQUEST
+
+    to: Annotated[
+        Annotated[Recipient, Tag("single")]
+        | Annotated[list[Recipient], Field(min_length=1, max_length=1000), Tag("list")],
+        Discriminator(_one_or_many),
+    ]
+    from_: Sender | None = Field(default=None, alias="from")
+    text: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    binary: (
+        Annotated[
+            str, Field(min_length=1, max_length=20_000, description="Base64 of the encoded body")
+        ]
+        | None
+    ) = None
+    data_coding: Annotated[int, Field(ge=0, le=255)] | None = None
+    kind: Kind = "transactional"
+    validity: (
+        Annotated[
+            int, Field(ge=60, le=1_209_600, description="Seconds to try delivering; then expired")
+        ]
+        | None
+    ) = None
+    send_at: Annotated[datetime, Field(description="Scheduled send time (ISO 8601, with zone)")] | (
+        None
+    ) = None
+    callback_url: CallbackUrl | None = None
+    reference: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
+
+    def content_error(self) -> ContentError | None:
+        error = _content_error(self.text, self.binary, self.data_coding, self.encoding)
+        if error is None and self.send_at is not None and self.send_at.tzinfo is None:
+            return ContentError(
+                "send_at", "missing_timezone", "send_at needs a time zone, e.g. 2030-01-01T09:00Z"
+            )
+        return error
+
+    def body_bytes(self) -> bytes | None:
+        return None if self.binary is None else base64.b64decode(self.binary, validate=True)
+
+    def recipients(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+
+@dataclass(slots=True, frozen=True)
+class ContentError:
+    """A check across fields (which content is given), reported on the field at fault."""
+
+    field: str
+    code: str
+    detail: str
+
+
+def _content_error(
+    text: str | None, binary: str | None, data_coding: int | None, encoding: str
+) -> ContentError | None:
+    if text is None and binary is None:
+        return ContentError("text", "missing_content", "give either text or binary")
+    if text is not None and binary is not None:
+        return ContentError("binary", "conflicting_content", "give text or binary, not both")
+    if binary is not None:
+        try:
+            base64.b64decode(binary, validate=True)
+        except (binascii.Error, ValueError):
+            return ContentError("binary", "invalid_base64", "binary must be base64")
+        if encoding != "auto":
+            return ContentError(
+                "encoding", "conflicting_content", "encoding applies to text, not binary"
+            )
+    elif data_coding is not None:
+        return ContentError(
+            "data_coding", "conflicting_content", "data_coding applies to binary, not text"
+        )
+    return None
+
+
+class PreviewRequest(BaseModel):
+    """What a message would look like on the air and where it would go; nothing is sent."""
+
+    model_config = _REQUEST
+
+    to: Recipient
+    from_: Sender | None = Field(default=None, alias="from")
+    text: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    binary: Annotated[str, Field(min_length=1, max_length=20_000)] | None = None
+    data_coding: Annotated[int, Field(ge=0, le=255)] | None = None
+    kind: Kind = "transactional"
+    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
+
+    def content_error(self) -> ContentError | None:
+        return _content_error(self.text, self.binary, self.data_coding, self.encoding)
+
+    def body_bytes(self) -> bytes | None:
+        return None if self.binary is None else base64.b64decode(self.binary, validate=True)
+
+
+class MessageAccepted(BaseModel):
+    model_config = _RESPONSE
+
+    id: str
+    status: str
+    to: str = Field(description="The recipient in E.164")
+    parts: int
+    encoding: str
+    route: str | None = None
+    reference: str | None = None
+
+
+class MessageBatchAccepted(BaseModel):
+    model_config = _RESPONSE
+
+    messages: list[MessageAccepted] = Field(description="One entry per recipient, in order")
+
+
+class SegmentView(BaseModel):
+    model_config = _RESPONSE
+
+    index: int
+    total: int
+    status: str
+    link: str | None = None
+    carrier_id: str | None = None
+    submitted_at: datetime | None = None
+    done_at: datetime | None = None
+    error: str | None = None
+    network_error: str | None = None
+
+
+class HistoryView(BaseModel):
+    model_config = _RESPONSE
+
+    at: datetime
+    status: str
+    source: str
+    detail: str
+    changed: bool
+    segment: int | None = None
+
+
+class MessageDetails(BaseModel):
+    model_config = _RESPONSE
+
+    id: str
+    status: str
+    to: str
+    from_: str = Field(alias="from")
+    kind: str
+    encoding: str
+    route: str | None = None
+    link: str | None = None
+    reference: str | None = None
+    callback_url: str | None = None
+    attempts: int
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    send_at: datetime | None = None
+    validity_at: datetime | None = None
+    segments: list[SegmentView]
+    history: list[HistoryView]
+
+
+class RoutePreview(BaseModel):
+    model_config = _RESPONSE
+
+    route: str | None = None
+    targets: list[str] = Field(default_factory=list)
+    next_target: str | None = None
+    sender: str | None = None
+    country: str | None = None
+    mno: str | None = None
+    refusal_code: str | None = None
+    refusal_reason: str | None = None
+
+
+class PreviewResponse(BaseModel):
+    model_config = _RESPONSE
+
+    to: str | None = Field(description="The recipient in E.164, when it is a valid number")
+    encoding: str
+    characters: int | None = None
+    units: int
+    parts: int
+    units_per_part: int | None = None
+    route: RoutePreview
+
+
+class OtpSendRequest(BaseModel):
+    """Send a one-time code (generated here, or the caller's own `code`)."""
+
+    model_config = _REQUEST
+
+    to: Recipient
+    from_: Sender | None = Field(default=None, alias="from")
+    template: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=1000,
+                description="Text with {{code}}, optionally {{ttl_minutes}} and {{brand}}",
+            ),
+        ]
+        | None
+    ) = None
+    code_length: Annotated[int, Field(ge=4, le=10)] | None = None
+    ttl: Annotated[int, Field(ge=60, le=3600, description="Seconds the code is valid")] | None = (
+        None
+    )
+    locale: Annotated[str, Field(min_length=2, max_length=16, pattern=r"^[A-Za-z_-]+$")] | None = (
+        None
+    )
+    code: Annotated[str, Field(pattern=r"^[0-9A-Za-z]{4,10}$")] | None = None
+
+
+class OtpCheckRequest(BaseModel):
+    model_config = _REQUEST
+
+    code: Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[0-9A-Za-z]+$")]
+
+
+class OtpView(BaseModel):
+    model_config = _RESPONSE
+
+    id: str
+    to: str
+    status: Literal["pending", "approved", "expired", "canceled", "max_attempts_reached"]
+    expires_at: datetime
+    message_id: str | None = None
+    sends: int
+    attempts_left: int
+    created_at: datetime
+
+
+class OtpCheckResponse(BaseModel):
+    model_config = _RESPONSE
+
+    id: str
+    status: Literal["approved", "pending"]
+    attempts_left: int
+
+
+class ProblemFieldError(BaseModel):
+    field: str
+    code: str
+    detail: str
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, with a stable `code` and the `field` at fault."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:tandem:problem:invalid_number"])
+    title: str
+    status: int
+    code: str
+    detail: str
+    field: str | None = None
+    errors: list[ProblemFieldError] | None = None
+    retry_after: int | None = None
+    otp_status: str | None = None
+    attempts_left: int | None = None

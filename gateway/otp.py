@@ -1,0 +1,509 @@
+"""One-time passwords: codes, their hashes, checks, re-sends and SMS-pumping limits.
+
+Owns the OTP rules (`OtpStatus`, `decide_check`, `SendLimiter`, `CodeHasher`, `render_template`,
+all sans-IO: they take `now` and never await) and `OtpService`, which applies them for the HTTP
+API: it sends the code through `MessageIntake` (kind `otp`, so the highest queue priority and
+the `kind = "otp"` routes) and keeps the verification in the store.
+
+Never does: store a code. The store keeps `HMAC-SHA256(pepper, id + ":" + code)` only, with the
+pepper in `<data_dir>/otp.key` (0600), so a copy of the database alone does not reveal codes, and
+checks compare hashes with `hmac.compare_digest` (constant time).
+
+Re-sending the same code: a new request for the same destination with the same API key while a
+verification is pending sends the SAME code again (counted as a send, same id, same expiry).
+The code must then be known, but only its hash may be stored, so the plaintext lives in this
+process's memory only, until the verification ends or expires. After a daemon restart the
+plaintext is gone: a new request for that destination then starts a new verification with a
+new code (the old verification can still be checked until it expires). That trades a rare
+extra code after restarts for never keeping codes at rest.
+
+SMS-pumping protection (fraudsters requesting OTPs to premium ranges they are paid for):
+- allowed destination countries per API key (`tandem keys create --countries GB,DE`);
+- at most `max_sends` sends per destination within `send_window` (first send and re-sends);
+- a velocity limit per destination prefix (first `prefix_digits` digits of E.164): more than
+  `prefix_max_sends` within `prefix_window` trips it, and the prefix is then blocked for
+  `prefix_block_seconds`. Trips are logged and counted in `OtpStats` (the metrics exporter
+  reads them). Counters live in memory: a restart resets them.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.config import OtpConfig
+from gateway.intake import IntakeRefusal, MessageIntake, MessageRequest
+from gateway.keys import ApiKey
+from gateway.messages import Channel, MessageKind
+from gateway.store.base import OtpRecord, OtpStore
+from routing import InvalidNumber, NumberResolver
+
+log = logging.getLogger("tandem.otp")
+
+_CLIENT_CODE = re.compile(r"^[0-9A-Za-z]{4,10}$")
+_PLACEHOLDER = re.compile(r"\{\{\s*(code|ttl_minutes|brand)\s*\}\}")
+
+
+class OtpStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+
+
+@dataclass(slots=True)
+class OtpRefusal(Exception):
+    """Why an OTP request is refused: a stable `code`, the `field` at fault, a sentence, the
+    HTTP status, and for limits the seconds after which a retry may succeed."""
+
+    code: str
+    field: str
+    reason: str
+    http_status: int
+    retry_after: float | None = None
+    otp_status: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.field}: {self.reason}"
+
+
+# --- codes, hashes, templates (sans-IO) -------------------------------------------------------
+
+
+def generate_code(length: int) -> str:
+    """`length` decimal digits from the OS's CSPRNG (leading zeros kept)."""
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+class CodeHasher:
+    """HMAC-SHA256 of (verification id, code) under a secret pepper."""
+
+    __slots__ = ("_pepper",)
+
+    def __init__(self, pepper: bytes) -> None:
+        if len(pepper) < 16:
+            raise ValueError("the OTP pepper must be at least 16 bytes")
+        self._pepper = pepper
+
+    def hash(self, otp_id: str, code: str) -> str:
+        return hmac.new(self._pepper, f"{otp_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+    def matches(self, otp_id: str, code: str, stored_hash: str) -> bool:
+        return hmac.compare_digest(self.hash(otp_id, code).encode(), stored_hash.encode())
+
+    @classmethod
+    def from_file(cls, path: Path) -> CodeHasher:
+        """Read the pepper, creating it (32 random bytes, mode 0600) on first use."""
+        try:
+            return cls(path.read_bytes())
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pepper = secrets.token_bytes(32)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(pepper)
+            return cls(pepper)
+
+
+def render_template(template: str, *, code: str, ttl_seconds: float, brand: str) -> str:
+    values = {"code": code, "ttl_minutes": str(max(1, round(ttl_seconds / 60))), "brand": brand}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def template_refusal(template: str) -> OtpRefusal | None:
+    if _PLACEHOLDER.search(template) is None or "code" not in {
+        m.group(1) for m in _PLACEHOLDER.finditer(template)
+    }:
+        return OtpRefusal("invalid_template", "template", "the template must contain {{code}}", 422)
+    return None
+
+
+# --- checks (sans-IO) ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class CheckOutcome:
+    status: OtpStatus
+    attempts_left: int
+    changed: bool  # the record was modified and must be saved
+
+
+def current_status(record: OtpRecord, now: float) -> OtpStatus:
+    """The record's status at `now`: a pending one past its expiry is expired."""
+    status = OtpStatus(record.status)
+    if status is OtpStatus.PENDING and now >= record.expires_at:
+        return OtpStatus.EXPIRED
+    return status
+
+
+def attempts_left(record: OtpRecord) -> int:
+    return max(0, record.max_checks - record.checks)
+
+
+def decide_check(record: OtpRecord, code: str, now: float, hasher: CodeHasher) -> CheckOutcome:
+    """Apply one check to `record` (mutating it). A check of a verification that is no longer
+    pending changes nothing and reports its status; the caller turns those into 4xx answers."""
+    status = current_status(record, now)
+    if status is not OtpStatus.PENDING:
+        changed = record.status != status.value
+        record.status = status.value
+        if changed:
+            record.updated_at = now
+        return CheckOutcome(status, attempts_left(record), changed)
+    record.checks += 1
+    record.updated_at = now
+    # Compare even when the length differs: hashes have one length, so timing says nothing.
+    if hasher.matches(record.id, code, record.code_hash):
+        record.status = OtpStatus.APPROVED.value
+    elif record.checks >= record.max_checks:
+        record.status = OtpStatus.MAX_ATTEMPTS_REACHED.value
+    return CheckOutcome(OtpStatus(record.status), attempts_left(record), True)
+
+
+# --- send limits (sans-IO) ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OtpStats:
+    """Counters for the metrics exporter."""
+
+    sent: int = 0
+    resent: int = 0
+    checks: int = 0
+    approved: int = 0
+    destination_limited: int = 0  # refused: too many sends to one destination
+    prefix_limited: int = 0  # refused: the destination's prefix is blocked
+    prefix_trips: int = 0  # times a prefix went over its velocity limit and was blocked
+    country_refused: int = 0
+
+
+@dataclass(slots=True)
+class SendLimiter:
+    """Sliding-window counters per destination and per destination prefix, and prefix blocks."""
+
+    max_sends: int
+    send_window: float
+    prefix_digits: int
+    prefix_max_sends: int  # 0: no prefix limit
+    prefix_window: float
+    prefix_block_seconds: float
+    stats: OtpStats = field(default_factory=OtpStats)
+    _by_destination: dict[str, deque[float]] = field(default_factory=dict)
+    _by_prefix: dict[str, deque[float]] = field(default_factory=dict)
+    _blocked_until: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: OtpConfig, stats: OtpStats) -> SendLimiter:
+        return cls(
+            max_sends=config.max_sends,
+            send_window=config.send_window,
+            prefix_digits=config.prefix_digits,
+            prefix_max_sends=config.prefix_max_sends,
+            prefix_window=config.prefix_window,
+            prefix_block_seconds=config.prefix_block_seconds,
+            stats=stats,
+        )
+
+    def prefix_of(self, e164: str) -> str:
+        return e164.removeprefix("+")[: self.prefix_digits]
+
+    def refusal(self, e164: str, now: float) -> OtpRefusal | None:
+        """Why a send to `e164` may not happen now, or None. Counts nothing."""
+        prefix = self.prefix_of(e164)
+        blocked_until = self._blocked_until.get(prefix)
+        if blocked_until is not None:
+            if now < blocked_until:
+                self.stats.prefix_limited += 1
+                return OtpRefusal(
+                    "prefix_blocked",
+                    "to",
+                    f"sending to +{prefix}... is paused after unusual traffic; try later",
+                    429,
+                    retry_after=blocked_until - now,
+                )
+            del self._blocked_until[prefix]
+        sends = _trim(self._by_destination.get(e164), now - self.send_window)
+        if sends is not None and len(sends) >= self.max_sends:
+            self.stats.destination_limited += 1
+            return OtpRefusal(
+                "too_many_sends",
+                "to",
+                f"at most {self.max_sends} codes may be sent to one number within "
+                f"{self.send_window:.0f} seconds",
+                429,
+                retry_after=sends[0] + self.send_window - now,
+            )
+        return None
+
+    def record_send(self, e164: str, now: float) -> None:
+        self._by_destination.setdefault(e164, deque()).append(now)
+        if not self.prefix_max_sends:
+            return
+        prefix = self.prefix_of(e164)
+        sends = self._by_prefix.setdefault(prefix, deque())
+        sends.append(now)
+        _trim(sends, now - self.prefix_window)
+        if len(sends) > self.prefix_max_sends:
+            self._blocked_until[prefix] = now + self.prefix_block_seconds
+            sends.clear()
+            self.stats.prefix_trips += 1
+            log.warning(
+                "OTP velocity limit: more than %d sends to prefix +%s within %.0f s; "
+                "blocked for %.0f s",
+                self.prefix_max_sends,
+                prefix,
+                self.prefix_window,
+                self.prefix_block_seconds,
+            )
+
+    def blocked_prefixes(self, now: float) -> dict[str, float]:
+        return {p: until for p, until in self._blocked_until.items() if until > now}
+
+    def sweep(self, now: float) -> None:
+        """Drop counters that fell out of their windows (memory stays bounded)."""
+        for counters, window in (
+            (self._by_destination, self.send_window),
+            (self._by_prefix, self.prefix_window),
+        ):
+            for key in [k for k, sends in counters.items() if not _trim(sends, now - window)]:
+                del counters[key]
+        for prefix in [p for p, until in self._blocked_until.items() if until <= now]:
+            del self._blocked_until[prefix]
+
+
+def _trim(sends: deque[float] | None, cutoff: float) -> deque[float] | None:
+    if sends is not None:
+        while sends and sends[0] <= cutoff:
+            sends.popleft()
+    return sends
+
+
+# --- the service (awaits the store and the intake) ----------------------------------------------
+
+
+@dataclass(slots=True)
+class SendResult:
+    record: OtpRecord
+    resent: bool
+
+
+@dataclass(slots=True)
+class _Live:
+    """What only memory knows about a pending verification: its code, for re-sends."""
+
+    code: str
+    expires_at: float
+
+
+class OtpService:
+    """Sends and checks codes for the HTTP API; one per daemon."""
+
+    def __init__(
+        self,
+        config: OtpConfig,
+        *,
+        intake: MessageIntake,
+        numbers: NumberResolver,
+        store: OtpStore,
+        hasher: CodeHasher,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.numbers = numbers
+        self.store = store
+        self.hasher = hasher
+        self.clock = clock
+        self.stats = OtpStats()
+        self.limiter = SendLimiter.from_config(config, self.stats)
+        self._live: dict[str, _Live] = {}  # otp id -> plaintext code, while pending
+        self._active: dict[tuple[str, str], str] = {}  # (key id, E.164) -> pending otp id
+        self._records: dict[str, OtpRecord] = {}  # pending verifications, by id
+
+    async def send(
+        self,
+        key: ApiKey,
+        *,
+        to: str,
+        sender: str | None = None,
+        template: str | None = None,
+        code_length: int | None = None,
+        ttl: int | None = None,
+        locale: str | None = None,
+        code: str | None = None,
+    ) -> SendResult:
+        now = self.clock()
+        config = self.config
+        try:
+            number = self.numbers.resolve(to)
+        except InvalidNumber as exc:
+            raise OtpRefusal("invalid_number", "to", exc.reason, 422) from None
+        if not key.allows_country(number.country):
+            self.stats.country_refused += 1
+            raise OtpRefusal(
+                "country_not_allowed",
+                "to",
+                f"this key may not send to {number.country or 'that country'}",
+                403,
+            )
+        if code is not None and not _CLIENT_CODE.match(code):
+            raise OtpRefusal("invalid_code", "code", "a code is 4 to 10 letters or digits", 422)
+        if template is not None and (refusal := template_refusal(template)) is not None:
+            raise refusal
+        if template is None:
+            locale = locale or config.default_locale
+            if locale not in config.templates:
+                raise OtpRefusal(
+                    "unknown_locale",
+                    "locale",
+                    f"no template for locale {locale!r}; known: {', '.join(config.templates)}",
+                    422,
+                )
+            template = config.templates[locale]
+        refusal = self.limiter.refusal(number.e164, now)
+        if refusal is not None:
+            raise refusal
+
+        existing = self._pending_for(key.id, number.e164, now)
+        if existing is not None:
+            record, resent = existing, True
+            live = self._live.get(record.id)
+            if code is not None or live is None:  # the caller brought a new code of its own
+                plaintext = code or generate_code(record.code_length)
+                record.code_hash = self.hasher.hash(record.id, plaintext)
+                record.code_length = len(plaintext)
+                self._live[record.id] = _Live(plaintext, record.expires_at)
+            else:
+                plaintext = live.code
+            record.sends += 1
+        else:
+            resent = False
+            lifetime = ttl or config.ttl
+            plaintext = code or generate_code(code_length or config.code_length)
+            otp_id = "otp_" + secrets.token_hex(10)
+            record = OtpRecord(
+                id=otp_id,
+                key_id=key.id,
+                to=number.e164,
+                status=OtpStatus.PENDING.value,
+                code_hash=self.hasher.hash(otp_id, plaintext),
+                code_length=len(plaintext),
+                created_at=now,
+                expires_at=now + lifetime,
+                max_checks=config.max_checks,
+            )
+        record.updated_at = now
+        text = render_template(
+            template, code=plaintext, ttl_seconds=record.expires_at - now, brand=config.brand
+        )
+        request = MessageRequest(
+            account=key.name,
+            channel=Channel.HTTP,
+            to=number.e164,
+            sender=sender or config.default_sender,
+            text=text,
+            kind=MessageKind.OTP,
+            validity_at=record.expires_at,
+        )
+        # Claim the destination before awaiting, so a concurrent request re-sends this one.
+        self._remember(record, plaintext)
+        try:
+            prepared = await self.intake.accept([request])
+        except IntakeRefusal:
+            if not resent:
+                self._forget(record)
+            raise
+        self.limiter.record_send(number.e164, now)
+        record.message_id = prepared[0].message.id
+        if resent:
+            self.stats.resent += 1
+        else:
+            self.stats.sent += 1
+        await self.store.save_otp(record)
+        return SendResult(record, resent)
+
+    async def get(self, key: ApiKey, otp_id: str) -> OtpRecord | None:
+        record = self._records.get(otp_id)
+        if record is None:
+            record = await self.store.get_otp(otp_id)
+        if record is None or record.key_id != key.id:
+            return None
+        status = current_status(record, self.clock())
+        if status.value != record.status:
+            record.status = status.value
+            self._forget(record)
+        return record
+
+    async def check(self, key: ApiKey, otp_id: str, code: str) -> tuple[OtpRecord, CheckOutcome]:
+        record = await self.get(key, otp_id)
+        if record is None:
+            raise OtpRefusal("not_found", "id", "no such verification", 404)
+        now = self.clock()
+        self.stats.checks += 1
+        outcome = decide_check(record, code, now, self.hasher)
+        if outcome.status is not OtpStatus.PENDING:
+            self._forget(record)
+        if outcome.changed:
+            await self.store.save_otp(record)
+        if outcome.status is OtpStatus.APPROVED and outcome.changed:
+            self.stats.approved += 1
+        return record, outcome
+
+    async def cancel(self, key: ApiKey, otp_id: str) -> OtpRecord:
+        record = await self.get(key, otp_id)
+        if record is None:
+            raise OtpRefusal("not_found", "id", "no such verification", 404)
+        if record.status != OtpStatus.PENDING.value:
+            raise OtpRefusal(
+                record.status,
+                "id",
+                f"the verification is {record.status.replace('_', ' ')}; only a pending one "
+                "can be canceled",
+                409,
+                otp_status=record.status,
+            )
+        record.status = OtpStatus.CANCELED.value
+        record.updated_at = self.clock()
+        self._forget(record)
+        await self.store.save_otp(record)
+        return record
+
+    def sweep(self) -> None:
+        """Forget expired plaintexts and stale counters (called periodically)."""
+        now = self.clock()
+        for otp_id in [i for i, live in self._live.items() if live.expires_at <= now]:
+            record = self._records.get(otp_id)
+            if record is not None:
+                self._forget(record)
+            self._live.pop(otp_id, None)
+        self.limiter.sweep(now)
+
+    def _pending_for(self, key_id: str, e164: str, now: float) -> OtpRecord | None:
+        otp_id = self._active.get((key_id, e164))
+        record = None if otp_id is None else self._records.get(otp_id)
+        if record is None or current_status(record, now) is not OtpStatus.PENDING:
+            return None
+        return record
+
+    def _remember(self, record: OtpRecord, plaintext: str) -> None:
+        self._records[record.id] = record
+        self._active[(record.key_id, record.to)] = record.id
+        self._live[record.id] = _Live(plaintext, record.expires_at)
+
+    def _forget(self, record: OtpRecord) -> None:
+        self._records.pop(record.id, None)
+        self._live.pop(record.id, None)
+        if self._active.get((record.key_id, record.to)) == record.id:
+            del self._active[(record.key_id, record.to)]
+

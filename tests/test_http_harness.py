@@ -1,0 +1,143 @@
+"""A running daemon for the HTTP tests: the real `Gateway` with its built-in SMSC simulator,
+the HTTP API on a free port, a store in a temporary directory, and an API key.
+
+Imported by the `test_http*`, `test_otp*` and `test_callbacks*` modules (it holds no tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.app import Gateway
+from gateway.config import TandemConfig
+from gateway.http.api import HttpApi
+from gateway.keys import MintedKey, create_key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def daemon_config(
+    tmp_path: Path,
+    *,
+    http: dict[str, Any] | None = None,
+    otp: dict[str, Any] | None = None,
+    simulator: dict[str, Any] | None = None,
+    routes: list[dict[str, Any]] | None = None,
+) -> TandemConfig:
+    smsc_port = free_port()
+    return TandemConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "smpp_server": {"enabled": False, "port": 0},
+            "http": {"host": "127.0.0.1", "port": 0, **(http or {})},
+            "otp": otp or {},
+            "simulator": {
+                "enabled": True,
+                "port": smsc_port,
+                "dlr_delay": 0.0,
+                **(simulator or {}),
+            },
+            "links": [
+                {
+                    "type": "smpp",
+                    "name": "sim",
+                    "host": "127.0.0.1",
+                    "port": smsc_port,
+                    "system_id": "tandem",
+                    "password": "secret",
+                    "window": 50,
+                    "submit_id_format": "hex",
+                    "dlr_id_format": "hex",
+                    "reconnect_initial": 0.05,
+                    "reconnect_max": 0.2,
+                }
+            ],
+            "routes": routes or [{"name": "everything", "priority": 100, "targets": ["sim"]}],
+        }
+    )
+
+
+@dataclass
+class Daemon:
+    gateway: Gateway
+    api: HttpApi
+    session: aiohttp.ClientSession
+    key: MintedKey
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def auth(self, key: MintedKey | str | None = None) -> dict[str, str]:
+        secret = self.key.secret if key is None else key if isinstance(key, str) else key.secret
+        return {"Authorization": f"Bearer {secret}"}
+
+    async def new_key(self, name: str, **settings: Any) -> MintedKey:
+        return await create_key(self.gateway.message_store, name, **settings)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: MintedKey | str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any, Any]:
+        """(status, parsed JSON body, response headers)."""
+        all_headers = {**self.auth(key), **(headers or {})}
+        kwargs: dict[str, Any] = {"headers": all_headers}
+        if raw is not None:
+            kwargs["data"] = raw
+        elif body is not None:
+            kwargs["json"] = body
+        async with self.session.request(method, self.url + path, **kwargs) as response:
+            text = await response.read()
+            document = None
+            if text and response.content_type.endswith("json"):
+                document = await response.json(content_type=None)
+            return response.status, document, response.headers
+
+    async def wait_for(
+        self, condition: Callable[[], Awaitable[bool]], timeout: float = 5.0
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while not await condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.02)
+
+    async def message_status(self, message_id: str) -> str:
+        status, document, _ = await self.call("GET", f"/v1/messages/{message_id}")
+        assert status == 200, document
+        return str(document["status"])
+
+
+@asynccontextmanager
+async def running_daemon(
+    tmp_path: Path, *, key_settings: dict[str, Any] | None = None, **config: Any
+) -> AsyncIterator[Daemon]:
+    gateway = Gateway(daemon_config(tmp_path, **config))
+    await gateway.start()
+    try:
+        api = gateway.http_api
+        assert isinstance(api, HttpApi)
+        key = await create_key(gateway.message_store, "acme", **(key_settings or {}))
+        async with aiohttp.ClientSession() as session:
+            yield Daemon(gateway, api, session, key)
+    finally:
+        await gateway.stop()
