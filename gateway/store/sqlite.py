@@ -797,7 +797,9 @@ class SqliteMessageStore:
             segment = _segment_from_row(row[:_SEGMENT_WIDTH])
             message = _message_from_row(row[_SEGMENT_WIDTH:])
             segments = (
-                {0: segment} if segment.total == 1 else _load_segments(conn, segment.message_id)
+                {segment.index: segment}
+                if segment.total == 1
+                else _load_segments(conn, segment.message_id)
             )
             return _apply_receipt(
                 conn,
