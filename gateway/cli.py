@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.accounts import add_accounts_command
 from gateway.config import (
     BUILTIN_SOURCE,
     ConfigError,
@@ -44,10 +45,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def run_async(main: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to completion on a fresh event loop."""
-    # uvloop is not used yet: smpp.aio asserts asyncio.Transport, which uvloop's transports
-    # are not registered as.
-    return asyncio.run(main)
+    """Run a coroutine to completion on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 # --- tandem run ---------------------------------------------------------------------------------
@@ -180,7 +184,12 @@ def _sim_smsc(args: argparse.Namespace) -> int:
 
 # --- dispatch -----------------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[SubcommandSetup, ...] = (_add_run, _add_check_config, _add_sim)
+SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
+    _add_run,
+    _add_check_config,
+    _add_sim,
+    add_accounts_command,
+)
 
 
 def build_parser(subcommands: Sequence[SubcommandSetup] = SUBCOMMANDS) -> argparse.ArgumentParser:
