@@ -1,0 +1,1152 @@
+"""The SMPP server our customers (ESMEs) bind to: to them Tandem is an SMSC.
+
+Owns: the listeners (plain and TLS), bind checks (accounts, passwords, source networks, bind
+types, concurrent binds, the failed-bind guard), turning submit_sm / data_sm / submit_multi into
+`MessageRequest`s for `gateway.intake` (the one place checks happen) and answering with our
+message id once the message is durable, query_sm and cancel_sm limited to the account's own
+messages, multipart submits and MOs (reassembled or passed through as parts, per account), and
+delivering receipts and MOs as deliver_sm to each account's receiving binds (round robin, queued
+while none is bound, bounded, with expiry and retries).
+
+Isolation of binds: every bind has its own bounded decoder (the session's `max_pdu_length`), a
+count of requests it has outstanding (reading pauses at its window, so a flood waits in its own
+socket buffer), a write buffer limit (a client that does not read is paused, then dropped), a
+bind timeout for connections that never bind and enquire_link probes for half-open TCP.
+
+Must never: decide routing or policy (intake does), touch SQL (the store does) or parse SMPP
+bytes itself (smpp.codec / smpp.session do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dlr.customer_receipt import build_customer_receipt, wants_receipt
+from dlr.status import StatusSource, is_final, is_intermediate, message_state
+from gateway.accounts import (
+    Account,
+    AccountBook,
+    BindGuard,
+    TokenBucket,
+    accounts_file,
+    verify_password,
+)
+from gateway.intake import IntakeRefusal, MessageRequest
+from gateway.messages import Channel, Message
+from gateway.store.base import StatusChange
+from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
+from smpp.constants import ESM_CLASS_UDHI, CommandStatus, Tag
+from smpp.pdu import (
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    CancelSm,
+    DataSm,
+    DeliverSm,
+    DistributionList,
+    Pdu,
+    QuerySm,
+    ReplaceSm,
+    SubmitMulti,
+    SubmitSm,
+    UnsuccessSme,
+)
+from smpp.reassembly import (
+    ConcatInfo,
+    ConcatPart,
+    MalformedUdh,
+    ReassembledMessage,
+    Reassembler,
+    concat_part_of,
+)
+from smpp.session import (
+    Role,
+    SessionConfig,
+    SessionError,
+    SessionState,
+    response_to,
+)
+from smpp.text import decode_text
+from smpp.timefmt import InvalidSmppTime, format_smpp_time, parse_smpp_time
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("tandem.smpp_server")
+
+SYSTEM_ID = "tandem"
+BIND_KINDS: dict[type[Pdu], str] = {
+    BindTransmitter: "transmitter",
+    BindReceiver: "receiver",
+    BindTransceiver: "transceiver",
+}
+RECEIVING_STATES = frozenset({SessionState.BOUND_RX, SessionState.BOUND_TRX})
+# deliver_sm_resp statuses that mean "try again later"; any other error drops the delivery.
+TEMPORARY_DELIVERY_ERRORS = frozenset(
+    {
+        CommandStatus.ESME_RTHROTTLED,
+        CommandStatus.ESME_RMSGQFUL,
+        CommandStatus.ESME_RX_T_APPN,
+        CommandStatus.ESME_RSYSERR,
+    }
+)
+SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
+MAX_SHORT_MESSAGE = 254
+TICK_SECONDS = 0.2
+ACCOUNTS_RELOAD_SECONDS = 2.0
+
+
+@dataclass(slots=True, frozen=True)
+class ServerSettings:
+    """Knobs of the customer server that are not per account. Times are seconds."""
+
+    bind_timeout: float = 10.0  # a connection that has not bound by then is closed
+    enquire_link_interval: float = 30.0  # probe a silent peer (half-open TCP)
+    response_timeout: float = 30.0  # for our deliver_sm and enquire_link
+    max_pdu_length: int = 65536
+    write_buffer_high: int = 256 * 1024  # pause reading a bind whose output backs up
+    write_stall_timeout: float = 30.0  # drop a bind that reads nothing for this long
+    reassembly_timeout: float = 10.0  # parts of a message must all arrive within this
+    reassembly_max_pending: int = 1000  # per account
+    reassembly_max_bytes: int = 1 << 20  # per account
+    delivery_retry_initial: float = 1.0
+    delivery_retry_max: float = 60.0
+    max_deliver_window: int = 100  # our own deliver_sm in flight per bind
+
+
+@dataclass(slots=True)
+class CustomerServerStats:
+    """Counters a sysadmin graphs."""
+
+    connections: int = 0
+    binds: int = 0
+    bind_failures: int = 0
+    bind_refused_banned: int = 0
+    bind_refused_network: int = 0
+    submits_accepted: int = 0
+    submits_refused: int = 0
+    throttled: int = 0
+    receipts_queued: int = 0
+    mo_queued: int = 0
+    delivered: int = 0
+    delivery_retries: int = 0
+    delivery_failed: int = 0  # permanent deliver_sm_resp errors: dropped and recorded
+    delivery_expired: int = 0
+    delivery_dropped_full: int = 0
+    dropped_slow_readers: int = 0
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(slots=True)
+class _Delivery:
+    """A deliver_sm waiting for (or on its way to) a receiving bind."""
+
+    pdu: DeliverSm
+    kind: str  # "receipt" | "mo"
+    expires_at: float
+    not_before: float = 0.0
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Held:
+    """A submitted part kept until its message is complete (reassembly)."""
+
+    pdu: Pdu
+    future: asyncio.Future[Pdu]
+
+
+class _AccountRuntime:
+    """What the server keeps per account while running: binds, outbox, tps, reassembly."""
+
+    def __init__(self, account: Account, settings: ServerSettings) -> None:
+        self.account = account
+        self.binds: list[_CustomerBind] = []
+        self.outbox: deque[_Delivery] = deque()
+        self.next_receiver = 0
+        tps = account.config.tps
+        self.bucket = None if tps is None else TokenBucket(tps, max(tps, 1.0))
+        self.submit_parts = Reassembler(
+            settings.reassembly_timeout,
+            settings.reassembly_max_pending,
+            settings.reassembly_max_bytes,
+        )
+        self.held_seqnums: dict[tuple[object, int, int], set[int]] = {}
+        self.mo_parts = Reassembler(
+            settings.reassembly_timeout,
+            settings.reassembly_max_pending,
+            settings.reassembly_max_bytes,
+        )
+
+    @property
+    def system_id(self) -> str:
+        return self.account.system_id
+
+    def receiving_bind(self) -> _CustomerBind | None:
+        """The next receiving bind with room, round robin; None when none can take one now."""
+        count = len(self.binds)
+        for step in range(count):
+            index = (self.next_receiver + step) % count
+            bind = self.binds[index]
+            if bind.can_deliver():
+                self.next_receiver = index + 1
+                return bind
+        return None
+
+
+class _CustomerConnection(SmppConnection):
+    """SmppConnection plus what isolation needs: read pausing and the write buffer limit."""
+
+    def __init__(self, server: CustomerSmppServer, handler: _CustomerBind) -> None:
+        super().__init__(Role.SERVER, handler, server.session_config, SYSTEM_ID)
+        self.bind_handler = handler
+        self.transport: asyncio.Transport | None = None
+        self.peer_address = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_address = str(peer[0]) if peer else ""
+        settings = self.bind_handler.server.settings
+        transport.set_write_buffer_limits(high=settings.write_buffer_high)
+        super().connection_made(transport)
+
+    def pause_writing(self) -> None:
+        self.bind_handler.set_write_paused(True)
+
+    def resume_writing(self) -> None:
+        self.bind_handler.set_write_paused(False)
+
+    def set_reading(self, reading: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reading:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _CustomerBind(SmppHandler):
+    """One customer connection: bind decision, requests, back-pressure."""
+
+    def __init__(self, server: CustomerSmppServer) -> None:
+        self.server = server
+        self.connection: _CustomerConnection | None = None
+        self.runtime: _AccountRuntime | None = None
+        self.kind = ""
+        self.in_flight = 0  # requests read and not yet answered
+        self.delivering = 0  # our deliver_sm awaiting deliver_sm_resp
+        self.window = 1
+        self._paused_for_window = False
+        self._write_paused = False
+        self._stall_timer: asyncio.TimerHandle | None = None
+
+    # -- SmppHandler -------------------------------------------------------------------------
+
+    def connection_made(self, connection: SmppConnection) -> None:
+        assert isinstance(connection, _CustomerConnection)
+        self.connection = connection
+        self.server.stats.connections += 1
+
+    def connection_lost(self, reason: str | None) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            with contextlib.suppress(ValueError):
+                runtime.binds.remove(self)
+            log.info(
+                "%s unbound (%s) from %s: %s",
+                runtime.system_id,
+                self.kind,
+                self.address,
+                reason or "closed",
+            )
+
+    def bind_requested(self, request: Pdu) -> int | Awaitable[int]:
+        return self.server.decide_bind(self, request)
+
+    def request_received(self, request: Pdu) -> RequestResult:
+        runtime = self.runtime
+        if runtime is None:  # the session only lets bound peers through; belt and braces
+            return response_to(request, command_status=CommandStatus.ESME_RINVBNDSTS)
+        if self.in_flight >= self.window:
+            # More outstanding than its window allows: it ignored the window it was given.
+            self.server.stats.throttled += 1
+            return response_to(request, command_status=CommandStatus.ESME_RTHROTTLED)
+        result = self.server.handle_request(self, runtime, request)
+        if result is None or isinstance(result, Pdu):
+            return result
+        self.in_flight += 1
+        if self.in_flight >= self.window and not self._paused_for_window:
+            self._paused_for_window = True
+            self._update_reading()
+        return self._counted(result)
+
+    async def _counted(self, work: Awaitable[Pdu]) -> Pdu:
+        try:
+            return await work
+        finally:
+            self.in_flight -= 1
+            if self._paused_for_window and self.in_flight < self.window:
+                self._paused_for_window = False
+                self._update_reading()
+
+    # -- back-pressure -----------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return "" if self.connection is None else self.connection.peer_address
+
+    def set_write_paused(self, paused: bool) -> None:
+        self._write_paused = paused
+        loop = asyncio.get_running_loop()
+        if paused and self._stall_timer is None:
+            self._stall_timer = loop.call_later(
+                self.server.settings.write_stall_timeout, self._drop_slow_reader
+            )
+        elif not paused and self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self._update_reading()
+        if not paused and self.runtime is not None:
+            self.server.pump(self.runtime)
+
+    def _drop_slow_reader(self) -> None:
+        self._stall_timer = None
+        if self.connection is not None and self._write_paused:
+            self.server.stats.dropped_slow_readers += 1
+            log.warning(
+                "dropping %s from %s: it has not read its socket for %.0f s",
+                self.runtime.system_id if self.runtime else "an unbound client",
+                self.address,
+                self.server.settings.write_stall_timeout,
+            )
+            self.connection.abort()
+
+    def _update_reading(self) -> None:
+        if self.connection is not None:
+            self.connection.set_reading(not (self._paused_for_window or self._write_paused))
+
+    def can_deliver(self) -> bool:
+        connection = self.connection
+        return (
+            connection is not None
+            and not self._write_paused
+            and connection.state in RECEIVING_STATES
+            and connection.session.window_free > 0
+            and self.delivering < self.window
+        )
+
+
+class CustomerSmppServer:
+    """The customer-facing SMPP server of one gateway. `await start()`, `await stop()`.
+
+    Subscribes itself to the gateway's status listeners (receipts) and MO listeners (MOs for
+    numbers an account owns).
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        accounts: AccountBook | None = None,
+        settings: ServerSettings | None = None,
+        guard: BindGuard | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.config = gateway.config.smpp_server
+        self.accounts = (
+            accounts
+            if accounts is not None
+            else AccountBook(gateway.config.accounts, accounts_file(gateway.config))
+        )
+        self.settings = settings if settings is not None else ServerSettings()
+        self.guard = guard if guard is not None else BindGuard()
+        self.stats = CustomerServerStats()
+        self.session_config = SessionConfig(
+            window=self.settings.max_deliver_window,
+            response_timeout=self.settings.response_timeout,
+            enquire_link_interval=self.settings.enquire_link_interval,
+            inactivity_timeout=None,  # an idle receiver is normal; enquire_link finds dead ones
+            bind_timeout=self.settings.bind_timeout,
+            max_pdu_length=self.settings.max_pdu_length,
+        )
+        self.port: int | None = None
+        self.tls_port: int | None = None
+        self._servers: list[asyncio.Server] = []
+        self._runtimes: dict[str, _AccountRuntime] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._password_cache: dict[str, str] = {}  # password_hash -> sha256 of a verified one
+        self._next_reload = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        plain = await loop.create_server(self._new_connection, self.config.host, self.config.port)
+        self._servers.append(plain)
+        self.port = plain.sockets[0].getsockname()[1]
+        if self.config.tls_port is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            assert self.config.tls_cert_file is not None and self.config.tls_key_file is not None
+            context.load_cert_chain(self.config.tls_cert_file, self.config.tls_key_file)
+            secure = await loop.create_server(
+                self._new_connection, self.config.host, self.config.tls_port, ssl=context
+            )
+            self._servers.append(secure)
+            self.tls_port = secure.sockets[0].getsockname()[1]
+        self.gateway.status_listeners.append(self)
+        self.gateway.mo_listeners.append(self)
+        self._ticker = asyncio.create_task(self._tick_forever(), name="smpp-server-tick")
+        log.info(
+            "SMPP server listening on %s:%s%s (%d accounts)",
+            self.config.host,
+            self.port,
+            "" if self.tls_port is None else f", TLS on {self.tls_port}",
+            len(self.accounts),
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.gateway.status_listeners.remove(self)
+        with contextlib.suppress(ValueError):
+            self.gateway.mo_listeners.remove(self)
+        for server in self._servers:
+            server.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        binds = [bind for runtime in self._runtimes.values() for bind in runtime.binds]
+        await asyncio.gather(*(self._unbind(bind) for bind in binds), return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _unbind(self, bind: _CustomerBind) -> None:
+        connection = bind.connection
+        if connection is None:
+            return
+        try:
+            await asyncio.wait_for(connection.unbind(), 2.0)
+        except (TimeoutError, SmppConnectionClosed, SessionError):
+            connection.close()
+
+    def _new_connection(self) -> _CustomerConnection:
+        return _CustomerConnection(self, _CustomerBind(self))
+
+    def runtime(self, system_id: str) -> _AccountRuntime | None:
+        runtime = self._runtimes.get(system_id)
+        if runtime is None:
+            account = self.accounts.get(system_id)
+            if account is None:
+                return None
+            runtime = self._runtimes[system_id] = _AccountRuntime(account, self.settings)
+        return runtime
+
+    # -- binds ---------------------------------------------------------------------------------
+
+    def decide_bind(self, bind: _CustomerBind, request: Pdu) -> int | Awaitable[int]:
+        address = bind.address
+        now = time.monotonic()
+        if self.guard.banned(address, now):
+            self.stats.bind_refused_banned += 1
+            log.warning("bind from banned address %s refused", address)
+            return CommandStatus.ESME_RBINDFAIL
+        system_id = str(getattr(request, "system_id", ""))
+        password = str(getattr(request, "password", ""))
+        account = self.accounts.get(system_id)
+        if account is None:
+            return self._refuse_bind(address, system_id, CommandStatus.ESME_RINVSYSID, "unknown")
+        if not account.allows_address(address):
+            self.stats.bind_refused_network += 1
+            return self._refuse_bind(
+                address, system_id, CommandStatus.ESME_RBINDFAIL, "address not allowed"
+            )
+        if self._password_cache.get(account.config.password_hash) == _digest(password):
+            return self._finish_bind(bind, request, account)
+        return self._check_password(bind, request, account, password)
+
+    async def _check_password(
+        self, bind: _CustomerBind, request: Pdu, account: Account, password: str
+    ) -> int:
+        loop = asyncio.get_running_loop()
+        password_hash = account.config.password_hash
+        # argon2 costs tens of milliseconds of CPU: keep it off the loop.
+        if not await loop.run_in_executor(None, verify_password, password_hash, password):
+            refusal = self._refuse_bind(
+                bind.address, account.system_id, CommandStatus.ESME_RINVPASWD, "wrong password"
+            )
+            return refusal if isinstance(refusal, int) else await refusal
+        self._password_cache[password_hash] = _digest(password)
+        outcome = self._finish_bind(bind, request, account)
+        return outcome if isinstance(outcome, int) else await outcome
+
+    def _finish_bind(
+        self, bind: _CustomerBind, request: Pdu, account: Account
+    ) -> int | Awaitable[int]:
+        system_id = account.system_id
+        kind = BIND_KINDS.get(type(request), "")
+        config = account.config
+        if not config.enabled:
+            return self._refuse_bind(bind.address, system_id, CommandStatus.ESME_RBINDFAIL, "off")
+        if kind not in config.bind_types:
+            return self._refuse_bind(
+                bind.address, system_id, CommandStatus.ESME_RBINDFAIL, f"{kind} not allowed"
+            )
+        runtime = self.runtime(system_id)
+        assert runtime is not None
+        if len(runtime.binds) >= config.max_binds:
+            log.warning("%s: bind refused, already %d binds", system_id, len(runtime.binds))
+            return CommandStatus.ESME_RBINDFAIL  # not a credential failure: no guard count
+        if bind.connection is None or bind.connection.transport is None:
+            return CommandStatus.ESME_RBINDFAIL  # it left while the password was checked
+        self.guard.succeeded(bind.address)
+        bind.runtime = runtime
+        bind.kind = kind
+        bind.window = config.window
+        runtime.binds.append(bind)
+        self.stats.binds += 1
+        log.info("%s bound as %s from %s", system_id, kind, bind.address)
+        if kind != "transmitter":
+            self._call_soon(functools.partial(self.pump, runtime))
+        return CommandStatus.ESME_ROK
+
+    def _refuse_bind(
+        self, address: str, system_id: str, status: int, why: str
+    ) -> int | Awaitable[int]:
+        self.stats.bind_failures += 1
+        delay = self.guard.failed(address, time.monotonic())
+        log.warning(
+            "bind refused for %r from %s: %s (0x%08X)%s",
+            system_id,
+            address,
+            why,
+            status,
+            f", answered after {delay:.1f} s" if delay else "",
+        )
+        if not delay:
+            return status
+        return self._after(delay, status)
+
+    @staticmethod
+    async def _after(delay: float, status: int) -> int:
+        await asyncio.sleep(delay)
+        return status
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon(callback)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def handle_request(
+        self, bind: _CustomerBind, runtime: _AccountRuntime, request: Pdu
+    ) -> RequestResult:
+        kind = type(request)
+        if kind is SubmitSm or kind is DataSm:
+            return self._submit(runtime, request)
+        if kind is QuerySm:
+            assert isinstance(request, QuerySm)
+            return self._query(runtime, request)
+        if kind is CancelSm:
+            assert isinstance(request, CancelSm)
+            return self._cancel(runtime, request)
+        if kind is SubmitMulti:
+            assert isinstance(request, SubmitMulti)
+            return self._submit_multi(runtime, request)
+        if kind is ReplaceSm:
+            return response_to(request, command_status=CommandStatus.ESME_RREPLACEFAIL)
+        return response_to(request, command_status=CommandStatus.ESME_RINVCMDID)
+
+    def _submit(self, runtime: _AccountRuntime, pdu: Pdu) -> RequestResult:
+        account = runtime.account
+        try:
+            destination = str(getattr(pdu, "destination_addr", ""))
+            content = _content_of(account, pdu, destination, self.gateway.clock())
+        except _Refused as refusal:
+            self.stats.submits_refused += 1
+            return response_to(pdu, command_status=refusal.status)
+        if runtime.bucket is not None and not runtime.bucket.take(
+            content.segments, time.monotonic()
+        ):
+            self.stats.throttled += 1
+            return response_to(pdu, command_status=CommandStatus.ESME_RTHROTTLED)
+        part = content.part
+        if (
+            part is not None
+            and account.config.multipart == "reassemble"
+            and part.concat.total <= account.config.window
+        ):
+            return self._hold_part(runtime, pdu, content)
+        return self._accept(pdu, content.request(pdu, destination))
+
+    async def _accept(self, pdu: Pdu, request: MessageRequest) -> Pdu:
+        try:
+            prepared = await self.gateway.intake.accept([request])
+        except IntakeRefusal as refusal:
+            self.stats.submits_refused += 1
+            log.debug("%s: submit refused: %s", request.account, refusal)
+            return response_to(pdu, command_status=refusal.smpp_status)
+        self.stats.submits_accepted += 1
+        return response_to(pdu, message_id=prepared[0].message.id)
+
+    def _hold_part(self, runtime: _AccountRuntime, pdu: Pdu, content: _Content) -> RequestResult:
+        part = content.part
+        assert part is not None
+        key = (content.source, content.destination)
+        group = (key, part.concat.reference, part.concat.total)
+        seen = runtime.held_seqnums.setdefault(group, set())
+        if part.concat.seqnum in seen:
+            self.stats.submits_refused += 1
+            return response_to(pdu, command_status=CommandStatus.ESME_RSUBMITFAIL)
+        seen.add(part.concat.seqnum)
+        assert self._loop is not None
+        future: asyncio.Future[Pdu] = self._loop.create_future()
+        held = ConcatPart(part.concat, part.payload, part.data_coding, _Held(pdu, future))
+        whole = runtime.submit_parts.add(key, held, time.monotonic())
+        if whole is not None:
+            runtime.held_seqnums.pop(group, None)
+            self._spawn(self._accept_reassembled(runtime, whole, content))
+        return future
+
+    async def _accept_reassembled(
+        self, runtime: _AccountRuntime, whole: ReassembledMessage, content: _Content
+    ) -> None:
+        held = [part.context for part in whole.parts]
+        first = held[0]
+        assert isinstance(first, _Held)
+        request = content.request(first.pdu, content.destination, body=whole.payload, esm_class=0)
+        request.data_coding = whole.data_coding
+        try:
+            prepared = await self.gateway.intake.accept([request])
+        except IntakeRefusal as refusal:
+            self.stats.submits_refused += len(held)
+            _answer_held(held, status=refusal.smpp_status)
+            return
+        except Exception:
+            log.exception("%s: storing a reassembled message failed", runtime.system_id)
+            _answer_held(held, status=CommandStatus.ESME_RSYSERR)
+            return
+        self.stats.submits_accepted += len(held)
+        _answer_held(held, message_id=prepared[0].message.id)
+
+    def _submit_multi(self, runtime: _AccountRuntime, pdu: SubmitMulti) -> RequestResult:
+        account = runtime.account
+        now = self.gateway.clock()
+        requests: list[MessageRequest] = []
+        unsuccess: list[UnsuccessSme] = []
+        for address in pdu.dest_addresses:
+            if isinstance(address, DistributionList):
+                unsuccess.append(UnsuccessSme(0, 0, address.dl_name, CommandStatus.ESME_RINVDLNAME))
+                continue
+            try:
+                content = _content_of(account, pdu, address.destination_addr, now)
+            except _Refused as refusal:
+                unsuccess.append(
+                    UnsuccessSme(
+                        address.dest_addr_ton,
+                        address.dest_addr_npi,
+                        address.destination_addr,
+                        refusal.status,
+                    )
+                )
+                continue
+            request = content.request(pdu, address.destination_addr)
+            request.assume_international = address.dest_addr_ton == 1
+            requests.append(request)
+        segments = len(requests)
+        if (
+            runtime.bucket is not None
+            and segments
+            and not runtime.bucket.take(segments, time.monotonic())
+        ):
+            self.stats.throttled += 1
+            return response_to(pdu, command_status=CommandStatus.ESME_RTHROTTLED)
+        return self._accept_multi(pdu, requests, unsuccess)
+
+    async def _accept_multi(
+        self, pdu: SubmitMulti, requests: list[MessageRequest], unsuccess: list[UnsuccessSme]
+    ) -> Pdu:
+        message_id = ""
+        for request in requests:  # one message per destination; the first id is answered
+            try:
+                prepared = await self.gateway.intake.accept([request])
+            except IntakeRefusal as refusal:
+                unsuccess.append(UnsuccessSme(0, 0, request.to, refusal.smpp_status))
+                continue
+            self.stats.submits_accepted += 1
+            message_id = message_id or prepared[0].message.id
+        if not message_id:
+            self.stats.submits_refused += 1
+            status = (
+                unsuccess[0].error_status_code if unsuccess else CommandStatus.ESME_RINVNUMDESTS
+            )
+            return pdu.response(command_status=status, unsuccess_sme=unsuccess)
+        return pdu.response(message_id=message_id, unsuccess_sme=unsuccess)
+
+    async def _query(self, runtime: _AccountRuntime, pdu: QuerySm) -> Pdu:
+        message = await self._own_message(runtime, pdu.message_id)
+        if message is None:
+            return pdu.response(command_status=CommandStatus.ESME_RQUERYFAIL)
+        final = is_final(message.status)
+        return pdu.response(
+            message_id=message.id,
+            final_date=format_smpp_time(message.updated_at) if final else "",
+            message_state=message_state(message.status),
+            error_code=0,
+        )
+
+    async def _cancel(self, runtime: _AccountRuntime, pdu: CancelSm) -> Pdu:
+        message = await self._own_message(runtime, pdu.message_id)
+        if message is None:
+            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
+        gateway = self.gateway
+        # Only what still waits in the queue can be recalled; a link may be sending the rest.
+        removed = gateway.queue.remove(message.id)
+        if removed is None:
+            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
+        gateway.dispatcher.forget(message.id)
+        change = await gateway.message_store.cancel(
+            message.id, at=gateway.clock(), source=StatusSource.OPERATOR
+        )
+        if not change.changed:
+            gateway.dispatcher.enqueue(removed)
+            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
+        return pdu.response()
+
+    async def _own_message(self, runtime: _AccountRuntime, message_id: str) -> Message | None:
+        if not message_id:
+            return None
+        record = await self.gateway.message_store.get(message_id)
+        if record is None:
+            return None
+        message = record.message
+        # Another account's id answers exactly like an unknown one: nothing leaks.
+        if message.account != runtime.system_id or message.channel != Channel.SMPP:
+            return None
+        return message
+
+    # -- receipts and MOs ----------------------------------------------------------------------
+
+    def message_status_changed(self, message: Message, change: StatusChange) -> None:
+        """Status listener: a receipt for SMPP customers who asked for one."""
+        if message.channel != Channel.SMPP:
+            return
+        status = message.status
+        intermediate = is_intermediate(status)
+        if not wants_receipt(message.registered_delivery, status, intermediate):
+            return
+        runtime = self.runtime(message.account)
+        if runtime is None:
+            return
+        segment = change.segment
+        error: int | str = 0
+        if segment is not None and segment.error:
+            error = segment.error
+        elif message.last_error:
+            error = message.last_error
+        receipt = build_customer_receipt(
+            message_id=message.id,
+            status=status,
+            submitted_at=_utc(message.created_at),
+            done_at=_utc(message.updated_at),
+            text=_text_of(message),
+            original_source=message.source_addr,
+            original_destination=message.destination,
+            original_source_ton=message.source_ton,
+            original_source_npi=message.source_npi,
+            original_destination_ton=1,
+            original_destination_npi=1,
+            intermediate=intermediate,
+            error=error,
+            submitted_count=segment.total if segment is not None else 1,
+        )
+        self.stats.receipts_queued += 1
+        self._enqueue(runtime, receipt.to_deliver_sm(), "receipt")
+
+    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool:
+        """MO listener: MOs to a number or short code an account owns go to its binds."""
+        account = self.accounts.owner_of(pdu.destination_addr)
+        if account is None:
+            return False
+        runtime = self.runtime(account.system_id)
+        if runtime is None:
+            return False
+        self.stats.mo_queued += 1
+        if account.config.multipart == "reassemble":
+            short_message = getattr(pdu, "short_message", b"")
+            try:
+                part = concat_part_of(
+                    short_message, pdu.esm_class, pdu.data_coding, pdu.tlvs, context=pdu
+                )
+            except MalformedUdh:
+                part = None
+            if part is not None:
+                key = (link, pdu.source_addr, pdu.destination_addr)
+                whole = runtime.mo_parts.add(key, part, time.monotonic())
+                if whole is None:
+                    return True  # held until its other parts arrive
+                self._enqueue(runtime, _joined_mo(whole), "mo")
+                return True
+        self._enqueue(runtime, _mo_for_customer(pdu), "mo")
+        return True
+
+    def _enqueue(self, runtime: _AccountRuntime, pdu: DeliverSm, kind: str) -> None:
+        config = runtime.account.config
+        if len(runtime.outbox) >= config.delivery_queue_max:
+            self.stats.delivery_dropped_full += 1
+            if self.stats.delivery_dropped_full % 1000 == 1:
+                log.warning(
+                    "%s: delivery queue full (%d); dropping %s",
+                    runtime.system_id,
+                    len(runtime.outbox),
+                    kind,
+                )
+            return
+        runtime.outbox.append(_Delivery(pdu, kind, time.monotonic() + config.delivery_ttl))
+        self.pump(runtime)
+
+    def pump(self, runtime: _AccountRuntime) -> None:
+        """Hand queued deliveries to receiving binds while they have room."""
+        outbox = runtime.outbox
+        if not outbox:
+            return
+        now = time.monotonic()
+        while outbox:
+            item = outbox[0]
+            if item.expires_at <= now:
+                outbox.popleft()
+                self.stats.delivery_expired += 1
+                continue
+            if item.not_before > now:
+                return
+            bind = runtime.receiving_bind()
+            if bind is None:
+                return
+            connection = bind.connection
+            assert connection is not None
+            try:
+                future = connection.send_request_nowait(item.pdu)
+            except (SessionError, SmppConnectionClosed):
+                return  # that bind is going away; the next pump finds another
+            outbox.popleft()
+            bind.delivering += 1
+            future.add_done_callback(functools.partial(self._delivered, runtime, bind, item))
+
+    def _delivered(
+        self,
+        runtime: _AccountRuntime,
+        bind: _CustomerBind,
+        item: _Delivery,
+        future: asyncio.Future[Pdu],
+    ) -> None:
+        bind.delivering -= 1
+        status: int | None
+        if future.cancelled() or future.exception() is not None:
+            status = None  # no answer (timeout, connection gone): try again
+        else:
+            status = future.result().command_status
+        if status == CommandStatus.ESME_ROK:
+            self.stats.delivered += 1
+        elif status is None or status in TEMPORARY_DELIVERY_ERRORS:
+            item.attempts += 1
+            delay = min(
+                self.settings.delivery_retry_max,
+                self.settings.delivery_retry_initial * 2 ** (item.attempts - 1),
+            )
+            item.not_before = time.monotonic() + (0.0 if status is None else delay)
+            self.stats.delivery_retries += 1
+            runtime.outbox.appendleft(item)
+        else:
+            self.stats.delivery_failed += 1
+            log.warning(
+                "%s refused a %s deliver_sm with 0x%08X; dropped (to %s from %s)",
+                runtime.system_id,
+                item.kind,
+                status,
+                item.pdu.destination_addr,
+                item.pdu.source_addr,
+            )
+        self.pump(runtime)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                self.tick(time.monotonic())
+            except Exception:
+                log.exception("SMPP server housekeeping failed")
+
+    def tick(self, now: float) -> None:
+        if now >= self._next_reload:
+            self._next_reload = now + ACCOUNTS_RELOAD_SECONDS
+            if self.accounts.reload_if_changed():
+                self._accounts_reloaded()
+        for runtime in self._runtimes.values():
+            for incomplete in runtime.submit_parts.expire(now):
+                held = [part.context for part in incomplete.parts]
+                key = incomplete.key
+                runtime.held_seqnums.pop((key, incomplete.reference, incomplete.total), None)
+                self.stats.submits_refused += len(held)
+                log.info(
+                    "%s: parts %s of a %d-part submit never arrived",
+                    runtime.system_id,
+                    incomplete.missing,
+                    incomplete.total,
+                )
+                _answer_held(held, status=CommandStatus.ESME_RSUBMITFAIL)
+            for incomplete_mo in runtime.mo_parts.expire(now):
+                for part in incomplete_mo.parts:  # better the parts than nothing
+                    assert isinstance(part.context, DeliverSm | DataSm)
+                    self._enqueue(runtime, _mo_for_customer(part.context), "mo")
+            self.pump(runtime)
+
+    def _accounts_reloaded(self) -> None:
+        if self.accounts.load_error is not None:
+            log.error("accounts file not reloaded: %s", self.accounts.load_error)
+            return
+        log.info("accounts reloaded: %d accounts", len(self.accounts))
+        for system_id, runtime in list(self._runtimes.items()):
+            account = self.accounts.get(system_id)
+            if account is None or not account.config.enabled:
+                for bind in list(runtime.binds):
+                    log.info("%s removed or disabled: closing its binds", system_id)
+                    if bind.connection is not None:
+                        bind.connection.close()
+                continue
+            runtime.account = account
+            tps = account.config.tps
+            if tps is None:
+                runtime.bucket = None
+            elif runtime.bucket is None or runtime.bucket.rate != tps:
+                runtime.bucket = TokenBucket(tps, max(tps, 1.0))
+            for bind in runtime.binds:
+                bind.window = account.config.window
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def start_customer_server(gateway: Gateway) -> CustomerSmppServer:
+    """Start the customer SMPP server of `gateway` and register its stop hook."""
+    server = CustomerSmppServer(gateway)
+    await server.start()
+    gateway.add_stop_hook(server.stop)
+    return server
+
+
+# --- conversions ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Content:
+    """What a submit asks for, validated; `part` is set for one part of a concatenated one."""
+
+    account: str
+    source: str
+    destination: str
+    body: bytes
+    esm_class: int
+    segments: int
+    part: ConcatPart | None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def request(
+        self,
+        pdu: Pdu,
+        destination: str,
+        *,
+        body: bytes | None = None,
+        esm_class: int | None = None,
+    ) -> MessageRequest:
+        return MessageRequest(
+            account=self.account,
+            channel=Channel.SMPP,
+            to=destination,
+            sender=self.source,
+            body=self.body if body is None else body,
+            esm_class=self.esm_class if esm_class is None else esm_class,
+            **self.fields,
+        )
+
+
+def _content_of(account: Account, pdu: Pdu, destination: str, now: float) -> _Content:
+    """Validate a submit_sm / data_sm / submit_multi; raises _Refused with the SMPP status."""
+    source = str(getattr(pdu, "source_addr", ""))
+    if not account.allows_sender(source):
+        raise _Refused(CommandStatus.ESME_RINVSRCADR, f"sender {source!r} not allowed")
+    if not destination:
+        raise _Refused(CommandStatus.ESME_RINVDSTADR, "no destination")
+    esm_class = int(getattr(pdu, "esm_class", 0))
+    if esm_class & 0x3C:  # message type bits: a submit is never a receipt or an ack
+        raise _Refused(CommandStatus.ESME_RINVESMCLASS, "esm_class message type set")
+    tlvs: dict[int, object] = getattr(pdu, "tlvs", {})
+    short_message: bytes = getattr(pdu, "short_message", b"")
+    payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
+    if payload is not None and short_message:
+        raise _Refused(CommandStatus.ESME_RINVOPTPARAMVAL, "short_message and message_payload")
+    user_data = payload if isinstance(payload, bytes) else short_message
+    if not user_data:
+        raise _Refused(CommandStatus.ESME_RINVMSGLEN, "empty message")
+    data_coding = int(getattr(pdu, "data_coding", 0))
+    try:
+        validity_at = parse_smpp_time(str(getattr(pdu, "validity_period", "")), now)
+    except InvalidSmppTime as exc:
+        raise _Refused(CommandStatus.ESME_RINVEXPIRY, str(exc)) from None
+    try:
+        send_at = parse_smpp_time(str(getattr(pdu, "schedule_delivery_time", "")), now)
+    except InvalidSmppTime as exc:
+        raise _Refused(CommandStatus.ESME_RINVSCHED, str(exc)) from None
+    try:
+        part = concat_part_of(short_message, esm_class, data_coding, tlvs)
+    except MalformedUdh as exc:
+        raise _Refused(CommandStatus.ESME_RINVESMCLASS, str(exc)) from None
+    if part is not None:
+        # Passed through as a part: it keeps (or, for SAR, gains) its UDH.
+        body = user_data if esm_class & ESM_CLASS_UDHI else _udh(part.concat) + user_data
+        esm = ESM_CLASS_UDHI
+        segments = 1
+    else:
+        body = user_data
+        esm = esm_class & ESM_CLASS_UDHI  # a UDH without concatenation (ports): kept
+        segments = 1 if esm else estimate_segments(len(body), data_coding)
+    return _Content(
+        account=account.system_id,
+        source=source,
+        destination=destination,
+        body=body,
+        esm_class=esm,
+        segments=segments,
+        part=part,
+        fields={
+            "data_coding": data_coding,
+            "kind": account.config.default_kind,
+            "source_ton": int(getattr(pdu, "source_addr_ton", 0)),
+            "source_npi": int(getattr(pdu, "source_addr_npi", 0)),
+            "registered_delivery": int(getattr(pdu, "registered_delivery", 0)),
+            "validity_at": validity_at,
+            "send_at": send_at if send_at is not None and send_at > now else None,
+            "assume_international": int(getattr(pdu, "dest_addr_ton", 0)) == 1,
+        },
+    )
+
+
+def estimate_segments(octets: int, data_coding: int) -> int:
+    """How many SMS parts a body of `octets` needs (for tps counting before intake runs).
+
+    GSM 7-bit bodies are one octet per septet; 8-bit and UCS-2 bodies are octets. Concatenated
+    parts lose 7 septets (6 octets) to the UDH.
+    """
+    if data_coding in (0, 1):
+        single, multi = 160, 153
+    else:
+        single, multi = 140, 134
+    if octets <= single:
+        return 1
+    return -(-octets // multi)
+
+
+def _udh(concat: ConcatInfo) -> bytes:
+    if concat.reference <= 0xFF:
+        return bytes((5, 0x00, 3, concat.reference, concat.total, concat.seqnum))
+    return bytes(
+        (6, 0x08, 4, concat.reference >> 8, concat.reference & 0xFF, concat.total, concat.seqnum)
+    )
+
+
+def _answer_held(held: list[object], *, status: int = 0, message_id: str = "") -> None:
+    for item in held:
+        assert isinstance(item, _Held)
+        if item.future.done():
+            continue
+        if status:
+            item.future.set_result(response_to(item.pdu, command_status=status))
+        else:
+            item.future.set_result(response_to(item.pdu, message_id=message_id))
+
+
+def _mo_for_customer(pdu: DeliverSm | DataSm) -> DeliverSm:
+    short_message: bytes = getattr(pdu, "short_message", b"")
+    return DeliverSm(
+        service_type=pdu.service_type,
+        source_addr_ton=pdu.source_addr_ton,
+        source_addr_npi=pdu.source_addr_npi,
+        source_addr=pdu.source_addr,
+        dest_addr_ton=pdu.dest_addr_ton,
+        dest_addr_npi=pdu.dest_addr_npi,
+        destination_addr=pdu.destination_addr,
+        esm_class=pdu.esm_class & (ESM_CLASS_UDHI | 0x80),
+        protocol_id=int(getattr(pdu, "protocol_id", 0)),
+        data_coding=pdu.data_coding,
+        short_message=short_message,
+        tlvs=dict(pdu.tlvs),
+    )
+
+
+def _joined_mo(whole: ReassembledMessage) -> DeliverSm:
+    first = whole.parts[0].context
+    assert isinstance(first, DeliverSm | DataSm)
+    joined = _mo_for_customer(first)
+    joined.esm_class &= ~ESM_CLASS_UDHI
+    joined.data_coding = whole.data_coding
+    for tag in (*SAR_TAGS, Tag.MESSAGE_PAYLOAD):
+        joined.tlvs.pop(tag, None)
+    if len(whole.payload) <= MAX_SHORT_MESSAGE:
+        joined.short_message = whole.payload
+    else:
+        joined.short_message = b""
+        joined.tlvs[Tag.MESSAGE_PAYLOAD] = whole.payload
+    return joined
+
+
+def _text_of(message: Message) -> str:
+    if message.text is not None:
+        return message.text
+    body = message.body
+    if message.esm_class & ESM_CLASS_UDHI and body:
+        body = body[1 + body[0] :]
+    try:
+        return decode_text(body, message.data_coding)
+    except (ValueError, LookupError):
+        return ""
+
+
+def _utc(instant: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(instant, UTC)
+
+
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode("latin-1", "replace")).hexdigest()

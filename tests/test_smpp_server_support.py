@@ -1,0 +1,105 @@
+"""Support for the SMPP server tests (no tests here): a whole Tandem - the real Gateway (SQLite
+store in a temp dir), its SMPP carrier link to the built-in simulator and the customer SMPP
+server, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.accounts import hash_password
+from gateway.app import Gateway
+from gateway.config import SimulatorConfig, TandemConfig
+from gateway.links import build_link
+from gateway.simulator import SmscSimulator
+from gateway.smpp_server import CustomerSmppServer, ServerSettings, start_customer_server
+
+PASSWORD = "secret1"
+PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow: hash once per test session
+DESTINATION = "447911123456"  # a valid UK mobile number, as SMPP carries it (TON 1)
+
+
+def account(system_id: str, **overrides: Any) -> dict[str, Any]:
+    return {"system_id": system_id, "password_hash": PASSWORD_HASH, **overrides}
+
+
+@dataclass
+class Tandem:
+    gateway: Gateway
+    server: CustomerSmppServer
+    simulator: SmscSimulator
+
+    @property
+    def port(self) -> int:
+        assert self.server.port is not None
+        return self.server.port
+
+
+async def start_tandem(
+    tmp_path: Path,
+    accounts: list[dict[str, Any]],
+    *,
+    settings: ServerSettings | None = None,
+    dlr_delay: float = 0.0,
+) -> Tandem:
+    simulator = SmscSimulator(
+        SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=dlr_delay),
+        keep_received=True,
+    )
+    await simulator.start()
+    config = TandemConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            # Started below by the test itself (explicit settings); HTTP is not needed here.
+            "smpp_server": {"enabled": False, "host": "127.0.0.1", "port": 0},
+            "http": {"enabled": False},
+            "links": [
+                {
+                    "type": "smpp",
+                    "name": "sim",
+                    "host": "127.0.0.1",
+                    "port": simulator.port,
+                    "system_id": "tandem",
+                    "window": 50,
+                    "enquire_link_interval": 30.0,
+                    "submit_id_format": "hex",
+                    "dlr_id_format": "hex",
+                }
+            ],
+            "routes": [{"name": "all", "priority": 100, "targets": ["sim"]}],
+            "accounts": accounts,
+        }
+    )
+    gateway = Gateway(config)
+    # Build links through gateway.links.build_link (the public constructor of links).
+    gateway._build_link = lambda link_config: build_link(  # type: ignore[method-assign]
+        link_config, gateway.queue, gateway
+    )
+    await gateway.start()
+    if settings is None:
+        server = await start_customer_server(gateway)
+    else:
+        server = CustomerSmppServer(gateway, settings=settings)
+        await server.start()
+        gateway.add_stop_hook(server.stop)
+    await wait_for(lambda: bool(simulator.bound_system_ids), what="the link to bind")
+    return Tandem(gateway, server, simulator)
+
+
+async def stop_tandem(tandem: Tandem) -> None:
+    await tandem.gateway.stop()
+    await tandem.simulator.stop()
+
+
+async def wait_for(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
