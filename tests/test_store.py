@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dlr.aggregate import ReportMode, reports
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Message, MessageKind, Segment
 from gateway.store import (
@@ -286,6 +287,34 @@ async def test_receipt_moves_segment_and_message_and_is_recorded(
         (0, SegmentStatus.DELIVERED, StatusSource.RECEIPT, "stat:DELIVRD err:000"),
         (None, MessageStatus.DELIVERED, StatusSource.AGGREGATE, "stat:DELIVRD err:000"),
     ]
+
+
+async def test_receipt_result_tells_which_customer_reports_are_due(
+    store: SqliteMessageStore,
+) -> None:
+    message = make_message()
+    await store.accept([message])
+    await submit(store, message, ["r1"])
+
+    enroute = await store.apply_segment_status(
+        "smsc-a", "r1", SegmentStatus.ENROUTE, at=T0 + 2, source=StatusSource.RECEIPT
+    )
+    delivered = await store.apply_segment_status(
+        "smsc-a", "r1", SegmentStatus.DELIVERED, at=T0 + 3, source=StatusSource.RECEIPT
+    )
+    duplicate = await store.apply_segment_status(
+        "smsc-a", "r1", SegmentStatus.DELIVERED, at=T0 + 4, source=StatusSource.RECEIPT
+    )
+
+    assert enroute.update is not None and delivered.update is not None
+    assert duplicate.update is not None and not duplicate.changed
+    assert [r.status for r in reports(enroute.update, ReportMode.MESSAGE)] == [
+        MessageStatus.ENROUTE
+    ]
+    assert [r.status for r in reports(delivered.update, ReportMode.MESSAGE)] == [
+        MessageStatus.DELIVERED
+    ]
+    assert reports(duplicate.update, ReportMode.MESSAGE) == []
 
 
 async def test_receipt_for_an_unknown_carrier_id_changes_nothing(

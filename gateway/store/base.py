@@ -18,9 +18,10 @@ Contract shared by all backends:
   cancel) is recorded in history and changes nothing; the result says `changed=False`.
 - Carrier ids are stored and looked up exactly as given: callers pass the canonical form from
   `dlr.ids.canonical_message_id`, the store never normalises.
-- `attempts` counts send attempts that reached an outcome: `mark_submitted`, `requeue` and `fail`
-  (unless told otherwise) each add one. A message being sent when the process dies is still
-  QUEUED in the store and comes back from `load_pending` (at-least-once).
+- `attempts` counts send attempts that reached an outcome: `requeue` and `fail` (unless told
+  otherwise) add one each, `mark_submitted` one when the message leaves QUEUED. A message being
+  sent when the process dies is still QUEUED in the store and comes back from `load_pending`
+  (at-least-once).
 
 Growing the interface: later tables (accounts and API keys, idempotency keys, OTP records, the
 opt-out list, MO messages) get their own small protocols next to this one, implemented by the same
