@@ -28,8 +28,9 @@ from gateway.links.smpp_client import (
 from gateway.messages import Channel, Message
 from gateway.queue import AsyncSendQueue
 from gateway.simulator import ReceivedSubmit, SmscSimulator
+from smpp.codec import PduDecoder, encode
 from smpp.constants import CommandStatus
-from smpp.pdu import DataSm, DeliverSm
+from smpp.pdu import BindTransceiver, DataSm, DeliverSm
 from smpp.text import encode_text
 
 
@@ -537,3 +538,37 @@ async def test_tls_link_verifies_the_smsc_against_its_ca_file(
     assert [r.text for r in sim.received] == ["over TLS"]
     assert untrusted.link.stats.connect_failures >= 1
     assert LinkState.UP not in untrusted.sink.states
+
+
+async def test_a_silent_smsc_is_detected_by_enquire_link_and_reconnected() -> None:
+    """A peer that answers the bind and then nothing (not even enquire_link) is dropped after
+    enquire_link_interval + response_timeout, and the link binds again."""
+    binds = 0
+
+    async def silent_smsc(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal binds
+        decoder = PduDecoder(65536)
+        try:
+            while data := await reader.read(4096):
+                for pdu in decoder.feed(data):
+                    if isinstance(pdu, BindTransceiver):
+                        binds += 1
+                        writer.write(encode(pdu.response(system_id="silent")))
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(silent_smsc, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = AsyncSendQueue(on_expired=lambda expired: None)
+    sink = RecordingSink(queue)
+    config = link_config(port, enquire_link_interval=0.2, response_timeout=0.3)
+    link = build_link(config, queue, sink)
+    await link.start()
+    try:
+        await sink.wait_until(lambda: binds >= 2, timeout=5.0)
+        assert sink.states[:3] == [LinkState.STARTING, LinkState.UP, LinkState.DOWN]
+        assert link.stats.reconnects >= 1
+    finally:
+        await link.stop()
+        server.close()
+        await server.wait_closed()
