@@ -572,3 +572,23 @@ async def test_a_silent_smsc_is_detected_by_enquire_link_and_reconnected() -> No
         await link.stop()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_part_refused_after_another_was_accepted_reports_the_accepted_part() -> None:
+    def refuse_second_part(received: ReceivedSubmit) -> int:
+        second = received.concat is not None and received.concat.index == 2
+        return CommandStatus.ESME_RSUBMITFAIL if second else 0
+
+    async with SmscSimulator(sim_settings(), submit_policy=refuse_second_part) as sim:
+        setup = Harness(sim)
+        await setup.link.start()
+        try:
+            [item] = setup.send(message("p" * 200))
+            await setup.sink.wait_until(lambda: len(setup.sink.permanent) == 1)
+        finally:
+            await setup.link.stop()
+    failed, failure = setup.sink.permanent[0]
+    assert failed.id == item.id and failure.status == CommandStatus.ESME_RSUBMITFAIL
+    [accepted] = failure.submitted
+    assert (accepted.index, accepted.total) == (0, 2)
+    assert accepted.raw_id == sim.received[0].message_id

@@ -457,10 +457,13 @@ class SmppLink:
     async def _send_loop(self, bind: _Bind, client: SmppClient) -> None:
         source = self._source
         name = self.name
-        while True:
-            await self._wait_sendable(bind, client)
-            message = await source.get(name)
-            await self._send_message(bind, client, message)
+        try:
+            while True:
+                await self._wait_sendable(bind, client)
+                message = await source.get(name)
+                await self._send_message(bind, client, message)
+        except SmppConnectionClosed:
+            return  # the session runner notices the closed connection and reconnects
 
     async def _wait_sendable(self, bind: _Bind, client: SmppClient) -> None:
         loop = asyncio.get_running_loop()
@@ -564,7 +567,9 @@ class SmppLink:
             if status == CommandStatus.ESME_ROK:
                 bind.governor.on_success(now)
                 assert isinstance(response, SubmitSmResp)
-                outcome.accepted[index] = self._submitted_segment(index, response.message_id)
+                outcome.accepted[index] = self._submitted_segment(
+                    index, len(flight.segments), response.message_id
+                )
                 return
             if status in THROTTLE_STATUSES:
                 stats.throttles += 1
@@ -586,7 +591,7 @@ class SmppLink:
             outcome.fail(f"carrier refused: {status_name(status)}", status, permanent=permanent)
             return
 
-    def _submitted_segment(self, index: int, raw_id: str) -> SubmittedSegment:
+    def _submitted_segment(self, index: int, total: int, raw_id: str) -> SubmittedSegment:
         try:
             carrier_id = canonical_message_id(raw_id, self.config.submit_id_format)
         except InvalidMessageId:
@@ -598,28 +603,15 @@ class SmppLink:
                 self.config.submit_id_format.value,
             )
             carrier_id = raw_id.strip(" \x00")
-        return SubmittedSegment(index, 0, carrier_id, raw_id)
+        return SubmittedSegment(index, total, carrier_id, raw_id)
 
     async def _report_submitted(self, message: Message, outcome: _Outcome) -> None:
-        total = len(outcome.accepted)
-        segments = [
-            SubmittedSegment(part.index, total, part.carrier_id, part.raw_id)
-            for part in outcome.accepted
-            if part is not None
-        ]
+        segments = [part for part in outcome.accepted if part is not None]
         self.stats.messages_submitted += 1
         self._references.pop(message.id, None)
         await self._deliver(self._sink.on_submitted, self.name, message, segments)
 
     async def _report(self, message: Message, failure: SendFailure, *, permanent: bool) -> None:
-        total = max(len(failure.submitted), 1)
-        failure = SendFailure(
-            failure.reason,
-            failure.status,
-            tuple(
-                SubmittedSegment(p.index, total, p.carrier_id, p.raw_id) for p in failure.submitted
-            ),
-        )
         if permanent:
             self.stats.messages_failed += 1
             self._references.pop(message.id, None)
