@@ -62,7 +62,9 @@ from smpp.text import decode_text, encode_text
 TICK_SECONDS = 0.01
 SYSTEM_ID = "tandem-sim"
 RETRY_RECEIPT_AFTER = 0.5  # a receipt the client refused or did not answer goes out again
-RECEIPT_TEXT_CHARS = 20  # appendix B: the first 20 characters of the original message
+RECEIPT_TEXT_CHARS = 20
+# Receipts and MOs kept for a system_id no receiver has collected; the oldest go first.
+MAX_PENDING_PER_SYSTEM_ID = 1_000_000  # appendix B: the first 20 characters of the original message
 
 _SERVER_SESSION = SessionConfig(
     window=1000,  # receipts and MOs in flight towards one client
@@ -176,6 +178,7 @@ class SimulatorStats:
     receipts_sent: int = 0  # deliver_sm receipts answered OK by the client
     mo_sent: int = 0
     deliveries_retried: int = 0  # deliver_sm refused, timed out or cut off, queued again
+    deliveries_dropped: int = 0  # oldest receipts/MOs dropped from a full outbox
 
 
 @dataclass(slots=True)
@@ -434,7 +437,11 @@ class SmscSimulator:
         box = self._outboxes.get(system_id)
         if box is None:
             box = self._outboxes[system_id] = _Outbox()
-        box.items.append(item)
+        items = box.items
+        if len(items) >= MAX_PENDING_PER_SYSTEM_ID:
+            items.popleft()  # nobody has collected these for a long time: bound the memory
+            self.stats.deliveries_dropped += 1
+        items.append(item)
 
     def _delivery_done(
         self, connection: _SmscConnection, pdu: DeliverSm, future: asyncio.Future[Pdu]
