@@ -184,11 +184,21 @@ def _sim_smsc(args: argparse.Namespace) -> int:
 
 # --- dispatch -----------------------------------------------------------------------------------
 
+
+def _add_http_commands(subparsers: Subparsers) -> None:
+    """`keys`, `send` and `otp` (gateway.http.cli, which imports this module: hence lazy)."""
+    from gateway.http.cli import add_keys, add_otp, add_send
+
+    for setup in (add_keys, add_send, add_otp):
+        setup(subparsers)
+
+
 SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     _add_run,
     _add_check_config,
     _add_sim,
     add_accounts_command,
+    _add_http_commands,
 )
 
 

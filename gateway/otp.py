@@ -506,4 +506,3 @@ class OtpService:
         self._live.pop(record.id, None)
         if self._active.get((record.key_id, record.to)) == record.id:
             del self._active[(record.key_id, record.to)]
-

@@ -70,6 +70,7 @@ _UNSENT = (MessageStatus.ACCEPTED, MessageStatus.QUEUED)
 SWEEP_SECONDS = 30.0
 PURGE_SECONDS = 3600.0
 
+API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of a /v1 request
 Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -254,7 +255,7 @@ class HttpApi:
                 f"This key may make {key.requests_per_second:g} requests per second.",
                 retry_after=wait,
             )
-        request["key"] = key
+        request[API_KEY] = key
         return await handler(request)
 
     # --- helpers --------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ class HttpApi:
     # --- messages -------------------------------------------------------------------------------
 
     async def send_messages(self, request: web.Request) -> web.Response:
-        key: ApiKey = request["key"]
+        key = request[API_KEY]
         self._require_scope(key, "messages")
         body = await self._parse(request, models.SendMessageRequest)
         if (error := body.content_error()) is not None:
@@ -435,7 +436,7 @@ class HttpApi:
         return from_intake_refusal(refusal)
 
     async def _own_message(self, request: web.Request) -> MessageRecord:
-        key: ApiKey = request["key"]
+        key = request[API_KEY]
         self._require_scope(key, "messages")
         message_id = self._path_id(request, _MESSAGE_ID, "message")
         record = await self.gateway.message_store.get(message_id)
@@ -476,7 +477,7 @@ class HttpApi:
                 log.exception("status listener failed")
 
     async def preview_message(self, request: web.Request) -> web.Response:
-        key: ApiKey = request["key"]
+        key = request[API_KEY]
         self._require_scope(key, "messages")
         body = await self._parse(request, models.PreviewRequest)
         if (error := body.content_error()) is not None:
@@ -538,7 +539,7 @@ class HttpApi:
     # --- OTP --------------------------------------------------------------------------------
 
     async def send_otp(self, request: web.Request) -> web.Response:
-        key: ApiKey = request["key"]
+        key = request[API_KEY]
         self._require_scope(key, "otp")
         body = await self._parse(request, models.OtpSendRequest)
         self._require_sender(key, body.from_ or self.gateway.config.otp.default_sender)
@@ -578,7 +579,7 @@ class HttpApi:
         )
 
     async def _own_otp(self, request: web.Request) -> tuple[ApiKey, str]:
-        key: ApiKey = request["key"]
+        key = request[API_KEY]
         self._require_scope(key, "otp")
         return key, self._path_id(request, _OTP_ID, "verification")
 

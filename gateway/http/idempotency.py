@@ -93,6 +93,27 @@ class Idempotency:
                 )
             first = await asyncio.shield(running[1])
             return Answer(first.status, first.body, replayed=True)
+        # Claim the slot before the first await, so concurrent twins wait for this answer.
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._in_flight[slot] = (request_fingerprint, future)
+        try:
+            answer = await self._answer(key_id, idempotency_key, request_fingerprint, work)
+            future.set_result(answer)
+            return answer
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._in_flight[slot]
+
+    async def _answer(
+        self,
+        key_id: str,
+        idempotency_key: str,
+        request_fingerprint: str,
+        work: Callable[[], Awaitable[Answer]],
+    ) -> Answer:
         now = self.clock()
         stored = await self.store.find_idempotency(
             key_id, idempotency_key, newer_than=now - self.keep_seconds
@@ -107,29 +128,19 @@ class Idempotency:
                     field=HEADER,
                 )
             return Answer(stored.status, stored.body, replayed=True)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._in_flight[slot] = (request_fingerprint, future)
-        try:
-            answer = await work()
-            if 200 <= answer.status < 300:
-                await self.store.save_idempotency(
-                    IdempotencyRecord(
-                        key_id=key_id,
-                        idempotency_key=idempotency_key,
-                        fingerprint=request_fingerprint,
-                        status=answer.status,
-                        body=answer.body,
-                        created_at=now,
-                    )
+        answer = await work()
+        if 200 <= answer.status < 300:
+            await self.store.save_idempotency(
+                IdempotencyRecord(
+                    key_id=key_id,
+                    idempotency_key=idempotency_key,
+                    fingerprint=request_fingerprint,
+                    status=answer.status,
+                    body=answer.body,
+                    created_at=now,
                 )
-            future.set_result(answer)
-            return answer
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        finally:
-            del self._in_flight[slot]
+            )
+        return answer
 
     async def purge(self) -> int:
         return await self.store.purge_idempotency(self.clock() - self.keep_seconds)
