@@ -1,0 +1,137 @@
+"""Receipt callbacks from a running daemon to a real aiohttp sink: signed, retried after a 500,
+given up on a 4xx, per message or per key, and recorded in the message's history."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from dlr.callback import SIGNATURE_HEADER, verify
+from tests.test_http_harness import Daemon, free_port, running_daemon
+
+UK = "+447911123456"
+FAST_RETRIES = {"callback_retry_initial": 0.05, "callback_retry_max_delay": 0.1}
+
+
+@dataclass
+class Sink:
+    """A customer's callback endpoint: answers from `script` (then 200), keeps every request."""
+
+    url: str
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[bytes, str | None, int]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        status = self.script.pop(0) if self.script else 200
+        self.received.append((await request.read(), request.headers.get(SIGNATURE_HEADER), status))
+        return web.Response(status=status, text="ok")
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    port = free_port()
+    receiver = Sink(f"http://127.0.0.1:{port}/dlr")
+    app = web.Application()
+    app.router.add_post("/dlr", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield receiver
+    await runner.cleanup()
+
+
+async def history_details(daemon: Daemon, message_id: str) -> list[str]:
+    _, details, _ = await daemon.call("GET", f"/v1/messages/{message_id}")
+    return [entry["detail"] for entry in details["history"]]
+
+
+async def test_a_final_status_is_posted_signed_and_retried_after_a_500(
+    tmp_path: Path, sink: Sink
+) -> None:
+    sink.script = [500]
+    async with running_daemon(tmp_path, http=FAST_RETRIES) as daemon:
+        _, sent, _ = await daemon.call(
+            "POST",
+            "/v1/messages",
+            {"to": UK, "text": "hi", "callback_url": sink.url, "reference": "order-7"},
+        )
+
+        async def recorded() -> bool:
+            return any("HTTP 200" in d for d in await history_details(daemon, sent["id"]))
+
+        await daemon.wait_for(recorded)
+        assert [status for _, _, status in sink.received] == [500, 200]
+        secret = daemon.key.record.callback_secret
+        for body, signature, _ in sink.received:
+            assert signature is not None
+            assert verify(secret, body, signature, time.time())
+            assert not verify("another secret", body, signature, time.time())
+        document = json.loads(sink.received[-1][0])
+        assert document["message_id"] == sent["id"]
+        assert (document["status"], document["final"]) == ("delivered", True)
+        assert document["to"] == UK and document["reference"] == "order-7"
+        [segment] = document["segments"]
+        assert segment["status"] == "delivered" and segment["carrier_id"]
+        details = await history_details(daemon, sent["id"])
+        assert any(d.startswith(f"callback to {sink.url}: HTTP 200 (attempt 2)") for d in details)
+        assert daemon.api.callbacks is not None
+        assert daemon.api.callbacks.stats.retried == 1
+
+
+async def test_a_keys_callback_url_serves_messages_without_their_own(
+    tmp_path: Path, sink: Sink
+) -> None:
+    async with running_daemon(
+        tmp_path, http={"callback_events": "all"}, key_settings={"callback_url": sink.url}
+    ) as daemon:
+        _, sent, _ = await daemon.call("POST", "/v1/messages", {"to": UK, "text": "hi"})
+
+        async def both() -> bool:
+            return [json.loads(b)["status"] for b, _, _ in sink.received] == [
+                "submitted",
+                "delivered",
+            ]
+
+        await daemon.wait_for(both)
+        assert all(json.loads(b)["message_id"] == sent["id"] for b, _, _ in sink.received)
+
+
+async def test_a_4xx_answer_is_final_and_the_give_up_is_recorded(
+    tmp_path: Path, sink: Sink
+) -> None:
+    sink.script = [404]
+    async with running_daemon(tmp_path, http=FAST_RETRIES) as daemon:
+        _, sent, _ = await daemon.call(
+            "POST", "/v1/messages", {"to": UK, "text": "hi", "callback_url": sink.url}
+        )
+
+        async def given_up() -> bool:
+            return any("given up: HTTP 404" in d for d in await history_details(daemon, sent["id"]))
+
+        await daemon.wait_for(given_up)
+        assert len(sink.received) == 1
+
+
+async def test_retries_stop_after_the_configured_period(tmp_path: Path) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    http = {**FAST_RETRIES, "callback_retry_for": 0.3}
+    async with running_daemon(tmp_path, http=http) as daemon:
+        _, sent, _ = await daemon.call(
+            "POST", "/v1/messages", {"to": UK, "text": "hi", "callback_url": dead_url}
+        )
+
+        async def given_up() -> bool:
+            return any(
+                "given up: no answer" in d for d in await history_details(daemon, sent["id"])
+            )
+
+        await daemon.wait_for(given_up)
+        assert daemon.api.callbacks is not None
+        stats = daemon.api.callbacks.stats
+        assert stats.given_up == 1 and 2 <= stats.attempts <= 8
