@@ -241,7 +241,7 @@ class SmppConnection(asyncio.Protocol):
             kind = type(event)
             if kind is ResponseReceived:
                 assert isinstance(event, ResponseReceived)
-                future = waiters.pop(event.request.sequence_number, None)
+                future = waiters.pop(event.pdu.sequence_number, None)
                 if future is not None and not future.done():
                     future.set_result(event.pdu)
                 freed = True
@@ -340,8 +340,8 @@ class SmppConnection(asyncio.Protocol):
             self._track(asyncio.ensure_future(decision), request, self._decide_bind_later)
 
     def _decide_bind_later(self, request: Pdu, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or self.session.state is not SessionState.OPEN:
-            return  # closed (bind_timeout, peer gone) while the application was deciding
+        if future.cancelled():
+            return
         error = future.exception()
         if error is not None:
             log.error("bind handler failed for %r", request, exc_info=error)

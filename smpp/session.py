@@ -241,10 +241,10 @@ def response_to(request: Pdu, **fields: Any) -> Pdu:
     return cast(_Request, request).response(**fields)
 
 
-# An outstanding request: (deadline, serial, request). The same tuple sits in the dict (by the
-# request's sequence_number) and in the heap, so a heap entry is current exactly when the dict
+# An outstanding request: (deadline, serial, sequence_number, request). The same tuple sits in
+# the dict (by sequence_number) and in the heap, so a heap entry is current exactly when the dict
 # holds that very tuple. The serial never repeats, so ties on the deadline never compare PDUs.
-_Pending = tuple[float, int, Pdu]
+_Pending = tuple[float, int, int, Pdu]
 
 
 class Session:
@@ -326,7 +326,7 @@ class Session:
             return seq
         self._serial += 1
         deadline = now + (self._response_timeout if timeout is None else timeout)
-        pending = (deadline, self._serial, pdu)
+        pending = (deadline, self._serial, seq, pdu)
         outstanding[seq] = pending
         heap = self._deadlines
         heappush(heap, pending)
@@ -363,27 +363,37 @@ class Session:
         """Start the graceful unbind handshake; `Unbound` follows the peer's unbind_resp."""
         return self.send_request(Unbind(), now)
 
-    def accept_bind(self, **response_fields: Any) -> None:
-        """Server role: accept the pending bind (fields such as system_id go into the resp)."""
+    def accept_bind(self, **response_fields: Any) -> bool:
+        """Server role: accept the pending bind (fields such as system_id go into the resp).
+
+        Returns False, sending nothing, when the session closed while the bind was decided.
+        """
         request = self._pending_bind()
+        if request is None:
+            return False
         self._outgoing.append(encode(response_to(request, **response_fields)))
         self._bind_accepted = True
         self._set_state(BIND_RESULT[request.command_id])
+        return True
 
-    def reject_bind(self, status: int, **response_fields: Any) -> None:
-        """Server role: refuse the pending bind with `status`; the session stays OPEN."""
+    def reject_bind(self, status: int, **response_fields: Any) -> bool:
+        """Server role: refuse the pending bind with `status`; the session stays OPEN.
+
+        Returns False, sending nothing, when the session closed while the bind was decided.
+        """
         request = self._pending_bind()
+        if request is None:
+            return False
         self._outgoing.append(
             encode(response_to(request, command_status=status, **response_fields))
         )
         self.bind_request = None
+        return True
 
-    def _pending_bind(self) -> Pdu:
+    def _pending_bind(self) -> Pdu | None:
         if self.role is not _SERVER or self.bind_request is None or self._bind_accepted:
             raise StateForbidsError("no bind is waiting for a decision")
-        if self.state is not OPEN:
-            raise StateForbidsError(f"the session is {self.state.name}: too late to decide a bind")
-        return self.bind_request
+        return None if self.state is CLOSED else self.bind_request
 
     def data_to_send(self) -> bytes:
         """Everything queued for the wire since the last call."""
@@ -397,7 +407,7 @@ class Session:
     def close(self) -> list[Pdu]:
         """The connection is gone: enter CLOSED and hand back the requests left unanswered."""
         self._set_state(CLOSED)
-        unanswered = [pending[2] for pending in self._outstanding.values()]
+        unanswered = [pending[3] for pending in self._outstanding.values()]
         self._outstanding.clear()
         self._deadlines.clear()
         self._window_used = 0
@@ -428,7 +438,7 @@ class Session:
                 if pending is None:
                     append(UnexpectedResponse(item))
                     continue
-                request = pending[2]
+                request = pending[3]
                 if request.command_id in OUTSIDE_WINDOW:
                     self._housekeeping_response(item, request, events)
                 else:
@@ -521,7 +531,7 @@ class Session:
         outstanding = self._outstanding
         while heap:
             top = heap[0]
-            if outstanding.get(top[2].sequence_number) is top:
+            if outstanding.get(top[2]) is top:
                 return top
             heappop(heap)
         return None
@@ -555,8 +565,8 @@ class Session:
             return events
         while (pending := self._earliest_pending()) is not None and pending[0] <= now:
             heappop(self._deadlines)
-            del self._outstanding[pending[2].sequence_number]
-            request = pending[2]
+            del self._outstanding[pending[2]]
+            request = pending[3]
             if request is self._keepalive:
                 return self._fail(events, "enquire_link was not answered in time")
             if request is self._unbind:

@@ -565,10 +565,22 @@ def test_answer_to_a_request_read_just_before_a_fatal_error_is_dropped_quietly()
     assert server.data_to_send() == b""
 
 
-def test_bind_decided_after_the_session_closed_is_refused_locally() -> None:
+def test_bind_decided_after_the_session_closed_sends_nothing_and_stays_closed() -> None:
     server = Session(Role.SERVER, SessionConfig(bind_timeout=1.0))
     server.receive_data(encode(BindTransceiver(sequence_number=1)), 0.0)
     assert server.handle_timeout(1.0) == [ShouldClose("not bound in time")]
-    with pytest.raises(StateForbidsError):
-        server.accept_bind()
+    assert server.accept_bind() is False
+    assert server.reject_bind(CommandStatus.ESME_RBINDFAIL) is False
+    assert server.data_to_send() == b""
     assert server.state is SessionState.CLOSED
+
+
+def test_bind_read_together_with_fatal_garbage_cannot_be_accepted_afterwards() -> None:
+    server = Session(Role.SERVER, QUIET)
+    data = encode(BindTransceiver(sequence_number=1)) + header(0xFFFFFFFF, 0)
+    requested, _refused, closing = server.receive_data(data, 0.0)
+    assert isinstance(requested, BindRequested) and isinstance(closing, ShouldClose)
+    server.data_to_send()
+    assert server.accept_bind() is False
+    assert server.state is SessionState.CLOSED
+    assert server.data_to_send() == b""
