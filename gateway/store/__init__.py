@@ -1,12 +1,20 @@
-"""Durable message storage: the `MessageStore` interface and its default SQLite backend.
+"""Durable storage: the `MessageStore` interface (and its small siblings for the HTTP API's
+keys, idempotency answers and OTP records) with the default SQLite backend.
 
 Owns nothing itself; it names the public pieces so callers import them from one place.
 """
 
 from gateway.store.base import (
+    ApiKeyRecord,
+    ApiKeyStore,
+    DuplicateKeyName,
     DuplicateMessageId,
+    IdempotencyRecord,
+    IdempotencyStore,
     MessageRecord,
     MessageStore,
+    OtpRecord,
+    OtpStore,
     StatusChange,
     StoreClosed,
     StoreError,
@@ -15,9 +23,16 @@ from gateway.store.base import (
 from gateway.store.sqlite import SqliteMessageStore
 
 __all__ = [
+    "ApiKeyRecord",
+    "ApiKeyStore",
+    "DuplicateKeyName",
     "DuplicateMessageId",
+    "IdempotencyRecord",
+    "IdempotencyStore",
     "MessageRecord",
     "MessageStore",
+    "OtpRecord",
+    "OtpStore",
     "SqliteMessageStore",
     "StatusChange",
     "StoreClosed",
