@@ -83,7 +83,12 @@ class SmppHandler:
         return CommandStatus.ESME_RBINDFAIL
 
     def request_received(self, request: Pdu) -> RequestResult:
-        """Answer a request the session allowed (submit_sm, deliver_sm, data_sm, ...)."""
+        """Answer a request the session allowed (submit_sm, deliver_sm, data_sm, ...).
+
+        alert_notification arrives here too; it has no response, so what is returned is ignored.
+        """
+        if request.command_id in WITHOUT_RESPONSE:
+            return None
         return response_to(request, command_status=CommandStatus.ESME_RINVCMDID)
 
     def outbind_received(self, request: Pdu) -> Pdu | None:
@@ -310,8 +315,10 @@ class SmppConnection(asyncio.Protocol):
             result = self.handler.request_received(request)
         except Exception:
             log.exception("request handler failed for %r", request)
-            result = response_to(request, command_status=CommandStatus.ESME_RSYSERR)
-        if request.command_id in WITHOUT_RESPONSE or result is None:
+            result = None
+            if request.command_id not in WITHOUT_RESPONSE:
+                result = response_to(request, command_status=CommandStatus.ESME_RSYSERR)
+        if result is None or request.command_id in WITHOUT_RESPONSE:
             return
         if isinstance(result, Pdu):
             self.session.send_response(result)  # flushed at the end of data_received
@@ -404,8 +411,8 @@ class _CallbackHandler(SmppHandler):
         self._on_request = on_request
 
     def request_received(self, request: Pdu) -> RequestResult:
-        if self._on_request is None:
-            return response_to(request)  # nobody asked for deliveries: acknowledge them
+        if self._on_request is None:  # nobody asked for deliveries: acknowledge them
+            return None if request.command_id in WITHOUT_RESPONSE else response_to(request)
         return self._on_request(request)
 
 

@@ -17,7 +17,16 @@ from smpp.aio import (
     serve_smpp,
 )
 from smpp.constants import CommandStatus
-from smpp.pdu import BindReceiver, DeliverSm, DeliverSmResp, Outbind, Pdu, SubmitSm, SubmitSmResp
+from smpp.pdu import (
+    AlertNotification,
+    BindReceiver,
+    DeliverSm,
+    DeliverSmResp,
+    Outbind,
+    Pdu,
+    SubmitSm,
+    SubmitSmResp,
+)
 from smpp.session import Role, SessionConfig, SessionState, StateForbidsError, WindowFullError
 
 FAST = SessionConfig(window=4, response_timeout=2.0, enquire_link_interval=None, bind_timeout=5.0)
@@ -264,3 +273,22 @@ async def test_outbind_over_sockets_the_esme_binds_as_receiver_and_takes_deliver
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+async def test_alert_notification_and_a_failing_handler_do_not_break_the_connection(
+    start_server: ServerFactory,
+) -> None:
+    port, handlers = await start_server()
+
+    def failing(request: Pdu) -> Pdu:
+        raise RuntimeError("handler bug")
+
+    client = await bound_client(port, request_handler=failing)
+    (smsc,) = handlers
+    assert smsc.connection is not None
+    await smsc.connection.request(AlertNotification(source_addr="491510"))
+    answer = await smsc.connection.request(DeliverSm(short_message=b"x"))
+    assert answer.command_status == CommandStatus.ESME_RSYSERR  # the handler's failure, reported
+    answer = await client.submit(SubmitSm())
+    assert answer.command_status == CommandStatus.ESME_ROK
+    await client.unbind()
