@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -292,3 +296,28 @@ async def test_alert_notification_and_a_failing_handler_do_not_break_the_connect
     answer = await client.submit(SubmitSm())
     assert answer.command_status == CommandStatus.ESME_ROK
     await client.unbind()
+
+
+async def test_client_and_server_speak_smpp_over_tls(tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a throwaway certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+    command += " -addext subjectAltName=IP:127.0.0.1"
+    subprocess.run(
+        [*command.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    server = await serve_smpp(Smsc, "127.0.0.1", 0, ssl=server_tls, config=FAST)
+    try:
+        client = SmppClient(FAST)
+        await client.connect("127.0.0.1", server.sockets[0].getsockname()[1], ssl=client_tls)
+        await client.bind("transmitter", "esme", "secret")
+        answer = await client.submit(SubmitSm(short_message=b"over tls"))
+        assert getattr(answer, "message_id", None) == "id-1"
+        await client.unbind()
+    finally:
+        server.close()
+        await server.wait_closed()
