@@ -54,7 +54,14 @@ def _one_or_many(value: object) -> str:
 class SendMessageRequest(BaseModel):
     """One text or binary message to one recipient, or to a list of recipients."""
 
-    model_config = _REQUEST
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={
+            "examples": [
+                {"to": "+447911123456", "from": "Acme", "text": "Your parcel arrives today."}
+            ]
+        },
+    )
 
     to: Annotated[
         Annotated[Recipient, Tag("single")]
@@ -134,7 +141,10 @@ def _content_error(
 class PreviewRequest(BaseModel):
     """What a message would look like on the air and where it would go; nothing is sent."""
 
-    model_config = _REQUEST
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={"examples": [{"to": "+447911123456", "text": "Grüße aus Köln"}]},
+    )
 
     to: Recipient
     from_: Sender | None = Field(default=None, alias="from")
@@ -245,7 +255,10 @@ class PreviewResponse(BaseModel):
 class OtpSendRequest(BaseModel):
     """Send a one-time code (generated here, or the caller's own `code`)."""
 
-    model_config = _REQUEST
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={"examples": [{"to": "+447911123456", "code_length": 6, "ttl": 300}]},
+    )
 
     to: Recipient
     from_: Sender | None = Field(default=None, alias="from")
@@ -271,7 +284,7 @@ class OtpSendRequest(BaseModel):
 
 
 class OtpCheckRequest(BaseModel):
-    model_config = _REQUEST
+    model_config = ConfigDict(**_REQUEST, json_schema_extra={"examples": [{"code": "123456"}]})
 
     code: Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[0-9A-Za-z]+$")]
 
