@@ -302,7 +302,8 @@ async def test_client_and_server_speak_smpp_over_tls(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is needed to make a throwaway certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+    command = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    command += " -days 1 -subj /CN=localhost"
     command += " -addext subjectAltName=IP:127.0.0.1"
     subprocess.run(
         [*command.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
