@@ -132,6 +132,13 @@ class SessionConfig:
     bind_timeout: float | None = 30.0  # close if the session is not bound this long after start
     max_pdu_length: int = 65536  # longer command_length is a fatal framing error
 
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1, not {self.window}")
+        times = (self.response_timeout, self.enquire_link_interval, self.inactivity_timeout)
+        if any(t is not None and t <= 0 for t in (*times, self.bind_timeout)):
+            raise ValueError("timeouts and intervals must be positive (or None to disable)")
+
 
 # ---------------------------------------------------------------------------------------------
 # Events

@@ -584,3 +584,11 @@ def test_bind_read_together_with_fatal_garbage_cannot_be_accepted_afterwards() -
     assert server.accept_bind() is False
     assert server.state is SessionState.CLOSED
     assert server.data_to_send() == b""
+
+
+@pytest.mark.parametrize(
+    "bad", [{"window": 0}, {"response_timeout": 0.0}, {"enquire_link_interval": -1.0}]
+)
+def test_config_refuses_an_empty_window_and_non_positive_times(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SessionConfig(**bad)  # type: ignore[arg-type]
