@@ -243,34 +243,27 @@ class SmppConnection(asyncio.Protocol):
         freed = False
         waiters = self._waiters
         for event in events:
-            kind = type(event)
-            if kind is ResponseReceived:
-                assert isinstance(event, ResponseReceived)
+            if isinstance(event, ResponseReceived):
                 future = waiters.pop(event.pdu.sequence_number, None)
                 if future is not None and not future.done():
                     future.set_result(event.pdu)
                 freed = True
-            elif kind is RequestReceived:
-                assert isinstance(event, RequestReceived)
+            elif isinstance(event, RequestReceived):
                 self._dispatch_request(event.pdu)
-            elif kind is RequestTimedOut:
-                assert isinstance(event, RequestTimedOut)
+            elif isinstance(event, RequestTimedOut):
                 future = waiters.pop(event.request.sequence_number, None)
                 if future is not None and not future.done():
                     future.set_exception(TimeoutError("no response in time"))
                 freed = True
-            elif kind is BindRequested:
-                assert isinstance(event, BindRequested)
+            elif isinstance(event, BindRequested):
                 self._dispatch_bind(event.pdu)
-            elif kind is OutbindReceived:
-                assert isinstance(event, OutbindReceived)
+            elif isinstance(event, OutbindReceived):
                 self._answer_outbind(event.pdu)
-            elif kind is Unbound:
+            elif isinstance(event, Unbound):
                 if self._unbound is not None and not self._unbound.done():
                     self._unbound.set_result(None)
                 self.close()
-            elif kind is ShouldClose:
-                assert isinstance(event, ShouldClose)
+            elif isinstance(event, ShouldClose):
                 self.close_reason = event.reason
                 log.warning("closing SMPP connection: %s", event.reason)
                 self.close()
@@ -297,10 +290,12 @@ class SmppConnection(asyncio.Protocol):
                 count -= 1
 
     def _answer_outbind(self, outbind: Pdu) -> None:
-        bind = self.handler.outbind_received(outbind)
-        if bind is not None:
-            response = self.send_request_nowait(bind)
-            response.add_done_callback(self._log_outbind_bind)
+        try:
+            bind = self.handler.outbind_received(outbind)
+            if bind is not None:
+                self.send_request_nowait(bind).add_done_callback(self._log_outbind_bind)
+        except Exception:
+            log.exception("answering outbind failed")
 
     @staticmethod
     def _log_outbind_bind(response: asyncio.Future[Pdu]) -> None:
