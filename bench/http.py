@@ -1,0 +1,511 @@
+"""HTTP API throughput, end to end: POST /v1/messages through to the SMSC simulator, with every
+receipt callback received; OTP send+check pairs; optionally the same load against Kannel.
+
+Usage: .venv/bin/python bench/http.py [--requests 20000] [--concurrency 64] [--otp-pairs 5000]
+                                      [--kannel] [--uvloop]
+
+Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`, receipts at once), the
+gateway under test, and this one (the load generator and the callback sink). Tandem runs as
+`tandem run` with a generated config: durable SQLite store (WAL, synchronous=NORMAL), one SMPP
+bind with a window of 100, no tps cap; `--uvloop` runs the same daemon on uvloop instead.
+Kannel (Debian's `kannel` 1.4.5: bearerbox + smsbox) gets the same simulator, one bind with
+100 pending submits, a spool message store, and the same requests as sendsms GETs with a
+dlr-url pointing at the sink.
+
+Each request sends one message to one recipient with a callback URL. Figures: accepted/s (the
+request phase), p50/p99 request latency, and the time until the last final receipt callback
+arrived. Every message must be delivered and every callback received, or the run says so.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This script is named like the standard library's `http` package; run as a script, its folder
+# comes first on sys.path and would shadow it (aiohttp imports http.cookies). Drop the folder.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dlr.callback import SIGNATURE_HEADER, verify
+
+PYTHON = sys.executable
+KEYS_CREATE = (PYTHON, "-m", "gateway.cli", "keys", "create")
+SIM_SMSC = (PYTHON, "-m", "gateway.cli", "sim", "smsc")
+TEXT = "Your parcel 4711 arrives today between 10:00 and 12:00."
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def number(index: int, prefix: str = "447911") -> str:
+    return f"{prefix}{index:06d}"
+
+
+@dataclass
+class Sink:
+    """The customer's callback endpoint: counts final receipts per message."""
+
+    final: dict[str, str] = field(default_factory=dict)
+    callbacks: int = 0
+    bad_signatures: int = 0
+    secret: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int = 0
+
+    def _final(self, message: str, status: str) -> None:
+        self.callbacks += 1
+        self.final[message] = status
+        if len(self.final) >= self.expected:
+            self.done.set()
+
+    async def tandem(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.secret is not None and self.callbacks % 100 == 0:  # check a sample: CPU is shared
+            header = request.headers.get(SIGNATURE_HEADER, "")
+            if not verify(self.secret, body, header, time.time()):
+                self.bad_signatures += 1
+        document = json.loads(body)
+        if document["final"]:
+            self._final(document["message_id"], document["status"])
+        return web.Response(text="ok")
+
+    async def kannel(self, request: web.Request) -> web.Response:
+        # dlr-url ...?i=<index>&s=%d: 1 delivered, 2 failed, 8 submitted, 16 rejected.
+        status = request.query.get("s", "")
+        if status in ("1", "2", "16"):
+            self._final(request.query["i"], "delivered" if status == "1" else "failed")
+        return web.Response(text="ok")
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    accepted: int
+    request_seconds: float
+    latencies: list[float]
+    callbacks_seconds: float
+    delivered: int
+    callbacks: int
+    errors: dict[str, int]
+    cpu: float = 0.0  # CPU seconds the gateway's processes used for the run
+
+    def report(self) -> str:
+        p50 = statistics.median(self.latencies) * 1000
+        p99 = statistics.quantiles(self.latencies, n=100)[98] * 1000
+        rate = self.accepted / self.request_seconds
+        complete = "all delivered" if self.delivered == self.requests else "INCOMPLETE"
+        return (
+            f"{self.name:<8} {self.accepted:>6}/{self.requests} accepted in "
+            f"{self.request_seconds:6.2f} s = {rate:>7,.0f} accepted/s | p50 {p50:6.1f} ms "
+            f"p99 {p99:6.1f} ms | last callback after {self.callbacks_seconds:6.2f} s | "
+            f"{self.delivered} delivered, {self.callbacks} callbacks ({complete})"
+            + (f" | errors {self.errors}" if self.errors else "")
+            + f"\n{'':<8} gateway CPU {self.cpu:6.2f} s = {self.requests / self.cpu:>7,.0f} "
+            "messages per gateway CPU-second (request to final callback)"
+        )
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.request_seconds
+
+
+async def drive(
+    requests: int,
+    concurrency: int,
+    send: Callable[[aiohttp.ClientSession, int], Awaitable[int]],
+) -> tuple[float, list[float], dict[str, int]]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    cursor = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for index in cursor:
+                started = time.perf_counter()
+                try:
+                    status = await send(session, index)
+                except aiohttp.ClientError as exc:
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+                if status >= 300:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, errors
+
+
+async def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    return
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+def start(argv: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+
+
+def cpu_seconds(*pids: int) -> float:
+    """User+system CPU time of processes so far (Linux /proc): a figure that other load on the
+    machine does not distort the way wall-clock rates are distorted."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- Tandem ---------------------------------------------------------------------------------
+
+
+def tandem_config(workdir: Path, http_port: int, smsc_port: int) -> Path:
+    path = workdir / "tandem.toml"
+    path.write_text(
+        f"""
+data_dir = "{workdir / "data"}"
+[store]
+synchronous = "NORMAL"
+[smpp_server]
+enabled = false
+[http]
+host = "127.0.0.1"
+port = {http_port}
+callback_concurrency = 64
+[otp]
+prefix_max_sends = 0
+[simulator]
+enabled = false
+[[links]]
+type = "smpp"
+name = "sim"
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "tandem"
+password = "secret"
+window = 100
+submit_id_format = "hex"
+dlr_id_format = "hex"
+[[routes]]
+name = "everything"
+priority = 100
+targets = ["sim"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) -> Result:
+    http_port, sink_port = free_port(), free_port()
+    config = tandem_config(workdir, http_port, smsc_port)
+    created = subprocess.run(
+        [*KEYS_CREATE, "-c", str(config), "--name", "bench", "--rps", "1e6", "--mps", "1e6"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    key = created.split("key:", 1)[1].split()[0]
+    secret = created.split("callback secret:", 1)[1].split()[0]
+    if os.environ.get("TANDEM_BENCH_DAEMON"):  # e.g. a profiling wrapper
+        argv = [PYTHON, os.environ["TANDEM_BENCH_DAEMON"], str(config)]
+    elif args.uvloop:
+        runner = (
+            "import sys, uvloop; from gateway.app import serve; from gateway.config import "
+            "load_config; sys.exit(uvloop.run(serve(load_config(sys.argv[1]))))"
+        )
+        argv = [PYTHON, "-c", runner, str(config)]
+    else:
+        argv = [PYTHON, "-m", "gateway.cli", "run", "-c", str(config)]
+    daemon = start(argv, workdir / "tandem.log", cwd=ROOT)
+    sink = Sink(secret=secret, expected=args.requests)
+    site = await serve_sink(sink, sink_port, "/tandem", sink.tandem, method="POST")
+    base = f"http://127.0.0.1:{http_port}"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    callback_url = f"http://127.0.0.1:{sink_port}/tandem"
+    try:
+        await wait_http(base + "/openapi.json")
+        await asyncio.sleep(1.0)  # let the SMPP bind come up
+
+        async def send(session: aiohttp.ClientSession, index: int) -> int:
+            body = json.dumps(
+                {
+                    "to": "+" + number(index),
+                    "from": "Bench",
+                    "text": TEXT,
+                    "callback_url": callback_url,
+                }
+            )
+            async with session.post(base + "/v1/messages", data=body, headers=headers) as response:
+                await response.read()
+                return response.status
+
+        started, cpu_started = time.perf_counter(), cpu_seconds(daemon.pid)
+        seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
+        try:
+            await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
+        except TimeoutError:
+            pass
+        callbacks_seconds = time.perf_counter() - started
+        cpu = cpu_seconds(daemon.pid) - cpu_started
+        result = Result(
+            "tandem",
+            args.requests,
+            len(latencies) - sum(errors.values()),
+            seconds,
+            latencies,
+            callbacks_seconds,
+            sum(1 for status in sink.final.values() if status == "delivered"),
+            sink.callbacks,
+            errors,
+            cpu,
+        )
+        if sink.bad_signatures:
+            result.errors["bad_signature"] = sink.bad_signatures
+        if args.otp_pairs:
+            print(await bench_otp(args, base, headers))
+        return result
+    finally:
+        stop(daemon)
+        await site.cleanup()
+
+
+async def bench_otp(args: argparse.Namespace, base: str, headers: dict[str, str]) -> str:
+    approved = 0
+
+    async def pair(session: aiohttp.ClientSession, index: int) -> int:
+        nonlocal approved
+        body = json.dumps({"to": "+" + number(index, "447912"), "code": "482916"})
+        async with session.post(base + "/v1/otp", data=body, headers=headers) as response:
+            document = await response.json()
+            if response.status != 201:
+                return response.status
+        check = json.dumps({"code": "482916"})
+        path = f"{base}/v1/otp/{document['id']}/check"
+        async with session.post(path, data=check, headers=headers) as response:
+            outcome = await response.json()
+            approved += outcome.get("status") == "approved"
+            return response.status
+
+    seconds, latencies, errors = await drive(args.otp_pairs, args.concurrency, pair)
+    p50 = statistics.median(latencies) * 1000
+    return (
+        f"otp      {approved}/{args.otp_pairs} send+check pairs approved in {seconds:6.2f} s = "
+        f"{approved / seconds:>7,.0f} pairs/s | p50 pair {p50:6.1f} ms"
+        + (f" | errors {errors}" if errors else "")
+    )
+
+
+async def serve_sink(
+    sink: Sink, port: int, path: str, handler: Callable[..., Awaitable[web.Response]], method: str
+) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    return runner
+
+
+# --- Kannel ---------------------------------------------------------------------------------
+
+
+def kannel_config(workdir: Path, smsc_port: int) -> tuple[Path, int]:
+    """One kannel.conf for both boxes, as Kannel expects."""
+    admin, box, sendsms = free_port(), free_port(), free_port()
+    (workdir / "spool").mkdir()
+    path = workdir / "kannel.conf"
+    path.write_text(
+        f"""
+group = core
+admin-port = {admin}
+admin-password = bench
+admin-allow-ip = "127.0.0.1"
+smsbox-port = {box}
+box-allow-ip = "127.0.0.1"
+log-level = 2
+log-file = "{workdir / "bearerbox.log"}"
+dlr-storage = internal
+store-type = spool
+store-location = "{workdir / "spool"}"
+
+group = smsc
+smsc = smpp
+smsc-id = sim
+host = 127.0.0.1
+port = {smsc_port}
+transceiver-mode = true
+smsc-username = kannel
+smsc-password = secret
+system-type = "VMA"
+max-pending-submits = 100
+msg-id-type = 0x03
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {box}
+sendsms-port = {sendsms}
+log-level = 2
+log-file = "{workdir / "smsbox.log"}"
+
+group = sendsms-user
+username = bench
+password = bench
+max-messages = 10
+concatenation = true
+""",
+        encoding="utf-8",
+    )
+    return path, sendsms
+
+
+async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) -> Result:
+    bearerbox_bin, smsbox_bin = shutil.which("bearerbox"), shutil.which("smsbox")
+    if bearerbox_bin is None or smsbox_bin is None:
+        raise SystemExit("kannel is not installed: apt-get update && apt-get install -y kannel")
+    config, sendsms_port = kannel_config(workdir, smsc_port)
+    bearerbox = start([bearerbox_bin, str(config)], workdir / "bearerbox.out")
+    await asyncio.sleep(1.0)
+    smsbox = start([smsbox_bin, str(config)], workdir / "smsbox.out")
+    sink_port = free_port()
+    sink = Sink(expected=args.requests)
+    site = await serve_sink(sink, sink_port, "/kannel", sink.kannel, method="GET")
+    base = f"http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms"
+    try:
+        await wait_http(f"{base}?username=nobody&password=x")
+        await asyncio.sleep(2.0)  # let the SMPP bind come up
+
+        async def send(session: aiohttp.ClientSession, index: int) -> int:
+            dlr_url = f"http://127.0.0.1:{sink_port}/kannel?i={index}&s=%d"
+            query = urllib.parse.urlencode(
+                {
+                    "username": "bench",
+                    "password": "bench",
+                    "from": "Bench",
+                    "to": number(index),
+                    "text": TEXT,
+                    "dlr-mask": "3",
+                    "dlr-url": dlr_url,
+                }
+            )
+            async with session.get(f"{base}?{query}") as response:
+                await response.read()
+                return response.status
+
+        pids = (bearerbox.pid, smsbox.pid)
+        started, cpu_started = time.perf_counter(), cpu_seconds(*pids)
+        seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
+        try:
+            await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
+        except TimeoutError:
+            pass
+        return Result(
+            "kannel",
+            args.requests,
+            len(latencies) - sum(errors.values()),
+            seconds,
+            latencies,
+            time.perf_counter() - started,
+            sum(1 for status in sink.final.values() if status == "delivered"),
+            sink.callbacks,
+            errors,
+            cpu_seconds(*pids) - cpu_started,
+        )
+    finally:
+        stop(smsbox)
+        stop(bearerbox)
+        await site.cleanup()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--otp-pairs", type=int, default=5_000, help="0: skip the OTP run")
+    parser.add_argument("--kannel", action="store_true", help="also run the load against Kannel")
+    parser.add_argument("--uvloop", action="store_true", help="run the Tandem daemon on uvloop")
+    parser.add_argument("--callback-timeout", type=float, default=300.0)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="tandem-bench-http-"))
+    smsc_port = free_port()
+    simulator = start(
+        [*SIM_SMSC, "--host", "127.0.0.1", "--port", str(smsc_port), "--dlr-delay", "0"],
+        workdir / "simulator.log",
+        cwd=ROOT,
+    )
+    try:
+        await asyncio.sleep(1.0)
+        (workdir / "tandem").mkdir()
+        tandem = await bench_tandem(args, workdir / "tandem", smsc_port)
+        print(tandem.report())
+        if args.kannel:
+            (workdir / "kannel").mkdir()
+            kannel = await bench_kannel(args, workdir / "kannel", smsc_port)
+            print(kannel.report())
+            print(
+                f"ratio    tandem/kannel: accepted/s {tandem.rate / kannel.rate:.2f}x, "
+                f"messages per gateway CPU-second {kannel.cpu / tandem.cpu:.2f}x"
+            )
+    finally:
+        stop(simulator)
+        if args.keep:
+            print(f"work directory: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    asyncio.run(main())
