@@ -13,6 +13,11 @@ request is signed again with a fresh timestamp. The outcome (delivered to the UR
 and why) is recorded in the message's history, so `GET /v1/messages/{id}` shows it.
 Retries wait in memory: callbacks due when the daemon stops are not sent after a restart.
 
+Transport: `HttpPoster`, a small HTTP/1.1 client that keeps connections alive per host. A
+callback is one small POST, and under load thousands of them go to the same few endpoints, so a
+full client library's per-request machinery was the largest cost of the receipt path. Redirects
+are not followed (a 3xx is a final answer, like a 4xx).
+
 Never does: change a message's status, or block the listener call (work goes to a queue that
 `callback_concurrency` workers drain).
 """
@@ -22,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import aiohttp
 
 from dlr.callback import (
     SIGNATURE_HEADER,
@@ -91,11 +96,11 @@ class CallbackSender:
         self.concurrency = concurrency
         self.clock = clock
         self.stats = CallbackStats()
-        self._changes: asyncio.Queue[tuple[Message, StatusChange]] = asyncio.Queue()
-        self._deliveries: asyncio.Queue[_Delivery] = asyncio.Queue()
+        # New status changes, and deliveries whose retry is due.
+        self._work: asyncio.Queue[tuple[Message, StatusChange] | _Delivery] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.TimerHandle] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._poster: HttpPoster | None = None
         self._in_progress = 0
 
     @classmethod
@@ -121,23 +126,17 @@ class CallbackSender:
         if self.events == "final" and not is_final(message.status):
             return
         self._ensure_started()
-        self._changes.put_nowait((message, change))
+        self._work.put_nowait((message, change))
 
     # --- life cycle ---------------------------------------------------------------------------
 
     def _ensure_started(self) -> None:
         if self._workers:
             return
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=self.concurrency),
-        )
+        self._poster = HttpPoster(timeout=self.timeout)
         self._workers = [
-            asyncio.create_task(self._prepare_forever(), name="callback-prepare"),
-            *(
-                asyncio.create_task(self._deliver_forever(), name=f"callback-{n}")
-                for n in range(self.concurrency)
-            ),
+            asyncio.create_task(self._work_forever(), name=f"callback-{n}")
+            for n in range(self.concurrency)
         ]
 
     async def stop(self) -> None:
@@ -150,33 +149,32 @@ class CallbackSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
 
     @property
     def idle(self) -> bool:
         """Nothing queued, being sent or waiting for a retry (tests and benchmarks wait on it)."""
-        return (
-            self._changes.empty()
-            and self._deliveries.empty()
-            and not self._in_progress
-            and not self._retries
-        )
+        return self._work.empty() and not self._in_progress and not self._retries
 
     # --- work ---------------------------------------------------------------------------------
 
-    async def _prepare_forever(self) -> None:
+    async def _work_forever(self) -> None:
         while True:
-            message, change = await self._changes.get()
+            item = await self._work.get()
             self._in_progress += 1
             try:
-                delivery = await self._prepare(message, change)
+                if isinstance(item, _Delivery):
+                    delivery: _Delivery | None = item
+                else:
+                    delivery = await self._prepare(*item)
+                    if delivery is not None:
+                        self.stats.queued += 1
                 if delivery is not None:
-                    self.stats.queued += 1
-                    self._deliveries.put_nowait(delivery)
+                    await self._attempt(delivery)
             except Exception:
-                log.exception("callback for message %s could not be prepared", message.id)
+                log.exception("callback failed")
             finally:
                 self._in_progress -= 1
 
@@ -206,19 +204,8 @@ class CallbackSender:
         secret = key.callback_secret if key is not None else None
         return _Delivery(message.id, message.status, url, secret, body)
 
-    async def _deliver_forever(self) -> None:
-        while True:
-            delivery = await self._deliveries.get()
-            self._in_progress += 1
-            try:
-                await self._attempt(delivery)
-            except Exception:
-                log.exception("callback for message %s failed", delivery.message_id)
-            finally:
-                self._in_progress -= 1
-
     async def _attempt(self, delivery: _Delivery) -> None:
-        assert self._session is not None
+        assert self._poster is not None
         now = self.clock()
         if delivery.attempt == 0:
             delivery.first_attempt_at = now
@@ -229,11 +216,9 @@ class CallbackSender:
             headers[SIGNATURE_HEADER] = sign(delivery.secret, delivery.body, int(now))
         status: int | None = None
         try:
-            async with self._session.post(delivery.url, data=delivery.body, headers=headers) as r:
-                status = r.status
-                await r.read()
+            status = await self._poster.post(delivery.url, delivery.body, headers)
             outcome = f"HTTP {status}"
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             outcome = f"no answer ({type(exc).__name__})"
         if status is not None and 200 <= status < 300:
             self.stats.delivered += 1
@@ -263,7 +248,7 @@ class CallbackSender:
         def retry() -> None:
             assert handle is not None
             self._retries.discard(handle)
-            self._deliveries.put_nowait(delivery)
+            self._work.put_nowait(delivery)
 
         handle = loop.call_later(max(0.0, next_at - self.clock()), retry)
         self._retries.add(handle)
@@ -276,3 +261,104 @@ class CallbackSender:
             at=self.clock(),
             detail=f"{detail} (attempt {delivery.attempt})",
         )
+
+
+# --- a small keep-alive HTTP/1.1 client -----------------------------------------------------------
+
+
+class HttpPoster:
+    """POSTs a body and returns the status code, reusing idle connections per (scheme, host,
+    port). Reads the whole answer (Content-Length, chunked, or until close) so the connection
+    can be reused; raises OSError, TimeoutError, ValueError (malformed answer) on failure."""
+
+    def __init__(self, *, timeout: float, max_idle_per_host: int = 64) -> None:
+        self.timeout = timeout
+        self.max_idle_per_host = max_idle_per_host
+        self._idle: dict[
+            tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        ] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        origin = (parts.scheme, parts.hostname, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.netloc.rpartition("@")[2]
+        lines = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        async with asyncio.timeout(self.timeout):
+            idle = self._idle.get(origin)
+            while idle:
+                reader, writer = idle.pop()
+                if writer.is_closing() or reader.at_eof():
+                    writer.close()
+                    continue
+                try:
+                    return await self._exchange(origin, reader, writer, request)
+                except (OSError, asyncio.IncompleteReadError):
+                    writer.close()  # the server closed an idle connection: try a fresh one
+            reader, writer = await asyncio.open_connection(
+                parts.hostname,
+                port,
+                ssl=self._ssl_context() if secure else None,
+                server_hostname=parts.hostname if secure else None,
+            )
+            try:
+                return await self._exchange(origin, reader, writer, request)
+            except BaseException:
+                writer.close()
+                raise
+
+    async def _exchange(
+        self,
+        origin: tuple[str, str, int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: bytes,
+    ) -> int:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, _, header_block = head.decode("latin-1").partition("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
+        fields: dict[str, str] = {}
+        for line in header_block.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                fields[name.strip().lower()] = value.strip().lower()
+        keep_alive = version == "HTTP/1.1" and fields.get("connection") != "close"
+        if "chunked" in fields.get("transfer-encoding", ""):
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif "content-length" in fields:
+            await reader.readexactly(int(fields["content-length"]))
+        elif int(code) not in (204, 304) and not 100 <= int(code) < 200:
+            await reader.read()  # the body runs until the server closes
+            keep_alive = False
+        idle = self._idle.setdefault(origin, [])
+        if keep_alive and len(idle) < self.max_idle_per_host:
+            idle.append((reader, writer))
+        else:
+            writer.close()
+        return int(code)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    def close(self) -> None:
+        for connections in self._idle.values():
+            for _, writer in connections:
+                writer.close()
+        self._idle.clear()

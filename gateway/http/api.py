@@ -178,7 +178,7 @@ class HttpApi:
     # --- the application ------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._problems_middleware, self._auth_middleware])
+        app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/docs", self.docs)
         app.router.add_post("/v1/messages", self.send_messages)
@@ -192,11 +192,13 @@ class HttpApi:
         return app
 
     @web.middleware
-    async def _problems_middleware(
-        self, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Authenticates and rate-limits `/v1`, and turns every error into problem+json (one
+        middleware: each layer costs a coroutine per request)."""
         self.stats.requests += 1
         try:
+            if request.path.startswith("/v1/"):
+                await self._authenticate(request)
             return await handler(request)
         except Problem as problem:
             self.stats.problems += 1
@@ -220,10 +222,7 @@ class HttpApi:
                 Problem(500, "internal_error", "The server failed; the failure is logged.")
             )
 
-    @web.middleware
-    async def _auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/v1/"):
-            return await handler(request)
+    async def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, bearer = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="tandem"'}
@@ -256,7 +255,6 @@ class HttpApi:
                 retry_after=wait,
             )
         request[API_KEY] = key
-        return await handler(request)
 
     # --- helpers --------------------------------------------------------------------------------
 
