@@ -67,21 +67,29 @@ def make_messages(count: int, now: float) -> list[Message]:
     ]
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument("--path", type=Path, help="database file (default: a temporary one)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop (default uvloop, as `tandem run` uses when it is installed)",
+    )
+    return parser.parse_args()
 
+
+async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.db"
         store = SqliteMessageStore(path, synchronous=args.synchronous)
         await store.open()
         print(
             f"SQLite WAL, synchronous={args.synchronous}, {args.messages} messages, "
-            f"{args.callers} concurrent callers, one row per call, file {path}"
+            f"{args.callers} concurrent callers, one row per call, {args.loop}, file {path}"
         )
         now = time.time()
         messages = make_messages(args.messages, now)
@@ -139,4 +147,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main(arguments))
+    else:
+        asyncio.run(main(arguments))
