@@ -313,14 +313,16 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
         if sink.bad_signatures:
             result.errors["bad_signature"] = sink.bad_signatures
         if args.otp_pairs:
-            print(await bench_otp(args, base, headers))
+            print(await bench_otp(args, base, headers, daemon.pid))
         return result
     finally:
         stop(daemon)
         await site.cleanup()
 
 
-async def bench_otp(args: argparse.Namespace, base: str, headers: dict[str, str]) -> str:
+async def bench_otp(
+    args: argparse.Namespace, base: str, headers: dict[str, str], daemon_pid: int
+) -> str:
     approved = 0
 
     async def pair(session: aiohttp.ClientSession, index: int) -> int:
@@ -337,11 +339,14 @@ async def bench_otp(args: argparse.Namespace, base: str, headers: dict[str, str]
             approved += outcome.get("status") == "approved"
             return response.status
 
+    cpu_started = cpu_seconds(daemon_pid)
     seconds, latencies, errors = await drive(args.otp_pairs, args.concurrency, pair)
+    cpu = cpu_seconds(daemon_pid) - cpu_started
     p50 = statistics.median(latencies) * 1000
     return (
         f"otp      {approved}/{args.otp_pairs} send+check pairs approved in {seconds:6.2f} s = "
-        f"{approved / seconds:>7,.0f} pairs/s | p50 pair {p50:6.1f} ms"
+        f"{approved / seconds:>7,.0f} pairs/s | p50 pair {p50:6.1f} ms | "
+        f"{approved / cpu:,.0f} pairs per gateway CPU-second"
         + (f" | errors {errors}" if errors else "")
     )
 

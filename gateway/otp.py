@@ -346,15 +346,16 @@ class OtpService:
         now = self.clock()
         config = self.config
         try:
-            number = self.numbers.resolve(to)
+            # Normalising is enough here (the intake finds the operator when it routes).
+            number = self.numbers.normalise(to)
         except InvalidNumber as exc:
             raise OtpRefusal("invalid_number", "to", exc.reason, 422) from None
-        if not key.allows_country(number.country):
+        if not key.allows_country(number.region):
             self.stats.country_refused += 1
             raise OtpRefusal(
                 "country_not_allowed",
                 "to",
-                f"this key may not send to {number.country or 'that country'}",
+                f"this key may not send to {number.region or 'that country'}",
                 403,
             )
         if code is not None and not _CLIENT_CODE.match(code):

@@ -409,7 +409,7 @@ class HttpApi:
     def _require_countries(self, key: ApiKey, recipients: list[str], *, many: bool) -> None:
         for index, recipient in enumerate(recipients):
             try:
-                region = self.gateway.numbers.resolve(recipient).country
+                region = self.gateway.numbers.normalise(recipient).region
             except InvalidNumber:
                 continue  # the intake words this refusal
             if not key.allows_country(region):
