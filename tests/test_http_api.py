@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +358,19 @@ async def test_openapi_document_and_docs_page_are_served_self_contained(daemon: 
         page = await response.text()
     assert "sendMessage" in page and "OtpSendRequest" in page
     assert "<script" not in page and "https://" not in page.split("</style>")[0]
+
+
+async def test_a_taken_port_stops_the_start_with_a_clear_reason(tmp_path: Path) -> None:
+    from gateway.app import Gateway
+    from tests.test_http_harness import daemon_config
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        gateway = Gateway(daemon_config(tmp_path, http={"port": port}))
+        try:
+            with pytest.raises(OSError, match=f"HTTP API cannot listen on 127.0.0.1:{port}"):
+                await gateway.start()
+        finally:
+            await gateway.stop()

@@ -137,7 +137,15 @@ class HttpApi:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(
+                exc.errno,
+                f"the HTTP API cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}",
+            ) from None
         self._housekeeping = asyncio.create_task(self._housekeep(), name="http-housekeeping")
         log.info("HTTP API on %s", self.url)
 
