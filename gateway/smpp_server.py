@@ -28,6 +28,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -399,6 +400,8 @@ class CustomerSmppServer:
         self._runtimes: dict[str, _AccountRuntime] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        # A few threads of its own: a bind flood queues here, never in the loop's executor.
+        self._password_checker = ThreadPoolExecutor(2, thread_name_prefix="smpp-password")
         self._password_cache: dict[str, str] = {}  # password_hash -> sha256 of a verified one
         self._next_reload = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -448,6 +451,7 @@ class CustomerSmppServer:
         self._servers.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._password_checker.shutdown(wait=False, cancel_futures=True)
 
     async def _unbind(self, bind: _CustomerBind) -> None:
         connection = bind.connection
@@ -499,7 +503,9 @@ class CustomerSmppServer:
         loop = asyncio.get_running_loop()
         password_hash = account.config.password_hash
         # argon2 costs tens of milliseconds of CPU: keep it off the loop.
-        if not await loop.run_in_executor(None, verify_password, password_hash, password):
+        if not await loop.run_in_executor(
+            self._password_checker, verify_password, password_hash, password
+        ):
             refusal = self._refuse_bind(
                 bind.address, account.system_id, CommandStatus.ESME_RINVPASWD, "wrong password"
             )

@@ -14,7 +14,6 @@ from typing import Any
 from gateway.accounts import hash_password
 from gateway.app import Gateway
 from gateway.config import SimulatorConfig, TandemConfig
-from gateway.links import build_link
 from gateway.simulator import SmscSimulator
 from gateway.smpp_server import CustomerSmppServer, ServerSettings, start_customer_server
 
@@ -75,10 +74,6 @@ async def start_tandem(
         }
     )
     gateway = Gateway(config)
-    # Build links through gateway.links.build_link (the public constructor of links).
-    gateway._build_link = lambda link_config: build_link(  # type: ignore[method-assign]
-        link_config, gateway.queue, gateway
-    )
     await gateway.start()
     if settings is None:
         server = await start_customer_server(gateway)

@@ -1,0 +1,461 @@
+"""The customer SMPP server with smpp.aio clients and raw sockets on 127.0.0.1: throttling,
+isolation of misbehaving clients, bind guard, cancel_sm, data_sm, submit_multi, validation and
+deliver_sm_resp error handling. (smpplib interop lives in test_smpp_server_smpplib.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dlr.status import MessageStatus
+from gateway.accounts import BindGuard
+from gateway.smpp_server import ServerSettings, estimate_segments
+from smpp.aio import BindError, SmppClient
+from smpp.codec import encode
+from smpp.constants import CommandStatus, Tag
+from smpp.pdu import (
+    CancelSm,
+    DataSm,
+    DeliverSm,
+    DistributionList,
+    Pdu,
+    QuerySm,
+    SmeAddress,
+    SubmitMulti,
+    SubmitSm,
+)
+from smpp.session import SessionConfig
+from tests.test_smpp_server_support import (
+    DESTINATION,
+    PASSWORD,
+    Tandem,
+    account,
+    start_tandem,
+    stop_tandem,
+    wait_for,
+)
+
+FAST = ServerSettings(
+    bind_timeout=1.0, write_stall_timeout=1.0, reassembly_timeout=0.5, delivery_retry_initial=0.05
+)
+CLIENT = SessionConfig(window=10, enquire_link_interval=None, response_timeout=5.0)
+
+
+@pytest.fixture
+async def tandem(tmp_path: Path) -> AsyncIterator[Tandem]:
+    running = await start_tandem(
+        tmp_path,
+        [
+            account("alice", mo_numbers=["12345"], window=10),
+            account("paced", tps=50.0, window=20),
+            account("slow", tps=5.0),
+            account("shop", allowed_senders=[r"Shop", r"\d{5}"]),
+            account("joiner", multipart="reassemble", mo_numbers=["777"]),
+            account("flooder", window=5),
+            account("sink", window=100, mo_numbers=["555"]),
+        ],
+        settings=FAST,
+    )
+    yield running
+    await stop_tandem(running)
+
+
+async def bound_client(
+    tandem: Tandem,
+    system_id: str,
+    kind: str = "transceiver",
+    handler: object = None,
+    config: SessionConfig = CLIENT,
+) -> SmppClient:
+    client = SmppClient(config, request_handler=handler)  # type: ignore[arg-type]
+    await client.connect("127.0.0.1", tandem.port)
+    await client.bind(kind, system_id, PASSWORD)
+    return client
+
+
+def submit(text: str = "hello", **fields: object) -> SubmitSm:
+    values: dict[str, object] = {
+        "source_addr_ton": 5,
+        "source_addr": "Shop",
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "destination_addr": DESTINATION,
+        "short_message": text.encode(),
+    }
+    values.update(fields)
+    return SubmitSm(**values)  # type: ignore[arg-type]
+
+
+# --- throttling and isolation -------------------------------------------------------------------
+
+
+async def test_submits_above_the_account_tps_are_throttled_and_counted_per_segment(
+    tandem: Tandem,
+) -> None:
+    client = await bound_client(tandem, "slow")
+    # 5 tps with a burst of 5: a 3-part message and two singles fit; the next part does not.
+    long_text = b"x" * 400  # 3 segments of 153 GSM septets
+    long_submit = submit(short_message=b"", tlvs={Tag.MESSAGE_PAYLOAD: long_text})
+    statuses = [
+        (await client.submit(long_submit)).command_status,
+        (await client.submit(submit())).command_status,
+        (await client.submit(submit())).command_status,
+        (await client.submit(submit())).command_status,
+    ]
+    await client.unbind()
+    assert statuses == [0, 0, 0, CommandStatus.ESME_RTHROTTLED]
+    assert tandem.server.stats.throttled == 1
+
+
+async def garbage_forever(port: int, stop: asyncio.Event) -> int:
+    """Connect, spray random bytes, repeat; returns how many connections it made."""
+    rounds = 0
+    while not stop.is_set():
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(20):
+                writer.write(os.urandom(4096))
+            await writer.drain()
+            await asyncio.wait_for(reader.read(65536), 1.0)
+            writer.close()
+        except (ConnectionError, TimeoutError):
+            pass
+        rounds += 1
+    return rounds
+
+
+async def window_flood(port: int) -> tuple[int, int]:
+    """A bound client that writes 2,000 submits at once, far past its window of 5, and only
+    then reads; returns (answers read, throttled answers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    from smpp.codec import PduDecoder
+    from smpp.pdu import BindTransmitter
+
+    writer.write(encode(BindTransmitter(sequence_number=1, system_id="flooder", password=PASSWORD)))
+    decoder = PduDecoder(65536)
+    answers: list[Pdu] = []
+    while not answers:
+        answers.extend(p for p in decoder.feed(await reader.read(4096)) if isinstance(p, Pdu))
+    assert answers[0].command_status == 0
+    burst = b"".join(encode(submit(sequence_number=n)) for n in range(2, 2002))
+    writer.write(burst)
+    await writer.drain()
+    answered: list[Pdu] = []
+    while len(answered) < 2000:
+        data = await asyncio.wait_for(reader.read(65536), 10)
+        if not data:
+            break
+        answered.extend(p for p in decoder.feed(data) if isinstance(p, Pdu))
+    writer.close()
+    throttled = sum(p.command_status == CommandStatus.ESME_RTHROTTLED for p in answered)
+    return len(answered), throttled
+
+
+async def never_reads(port: int, stop: asyncio.Event) -> None:
+    """A bound receiver that stops reading its socket: receipts and MOs back up on it."""
+    from smpp.pdu import BindTransceiver
+
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(encode(BindTransceiver(sequence_number=1, system_id="alice", password=PASSWORD)))
+    await writer.drain()
+    await stop.wait()
+    writer.close()
+
+
+async def test_garbage_window_flood_and_a_non_reader_do_not_disturb_a_client_at_its_tps(
+    tandem: Tandem,
+) -> None:
+    stop = asyncio.Event()
+    garbage = asyncio.create_task(garbage_forever(tandem.port, stop))
+    stuck = asyncio.create_task(never_reads(tandem.port, stop))
+    flood = asyncio.create_task(window_flood(tandem.port))
+    client = await bound_client(tandem, "paced")
+    statuses: list[int] = []
+    latencies: list[float] = []
+    started = time.monotonic()
+    for n in range(100):  # 50 tps for two seconds, paced as a well-behaved client would
+        await asyncio.sleep(max(0.0, started + n / 50 - time.monotonic()))
+        sent_at = time.monotonic()
+        statuses.append((await client.submit(submit(f"paced {n}"))).command_status)
+        latencies.append(time.monotonic() - sent_at)
+    await client.unbind()
+    stop.set()
+    rounds = await garbage
+    await stuck
+    answered, throttled = await flood
+    assert statuses == [0] * 100
+    assert max(latencies) < 1.0
+    assert rounds >= 5  # the garbage kept coming the whole time
+    assert answered == 2000  # the flood was answered in full, at its own pace
+    assert throttled > 0  # and what it sent past its window was refused
+    assert tandem.server.stats.connections >= rounds
+
+
+async def test_a_client_that_never_binds_is_closed_after_the_bind_timeout(tandem: Tandem) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", tandem.port)
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    assert 0.5 < time.monotonic() - started < 4
+    writer.close()
+
+
+async def test_a_receiver_that_stops_reading_is_dropped_and_its_deliveries_wait(
+    tandem: Tandem,
+) -> None:
+    import socket
+
+    from smpp.pdu import BindReceiver
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing, keeps little
+    sock.connect(("127.0.0.1", tandem.port))
+    sock.sendall(encode(BindReceiver(sequence_number=1, system_id="sink", password=PASSWORD)))
+    await wait_for(lambda: tandem.server.stats.binds == 1, what="the bind")
+    big = b"y" * 60_000  # a window of these (6 MB) overflows the kernel's buffers too
+    for _ in range(100):
+        tandem.gateway.on_mo(
+            "sim",
+            DeliverSm(
+                source_addr="447700900001",
+                destination_addr="555",
+                tlvs={Tag.MESSAGE_PAYLOAD: big},
+            ),
+        )
+    await wait_for(
+        lambda: tandem.server.stats.dropped_slow_readers == 1, timeout=10, what="the drop"
+    )
+    sock.close()
+    runtime = tandem.server.runtime("sink")
+    assert runtime is not None
+    await wait_for(lambda: not runtime.binds, what="the bind to go")
+    await wait_for(lambda: len(runtime.outbox) == 100, what="the deliveries to wait again")
+
+
+# --- binds --------------------------------------------------------------------------------------
+
+
+async def test_repeated_bind_failures_are_slowed_down_then_banned_even_with_good_credentials(
+    tandem: Tandem,
+) -> None:
+    tandem.server.guard = BindGuard(free_failures=1, base_delay=0.3, ban_after=3, ban_seconds=60)
+    timings = []
+    for _ in range(3):
+        client = SmppClient(CLIENT)
+        await client.connect("127.0.0.1", tandem.port)
+        started = time.monotonic()
+        with pytest.raises(BindError) as refused:
+            await client.bind("transmitter", "alice", "wrong")
+        timings.append(time.monotonic() - started)
+        assert refused.value.status == CommandStatus.ESME_RINVPASWD
+        client.close()
+    # Each answer also carries the password check; the added delay doubles from 0.3 s.
+    assert timings[1] >= timings[0] + 0.25 and timings[2] >= timings[0] + 0.55
+    client = SmppClient(CLIENT)
+    await client.connect("127.0.0.1", tandem.port)
+    with pytest.raises(BindError) as banned:
+        await client.bind("transmitter", "alice", PASSWORD)
+    assert banned.value.status == CommandStatus.ESME_RBINDFAIL
+    client.close()
+    assert tandem.server.guard.stats.bans == 1
+    assert tandem.server.stats.bind_refused_banned == 1
+
+
+async def test_binds_beyond_max_binds_are_refused(tandem: Tandem) -> None:
+    clients = [await bound_client(tandem, "alice", "transmitter") for _ in range(4)]
+    extra = SmppClient(CLIENT)
+    await extra.connect("127.0.0.1", tandem.port)
+    with pytest.raises(BindError) as refused:
+        await extra.bind("transmitter", "alice", PASSWORD)
+    assert refused.value.status == CommandStatus.ESME_RBINDFAIL
+    extra.close()
+    await clients[0].unbind()
+    await wait_for(lambda: len(tandem.server.runtime("alice").binds) == 3, what="the unbind")  # type: ignore[union-attr]
+    replacement = await bound_client(tandem, "alice", "transmitter")
+    for client in [*clients[1:], replacement]:
+        await client.unbind()
+
+
+# --- submits ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"source_addr": "Spammer"}, CommandStatus.ESME_RINVSRCADR),
+        ({"destination_addr": ""}, CommandStatus.ESME_RINVDSTADR),
+        ({"destination_addr": "123"}, CommandStatus.ESME_RINVDSTADR),
+        ({"short_message": b""}, CommandStatus.ESME_RINVMSGLEN),
+        ({"validity_period": "bogus"}, CommandStatus.ESME_RINVEXPIRY),
+        ({"validity_period": "200101000000000+"}, CommandStatus.ESME_RINVEXPIRY),  # past
+        ({"schedule_delivery_time": "261399000000000+"}, CommandStatus.ESME_RINVSCHED),
+        ({"esm_class": 0x04}, CommandStatus.ESME_RINVESMCLASS),
+        (
+            {"esm_class": 0x40, "short_message": b"\x09\x00\x03\x01"},
+            CommandStatus.ESME_RINVESMCLASS,
+        ),
+        ({"tlvs": {Tag.MESSAGE_PAYLOAD: b"both"}}, CommandStatus.ESME_RINVOPTPARAMVAL),
+    ],
+)
+async def test_invalid_submits_are_refused_with_the_matching_status(
+    tandem: Tandem, fields: dict[str, object], status: int
+) -> None:
+    client = await bound_client(tandem, "shop", "transmitter")
+    response = await client.submit(submit(**fields))
+    await client.unbind()
+    assert response.command_status == status
+
+
+async def test_sender_ids_matching_the_account_patterns_are_accepted(tandem: Tandem) -> None:
+    client = await bound_client(tandem, "shop", "transmitter")
+    answers = [
+        await client.submit(submit(source_addr=sender)) for sender in ("Shop", "12345", "1234")
+    ]
+    await client.unbind()
+    assert [a.command_status for a in answers] == [0, 0, CommandStatus.ESME_RINVSRCADR]
+
+
+async def test_data_sm_is_accepted_like_submit_sm(tandem: Tandem) -> None:
+    client = await bound_client(tandem, "alice", "transmitter")
+    response = await client.submit(
+        DataSm(
+            source_addr="Shop",
+            dest_addr_ton=1,
+            destination_addr=DESTINATION,
+            tlvs={Tag.MESSAGE_PAYLOAD: b"via data_sm"},
+        )
+    )
+    await client.unbind()
+    assert response.command_status == 0
+    record = await tandem.gateway.message_store.get(response.message_id)  # type: ignore[attr-defined]
+    assert record is not None and record.message.body == b"via data_sm"
+
+
+async def test_submit_multi_stores_one_message_per_destination_and_lists_failures(
+    tandem: Tandem,
+) -> None:
+    client = await bound_client(tandem, "alice", "transmitter")
+    response = await client.submit(
+        SubmitMulti(
+            source_addr="Shop",
+            dest_addresses=[
+                SmeAddress(1, 1, DESTINATION),
+                SmeAddress(1, 1, "447911123457"),
+                SmeAddress(1, 1, "12"),
+                DistributionList("friends"),
+            ],
+            short_message=b"to many",
+        )
+    )
+    await client.unbind()
+    assert response.command_status == 0
+    failed = sorted(u.destination_addr for u in response.unsuccess_sme)  # type: ignore[attr-defined]
+    assert failed == ["12", "friends"]
+    await wait_for(lambda: len(tandem.simulator.received) == 2, what="both messages")
+    assert sorted(r.destination_addr for r in tandem.simulator.received) == sorted(
+        [DESTINATION, "447911123457"]
+    )
+
+
+async def test_incomplete_multipart_submit_is_refused_after_the_reassembly_timeout(
+    tandem: Tandem,
+) -> None:
+    client = await bound_client(tandem, "joiner", "transmitter")
+    udh = bytes((5, 0, 3, 0x42, 2, 1))
+    response = await client.submit(submit(short_message=udh + b"only part one", esm_class=0x40))
+    await client.unbind()
+    assert response.command_status == CommandStatus.ESME_RSUBMITFAIL
+    assert tandem.simulator.received == []
+
+
+# --- query and cancel ---------------------------------------------------------------------------
+
+
+async def test_cancel_sm_deletes_a_queued_message_of_the_account_only(tandem: Tandem) -> None:
+    later = time.strftime("%y%m%d%H%M%S", time.gmtime(time.time() + 3600)) + "000+"
+    owner = await bound_client(tandem, "alice", "transmitter")
+    stranger = await bound_client(tandem, "shop", "transmitter")
+    accepted = await owner.submit(submit(schedule_delivery_time=later))
+    message_id = accepted.message_id  # type: ignore[attr-defined]
+    refused = await stranger.submit(CancelSm(message_id=message_id))
+    cancelled = await owner.submit(CancelSm(message_id=message_id))
+    again = await owner.submit(CancelSm(message_id=message_id))
+    state = await owner.submit(QuerySm(message_id=message_id))
+    await owner.unbind()
+    await stranger.unbind()
+    assert refused.command_status == CommandStatus.ESME_RCANCELFAIL
+    assert cancelled.command_status == 0
+    assert again.command_status == CommandStatus.ESME_RCANCELFAIL
+    record = await tandem.gateway.message_store.get(message_id)
+    assert record is not None and record.message.status == MessageStatus.DELETED
+    assert state.message_state == 4  # type: ignore[attr-defined]  # DELETED
+    assert tandem.simulator.received == []
+
+
+# --- deliveries ---------------------------------------------------------------------------------
+
+
+async def test_temporary_deliver_sm_errors_are_retried_and_permanent_ones_dropped(
+    tandem: Tandem,
+) -> None:
+    seen: list[bytes] = []
+
+    def answer(pdu: Pdu) -> Pdu:
+        assert isinstance(pdu, DeliverSm)
+        seen.append(pdu.short_message)
+        if pdu.short_message == b"refused":
+            return pdu.response(command_status=CommandStatus.ESME_RX_P_APPN)
+        if seen.count(pdu.short_message) == 1:
+            return pdu.response(command_status=CommandStatus.ESME_RTHROTTLED)
+        return pdu.response()
+
+    client = await bound_client(tandem, "alice", "receiver", handler=answer)
+    for text in (b"busy", b"refused"):
+        tandem.gateway.on_mo(
+            "sim",
+            DeliverSm(source_addr="447700900001", destination_addr="12345", short_message=text),
+        )
+    await wait_for(lambda: tandem.server.stats.delivery_failed == 1, what="the refusal")
+    await asyncio.sleep(0.3)
+    await client.unbind()
+    assert sorted(seen) == [b"busy", b"busy", b"refused"]  # retried once, the refused dropped
+    assert tandem.server.stats.delivered == 1
+    assert tandem.server.stats.delivery_retries == 1
+    assert not tandem.server.runtime("alice").outbox  # type: ignore[union-attr]
+
+
+async def test_reassembling_account_gets_a_multipart_mo_as_one_deliver_sm(tandem: Tandem) -> None:
+    got: list[DeliverSm] = []
+
+    def answer(pdu: Pdu) -> Pdu:
+        assert isinstance(pdu, DeliverSm)
+        got.append(pdu)
+        return pdu.response()
+
+    client = await bound_client(tandem, "joiner", "receiver", handler=answer)
+    text = b"A" * 150 + b"B" * 150
+    for seq, chunk in ((2, text[150:]), (1, text[:150])):
+        tandem.gateway.on_mo(
+            "sim",
+            DeliverSm(
+                source_addr="447700900001",
+                destination_addr="777",
+                esm_class=0x40,
+                short_message=bytes((5, 0, 3, 9, 2, seq)) + chunk,
+            ),
+        )
+    await wait_for(lambda: bool(got), what="the joined MO")
+    await asyncio.sleep(0.1)
+    await client.unbind()
+    (joined,) = got
+    assert joined.esm_class & 0x40 == 0
+    assert joined.tlvs[Tag.MESSAGE_PAYLOAD] == text  # longer than 254 octets: in message_payload
+
+
+def test_segment_estimate_follows_gsm_and_octet_limits() -> None:
+    assert [estimate_segments(n, 0) for n in (1, 160, 161, 306, 307)] == [1, 1, 2, 2, 3]
+    assert [estimate_segments(n, 8) for n in (140, 141, 268, 269)] == [1, 2, 2, 3]
