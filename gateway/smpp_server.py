@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from dlr.customer_receipt import build_customer_receipt, wants_receipt
 from dlr.status import StatusSource, is_final, is_intermediate, message_state
@@ -220,12 +220,12 @@ class _CustomerConnection(SmppConnection):
         self.peer_address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_address = str(peer[0]) if peer else ""
         settings = self.bind_handler.server.settings
-        transport.set_write_buffer_limits(high=settings.write_buffer_high)
+        self.transport.set_write_buffer_limits(high=settings.write_buffer_high)
         super().connection_made(transport)
 
     def pause_writing(self) -> None:

@@ -1,0 +1,306 @@
+"""SMPP in, end to end: an ESME submits through Tandem's customer SMPP server to the SMSC
+simulator and waits for every delivery receipt to come back to it.
+
+Usage: .venv/bin/python bench/smpp_in.py [--messages 100000] [--window 100] [--asyncio]
+                                         [--link-window 100] [--link-sessions 1] [--profile]
+
+Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`, receipts at once), Tandem
+(this script with `--serve`: the Gateway with its durable SQLite store (WAL,
+synchronous=NORMAL), one SMPP link to the simulator and the customer SMPP server), and this one,
+the ESME: smpp.aio's SmppClient bound as transceiver with a window of 100, submitting one
+single-part message per submit_sm with registered_delivery=1 and answering every deliver_sm.
+Tandem and the ESME run on uvloop unless `--asyncio`.
+
+Figures: submits/s (until the last submit_sm_resp) and end-to-end msgs/s (until the last
+receipt). Zero loss means: every submit answered ESME_ROK with a distinct id, and exactly one
+DELIVRD receipt per id. `--profile` writes a cProfile of the Tandem process and prints its top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, bench/ would come first on sys.path and its routing.py would shadow the
+# `routing` package: put the repository root there instead.
+_HERE = Path(__file__).resolve().parent
+ROOT = _HERE.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+PYTHON = sys.executable
+SYSTEM_ID = "bench"
+PASSWORD = "bench1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> str:
+    from gateway.accounts import hash_password
+
+    return f"""
+data_dir = "{data_dir}"
+[store]
+synchronous = "NORMAL"
+[smpp_server]
+enabled = false    # started by this script
+host = "127.0.0.1"
+port = 0
+[http]
+enabled = false
+[[links]]
+type = "smpp"
+name = "sim"
+host = "127.0.0.1"
+port = {sim_port}
+system_id = "tandem"
+window = {args.link_window}
+sessions = {args.link_sessions}
+submit_id_format = "hex"
+dlr_id_format = "hex"
+[[routes]]
+name = "all"
+priority = 100
+targets = ["sim"]
+[[accounts]]
+system_id = "{SYSTEM_ID}"
+password_hash = "{hash_password(PASSWORD)}"
+window = {max(args.window, 1)}
+"""
+
+
+# --- the Tandem process -------------------------------------------------------------------------
+
+
+async def serve(config_path: Path, ready_file: Path) -> None:
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.smpp_server import start_customer_server
+
+    gateway = Gateway(load_config(config_path))
+    await gateway.start()
+    server = await start_customer_server(gateway)
+    ready_file.write_text(str(server.port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await gateway.stop()
+    print(f"server stats: {server.stats}", file=sys.stderr)
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    main = serve(Path(args.serve), Path(args.ready_file))
+    profiler = None
+    if args.profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        if args.asyncio:
+            asyncio.run(main)
+        else:
+            import uvloop
+
+            uvloop.run(main)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile_to)
+
+
+# --- the ESME -----------------------------------------------------------------------------------
+
+
+async def esme(port: int, args: argparse.Namespace) -> int:
+    from smpp.aio import SmppClient
+    from smpp.constants import CommandStatus, Tag
+    from smpp.pdu import DeliverSm, Pdu, SubmitSm
+    from smpp.session import SessionConfig
+
+    total = args.messages
+    ids: set[str] = set()
+    refused: dict[int, int] = {}
+    receipts: dict[str, bytes] = {}
+    duplicate_receipts = 0
+    done = asyncio.Event()
+    last_resp_at = 0.0
+
+    def on_request(pdu: Pdu) -> Pdu:
+        nonlocal duplicate_receipts
+        if isinstance(pdu, DeliverSm) and pdu.esm_class & 0x04:
+            receipt_id = str(pdu.tlvs.get(Tag.RECEIPTED_MESSAGE_ID, ""))
+            if receipt_id in receipts:
+                duplicate_receipts += 1
+            receipts[receipt_id] = pdu.short_message
+            if len(receipts) >= total:
+                done.set()
+        return pdu.response()
+
+    def on_resp(future: asyncio.Future[Pdu]) -> None:
+        nonlocal last_resp_at
+        last_resp_at = time.perf_counter()
+        if future.exception() is not None:
+            refused[-1] = refused.get(-1, 0) + 1
+            return
+        response = future.result()
+        if response.command_status != CommandStatus.ESME_ROK:
+            refused[response.command_status] = refused.get(response.command_status, 0) + 1
+        else:
+            ids.add(response.message_id)  # type: ignore[attr-defined]
+
+    config = SessionConfig(window=args.window, response_timeout=60.0)
+    client = SmppClient(config, request_handler=on_request)
+    await client.connect("127.0.0.1", port)
+    await client.bind("transceiver", SYSTEM_ID, PASSWORD)
+    started = time.perf_counter()
+    for n in range(total):
+        await client.wait_for_window()
+        submit = SubmitSm(
+            source_addr_ton=5,
+            source_addr="Bench",
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            destination_addr=f"4479111{n % 100000:05d}",
+            short_message=b"Bench message %d" % n,
+            registered_delivery=1,
+        )
+        client.send_request_nowait(submit).add_done_callback(on_resp)
+    while len(ids) + sum(refused.values()) < total:
+        await asyncio.sleep(0.01)
+    submitted_in = last_resp_at - started
+    try:
+        await asyncio.wait_for(done.wait(), args.receipt_timeout)
+    except TimeoutError:
+        pass
+    finished_in = time.perf_counter() - started
+    await client.unbind()
+
+    delivered = sum(b"stat:DELIVRD" in text for text in receipts.values())
+    lost = total - len(ids.intersection(receipts))
+    print(f"messages            {total}")
+    print(f"submit_sm accepted  {len(ids)} (refused: {refused or 'none'})")
+    print(f"submits/s           {total / submitted_in:,.0f}  ({submitted_in:.2f} s)")
+    print(f"receipts            {len(receipts)} ({delivered} DELIVRD, {duplicate_receipts} dup)")
+    print(f"end to end msgs/s   {total / finished_in:,.0f}  ({finished_in:.2f} s)")
+    print(f"lost                {lost}")
+    return 0 if lost == 0 and not refused and len(ids) == total else 1
+
+
+def run_esme(port: int, args: argparse.Namespace) -> int:
+    if args.asyncio:
+        return asyncio.run(esme(port, args))
+    import uvloop
+
+    return uvloop.run(esme(port, args))
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        if process.poll() is not None:
+            raise SystemExit(f"process {process.args} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {path}")
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--link-window", type=int, default=100)
+    parser.add_argument("--link-sessions", type=int, default=1)
+    parser.add_argument("--receipt-timeout", type=float, default=120.0)
+    parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")
+    parser.add_argument("--profile", action="store_true", help="cProfile the Tandem process")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--ready-file", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        run_serve(args)
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="tandem-bench-smpp-in-"))
+    sim_port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    sim_log = open(work / "simulator.log", "wb")  # noqa: SIM115
+    simulator = subprocess.Popen(
+        [PYTHON, "-m", "gateway.cli", "sim", "smsc", "--port", str(sim_port), "--dlr-delay", "0"],
+        stdout=sim_log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    config_path = work / "tandem.toml"
+    config_path.write_text(tandem_config(work / "data", sim_port, args))
+    ready = work / "ready"
+    profile_path = work / "tandem.prof"
+    command = [PYTHON, __file__, "--serve", str(config_path), "--ready-file", str(ready)]
+    if args.asyncio:
+        command.append("--asyncio")
+    if args.profile:
+        command += ["--profile-to", str(profile_path)]
+    tandem_log = open(work / "tandem.log", "wb")  # noqa: SIM115
+    tandem = None
+    try:
+        wait_for_port(sim_port)
+        tandem = subprocess.Popen(
+            command, stdout=tandem_log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+        port = int(wait_for_file(ready, tandem))
+        loop_name = "asyncio" if args.asyncio else "uvloop"
+        print(f"loop {loop_name}; ESME window {args.window}; link window {args.link_window} x "
+              f"{args.link_sessions} session(s); logs in {work}")  # fmt: skip
+        outcome = run_esme(port, args)
+    finally:
+        if tandem is not None:
+            stop(tandem)
+        stop(simulator)
+    if args.profile and profile_path.exists():
+        import pstats
+
+        print("\nTandem process, top 25 by own time:")
+        pstats.Stats(str(profile_path)).sort_stats("tottime").print_stats(25)
+    return outcome
+
+
+if __name__ == "__main__":
+    sys.exit(main())
