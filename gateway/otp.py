@@ -377,17 +377,14 @@ class OtpService:
             raise refusal
 
         existing = self._pending_for(key.id, number.e164, now)
+        live: _Live | None = None
         if existing is not None:
             record, resent = existing, True
             live = self._live.get(record.id)
-            if code is not None or live is None:  # the caller brought a new code of its own
-                plaintext = code or generate_code(record.code_length)
-                record.code_hash = self.hasher.hash(record.id, plaintext)
-                record.code_length = len(plaintext)
-                self._live[record.id] = _Live(plaintext, record.expires_at)
+            if code is not None:  # the caller's own new code replaces the pending one
+                plaintext = code
             else:
-                plaintext = live.code
-            record.sends += 1
+                plaintext = live.code if live is not None else generate_code(record.code_length)
         else:
             resent = False
             lifetime = ttl or config.ttl
@@ -403,8 +400,10 @@ class OtpService:
                 created_at=now,
                 expires_at=now + lifetime,
                 max_checks=config.max_checks,
+                updated_at=now,
             )
-        record.updated_at = now
+            # Claim the destination before awaiting: a concurrent request re-sends this one.
+            self._remember(record, plaintext)
         text = render_template(
             template, code=plaintext, ttl_seconds=record.expires_at - now, brand=config.brand
         )
@@ -417,17 +416,22 @@ class OtpService:
             kind=MessageKind.OTP,
             validity_at=record.expires_at,
         )
-        # Claim the destination before awaiting, so a concurrent request re-sends this one.
-        self._remember(record, plaintext)
         try:
             prepared = await self.intake.accept([request])
         except IntakeRefusal:
             if not resent:
                 self._forget(record)
             raise
+        # Only a send that was accepted changes the verification.
         self.limiter.record_send(number.e164, now)
         record.message_id = prepared[0].message.id
         if resent:
+            if live is None or live.code != plaintext:
+                record.code_hash = self.hasher.hash(record.id, plaintext)
+                record.code_length = len(plaintext)
+                self._live[record.id] = _Live(plaintext, record.expires_at)
+            record.sends += 1
+            record.updated_at = now
             self.stats.resent += 1
         else:
             self.stats.sent += 1

@@ -234,3 +234,17 @@ async def test_the_store_keeps_a_hash_of_the_code_never_the_code(daemon: Daemon)
         database.close()
     assert "918273" not in repr(row)
     assert daemon.api.otp.hasher.matches(otp["id"], "918273", row[4])
+
+
+async def test_a_resend_with_the_callers_own_code_replaces_the_pending_code(
+    daemon: Daemon,
+) -> None:
+    _, first, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "code": "1111"})
+    _, again, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "code": "2222"})
+    assert (again["id"], again["sends"]) == (first["id"], 2)
+    assert "2222" in (await sent_code(daemon, again["message_id"]))
+    path = f"/v1/otp/{first['id']}/check"
+    _, check, _ = await daemon.call("POST", path, {"code": "1111"})
+    assert check["status"] == "pending"
+    _, check, _ = await daemon.call("POST", path, {"code": "2222"})
+    assert check["status"] == "approved"

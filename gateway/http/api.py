@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -332,8 +333,6 @@ class HttpApi:
 
     async def openapi(self, request: web.Request) -> web.Response:
         if not self._openapi_body:
-            import json
-
             self._openapi_body = json.dumps(openapi_document(), indent=1).encode()
         return web.Response(body=self._openapi_body, content_type=JSON)
 
@@ -349,9 +348,7 @@ class HttpApi:
         self._require_scope(key, "messages")
         body = await self._parse(request, models.SendMessageRequest)
         if (error := body.content_error()) is not None:
-            raise Problem(
-                422, error.code, error.detail[0].upper() + error.detail[1:] + ".", field=error.field
-            )
+            raise Problem(422, error.code, error.sentence, field=error.field)
         recipients = body.recipients()
         if len(recipients) > self.config.max_recipients:
             raise Problem(
@@ -487,9 +484,7 @@ class HttpApi:
         self._require_scope(key, "messages")
         body = await self._parse(request, models.PreviewRequest)
         if (error := body.content_error()) is not None:
-            raise Problem(
-                422, error.code, error.detail[0].upper() + error.detail[1:] + ".", field=error.field
-            )
+            raise Problem(422, error.code, error.sentence, field=error.field)
         explanation = explain_route(
             body.to,
             self.gateway.numbers,

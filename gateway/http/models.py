@@ -114,6 +114,10 @@ class ContentError:
     code: str
     detail: str
 
+    @property
+    def sentence(self) -> str:
+        return self.detail[:1].upper() + self.detail[1:] + "."
+
 
 def _content_error(
     text: str | None, binary: str | None, data_coding: int | None, encoding: str
