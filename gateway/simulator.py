@@ -161,6 +161,9 @@ UNDELIVERABLE = ReceiptOutcome(SegmentStatus.UNDELIVERABLE, error=1)
 # Hooks for tests: decide a submit's command_status (0 accepts), or a receipt's outcome.
 SubmitPolicy = Callable[[ReceivedSubmit], int]
 OutcomePolicy = Callable[[ReceivedSubmit], ReceiptOutcome]
+# Hook for tests: write id `number` for "submit_sm_resp" or "receipt" (carriers' quirks: leading
+# zeros, lower case, opaque strings); None writes it as the settings' id formats say.
+IdText = Callable[[int, str], str]
 
 
 @dataclass(slots=True)
@@ -209,6 +212,7 @@ class SmscSimulator:
         *,
         submit_policy: SubmitPolicy | None = None,
         outcome_policy: OutcomePolicy | None = None,
+        id_text: IdText | None = None,
         keep_received: bool = True,
         seed: int | None = None,
         tls: ssl.SSLContext | None = None,
@@ -216,6 +220,7 @@ class SmscSimulator:
         self.settings = settings if settings is not None else SimulatorConfig(enabled=True)
         self.submit_policy = submit_policy
         self.outcome_policy = outcome_policy
+        self.id_text = id_text
         self.keep_received = keep_received
         self.answer_submits = True  # off: a hung SMSC that reads submits and never answers
         self.received: list[ReceivedSubmit] = []
@@ -325,6 +330,36 @@ class SmscSimulator:
         )
         self._queue(target, _Outgoing(self._now(), pdu, is_receipt=False))
 
+    def inject_receipt(
+        self,
+        receipt_id: str,
+        outcome: ReceiptOutcome = DELIVERED,
+        *,
+        system_id: str | None = None,
+        destination_addr: str = "447700900000",
+    ) -> None:
+        """Queue a receipt for `receipt_id` as written, whether or not it was ever issued
+        (duplicates, late or out-of-order receipts, receipts for ids nobody sent)."""
+        target = system_id if system_id is not None else self._any_receiving_system_id()
+        if target is None:
+            raise RuntimeError("no receiving session is bound and no system_id was given")
+        received = ReceivedSubmit(
+            at=time.time(),
+            system_id=target,
+            operation="submit_sm",
+            source_addr="",
+            destination_addr=destination_addr,
+            data_coding=0,
+            esm_class=0,
+            registered_delivery=REGISTERED_DELIVERY_RECEIPT_ALWAYS,
+            payload=b"",
+            tlvs={},
+            message_id=receipt_id,
+        )
+        self.stats.receipts_queued += 1
+        pdu = build_receipt(received, receipt_id, outcome)
+        self._queue(target, _Outgoing(self._now(), pdu, is_receipt=True))
+
     def _any_receiving_system_id(self) -> str | None:
         for connection in self._connections:
             if connection.receiving:
@@ -386,7 +421,11 @@ class SmscSimulator:
                 return response_to(request, command_status=received.status)
         number = self._next_id
         self._next_id = number + 1
-        received.message_id = _format_id(number, settings.message_id_format)
+        received.message_id = (
+            _format_id(number, settings.message_id_format)
+            if self.id_text is None
+            else self.id_text(number, "submit_sm_resp")
+        )
         stats.accepted += 1
         self._remember(received)
         receipt = self._receipt_for(received, number)
@@ -427,7 +466,11 @@ class SmscSimulator:
             REGISTERED_DELIVERY_RECEIPT_ON_FAILURE,
         ):
             return None  # 3 is reserved
-        receipt_id = _format_id(number, settings.dlr_id_format)
+        receipt_id = (
+            _format_id(number, settings.dlr_id_format)
+            if self.id_text is None
+            else self.id_text(number, "receipt")
+        )
         pdu = build_receipt(received, receipt_id, outcome)
         return _Outgoing(self._now() + settings.dlr_delay, pdu, True, None)
 
@@ -441,7 +484,15 @@ class SmscSimulator:
         if len(items) >= MAX_PENDING_PER_SYSTEM_ID:
             items.popleft()  # nobody has collected these for a long time: bound the memory
             self.stats.deliveries_dropped += 1
-        items.append(item)
+        if not items or items[-1].due <= item.due:
+            items.append(item)
+            return
+        # Due earlier than the tail (an injected receipt, a shorter dlr_delay set while running):
+        # keep the outbox in due order, or the tick would wait behind a later item.
+        position = len(items)
+        while position and items[position - 1].due > item.due:
+            position -= 1
+        items.insert(position, item)
 
     def _delivery_done(
         self, connection: _SmscConnection, pdu: DeliverSm, future: asyncio.Future[Pdu]
