@@ -114,6 +114,7 @@ class Result:
     callbacks: int
     errors: dict[str, int]
     cpu: float = 0.0  # CPU seconds the gateway's processes used for the run
+    load_cpu: float = 0.0  # CPU seconds this process (load generator and sink) used
 
     def report(self) -> str:
         p50 = statistics.median(self.latencies) * 1000
@@ -127,7 +128,8 @@ class Result:
             f"{self.delivered} delivered, {self.callbacks} callbacks ({complete})"
             + (f" | errors {self.errors}" if self.errors else "")
             + f"\n{'':<8} gateway CPU {self.cpu:6.2f} s = {self.requests / self.cpu:>7,.0f} "
-            "messages per gateway CPU-second (request to final callback)"
+            "messages per gateway CPU-second (request to final callback) | load generator "
+            f"and sink CPU {self.load_cpu:6.2f} s"
         )
 
     @property
@@ -291,6 +293,7 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
                 return response.status
 
         started, cpu_started = time.perf_counter(), cpu_seconds(daemon.pid)
+        load_started = time.process_time()
         seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
         try:
             await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
@@ -309,6 +312,7 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             sink.callbacks,
             errors,
             cpu,
+            time.process_time() - load_started,
         )
         if sink.bad_signatures:
             result.errors["bad_signature"] = sink.bad_signatures
@@ -449,6 +453,7 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
 
         pids = (bearerbox.pid, smsbox.pid)
         started, cpu_started = time.perf_counter(), cpu_seconds(*pids)
+        load_started = time.process_time()
         seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
         try:
             await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
@@ -465,6 +470,7 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             sink.callbacks,
             errors,
             cpu_seconds(*pids) - cpu_started,
+            time.process_time() - load_started,
         )
     finally:
         stop(smsbox)
