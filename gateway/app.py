@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dlr.aggregate import ReportMode, reports
 from dlr.correlation import ApplyReceipt, Correlator, HeldReceipt, SegmentRef
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
@@ -318,15 +320,17 @@ class Gateway:
     async def _apply_receipt(self, link: str, receipt: DeliveryReceipt, carrier_id: str) -> None:
         now = self.clock()
         network_error = receipt.network_error
+        network_text = None if network_error is None else str(network_error)
+        detail = f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}"
         change = await self.message_store.apply_segment_status(
             link,
             carrier_id,
             receipt.status,
             at=now,
             source=StatusSource.RECEIPT,
-            detail=f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}",
+            detail=detail,
             error=receipt.error,
-            network_error=None if network_error is None else str(network_error),
+            network_error=network_text,
         )
         if change.message is None:
             outcome = self.correlator.on_receipt(SmppReceiptKey(link, carrier_id), receipt, now)
@@ -335,16 +339,19 @@ class Gateway:
                 if outcome.evicted is not None:
                     self.stats.receipts_unmatched += 1
             elif isinstance(outcome, ApplyReceipt):  # a submit result raced the store lookup
-                await self.message_store.set_segment_status(
+                change = await self.message_store.set_segment_status(
                     outcome.target.message_id,
                     outcome.target.segment_index,
                     receipt.status,
                     at=now,
                     source=StatusSource.RECEIPT,
+                    detail=detail,
                     error=receipt.error,
+                    network_error=network_text,
                 )
+                self._notify_segment(change)
             return
-        self._notify(change)
+        self._notify_segment(change)
 
     def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> None:
         self.stats.mo_received += 1
@@ -371,6 +378,33 @@ class Gateway:
                 listener.message_status_changed(change.message, change)
             except Exception:  # one listener's bug must not stop receipts for the others
                 log.exception("status listener failed")
+
+    def _notify_segment(self, change: StatusChange) -> None:
+        """A receipt or timeout for one segment: tell listeners what `[dlr] report` asks for.
+
+        "message": only when the aggregated status changed (a later part's outcome after the
+        first failure tells nobody again). "segment": each part's final or intermediate status,
+        given to listeners as the status of the message they report on.
+        """
+        update = change.update
+        message = change.message
+        if update is None or message is None or not change.changed:
+            self._notify(change)
+            return
+        mode = self.config.dlr.report
+        if mode is ReportMode.MESSAGE:
+            if update.message is not None:
+                self._notify(change)
+            return
+        for report in reports(update, mode):
+            if report.status is message.status:
+                self._notify(change)
+            else:
+                self._notify(
+                    dataclasses.replace(
+                        change, message=dataclasses.replace(message, status=report.status)
+                    )
+                )
 
     def _on_expired_in_queue(self, messages: list[Message]) -> None:
         for message in messages:
@@ -425,7 +459,7 @@ class Gateway:
                 detail=f"no final receipt within {timeout:.0f} s",
             )
             self.stats.dlr_timeouts += 1
-            self._notify(change)
+            self._notify_segment(change)
 
     def _dlr_timeout_of(self, link: str | None) -> float:
         for config in self.config.links:

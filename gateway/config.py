@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dlr.aggregate import ReportMode
 from dlr.ids import MessageIdFormat
 from routing.config import MessageKind, NumberingConfig, RouteList
 from smpp.segmentation import Concatenation
@@ -41,6 +42,7 @@ Seconds = Annotated[float, Field(gt=0)]
 # SMPP 3.4 5.2: TON and NPI are single octets; the spec defines 0-6 and 0-18, carriers use more.
 AddressByte = Annotated[int, Field(ge=0, le=255)]
 MessageIdFormatName = Annotated[MessageIdFormat, Field(strict=False)]
+ReportModeName = Annotated[ReportMode, Field(strict=False)]
 ConcatenationMethod = Annotated[Concatenation, Field(strict=False)]
 BindMode = Literal["transmitter", "receiver", "transceiver"]
 ALL_BIND_MODES: tuple[BindMode, ...] = ("transmitter", "receiver", "transceiver")
@@ -260,6 +262,9 @@ class DlrConfig(BaseModel):
     hold_seconds: Seconds = 60.0
     # A submitted message without a final receipt after this long is given up on (48 h).
     dlr_timeout: Seconds = 172_800.0
+    # What customers (HTTP callbacks, SMPP receipts) are told about a multipart message:
+    # "message" one report per change of the aggregated status, "segment" one per part's change.
+    report: ReportModeName = ReportMode.MESSAGE
 
 
 class SimulatorConfig(BaseModel):

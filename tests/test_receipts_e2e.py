@@ -10,6 +10,7 @@ DLR timeout (unknown, or expired once the validity passed)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from dlr.aggregate import ReportMode
 from dlr.ids import MessageIdFormat, canonical_message_id
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.app import Gateway
 from gateway.config import SimulatorConfig, TandemConfig
 from gateway.intake import MessageRequest
-from gateway.messages import Channel
+from gateway.messages import Channel, Message
 from gateway.simulator import (
     DELIVERED,
     UNDELIVERABLE,
@@ -33,7 +36,7 @@ from gateway.simulator import (
     ReceivedSubmit,
     SmscSimulator,
 )
-from gateway.store.base import MessageRecord
+from gateway.store.base import MessageRecord, StatusChange
 
 DESTINATION = "+447911123456"  # a valid UK mobile number
 LINK = "carrier"
@@ -476,3 +479,92 @@ async def test_no_final_receipt_after_the_validity_passed_makes_the_message_expi
     record = await daemon.wait_status(message_id, MessageStatus.EXPIRED)
     assert record.segments[0].status is SegmentStatus.EXPIRED
     assert daemon.gateway.stats.dlr_timeouts == 1
+
+
+# --- what customers are told about a multipart message ------------------------------------------
+
+
+class StatusRecorder:
+    """A status listener, as the SMPP server and the HTTP callbacks are: keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[MessageStatus, int | None]] = []
+
+    def message_status_changed(self, message: Message, change: StatusChange) -> None:
+        index = change.segment.index if change.segment is not None else None
+        self.told.append((message.status, index))
+
+
+async def test_message_reporting_tells_a_multipart_outcome_once(
+    daemons: Callable[..., Any],
+) -> None:
+    daemon: Daemon = await daemons(outcome_policy=by_part({1: UNDELIVERABLE}))
+    recorder = StatusRecorder()
+    daemon.gateway.status_listeners.append(recorder)
+    message_id = await daemon.send(THREE_PART_TEXT)
+    await daemon.wait_receipts_answered(3)
+    record = await daemon.wait_status(message_id, MessageStatus.UNDELIVERABLE)
+    assert [s.status for s in record.segments][1:] == [SegmentStatus.DELIVERED] * 2
+    finals = [status for status, _ in recorder.told if status is not MessageStatus.SUBMITTED]
+    # The two parts delivered after the failure change no status a customer sees.
+    assert finals == [MessageStatus.UNDELIVERABLE]
+
+
+async def test_segment_reporting_tells_each_part_outcome(daemons: Callable[..., Any]) -> None:
+    daemon: Daemon = await daemons(
+        outcome_policy=by_part({2: UNDELIVERABLE}), dlr={"report": "segment"}
+    )
+    assert daemon.gateway.config.dlr.report is ReportMode.SEGMENT
+    recorder = StatusRecorder()
+    daemon.gateway.status_listeners.append(recorder)
+    message_id = await daemon.send(THREE_PART_TEXT)
+    await daemon.wait_receipts_answered(3)
+    await daemon.wait_status(message_id, MessageStatus.UNDELIVERABLE)
+    await wait_for(lambda: len(recorder.told) >= 4, "four reports")
+    per_part = sorted((index, status) for status, index in recorder.told if index is not None)
+    assert [item for item in per_part if item[1] is not MessageStatus.SUBMITTED] == [
+        (0, MessageStatus.DELIVERED),
+        (1, MessageStatus.UNDELIVERABLE),
+        (2, MessageStatus.DELIVERED),
+    ]
+
+
+async def test_segment_reporting_posts_a_callback_per_part(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """The real HTTP callback sender, to a real endpoint, with `[dlr] report = "segment"`."""
+    bodies: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        bodies.append(json.loads(await request.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/dlr", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    simulator = SmscSimulator(simulator_settings(), outcome_policy=by_part({3: UNDELIVERABLE}))
+    await simulator.start()
+    gateway = await start_gateway(
+        tmp_path / "data",
+        simulator,
+        http={"enabled": True, "host": "127.0.0.1", "port": 0},
+        dlr={"report": "segment"},
+    )
+    try:
+        daemon = Daemon(gateway, simulator)
+        url = f"http://127.0.0.1:{unused_tcp_port}/dlr"
+        message_id = await daemon.send(THREE_PART_TEXT, callback_url=url)
+        await daemon.wait_status(message_id, MessageStatus.UNDELIVERABLE)
+        await wait_for(lambda: len(bodies) == 3, "a callback per part")
+        assert {body["message_id"] for body in bodies} == {message_id}
+        assert sorted(body["status"] for body in bodies) == [
+            "delivered",
+            "delivered",
+            "undeliverable",
+        ]
+    finally:
+        await gateway.stop()
+        await simulator.stop()
+        await runner.cleanup()
