@@ -299,20 +299,21 @@ class _CustomerBind(SmppHandler):
         result = self.server.handle_request(self, runtime, request)
         if result is None or isinstance(result, Pdu):
             return result
+        # A future, not a coroutine: no task per request. This callback is registered before
+        # smpp.aio's, so the count drops before the answer is written.
+        pending = asyncio.ensure_future(result)
         self.in_flight += 1
         if self.in_flight >= self.window and not self._paused_for_window:
             self._paused_for_window = True
             self._update_reading()
-        return self._counted(result)
+        pending.add_done_callback(self._answered)
+        return pending
 
-    async def _counted(self, work: Awaitable[Pdu]) -> Pdu:
-        try:
-            return await work
-        finally:
-            self.in_flight -= 1
-            if self._paused_for_window and self.in_flight < self.window:
-                self._paused_for_window = False
-                self._update_reading()
+    def _answered(self, _: asyncio.Future[Pdu]) -> None:
+        self.in_flight -= 1
+        if self._paused_for_window and self.in_flight < self.window:
+            self._paused_for_window = False
+            self._update_reading()
 
     # -- back-pressure -----------------------------------------------------------------------
 
@@ -405,6 +406,7 @@ class CustomerSmppServer:
         self._password_cache: dict[str, str] = {}  # password_hash -> sha256 of a verified one
         self._next_reload = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch = _IntakeBatch(self)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -611,7 +613,7 @@ class CustomerSmppServer:
             and part.concat.total <= account.config.window
         ):
             return self._hold_part(runtime, pdu, content)
-        return self._accept(pdu, content.request(pdu, destination))
+        return self._batch.add(pdu, content.request(pdu, destination))
 
     async def _accept(self, pdu: Pdu, request: MessageRequest) -> Pdu:
         try:
@@ -962,6 +964,64 @@ class CustomerSmppServer:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+class _IntakeBatch:
+    """Submits read in one loop iteration go to intake together: one `accept`, one store write.
+
+    Intake is all or nothing per call, so when a batch is refused the requests are accepted one
+    by one and each gets its own answer (prepare is pure, running it twice changes nothing).
+    """
+
+    def __init__(self, server: CustomerSmppServer) -> None:
+        self.server = server
+        self.pending: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]] = []
+
+    def add(self, pdu: Pdu, request: MessageRequest) -> asyncio.Future[Pdu]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Pdu] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        self.pending.append((pdu, request, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        self.server._spawn(self._accept(batch))
+
+    async def _accept(self, batch: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]]) -> None:
+        server = self.server
+        try:
+            prepared = await server.gateway.intake.accept([request for _, request, _ in batch])
+        except IntakeRefusal as refusal:
+            if len(batch) == 1:
+                pdu, request, future = batch[0]
+                server.stats.submits_refused += 1
+                log.debug("%s: submit refused: %s", request.account, refusal)
+                _settle(future, response_to(pdu, command_status=refusal.smpp_status))
+                return
+            answers = await asyncio.gather(
+                *(server._accept(pdu, request) for pdu, request, _ in batch),
+                return_exceptions=True,
+            )
+            for (pdu, _, future), answer in zip(batch, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    answer = response_to(pdu, command_status=CommandStatus.ESME_RSYSERR)
+                _settle(future, answer)
+            return
+        except Exception:
+            log.exception("storing %d submits failed", len(batch))
+            for pdu, _, future in batch:
+                _settle(future, response_to(pdu, command_status=CommandStatus.ESME_RSYSERR))
+            return
+        server.stats.submits_accepted += len(batch)
+        for (pdu, _, future), item in zip(batch, prepared, strict=True):
+            _settle(future, response_to(pdu, message_id=item.message.id))
+
+
+def _settle(future: asyncio.Future[Pdu], answer: Pdu) -> None:
+    if not future.done():  # cancelled when its connection went away
+        future.set_result(answer)
 
 
 async def start_customer_server(gateway: Gateway) -> CustomerSmppServer:

@@ -310,6 +310,23 @@ async def test_invalid_submits_are_refused_with_the_matching_status(
     assert response.command_status == status
 
 
+async def test_pipelined_submits_each_get_their_own_answer_when_one_is_refused(
+    tandem: Tandem,
+) -> None:
+    client = await bound_client(tandem, "alice", "transmitter")
+    # Sent in one write, read in one go: intake sees them together.
+    futures = [
+        client.send_request_nowait(submit(destination_addr=destination))
+        for destination in (DESTINATION, "123", "447911123457")
+    ]
+    answers = await asyncio.gather(*futures)
+    await client.unbind()
+    assert [a.command_status for a in answers] == [0, CommandStatus.ESME_RINVDSTADR, 0]
+    ids = [a.message_id for a in answers]  # type: ignore[attr-defined]
+    assert ids[0] and ids[2] and ids[0] != ids[2]
+    await wait_for(lambda: len(tandem.simulator.received) == 2, what="the two good ones")
+
+
 async def test_sender_ids_matching_the_account_patterns_are_accepted(tandem: Tandem) -> None:
     client = await bound_client(tandem, "shop", "transmitter")
     answers = [
