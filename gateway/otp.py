@@ -15,7 +15,10 @@ The code must then be known, but only its hash may be stored, so the plaintext l
 process's memory only, until the verification ends or expires. After a daemon restart the
 plaintext is gone: a new request for that destination then starts a new verification with a
 new code (the old verification can still be checked until it expires). That trades a rare
-extra code after restarts for never keeping codes at rest.
+extra code after restarts for never keeping codes at rest. The SMS itself carries the code, so
+its text stays in the message store only until the message reaches a final status (it must
+survive a crash until it is sent); `OtpService` is a status listener and then wipes it
+(`MessageRedaction.redact_message`).
 
 SMS-pumping protection (fraudsters requesting OTPs to premium ranges they are paid for):
 - allowed destination countries per API key (`tandem keys create --countries GB,DE`);
@@ -28,6 +31,7 @@ SMS-pumping protection (fraudsters requesting OTPs to premium ranges they are pa
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import hmac
@@ -41,11 +45,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlr.status import is_final
 from gateway.config import OtpConfig
 from gateway.intake import IntakeRefusal, MessageIntake, MessageRequest
 from gateway.keys import ApiKey
-from gateway.messages import Channel, MessageKind
-from gateway.store.base import OtpRecord, OtpStore
+from gateway.messages import Channel, Message, MessageKind
+from gateway.store.base import MessageRedaction, OtpRecord, OtpStore, StatusChange
 from routing import InvalidNumber, NumberResolver
 
 log = logging.getLogger("tandem.otp")
@@ -317,6 +322,7 @@ class OtpService:
         numbers: NumberResolver,
         store: OtpStore,
         hasher: CodeHasher,
+        redactor: MessageRedaction | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -324,7 +330,9 @@ class OtpService:
         self.numbers = numbers
         self.store = store
         self.hasher = hasher
+        self.redactor = redactor
         self.clock = clock
+        self._redactions: set[asyncio.Task[None]] = set()
         self.stats = OtpStats()
         self.limiter = SendLimiter.from_config(config, self.stats)
         self._live: dict[str, _Live] = {}  # otp id -> plaintext code, while pending
@@ -483,6 +491,21 @@ class OtpService:
         self._forget(record)
         await self.store.save_otp(record)
         return record
+
+    def message_status_changed(self, message: Message, change: StatusChange) -> None:
+        """Status listener: a finished OTP message's text (the code) is wiped from the store."""
+        if self.redactor is None or message.kind is not MessageKind.OTP:
+            return
+        if not is_final(message.status):
+            return
+        task = asyncio.ensure_future(self.redactor.redact_message(message.id))
+        self._redactions.add(task)
+        task.add_done_callback(self._redaction_done)
+
+    def _redaction_done(self, task: asyncio.Task[None]) -> None:
+        self._redactions.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not wipe an OTP message's text: %s", task.exception())
 
     def sweep(self) -> None:
         """Forget expired plaintexts and stale counters (called periodically)."""

@@ -21,6 +21,7 @@ from gateway.app import Gateway
 from gateway.config import TandemConfig
 from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, create_key
+from gateway.simulator import ReceivedSubmit, SmscSimulator
 
 
 def free_port() -> int:
@@ -121,6 +122,23 @@ class Daemon:
                 raise AssertionError("condition not met in time")
             await asyncio.sleep(0.02)
 
+    async def received_by_handset(self, message_id: str) -> ReceivedSubmit:
+        """The submit_sm the SMSC simulator got for our message (matched by carrier id)."""
+        simulator = self.gateway.simulator
+        assert isinstance(simulator, SmscSimulator)
+        found: list[ReceivedSubmit] = []
+
+        async def arrived() -> bool:
+            record = await self.gateway.message_store.get(message_id)
+            carrier_ids = {
+                int(s.carrier_id) for s in (record.segments if record else []) if s.carrier_id
+            }
+            found[:] = [r for r in simulator.received if int(r.message_id, 16) in carrier_ids]
+            return bool(found)
+
+        await self.wait_for(arrived)
+        return found[0]
+
     async def message_status(self, message_id: str) -> str:
         status, document, _ = await self.call("GET", f"/v1/messages/{message_id}")
         assert status == 200, document
@@ -133,6 +151,9 @@ async def running_daemon(
 ) -> AsyncIterator[Daemon]:
     gateway = Gateway(daemon_config(tmp_path, **config))
     await gateway.start()
+    simulator = gateway.simulator
+    assert isinstance(simulator, SmscSimulator)
+    simulator.keep_received = True  # tests read what the handset would have received
     try:
         api = gateway.http_api
         assert isinstance(api, HttpApi)

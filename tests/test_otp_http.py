@@ -36,11 +36,10 @@ async def daemon(tmp_path: Path) -> Any:
 
 
 async def sent_code(daemon: Daemon, message_id: str) -> str:
-    """The code as the handset would read it: from the SMS the gateway stored for sending."""
-    record = await daemon.gateway.message_store.get(message_id)
-    assert record is not None and record.message.text is not None
-    match = re.search(r"\b(\d{4,10})\b", record.message.text)
-    assert match is not None, record.message.text
+    """The code as the handset read it: from the SMS the SMSC simulator received."""
+    text = (await daemon.received_by_handset(message_id)).text
+    match = re.search(r"\b(\d{4,10})\b", text)
+    assert match is not None, text
     return match.group(1)
 
 
@@ -72,18 +71,30 @@ async def test_the_sms_is_an_otp_message_with_top_priority_on_the_otp_route(
     daemon: Daemon,
 ) -> None:
     _, otp, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "locale": "de"})
+    received = await daemon.received_by_handset(otp["message_id"])
+    assert received.text.startswith("Ihr Tandem-Code lautet")
+    assert received.source_addr == "Verify"  # [otp] default_sender
     record = await daemon.gateway.message_store.get(otp["message_id"])
     assert record is not None
     message = record.message
     assert (message.kind.value, message.priority, message.route) == ("otp", 0, "otp-first")
-    assert message.source_addr == "Verify"  # [otp] default_sender
-    assert message.text is not None and message.text.startswith("Ihr Tandem-Code lautet")
     assert message.validity_at == pytest.approx(message.created_at + 600, abs=1)
 
-    async def delivered() -> bool:
-        return await daemon.message_status(otp["message_id"]) == "delivered"
 
-    await daemon.wait_for(delivered)
+async def test_a_finished_otp_message_keeps_no_text_in_the_store(daemon: Daemon) -> None:
+    _, otp, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "code": "90817"})
+    _, plain, _ = await daemon.call("POST", "/v1/messages", {"to": UK, "text": "not secret"})
+
+    async def wiped() -> bool:
+        record = await daemon.gateway.message_store.get(otp["message_id"])
+        return record is not None and record.message.text is None
+
+    await daemon.wait_for(wiped)
+    record = await daemon.gateway.message_store.get(otp["message_id"])
+    assert record is not None
+    assert record.message.status.value == "delivered" and record.message.body == b""
+    other = await daemon.gateway.message_store.get(plain["id"])
+    assert other is not None and other.message.text == "not secret"
 
 
 async def test_a_code_expires_on_the_clock(daemon: Daemon) -> None:
@@ -217,12 +228,10 @@ async def test_custom_template_length_and_client_code(daemon: Daemon) -> None:
         "/v1/otp",
         {"to": UK, "template": "PIN {{code}} for {{brand}}", "code_length": 8},
     )
-    record = await daemon.gateway.message_store.get(otp["message_id"])
-    assert record is not None and record.message.text is not None
-    assert re.fullmatch(r"PIN \d{8} for Tandem", record.message.text)
+    received = await daemon.received_by_handset(otp["message_id"])
+    assert re.fullmatch(r"PIN \d{8} for Tandem", received.text)
     _, mine, _ = await daemon.call("POST", "/v1/otp", {"to": "+4915112345678", "code": "AB12"})
-    record = await daemon.gateway.message_store.get(mine["message_id"])
-    assert record is not None and "AB12" in (record.message.text or "")
+    assert "AB12" in (await daemon.received_by_handset(mine["message_id"])).text
 
 
 async def test_the_store_keeps_a_hash_of_the_code_never_the_code(daemon: Daemon) -> None:
@@ -242,7 +251,7 @@ async def test_a_resend_with_the_callers_own_code_replaces_the_pending_code(
     _, first, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "code": "1111"})
     _, again, _ = await daemon.call("POST", "/v1/otp", {"to": UK, "code": "2222"})
     assert (again["id"], again["sends"]) == (first["id"], 2)
-    assert "2222" in (await sent_code(daemon, again["message_id"]))
+    assert "2222" in (await daemon.received_by_handset(again["message_id"])).text
     path = f"/v1/otp/{first['id']}/check"
     _, check, _ = await daemon.call("POST", path, {"code": "1111"})
     assert check["status"] == "pending"

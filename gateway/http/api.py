@@ -123,6 +123,7 @@ class HttpApi:
             numbers=gateway.numbers,
             store=store,
             hasher=CodeHasher.from_file(gateway.config.data_dir / "otp.key"),
+            redactor=store,
         )
         self.callbacks: CallbackSender | None = None
         self.stats = HttpStats()
@@ -691,6 +692,7 @@ async def start_http_api(gateway: Gateway) -> HttpApi:
         gateway.config.http, store=gateway.message_store, keys=api.keys
     )
     gateway.status_listeners.append(api.callbacks)
+    gateway.status_listeners.append(api.otp)  # wipes the code from finished OTP messages
     await api.start()
     gateway.add_stop_hook(api.stop)
     return api

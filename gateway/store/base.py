@@ -322,3 +322,10 @@ class OtpStore(Protocol):
         """Insert or replace the verification with this id."""
 
     async def get_otp(self, otp_id: str) -> OtpRecord | None: ...
+
+
+@runtime_checkable
+class MessageRedaction(Protocol):
+    async def redact_message(self, message_id: str) -> None:
+        """Forget a message's text and body (an OTP's code must not stay at rest once it was
+        sent); status, segments and history are kept."""

@@ -1015,6 +1015,13 @@ class SqliteMessageStore:
         )
         await self._write(lambda conn: conn.execute(_UPSERT_OTP, row))
 
+    async def redact_message(self, message_id: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE messages SET text = NULL, body = x'' WHERE id = ?", (message_id,)
+            )
+        )
+
     async def get_otp(self, otp_id: str) -> OtpRecord | None:
         rows = await self._read(f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?", (otp_id,))
         return OtpRecord(*rows[0]) if rows else None
