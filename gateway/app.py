@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dlr.aggregate import ReportMode, reports
-from dlr.correlation import ApplyReceipt, Correlator, HeldReceipt, SegmentRef
+from dlr.correlation import (
+    ApplyReceipt,
+    Correlator,
+    DroppedReceipt,
+    DropReason,
+    HeldReceipt,
+    SegmentRef,
+)
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
@@ -337,7 +344,7 @@ class Gateway:
             if isinstance(outcome, HeldReceipt):
                 self.stats.receipts_held += 1
                 if outcome.evicted is not None:
-                    self.stats.receipts_unmatched += 1
+                    self._log_unmatched([outcome.evicted])
             elif isinstance(outcome, ApplyReceipt):  # a submit result raced the store lookup
                 change = await self.message_store.set_segment_status(
                     outcome.target.message_id,
@@ -406,6 +413,20 @@ class Gateway:
                     )
                 )
 
+    def _log_unmatched(
+        self, dropped: Sequence[DroppedReceipt[SmppReceiptKey, DeliveryReceipt]]
+    ) -> None:
+        """Receipts whose carrier id matched no segment in time: counted and logged, not kept."""
+        self.stats.receipts_unmatched += len(dropped)
+        for receipt in dropped:
+            log.warning(
+                "receipt on link %s for carrier id %s (stat:%s) matched no message: %s",
+                receipt.key.link,
+                receipt.key.carrier_id,
+                receipt.receipt.stat or receipt.receipt.status.value,
+                "no submit result in time" if receipt.reason is DropReason.EXPIRED else "hold full",
+            )
+
     def _on_expired_in_queue(self, messages: list[Message]) -> None:
         for message in messages:
             self.stats.expired += 1
@@ -430,8 +451,7 @@ class Gateway:
         """Periodic work: drop early receipts nobody claimed, expire what outlived its
         validity, give up on receipts that never came."""
         now = self.clock()
-        dropped = self.correlator.expire(now)
-        self.stats.receipts_unmatched += len(dropped)
+        self._log_unmatched(self.correlator.expire(now))
         for message_id in await self.message_store.expire_due(now, source=StatusSource.TIMEOUT):
             self.stats.expired += 1
             removed = self.queue.remove(message_id)

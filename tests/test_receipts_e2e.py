@@ -343,6 +343,9 @@ async def test_receipts_for_ids_nobody_sent_are_counted_dropped_and_harmless(
     stats = daemon.gateway.stats
     await wait_for(lambda: stats.receipts_unmatched == 3, "the unknown receipts to be dropped")
     assert stats.receipts == 3
+    logged = [r.getMessage() for r in caplog.records if "matched no message" in r.getMessage()]
+    assert len(logged) == 3
+    assert any("carrier id 3735928559 " in line for line in logged)  # DEADBEEF, canonical
     # The session survived them: the next message goes out and is delivered as usual.
     message_id = await daemon.send()
     await daemon.wait_status(message_id, MessageStatus.DELIVERED)
