@@ -374,3 +374,21 @@ async def test_a_taken_port_stops_the_start_with_a_clear_reason(tmp_path: Path) 
                 await gateway.start()
         finally:
             await gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"text": "x"}, "missing_field", "to"),
+        ({"to": UK}, "missing_content", "text"),
+        ({"to": UK, "text": "x", "binary": "AAAA"}, "conflicting_content", "binary"),
+        ({"to": UK, "text": "Ж", "encoding": "gsm7"}, "unencodable_text", "text"),
+        ({"to": [UK], "text": "x"}, "invalid_type", "to"),
+    ],
+)
+async def test_invalid_previews_name_their_field(
+    daemon: Daemon, body: dict[str, Any], code: str, field: str
+) -> None:
+    status, problem, _ = await daemon.call("POST", "/v1/messages/preview", body)
+    assert status == 422, problem
+    assert (problem["code"], problem["field"]) == (code, field)
