@@ -5,6 +5,8 @@ submits in flight; the link-wide tps pacing (counted per segment, shared by the 
 each message into segments (smpp.segmentation, with the link's reference counter); the reaction
 to carrier answers (accepted, throttled, temporary, permanent); reconnecting with capped
 exponential backoff and jitter; receipts and MOs handed to the sink; live state and counters.
+A bind also keeps at most `window` messages whose outcome the daemon has not recorded yet, so a
+crash resends at most window x sessions messages the carrier had already accepted.
 
 Must never: decide a message's status, touch the store or the queue's order, or normalise
 carrier ids anywhere but through `dlr.ids.canonical_message_id`. Outcomes go to the `LinkSink`.
@@ -219,6 +221,11 @@ class _Bind:
     runner: asyncio.Task[None] | None = None
     sender: asyncio.Task[None] | None = None
     bound_once: bool = False
+    # Messages sent on this bind whose outcome the daemon has not recorded yet (the sink's
+    # awaitable is not done). Capped at the window, like unanswered submits: a crash can then
+    # resend at most `window` messages per bind that the carrier had already accepted.
+    unrecorded: int = 0
+    recorded: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True, eq=False)
@@ -459,11 +466,18 @@ class SmppLink:
         name = self.name
         try:
             while True:
+                await self._wait_recorded(bind)
                 await self._wait_sendable(bind, client)
                 message = await source.get(name)
                 await self._send_message(bind, client, message)
         except SmppConnectionClosed:
             return  # the session runner notices the closed connection and reconnects
+
+    async def _wait_recorded(self, bind: _Bind) -> None:
+        window = self.config.window
+        while bind.unrecorded >= window:
+            bind.recorded.clear()
+            await bind.recorded.wait()
 
     async def _wait_sendable(self, bind: _Bind, client: SmppClient) -> None:
         loop = asyncio.get_running_loop()
@@ -484,6 +498,7 @@ class SmppLink:
             self._launch(self._report(message, SendFailure(str(exc)), permanent=True))
             return
         flight = _Flight(message, bind, segments)
+        bind.unrecorded += 1  # until `_complete` has reported the outcome
         try:
             for segment in segments:
                 pdu = self._submit_pdu(message, segment)
@@ -527,6 +542,13 @@ class SmppLink:
 
     async def _complete(self, flight: _Flight) -> None:
         """Wait for every segment's answer (re-sending throttled ones), then report once."""
+        try:
+            await self._settle_and_report(flight)
+        finally:
+            flight.bind.unrecorded -= 1
+            flight.bind.recorded.set()
+
+    async def _settle_and_report(self, flight: _Flight) -> None:
         message = flight.message
         total = len(flight.segments)
         outcome = _Outcome(total)
