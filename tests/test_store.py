@@ -170,7 +170,7 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path) -
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert process.stdout is not None
-    acknowledged = [process.stdout.readline().decode().strip() for _ in range(2000)]
+    acknowledged = [process.stdout.readline().decode().strip() for _ in range(500)]
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
