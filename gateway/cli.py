@@ -28,6 +28,7 @@ from gateway.config import (
     load_config,
     validation_reason,
 )
+from gateway.route_cli import add_route_command
 
 PROG = "tandem"
 EXIT_OK = 0
@@ -199,6 +200,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     _add_sim,
     add_accounts_command,
     _add_http_commands,
+    add_route_command,
 )
 
 

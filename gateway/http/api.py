@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from dlr.status import MessageStatus, StatusSource
 from gateway.http import models
+from gateway.http.admin import add_admin_routes
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.limits import KeyLimits
@@ -199,6 +200,7 @@ class HttpApi:
         app.router.add_get("/v1/otp/{id}", self.get_otp)
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
+        add_admin_routes(app, self.gateway)  # GET /admin/links: loopback only, read-only
         return app
 
     @web.middleware

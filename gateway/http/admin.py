@@ -1,0 +1,61 @@
+"""Local read-only views of the running daemon for its own command line: `GET /admin/links`.
+
+Owns the handler that reports each outbound link's live state (up/down, throttle level, queued
+and in-flight counts), which `tandem route explain` shows beside the route's targets. The path
+sits outside `/v1`, needs no API key and answers only clients on the loopback interface: it is
+for a sysadmin's shell on the gateway host, not for customers.
+
+Never does: change anything, or expose message content.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.http.problems import Problem
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+LINKS_PATH = "/admin/links"
+
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def link_states(gateway: Gateway) -> dict[str, object]:
+    """The document `GET /admin/links` answers: one entry per running link."""
+    depth = gateway.queue.depth()
+    links = []
+    for name, link in gateway.links.items():
+        links.append(
+            {
+                "name": name,
+                "state": link.state.value,
+                "throttle_level": link.throttle_level,
+                "in_flight": getattr(link, "in_flight", None),
+                "queued": sum(depth.get(name, {}).values()),
+            }
+        )
+    return {"links": links}
+
+
+def add_admin_routes(app: web.Application, gateway: Gateway) -> None:
+    async def links(request: web.Request) -> web.Response:
+        if not is_loopback(request.remote):
+            raise Problem(403, "forbidden", "This path answers the gateway host only.")
+        return web.Response(
+            body=json.dumps(link_states(gateway)).encode(), content_type="application/json"
+        )
+
+    app.router.add_get(LINKS_PATH, links)
