@@ -392,3 +392,15 @@ async def test_invalid_previews_name_their_field(
     status, problem, _ = await daemon.call("POST", "/v1/messages/preview", body)
     assert status == 422, problem
     assert (problem["code"], problem["field"]) == (code, field)
+
+
+async def test_validity_counts_from_the_scheduled_time(daemon: Daemon) -> None:
+    status, body, _ = await daemon.call(
+        "POST",
+        "/v1/messages",
+        {"to": UK, "text": "later", "send_at": "2099-01-01T00:00:00Z", "validity": 3600},
+    )
+    assert status == 202
+    _, details, _ = await daemon.call("GET", f"/v1/messages/{body['id']}")
+    assert details["send_at"].startswith("2099-01-01T00:00:00")
+    assert details["validity_at"].startswith("2099-01-01T01:00:00")

@@ -365,7 +365,11 @@ class HttpApi:
         if key.record.countries is not None:
             self._require_countries(key, recipients, many=not isinstance(body.to, str))
         self._take_messages(key, len(recipients))
-        now = self.clock()
+        send_at = None if body.send_at is None else body.send_at.timestamp()
+        # Validity counts from the scheduled time: a message scheduled for tomorrow with one
+        # hour of validity may be delivered until tomorrow plus one hour.
+        starts_at = max(self.clock(), send_at or 0.0)
+        validity_at = None if body.validity is None else starts_at + body.validity
         payload = body.body_bytes()
         requests = [
             MessageRequest(
@@ -378,8 +382,8 @@ class HttpApi:
                 data_coding=body.data_coding,
                 encoding=body.encoding,
                 kind=MessageKind(body.kind),
-                validity_at=None if body.validity is None else now + body.validity,
-                send_at=None if body.send_at is None else body.send_at.timestamp(),
+                validity_at=validity_at,
+                send_at=send_at,
                 callback_url=body.callback_url,
                 reference=body.reference,
             )

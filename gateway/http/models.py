@@ -80,7 +80,12 @@ class SendMessageRequest(BaseModel):
     kind: Kind = "transactional"
     validity: (
         Annotated[
-            int, Field(ge=60, le=1_209_600, description="Seconds to try delivering; then expired")
+            int,
+            Field(
+                ge=60,
+                le=1_209_600,
+                description="Seconds to try delivering, from send_at (or now); then expired",
+            ),
         ]
         | None
     ) = None
