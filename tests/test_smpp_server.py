@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -471,6 +474,35 @@ async def test_reassembling_account_gets_a_multipart_mo_as_one_deliver_sm(tandem
     (joined,) = got
     assert joined.esm_class & 0x40 == 0
     assert joined.tlvs[Tag.MESSAGE_PAYLOAD] == text  # longer than 254 octets: in message_payload
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_listener_serves_binds_and_submits(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    running = await start_tandem(
+        tmp_path / "tandem",
+        [account("alice")],
+        smpp_server={"tls_port": 0, "tls_cert_file": str(cert), "tls_key_file": str(key)},
+    )
+    try:
+        assert running.server.tls_port not in (None, running.port)
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        client = SmppClient(CLIENT)
+        await client.connect("127.0.0.1", running.server.tls_port or 0, ssl=context)
+        await client.bind("transmitter", "alice", PASSWORD)
+        response = await client.submit(submit("over TLS"))
+        await client.unbind()
+        assert response.command_status == 0
+        await wait_for(lambda: len(running.simulator.received) == 1, what="the submit")
+    finally:
+        await stop_tandem(running)
 
 
 def test_segment_estimate_follows_gsm_and_octet_limits() -> None:

@@ -44,6 +44,7 @@ async def start_tandem(
     *,
     settings: ServerSettings | None = None,
     dlr_delay: float = 0.0,
+    smpp_server: dict[str, Any] | None = None,
 ) -> Tandem:
     simulator = SmscSimulator(
         SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=dlr_delay),
@@ -54,7 +55,12 @@ async def start_tandem(
         {
             "data_dir": str(tmp_path),
             # Started below by the test itself (explicit settings); HTTP is not needed here.
-            "smpp_server": {"enabled": False, "host": "127.0.0.1", "port": 0},
+            "smpp_server": {
+                "enabled": False,
+                "host": "127.0.0.1",
+                "port": 0,
+                **(smpp_server or {}),
+            },
             "http": {"enabled": False},
             "links": [
                 {
