@@ -1,7 +1,7 @@
 """Receipts through the whole daemon: N submits with immediate receipts, every one correlated.
 
 Usage: .venv/bin/python bench/dlr.py [--messages 100000] [--window 100] [--sessions 1]
-                                     [--batch 500] [--loop uvloop|asyncio]
+                                     [--batch 500] [--loop uvloop|asyncio] [--burst]
 
 Processes (on 127.0.0.1): the SMSC simulator (`tandem sim smsc --dlr-delay 0`, answers in hex,
 receipts in decimal: the usual carrier mismatch, so every receipt goes through id
@@ -14,8 +14,13 @@ separately.
 Figures: how many receipts were correlated (every message must end delivered, checked in the
 store itself after the run), correlated receipts per second over the run (first submit to last
 delivered message) and over the receipt window alone (first to last receipt applied), submits
-per second, and the CPU seconds of the gateway process. The run fails (exit 1) unless every
-message ended delivered.
+per second, and CPU seconds: the gateway process (split into its event loop thread and the
+store's writer thread) and the simulator's. On a shared machine the wall-clock rates depend on
+other load; the CPU figures do not. The run fails (exit 1) unless every message ended delivered.
+
+`--burst` measures the receipt path alone: a first daemon binds as a transmitter and submits
+everything (the SMSC keeps the receipts for the system id), then a second daemon on the same
+store binds to receive them; the figures are from its start to the last delivery.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +87,9 @@ class DeliveredCounter:
             self.other_finals += 1
 
 
-def gateway_config(data_dir: Path, smsc_port: int, window: int, sessions: int) -> TandemConfig:
+def gateway_config(
+    data_dir: Path, smsc_port: int, window: int, sessions: int, bind: str = "transceiver"
+) -> TandemConfig:
     return TandemConfig.model_validate(
         {
             "data_dir": str(data_dir),
@@ -97,6 +106,7 @@ def gateway_config(data_dir: Path, smsc_port: int, window: int, sessions: int) -
                     "system_id": "tandem",
                     "window": window,
                     "sessions": sessions,
+                    "bind": bind,
                     "submit_id_format": "hex",
                     "dlr_id_format": "dec",
                 }
@@ -123,69 +133,154 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int) -> int:
+def prepare(gateway: Gateway, total: int) -> tuple[list[Message], float]:
+    """The intake's checks (number normalisation, operator, route) for every message, timed
+    apart: they are the intake's cost, not the receipt path's."""
+    started = time.perf_counter()
+    prepared = [
+        gateway.intake.prepare(
+            MessageRequest(
+                account="bench", channel=Channel.HTTP, to=number(index), sender="Bench", text=TEXT
+            )
+        ).message
+        for index in range(total)
+    ]
+    return prepared, time.perf_counter() - started
+
+
+async def feed(gateway: Gateway, messages: list[Message], batch: int) -> None:
+    """What intake.accept does after its checks: store durably, then queue; batch by batch."""
+    store, dispatch = gateway.message_store, gateway.dispatcher
+    for first in range(0, len(messages), batch):
+        part = messages[first : first + batch]
+        await store.accept(part)
+        for message in part:
+            dispatch.enqueue(message)
+        await asyncio.sleep(0)  # let the link and the receipts run, as concurrent clients would
+
+
+async def wait_until(condition: Callable[[], bool], progress: Callable[[], str]) -> None:
+    deadline = time.monotonic() + GIVE_UP_AFTER
+    next_report = time.monotonic() + 5.0
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        if time.monotonic() >= next_report:
+            next_report += 5.0
+            print(f"  ... {progress()}", flush=True)
+
+
+@dataclass(slots=True)
+class Measured:
+    """What one timed phase cost: wall seconds, CPU seconds of this process and of its loop
+    thread, CPU seconds of the simulator process."""
+
+    wall: float
+    cpu: float
+    loop_cpu: float
+    smsc_cpu: float
+
+
+class Clock:
+    def __init__(self, smsc_pid: int) -> None:
+        self.smsc_pid = smsc_pid
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        self.loop_cpu = time.thread_time()
+        self.smsc_cpu = cpu_seconds(smsc_pid)
+
+    def measured(self) -> Measured:
+        return Measured(
+            time.perf_counter() - self.wall,
+            time.process_time() - self.cpu,
+            time.thread_time() - self.loop_cpu,
+            cpu_seconds(self.smsc_pid) - self.smsc_cpu,
+        )
+
+
+async def run_immediate(
+    args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int
+) -> tuple[Gateway, Measured, DeliveredCounter]:
+    """Submits and their immediate receipts flow at the same time through one daemon."""
     gateway = Gateway(gateway_config(data_dir, smsc_port, args.window, args.sessions))
     counter = DeliveredCounter()
     gateway.status_listeners.append(counter)
     await gateway.start()
     try:
         await wait_bound(gateway)
-        total = args.messages
-        # The intake's checks (number normalisation, operator, route) run before the clock
-        # starts: they are the intake's cost, not the receipt path's; their rate is printed.
-        checks_started = time.perf_counter()
-        prepared = [
-            gateway.intake.prepare(
-                MessageRequest(
-                    account="bench",
-                    channel=Channel.HTTP,
-                    to=number(index),
-                    sender="Bench",
-                    text=TEXT,
-                )
-            )
-            for index in range(total)
-        ]
-        checks = time.perf_counter() - checks_started
-        store, dispatch = gateway.message_store, gateway.dispatcher
-        cpu_started = time.process_time()
-        loop_cpu_started = time.thread_time()
-        smsc_cpu_started = cpu_seconds(smsc_pid)
-        started = time.perf_counter()
-        for first in range(0, total, args.batch):
-            batch = [item.message for item in prepared[first : first + args.batch]]
-            # What intake.accept does after its checks: store durably, then queue.
-            await store.accept(batch)
-            for message in batch:
-                dispatch.enqueue(message)
-            # Let the link and the receipts run between batches, as concurrent clients would.
-            await asyncio.sleep(0)
-        accepted_at = time.perf_counter()
-        deadline = time.monotonic() + GIVE_UP_AFTER
-        next_report = time.monotonic() + 5.0
-        while counter.delivered + counter.other_finals < total and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            if time.monotonic() >= next_report:
-                next_report += 5.0
-                print(f"  ... {counter.delivered:,} delivered", flush=True)
-        finished = time.perf_counter()
-        cpu = time.process_time() - cpu_started
-        loop_cpu = time.thread_time() - loop_cpu_started
-        smsc_cpu = cpu_seconds(smsc_pid) - smsc_cpu_started
-        stats = gateway.stats
-        held = gateway.correlator.stats
+        messages, checks = prepare(gateway, args.messages)
+        print(f"intake checks (before the clock): {args.messages / checks:,.0f}/s")
+        clock = Clock(smsc_pid)
+        await feed(gateway, messages, args.batch)
+        intake = time.perf_counter() - clock.wall
+        print(f"messages stored and queued in {intake:.2f} s: {args.messages / intake:,.0f}/s")
+        await wait_until(
+            lambda: counter.delivered + counter.other_finals >= args.messages,
+            lambda: f"{counter.delivered:,} delivered",
+        )
+        return gateway, clock.measured(), counter
     finally:
         await gateway.stop()
 
+
+async def run_burst(
+    args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int
+) -> tuple[Gateway, Measured, DeliveredCounter]:
+    """The receipt path alone: a first daemon binds as a transmitter and submits everything, so
+    the SMSC keeps every receipt; a second daemon on the same store binds to receive them all."""
+    sender = Gateway(
+        gateway_config(data_dir, smsc_port, args.window, args.sessions, bind="transmitter")
+    )
+    await sender.start()
+    try:
+        await wait_bound(sender)
+        messages, _ = prepare(sender, args.messages)
+        clock = Clock(smsc_pid)
+        await feed(sender, messages, args.batch)
+        await wait_until(
+            lambda: sender.stats.submitted >= args.messages,
+            lambda: f"{sender.stats.submitted:,} submitted",
+        )
+        submitted = clock.measured()
+        print(
+            f"phase 1: {sender.stats.submitted:,} submitted (receipts kept by the SMSC) in "
+            f"{submitted.wall:.2f} s: {args.messages / submitted.wall:,.0f}/s, "
+            f"{submitted.cpu:.2f} CPU s"
+        )
+    finally:
+        await sender.stop()
+    gateway = Gateway(gateway_config(data_dir, smsc_port, args.window, args.sessions))
+    counter = DeliveredCounter()
+    gateway.status_listeners.append(counter)
+    clock = Clock(smsc_pid)
+    await gateway.start()
+    try:
+        await wait_until(
+            lambda: counter.delivered + counter.other_finals >= args.messages,
+            lambda: f"{counter.delivered:,} delivered",
+        )
+        return gateway, clock.measured(), counter
+    finally:
+        await gateway.stop()
+
+
+async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int) -> int:
+    phase = run_burst if args.burst else run_immediate
+    gateway, measured, counter = await phase(args, data_dir, smsc_port, smsc_pid)
+    total = args.messages
+    stats = gateway.stats
+    held = gateway.correlator.stats
     with sqlite3.connect(f"file:{gateway.config.store_path}?mode=ro", uri=True) as db:
         by_status = dict(db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
         segments = db.execute(
             "SELECT count(*) FROM segments WHERE status = 'delivered' AND carrier_id IS NOT NULL"
         ).fetchone()[0]
     delivered = by_status.get("delivered", 0)
-    elapsed = finished - started
     window = counter.last_at - (counter.first_at or counter.last_at)
-    print(f"messages: {total:,}  (window {args.window} x {args.sessions} session(s), {args.loop})")
+    kind = "receipts in a burst after a restart" if args.burst else "immediate receipts"
+    print(
+        f"messages: {total:,}, {kind} (window {args.window} x {args.sessions} session(s), "
+        f"{args.loop})"
+    )
     print(f"store: {dict(sorted(by_status.items()))}")
     print(f"delivered segments with a carrier id: {segments:,}")
     print(
@@ -195,17 +290,16 @@ async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid
         f"{held.applied_from_memory:,} from memory)"
     )
     print(f"correlated: {delivered:,} of {total:,} messages delivered")
-    intake = accepted_at - started
-    print(f"intake checks (before the clock): {total / checks:,.0f}/s")
-    print(f"messages stored and queued in {intake:.2f} s: {total / intake:,.0f}/s")
+    start_of = "restart" if args.burst else "first submit"
     print(
-        f"correlated DLRs/s over the run (first submit to last delivery, {elapsed:.2f} s): "
-        f"{delivered / elapsed:,.0f}"
+        f"correlated DLRs/s ({start_of} to last delivery, {measured.wall:.2f} s): "
+        f"{delivered / measured.wall:,.0f}"
     )
     if window > 0:
         print(
             f"correlated DLRs/s over the receipt window ({window:.2f} s): {delivered / window:,.0f}"
         )
+    cpu, loop_cpu = measured.cpu, measured.loop_cpu
     print(
         f"gateway process CPU: {cpu:.2f} s ({delivered / cpu:,.0f} correlated DLRs per CPU second)"
     )
@@ -215,7 +309,8 @@ async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid
         f"({(cpu - loop_cpu) / total * 1e6:,.0f} us per message)"
     )
     print(
-        f"simulator process CPU: {smsc_cpu:.2f} s; machine load average: {os.getloadavg()[0]:.1f}"
+        f"simulator process CPU: {measured.smsc_cpu:.2f} s; "
+        f"machine load average: {os.getloadavg()[0]:.1f}"
     )
     if delivered != total:
         print("FAILED: not every message ended delivered")
@@ -229,6 +324,11 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--batch", type=int, default=500, help="messages per intake.accept call")
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="the receipt path alone: submit all first, receive the receipts after a restart",
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
     smsc_port = free_port()
