@@ -670,6 +670,7 @@ class CustomerSmppServer:
         now = self.gateway.clock()
         requests: list[MessageRequest] = []
         unsuccess: list[UnsuccessSme] = []
+        segments = 0  # tps counts every segment to every destination
         for address in pdu.dest_addresses:
             if isinstance(address, DistributionList):
                 unsuccess.append(UnsuccessSme(0, 0, address.dl_name, CommandStatus.ESME_RINVDLNAME))
@@ -689,7 +690,7 @@ class CustomerSmppServer:
             request = content.request(pdu, address.destination_addr)
             request.assume_international = address.dest_addr_ton == 1
             requests.append(request)
-        segments = len(requests)
+            segments += content.segments
         if (
             runtime.bucket is not None
             and segments
