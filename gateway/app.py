@@ -132,6 +132,7 @@ class Gateway:
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
         self.simulator: object | None = None
+        self.smpp_server: object | None = None  # gateway.smpp_server.CustomerSmppServer
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -162,6 +163,10 @@ class Gateway:
                 self.links[link_config.name] = self._build_link(link_config)
         for message in await self.message_store.load_pending():
             self.dispatcher.enqueue(message)
+        if self.config.smpp_server.enabled:
+            from gateway.smpp_server import start_customer_server
+
+            self.smpp_server = await start_customer_server(self)
         if self.config.http.enabled:
             from gateway.http import start_http_api
 

@@ -138,7 +138,9 @@ class MessageIntake:
         """Every check for one request; raises `IntakeRefusal`. Pure CPU, no awaits."""
         try:
             number = self.numbers.resolve(
-                request.to, assume_international=request.assume_international
+                request.to,
+                assume_international=request.assume_international,
+                numbering_plan=self.routes.matches_operator,
             )
         except InvalidNumber as exc:
             raise IntakeRefusal(
@@ -227,11 +229,11 @@ class MessageIntake:
                 )
             data_coding = request.data_coding if request.data_coding is not None else 4
             if request.esm_class & UDHI:
-                if len(request.body) > 140:
+                if not part_fits_one_sms(request.body, data_coding):
                     raise IntakeRefusal(
                         "too_long",
                         "body",
-                        "a part with its own UDH is at most 140 octets",
+                        "a part with its own UDH must fit one SMS (140 octets over the air)",
                         400,
                         CommandStatus.ESME_RINVMSGLEN,
                     )
@@ -263,6 +265,26 @@ class MessageIntake:
         for item in prepared:
             self.dispatch.enqueue(item.message)
         return prepared
+
+
+def part_fits_one_sms(short_message: bytes, data_coding: int) -> bool:
+    """A part that carries its own UDH fits one SMS: 140 octets on the air interface.
+
+    With the default alphabet (data_coding 0) SMPP carries one septet per octet, and the air
+    interface packs them after the UDH and its fill bits: 6 UDH octets leave room for 153
+    septets, so such a part is 159 octets on the SMPP wire. Other codings go as they are.
+    """
+    if not short_message:
+        return True
+    if data_coding != 0:
+        return len(short_message) <= 140
+    header_octets = short_message[0] + 1
+    if header_octets > len(short_message):
+        return False
+    header_bits = header_octets * 8
+    fill_bits = (7 - header_bits % 7) % 7
+    septets = len(short_message) - header_octets
+    return header_bits + fill_bits + septets * 7 <= 140 * 8
 
 
 def _encoding_name(data_coding: int) -> str:

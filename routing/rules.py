@@ -352,6 +352,11 @@ class RouteTable:
     def routes(self) -> tuple[Route, ...]:
         return self._routes
 
+    @property
+    def matches_operator(self) -> bool:
+        """True when some route matches on the MNO (so resolving it is worth its cost)."""
+        return any(route.mnos for route in self._routes)
+
     def link_names(self) -> frozenset[str]:
         """Every link a route names (the gateway checks they exist)."""
         return frozenset(target.link for route in self._routes for target in route.targets)
