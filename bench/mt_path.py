@@ -1,0 +1,396 @@
+"""The MT path end to end: N accepted messages -> durable store -> queue -> SMPP link -> SMSC
+simulator (its own process) -> receipts back -> delivered.
+
+Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|http]
+           [--concurrency 64] [--batch 1] [--window 100] [--sessions 1] [--dlr-delay 0]
+           [--loop uvloop|asyncio] [--record]
+
+Accept side, two options:
+  intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
+          with `batch` requests each (the door every channel uses: numbers, routes, parts,
+          durable store, dispatch), so the figure is the daemon's path without HTTP parsing.
+  http    the gateway runs as `tandem run` in its own process and `concurrency` connections
+          POST /v1/messages (one recipient each) with aiohttp.
+Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), one SMPP link with
+`sessions` binds of `window`, no tps cap; the simulator answers every submit and sends the
+receipt after `dlr-delay` seconds.
+
+Figures: accepted/s; submitted messages/s sustained (N over first accept -> last submit_sm_resp
+recorded); p50/p99 accept-to-submit latency (message created by the intake -> its submit_sm_resp
+recorded, from the store's own timestamps); time until every receipt was applied. Loss check:
+the simulator's count of accepted submits (and with --record, each text exactly once) and the
+final status of every message in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PYTHON = sys.executable
+TANDEM = (PYTHON, "-m", "gateway.cli")
+TEXT = "Bench {index:07d}: your parcel arrives today between 10:00 and 12:00."
+POLL_SECONDS = 0.25
+UNLIMITED = ("--rps", "1e6", "--mps", "1e6")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def destination(index: int) -> str:
+    return f"+447911{index % 1_000_000:06d}"
+
+
+def write_config(workdir: Path, args: argparse.Namespace, smsc_port: int, http_port: int) -> Path:
+    path = workdir / "tandem.toml"
+    path.write_text(
+        f"""
+data_dir = "{workdir / "data"}"
+[store]
+synchronous = "NORMAL"
+[smpp_server]
+enabled = false
+[http]
+enabled = {"true" if args.accept == "http" else "false"}
+host = "127.0.0.1"
+port = {http_port}
+[simulator]
+enabled = false
+[[links]]
+type = "smpp"
+name = "sim"
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "tandem"
+password = "secret"
+window = {args.window}
+sessions = {args.sessions}
+submit_id_format = "hex"
+dlr_id_format = "hex"
+[[routes]]
+name = "everything"
+priority = 100
+targets = ["sim"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class StoreWatch:
+    """Read-only looks into the daemon's SQLite file (WAL lets a second reader in)."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+
+    def _query(self, sql: str) -> list[Any]:
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30) as db:
+            return db.execute(sql).fetchall()
+
+    def count_by_status(self) -> Counter[str]:
+        return Counter(dict(self._query("SELECT status, count(*) FROM messages GROUP BY status")))
+
+    def submitted(self) -> int:
+        rows = self._query("SELECT count(*) FROM segments WHERE submitted_at IS NOT NULL")
+        return int(rows[0][0])
+
+    def timings(self) -> tuple[float, float, list[float]]:
+        """(first accept, last submit, accept-to-submit latencies) over every message."""
+        rows = self._query(
+            "SELECT m.created_at, s.submitted_at FROM messages m JOIN segments s "
+            "ON s.message_id = m.id AND s.idx = 0 WHERE s.submitted_at IS NOT NULL"
+        )
+        first = min(created for created, _ in rows)
+        last = max(submitted for _, submitted in rows)
+        return first, last, [submitted - created for created, submitted in rows]
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll `condition` (run in a thread: it reads SQLite) until true; returns the time."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(condition):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"mt_path: timed out waiting for {what}")
+        await asyncio.sleep(POLL_SECONDS)
+    return time.time()
+
+
+# --- accept side ------------------------------------------------------------------------------
+
+
+async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tuple[float, Any]:
+    """The gateway in this process; `concurrency` tasks feed `gateway.intake.accept`."""
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.intake import MessageRequest
+    from gateway.links import LinkState
+    from gateway.messages import Channel
+
+    gateway = Gateway(load_config(config_path))
+    await gateway.start()
+    deadline = time.monotonic() + 10
+    while gateway.links["sim"].state is not LinkState.UP:
+        if time.monotonic() > deadline:
+            raise SystemExit("mt_path: the link did not come up")
+        await asyncio.sleep(0.01)
+    indexes = iter(range(args.messages))
+
+    async def caller() -> None:
+        while True:
+            batch = [
+                MessageRequest(
+                    account="bench",
+                    channel=Channel.HTTP,
+                    to=destination(index),
+                    sender="Bench",
+                    text=TEXT.format(index=index),
+                )
+                # range first: zip stops on it without drawing one index too many
+                for _, index in zip(range(args.batch), indexes, strict=False)
+            ]
+            if not batch:
+                return
+            await gateway.intake.accept(batch)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(args.concurrency)))
+    return time.perf_counter() - started, gateway
+
+
+async def accept_over_http(args: argparse.Namespace, http_port: int, key: str) -> float:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{http_port}/v1/messages"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    indexes = iter(range(args.messages))
+    failures: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.monotonic() + 20
+        while True:  # the daemon is starting
+            try:
+                async with session.get(f"http://127.0.0.1:{http_port}/openapi.json") as response:
+                    await response.read()
+                    break
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # the SMPP bind comes up
+
+        async def caller() -> None:
+            for index in indexes:
+                body = json.dumps(
+                    {"to": destination(index), "from": "Bench", "text": TEXT.format(index=index)}
+                )
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 202:
+                        failures[str(response.status)] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - started
+    if failures:
+        print(f"mt_path: requests refused: {dict(failures)}")
+    return elapsed
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of a process so far (Linux /proc): unlike wall-clock rates, not
+    distorted by other load on the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def simulator_accepted(log: Path) -> int:
+    found = re.findall(r"\baccepted=(\d+)", log.read_text(encoding="utf-8", errors="replace"))
+    return int(found[-1]) if found else -1
+
+
+def recorded_texts(record: Path) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    with record.open(encoding="utf-8") as lines:
+        for line in lines:
+            entry = json.loads(line)
+            if entry["status"] == 0:
+                counts[entry["text"]] += 1
+    return counts
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def bench(args: argparse.Namespace, workdir: Path) -> bool:
+    smsc_port, http_port = free_port(), free_port()
+    record = workdir / "smsc.record"
+    sim_argv = [
+        *TANDEM,
+        "sim",
+        "smsc",
+        "--port",
+        str(smsc_port),
+        "--dlr-delay",
+        str(args.dlr_delay),
+    ]
+    if args.record:
+        sim_argv += ["--record", str(record)]
+    smsc = start(sim_argv, workdir / "smsc.log")
+    config = write_config(workdir, args, smsc_port, http_port)
+    watch = StoreWatch(workdir / "data" / "tandem.db")
+    daemon: subprocess.Popen[bytes] | None = None
+    gateway: Any = None
+    n = args.messages
+    gateway_pid = os.getpid()
+    cpu_at_start = {"gateway": 0.0, "smsc": 0.0}
+    cpu_at_end = dict(cpu_at_start)
+    try:
+        time.sleep(0.5)  # the simulator binds its port
+        if args.accept == "intake":
+            cpu_at_start = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+            accept_seconds, gateway = await accept_in_process(args, config)
+        else:
+            created = subprocess.run(
+                [*TANDEM, "keys", "create", "-c", str(config), "--name", "bench", *UNLIMITED],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            ).stdout
+            key = created.split("key:", 1)[1].split()[0]
+            runner = (
+                "import sys, asyncio\n"
+                "from gateway.app import serve\n"
+                "from gateway.config import load_config\n"
+                "config = load_config(sys.argv[2])\n"
+                "if sys.argv[1] == 'uvloop':\n"
+                "    import uvloop\n"
+                "    sys.exit(uvloop.run(serve(config)))\n"
+                "sys.exit(asyncio.run(serve(config)))\n"
+            )
+            daemon = start([PYTHON, "-c", runner, args.loop, str(config)], workdir / "tandem.log")
+            gateway_pid = daemon.pid
+            cpu_at_start = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+            accept_seconds = await accept_over_http(args, http_port, key)
+        await wait_for(lambda: watch.submitted() >= n, args.timeout, "every submit")
+        await wait_for(
+            lambda: watch.count_by_status().get("delivered", 0) >= n, args.timeout, "receipts"
+        )
+        cpu_at_end = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+        first, last, latencies = await asyncio.to_thread(watch.timings)
+        delivered_after = time.time() - first
+        statuses = await asyncio.to_thread(watch.count_by_status)
+    finally:
+        if gateway is not None:
+            await gateway.stop()
+        if daemon is not None:
+            stop(daemon)
+        stop(smsc)
+    at_smsc = simulator_accepted(workdir / "smsc.log")
+    submit_rate = n / (last - first)
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    print(
+        f"mt_path: {n} messages, accept={args.accept} (concurrency {args.concurrency}"
+        + (f", batch {args.batch}" if args.accept == "intake" else "")
+        + f"), link window {args.window} x {args.sessions} session(s), dlr delay "
+        f"{args.dlr_delay} s, {args.loop}"
+    )
+    print(f"  accepted    {n} in {accept_seconds:6.2f} s = {n / accept_seconds:>8,.0f} msg/s")
+    print(
+        f"  submitted   {len(latencies)} in {last - first:6.2f} s = {submit_rate:>8,.0f} msg/s "
+        "(first accept -> last submit_sm_resp recorded)"
+    )
+    print(f"  latency     accept->submit p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
+    print(f"  receipts    every message final after {delivered_after:6.2f} s: {dict(statuses)}")
+    gateway_cpu = cpu_at_end["gateway"] - cpu_at_start["gateway"]
+    smsc_cpu = cpu_at_end["smsc"] - cpu_at_start["smsc"]
+    where = "this process: gateway + load" if args.accept == "intake" else "daemon process"
+    print(
+        f"  cpu         gateway {gateway_cpu:6.2f} s ({where}) = "
+        f"{gateway_cpu / n * 1e6:5.0f} us/msg"
+        f" = {n / gateway_cpu:>7,.0f} msg per CPU-s | simulator {smsc_cpu:6.2f} s"
+        f" | load average {os.getloadavg()[0]:.2f}"
+    )
+    lost = n - statuses.get("delivered", 0)
+    checks = [f"simulator accepted {at_smsc} submits ({at_smsc - n:+d} vs messages)"]
+    if args.record:
+        texts = recorded_texts(record)
+        missing = sum(1 for i in range(n) if texts[TEXT.format(index=i)] == 0)
+        duplicated = sum(count - 1 for count in texts.values() if count > 1)
+        checks.append(f"record: {missing} texts missing, {duplicated} duplicates")
+        lost = max(lost, missing)
+    ok = lost == 0 and at_smsc >= n
+    print(f"  loss check  {'; '.join(checks)} -> {'ZERO LOSS' if ok else 'LOSS'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--accept", choices=("intake", "http"), default="intake")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1, help="requests per intake.accept call")
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--dlr-delay", type=float, default=0.0)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--record", action="store_true", help="check every text at the SMSC")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tandem-mt-") as directory:
+        if args.loop == "uvloop":
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                ok = runner.run(bench(args, Path(directory)))
+        else:
+            ok = asyncio.run(bench(args, Path(directory)))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
