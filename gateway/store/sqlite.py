@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -89,8 +90,14 @@ _AWAITING_RECEIPT_SQL = _sql_list(_AWAITING_RECEIPT)
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: messages, their segments (with the carrier-id correlation index) and history.
+    # A message is two rows: `message_content` (what the customer sent and how it is routed,
+    # written once) and `message_state` (what changes while it is in flight), so submit
+    # results, retries and receipts rewrite a short row, never the one holding the body. The
+    # `messages` view joins them back into one row per message for readers.
+    # A history row is one event; when a segment's event also moved the message (the
+    # aggregate), `message_status` says to what, instead of a second row (same time, detail).
     f"""
-    CREATE TABLE messages (
+    CREATE TABLE message_content (
         id TEXT PRIMARY KEY,
         account TEXT NOT NULL,
         channel TEXT NOT NULL,
@@ -110,17 +117,28 @@ _MIGRATIONS: tuple[str, ...] = (
         route TEXT,
         targets TEXT NOT NULL,
         strategy TEXT,
-        link TEXT,
+        callback_url TEXT,
+        reference TEXT,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE message_state (
+        id TEXT PRIMARY KEY,
         status TEXT NOT NULL,
+        link TEXT,
         attempts INTEGER NOT NULL,
         next_attempt_at REAL,
         last_error TEXT,
-        callback_url TEXT,
-        reference TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL
+        updated_at REAL NOT NULL,
+        validity_at REAL
     ) WITHOUT ROWID;
-    CREATE INDEX messages_unsent ON messages (validity_at) WHERE status IN {_UNSENT_SQL};
+    CREATE INDEX message_state_unsent ON message_state (validity_at)
+        WHERE status IN {_UNSENT_SQL};
+    CREATE VIEW messages AS SELECT
+        c.id, c.account, c.channel, c.source_addr, c.source_ton, c.source_npi, c.destination,
+        c.kind, c.priority, c.data_coding, c.body, c.text, c.esm_class, c.registered_delivery,
+        c.validity_at, c.send_at, c.route, c.targets, c.strategy, s.link, s.status, s.attempts,
+        s.next_attempt_at, s.last_error, c.callback_url, c.reference, c.created_at, s.updated_at
+        FROM message_content c JOIN message_state s ON s.id = c.id;
     CREATE TABLE segments (
         message_id TEXT NOT NULL,
         idx INTEGER NOT NULL,
@@ -147,7 +165,8 @@ _MIGRATIONS: tuple[str, ...] = (
         status TEXT NOT NULL,
         source TEXT NOT NULL,
         detail TEXT NOT NULL,
-        changed INTEGER NOT NULL
+        changed INTEGER NOT NULL,
+        message_status TEXT
     );
     CREATE INDEX history_by_message ON history (message_id, id);
     """,
@@ -206,11 +225,23 @@ _SEGMENT_COLUMNS = (
     "message_id, idx, total, status, link, carrier_id, submitted_at, changed_at, done_at, "
     "error, network_error"
 )
-_HISTORY_COLUMNS = "message_id, segment_index, at, status, source, detail, changed"
+_HISTORY_COLUMNS = "message_id, segment_index, at, status, source, detail, changed, message_status"
 
-_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 28)})"
-_UPDATE_MESSAGE = (
-    "UPDATE messages SET status = ?, link = ?, attempts = ?, next_attempt_at = ?, "
+# A `_message_row` (the `messages` view's columns) split into its two tables' rows.
+_CONTENT_ROW = operator.itemgetter(*range(19), 24, 25, 26)
+_STATE_ROW = operator.itemgetter(0, 20, 19, 21, 22, 23, 27, 14)
+_INSERT_CONTENT = (
+    "INSERT INTO message_content (id, account, channel, source_addr, source_ton, source_npi, "
+    "destination, kind, priority, data_coding, body, text, esm_class, registered_delivery, "
+    "validity_at, send_at, route, targets, strategy, callback_url, reference, created_at) "
+    f"VALUES ({', '.join('?' * 22)})"
+)
+_INSERT_STATE = (
+    "INSERT INTO message_state (id, status, link, attempts, next_attempt_at, last_error, "
+    "updated_at, validity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_STATE = (
+    "UPDATE message_state SET status = ?, link = ?, attempts = ?, next_attempt_at = ?, "
     "last_error = ?, updated_at = ? WHERE id = ?"
 )
 _SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
@@ -230,16 +261,6 @@ _FIND_SEGMENT = (
     "SELECT message_id, idx FROM segments WHERE link = ? AND carrier_id = ? "
     "ORDER BY submitted_at DESC LIMIT 1"
 )
-# A receipt's segment and its message in one statement (the hot path of receipts).
-_FIND_SEGMENT_WITH_MESSAGE = (
-    "SELECT "
-    + ", ".join(f"s.{c.strip()}" for c in _SEGMENT_COLUMNS.split(","))
-    + ", "
-    + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
-    + " FROM segments s JOIN messages m ON m.id = s.message_id"
-    " WHERE s.link = ? AND s.carrier_id = ? ORDER BY s.submitted_at DESC LIMIT 1"
-)
-_SEGMENT_WIDTH = len(_SEGMENT_COLUMNS.split(","))
 _MESSAGE_WIDTH = len(_MESSAGE_COLUMNS.split(","))
 _SELECT_MESSAGE_WITH_SEGMENTS = (
     "SELECT "
@@ -248,7 +269,7 @@ _SELECT_MESSAGE_WITH_SEGMENTS = (
     + ", ".join(f"s.{c.strip()}" for c in _SEGMENT_COLUMNS.split(","))
     + " FROM messages m LEFT JOIN segments s ON s.message_id = m.id WHERE m.id = ?"
 )
-_INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 # Stored text back to enums: dict lookups, several times cheaper than calling the enum class.
@@ -367,35 +388,100 @@ def _history_row(
         event.source.value,
         event.detail,
         int(event.changed),
+        None,
     )
 
 
-def _history_from_row(r: Sequence[Any]) -> HistoryEntry:
+def _history_entries(r: Sequence[Any]) -> list[HistoryEntry]:
+    """One stored history row as the events it records: a segment's event that moved the
+    message carries the message's new status too (the aggregate, same time and detail)."""
     status: MessageStatus | SegmentStatus = (
         _MESSAGE_STATUSES[r[3]] if r[1] is None else _SEGMENT_STATUSES[r[3]]
     )
     event = StatusEvent(
         at=r[2], status=status, source=StatusSource(r[4]), detail=r[5], changed=bool(r[6])
     )
-    return HistoryEntry(message_id=r[0], event=event, segment_index=r[1])
+    entries = [HistoryEntry(message_id=r[0], event=event, segment_index=r[1])]
+    if r[7] is not None:
+        aggregate = StatusEvent(r[2], _MESSAGE_STATUSES[r[7]], StatusSource.AGGREGATE, r[5], True)
+        entries.append(HistoryEntry(message_id=r[0], event=aggregate))
+    return entries
+
+
+class _Live:
+    """A message the writer holds in memory with its segments (by index): what the next submit
+    result or receipt for it needs, without reading it back."""
+
+    __slots__ = ("message", "segments")
+
+    def __init__(self, message: Message, segments: dict[int, Segment]) -> None:
+        self.message, self.segments = message, segments
+
+
+# The writer's memory of in-flight messages: id -> `_Live`, or the `_message_row` an accept
+# wrote (turned into a `_Live` when first needed). It mirrors the database plus the open
+# transaction's pending rows; whenever a transaction rolls back it is dropped whole.
+_LiveMap = dict[str, "_Live | tuple[Any, ...]"]
+# (link, carrier id) -> (message id, segment index) of the latest submission seen by this writer.
+_CarrierMap = dict[tuple[str, str], tuple[str, int]]
 
 
 class _Tx:
-    """The writer's view of the open transaction: the connection's execute methods, plus
-    history rows gathered for one executemany before COMMIT (nothing in a batch reads history,
-    so deferring them is safe and saves a statement per event)."""
+    """The writer's view of the open transaction: the connection's execute methods, the
+    in-memory messages, and the rows to write before COMMIT. Status updates are gathered per
+    row (the last state of each message and segment wins) and written with one executemany
+    per statement; `flush` writes them early for an op that is about to read with SQL."""
 
-    __slots__ = ("execute", "executemany", "history")
+    __slots__ = (
+        "carriers",
+        "changed",
+        "execute",
+        "executemany",
+        "finished",
+        "history",
+        "live",
+        "states",
+        "submitted",
+    )
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, live: _LiveMap, carriers: _CarrierMap) -> None:
         self.execute = conn.execute
         self.executemany = conn.executemany
+        self.live, self.carriers = live, carriers
         self.history: list[tuple[Any, ...]] = []
+        self.states: dict[str, Message] = {}  # message_state rows to update
+        self.submitted: dict[tuple[str, int], Segment] = {}  # segment rows to upsert
+        self.changed: dict[tuple[str, int], Segment] = {}  # segment statuses to update
+        self.finished: list[str] = []  # messages done with: forgotten after COMMIT
 
     def flush(self) -> None:
+        if self.submitted:
+            self.executemany(_UPSERT_SEGMENT, [_segment_row(s) for s in self.submitted.values()])
+        if self.changed:
+            self.executemany(
+                _UPDATE_SEGMENT,
+                [
+                    (
+                        s.status.value,
+                        s.changed_at,
+                        s.done_at,
+                        s.error,
+                        s.network_error,
+                        s.message_id,
+                        s.index,
+                    )
+                    for key, s in self.changed.items()
+                    if key not in self.submitted
+                ],
+            )
+        if self.states:
+            self.executemany(_UPDATE_STATE, [_message_state(m) for m in self.states.values()])
         if self.history:
             self.executemany(_INSERT_HISTORY, self.history)
-            self.history.clear()
+        self.submitted.clear()
+        self.changed.clear()
+        self.states.clear()
+        self.history.clear()
 
 
 class _Accept:
@@ -412,10 +498,14 @@ class _Accept:
 
 def _insert_messages(tx: _Tx, rows: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> None:
     try:
-        tx.executemany(_INSERT_MESSAGE, rows)
+        tx.executemany(_INSERT_CONTENT, map(_CONTENT_ROW, rows))
     except sqlite3.IntegrityError as exc:
         raise DuplicateMessageId(str(exc)) from exc
+    tx.executemany(_INSERT_STATE, map(_STATE_ROW, rows))
     tx.history.extend(history)
+    live = tx.live
+    for row in rows:
+        live[row[0]] = row
 
 
 @dataclass(slots=True)
@@ -429,13 +519,23 @@ class SqliteMessageStore:
     """`MessageStore` on one SQLite file; see the module docstring for how writes are batched."""
 
     def __init__(
-        self, path: str | Path, *, synchronous: Synchronous = "NORMAL", max_batch: int = 2000
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        max_batch: int = 2000,
+        live_messages: int = 100_000,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_batch = max_batch
+        # In-flight messages the writer keeps in memory (oldest forgotten first); more are
+        # read back from the database when their next event comes.
+        self.live_messages = live_messages
+        self._live: _LiveMap = {}  # the writer thread's alone, like the connection
+        self._carriers: _CarrierMap = {}
         self._pending: deque[_WriteRequest] = deque()
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -563,7 +663,7 @@ class SqliteMessageStore:
         """
         conn = self._conn
         assert conn is not None
-        tx = _Tx(conn)
+        tx = _Tx(conn, self._live, self._carriers)
         conn.execute("BEGIN IMMEDIATE")
         try:
             results: list[tuple[bool, Any]] = []
@@ -586,8 +686,10 @@ class SqliteMessageStore:
                 start = end
             tx.flush()
             conn.execute("COMMIT")
+            self._forget(tx.finished)
             return results, 1
         except Exception:
+            self._forget_all()  # it holds what the rolled-back ops did
             if conn.in_transaction:  # some errors (disk full) end the transaction themselves
                 conn.execute("ROLLBACK")
             if len(batch) == 1:
@@ -595,20 +697,42 @@ class SqliteMessageStore:
         outcomes: list[tuple[bool, Any]] = []
         commits = 0
         for request in batch:
-            tx = _Tx(conn)
+            tx = _Tx(conn, self._live, self._carriers)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 value = request.op(tx)
                 tx.flush()
+                conn.execute("COMMIT")
             except Exception as exc:
+                self._forget_all()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 outcomes.append((False, exc))
             else:
-                conn.execute("COMMIT")
                 commits += 1
+                self._forget(tx.finished)
                 outcomes.append((True, value))
         return outcomes, commits
+
+    def _forget(self, finished: list[str]) -> None:
+        """After COMMIT: drop finished messages, and the oldest ones beyond `live_messages`."""
+        live = self._live
+        for message_id in finished:
+            self._forget_one(message_id, live.pop(message_id, None))
+        while len(live) > self.live_messages:
+            message_id = next(iter(live))
+            self._forget_one(message_id, live.pop(message_id))
+
+    def _forget_one(self, message_id: str, entry: _Live | tuple[Any, ...] | None) -> None:
+        if isinstance(entry, _Live):
+            for segment in entry.segments.values():
+                key = (segment.link or "", segment.carrier_id or "")
+                if self._carriers.get(key) == (message_id, segment.index):
+                    del self._carriers[key]
+
+    def _forget_all(self) -> None:
+        self._live.clear()
+        self._carriers.clear()
 
     # --- intake -------------------------------------------------------------------------------
     async def accept(
@@ -624,8 +748,8 @@ class SqliteMessageStore:
 
     async def cancel(self, message_id: str, *, at: float, source: StatusSource) -> StatusChange:
         return await self._write(
-            lambda conn: _finish_unsent(
-                conn, message_id, MessageStatus.DELETED, at, source, "cancelled"
+            lambda tx: _finish_unsent(
+                tx, message_id, MessageStatus.DELETED, at, source, "cancelled"
             )
         )
 
@@ -642,17 +766,24 @@ class SqliteMessageStore:
         if not segments:
             raise ValueError("mark_submitted needs at least one segment")
 
-        def op(conn: _Tx) -> StatusChange:
-            loaded = _load_message_with_segments(conn, message_id)
-            if loaded is None:
+        def op(tx: _Tx) -> StatusChange:
+            live = _load(tx, message_id)
+            if live is None:
                 return StatusChange(False, None)
-            message, stored = loaded
-            was_unsent = message.status.value in _UNSENT
+            message, stored = live.message, live.segments
+            was_unsent = message.status in _UNSENT
             changes: list[StatusChange] = []
             for submitted in segments:
-                segment = stored.get(submitted.index) or Segment(
-                    message_id, submitted.index, submitted.total, SegmentStatus.PENDING
-                )
+                index = submitted.index
+                segment = stored.get(index)
+                if segment is None:
+                    segment = stored[index] = Segment(
+                        message_id, index, submitted.total, SegmentStatus.PENDING
+                    )
+                elif segment.carrier_id is not None:  # resubmitted: the old id is history
+                    old_key = (segment.link or "", segment.carrier_id)
+                    if tx.carriers.get(old_key) == (message_id, index):
+                        del tx.carriers[old_key]
                 # The correlation entry is recorded even when the status cannot move (a
                 # resubmission, a message cancelled meanwhile): receipts will quote this id.
                 segment.total, segment.link, segment.carrier_id = (
@@ -661,29 +792,31 @@ class SqliteMessageStore:
                     submitted.carrier_id,
                 )
                 segment.submitted_at = submitted.submitted_at or at
-                stored[segment.index] = segment
-                detail = f"link {link}, carrier id {submitted.carrier_id}"
+                if submitted.carrier_id is not None:
+                    tx.carriers[(link, submitted.carrier_id)] = (message_id, index)
+                tx.submitted[(message_id, index)] = segment
                 changes.append(
                     _apply(
-                        conn,
-                        message,
-                        stored,
+                        tx,
+                        live,
                         segment,
                         submitted.status,
                         at=at,
                         source=source,
-                        detail=detail,
+                        detail=f"link {link}, carrier id {submitted.carrier_id}",
                         error=submitted.error,
                         network_error=submitted.network_error,
-                        always_write=True,
                     )
                 )
-            if was_unsent and message.status.value not in _UNSENT:
+            if was_unsent and message.status not in _UNSENT:
                 message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
             message.link, message.next_attempt_at = link, None
-            conn.execute(_UPDATE_MESSAGE, _message_state(message))
+            tx.states[message_id] = message
+            _finish_if_done(tx, live)
             last = changes[-1]
-            return StatusChange(any(c.changed for c in changes), message, last.segment, last.update)
+            return StatusChange(
+                any(c.changed for c in changes), _copy_message(message), last.segment, last.update
+            )
 
         return await self._write(op, rows=len(segments))
 
@@ -696,11 +829,12 @@ class SqliteMessageStore:
         at: float,
         source: StatusSource,
     ) -> StatusChange:
-        def op(conn: _Tx) -> StatusChange:
-            message = _load_message(conn, message_id)
-            if message is None:
+        def op(tx: _Tx) -> StatusChange:
+            live = _load(tx, message_id)
+            if live is None:
                 return StatusChange(False, None)
-            requeued = message.status.value in _UNSENT
+            message = live.message
+            requeued = message.status in _UNSENT
             # Same status (queued) in the normal case: recorded with changed=False by the rule,
             # the detail says which retry it is and why.
             event = advance(
@@ -714,9 +848,9 @@ class SqliteMessageStore:
                     else f"requeue refused ({message.status.value}): {error}"
                 ),
             ).event
-            _record(conn, message_id, event)
+            _record(tx, message_id, event)
             if not requeued:
-                return StatusChange(False, message)
+                return StatusChange(False, _copy_message(message))
             message.status = MessageStatus.QUEUED
             message.attempts += 1
             message.next_attempt_at, message.last_error, message.updated_at = (
@@ -724,8 +858,8 @@ class SqliteMessageStore:
                 error,
                 at,
             )
-            conn.execute(_UPDATE_MESSAGE, _message_state(message))
-            return StatusChange(True, message)
+            tx.states[message_id] = message
+            return StatusChange(True, _copy_message(message))
 
         return await self._write(op)
 
@@ -742,35 +876,38 @@ class SqliteMessageStore:
         if not is_final(status):
             raise ValueError(f"fail() needs a final status, not {status.value}")
 
-        def op(conn: _Tx) -> StatusChange:
-            message = _load_message(conn, message_id)
-            if message is None:
+        def op(tx: _Tx) -> StatusChange:
+            live = _load(tx, message_id)
+            if live is None:
                 return StatusChange(False, None)
+            message = live.message
             outcome = advance(message.status, status, at=at, source=source, detail=error or "")
-            _record(conn, message_id, outcome.event)
+            _record(tx, message_id, outcome.event)
             if not outcome.changed:
-                return StatusChange(False, message)
+                return StatusChange(False, _copy_message(message))
             message.status, message.updated_at = status, at
             message.last_error = error if error is not None else message.last_error
             message.attempts += int(count_attempt)
-            conn.execute(_UPDATE_MESSAGE, _message_state(message))
-            return StatusChange(True, message)
+            tx.states[message_id] = message
+            _finish_if_done(tx, live)
+            return StatusChange(True, _copy_message(message))
 
         return await self._write(op)
 
     async def expire_due(self, now: float, *, source: StatusSource, limit: int = 1000) -> list[str]:
-        def op(conn: _Tx) -> list[str]:
+        def op(tx: _Tx) -> list[str]:
+            tx.flush()  # the query below must see this transaction's status changes
             ids = [
                 row[0]
-                for row in conn.execute(
-                    f"SELECT id FROM messages WHERE status IN {_UNSENT_SQL} AND validity_at <= ? "
-                    "LIMIT ?",
+                for row in tx.execute(
+                    f"SELECT id FROM message_state WHERE status IN {_UNSENT_SQL} "
+                    "AND validity_at <= ? LIMIT ?",
                     (now, limit),
                 )
             ]
             for message_id in ids:
                 _finish_unsent(
-                    conn,
+                    tx,
                     message_id,
                     MessageStatus.EXPIRED,
                     now,
@@ -794,28 +931,13 @@ class SqliteMessageStore:
         error: str | None = None,
         network_error: str | None = None,
     ) -> StatusChange:
-        def op(conn: _Tx) -> StatusChange:
-            row = conn.execute(_FIND_SEGMENT_WITH_MESSAGE, (link, carrier_id)).fetchone()
-            if row is None:
+        def op(tx: _Tx) -> StatusChange:
+            found = _find_by_carrier_id(tx, link, carrier_id)
+            if found is None:
                 return StatusChange(False, None)
-            segment = _segment_from_row(row[:_SEGMENT_WIDTH])
-            message = _message_from_row(row[_SEGMENT_WIDTH:])
-            segments = (
-                {segment.index: segment}
-                if segment.total == 1
-                else _load_segments(conn, segment.message_id)
-            )
+            live, segment_index = found
             return _apply_receipt(
-                conn,
-                message,
-                segments,
-                segment.index,
-                status,
-                at,
-                source,
-                detail,
-                error,
-                network_error,
+                tx, live, segment_index, status, at, source, detail, error, network_error
             )
 
         return await self._write(op)
@@ -832,22 +954,12 @@ class SqliteMessageStore:
         error: str | None = None,
         network_error: str | None = None,
     ) -> StatusChange:
-        def op(conn: _Tx) -> StatusChange:
-            loaded = _load_message_with_segments(conn, message_id)
-            if loaded is None:
+        def op(tx: _Tx) -> StatusChange:
+            live = _load(tx, message_id)
+            if live is None:
                 return StatusChange(False, None)
-            message, segments = loaded
             return _apply_receipt(
-                conn,
-                message,
-                segments,
-                segment_index,
-                status,
-                at,
-                source,
-                detail,
-                error,
-                network_error,
+                tx, live, segment_index, status, at, source, detail, error, network_error
             )
 
         return await self._write(op)
@@ -890,7 +1002,7 @@ class SqliteMessageStore:
         return MessageRecord(
             message=_message_from_row(message_rows[0]),
             segments=[_segment_from_row(r) for r in segment_rows],
-            history=[_history_from_row(r) for r in history_rows],
+            history=[entry for r in history_rows for entry in _history_entries(r)],
         )
 
     async def load_pending(self) -> list[Message]:
@@ -1020,11 +1132,17 @@ class SqliteMessageStore:
         await self._write(lambda conn: conn.execute(_UPSERT_OTP, row))
 
     async def redact_message(self, message_id: str) -> None:
-        await self._write(
-            lambda conn: conn.execute(
-                "UPDATE messages SET text = NULL, body = x'' WHERE id = ?", (message_id,)
+        def op(tx: _Tx) -> None:
+            tx.execute(
+                "UPDATE message_content SET text = NULL, body = x'' WHERE id = ?", (message_id,)
             )
-        )
+            entry = tx.live.get(message_id)
+            if isinstance(entry, _Live):
+                entry.message.text, entry.message.body = None, b""
+            elif entry is not None:
+                tx.live[message_id] = (*entry[:10], b"", None, *entry[12:])
+
+        await self._write(op)
 
     async def get_otp(self, otp_id: str) -> OtpRecord | None:
         rows = await self._read(f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?", (otp_id,))
@@ -1032,41 +1150,110 @@ class SqliteMessageStore:
 
 
 # --- the ops' building blocks (run on the writer thread) ----------------------------------------
-def _load_message(conn: _Tx, message_id: str) -> Message | None:
-    row = conn.execute(_SELECT_MESSAGE, (message_id,)).fetchone()
-    return None if row is None else _message_from_row(row)
+def _load(tx: _Tx, message_id: str) -> _Live | None:
+    """The message and its segments: from the writer's memory, else from the database."""
+    entry = tx.live.get(message_id)
+    if type(entry) is _Live:
+        return entry
+    if entry is not None:  # the row its accept wrote
+        live = _Live(_message_from_row(entry), {})
+    else:
+        rows = tx.execute(_SELECT_MESSAGE_WITH_SEGMENTS, (message_id,)).fetchall()
+        if not rows:
+            return None
+        segments = {
+            r[_MESSAGE_WIDTH + 1]: _segment_from_row(r[_MESSAGE_WIDTH:])
+            for r in rows
+            if r[_MESSAGE_WIDTH] is not None  # LEFT JOIN: a message without segments yet
+        }
+        live = _Live(_message_from_row(rows[0]), segments)
+    tx.live[message_id] = live
+    return live
 
 
-def _load_message_with_segments(
-    conn: _Tx, message_id: str
-) -> tuple[Message, dict[int, Segment]] | None:
-    rows = conn.execute(_SELECT_MESSAGE_WITH_SEGMENTS, (message_id,)).fetchall()
-    if not rows:
+def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int] | None:
+    """The message and segment index a carrier id on a link belongs to (latest submission)."""
+    key = tx.carriers.get((link, carrier_id))
+    if key is not None:
+        live = _load(tx, key[0])
+        segment = None if live is None else live.segments.get(key[1])
+        if live is not None and segment is not None and segment.carrier_id == carrier_id:
+            return live, key[1]
+    tx.flush()  # the database must hold this transaction's submissions before it is asked
+    row = tx.execute(_FIND_SEGMENT, (link, carrier_id)).fetchone()
+    if row is None:
         return None
-    segments = {
-        r[_MESSAGE_WIDTH + 1]: _segment_from_row(r[_MESSAGE_WIDTH:])
-        for r in rows
-        if r[_MESSAGE_WIDTH] is not None  # LEFT JOIN: a message without segments yet
-    }
-    return _message_from_row(rows[0]), segments
+    live = _load(tx, row[0])
+    return None if live is None else (live, row[1])
 
 
-def _load_segments(conn: _Tx, message_id: str) -> dict[int, Segment]:
-    return {row[1]: _segment_from_row(row) for row in conn.execute(_SELECT_SEGMENTS, (message_id,))}
+def _copy_message(m: Message) -> Message:
+    """A copy for the caller: the writer's own object must not change under it, nor it under
+    the writer."""
+    return Message(
+        id=m.id,
+        account=m.account,
+        channel=m.channel,
+        source_addr=m.source_addr,
+        source_ton=m.source_ton,
+        source_npi=m.source_npi,
+        destination=m.destination,
+        kind=m.kind,
+        priority=m.priority,
+        data_coding=m.data_coding,
+        body=m.body,
+        text=m.text,
+        esm_class=m.esm_class,
+        registered_delivery=m.registered_delivery,
+        validity_at=m.validity_at,
+        send_at=m.send_at,
+        route=m.route,
+        targets=list(m.targets),
+        strategy=m.strategy,
+        link=m.link,
+        status=m.status,
+        attempts=m.attempts,
+        next_attempt_at=m.next_attempt_at,
+        last_error=m.last_error,
+        callback_url=m.callback_url,
+        reference=m.reference,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+def _copy_segment(s: Segment) -> Segment:
+    return Segment(
+        s.message_id,
+        s.index,
+        s.total,
+        s.status,
+        s.link,
+        s.carrier_id,
+        s.submitted_at,
+        s.changed_at,
+        s.done_at,
+        s.error,
+        s.network_error,
+    )
 
 
 def _message_state(m: Message) -> tuple[Any, ...]:
     return (m.status.value, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, m.id)
 
 
-def _record(
-    conn: _Tx, message_id: str, event: StatusEvent, segment_index: int | None = None
-) -> None:
-    conn.history.append(_history_row(message_id, event, segment_index))
+def _record(tx: _Tx, message_id: str, event: StatusEvent, segment_index: int | None = None) -> None:
+    tx.history.append(_history_row(message_id, event, segment_index))
+
+
+def _finish_if_done(tx: _Tx, live: _Live) -> None:
+    """A message final with all its segments needs no memory: forget it after COMMIT."""
+    if is_final(live.message.status) and all(is_final(s.status) for s in live.segments.values()):
+        tx.finished.append(live.message.id)
 
 
 def _finish_unsent(
-    conn: _Tx,
+    tx: _Tx,
     message_id: str,
     status: MessageStatus,
     at: float,
@@ -1074,25 +1261,26 @@ def _finish_unsent(
     reason: str,
 ) -> StatusChange:
     """Move a message never handed to a carrier to a final status (cancel, expiry)."""
-    message = _load_message(conn, message_id)
-    if message is None:
+    live = _load(tx, message_id)
+    if live is None:
         return StatusChange(False, None)
-    if message.status.value not in _UNSENT:
+    message = live.message
+    if message.status not in _UNSENT:
         detail = f"{reason}: refused, already {message.status.value}"
-        _record(conn, message_id, StatusEvent(at, status, source, detail, changed=False))
-        return StatusChange(False, message)
+        _record(tx, message_id, StatusEvent(at, status, source, detail, changed=False))
+        return StatusChange(False, _copy_message(message))
     _record(
-        conn, message_id, advance(message.status, status, at=at, source=source, detail=reason).event
+        tx, message_id, advance(message.status, status, at=at, source=source, detail=reason).event
     )
     message.status, message.updated_at = status, at
-    conn.execute(_UPDATE_MESSAGE, _message_state(message))
-    return StatusChange(True, message)
+    tx.states[message_id] = message
+    _finish_if_done(tx, live)
+    return StatusChange(True, _copy_message(message))
 
 
 def _apply_receipt(
-    conn: _Tx,
-    message: Message,
-    segments: dict[int, Segment],
+    tx: _Tx,
+    live: _Live,
     segment_index: int,
     status: SegmentStatus,
     at: float,
@@ -1101,13 +1289,12 @@ def _apply_receipt(
     error: str | None,
     network_error: str | None,
 ) -> StatusChange:
-    segment = segments.get(segment_index)
+    segment = live.segments.get(segment_index)
     if segment is None:
-        return StatusChange(False, message)
+        return StatusChange(False, _copy_message(live.message))
     change = _apply(
-        conn,
-        message,
-        segments,
+        tx,
+        live,
         segment,
         status,
         at=at,
@@ -1116,15 +1303,15 @@ def _apply_receipt(
         error=error,
         network_error=network_error,
     )
-    if change.update is not None and change.update.message is not None:
-        conn.execute(_UPDATE_MESSAGE, _message_state(message))
-    return change
+    if change.update is not None and change.update.segment.changed:
+        tx.changed[(segment.message_id, segment.index)] = segment
+    _finish_if_done(tx, live)
+    return StatusChange(change.changed, _copy_message(live.message), change.segment, change.update)
 
 
 def _apply(
-    conn: _Tx,
-    message: Message,
-    segments: dict[int, Segment],
+    tx: _Tx,
+    live: _Live,
     segment: Segment,
     reported: SegmentStatus,
     *,
@@ -1133,10 +1320,11 @@ def _apply(
     detail: str,
     error: str | None,
     network_error: str | None,
-    always_write: bool = False,
 ) -> StatusChange:
-    """Apply `reported` to `segment` by `dlr.aggregate.apply_segment_status`; write the segment
-    and history, and update `message` in memory (the caller writes the message row)."""
+    """Apply `reported` to `segment` by `dlr.aggregate.apply_segment_status`, in memory: the
+    segment, the message's status, and one history row. The caller queues the rows to write.
+    The result's `message` is the writer's own; `segment` is a copy."""
+    message, segments = live.message, live.segments
     states = [_segment_state(segments.get(i)) for i in range(segment.total)]
     update = apply_segment_status(
         message.status,
@@ -1156,30 +1344,29 @@ def _apply(
         segment.network_error = (
             network_error if network_error is not None else segment.network_error
         )
-    if always_write:
-        conn.execute(_UPSERT_SEGMENT, _segment_row(segment))
-    elif update.segment.changed:
-        conn.execute(
-            _UPDATE_SEGMENT,
-            (
-                segment.status.value,
-                segment.changed_at,
-                segment.done_at,
-                segment.error,
-                segment.network_error,
-                segment.message_id,
-                segment.index,
-            ),
-        )
-    _record(conn, message.id, update.segment.event, segment.index)
+    message_status: str | None = None
     if update.message is not None:
         new_status = update.message.status
         assert isinstance(new_status, MessageStatus)
         message.status, message.updated_at = new_status, at
         if error is not None:
             message.last_error = error
-        _record(conn, message.id, update.message.event)
-    return StatusChange(update.segment.changed, message, segment, update)
+        tx.states[message.id] = message
+        message_status = new_status.value
+    event = update.segment.event
+    tx.history.append(
+        (
+            message.id,
+            segment.index,
+            at,
+            event.status.value,
+            event.source.value,
+            event.detail,
+            int(event.changed),
+            message_status,
+        )
+    )
+    return StatusChange(update.segment.changed, message, _copy_segment(segment), update)
 
 
 def _segment_state(segment: Segment | None) -> SegmentState:
