@@ -17,6 +17,14 @@ aiosqlite runs one statement per hop, so the writer keeps its connection on a de
 single-thread executor instead; reads go through aiosqlite on a second connection (WAL lets
 readers run beside the writer and shows them committed data only).
 
+In-flight messages: the writer keeps the messages it has seen (accepted, submitted, awaiting
+receipts) in memory with their segments, and an index of carrier ids, so a submit result or a
+receipt is decided without reading the message back; rows the ops change (message state,
+segments, history) are gathered per transaction and written with one executemany per statement
+before COMMIT (the last state of each row wins). That memory mirrors the file plus the open
+transaction: after any rollback it is dropped whole and rebuilt from the file on demand; messages
+are forgotten once final, and beyond `live_messages` the oldest are. Callers get copies.
+
 Durability: a caller's `await` returns after COMMIT. With `synchronous="NORMAL"` (the default) a
 WAL commit is in the operating system's hands: it survives the process being killed (kill -9),
 but the last transactions can be lost if the machine loses power. `synchronous="FULL"` fsyncs the
