@@ -282,6 +282,7 @@ class SmppLink:
         self._state = LinkState.STOPPED
         self._stopping = False
         self._flights: set[asyncio.Task[None]] = set()
+        self._recordings: set[asyncio.Future[None]] = set()  # receipts and MOs being recorded
         self._next_reference = self._rng.randrange(0x10000)
         self._references: OrderedDict[str, int] = OrderedDict()
         self._session_config = SessionConfig(
@@ -724,11 +725,17 @@ class SmppLink:
             return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
         if result is None:
             return response_to(request)
-        return self._answer_after(request, result)
+        # The recording runs as a task of its own: a connection lost before the answer goes
+        # out cancels the answer (the SMSC offers the receipt again), never the recording of
+        # what already arrived (an SMSC that died for good would take the receipt with it).
+        recording = asyncio.ensure_future(result)
+        self._recordings.add(recording)
+        recording.add_done_callback(self._recordings.discard)
+        return self._answer_after(request, recording)
 
-    async def _answer_after(self, request: Pdu, work: Awaitable[None]) -> Pdu:
+    async def _answer_after(self, request: Pdu, work: asyncio.Future[None]) -> Pdu:
         try:
-            await work
+            await asyncio.shield(work)
         except Exception:
             log.exception("link %s: sink failed on %r", self.name, request)
             # Temporary: the SMSC keeps the receipt or MO and offers it again.
