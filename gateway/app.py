@@ -1,7 +1,8 @@
 """The daemon: composes store, queue, routing, links, intake and receipts, and runs them.
 
 Owns `Gateway` (start-up order, shutdown order, the `LinkSink` every outbound link reports to,
-the periodic sweeps) and `run(config)`, the entry point of `tandem run`.
+the periodic sweeps, the SIGHUP reload of operator and route tables) and `run(config)`, the
+entry point of `tandem run`.
 
 How a message moves: a channel (HTTP, SMPP server) calls `gateway.intake.accept`, which stores it
 durably and hands it to the `Dispatcher`, which queues it on a link. The link reports back here:
@@ -23,6 +24,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from dlr.aggregate import ReportMode, reports
@@ -37,7 +39,7 @@ from dlr.correlation import (
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
-from gateway.config import SmppLinkConfig, TandemConfig
+from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
 from gateway.dispatch import Dispatcher, LinkStateView
 from gateway.intake import MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
@@ -45,7 +47,7 @@ from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.store.base import MessageStore, StatusChange
 from gateway.store.sqlite import SqliteMessageStore
-from routing import NumberResolver, OperatorTables, RouteTable
+from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
 from smpp.pdu import DataSm, DeliverSm
 from smpp.segmentation import Concatenation
@@ -138,6 +140,7 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
+        self._reloading = asyncio.Lock()
 
     @property
     def message_store(self) -> MessageStore:
@@ -492,6 +495,56 @@ class Gateway:
                 return self.config.link_dlr_timeout(config)
         return self.config.dlr.dlr_timeout
 
+    # --- reload (SIGHUP) -----------------------------------------------------------------------
+
+    async def reload(self, config_path: Path | None = None) -> bool:
+        """Re-read the operator tables (prefix and MNP files) and the route table (from
+        `config_path`, or the current config when None) off the loop, then swap them in at
+        once. Anything wrong keeps the current tables and logs one line. Links, accounts and
+        every other section need a restart; a route naming a link that is not running is
+        refused. Returns True when the new tables are in place."""
+        async with self._reloading:
+            loop = asyncio.get_running_loop()
+            try:
+                numbering, tables, routes = await loop.run_in_executor(
+                    None, self._read_reloadable, config_path
+                )
+            except (ConfigError, TableFormatError, OSError, ValueError) as exc:
+                log.error("reload failed, the current tables stay: %s", _one_line(exc))
+                return False
+            # No await from here on: intake and dispatch see the old tables or the new ones.
+            self.numbers.config = numbering
+            self.numbers.swap_tables(tables)
+            self.routes = self.intake.routes = routes
+            log.info(
+                "reloaded: %d prefixes, %d ported numbers, %d routes",
+                tables.stats.prefixes,
+                tables.stats.ported,
+                len(routes.routes),
+            )
+            return True
+
+    def _read_reloadable(
+        self, config_path: Path | None
+    ) -> tuple[NumberingConfig, OperatorTables, RouteTable]:
+        config = self.config if config_path is None else load_config(config_path)
+        tables = NumberResolver.from_config(config.numbering).tables
+        routes = RouteTable.from_config(config.routes)
+        missing = routes.link_names() - self.links.keys()
+        if missing:
+            raise ValueError(
+                f"routes name links that are not running ({', '.join(sorted(missing))}); "
+                "adding links needs a restart"
+            )
+        return config.numbering, tables, routes
+
+    async def _reload_logged(self, config_path: Path | None) -> None:
+        await self.reload(config_path)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
 
 def _describe_failure(failure: SendFailure) -> str:
     if failure.status is None:
@@ -499,14 +552,17 @@ def _describe_failure(failure: SendFailure) -> str:
     return f"0x{failure.status:08X} {status_name(failure.status)}: {failure.reason}"
 
 
-async def serve(config: TandemConfig) -> int:
-    """Run the daemon until SIGINT/SIGTERM."""
+async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
+    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads operator and route tables."""
     gateway = Gateway(config)
     await gateway.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: gateway._spawn(gateway._reload_logged(config_path))
+    )
     log.info("tandem is running")
     await stopping.wait()
     log.info("stopping")
@@ -514,8 +570,8 @@ async def serve(config: TandemConfig) -> int:
     return 0
 
 
-def run(config: TandemConfig) -> int:
+def run(config: TandemConfig, config_path: Path | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, config_path))

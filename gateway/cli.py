@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     # The daemon pulls in everything; only `run` needs it.
     from gateway.app import run as run_daemon  # type: ignore[import-not-found,unused-ignore]
 
-    outcome = run_daemon(config)
+    outcome = run_daemon(config, args.config)  # the path: SIGHUP re-reads its routes
     if inspect.iscoroutine(outcome):
         outcome = run_async(outcome)
     return outcome if isinstance(outcome, int) else EXIT_OK

@@ -1,0 +1,178 @@
+"""Operator tables and routes are reloaded without a restart (SIGHUP, `Gateway.reload`): the
+prefix and MNP files and the `[[routes]]` of the config file are read again and swapped in at
+once; a bad file keeps the tables in use and says why in one log line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.intake import MessageRequest
+from gateway.messages import Channel
+from tests.daemon_processes import create_key, daemon, free_port, wait_http
+
+PREFIXES = "prefix,mno,country\n+447911,Island Mobile,GB\n"
+PORTED = "msisdn,mno\n"
+
+
+def route(name: str, mnos: list[str] | None = None, targets: str = '["carrier"]') -> str:
+    match = f"mnos = {json.dumps(mnos)}\n" if mnos else ""
+    return f'[[routes]]\nname = "{name}"\npriority = 1\n{match}targets = {targets}\n'
+
+
+def write_files(
+    tmp_path: Path, routes: str, prefixes: str = PREFIXES, http_port: int | None = None
+) -> Path:
+    (tmp_path / "prefixes.csv").write_text(prefixes, encoding="utf-8")
+    (tmp_path / "ported.csv").write_text(PORTED, encoding="utf-8")
+    http = f"port = {http_port}\n" if http_port else "enabled = false\n"
+    path = tmp_path / "tandem.toml"
+    path.write_text(
+        f"""
+data_dir = "{tmp_path / "data"}"
+[smpp_server]
+enabled = false
+[http]
+host = "127.0.0.1"
+{http}
+[simulator]
+enabled = false
+[numbering]
+prefix_file = "{tmp_path / "prefixes.csv"}"
+mnp_file = "{tmp_path / "ported.csv"}"
+[[links]]
+type = "smpp"
+name = "carrier"
+host = "127.0.0.1"
+port = {free_port()}
+system_id = "tandem"
+reconnect_initial = 0.5
+{routes}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    config = write_files(tmp_path, route("island", ["Island Mobile"]))
+    running = Gateway(load_config(config))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+def route_of(gateway: Gateway, to: str = "+447911123456") -> str:
+    request = MessageRequest(account="a", channel=Channel.HTTP, to=to, text="hi")
+    return gateway.intake.prepare(request).decision.route
+
+
+async def test_reload_swaps_in_new_operator_tables_and_routes(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    assert gateway.numbers.resolve("+447911123456").operator.mno == "Island Mobile"
+    assert route_of(gateway) == "island"
+    config = write_files(
+        tmp_path,
+        route("ninety", ["Ninety Mobile"]),
+        prefixes="prefix,mno,country\n+447911,Ninety Mobile,GB\n",
+    )
+    (tmp_path / "ported.csv").write_text("msisdn,mno\n+447911000001,Island Mobile\n")
+
+    assert await gateway.reload(config)
+
+    assert gateway.numbers.resolve("+447911123456").operator.mno == "Ninety Mobile"
+    assert gateway.numbers.resolve("+447911000001").operator.mno == "Island Mobile"
+    assert route_of(gateway) == "ninety"
+    assert [r.name for r in gateway.routes.routes] == ["ninety"]  # the dispatcher's view too
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("prefix", "prefixes.csv"),
+        ("missing table", "ported.csv"),
+        ("toml", "tandem.toml"),
+        ("unknown link", "not running"),
+    ],
+)
+async def test_a_bad_file_keeps_the_current_tables_and_logs_one_line(
+    gateway: Gateway,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    breakage: str,
+    expected: str,
+) -> None:
+    config = tmp_path / "tandem.toml"
+    if breakage == "prefix":
+        write_files(tmp_path, route("other"), prefixes="prefix,mno,country\n+44x,Broken,GB\n")
+    elif breakage == "missing table":
+        write_files(tmp_path, route("other"))
+        (tmp_path / "ported.csv").unlink()
+    elif breakage == "toml":
+        config.write_text(config.read_text() + "\n[[routes]\n", encoding="utf-8")
+    else:  # a route to a link the running daemon does not have
+        text = write_files(tmp_path, route("other", targets='["carrier", "new"]')).read_text()
+        config.write_text(
+            text + '[[links]]\ntype = "smpp"\nname = "new"\nhost = "h"\nsystem_id = "x"\n',
+            encoding="utf-8",
+        )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tandem"):
+        assert not await gateway.reload(config)
+
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1
+    assert "\n" not in errors[0].getMessage() and expected in errors[0].getMessage()
+    assert gateway.numbers.resolve("+447911123456").operator.mno == "Island Mobile"
+    assert route_of(gateway) == "island"
+
+
+async def test_sighup_reloads_the_routes_of_a_running_daemon(tmp_path: Path) -> None:
+    http_port = free_port()
+    config = write_files(tmp_path, route("before"), http_port=http_port)
+    key = create_key(config)
+    process = daemon(tmp_path, config).start()
+    url = f"http://127.0.0.1:{http_port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"to": "+447911123456", "text": "hello"}
+    try:
+        await wait_http(url + "/openapi.json")
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def route_now() -> str:
+                async with session.post(url + "/v1/messages", json=body) as response:
+                    assert response.status == 202
+                    return str((await response.json())["route"])
+
+            assert await route_now() == "before"
+            write_files(tmp_path, route("after"), http_port=http_port)
+            process.popen.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 5
+            while await route_now() != "after":
+                assert time.monotonic() < deadline, "SIGHUP did not reload the routes"
+                await asyncio.sleep(0.05)
+
+            config.write_text(config.read_text() + "\n[[routes]\n", encoding="utf-8")
+            process.popen.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            deadline = time.monotonic() + 5
+            while "reload failed" not in process.output():
+                assert time.monotonic() < deadline, "no log line for the bad file"
+                await asyncio.sleep(0.05)
+            assert await route_now() == "after"
+            assert process.running()
+    finally:
+        process.stop()
+    failures = [line for line in process.output().splitlines() if "reload failed" in line]
+    assert len(failures) == 1 and "tandem.toml" in failures[0]
