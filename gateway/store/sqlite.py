@@ -306,7 +306,7 @@ def _message_row(m: Message) -> tuple[Any, ...]:
         m.validity_at,
         m.send_at,
         m.route,
-        json.dumps(m.targets),
+        json.dumps(m.targets) if m.targets else "[]",
         m.strategy,
         m.link,
         m.status.value,
@@ -417,8 +417,8 @@ def _history_entries(r: Sequence[Any]) -> list[HistoryEntry]:
 
 
 class _Live:
-    """A message the writer holds in memory with its segments (by index): what the next submit
-    result or receipt for it needs, without reading it back."""
+    """A message and its segments (by index) as one op works on them: fresh objects built from
+    the writer's memory (or the file), handed to the caller in the result, kept by `_keep`."""
 
     __slots__ = ("message", "segments")
 
@@ -426,10 +426,11 @@ class _Live:
         self.message, self.segments = message, segments
 
 
-# The writer's memory of in-flight messages: id -> `_Live`, or the `_message_row` an accept
-# wrote (turned into a `_Live` when first needed). It mirrors the database plus the open
+# The writer's memory of in-flight messages: id -> (`_message_row`, its `_segment_row`s). Plain
+# tuples, not objects: the garbage collector stops tracking tuples of plain values, so holding
+# 100,000 messages costs its full collections nothing. It mirrors the database plus the open
 # transaction's pending rows; whenever a transaction rolls back it is dropped whole.
-_LiveMap = dict[str, "_Live | tuple[Any, ...]"]
+_LiveMap = dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]]
 # (link, carrier id) -> (message id, segment index) of the latest submission seen by this writer.
 _CarrierMap = dict[tuple[str, str], tuple[str, int]]
 
@@ -513,7 +514,7 @@ def _insert_messages(tx: _Tx, rows: list[tuple[Any, ...]], history: list[tuple[A
     tx.history.extend(history)
     live = tx.live
     for row in rows:
-        live[row[0]] = row
+        live[row[0]] = (row, ())
 
 
 @dataclass(slots=True)
@@ -731,12 +732,15 @@ class SqliteMessageStore:
             message_id = next(iter(live))
             self._forget_one(message_id, live.pop(message_id))
 
-    def _forget_one(self, message_id: str, entry: _Live | tuple[Any, ...] | None) -> None:
-        if isinstance(entry, _Live):
-            for segment in entry.segments.values():
-                key = (segment.link or "", segment.carrier_id or "")
-                if self._carriers.get(key) == (message_id, segment.index):
-                    del self._carriers[key]
+    def _forget_one(
+        self, message_id: str, entry: tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]] | None
+    ) -> None:
+        if entry is None:
+            return
+        for segment_row in entry[1]:
+            key = (segment_row[4] or "", segment_row[5] or "")
+            if self._carriers.get(key) == (message_id, segment_row[1]):
+                del self._carriers[key]
 
     def _forget_all(self) -> None:
         self._live.clear()
@@ -820,11 +824,10 @@ class SqliteMessageStore:
                 message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
             message.link, message.next_attempt_at = link, None
             tx.states[message_id] = message
+            _keep(tx, live)
             _finish_if_done(tx, live)
             last = changes[-1]
-            return StatusChange(
-                any(c.changed for c in changes), _copy_message(message), last.segment, last.update
-            )
+            return StatusChange(any(c.changed for c in changes), message, last.segment, last.update)
 
         return await self._write(op, rows=len(segments))
 
@@ -858,7 +861,7 @@ class SqliteMessageStore:
             ).event
             _record(tx, message_id, event)
             if not requeued:
-                return StatusChange(False, _copy_message(message))
+                return StatusChange(False, message)
             message.status = MessageStatus.QUEUED
             message.attempts += 1
             message.next_attempt_at, message.last_error, message.updated_at = (
@@ -867,7 +870,8 @@ class SqliteMessageStore:
                 at,
             )
             tx.states[message_id] = message
-            return StatusChange(True, _copy_message(message))
+            _keep(tx, live)
+            return StatusChange(True, message)
 
         return await self._write(op)
 
@@ -892,13 +896,14 @@ class SqliteMessageStore:
             outcome = advance(message.status, status, at=at, source=source, detail=error or "")
             _record(tx, message_id, outcome.event)
             if not outcome.changed:
-                return StatusChange(False, _copy_message(message))
+                return StatusChange(False, message)
             message.status, message.updated_at = status, at
             message.last_error = error if error is not None else message.last_error
             message.attempts += int(count_attempt)
             tx.states[message_id] = message
+            _keep(tx, live)
             _finish_if_done(tx, live)
-            return StatusChange(True, _copy_message(message))
+            return StatusChange(True, message)
 
         return await self._write(op)
 
@@ -1145,10 +1150,9 @@ class SqliteMessageStore:
                 "UPDATE message_content SET text = NULL, body = x'' WHERE id = ?", (message_id,)
             )
             entry = tx.live.get(message_id)
-            if isinstance(entry, _Live):
-                entry.message.text, entry.message.body = None, b""
-            elif entry is not None:
-                tx.live[message_id] = (*entry[:10], b"", None, *entry[12:])
+            if entry is not None:
+                row, segment_rows = entry
+                tx.live[message_id] = ((*row[:10], b"", None, *row[12:]), segment_rows)
 
         await self._write(op)
 
@@ -1161,22 +1165,25 @@ class SqliteMessageStore:
 def _load(tx: _Tx, message_id: str) -> _Live | None:
     """The message and its segments: from the writer's memory, else from the database."""
     entry = tx.live.get(message_id)
-    if type(entry) is _Live:
-        return entry
-    if entry is not None:  # the row its accept wrote
-        live = _Live(_message_from_row(entry), {})
-    else:
-        rows = tx.execute(_SELECT_MESSAGE_WITH_SEGMENTS, (message_id,)).fetchall()
-        if not rows:
-            return None
-        segments = {
-            r[_MESSAGE_WIDTH + 1]: _segment_from_row(r[_MESSAGE_WIDTH:])
-            for r in rows
-            if r[_MESSAGE_WIDTH] is not None  # LEFT JOIN: a message without segments yet
-        }
-        live = _Live(_message_from_row(rows[0]), segments)
-    tx.live[message_id] = live
-    return live
+    if entry is not None:
+        return _Live(_message_from_row(entry[0]), {r[1]: _segment_from_row(r) for r in entry[1]})
+    rows = tx.execute(_SELECT_MESSAGE_WITH_SEGMENTS, (message_id,)).fetchall()
+    if not rows:
+        return None
+    segments = {
+        r[_MESSAGE_WIDTH + 1]: _segment_from_row(r[_MESSAGE_WIDTH:])
+        for r in rows
+        if r[_MESSAGE_WIDTH] is not None  # LEFT JOIN: a message without segments yet
+    }
+    return _Live(_message_from_row(rows[0]), segments)
+
+
+def _keep(tx: _Tx, live: _Live) -> None:
+    """Remember what an op made of a message, for the next op on it (this batch or later)."""
+    tx.live[live.message.id] = (
+        _message_row(live.message),
+        tuple(_segment_row(s) for s in live.segments.values()),
+    )
 
 
 def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int] | None:
@@ -1193,57 +1200,6 @@ def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int
         return None
     live = _load(tx, row[0])
     return None if live is None else (live, row[1])
-
-
-def _copy_message(m: Message) -> Message:
-    """A copy for the caller: the writer's own object must not change under it, nor it under
-    the writer."""
-    return Message(
-        id=m.id,
-        account=m.account,
-        channel=m.channel,
-        source_addr=m.source_addr,
-        source_ton=m.source_ton,
-        source_npi=m.source_npi,
-        destination=m.destination,
-        kind=m.kind,
-        priority=m.priority,
-        data_coding=m.data_coding,
-        body=m.body,
-        text=m.text,
-        esm_class=m.esm_class,
-        registered_delivery=m.registered_delivery,
-        validity_at=m.validity_at,
-        send_at=m.send_at,
-        route=m.route,
-        targets=list(m.targets),
-        strategy=m.strategy,
-        link=m.link,
-        status=m.status,
-        attempts=m.attempts,
-        next_attempt_at=m.next_attempt_at,
-        last_error=m.last_error,
-        callback_url=m.callback_url,
-        reference=m.reference,
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-    )
-
-
-def _copy_segment(s: Segment) -> Segment:
-    return Segment(
-        s.message_id,
-        s.index,
-        s.total,
-        s.status,
-        s.link,
-        s.carrier_id,
-        s.submitted_at,
-        s.changed_at,
-        s.done_at,
-        s.error,
-        s.network_error,
-    )
 
 
 def _message_state(m: Message) -> tuple[Any, ...]:
@@ -1276,14 +1232,15 @@ def _finish_unsent(
     if message.status not in _UNSENT:
         detail = f"{reason}: refused, already {message.status.value}"
         _record(tx, message_id, StatusEvent(at, status, source, detail, changed=False))
-        return StatusChange(False, _copy_message(message))
+        return StatusChange(False, message)
     _record(
         tx, message_id, advance(message.status, status, at=at, source=source, detail=reason).event
     )
     message.status, message.updated_at = status, at
     tx.states[message_id] = message
+    _keep(tx, live)
     _finish_if_done(tx, live)
-    return StatusChange(True, _copy_message(message))
+    return StatusChange(True, message)
 
 
 def _apply_receipt(
@@ -1299,7 +1256,7 @@ def _apply_receipt(
 ) -> StatusChange:
     segment = live.segments.get(segment_index)
     if segment is None:
-        return StatusChange(False, _copy_message(live.message))
+        return StatusChange(False, live.message)
     change = _apply(
         tx,
         live,
@@ -1312,9 +1269,12 @@ def _apply_receipt(
         network_error=network_error,
     )
     if change.update is not None and change.update.segment.changed:
-        tx.changed[(segment.message_id, segment.index)] = segment
+        key = (segment.message_id, segment.index)
+        # Submitted in this same transaction: its pending upsert must carry the new status.
+        (tx.submitted if key in tx.submitted else tx.changed)[key] = segment
+        _keep(tx, live)
     _finish_if_done(tx, live)
-    return StatusChange(change.changed, _copy_message(live.message), change.segment, change.update)
+    return StatusChange(change.changed, live.message, change.segment, change.update)
 
 
 def _apply(
@@ -1374,7 +1334,7 @@ def _apply(
             message_status,
         )
     )
-    return StatusChange(update.segment.changed, message, _copy_segment(segment), update)
+    return StatusChange(update.segment.changed, message, segment, update)
 
 
 def _segment_state(segment: Segment | None) -> SegmentState:
