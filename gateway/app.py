@@ -574,4 +574,9 @@ def run(config: TandemConfig, config_path: Path | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(serve(config, config_path))
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not available on every platform
+        return asyncio.run(serve(config, config_path))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(config, config_path))

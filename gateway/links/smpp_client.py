@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import math
@@ -48,7 +49,7 @@ from gateway.links.base import (
     SubmittedSegment,
 )
 from gateway.messages import Message
-from smpp.aio import BindError, SmppClient, SmppConnectionClosed, SmppHandler
+from smpp.aio import BindError, SmppClient, SmppConnection, SmppConnectionClosed, SmppHandler
 from smpp.constants import (
     ESM_CLASS_UDHI,
     REGISTERED_DELIVERY_RECEIPT_ALWAYS,
@@ -710,7 +711,7 @@ class SmppLink:
 
     # -- incoming --------------------------------------------------------------------------
 
-    def _incoming(self, request: DeliverSm | DataSm) -> Pdu | Awaitable[Pdu]:
+    def _incoming(self, request: DeliverSm | DataSm, connection: SmppConnection) -> Pdu | None:
         stats = self.stats
         try:
             if is_receipt(request.esm_class):
@@ -725,22 +726,28 @@ class SmppLink:
             return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
         if result is None:
             return response_to(request)
-        # The recording runs as a task of its own: a connection lost before the answer goes
-        # out cancels the answer (the SMSC offers the receipt again), never the recording of
-        # what already arrived (an SMSC that died for good would take the receipt with it).
+        # Answered once recorded, from the recording's own task (no task per answer): a
+        # connection lost meanwhile loses the answer (the SMSC offers the receipt again), never
+        # the recording of what already arrived (an SMSC that died for good would take it along).
         recording = asyncio.ensure_future(result)
         self._recordings.add(recording)
-        recording.add_done_callback(self._recordings.discard)
-        return self._answer_after(request, recording)
+        recording.add_done_callback(functools.partial(self._answer, request, connection))
+        return None
 
-    async def _answer_after(self, request: Pdu, work: asyncio.Future[None]) -> Pdu:
-        try:
-            await asyncio.shield(work)
-        except Exception:
-            log.exception("link %s: sink failed on %r", self.name, request)
+    def _answer(
+        self, request: Pdu, connection: SmppConnection, recording: asyncio.Future[None]
+    ) -> None:
+        self._recordings.discard(recording)
+        if recording.cancelled():
+            return  # the link stopped: unanswered, the SMSC offers it again
+        if recording.exception() is not None:
+            log.error(
+                "link %s: sink failed on %r", self.name, request, exc_info=recording.exception()
+            )
             # Temporary: the SMSC keeps the receipt or MO and offers it again.
-            return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
-        return response_to(request)
+            connection.respond(response_to(request, command_status=CommandStatus.ESME_RX_T_APPN))
+            return
+        connection.respond(response_to(request))
 
     def _read_receipt(
         self, request: DeliverSm | DataSm
@@ -760,10 +767,14 @@ class _LinkHandler(SmppHandler):
 
     def __init__(self, link: SmppLink) -> None:
         self._link = link
+        self._connection: SmppConnection | None = None
 
-    def request_received(self, request: Pdu) -> Pdu | Awaitable[Pdu]:
-        if isinstance(request, DeliverSm | DataSm):
-            return self._link._incoming(request)
+    def connection_made(self, connection: SmppConnection) -> None:
+        self._connection = connection
+
+    def request_received(self, request: Pdu) -> Pdu | None:
+        if isinstance(request, DeliverSm | DataSm) and self._connection is not None:
+            return self._link._incoming(request, self._connection)
         return response_to(request, command_status=CommandStatus.ESME_RINVCMDID)
 
 
