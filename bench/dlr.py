@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -222,11 +223,11 @@ async def run_immediate(
         await gateway.stop()
 
 
-async def run_burst(
+async def submit_only(
     args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int
-) -> tuple[Gateway, Measured, DeliveredCounter]:
-    """The receipt path alone: a first daemon binds as a transmitter and submits everything, so
-    the SMSC keeps every receipt; a second daemon on the same store binds to receive them all."""
+) -> None:
+    """Phase 1 of `--burst`: a daemon bound as a transmitter submits everything, so the SMSC
+    keeps every receipt for the system id."""
     sender = Gateway(
         gateway_config(data_dir, smsc_port, args.window, args.sessions, bind="transmitter")
     )
@@ -248,6 +249,15 @@ async def run_burst(
         )
     finally:
         await sender.stop()
+
+
+async def run_burst(
+    args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int
+) -> tuple[Gateway, Measured, DeliveredCounter]:
+    """The receipt path alone: phase 1 submits everything without receiving; a second daemon on
+    the same store then binds to receive every receipt."""
+    await submit_only(args, data_dir, smsc_port, smsc_pid)
+    gc.collect()  # nothing of the first daemon stays for the second one's collector to walk
     gateway = Gateway(gateway_config(data_dir, smsc_port, args.window, args.sessions))
     counter = DeliveredCounter()
     gateway.status_listeners.append(counter)
