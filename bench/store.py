@@ -1,34 +1,43 @@
 """Store throughput: accepts, submit results and receipts through the batching writer.
 
 Usage: .venv/bin/python bench/store.py [--messages 100000] [--callers 200] [--synchronous NORMAL]
+       [--live-messages 100000] [--gc-freeze]
 
 Each caller is an independent task doing what one intake request or one link does: accept one
 message, record one submit result, apply one receipt, each awaited until durable. Then the whole
 MT path (accept, submit result, receipt) per message, for a quarter as many fresh messages.
 The figures are rows per second of wall time and per CPU-second of the process; the commit
-counts show how much group commit shared.
+counts show how much group commit shared. `--live-messages` bounds the in-flight messages the
+writer keeps in memory (smaller: more of them are read back from the file); `--gc-freeze` moves
+the objects made before the run out of the garbage collector's full collections, as a daemon can
+do once it has started (gc.freeze), to show what those collections cost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Message, Segment
 from gateway.store import SqliteMessageStore
+from gateway.store.base import SegmentReceipt
+
+T = TypeVar("T")
 
 
 async def run_callers(
-    items: Sequence[Message], callers: int, work: Callable[[Message], Awaitable[object]]
+    items: Sequence[T], callers: int, work: Callable[[T], Awaitable[object]]
 ) -> tuple[float, float]:
     """Run `work` over `items` from `callers` concurrent tasks: elapsed wall and CPU seconds."""
     cursor = iter(items)
@@ -73,6 +82,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument("--path", type=Path, help="database file (default: a temporary one)")
+    parser.add_argument("--live-messages", type=int, default=100_000)
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the run")
     parser.add_argument(
         "--loop",
         choices=["uvloop", "asyncio"],
@@ -85,15 +96,21 @@ def parse_args() -> argparse.Namespace:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or Path(scratch) / "bench.db"
-        store = SqliteMessageStore(path, synchronous=args.synchronous)
+        store = SqliteMessageStore(
+            path, synchronous=args.synchronous, live_messages=args.live_messages
+        )
         await store.open()
         print(
             f"SQLite WAL, synchronous={args.synchronous}, {args.messages} messages, "
-            f"{args.callers} concurrent callers, one row per call, {args.loop}, file {path}"
+            f"{args.callers} concurrent callers, one row per call, {args.loop}, "
+            f"live_messages={args.live_messages}, gc.freeze={args.gc_freeze}, file {path}"
         )
         now = time.time()
         messages = make_messages(args.messages, now)
         carrier_ids = {m.id: str(10_000_000 + i) for i, m in enumerate(messages)}
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
 
         async def phase(
             name: str, work: Callable[[Message], Awaitable[object]], batch: Sequence[Message]
@@ -139,7 +156,35 @@ async def main(args: argparse.Namespace) -> None:
 
         await phase("MT path (msgs)", whole_path, fresh)
 
-        for last in (messages[-1], fresh[-1]):
+        # Receipts as a link's reader hands them over: a burst of 50 per call
+        # (apply_segment_statuses), for another quarter of fresh, submitted messages.
+        burst = make_messages(args.messages // 4, now)
+        carrier_ids.update((m.id, f"q{i}") for i, m in enumerate(burst))
+        await store.accept(burst)
+        await run_callers(burst, args.callers, submitted)
+        groups = [burst[i : i + 50] for i in range(0, len(burst), 50)]
+
+        async def delivered_together(group: Sequence[Message]) -> None:
+            changes = await store.apply_segment_statuses(
+                [
+                    SegmentReceipt(
+                        "smsc-a",
+                        carrier_ids[m.id],
+                        SegmentStatus.DELIVERED,
+                        now + 2,
+                        StatusSource.RECEIPT,
+                        "stat:DELIVRD err:000",
+                    )
+                    for m in group
+                ]
+            )
+            assert all(c.changed for c in changes)
+
+        commits = store.stats().commits
+        wall, cpu = await run_callers(groups, args.callers, delivered_together)
+        report("receipts x50", len(burst), wall, cpu, store.stats().commits - commits)
+
+        for last in (messages[-1], fresh[-1], burst[-1]):
             record = await store.get(last.id)
             assert record is not None and record.message.status is MessageStatus.DELIVERED
         await store.close()

@@ -11,6 +11,7 @@ import pytest
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Message, Segment
 from gateway.store import DuplicateMessageId, SqliteMessageStore
+from gateway.store.base import SegmentReceipt
 
 T0 = 1_800_000_000.0
 
@@ -277,3 +278,50 @@ async def test_a_redacted_message_stays_redacted_while_still_in_flight(tmp_path:
     record = await store.get(message.id)
     assert record is not None and (record.message.text, record.message.body) == (None, b"")
     await store.close()
+
+
+async def test_receipts_applied_in_bulk_answer_like_one_call_each(tmp_path: Path) -> None:
+    bulk, single = await reopened(tmp_path / "bulk.db"), await reopened(tmp_path / "one.db")
+    message = make_message()
+    for store in (bulk, single):
+        await store.accept([make_message_like(message)])
+        await store.mark_submitted(
+            message.id,
+            [submitted(message, "b1", 0, 2), submitted(message, "b2", 1, 2)],
+            link="smsc-a",
+            at=T0 + 1,
+            source=StatusSource.SUBMIT_RESP,
+        )
+    receipts = [
+        SegmentReceipt("smsc-a", "b1", SegmentStatus.DELIVERED, T0 + 2, StatusSource.RECEIPT),
+        SegmentReceipt("smsc-a", "nobody", SegmentStatus.DELIVERED, T0 + 2, StatusSource.RECEIPT),
+        SegmentReceipt(
+            "smsc-a", "b2", SegmentStatus.UNDELIVERABLE, T0 + 3, StatusSource.RECEIPT, "err:001"
+        ),
+        SegmentReceipt("smsc-a", "b2", SegmentStatus.DELIVERED, T0 + 4, StatusSource.RECEIPT),
+    ]
+
+    together = await bulk.apply_segment_statuses(receipts)
+    one_by_one = [
+        await single.apply_segment_status(
+            r.link, r.carrier_id, r.status, at=r.at, source=r.source, detail=r.detail
+        )
+        for r in receipts
+    ]
+
+    assert [(c.changed, c.message and c.message.status) for c in together] == [
+        (c.changed, c.message and c.message.status) for c in one_by_one
+    ]
+    assert [c.changed for c in together] == [True, False, True, False]
+    records = [await s.get(message.id) for s in (bulk, single)]
+    assert records[0] is not None and records[1] is not None
+    assert records[0].message.status is MessageStatus.UNDELIVERABLE
+    assert [h.event for h in records[0].history] == [h.event for h in records[1].history]
+    await bulk.close()
+    await single.close()
+
+
+def make_message_like(message: Message) -> Message:
+    copy = make_message()
+    copy.id = message.id
+    return copy

@@ -78,6 +78,21 @@ class StatusChange:
 
 
 @dataclass(slots=True, frozen=True)
+class SegmentReceipt:
+    """One receipt for `MessageStore.apply_segment_statuses`: the arguments of
+    `apply_segment_status`, as a value."""
+
+    link: str
+    carrier_id: str
+    status: SegmentStatus
+    at: float
+    source: StatusSource
+    detail: str = ""
+    error: str | None = None
+    network_error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class StoreStats:
     """Counters of the write path, for tests and metrics (group commit is visible here)."""
 
@@ -179,6 +194,13 @@ class MessageStore(Protocol):
         Updates the segment, records history and re-derives the message status, in one
         transaction. Unknown carrier id: `StatusChange(False, None)`, nothing recorded.
         """
+
+    async def apply_segment_statuses(
+        self, receipts: Sequence[SegmentReceipt]
+    ) -> list[StatusChange]:
+        """`apply_segment_status` for each receipt, in order, as one write request: a burst of
+        receipts (what one read from a link brought) costs one await and one queue entry.
+        The results are in the receipts' order; it is all or nothing, like one call."""
 
     async def set_segment_status(
         self,

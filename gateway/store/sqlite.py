@@ -68,6 +68,7 @@ from gateway.store.base import (
     IdempotencyRecord,
     MessageRecord,
     OtpRecord,
+    SegmentReceipt,
     StatusChange,
     StoreClosed,
     StoreStats,
@@ -957,6 +958,36 @@ class SqliteMessageStore:
             )
 
         return await self._write(op)
+
+    async def apply_segment_statuses(
+        self, receipts: Sequence[SegmentReceipt]
+    ) -> list[StatusChange]:
+        if not receipts:
+            return []
+        receipts = list(receipts)  # as they are now: the op runs later, on the writer thread
+
+        def op(tx: _Tx) -> list[StatusChange]:
+            changes: list[StatusChange] = []
+            for r in receipts:
+                found = _find_by_carrier_id(tx, r.link, r.carrier_id)
+                changes.append(
+                    StatusChange(False, None)
+                    if found is None
+                    else _apply_receipt(
+                        tx,
+                        found[0],
+                        found[1],
+                        r.status,
+                        r.at,
+                        r.source,
+                        r.detail,
+                        r.error,
+                        r.network_error,
+                    )
+                )
+            return changes
+
+        return await self._write(op, rows=len(receipts))
 
     async def set_segment_status(
         self,
