@@ -15,6 +15,9 @@ Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), one SMPP lin
 `sessions` binds of `window`, no tps cap; the simulator answers every submit and sends the
 receipt after `dlr-delay` seconds.
 
+A bind keeps at most `window` messages the store has not recorded yet (the crash-duplicate
+bound), so one bind's rate is about window / (answer + commit time); `--sessions 2` doubles it.
+
 Figures: accepted/s; submitted messages/s sustained (N over first accept -> last submit_sm_resp
 recorded); p50/p99 accept-to-submit latency (message created by the intake -> its submit_sm_resp
 recorded, from the store's own timestamps); time until every receipt was applied. Loss check:
