@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/dlr.py [--messages 100000] [--window 100] [--sessions 1]
                                      [--batch 500] [--loop uvloop|asyncio] [--burst]
+                                     [--gc-threshold N]
 
 Processes (on 127.0.0.1): the SMSC simulator (`tandem sim smsc --dlr-delay 0`, answers in hex,
 receipts in decimal: the usual carrier mismatch, so every receipt goes through id
@@ -17,6 +18,10 @@ delivered message) and over the receipt window alone (first to last receipt appl
 per second, and CPU seconds: the gateway process (split into its event loop thread and the
 store's writer thread) and the simulator's. On a shared machine the wall-clock rates depend on
 other load; the CPU figures do not. The run fails (exit 1) unless every message ended delivered.
+
+`--gc-threshold N` sets the collector's thresholds to (N, 20, 100) in the gateway process, to
+compare with Python's default (700, 10, 10): full collections walk every live object, and a
+daemon with 100,000 messages queued has many.
 
 `--burst` measures the receipt path alone: a first daemon binds as a transmitter and submits
 everything (the SMSC keeps the receipts for the system id), then a second daemon on the same
@@ -289,7 +294,7 @@ async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid
     kind = "receipts in a burst after a restart" if args.burst else "immediate receipts"
     print(
         f"messages: {total:,}, {kind} (window {args.window} x {args.sessions} session(s), "
-        f"{args.loop})"
+        f"{args.loop}, gc thresholds {gc.get_threshold()})"
     )
     print(f"store: {dict(sorted(by_status.items()))}")
     print(f"delivered segments with a carrier id: {segments:,}")
@@ -339,8 +344,16 @@ def main() -> int:
         action="store_true",
         help="the receipt path alone: submit all first, receive the receipts after a restart",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=None,
+        help="gc.set_threshold(N, 20, 100) in the gateway process (default: Python's)",
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
+    if args.gc_threshold is not None:
+        gc.set_threshold(args.gc_threshold, 20, 100)
     smsc_port = free_port()
     with tempfile.TemporaryDirectory(prefix="tandem-bench-dlr-") as workdir:
         log = open(Path(workdir) / "smsc.log", "wb")  # noqa: SIM115 - lives as long as the process
