@@ -467,9 +467,16 @@ class _Tx:
         self.changed: dict[tuple[str, int], Segment] = {}  # segment statuses to update
         self.finished: list[str] = []  # messages done with: forgotten after COMMIT
 
-    def flush(self) -> None:
+    def flush_submitted(self) -> None:
+        """Write the pending segment upserts now; later changes to them become updates."""
         if self.submitted:
             self.executemany(_UPSERT_SEGMENT, [_segment_row(s) for s in self.submitted.values()])
+            for key in self.submitted:
+                self.changed.pop(key, None)  # the upsert carried their latest state
+            self.submitted.clear()
+
+    def flush(self) -> None:
+        self.flush_submitted()
         if self.changed:
             self.executemany(
                 _UPDATE_SEGMENT,
@@ -483,15 +490,13 @@ class _Tx:
                         s.message_id,
                         s.index,
                     )
-                    for key, s in self.changed.items()
-                    if key not in self.submitted
+                    for s in self.changed.values()
                 ],
             )
         if self.states:
             self.executemany(_UPDATE_STATE, [_message_state(m) for m in self.states.values()])
         if self.history:
             self.executemany(_INSERT_HISTORY, self.history)
-        self.submitted.clear()
         self.changed.clear()
         self.states.clear()
         self.history.clear()
@@ -1243,7 +1248,9 @@ def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int
         segment = None if live is None else live.segments.get(key[1])
         if live is not None and segment is not None and segment.carrier_id == carrier_id:
             return live, key[1]
-    tx.flush()  # the database must hold this transaction's submissions before it is asked
+    # The index must hold this transaction's submissions (a new carrier id for a resubmitted
+    # segment) before it is asked; pending status updates do not change what it answers.
+    tx.flush_submitted()
     row = tx.execute(_FIND_SEGMENT, (link, carrier_id)).fetchone()
     if row is None:
         return None
