@@ -23,7 +23,9 @@ receipt is decided without reading the message back; rows the ops change (messag
 segments, history) are gathered per transaction and written with one executemany per statement
 before COMMIT (the last state of each row wins). That memory mirrors the file plus the open
 transaction: after any rollback it is dropped whole and rebuilt from the file on demand; messages
-are forgotten once final, and beyond `live_messages` the oldest are. Callers get copies.
+are forgotten once final, and beyond `live_messages` the oldest are. It holds plain row tuples
+(which the garbage collector stops tracking); each op builds fresh `Message`/`Segment` objects
+from them, and those are what its caller receives.
 
 Durability: a caller's `await` returns after COMMIT. With `synchronous="NORMAL"` (the default) a
 WAL commit is in the operating system's hands: it survives the process being killed (kill -9),
