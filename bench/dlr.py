@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import uvloop
 
 from dlr.status import MessageStatus
-from gateway.app import Gateway
+from gateway.app import Gateway, tune_garbage_collector
 from gateway.config import TandemConfig
 from gateway.intake import MessageRequest
 from gateway.links.base import LinkState
@@ -203,6 +203,20 @@ class Clock:
         )
 
 
+_GC_THRESHOLD: int | None = None  # --gc-threshold: measure other collector settings
+
+
+def tune_collector() -> None:
+    """The daemon's collector settings (`tandem run` applies them after start-up), unless
+    --gc-threshold asks for others."""
+    if _GC_THRESHOLD is None:
+        tune_garbage_collector()
+    else:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(_GC_THRESHOLD, 20, 100)
+
+
 async def run_immediate(
     args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid: int
 ) -> tuple[Gateway, Measured, DeliveredCounter]:
@@ -211,6 +225,7 @@ async def run_immediate(
     counter = DeliveredCounter()
     gateway.status_listeners.append(counter)
     await gateway.start()
+    tune_collector()
     try:
         await wait_bound(gateway)
         messages, checks = prepare(gateway, args.messages)
@@ -268,6 +283,7 @@ async def run_burst(
     gateway.status_listeners.append(counter)
     clock = Clock(smsc_pid)
     await gateway.start()
+    tune_collector()
     try:
         await wait_until(
             lambda: counter.delivered + counter.other_finals >= args.messages,
@@ -348,12 +364,12 @@ def main() -> int:
         "--gc-threshold",
         type=int,
         default=None,
-        help="gc.set_threshold(N, 20, 100) in the gateway process (default: Python's)",
+        help="gc.set_threshold(N, 20, 100) in the gateway (default: the daemon's own settings)",
     )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
-    if args.gc_threshold is not None:
-        gc.set_threshold(args.gc_threshold, 20, 100)
+    global _GC_THRESHOLD
+    _GC_THRESHOLD = args.gc_threshold
     smsc_port = free_port()
     with tempfile.TemporaryDirectory(prefix="tandem-bench-dlr-") as workdir:
         log = open(Path(workdir) / "smsc.log", "wb")  # noqa: SIM115 - lives as long as the process

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
 import time
@@ -552,10 +553,26 @@ def _describe_failure(failure: SendFailure) -> str:
     return f"0x{failure.status:08X} {status_name(failure.status)}: {failure.reason}"
 
 
+def tune_garbage_collector() -> None:
+    """Collector settings for a long-running daemon: call once, after start-up.
+
+    Every message allocates dozens of short-lived container objects, and with the default
+    thresholds (700, 10, 10) the collector ran so often that full collections, which walk every
+    long-lived object (queued messages, tables), took a quarter of the CPU under load
+    (bench/dlr.py). Objects that live as long as the process are frozen out of its view, and
+    the young generation is collected per 50,000 allocations instead of 700. Reference
+    counting still frees almost everything at once; only cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
     """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads operator and route tables."""
     gateway = Gateway(config)
     await gateway.start()
+    tune_garbage_collector()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

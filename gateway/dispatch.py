@@ -70,7 +70,9 @@ class Dispatcher:
     def enqueue(self, message: Message) -> None:
         """Queue on a usable link; when none is usable, wait on the link it had (or its first
         remaining target) until that link comes up or another is chosen by `link_down`."""
-        link = self.choose(message)
+        # Intake (or the previous attempt) already picked a link: keep it while it is usable,
+        # so a weighted route is drawn once per message and the common case costs one lookup.
+        link = message.link if self._still_usable(message) else self.choose(message)
         if link is None:
             excluded = self._excluded.get(message.id, set())
             remaining = [t for t in message.targets if t not in excluded]
@@ -79,6 +81,12 @@ class Dispatcher:
             return
         message.link = link
         self.queue.put(message, link)
+
+    def _still_usable(self, message: Message) -> bool:
+        if message.link is None or message.link in self._excluded.get(message.id, ()):
+            return False
+        status = self._link_states.get(message.link)
+        return status is not None and status.up and status.throttle_level < 1.0
 
     def exclude(self, message: Message, link: str) -> bool:
         """`link` refused `message` permanently: True if another target remains to try."""
