@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import uvloop
 
 from dlr.status import MessageStatus
-from gateway.app import Gateway, tune_garbage_collector
+from gateway.app import Gateway, tune_interpreter_for_daemon
 from gateway.config import TandemConfig
 from gateway.intake import MessageRequest
 from gateway.links.base import LinkState
@@ -210,7 +210,7 @@ def tune_collector() -> None:
     """The daemon's collector settings (`tandem run` applies them after start-up), unless
     --gc-threshold asks for others."""
     if _GC_THRESHOLD is None:
-        tune_garbage_collector()
+        tune_interpreter_for_daemon()
     else:
         gc.collect()
         gc.freeze()

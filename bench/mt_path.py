@@ -145,7 +145,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
 
 async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tuple[float, Any]:
     """The gateway in this process; `concurrency` tasks feed `gateway.intake.accept`."""
-    from gateway.app import Gateway, tune_garbage_collector
+    from gateway.app import Gateway, tune_interpreter_for_daemon
     from gateway.config import load_config
     from gateway.intake import MessageRequest
     from gateway.links import LinkState
@@ -153,7 +153,7 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
 
     gateway = Gateway(load_config(config_path))
     await gateway.start()
-    tune_garbage_collector()  # as `tandem run` does after start-up
+    tune_interpreter_for_daemon()  # as `tandem run` does after start-up
     deadline = time.monotonic() + 10
     while gateway.links["sim"].state is not LinkState.UP:
         if time.monotonic() > deadline:

@@ -87,13 +87,13 @@ window = {max(args.window, 1)}
 
 
 async def serve(config_path: Path, ready_file: Path) -> None:
-    from gateway.app import Gateway, tune_garbage_collector
+    from gateway.app import Gateway, tune_interpreter_for_daemon
     from gateway.config import load_config
     from gateway.smpp_server import start_customer_server
 
     gateway = Gateway(load_config(config_path))
     await gateway.start()
-    tune_garbage_collector()  # as `tandem run` does after start-up
+    tune_interpreter_for_daemon()  # as `tandem run` does after start-up
     server = await start_customer_server(gateway)
     cpu_at_start = time.process_time()
     ready_file.write_text(str(server.port))
