@@ -73,6 +73,7 @@ class StatusSource(enum.StrEnum):
     TIMEOUT = "timeout"
     AGGREGATE = "aggregate"  # a message status derived from its segments
     OPERATOR = "operator"
+    CALLBACK = "callback"  # an HTTP receipt callback was delivered, retried or given up
 
 
 AnyStatus = MessageStatus | SegmentStatus

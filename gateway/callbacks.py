@@ -50,7 +50,7 @@ from gateway.store.base import MessageStore, StatusChange
 log = logging.getLogger("tandem.callbacks")
 
 # dlr.status has no source for callback outcomes yet; history details start with "callback".
-CALLBACK_SOURCE = StatusSource.OPERATOR
+CALLBACK_SOURCE = StatusSource.CALLBACK
 
 
 @dataclass(slots=True)
