@@ -256,8 +256,10 @@ async def test_repeated_bind_failures_are_slowed_down_then_banned_even_with_good
         timings.append(time.monotonic() - started)
         assert refused.value.status == CommandStatus.ESME_RINVPASWD
         client.close()
-    # Each answer also carries the password check; the added delay doubles from 0.3 s.
-    assert timings[1] >= timings[0] + 0.25 and timings[2] >= timings[0] + 0.55
+    # The added delay doubles from 0.3 s. Each answer also carries a password check whose
+    # time varies with the machine's load, so only the delays' lower bounds are asserted.
+    assert timings[1] >= 0.29
+    assert timings[2] >= 0.59
     client = SmppClient(CLIENT)
     await client.connect("127.0.0.1", tandem.port)
     with pytest.raises(BindError) as banned:
