@@ -43,7 +43,7 @@ from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
 from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
 from gateway.dispatch import Dispatcher, LinkStateView
-from gateway.intake import MessageIntake
+from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
 from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
@@ -214,17 +214,19 @@ class Gateway:
 
         return build_link(link_config, self.queue, self)
 
+    def _link_config(self, name: str | None) -> SmppLinkConfig | None:
+        try:
+            return self.config.link(name) if name is not None else None
+        except KeyError:  # a link that left the config (reload) or never was in it
+            return None
+
     def _link_max_parts(self, name: str) -> int:
-        for link in self.config.links:
-            if link.name == name:
-                return link.max_parts
-        return 10
+        link = self._link_config(name)
+        return link.max_parts if link is not None else DEFAULT_MAX_PARTS
 
     def _link_concatenation(self, name: str) -> Concatenation:
-        for link in self.config.links:
-            if link.name == name:
-                return link.concatenation
-        return Concatenation.UDH8
+        link = self._link_config(name)
+        return link.concatenation if link is not None else Concatenation.UDH8
 
     # --- LinkSink -------------------------------------------------------------------------------
 
@@ -492,10 +494,12 @@ class Gateway:
             self._notify_segment(change)
 
     def _dlr_timeout_of(self, link: str | None) -> float:
-        for config in self.config.links:
-            if config.name == link:
-                return self.config.link_dlr_timeout(config)
-        return self.config.dlr.dlr_timeout
+        config = self._link_config(link)
+        return (
+            self.config.link_dlr_timeout(config)
+            if config is not None
+            else self.config.dlr.dlr_timeout
+        )
 
     # --- reload (SIGHUP) -----------------------------------------------------------------------
 
