@@ -35,7 +35,7 @@ from routing import (
     RouteTable,
 )
 from smpp.constants import CommandStatus
-from smpp.segmentation import Concatenation, TooManyParts, split_bytes, split_text
+from smpp.segmentation import Concatenation, TooManyParts, split_bytes
 from smpp.text import TextEncodingError, encode_text
 
 UDHI = 0x40
@@ -209,14 +209,11 @@ class MessageIntake:
         concatenation = self.link_concatenation(link)
         try:
             if request.text is not None:
+                # Encoded once; parts are counted on the octets, which split the same way
+                # (escape and surrogate pairs kept whole) as the link will split them.
                 data_coding, body = encode_text(request.text, request.encoding)
                 parts = len(
-                    split_text(
-                        request.text,
-                        request.encoding,
-                        concatenation=concatenation,
-                        max_parts=max_parts,
-                    )
+                    split_bytes(body, data_coding, concatenation=concatenation, max_parts=max_parts)
                 )
                 return data_coding, body, _encoding_name(data_coding), parts
             if request.body is None:
