@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from routing import NumberResolver, RouteTable
 from routing.config import RouteConfig
-from routing.numbers import _parse_canonical_e164
+from routing.numbers import _parse_canonical_e164, region_and_validity
 
 CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
@@ -58,3 +58,71 @@ def test_route_table_says_whether_any_route_matches_on_the_operator() -> None:
     by_mno = RouteConfig(name="vf", priority=2, mnos=["Vodafone"], targets=["a"])
     assert not RouteTable.from_config([plain]).matches_operator
     assert RouteTable.from_config([plain, by_mno]).matches_operator
+
+
+def _phonenumbers_region_and_validity(parsed: phonenumbers.PhoneNumber) -> tuple[str | None, bool]:
+    region = phonenumbers.region_code_for_number(parsed)
+    return region, region is not None and phonenumbers.is_valid_number_for_region(parsed, region)
+
+
+@settings(max_examples=4000)
+@given(
+    calling_code=st.sampled_from(CALLING_CODES),
+    national=st.text(alphabet="0123456789", min_size=2, max_size=15),
+)
+def test_region_and_validity_agree_with_phonenumbers_on_random_numbers(
+    calling_code: int, national: str
+) -> None:
+    parsed = phonenumbers.PhoneNumber(country_code=calling_code, national_number=int(national))
+    assert region_and_validity(parsed) == _phonenumbers_region_and_validity(parsed)
+
+
+def _example_numbers() -> list[phonenumbers.PhoneNumber]:
+    examples = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.TOLL_FREE,
+            phonenumbers.PhoneNumberType.VOIP,
+        ):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is not None:
+                examples.append(example)
+    for calling_code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        example = phonenumbers.example_number_for_non_geo_entity(calling_code)
+        if example is not None:
+            examples.append(example)
+    return examples
+
+
+EXAMPLES = _example_numbers()
+
+
+def test_there_are_valid_examples_in_most_regions() -> None:
+    valid = [n for n in EXAMPLES if region_and_validity(n)[1]]
+    assert len(valid) > 500
+    assert region_and_validity(phonenumbers.parse("+447400123456")) == ("GB", True)
+    assert region_and_validity(phonenumbers.parse("+447911123456")) == ("GG", True)
+    assert region_and_validity(phonenumbers.parse("+441624756789")) == ("IM", True)
+    assert region_and_validity(phonenumbers.parse("+14165550123"))[0] == "CA"
+
+
+@settings(max_examples=4000)
+@given(
+    example=st.sampled_from(EXAMPLES),
+    keep=st.integers(min_value=1, max_value=8),
+    tail=st.text(alphabet="0123456789", min_size=0, max_size=6),
+)
+def test_region_and_validity_agree_with_phonenumbers_near_real_numbers(
+    example: phonenumbers.PhoneNumber, keep: int, tail: str
+) -> None:
+    # Real numbers with their ends changed: most stay valid, some change region or fall out
+    # of every range, which exercises the shared calling codes' search.
+    national = str(example.national_number)
+    changed = national[: min(keep, len(national))] + tail
+    parsed = phonenumbers.PhoneNumber(
+        country_code=example.country_code, national_number=int(changed)
+    )
+    assert region_and_validity(parsed) == _phonenumbers_region_and_validity(parsed)
+    assert region_and_validity(example) == _phonenumbers_region_and_validity(example)
