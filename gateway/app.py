@@ -47,7 +47,7 @@ from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
 from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
-from gateway.store.base import MessageStore, StatusChange
+from gateway.store.base import MessageStore, SegmentReceipt, StatusChange
 from gateway.store.sqlite import SqliteMessageStore
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
@@ -139,6 +139,10 @@ class Gateway:
         self.smpp_server: object | None = None  # gateway.smpp_server.CustomerSmppServer
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
+        # Receipts that arrived in one turn of the loop, recorded together (one store op, one
+        # task) and acknowledged together: see `on_receipt`.
+        self._receipt_batch: list[tuple[str, DeliveryReceipt, str]] = []
+        self._receipt_batch_done: asyncio.Future[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
@@ -334,23 +338,75 @@ class Gateway:
             self.stats.receipts_unparseable += 1
             log.warning("unreadable receipt on link %s (sequence %d)", link, pdu.sequence_number)
             return None
-        return self._apply_receipt(link, receipt, carrier_id)
+        # Batched: every receipt read in this turn of the loop (a TCP read carries dozens) is
+        # recorded by one store op; each is answered when that op has committed.
+        done = self._receipt_batch_done
+        if done is None:
+            loop = asyncio.get_running_loop()
+            done = self._receipt_batch_done = loop.create_future()
+            loop.call_soon(self._record_receipt_batch)
+        self._receipt_batch.append((link, receipt, carrier_id))
+        return done
+
+    def _record_receipt_batch(self) -> None:
+        batch, done = self._receipt_batch, self._receipt_batch_done
+        self._receipt_batch, self._receipt_batch_done = [], None
+        if done is not None:
+            self._spawn(self._apply_receipts(batch, done))
+
+    async def _apply_receipts(
+        self, batch: list[tuple[str, DeliveryReceipt, str]], done: asyncio.Future[None]
+    ) -> None:
+        try:
+            now = self.clock()
+            rows = [
+                SegmentReceipt(
+                    link,
+                    carrier_id,
+                    receipt.status,
+                    now,
+                    StatusSource.RECEIPT,
+                    _receipt_detail(receipt),
+                    receipt.error,
+                    _network_text(receipt),
+                )
+                for link, receipt, carrier_id in batch
+            ]
+            changes = await self.message_store.apply_segment_statuses(rows)
+            for (link, receipt, carrier_id), change in zip(batch, changes, strict=True):
+                await self._after_receipt(link, receipt, carrier_id, change, now)
+        except asyncio.CancelledError:
+            done.cancel()  # unanswered: the SMSC offers these receipts again
+            raise
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not done.done():
+            done.set_result(None)
 
     async def _apply_receipt(self, link: str, receipt: DeliveryReceipt, carrier_id: str) -> None:
         now = self.clock()
-        network_error = receipt.network_error
-        network_text = None if network_error is None else str(network_error)
-        detail = f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}"
         change = await self.message_store.apply_segment_status(
             link,
             carrier_id,
             receipt.status,
             at=now,
             source=StatusSource.RECEIPT,
-            detail=detail,
+            detail=_receipt_detail(receipt),
             error=receipt.error,
-            network_error=network_text,
+            network_error=_network_text(receipt),
         )
+        await self._after_receipt(link, receipt, carrier_id, change, now)
+
+    async def _after_receipt(
+        self,
+        link: str,
+        receipt: DeliveryReceipt,
+        carrier_id: str,
+        change: StatusChange,
+        now: float,
+    ) -> None:
         if change.message is None:
             outcome = self.correlator.on_receipt(SmppReceiptKey(link, carrier_id), receipt, now)
             if isinstance(outcome, HeldReceipt):
@@ -364,9 +420,9 @@ class Gateway:
                     receipt.status,
                     at=now,
                     source=StatusSource.RECEIPT,
-                    detail=detail,
+                    detail=_receipt_detail(receipt),
                     error=receipt.error,
-                    network_error=network_text,
+                    network_error=_network_text(receipt),
                 )
                 self._notify_segment(change)
             return
@@ -556,6 +612,14 @@ def _describe_failure(failure: SendFailure) -> str:
     if failure.status is None:
         return failure.reason
     return f"0x{failure.status:08X} {status_name(failure.status)}: {failure.reason}"
+
+
+def _receipt_detail(receipt: DeliveryReceipt) -> str:
+    return f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}"
+
+
+def _network_text(receipt: DeliveryReceipt) -> str | None:
+    return None if receipt.network_error is None else str(receipt.network_error)
 
 
 def tune_interpreter_for_daemon() -> None:
