@@ -14,12 +14,12 @@ Several `v1=` entries may appear (one per secret while a secret is being rotated
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 
 from dlr.status import MessageStatus, is_final
 
@@ -28,8 +28,28 @@ SIGNATURE_SCHEME = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300.0
 
 
+_second_text: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def _iso(unix_time: float) -> str:
-    return datetime.fromtimestamp(unix_time, UTC).isoformat(timespec="milliseconds")
+    """`datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")`, reusing the text of
+    the last whole second: receipts come in bursts, and formatting a datetime cost more than
+    the rest of the body."""
+    global _second_text
+    # Round to microseconds as fromtimestamp does (half to even on the fraction), then truncate
+    # to milliseconds as isoformat does.
+    fraction, whole = math.modf(unix_time)
+    micros = round(fraction * 1e6)
+    second = int(whole)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached_second, text = _second_text
+    if cached_second != second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_text = (second, text)
+    return f"{text}.{micros // 1000:03d}+00:00"
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,35 +76,35 @@ def callback_body(
     `status_at` is Unix time; it is sent as ISO 8601 UTC. `reference` is the customer's own
     reference from the submit request.
     """
-    document: dict[str, object] = {
-        "message_id": message_id,
-        "status": status.value,
-        "final": is_final(status),
-        "status_at": _iso(status_at),
-    }
-    if to is not None:
-        document["to"] = to
-    if reference is not None:
-        document["reference"] = reference
+    # Written out rather than json.dumps(sort_keys=True): the same bytes (keys in sorted order,
+    # strings escaped by the json module's own encoder) at a quarter of the cost.
+    out = []
     if error is not None:
-        document["error"] = error
+        out.append('"error":' + encode_basestring(error))
+    out.append('"final":true' if is_final(status) else '"final":false')
+    out.append('"message_id":' + encode_basestring(message_id))
     if network_error is not None:
-        document["network_error"] = network_error
+        out.append('"network_error":' + encode_basestring(network_error))
+    if reference is not None:
+        out.append('"reference":' + encode_basestring(reference))
     if segments:
-        document["segments"] = [
-            {
-                key: value
-                for key, value in (
-                    ("index", segment.index),
-                    ("status", segment.status),
-                    ("carrier_id", segment.carrier_id),
-                    ("error", segment.error),
-                )
-                if value is not None
-            }
-            for segment in segments
-        ]
-    return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+        out.append('"segments":[' + ",".join(map(_segment_json, segments)) + "]")
+    out.append('"status":' + encode_basestring(status.value))
+    out.append('"status_at":"' + _iso(status_at) + '"')
+    if to is not None:
+        out.append('"to":' + encode_basestring(to))
+    return ("{" + ",".join(out) + "}").encode()
+
+
+def _segment_json(segment: CallbackSegment) -> str:
+    out = []
+    if segment.carrier_id is not None:
+        out.append('"carrier_id":' + encode_basestring(segment.carrier_id))
+    if segment.error is not None:
+        out.append('"error":' + encode_basestring(segment.error))
+    out.append('"index":' + int.__repr__(segment.index))
+    out.append('"status":' + encode_basestring(segment.status))
+    return "{" + ",".join(out) + "}"
 
 
 def _key(secret: str | bytes) -> bytes:
@@ -92,8 +112,9 @@ def _key(secret: str | bytes) -> bytes:
 
 
 def _digest(secret: str | bytes, body: bytes, timestamp: int) -> str:
-    signed = str(timestamp).encode() + b"." + body
-    return hmac.new(_key(secret), signed, hashlib.sha256).hexdigest()
+    signed = b"%d.%b" % (timestamp, body)
+    # hmac.digest with the digest's name takes OpenSSL's one-shot path (no HMAC object).
+    return hmac.digest(_key(secret), signed, "sha256").hex()
 
 
 def sign(secret: str | bytes, body: bytes, timestamp: int) -> str:

@@ -266,10 +266,80 @@ class CallbackSender:
 # --- a small keep-alive HTTP/1.1 client -----------------------------------------------------------
 
 
+@dataclass(slots=True, frozen=True)
+class _Target:
+    """What a callback URL resolves to, parsed once per URL."""
+
+    origin: tuple[str, str, int]  # (scheme, host name, port): the key of the idle connections
+    hostname: str
+    port: int
+    secure: bool
+    head: bytes  # "POST <target> HTTP/1.1" and the Host line
+
+
+def _target(url: str) -> _Target:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.netloc.rpartition("@")[2]
+    head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
+    return _Target((parts.scheme, parts.hostname, port), parts.hostname, port, secure, head)
+
+
+class _Deadlines:
+    """Cancels a task still inside a request `timeout` seconds after it started, with one timer
+    for all of them instead of one per request: every request has the same timeout, so they
+    expire in the order they started (the insertion order of `_running`)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._running: dict[asyncio.Task[object], float] = {}  # task -> deadline (loop time)
+        self._expired: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[object], loop: asyncio.AbstractEventLoop) -> None:
+        deadline = loop.time() + self.timeout
+        self._running[task] = deadline
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def finish(self, task: asyncio.Task[object]) -> bool:
+        """Forget `task`; True when its deadline passed and it was cancelled for it."""
+        self._running.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        while self._running:
+            task, deadline = next(iter(self._running.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._expire, loop)
+                return
+            del self._running[task]
+            self._expired.add(task)
+            task.cancel()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._running.clear()
+        self._expired.clear()
+
+
 class HttpPoster:
     """POSTs a body and returns the status code, reusing idle connections per (scheme, host,
     port). Reads the whole answer (Content-Length, chunked, or until close) so the connection
     can be reused; raises OSError, TimeoutError, ValueError (malformed answer) on failure."""
+
+    MAX_TARGETS = 1024  # parsed URLs kept; callback URLs are usually a few per customer
 
     def __init__(self, *, timeout: float, max_idle_per_host: int = 64) -> None:
         self.timeout = timeout
@@ -277,42 +347,65 @@ class HttpPoster:
         self._idle: dict[
             tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
         ] = {}
+        self._targets: dict[str, _Target] = {}
+        self._deadlines = _Deadlines(timeout)
         self._ssl: ssl.SSLContext | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        origin = (parts.scheme, parts.hostname, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.netloc.rpartition("@")[2]
-        lines = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        async with asyncio.timeout(self.timeout):
-            idle = self._idle.get(origin)
-            while idle:
-                reader, writer = idle.pop()
-                if writer.is_closing() or reader.at_eof():
-                    writer.close()
-                    continue
-                try:
-                    return await self._exchange(origin, reader, writer, request)
-                except (OSError, asyncio.IncompleteReadError):
-                    writer.close()  # the server closed an idle connection: try a fresh one
-            reader, writer = await asyncio.open_connection(
-                parts.hostname,
-                port,
-                ssl=self._ssl_context() if secure else None,
-                server_hostname=parts.hostname if secure else None,
-            )
+        target = self._targets.get(url)
+        if target is None:
+            target = _target(url)
+            if len(self._targets) >= self.MAX_TARGETS:
+                self._targets.clear()
+            self._targets[url] = target
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        request = b"%bContent-Length: %d\r\n%b\r\n%b" % (
+            target.head,
+            len(body),
+            fields.encode("latin-1"),
+            body,
+        )
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None
+        cancelling = task.cancelling()
+        self._deadlines.start(task, loop)
+        try:
+            return await self._send(target, request)
+        except asyncio.CancelledError:
+            # Our own deadline's cancel becomes a TimeoutError; anyone else's goes on.
+            if self._deadlines.finish(task) and task.uncancel() <= cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._deadlines.finish(task)
+
+    async def _send(self, target: _Target, request: bytes) -> int:
+        origin = target.origin
+        idle = self._idle.get(origin)
+        while idle:
+            reader, writer = idle.pop()
+            if writer.is_closing() or reader.at_eof():
+                writer.close()
+                continue
             try:
                 return await self._exchange(origin, reader, writer, request)
+            except (OSError, asyncio.IncompleteReadError):
+                writer.close()  # the server closed an idle connection: try a fresh one
             except BaseException:
-                writer.close()
+                writer.close()  # timed out or cancelled half-way: the connection is unusable
                 raise
+        reader, writer = await asyncio.open_connection(
+            target.hostname,
+            target.port,
+            ssl=self._ssl_context() if target.secure else None,
+            server_hostname=target.hostname if target.secure else None,
+        )
+        try:
+            return await self._exchange(origin, reader, writer, request)
+        except BaseException:
+            writer.close()
+            raise
 
     async def _exchange(
         self,
@@ -358,6 +451,7 @@ class HttpPoster:
         return self._ssl
 
     def close(self) -> None:
+        self._deadlines.close()
         for connections in self._idle.values():
             for _, writer in connections:
                 writer.close()

@@ -3,6 +3,7 @@ given up on a 4xx, per message or per key, and recorded in the message's history
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from dlr.callback import SIGNATURE_HEADER, verify
+from gateway.callbacks import HttpPoster
 from tests.test_http_harness import Daemon, free_port, running_daemon
 
 UK = "+447911123456"
@@ -135,3 +137,73 @@ async def test_retries_stop_after_the_configured_period(tmp_path: Path) -> None:
         assert daemon.api.callbacks is not None
         stats = daemon.api.callbacks.stats
         assert stats.given_up == 1 and 2 <= stats.attempts <= 8
+
+
+# --- the keep-alive poster on its own ------------------------------------------------------------
+
+
+async def test_the_poster_reuses_one_connection_and_sends_the_headers(sink: Sink) -> None:
+    poster = HttpPoster(timeout=5.0)
+    try:
+        for n in range(3):
+            assert await poster.post(sink.url + "?n=1", b'{"n":%d}' % n, {"X-A": "b"}) == 200
+        assert [body for body, _, _ in sink.received] == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+        assert sum(len(idle) for idle in poster._idle.values()) == 1
+    finally:
+        poster.close()
+
+
+async def test_a_silent_server_times_out_and_the_next_request_still_has_its_deadline() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = HttpPoster(timeout=0.2)
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {})
+            assert 0.15 <= time.monotonic() - started < 2.0
+        # Overlapping requests each get their own deadline.
+        results = await asyncio.gather(
+            *(poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {}) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, TimeoutError) for result in results)
+    finally:
+        poster.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_cancelling_a_post_is_not_turned_into_a_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = HttpPoster(timeout=5.0)
+    try:
+        task = asyncio.create_task(poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {}))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not poster._deadlines._running
+    finally:
+        poster.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_url_that_is_not_http_is_refused() -> None:
+    poster = HttpPoster(timeout=1.0)
+    with pytest.raises(ValueError, match="not an http"):
+        await poster.post("ftp://example.com/x", b"{}", {})

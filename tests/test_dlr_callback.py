@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dlr.callback import (
     SIGNATURE_HEADER,
@@ -17,7 +21,7 @@ from dlr.callback import (
     sign,
     verify,
 )
-from dlr.status import MessageStatus
+from dlr.status import MessageStatus, is_final
 
 SECRET = "whsec_test"
 NOW = 1_717_000_000
@@ -123,3 +127,78 @@ def test_retry_schedule_backs_off_then_gives_up() -> None:
 )
 def test_which_answers_are_retried(status: int | None, expected: bool) -> None:
     assert is_retryable(status) is expected
+
+
+def _reference_body(
+    *,
+    message_id: str,
+    status: MessageStatus,
+    status_at: float,
+    to: str | None,
+    reference: str | None,
+    error: str | None,
+    network_error: str | None,
+    segments: list[CallbackSegment],
+) -> bytes:
+    """The body as json.dumps words it: callback_body must produce exactly these bytes."""
+    document: dict[str, object] = {
+        "message_id": message_id,
+        "status": status.value,
+        "final": is_final(status),
+        "status_at": datetime.fromtimestamp(status_at, UTC).isoformat(timespec="milliseconds"),
+    }
+    optional = {"to": to, "reference": reference, "error": error, "network_error": network_error}
+    document.update({name: value for name, value in optional.items() if value is not None})
+    if segments:
+        document["segments"] = [
+            {
+                name: value
+                for name, value in (
+                    ("index", s.index),
+                    ("status", s.status),
+                    ("carrier_id", s.carrier_id),
+                    ("error", s.error),
+                )
+                if value is not None
+            }
+            for s in segments
+        ]
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    message_id=_TEXT,
+    status=st.sampled_from(list(MessageStatus)),
+    status_at=st.one_of(
+        st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        st.integers(1_000_000_000, 2_000_000_000).map(lambda s: s + 0.9999995),
+        st.integers(1_000_000_000, 2_000_000_000).map(lambda s: s + 0.0005),
+    ),
+    to=st.none() | _TEXT,
+    reference=st.none() | _TEXT,
+    error=st.none() | _TEXT,
+    network_error=st.none() | _TEXT,
+    segments=st.lists(
+        st.builds(
+            CallbackSegment,
+            index=st.integers(0, 255),
+            status=_TEXT,
+            carrier_id=st.none() | _TEXT,
+            error=st.none() | _TEXT,
+        ),
+        max_size=3,
+    ),
+)
+def test_callback_body_is_byte_for_byte_what_json_dumps_makes(**fields: Any) -> None:
+    assert callback_body(**fields) == _reference_body(**fields)
+
+
+@pytest.mark.parametrize("status_at", [0.0, 0.0004999, 0.9995, 1_717_000_000.9999996, 1e9 - 0.5])
+def test_status_at_rounds_like_datetime_isoformat(status_at: float) -> None:
+    body = callback_body(message_id="m", status=MessageStatus.DELIVERED, status_at=status_at)
+    expected = datetime.fromtimestamp(status_at, UTC).isoformat(timespec="milliseconds")
+    assert json.loads(body)["status_at"] == expected
