@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
@@ -47,7 +47,7 @@ from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
 from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
-from gateway.store.base import MessageStore, SegmentReceipt, StatusChange
+from gateway.store.base import MessageStore, SegmentReceipt, StatusChange, SubmitResult
 from gateway.store.sqlite import SqliteMessageStore
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
@@ -55,6 +55,7 @@ from smpp.pdu import DataSm, DeliverSm
 from smpp.segmentation import Concatenation
 
 log = logging.getLogger("tandem")
+T = TypeVar("T")
 
 # Refusals that say "this route cannot carry it", not "this message is wrong": try the next target.
 ROUTE_LEVEL_STATUSES = frozenset(
@@ -98,6 +99,54 @@ class GatewayStats:
     mo_unclaimed: int = 0
 
 
+class _TurnBatch(Generic[T]):
+    """Items added during one turn of the event loop, handled together by one task.
+
+    `add` returns the item's own future (so a caller that is cancelled cancels nobody else's):
+    done when `handle` has finished with every item of the batch, failed with its exception
+    (each caller then treats its own item as not recorded)."""
+
+    def __init__(
+        self,
+        handle: Callable[[list[T]], Awaitable[None]],
+        spawn: Callable[[Awaitable[None]], None],
+    ) -> None:
+        self._handle, self._spawn = handle, spawn
+        self._items: list[T] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def add(self, item: T) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        if not self._items:
+            loop.call_soon(self._close)
+        self._items.append(item)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _close(self) -> None:
+        items, waiters = self._items, self._waiters
+        self._items, self._waiters = [], []
+        if items:
+            self._spawn(self._run(items, waiters))
+
+    async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._handle(items)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 @dataclass
 class Gateway:
     """One daemon instance. `await start()`, then channels and links run until `stop()`."""
@@ -139,10 +188,15 @@ class Gateway:
         self.smpp_server: object | None = None  # gateway.smpp_server.CustomerSmppServer
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
-        # Receipts that arrived in one turn of the loop, recorded together (one store op, one
-        # task) and acknowledged together: see `on_receipt`.
-        self._receipt_batch: list[tuple[str, DeliveryReceipt, str]] = []
-        self._receipt_batch_done: asyncio.Future[None] | None = None
+        # Submit results and receipts that arrive in one turn of the loop (a TCP read carries
+        # dozens) are recorded together: one store op and one task for all, each link awaiting
+        # the shared outcome before it answers or counts the message as recorded.
+        self._submit_batch: _TurnBatch[tuple[str, Message, Sequence[SubmittedSegment]]] = (
+            _TurnBatch(self._record_submitted, self._spawn)
+        )
+        self._receipt_batch: _TurnBatch[tuple[str, DeliveryReceipt, str]] = _TurnBatch(
+            self._apply_receipts, self._spawn
+        )
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
@@ -239,33 +293,41 @@ class Gateway:
     ) -> Awaitable[None]:
         self.stats.submitted += 1
         self.dispatcher.forget(message.id)
-        return self._record_submitted(link, message, segments)
+        return self._submit_batch.add((link, message, segments))
 
     async def _record_submitted(
-        self, link: str, message: Message, segments: Sequence[SubmittedSegment]
+        self, batch: list[tuple[str, Message, Sequence[SubmittedSegment]]]
     ) -> None:
         now = self.clock()
-        rows = [
-            Segment(
-                message_id=message.id,
-                index=part.index,
-                total=part.total,
-                status=SegmentStatus.SUBMITTED,
-                link=link,
-                carrier_id=part.carrier_id,
-                submitted_at=now,
+        results = [
+            SubmitResult(
+                message.id,
+                [
+                    Segment(
+                        message_id=message.id,
+                        index=part.index,
+                        total=part.total,
+                        status=SegmentStatus.SUBMITTED,
+                        link=link,
+                        carrier_id=part.carrier_id,
+                        submitted_at=now,
+                    )
+                    for part in segments
+                ],
+                link,
+                now,
+                StatusSource.SUBMIT_RESP,
             )
-            for part in segments
+            for link, message, segments in batch
         ]
-        change = await self.message_store.mark_submitted(
-            message.id, rows, link=link, at=now, source=StatusSource.SUBMIT_RESP
-        )
-        self._notify(change)
-        for part in segments:
-            key = SmppReceiptKey(link, part.carrier_id)
-            target = SegmentRef(message.id, part.index)
-            for early in self.correlator.on_submit_resp(key, target, now):
-                await self._apply_receipt(link, early.receipt, early.key.carrier_id)
+        changes = await self.message_store.mark_submitted_many(results)
+        for (link, message, segments), change in zip(batch, changes, strict=True):
+            self._notify(change)
+            for part in segments:
+                key = SmppReceiptKey(link, part.carrier_id)
+                target = SegmentRef(message.id, part.index)
+                for early in self.correlator.on_submit_resp(key, target, now):
+                    await self._apply_receipt(link, early.receipt, early.key.carrier_id)
 
     def on_temporary_failure(
         self, link: str, message: Message, failure: SendFailure
@@ -338,52 +400,26 @@ class Gateway:
             self.stats.receipts_unparseable += 1
             log.warning("unreadable receipt on link %s (sequence %d)", link, pdu.sequence_number)
             return None
-        # Batched: every receipt read in this turn of the loop (a TCP read carries dozens) is
-        # recorded by one store op; each is answered when that op has committed.
-        done = self._receipt_batch_done
-        if done is None:
-            loop = asyncio.get_running_loop()
-            done = self._receipt_batch_done = loop.create_future()
-            loop.call_soon(self._record_receipt_batch)
-        self._receipt_batch.append((link, receipt, carrier_id))
-        return done
+        return self._receipt_batch.add((link, receipt, carrier_id))
 
-    def _record_receipt_batch(self) -> None:
-        batch, done = self._receipt_batch, self._receipt_batch_done
-        self._receipt_batch, self._receipt_batch_done = [], None
-        if done is not None:
-            self._spawn(self._apply_receipts(batch, done))
-
-    async def _apply_receipts(
-        self, batch: list[tuple[str, DeliveryReceipt, str]], done: asyncio.Future[None]
-    ) -> None:
-        try:
-            now = self.clock()
-            rows = [
-                SegmentReceipt(
-                    link,
-                    carrier_id,
-                    receipt.status,
-                    now,
-                    StatusSource.RECEIPT,
-                    _receipt_detail(receipt),
-                    receipt.error,
-                    _network_text(receipt),
-                )
-                for link, receipt, carrier_id in batch
-            ]
-            changes = await self.message_store.apply_segment_statuses(rows)
-            for (link, receipt, carrier_id), change in zip(batch, changes, strict=True):
-                await self._after_receipt(link, receipt, carrier_id, change, now)
-        except asyncio.CancelledError:
-            done.cancel()  # unanswered: the SMSC offers these receipts again
-            raise
-        except Exception as exc:
-            if not done.done():
-                done.set_exception(exc)
-            return
-        if not done.done():
-            done.set_result(None)
+    async def _apply_receipts(self, batch: list[tuple[str, DeliveryReceipt, str]]) -> None:
+        now = self.clock()
+        rows = [
+            SegmentReceipt(
+                link,
+                carrier_id,
+                receipt.status,
+                now,
+                StatusSource.RECEIPT,
+                _receipt_detail(receipt),
+                receipt.error,
+                _network_text(receipt),
+            )
+            for link, receipt, carrier_id in batch
+        ]
+        changes = await self.message_store.apply_segment_statuses(rows)
+        for (link, receipt, carrier_id), change in zip(batch, changes, strict=True):
+            await self._after_receipt(link, receipt, carrier_id, change, now)
 
     async def _apply_receipt(self, link: str, receipt: DeliveryReceipt, carrier_id: str) -> None:
         now = self.clock()

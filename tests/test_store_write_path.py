@@ -11,7 +11,7 @@ import pytest
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Message, Segment
 from gateway.store import DuplicateMessageId, SqliteMessageStore
-from gateway.store.base import SegmentReceipt
+from gateway.store.base import SegmentReceipt, SubmitResult
 
 T0 = 1_800_000_000.0
 
@@ -317,6 +317,52 @@ async def test_receipts_applied_in_bulk_answer_like_one_call_each(tmp_path: Path
     assert records[0] is not None and records[1] is not None
     assert records[0].message.status is MessageStatus.UNDELIVERABLE
     assert [h.event for h in records[0].history] == [h.event for h in records[1].history]
+    await bulk.close()
+    await single.close()
+
+
+async def test_submit_results_recorded_in_bulk_answer_like_one_call_each(tmp_path: Path) -> None:
+    bulk, single = await reopened(tmp_path / "bulk.db"), await reopened(tmp_path / "one.db")
+    first, second = make_message(), make_message()
+    for store in (bulk, single):
+        await store.accept([make_message_like(first), make_message_like(second)])
+    results = [
+        SubmitResult(
+            first.id, [submitted(first, "c1", 0, 2)], "smsc-a", T0 + 1, StatusSource.SUBMIT_RESP
+        ),
+        SubmitResult(
+            second.id, [submitted(second, "c3")], "smsc-b", T0 + 1, StatusSource.SUBMIT_RESP
+        ),
+        SubmitResult(
+            "no-such-id", [submitted(first, "c9")], "smsc-a", T0 + 1, StatusSource.SUBMIT_RESP
+        ),
+        SubmitResult(
+            first.id, [submitted(first, "c2", 1, 2)], "smsc-a", T0 + 2, StatusSource.SUBMIT_RESP
+        ),
+    ]
+
+    together = await bulk.mark_submitted_many(results)
+    one_by_one = [
+        await single.mark_submitted(r.message_id, r.segments, link=r.link, at=r.at, source=r.source)
+        for r in results
+    ]
+
+    summary = [(c.changed, c.message and c.message.status) for c in together]
+    assert summary == [(c.changed, c.message and c.message.status) for c in one_by_one]
+    assert summary[2] == (False, None)
+    for message in (first, second):
+        records = [await s.get(message.id) for s in (bulk, single)]
+        assert records[0] is not None and records[1] is not None
+        assert records[0].message.status is MessageStatus.SUBMITTED
+        assert [s.carrier_id for s in records[0].segments] == [
+            s.carrier_id for s in records[1].segments
+        ]
+        assert [h.event for h in records[0].history] == [h.event for h in records[1].history]
+    # The correlation entries are in place: receipts find both parts of the first message.
+    receipt = await bulk.apply_segment_status(
+        "smsc-a", "c2", SegmentStatus.DELIVERED, at=T0 + 3, source=StatusSource.RECEIPT
+    )
+    assert receipt.message is not None and receipt.message.id == first.id
     await bulk.close()
     await single.close()
 

@@ -15,10 +15,12 @@ from gateway.store.base import (
     MessageStore,
     OtpRecord,
     OtpStore,
+    SegmentReceipt,
     StatusChange,
     StoreClosed,
     StoreError,
     StoreStats,
+    SubmitResult,
 )
 from gateway.store.sqlite import SqliteMessageStore
 
@@ -33,9 +35,11 @@ __all__ = [
     "MessageStore",
     "OtpRecord",
     "OtpStore",
+    "SegmentReceipt",
     "SqliteMessageStore",
     "StatusChange",
     "StoreClosed",
     "StoreError",
     "StoreStats",
+    "SubmitResult",
 ]

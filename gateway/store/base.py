@@ -78,6 +78,18 @@ class StatusChange:
 
 
 @dataclass(slots=True, frozen=True)
+class SubmitResult:
+    """One message's submit results for `MessageStore.mark_submitted_many`: the arguments of
+    `mark_submitted`, as a value."""
+
+    message_id: str
+    segments: Sequence[Segment]
+    link: str
+    at: float
+    source: StatusSource
+
+
+@dataclass(slots=True, frozen=True)
 class SegmentReceipt:
     """One receipt for `MessageStore.apply_segment_statuses`: the arguments of
     `apply_segment_status`, as a value."""
@@ -144,6 +156,11 @@ class MessageStore(Protocol):
         SUBMITTED, FAILED for a refused part) and derive the message's. The attempt is counted
         when the message leaves QUEUED. `segment`/`update` of the result are the last segment's.
         """
+
+    async def mark_submitted_many(self, results: Sequence[SubmitResult]) -> list[StatusChange]:
+        """`mark_submitted` for each result, in order, as one write request: the submit results
+        that one read from a link brought cost one await and one queue entry. All or nothing,
+        like one call."""
 
     async def requeue(
         self,

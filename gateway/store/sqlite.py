@@ -74,6 +74,7 @@ from gateway.store.base import (
     StatusChange,
     StoreClosed,
     StoreStats,
+    SubmitResult,
 )
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -790,57 +791,24 @@ class SqliteMessageStore:
             raise ValueError("mark_submitted needs at least one segment")
 
         def op(tx: _Tx) -> StatusChange:
-            live = _load(tx, message_id)
-            if live is None:
-                return StatusChange(False, None)
-            message, stored = live.message, live.segments
-            was_unsent = message.status in _UNSENT
-            changes: list[StatusChange] = []
-            for submitted in segments:
-                index = submitted.index
-                segment = stored.get(index)
-                if segment is None:
-                    segment = stored[index] = Segment(
-                        message_id, index, submitted.total, SegmentStatus.PENDING
-                    )
-                elif segment.carrier_id is not None:  # resubmitted: the old id is history
-                    old_key = (segment.link or "", segment.carrier_id)
-                    if tx.carriers.get(old_key) == (message_id, index):
-                        del tx.carriers[old_key]
-                # The correlation entry is recorded even when the status cannot move (a
-                # resubmission, a message cancelled meanwhile): receipts will quote this id.
-                segment.total, segment.link, segment.carrier_id = (
-                    submitted.total,
-                    link,
-                    submitted.carrier_id,
-                )
-                segment.submitted_at = submitted.submitted_at or at
-                if submitted.carrier_id is not None:
-                    tx.carriers[(link, submitted.carrier_id)] = (message_id, index)
-                tx.submitted[(message_id, index)] = segment
-                changes.append(
-                    _apply(
-                        tx,
-                        live,
-                        segment,
-                        submitted.status,
-                        at=at,
-                        source=source,
-                        detail=f"link {link}, carrier id {submitted.carrier_id}",
-                        error=submitted.error,
-                        network_error=submitted.network_error,
-                    )
-                )
-            if was_unsent and message.status not in _UNSENT:
-                message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
-            message.link, message.next_attempt_at = link, None
-            tx.states[message_id] = message
-            _keep(tx, live)
-            _finish_if_done(tx, live)
-            last = changes[-1]
-            return StatusChange(any(c.changed for c in changes), message, last.segment, last.update)
+            return _mark_submitted(tx, message_id, segments, link, at, source)
 
         return await self._write(op, rows=len(segments))
+
+    async def mark_submitted_many(self, results: Sequence[SubmitResult]) -> list[StatusChange]:
+        if not results:
+            return []
+        if any(not r.segments for r in results):
+            raise ValueError("mark_submitted needs at least one segment")
+        results = list(results)  # as they are now: the op runs later, on the writer thread
+
+        def op(tx: _Tx) -> list[StatusChange]:
+            return [
+                _mark_submitted(tx, r.message_id, r.segments, r.link, r.at, r.source)
+                for r in results
+            ]
+
+        return await self._write(op, rows=sum(len(r.segments) for r in results))
 
     async def requeue(
         self,
@@ -1203,6 +1171,65 @@ class SqliteMessageStore:
 
 
 # --- the ops' building blocks (run on the writer thread) ----------------------------------------
+def _mark_submitted(
+    tx: _Tx,
+    message_id: str,
+    segments: Sequence[Segment],
+    link: str,
+    at: float,
+    source: StatusSource,
+) -> StatusChange:
+    live = _load(tx, message_id)
+    if live is None:
+        return StatusChange(False, None)
+    message, stored = live.message, live.segments
+    was_unsent = message.status in _UNSENT
+    changes: list[StatusChange] = []
+    for submitted in segments:
+        index = submitted.index
+        segment = stored.get(index)
+        if segment is None:
+            segment = stored[index] = Segment(
+                message_id, index, submitted.total, SegmentStatus.PENDING
+            )
+        elif segment.carrier_id is not None:  # resubmitted: the old id is history
+            old_key = (segment.link or "", segment.carrier_id)
+            if tx.carriers.get(old_key) == (message_id, index):
+                del tx.carriers[old_key]
+        # The correlation entry is recorded even when the status cannot move (a
+        # resubmission, a message cancelled meanwhile): receipts will quote this id.
+        segment.total, segment.link, segment.carrier_id = (
+            submitted.total,
+            link,
+            submitted.carrier_id,
+        )
+        segment.submitted_at = submitted.submitted_at or at
+        if submitted.carrier_id is not None:
+            tx.carriers[(link, submitted.carrier_id)] = (message_id, index)
+        tx.submitted[(message_id, index)] = segment
+        changes.append(
+            _apply(
+                tx,
+                live,
+                segment,
+                submitted.status,
+                at=at,
+                source=source,
+                detail=f"link {link}, carrier id {submitted.carrier_id}",
+                error=submitted.error,
+                network_error=submitted.network_error,
+            )
+        )
+    if was_unsent and message.status not in _UNSENT:
+        message.attempts += 1  # the attempt counts once, when the message leaves QUEUED
+    message.link, message.next_attempt_at = link, None
+    tx.states[message_id] = message
+    _keep(tx, live)
+    _finish_if_done(tx, live)
+    last = changes[-1]
+    return StatusChange(any(c.changed for c in changes), message, last.segment, last.update)
+
+
 def _load(tx: _Tx, message_id: str) -> _Live | None:
     """The message and its segments: from the writer's memory, else from the database."""
     entry = tx.live.get(message_id)
