@@ -4,7 +4,7 @@ Owns `mint_key` (a new key and the record to store for it), `hash_key`, the scop
 `KeyRing` that answers "which key is this `Authorization: Bearer` value?" for the HTTP API, and
 the `create_key` / `list_keys` / `revoke_key` operations behind `tandem keys`.
 
-Never does: keep a key in clear. A key is shown once when it is created; the store keeps its
+Never does: store a key in clear. A key is shown once when it is created; the store keeps its
 SHA-256 only. SHA-256 and not a slow password hash: keys are 32 random bytes, so they cannot be
 guessed from their hash, and every API request pays for the lookup.
 
@@ -132,7 +132,10 @@ class ApiKey:
 class KeyRing:
     """Bearer value -> active `ApiKey`, cached for `cache_seconds` (revocations by the CLI show
     up within that time). Unknown values are looked up in the store every time: they are
-    rejected anyway, and rate limits apply per key, so there is nothing to save for them."""
+    rejected anyway, and rate limits apply per key, so there is nothing to save for them.
+
+    The cache is keyed by the bearer value itself, in memory only, so a cached request costs a
+    dict lookup instead of a SHA-256; it holds at most one entry per key that exists."""
 
     def __init__(
         self,
@@ -148,19 +151,18 @@ class KeyRing:
         self._default_mps = default_messages_per_second
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._by_hash: dict[str, tuple[ApiKey | None, float]] = {}
+        self._by_bearer: dict[str, tuple[ApiKey | None, float]] = {}
         self._by_name: dict[str, tuple[ApiKeyRecord | None, float]] = {}
 
     async def authenticate(self, bearer: str) -> ApiKey | None:
-        digest = hash_key(bearer)
         now = self._clock()
-        cached = self._by_hash.get(digest)
+        cached = self._by_bearer.get(bearer)
         if cached is not None and now - cached[1] < self._cache_seconds:
             return cached[0]
-        record = await self._store.find_api_key(digest)
+        record = await self._store.find_api_key(hash_key(bearer))
         key = None if record is None or record.revoked_at is not None else self._activate(record)
         if key is not None or cached is not None:
-            self._by_hash[digest] = (key, now)
+            self._by_bearer[bearer] = (key, now)
         return key
 
     async def record_by_name(self, name: str) -> ApiKeyRecord | None:
