@@ -71,6 +71,8 @@ _OTP_ID = re.compile(r"^otp_[0-9a-f]{20}$")
 _ALIASES = {"from_": "from"}
 _ENCODING_OF_DATA_CODING = {int(dc): enc.value for enc, dc in DATA_CODING_OF.items()}
 _UNSENT = (MessageStatus.ACCEPTED, MessageStatus.QUEUED)
+_KINDS = {kind.value: kind for kind in MessageKind}  # a dict lookup, not an Enum call per request
+_CHALLENGE = 'Bearer realm="tandem"'
 # Copied into each answer by aiohttp; one mapping each instead of a dict and a content type.
 _JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON}))
 _JSON_REPLAYED = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON, REPLAYED_HEADER: "true"}))
@@ -242,23 +244,23 @@ class HttpApi:
     async def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, bearer = header.partition(" ")
-        challenge = {"WWW-Authenticate": 'Bearer realm="tandem"'}
-        if scheme.lower() != "bearer" or not bearer.strip():
+        bearer = bearer.strip()
+        if scheme.lower() != "bearer" or not bearer:
             raise Problem(
                 401,
                 "unauthorized",
                 "Send an API key as 'Authorization: Bearer <key>'.",
                 field="Authorization",
-                headers=challenge,
+                headers={"WWW-Authenticate": _CHALLENGE},
             )
-        key = await self.keys.authenticate(bearer.strip())
+        key = await self.keys.authenticate(bearer)
         if key is None:
             raise Problem(
                 401,
                 "invalid_key",
                 "The API key is unknown or revoked.",
                 field="Authorization",
-                headers=challenge,
+                headers={"WWW-Authenticate": _CHALLENGE},
             )
         wait = self.limits.request(
             key.id, key.requests_per_second, key.messages_per_second, time.monotonic()
@@ -377,6 +379,7 @@ class HttpApi:
         starts_at = max(self.clock(), send_at or 0.0)
         validity_at = None if body.validity is None else starts_at + body.validity
         payload = body.body_bytes()
+        kind = _KINDS[body.kind]
         requests = [
             MessageRequest(
                 account=key.name,
@@ -387,7 +390,7 @@ class HttpApi:
                 body=payload,
                 data_coding=body.data_coding,
                 encoding=body.encoding,
-                kind=MessageKind(body.kind),
+                kind=kind,
                 validity_at=validity_at,
                 send_at=send_at,
                 callback_url=body.callback_url,
