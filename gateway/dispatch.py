@@ -32,7 +32,13 @@ class LinkStateView:
         found = self._links.get(link)
         if found is None:
             return None
-        return LinkStatus(found.state is LinkState.UP, found.throttle_level)
+        up, throttle = found.state is LinkState.UP, found.throttle_level
+        if throttle == 0.0:  # the usual answers, shared: asked twice for every message
+            return _UP if up else _DOWN
+        return LinkStatus(up, throttle)
+
+
+_UP, _DOWN = LinkStatus(True, 0.0), LinkStatus(False, 0.0)
 
 
 class Dispatcher:

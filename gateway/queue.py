@@ -172,7 +172,9 @@ class SendQueue:
         entry = _Entry(message, link, sequence)
         self._entries[message.id] = entry
         self._depth[(link, message.priority)] += 1
-        queue = self._links.setdefault(link, _LinkQueue())
+        queue = self._links.get(link)
+        if queue is None:
+            queue = self._links[link] = _LinkQueue()
         due = message.due_at
         if due <= now:
             heapq.heappush(queue.ready, (*entry.ready_key, entry))

@@ -61,7 +61,7 @@ class MessageRecord:
     history: list[HistoryEntry] = field(default_factory=list)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # a value: never mutate one (frozen init costs ~2x, several a message)
 class StatusChange:
     """The outcome of a transition request.
 
