@@ -294,6 +294,36 @@ _MESSAGE_STATUSES = {s.value: s for s in MessageStatus}
 _SEGMENT_STATUSES = {s.value: s for s in SegmentStatus}
 
 
+# A message's targets (link names from the route) are written and read back at every event
+# of its life; the few distinct lists a configuration yields are remembered as text and tuple.
+_TARGET_TEXTS: dict[tuple[str, ...], str] = {}
+_TARGET_LISTS: dict[str, tuple[str, ...]] = {}
+_TARGETS_REMEMBERED = 1024
+
+
+def _targets_text(targets: list[str]) -> str:
+    if not targets:
+        return "[]"
+    key = tuple(targets)
+    text = _TARGET_TEXTS.get(key)
+    if text is None:
+        text = json.dumps(targets)
+        if len(_TARGET_TEXTS) < _TARGETS_REMEMBERED:
+            _TARGET_TEXTS[key] = text
+    return text
+
+
+def _targets_of(text: str) -> list[str]:
+    if text == "[]":
+        return []
+    found = _TARGET_LISTS.get(text)
+    if found is None:
+        found = tuple(json.loads(text))
+        if len(_TARGET_LISTS) < _TARGETS_REMEMBERED:
+            _TARGET_LISTS[text] = found
+    return list(found)  # each message gets its own list: callers may change theirs
+
+
 # Rows carry enum members' `_value_` (a plain attribute, the stored text): three times cheaper
 # than the `.value` property on the hot path, and plain str binds faster than a str subclass.
 def _message_row(m: Message) -> tuple[Any, ...]:
@@ -315,7 +345,7 @@ def _message_row(m: Message) -> tuple[Any, ...]:
         m.validity_at,
         m.send_at,
         m.route,
-        json.dumps(m.targets) if m.targets else "[]",
+        _targets_text(m.targets),
         m.strategy,
         m.link,
         m.status._value_,
@@ -348,7 +378,7 @@ def _message_from_row(r: Sequence[Any]) -> Message:
         validity_at=r[14],
         send_at=r[15],
         route=r[16],
-        targets=json.loads(r[17]) if r[17] != "[]" else [],
+        targets=_targets_of(r[17]),
         strategy=r[18],
         link=r[19],
         status=_MESSAGE_STATUSES[r[20]],
