@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 
 from dlr.ids import MessageIdFormat, canonical_message_id
 from dlr.receipt import (
+    _CANONICAL,
     DeliveryReceipt,
     NetworkError,
     UnparseableReceipt,
+    _text_fields,
+    _text_fields_by_words,
     is_receipt,
     looks_like_receipt,
 )
@@ -249,3 +252,34 @@ def test_tlv_and_text_ids_are_read_under_their_own_formats() -> None:
     assert from_tlv.canonical_id(dec, tlv_format=hex_) == "2587"
     # Without a TLV format, the TLV id is read like the text one.
     assert from_tlv.canonical_id(hex_) == "2587"
+
+
+# --- the canonical fast path gives what the general reader gives ---------------------------------
+
+_TOKEN = st.text(alphabet="0123456789abcdefABCDEF:-_.", min_size=1, max_size=12)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[entry["vendor"] for entry in ENTRIES])
+def test_fast_path_and_word_reader_agree_on_the_corpus(entry: dict[str, Any]) -> None:
+    body = _short_message(entry)
+    raw = (body.decode("latin-1") if isinstance(body, bytes) else body).replace("\x00", "")
+    assert _text_fields(raw) == _text_fields_by_words(raw)
+
+
+@settings(max_examples=500)
+@given(
+    values=st.lists(_TOKEN, min_size=7, max_size=7),
+    text_key=st.sampled_from(["text:", "Text:", "TEXT:", "text :"]),
+    text=st.text(alphabet=st.characters(codec="latin-1"), max_size=25),
+)
+def test_fast_path_and_word_reader_agree_on_generated_receipts(
+    values: list[str], text_key: str, text: str
+) -> None:
+    message_id, sub, dlvrd, submit_date, done_date, stat, err = values
+    raw = (
+        f"id:{message_id} sub:{sub} dlvrd:{dlvrd} submit date:{submit_date}"
+        f" done date:{done_date} stat:{stat} err:{err} {text_key}{text}"
+    )
+    assert _text_fields(raw) == _text_fields_by_words(raw)
+    if text_key in ("text:", "Text:"):
+        assert _CANONICAL.fullmatch(raw) is not None  # the fast path was taken
