@@ -124,7 +124,8 @@ class Result:
         return (
             f"{self.name:<8} {self.accepted:>6}/{self.requests} accepted in "
             f"{self.request_seconds:6.2f} s = {rate:>7,.0f} accepted/s | p50 {p50:6.1f} ms "
-            f"p99 {p99:6.1f} ms | last callback after {self.callbacks_seconds:6.2f} s | "
+            f"p99 {p99:6.1f} ms | last callback after {self.callbacks_seconds:6.2f} s "
+            f"(end to end {self.requests / self.callbacks_seconds:,.0f} msgs/s) | "
             f"{self.delivered} delivered, {self.callbacks} callbacks ({complete})"
             + (f" | errors {self.errors}" if self.errors else "")
             + f"\n{'':<8} gateway CPU {self.cpu:6.2f} s = {self.requests / self.cpu:>7,.0f} "
@@ -507,6 +508,8 @@ async def main() -> None:
             print(kannel.report())
             print(
                 f"ratio    tandem/kannel: accepted/s {tandem.rate / kannel.rate:.2f}x, "
+                "end to end (first request to last callback) "
+                f"{kannel.callbacks_seconds / tandem.callbacks_seconds:.2f}x, "
                 f"messages per gateway CPU-second {kannel.cpu / tandem.cpu:.2f}x"
             )
     finally:
