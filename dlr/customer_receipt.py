@@ -89,7 +89,11 @@ class CustomerReceipt:
 
 
 def _date(moment: datetime) -> str:
-    return moment.strftime("%y%m%d%H%M")
+    # YYMMDDhhmm; formatted by hand: strftime costs twice as much, twice a receipt.
+    return (
+        f"{moment.year % 100:02d}{moment.month:02d}{moment.day:02d}"
+        f"{moment.hour:02d}{moment.minute:02d}"
+    )
 
 
 def _receipt_text(text: str) -> str:

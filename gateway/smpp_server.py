@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from dlr.customer_receipt import build_customer_receipt, wants_receipt
@@ -1209,9 +1210,7 @@ def _text_of(message: Message) -> str:
         return ""
 
 
-def _utc(instant: float) -> Any:
-    from datetime import UTC, datetime
-
+def _utc(instant: float) -> datetime:
     return datetime.fromtimestamp(instant, UTC)
 
 
