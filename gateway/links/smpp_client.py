@@ -283,6 +283,9 @@ class SmppLink:
         self._state = LinkState.STOPPED
         self._stopping = False
         self._flights: set[asyncio.Task[None]] = set()
+        # One-part messages waiting for their submit_sm_resp without a task of their own (the
+        # usual case): settled by a callback when the answer is OK, else handed to a flight task.
+        self._answering: dict[asyncio.Future[Pdu], _Flight] = {}
         self._recordings: set[asyncio.Future[None]] = set()  # receipts and MOs being recorded
         self._next_reference = self._rng.randrange(0x10000)
         self._references: OrderedDict[str, int] = OrderedDict()
@@ -341,6 +344,10 @@ class SmppLink:
         for sender in senders:
             sender.cancel()  # a message caught mid-send is handed back by its flight
         await asyncio.gather(*senders, return_exceptions=True)
+        # One-part messages still waiting for their answer drain and report like the rest.
+        waiting, self._answering = list(self._answering.values()), {}
+        for one_part in waiting:
+            self._launch(self._complete(one_part))
         if self._flights:
             await asyncio.wait(set(self._flights), timeout=drain_seconds)
         abandoned = list(self._flights)
@@ -514,7 +521,54 @@ class SmppLink:
             flight.stopped_early = "link stopped before every part was sent"
             self._launch(self._complete(flight))
             raise
+        if len(flight.segments) == 1 and len(flight.futures) == 1:
+            future = flight.futures[0]
+            self._answering[future] = flight
+            future.add_done_callback(self._one_part_answered)
+            return
         self._launch(self._complete(flight))
+
+    def _one_part_answered(self, future: asyncio.Future[Pdu]) -> None:
+        """The submit_sm_resp of a one-part message. ESME_ROK (nearly every answer) is
+        reported from here; anything else goes through `_complete` like a multipart flight."""
+        flight = self._answering.pop(future, None)
+        if flight is None:
+            return  # `stop` handed it to a flight task already
+        if future.cancelled() or future.exception() is not None or self._stopping:
+            self._launch(self._complete(flight))
+            return
+        response = future.result()
+        if response.command_status != CommandStatus.ESME_ROK:
+            self._launch(self._complete(flight))
+            return
+        assert isinstance(response, SubmitSmResp)
+        stats, bind = self.stats, flight.bind
+        stats.responses[0] = stats.responses.get(0, 0) + 1
+        bind.governor.on_success(asyncio.get_running_loop().time())
+        part = self._submitted_segment(0, 1, response.message_id)
+        message = flight.message
+        stats.messages_submitted += 1
+        self._references.pop(message.id, None)
+        try:
+            result = self._sink.on_submitted(self.name, message, [part])
+        except Exception:
+            log.exception("link %s: sink failed", self.name)
+            result = None
+        if result is None:
+            self._recorded(bind)
+            return
+        recording = asyncio.ensure_future(result)
+        recording.add_done_callback(functools.partial(self._one_part_recorded, bind))
+
+    def _one_part_recorded(self, bind: _Bind, recording: asyncio.Future[None]) -> None:
+        if not recording.cancelled() and recording.exception() is not None:
+            log.error("link %s: sink failed", self.name, exc_info=recording.exception())
+        self._recorded(bind)
+
+    @staticmethod
+    def _recorded(bind: _Bind) -> None:
+        bind.unrecorded -= 1
+        bind.recorded.set()
 
     async def _send_segment(
         self, bind: _Bind, client: SmppClient, pdu: SubmitSm
@@ -547,8 +601,7 @@ class SmppLink:
         try:
             await self._settle_and_report(flight)
         finally:
-            flight.bind.unrecorded -= 1
-            flight.bind.recorded.set()
+            self._recorded(flight.bind)
 
     async def _settle_and_report(self, flight: _Flight) -> None:
         message = flight.message
