@@ -3,7 +3,7 @@ simulator (its own process) -> receipts back -> delivered.
 
 Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|http]
            [--concurrency 64] [--batch 1] [--window 100] [--sessions 1] [--dlr-delay 0]
-           [--loop uvloop|asyncio] [--record]
+           [--rate 0] [--loop uvloop|asyncio] [--record]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -13,7 +13,9 @@ Accept side, two options:
           POST /v1/messages (one recipient each) with aiohttp.
 Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), one SMPP link with
 `sessions` binds of `window`, no tps cap; the simulator answers every submit and sends the
-receipt after `dlr-delay` seconds.
+receipt after `dlr-delay` seconds. `--rate R` paces the intake callers to R messages/s in all:
+without it intake can outrun the link, the queue absorbs the difference, and the latency
+figures then measure time spent queued.
 
 A bind keeps at most `window` messages the store has not recorded yet (the crash-duplicate
 bound), so one bind's rate is about window / (answer + commit time); `--sessions 2` doubles it.
@@ -160,9 +162,19 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
             raise SystemExit("mt_path: the link did not come up")
         await asyncio.sleep(0.01)
     indexes = iter(range(args.messages))
+    started = time.perf_counter()
+    # --rate paces the offered load (all callers together); 0 offers as fast as intake takes.
+    interval = args.batch / args.rate if args.rate else 0.0
+    next_slot = [started]
 
     async def caller() -> None:
         while True:
+            if interval:
+                slot = next_slot[0]
+                next_slot[0] = slot + interval
+                delay = slot - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             batch = [
                 MessageRequest(
                     account="bench",
@@ -178,7 +190,6 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
                 return
             await gateway.intake.accept(batch)
 
-    started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(args.concurrency)))
     return time.perf_counter() - started, gateway
 
@@ -382,6 +393,9 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--dlr-delay", type=float, default=0.0)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="offered messages/s (intake only; 0: no pacing)"
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--record", action="store_true", help="check every text at the SMSC")
     parser.add_argument("--timeout", type=float, default=120.0)
