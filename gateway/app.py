@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
@@ -110,8 +110,12 @@ class _TurnBatch(Generic[T]):
         self,
         handle: Callable[[list[T]], Awaitable[None]],
         spawn: Callable[[Awaitable[None]], None],
+        *,
+        after: _TurnBatch[Any] | None = None,
     ) -> None:
         self._handle, self._spawn = handle, spawn
+        # A batch whose items, added in the same turn, must reach the store first.
+        self._after = after
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -125,6 +129,8 @@ class _TurnBatch(Generic[T]):
         return waiter
 
     def _close(self) -> None:
+        if self._after is not None:
+            self._after._close()
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []
         if items:
@@ -194,8 +200,10 @@ class Gateway:
         self._submit_batch: _TurnBatch[tuple[str, Message, Sequence[SubmittedSegment]]] = (
             _TurnBatch(self._record_submitted, self._spawn)
         )
+        # A receipt often comes in the same read as its submit_sm_resp: the submit result is
+        # recorded first, so the receipt finds its carrier id instead of waiting in the hold.
         self._receipt_batch: _TurnBatch[tuple[str, DeliveryReceipt, str]] = _TurnBatch(
-            self._apply_receipts, self._spawn
+            self._apply_receipts, self._spawn, after=self._submit_batch
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()

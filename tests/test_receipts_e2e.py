@@ -27,6 +27,7 @@ from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.app import Gateway
 from gateway.config import SimulatorConfig, TandemConfig
 from gateway.intake import MessageRequest
+from gateway.links.base import SubmittedSegment
 from gateway.messages import Channel, Message
 from gateway.simulator import (
     DELIVERED,
@@ -285,6 +286,38 @@ async def test_dlr_before_submit_resp_is_held_then_applied_when_the_resp_arrives
     assert correlator.applied_after_hold == daemon.gateway.stats.receipts_held
     assert correlator.held == 0
     assert daemon.gateway.stats.receipts_unmatched == 0
+
+
+async def test_a_receipt_read_with_its_submit_result_finds_it_without_the_hold(
+    daemons: Callable[..., Any],
+) -> None:
+    """A receipt read in the same TCP read as its submit_sm_resp is handed over first (the
+    response's callback runs a moment later), yet the submit result reaches the store first:
+    the receipt finds its carrier id and never waits in the early-receipt hold."""
+    daemon: Daemon = await daemons(settings=simulator_settings(dlr_delay=60.0))
+    gateway = daemon.gateway
+    request = MessageRequest(account="acme", channel=Channel.HTTP, to=DESTINATION, text="x")
+    message = gateway.intake.prepare(request).message
+    await gateway.message_store.accept([message])  # stored, not queued: no link sends it
+    body = (
+        b"id:same-read sub:001 dlvrd:001 submit date:2611220900 done date:2611220901"
+        b" stat:DELIVRD err:000 text:"
+    )
+    receipt = DeliveryReceipt.parse(body, {}, ESM_CLASS_DELIVERY_RECEIPT)
+
+    # The order of one read: the receipt is handled, then the response's callback reports.
+    recorded = gateway.on_receipt(LINK, DeliverSm(short_message=body), receipt, "same-read")
+    submitted = gateway.on_submitted(
+        LINK, message, [SubmittedSegment(0, 1, "same-read", "same-read")]
+    )
+    assert recorded is not None
+    await asyncio.gather(recorded, submitted)
+
+    assert gateway.stats.receipts_held == 0
+    record = await daemon.record(message.id)
+    assert record.message.status is MessageStatus.DELIVERED
+    sources = [entry.event.source for entry in record.history if entry.segment_index == 0]
+    assert sources.index(StatusSource.SUBMIT_RESP) < sources.index(StatusSource.RECEIPT)
 
 
 async def test_a_receipt_held_before_its_submit_is_applied_when_the_submit_result_lands(
