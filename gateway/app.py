@@ -335,7 +335,7 @@ class Gateway:
                 key = SmppReceiptKey(link, part.carrier_id)
                 target = SegmentRef(message.id, part.index)
                 for early in self.correlator.on_submit_resp(key, target, now):
-                    await self._apply_receipt(link, early.receipt, early.key.carrier_id)
+                    await self._apply_receipts([(link, early.receipt, early.key.carrier_id)])
 
     def on_temporary_failure(
         self, link: str, message: Message, failure: SendFailure
@@ -428,20 +428,6 @@ class Gateway:
         changes = await self.message_store.apply_segment_statuses(rows)
         for (link, receipt, carrier_id), change in zip(batch, changes, strict=True):
             await self._after_receipt(link, receipt, carrier_id, change, now)
-
-    async def _apply_receipt(self, link: str, receipt: DeliveryReceipt, carrier_id: str) -> None:
-        now = self.clock()
-        change = await self.message_store.apply_segment_status(
-            link,
-            carrier_id,
-            receipt.status,
-            at=now,
-            source=StatusSource.RECEIPT,
-            detail=_receipt_detail(receipt),
-            error=receipt.error,
-            network_error=_network_text(receipt),
-        )
-        await self._after_receipt(link, receipt, carrier_id, change, now)
 
     async def _after_receipt(
         self,

@@ -546,11 +546,8 @@ class SmppLink:
         stats.responses[0] = stats.responses.get(0, 0) + 1
         bind.governor.on_success(asyncio.get_running_loop().time())
         part = self._submitted_segment(0, 1, response.message_id)
-        message = flight.message
-        stats.messages_submitted += 1
-        self._references.pop(message.id, None)
         try:
-            result = self._sink.on_submitted(self.name, message, [part])
+            result = self._hand_over_submitted(flight.message, [part])
         except Exception:
             log.exception("link %s: sink failed", self.name)
             result = None
@@ -684,9 +681,15 @@ class SmppLink:
 
     async def _report_submitted(self, message: Message, outcome: _Outcome) -> None:
         segments = [part for part in outcome.accepted if part is not None]
+        await self._deliver(self._hand_over_submitted, message, segments)
+
+    def _hand_over_submitted(
+        self, message: Message, segments: list[SubmittedSegment]
+    ) -> SinkResult:
+        """Every part accepted: count it, forget its concatenation reference, tell the sink."""
         self.stats.messages_submitted += 1
         self._references.pop(message.id, None)
-        await self._deliver(self._sink.on_submitted, self.name, message, segments)
+        return self._sink.on_submitted(self.name, message, segments)
 
     async def _report(self, message: Message, failure: SendFailure, *, permanent: bool) -> None:
         if permanent:
