@@ -48,6 +48,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import cpu_seconds
 from dlr.callback import SIGNATURE_HEADER, verify
 
 PYTHON = sys.executable
@@ -183,19 +184,6 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
 def start(argv: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
     handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
-
-
-def cpu_seconds(*pids: int) -> float:
-    """User+system CPU time of processes so far (Linux /proc): a figure that other load on the
-    machine does not distort the way wall-clock rates are distorted."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

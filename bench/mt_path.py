@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import cpu_seconds
+
 PYTHON = sys.executable
 TANDEM = (PYTHON, "-m", "gateway.cli")
 TEXT = "Bench {index:07d}: your parcel arrives today between 10:00 and 12:00."
@@ -251,16 +253,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds of a process so far (Linux /proc): unlike wall-clock rates, not
-    distorted by other load on the machine."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def simulator_accepted(log: Path) -> int:
     found = re.findall(r"\baccepted=(\d+)", log.read_text(encoding="utf-8", errors="replace"))
     return int(found[-1]) if found else -1
@@ -307,7 +299,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     try:
         time.sleep(0.5)  # the simulator binds its port
         if args.accept == "intake":
-            cpu_at_start = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+            cpu_at_start = {
+                "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+                "smsc": cpu_seconds(smsc.pid),
+            }
             accept_seconds, gateway = await accept_in_process(args, config)
         else:
             created = subprocess.run(
@@ -330,13 +325,19 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             )
             daemon = start([PYTHON, "-c", runner, args.loop, str(config)], workdir / "tandem.log")
             gateway_pid = daemon.pid
-            cpu_at_start = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+            cpu_at_start = {
+                "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+                "smsc": cpu_seconds(smsc.pid),
+            }
             accept_seconds = await accept_over_http(args, http_port, key)
         await wait_for(lambda: watch.submitted() >= n, args.timeout, "every submit")
         await wait_for(
             lambda: watch.count_by_status().get("delivered", 0) >= n, args.timeout, "receipts"
         )
-        cpu_at_end = {"gateway": cpu_seconds(gateway_pid), "smsc": cpu_seconds(smsc.pid)}
+        cpu_at_end = {
+            "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+            "smsc": cpu_seconds(smsc.pid),
+        }
         first, last, latencies = await asyncio.to_thread(watch.timings)
         delivered_after = time.time() - first
         statuses = await asyncio.to_thread(watch.count_by_status)
@@ -364,7 +365,11 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     print(f"  receipts    every message final after {delivered_after:6.2f} s: {dict(statuses)}")
     gateway_cpu = cpu_at_end["gateway"] - cpu_at_start["gateway"]
     smsc_cpu = cpu_at_end["smsc"] - cpu_at_start["smsc"]
-    where = "this process: gateway + load" if args.accept == "intake" else "daemon process"
+    where = (
+        "this process and its store writer: gateway + load"
+        if args.accept == "intake"
+        else "daemon and its store writer"
+    )
     print(
         f"  cpu         gateway {gateway_cpu:6.2f} s ({where}) = "
         f"{gateway_cpu / n * 1e6:5.0f} us/msg"

@@ -169,7 +169,9 @@ class Gateway:
         if self.store is None:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             self.store = SqliteMessageStore(
-                self.config.store_path, synchronous=self.config.store.synchronous
+                self.config.store_path,
+                synchronous=self.config.store.synchronous,
+                writer=self.config.store.writer,
             )
         self.links: dict[str, Link] = {}
         self.link_states = LinkStateView(self.links)

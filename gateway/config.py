@@ -66,6 +66,10 @@ class StoreConfig(BaseModel):
     path: FilePath | None = None
     # FULL survives power loss at the cost of an fsync per commit; NORMAL survives process crashes.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # Where the one writer runs: a process of its own takes its work off the event loop's CPU
+    # (bench/RESULTS.md has the figures); a thread of the daemon saves a process where there
+    # is one CPU only.
+    writer: Literal["process", "thread"] = "process"
 
 
 class SmppServerConfig(BaseModel):

@@ -43,9 +43,12 @@ def make_message(**fields: object) -> Message:
     return Message(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteMessageStore]:
-    s = SqliteMessageStore(tmp_path / "data" / "tandem.db")
+@pytest.fixture(params=["thread", "process"])
+async def store(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[SqliteMessageStore]:
+    # Every behaviour holds wherever the writer runs: in a thread, or in its own process.
+    s = SqliteMessageStore(tmp_path / "data" / "tandem.db", writer=request.param)
     await s.open()
     yield s
     await s.close()
@@ -140,7 +143,8 @@ async def test_concurrent_accepts_share_a_few_commits(store: SqliteMessageStore)
     assert len(await store.load_pending()) == 500
 
 
-async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path, writer: str) -> None:
     db = tmp_path / "tandem.db"
     child = textwrap.dedent(
         f"""
@@ -156,8 +160,9 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path) -
                 print(m.id, flush=True)  # acknowledged: the commit carrying it is done
 
         async def main():
-            store = SqliteMessageStore({str(db)!r})
+            store = SqliteMessageStore({str(db)!r}, writer={writer!r})
             await store.open()
+            print(store.writer_pid, flush=True)
             await asyncio.gather(*(caller(store) for _ in range(16)))
 
         asyncio.run(main())
@@ -170,6 +175,7 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path) -
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert process.stdout is not None
+    writer_pid = process.stdout.readline().decode().strip()
     acknowledged = [process.stdout.readline().decode().strip() for _ in range(500)]
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -186,6 +192,26 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path) -
         await reopened.close()
     missing = set(acknowledged) - stored
     assert not missing, f"{len(missing)} acknowledged ids lost"
+    if writer == "process":  # its socket closed with the killed process: it ended too
+        assert await _ended(int(writer_pid), within=10.0), "the writer process outlived it"
+    else:
+        assert writer_pid == "None"
+
+
+async def _ended(pid: int, *, within: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 async def test_restart_loads_every_unsent_message_most_urgent_first(tmp_path: Path) -> None:
