@@ -77,6 +77,7 @@ def write_config(workdir: Path, args: argparse.Namespace, smsc_port: int, http_p
 data_dir = "{workdir / "data"}"
 [store]
 synchronous = "NORMAL"
+writer = "{args.store_writer}"
 [smpp_server]
 enabled = false
 [http]
@@ -396,6 +397,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1, help="requests per intake.accept call")
     parser.add_argument("--window", type=int, default=100)
+    parser.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where the store writer runs (the daemon default: process)",
+    )
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--dlr-delay", type=float, default=0.0)
     parser.add_argument(

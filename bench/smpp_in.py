@@ -58,6 +58,7 @@ def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> st
 data_dir = "{data_dir}"
 [store]
 synchronous = "NORMAL"
+writer = "{args.store_writer}"
 [smpp_server]
 enabled = false    # started by this script
 host = "127.0.0.1"
@@ -255,6 +256,12 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--link-window", type=int, default=100)
+    parser.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where the store writer runs (the daemon default: process)",
+    )
     parser.add_argument("--link-sessions", type=int, default=1)
     parser.add_argument("--receipt-timeout", type=float, default=120.0)
     parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")

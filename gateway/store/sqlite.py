@@ -64,7 +64,7 @@ import struct
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -706,6 +706,8 @@ class _ThreadWriter:
     Cheaper per batch than `run_in_executor` (no concurrent.futures.Future to chain to an
     asyncio one): a job is one queue put, and its answer one `call_soon_threadsafe`."""
 
+    depth = 1  # batches out at once: more would only queue behind the GIL
+
     def __init__(self, core: _WriterCore) -> None:
         self._core = core
         self._loop = asyncio.get_running_loop()
@@ -722,7 +724,7 @@ class _ThreadWriter:
             await self.stop()
             raise
 
-    def run(self, batch: list[Op]) -> Awaitable[tuple[list[tuple[bool, Any]], int]]:
+    def run(self, batch: list[Op]) -> asyncio.Future[tuple[list[tuple[bool, Any]], int]]:
         return self._submit(functools.partial(self._core.run_batch, batch))
 
     async def stop(self) -> None:
@@ -814,6 +816,8 @@ class _ProcessWriter:
     """Runs the core in a child process, so its Python work uses a second CPU instead of
     competing with the event loop for the GIL. Batches go over a socket pair as pickles: each
     costs a few microseconds a row each way, much less than the GIL contention it removes.
+    Two batches may be out at once: the child commits one while the next is on its way, and
+    answers in order.
 
     The child is forked from multiprocessing's fork server (a clean, single-threaded process
     that has this module imported), so starting one takes milliseconds, and it inherits
@@ -822,12 +826,17 @@ class _ProcessWriter:
     kill -9), after finishing the batch in hand, so a commit is never cut in half by a signal.
     """
 
+    depth = 2
+
     def __init__(self, core: _WriterCore) -> None:
         self._core = core
         self.process: multiprocessing.process.BaseProcess | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._answers: asyncio.Task[None] | None = None
+        self._waiting: deque[asyncio.Future[Any]] = deque()  # one per batch out, oldest first
         self._broken: str | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         context = multiprocessing.get_context("forkserver")
@@ -850,43 +859,68 @@ class _ProcessWriter:
             theirs.close()
         _writer_channels.add(ours)
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**26)
-        ok, error = await self._exchange(None)  # the child's answer to opening the database
+        try:
+            ok, error = await self._read_answer()  # to opening the database
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            ok, error = False, StoreError(await self._ended())
         if not ok:
             await self.stop()
             raise error
+        self._answers = asyncio.create_task(self._read_answers(), name="store-writer-answers")
 
-    async def run(self, batch: list[Op]) -> tuple[list[tuple[bool, Any]], int]:
-        ok, value = await self._exchange(batch)
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
+    def run(self, batch: list[Op]) -> asyncio.Future[tuple[list[tuple[bool, Any]], int]]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._broken is not None or self._writer is None:
+            future.set_exception(StoreError(self._broken or "store writer process stopped"))
+            return future
+        payload = _pickle(batch)
+        self._writer.write(_FRAME.pack(len(payload)) + payload)
+        self._waiting.append(future)
+        return future
 
-    async def _exchange(self, request: list[Op] | None) -> tuple[bool, Any]:
-        """One request, one answer: the write loop has at most one batch out at a time."""
-        if self._broken is not None:
-            raise StoreError(self._broken)
-        reader, writer = self._reader, self._writer
-        assert reader is not None and writer is not None
-        try:
-            if request is not None:
-                payload = _pickle(request)
-                writer.write(_FRAME.pack(len(payload)) + payload)
-            size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
-            answer: tuple[bool, Any] = pickle.loads(await reader.readexactly(size))
-        except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
-            code = None
-            if self.process is not None:  # its exit status follows the closed socket closely
-                await asyncio.get_running_loop().run_in_executor(None, self.process.join, 2.0)
-                code = self.process.exitcode
-            self._broken = f"store writer process for {self._core.path} ended (exit code {code})"
-            raise StoreError(self._broken) from exc
+    async def _read_answer(self) -> tuple[bool, Any]:
+        reader = self._reader
+        assert reader is not None
+        size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
+        answer: tuple[bool, Any] = pickle.loads(await reader.readexactly(size))
         return answer
 
+    async def _read_answers(self) -> None:
+        """Settle the batches out, in order, until the socket closes."""
+        try:
+            while True:
+                ok, value = await self._read_answer()
+                future = self._waiting.popleft()
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            if self._stopping and not self._waiting:
+                return
+            self._broken = await self._ended()
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(StoreError(self._broken))
+
+    async def _ended(self) -> str:
+        code = None
+        if self.process is not None:  # its exit status follows the closed socket closely
+            await asyncio.get_running_loop().run_in_executor(None, self.process.join, 2.0)
+            code = self.process.exitcode
+        return f"store writer process for {self._core.path} ended (exit code {code})"
+
     async def stop(self) -> None:
+        self._stopping = True
         if self._writer is not None:
-            self._writer.close()  # the child finishes its batch in hand, sees EOF, and ends
+            self._writer.close()  # the child finishes the batches in hand, sees EOF, and ends
             with contextlib.suppress(OSError):
                 await self._writer.wait_closed()
+        if self._answers is not None:
+            await self._answers
         process = self.process
         if process is not None:
             loop = asyncio.get_running_loop()
@@ -894,7 +928,7 @@ class _ProcessWriter:
             if process.exitcode is None:  # stuck (a disk that never answers): do not hang
                 process.kill()
                 await loop.run_in_executor(None, process.join)
-        self._reader = self._writer = self.process = None
+        self._reader = self._writer = self.process = self._answers = None
 
 
 def _writer_process_main(channel: socket.socket, core: _WriterCore) -> None:
@@ -1043,37 +1077,48 @@ class SqliteMessageStore:
     async def _write_loop(self) -> None:
         writer = self._writer
         assert writer is not None
+        out: deque[asyncio.Future[Any]] = deque()  # batches the writer has not answered yet
         while True:
             if not self._pending:
                 if not self._open:
-                    return
+                    break
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            while len(out) >= writer.depth:
+                await asyncio.wait((out.popleft(),))
             count = min(len(self._pending), self.max_batch)
             batch = [self._pending.popleft() for _ in range(count)]
-            try:
-                outcomes, commits = await writer.run([(r.op, r.args) for r in batch])
-            except Exception as exc:  # the commit itself failed (disk full, I/O error)
-                self._failed += len(batch)
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+            answer = writer.run([(r.op, r.args) for r in batch])
+            answer.add_done_callback(functools.partial(self._settle, batch))
+            out.append(answer)
+        if out:
+            await asyncio.wait(out)
+
+    def _settle(self, batch: list[_WriteRequest], answer: asyncio.Future[Any]) -> None:
+        """Hand each request of an answered batch its result or its error."""
+        error = answer.exception()
+        if error is not None:  # the commit itself failed (disk full, I/O error)
+            self._failed += len(batch)
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return
+        outcomes, commits = answer.result()
+        self._commits += commits
+        self._largest_batch = max(self._largest_batch, len(batch))
+        for request, (ok, value) in zip(batch, outcomes):
+            if ok:
+                self._operations += 1
+                self._rows += request.rows
+            else:
+                self._failed += 1
+            if request.future.done():  # the caller stopped waiting; the write stands
                 continue
-            self._commits += commits
-            self._largest_batch = max(self._largest_batch, count)
-            for request, (ok, value) in zip(batch, outcomes):
-                if ok:
-                    self._operations += 1
-                    self._rows += request.rows
-                else:
-                    self._failed += 1
-                if request.future.done():  # the caller stopped waiting; the write stands
-                    continue
-                if ok:
-                    request.future.set_result(value)
-                else:
-                    request.future.set_exception(value)
+            if ok:
+                request.future.set_result(value)
+            else:
+                request.future.set_exception(value)
 
     # --- intake -------------------------------------------------------------------------------
     async def accept(
