@@ -75,10 +75,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{PROG}: using the {BUILTIN_SOURCE} configuration", file=sys.stderr)
     # The daemon pulls in everything; only `run` needs it.
     from gateway.app import run as run_daemon  # type: ignore[import-not-found,unused-ignore]
+    from gateway.store.base import StoreError
 
-    outcome = run_daemon(config, args.config)  # the path: SIGHUP re-reads its routes
-    if inspect.iscoroutine(outcome):
-        outcome = run_async(outcome)
+    try:
+        outcome = run_daemon(config, args.config)  # the path: SIGHUP re-reads its routes
+        if inspect.iscoroutine(outcome):
+            outcome = run_async(outcome)
+    except StoreError as exc:  # cannot open the store: say which file and why, no traceback
+        return fail(str(exc))
     return outcome if isinstance(outcome, int) else EXIT_OK
 
 

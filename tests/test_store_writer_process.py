@@ -8,6 +8,8 @@ import asyncio
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,37 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+async def test_a_damaged_database_file_is_named_with_the_reason(
+    tmp_path: Path, writer: str
+) -> None:
+    path = tmp_path / "tandem.db"
+    path.write_bytes(b"this is not an SQLite database, whatever its name says" * 100)
+    store = SqliteMessageStore(path, writer=writer)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match=rf"cannot open the store {path}: file is not a database"):
+        await store.open()
+    assert store.writer_pid is None
+
+
+def test_the_daemon_refuses_to_start_on_a_damaged_store_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tandem.db").write_bytes(b"\x00garbage" * 1000)
+    config = tmp_path / "tandem.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        "[smpp_server]\nenabled = false\n[http]\nenabled = false\n[simulator]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"tandem: cannot open the store {tmp_path / 'data' / 'tandem.db'}: file is not a database"
+    ]

@@ -1020,7 +1020,10 @@ class SqliteMessageStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         core = _WriterCore(self.path, self.synchronous, self.live_messages)
         writer = _ProcessWriter(core) if self.writer_placement == "process" else _ThreadWriter(core)
-        await writer.start()  # creates or migrates the schema before the reader looks
+        try:
+            await writer.start()  # creates or migrates the schema before the reader looks
+        except (sqlite3.Error, OSError) as exc:  # a damaged file, a full or read-only disk
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         self._writer = writer
         try:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
