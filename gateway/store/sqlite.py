@@ -814,8 +814,9 @@ def _release_writer_processes() -> None:
 
 class _ProcessWriter:
     """Runs the core in a child process, so its Python work uses a second CPU instead of
-    competing with the event loop for the GIL. Batches go over a socket pair as pickles: each
-    costs a few microseconds a row each way, much less than the GIL contention it removes.
+    competing with the event loop for the GIL. Batches go over a socket pair as pickles, a few
+    microseconds a row each way: 10-20% more CPU per message in all, for a second core's worth
+    of room (bench/RESULTS.md, third round).
     Two batches may be out at once: the child commits one while the next is on its way, and
     answers in order.
 
