@@ -49,6 +49,7 @@ import contextlib
 import copyreg
 import dataclasses
 import functools
+import gc
 import io
 import json
 import multiprocessing
@@ -951,6 +952,12 @@ def _writer_process_main(channel: socket.socket, core: _WriterCore) -> None:
     except Exception as exc:
         answer(False, exc)
         return
+    # As the daemon does for itself (gateway.app.tune_interpreter_for_daemon): what the fork
+    # server imported lives as long as this process, so full collections need not walk it,
+    # and every op allocates dozens of short-lived objects that reference counting frees.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     answer(True, None)
     try:
         while header := stream.read(_FRAME.size):
