@@ -273,3 +273,29 @@ def test_the_daemon_refuses_to_start_on_a_damaged_store_with_one_line(tmp_path: 
     assert done.stderr.strip().splitlines() == [
         f"tandem: cannot open the store {tmp_path / 'data' / 'tandem.db'}: file is not a database"
     ]
+
+
+async def test_the_daemon_runs_its_store_writer_in_a_process_and_ends_it_on_stop(
+    tmp_path: Path,
+) -> None:
+    from gateway.app import Gateway
+    from gateway.config import TandemConfig
+
+    config = TandemConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "smpp_server": {"enabled": False},
+            "http": {"enabled": False},
+            "simulator": {"enabled": False},
+        }
+    )
+    assert config.store.writer == "process"  # the default
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        assert isinstance(gateway.store, SqliteMessageStore)
+        pid = gateway.store.writer_pid
+        assert pid is not None and pid != os.getpid() and _state(pid) != "Z"
+    finally:
+        await gateway.stop()
+    assert _state(pid) == "Z" or not Path(f"/proc/{pid}").exists()
