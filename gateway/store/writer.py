@@ -151,7 +151,8 @@ for _cls in (
     _PICKLE_TABLE[_cls] = _positional_reducer(_cls)
 
 
-def _pickle(obj: Any) -> bytes:
+def dumps(obj: Any) -> bytes:
+    """`pickle.dumps` as the writer process's socket uses it (`pickle.loads` reads it back)."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _PICKLE_TABLE
@@ -236,7 +237,7 @@ class ProcessWriter:
         if self._broken is not None or self._writer is None:
             future.set_exception(StoreError(self._broken or "store writer process stopped"))
             return future
-        payload = _pickle(batch)
+        payload = dumps(batch)
         self._writer.write(_FRAME.pack(len(payload)) + payload)
         self._waiting.append(future)
         return future
@@ -302,7 +303,7 @@ def _writer_process_main(channel: socket.socket, core: WriterCore) -> None:
 
     def answer(ok: bool, value: Any) -> None:
         try:
-            payload = _pickle((ok, value))
+            payload = dumps((ok, value))
         except Exception:  # an error object that does not pickle: send its text instead
             payload = pickle.dumps((False, StoreError(f"{type(value).__name__}: {value}")))
         stream.write(_FRAME.pack(len(payload)) + payload)
