@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import signal
 import sys
@@ -49,6 +48,7 @@ from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.store.base import MessageStore, SegmentReceipt, StatusChange, SubmitResult
 from gateway.store.sqlite import SqliteMessageStore
+from gateway.store.writer import tune_collector
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
 from smpp.pdu import DataSm, DeliverSm
@@ -657,20 +657,15 @@ def _network_text(receipt: DeliveryReceipt) -> str | None:
 def tune_interpreter_for_daemon() -> None:
     """Interpreter settings for a long-running daemon: call once, after start-up.
 
-    Garbage collector: every message allocates dozens of short-lived container objects, and
-    with the default thresholds (700, 10, 10) full collections, which walk every long-lived
-    object (queued messages, tables), took a quarter of the CPU under load (bench/dlr.py).
-    Objects that live as long as the process are frozen out of its view, and the young
-    generation is collected per 50,000 allocations instead of 700; reference counting still
-    frees almost everything at once, only cycles wait a little longer.
+    Garbage collector: see `gateway.store.writer.tune_collector` (the writer process uses the
+    same settings).
 
-    Thread switching: the store's writer thread and the event loop share the GIL, and a loop
-    waiting 5 ms (the default switch interval) for a writer batch holds up every connection;
-    0.5 ms gave 7-15% more messages per second in bench/mt_path.py and bench/http.py.
+    Thread switching: threads (the store's writer thread, when it runs on one, and aiosqlite's
+    reader) share the GIL with the event loop, and a loop waiting 5 ms (the default switch
+    interval) for a writer batch holds up every connection; 0.5 ms gave 7-15% more messages
+    per second in bench/mt_path.py and bench/http.py with the writer on a thread.
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_collector()
     sys.setswitchinterval(0.0005)
 
 

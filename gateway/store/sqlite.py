@@ -1260,7 +1260,7 @@ def _redact_message(tx: _Tx, message_id: str) -> None:
         tx.live[message_id] = ((*row[:10], b"", None, *row[12:]), segment_rows)
 
 
-# --- the ops' building blocks (run on the writer thread) ----------------------------------------
+# --- the ops' building blocks (run where the writer runs) ---------------------------------------
 def _mark_submitted(
     tx: _Tx,
     message_id: str,
