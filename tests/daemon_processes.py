@@ -2,7 +2,8 @@
 processes on 127.0.0.1, a generated config file, an API key made with `tandem keys create`,
 and a reader for the simulator's `--record` file.
 
-Imported by `test_crash_recovery`, `test_failover` and `test_route_explain_live` (holds no tests).
+Imported by `test_crash_recovery`, `test_failover`, `test_route_explain_live` and the store
+tests that watch its writer process (holds no tests).
 """
 
 from __future__ import annotations
@@ -207,3 +208,22 @@ def accepted_texts(record: Path) -> Counter[str]:
             if entry["status"] == 0:
                 counts[entry["text"]] += 1
     return counts
+
+
+def process_gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie waiting for its parent to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+async def process_ends(pid: int, *, within: float) -> bool:
+    """Whether the process ends within `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not process_gone(pid):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -23,6 +23,7 @@ from gateway.store import (
     SqliteMessageStore,
     StoreClosed,
 )
+from tests.daemon_processes import process_ends
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_800_000_000.0
@@ -193,25 +194,9 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path, w
     missing = set(acknowledged) - stored
     assert not missing, f"{len(missing)} acknowledged ids lost"
     if writer == "process":  # its socket closed with the killed process: it ended too
-        assert await _ended(int(writer_pid), within=10.0), "the writer process outlived it"
+        assert await process_ends(int(writer_pid), within=10.0), "the writer process outlived it"
     else:
         assert writer_pid == "None"
-
-
-async def _ended(pid: int, *, within: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + within
-    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
 
 
 async def test_restart_loads_every_unsent_message_most_urgent_first(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from gateway.store import (
     SubmitResult,
 )
 from gateway.store.writer import dumps
+from tests.daemon_processes import process_gone
 
 T0 = 1_800_000_000.0
 
@@ -152,7 +153,7 @@ async def test_the_writer_is_another_process_and_its_commits_are_in_the_file(
     await traffic(store)
     await store.close()
     assert store.writer_pid is None
-    assert not Path(f"/proc/{writer_pid}").exists() or _state(writer_pid) == "Z"
+    assert process_gone(writer_pid)
 
     reader = SqliteMessageStore(path)  # a thread writer on the same file
     await reader.open()
@@ -235,14 +236,7 @@ async def test_the_writer_process_ignores_sigterm_and_sigint_and_ends_with_its_s
     await asyncio.sleep(0)
     await store.close()  # drains what is queued first
     assert all(w.done() and w.exception() is None for w in writes)
-    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
+    assert process_gone(pid)
 
 
 @pytest.mark.parametrize("writer", ["thread", "process"])
@@ -299,10 +293,10 @@ async def test_the_daemon_runs_its_store_writer_in_a_process_and_ends_it_on_stop
     try:
         assert isinstance(gateway.store, SqliteMessageStore)
         pid = gateway.store.writer_pid
-        assert pid is not None and pid != os.getpid() and _state(pid) != "Z"
+        assert pid is not None and pid != os.getpid() and not process_gone(pid)
     finally:
         await gateway.stop()
-    assert _state(pid) == "Z" or not Path(f"/proc/{pid}").exists()
+    assert process_gone(pid)
 
 
 _text = st.text(max_size=40)
