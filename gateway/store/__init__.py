@@ -7,6 +7,7 @@ Owns nothing itself; it names the public pieces so callers import them from one 
 from gateway.store.base import (
     ApiKeyRecord,
     ApiKeyStore,
+    CustomerDeliveryStore,
     DuplicateKeyName,
     DuplicateMessageId,
     IdempotencyRecord,
@@ -15,6 +16,8 @@ from gateway.store.base import (
     MessageStore,
     OtpRecord,
     OtpStore,
+    OwedReceipt,
+    QueuedMo,
     SegmentReceipt,
     StatusChange,
     StoreClosed,
@@ -27,6 +30,7 @@ from gateway.store.sqlite import SqliteMessageStore
 __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
+    "CustomerDeliveryStore",
     "DuplicateKeyName",
     "DuplicateMessageId",
     "IdempotencyRecord",
@@ -35,6 +39,8 @@ __all__ = [
     "MessageStore",
     "OtpRecord",
     "OtpStore",
+    "OwedReceipt",
+    "QueuedMo",
     "SegmentReceipt",
     "SqliteMessageStore",
     "StatusChange",

@@ -368,3 +368,66 @@ class MessageRedaction(Protocol):
     async def redact_message(self, message_id: str) -> None:
         """Forget a message's text and body (an OTP's code must not stay at rest once it was
         sent); status, segments and history are kept."""
+
+
+# --- deliveries owed to SMPP customers: receipts and MOs ---------------------------------------
+# The customer SMPP server's outbox is memory in front of these rows: a receipt or MO that a
+# customer has not yet answered survives a restart (or kill -9) and is offered again.
+
+
+@dataclass(slots=True, frozen=True)
+class OwedReceipt:
+    """A receipt an SMPP customer asked for and has not yet taken: the message as stored, the
+    status the receipt reports and the number of segments it was sent as."""
+
+    message: Message
+    status: MessageStatus
+    segments: int
+
+
+@dataclass(slots=True, frozen=True)
+class QueuedMo:
+    """An MO kept for an account until one of its binds takes it.
+
+    `pdu`: the deliver_sm to hand over, encoded (`smpp.codec.encode`). `part_of`: set while the
+    MO is a part held for reassembly (the parts of one message share it); None once deliverable.
+    Times are wall-clock seconds."""
+
+    id: int
+    account: str
+    pdu: bytes
+    received_at: float
+    expires_at: float
+    part_of: str | None = None
+
+
+@runtime_checkable
+class CustomerDeliveryStore(Protocol):
+    """Contract: a status change that an SMPP customer's `registered_delivery` asks a receipt
+    for marks that receipt owed in the same transaction as the change, so no crash can lose it;
+    a later such change replaces the mark (the customer is owed the latest)."""
+
+    async def owed_receipts(self) -> list[OwedReceipt]:
+        """Every receipt still owed, oldest change first (what the server queues on start)."""
+
+    async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
+        """(message id, status): those receipts were taken, refused for good, or expired. A mark
+        that has moved on to a later status since stays owed."""
+
+    async def queue_mo(
+        self, account: str, pdu: bytes, *, received_at: float, expires_at: float,
+        part_of: str | None = None,
+    ) -> int:
+        """Keep an MO (or a part of one) for `account`; returns its id once durable."""
+
+    async def join_mo(
+        self, account: str, pdu: bytes, *, part_of: str, received_at: float, expires_at: float
+    ) -> int:
+        """The parts kept under `part_of` became one MO: store `pdu` and drop the parts, in one
+        transaction. Returns the new MO's id."""
+
+    async def mos_settled(self, ids: Sequence[int]) -> None:
+        """Those MOs were taken, refused for good, or expired: forget them."""
+
+    async def queued_mos(self) -> list[QueuedMo]:
+        """Every MO still kept, in arrival order (held parts included)."""

@@ -58,6 +58,7 @@ import aiosqlite
 
 from dlr.aggregate import SegmentState, apply_segment_status
 from dlr.correlation import SegmentRef
+from dlr.customer_receipt import wants_receipt
 from dlr.status import (
     MessageStatus,
     SegmentStatus,
@@ -65,6 +66,7 @@ from dlr.status import (
     StatusSource,
     advance,
     is_final,
+    is_intermediate,
 )
 from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment
 from gateway.store.base import (
@@ -74,6 +76,8 @@ from gateway.store.base import (
     IdempotencyRecord,
     MessageRecord,
     OtpRecord,
+    OwedReceipt,
+    QueuedMo,
     SegmentReceipt,
     StatusChange,
     StoreClosed,
@@ -231,6 +235,23 @@ _MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: what SMPP customers are owed. `receipt_owed` is the status a receipt is owed for, set
+    # by the status update that makes it owed (same transaction) and cleared when the customer
+    # took it; `mo_outbox` keeps MOs (and parts held for reassembly) until a bind takes them.
+    """
+    ALTER TABLE message_state ADD COLUMN receipt_owed TEXT;
+    CREATE INDEX message_state_receipt_owed ON message_state (updated_at)
+        WHERE receipt_owed IS NOT NULL;
+    CREATE TABLE mo_outbox (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        pdu BLOB NOT NULL,
+        received_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        part_of TEXT
+    );
+    CREATE INDEX mo_outbox_parts ON mo_outbox (part_of) WHERE part_of IS NOT NULL;
+    """,
 )
 
 _MESSAGE_COLUMNS = (
@@ -260,7 +281,7 @@ _INSERT_STATE = (
 )
 _UPDATE_STATE = (
     "UPDATE message_state SET status = ?, link = ?, attempts = ?, next_attempt_at = ?, "
-    "last_error = ?, updated_at = ? WHERE id = ?"
+    "last_error = ?, updated_at = ?, receipt_owed = COALESCE(?, receipt_owed) WHERE id = ?"
 )
 _SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
 _UPSERT_SEGMENT = (
@@ -286,6 +307,14 @@ _SELECT_MESSAGE_WITH_SEGMENTS = (
     + ", "
     + ", ".join(f"s.{c.strip()}" for c in _SEGMENT_COLUMNS.split(","))
     + " FROM messages m LEFT JOIN segments s ON s.message_id = m.id WHERE m.id = ?"
+)
+# Oldest change first; the segment count for the receipt's `sub:`/submitted count.
+_SELECT_OWED_RECEIPTS = (
+    "SELECT "
+    + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
+    + ", s.receipt_owed, (SELECT COUNT(*) FROM segments g WHERE g.message_id = s.id)"
+    + " FROM message_state s JOIN messages m ON m.id = s.id"
+    + " WHERE s.receipt_owed IS NOT NULL ORDER BY s.updated_at"
 )
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1109,6 +1138,53 @@ class SqliteMessageStore:
         rows = await self._read(f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?", (otp_id,))
         return OtpRecord(*rows[0]) if rows else None
 
+    # -- deliveries owed to SMPP customers (CustomerDeliveryStore) ------------------------------
+
+    async def owed_receipts(self) -> list[OwedReceipt]:
+        rows = await self._read(_SELECT_OWED_RECEIPTS, ())
+        return [
+            OwedReceipt(
+                _message_from_row(r[:_MESSAGE_WIDTH]),
+                _MESSAGE_STATUSES[r[_MESSAGE_WIDTH]],
+                r[_MESSAGE_WIDTH + 1] or 1,
+            )
+            for r in rows
+        ]
+
+    async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
+        rows = [(message_id, status._value_) for message_id, status in settled]
+        await self._write(_settle_receipts, rows, rows=len(rows))
+
+    async def queue_mo(
+        self,
+        account: str,
+        pdu: bytes,
+        *,
+        received_at: float,
+        expires_at: float,
+        part_of: str | None = None,
+    ) -> int:
+        return await self._write(
+            _insert_mo, (account, pdu, received_at, expires_at, part_of), None
+        )
+
+    async def join_mo(
+        self, account: str, pdu: bytes, *, part_of: str, received_at: float, expires_at: float
+    ) -> int:
+        return await self._write(
+            _insert_mo, (account, pdu, received_at, expires_at, None), part_of
+        )
+
+    async def mos_settled(self, ids: Sequence[int]) -> None:
+        await self._write(_delete_mos, [(i,) for i in ids], rows=len(ids))
+
+    async def queued_mos(self) -> list[QueuedMo]:
+        rows = await self._read(
+            "SELECT id, account, pdu, received_at, expires_at, part_of FROM mo_outbox ORDER BY id",
+            (),
+        )
+        return [QueuedMo(*r) for r in rows]
+
 
 # --- the ops (module-level functions of the transaction; see `Op`) -----------------------------
 def _mark_submitted_many(
@@ -1252,6 +1328,29 @@ def _revoke_api_key(tx: _Tx, name_or_id: str, at: float) -> bool:
     return bool(cursor.rowcount)
 
 
+def _settle_receipts(tx: _Tx, rows: list[tuple[str, str]]) -> None:
+    tx.flush()  # a status update pending in this transaction sets the mark it may clear
+    tx.executemany(
+        "UPDATE message_state SET receipt_owed = NULL WHERE id = ? AND receipt_owed = ?", rows
+    )
+
+
+def _insert_mo(tx: _Tx, row: tuple[Any, ...], parts_of: str | None) -> int:
+    """Keep one MO; with `parts_of`, it is the whole of the parts kept under it, which go."""
+    if parts_of is not None:
+        tx.execute("DELETE FROM mo_outbox WHERE part_of = ?", (parts_of,))
+    cursor = tx.execute(
+        "INSERT INTO mo_outbox (account, pdu, received_at, expires_at, part_of) "
+        "VALUES (?, ?, ?, ?, ?)",
+        row,
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _delete_mos(tx: _Tx, ids: list[tuple[int]]) -> None:
+    tx.executemany("DELETE FROM mo_outbox WHERE id = ?", ids)
+
+
 def _redact_message(tx: _Tx, message_id: str) -> None:
     tx.execute("UPDATE message_content SET text = NULL, body = x'' WHERE id = ?", (message_id,))
     entry = tx.live.get(message_id)
@@ -1379,7 +1478,14 @@ def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int
 
 def _message_state(m: Message) -> tuple[Any, ...]:
     status = m.status._value_
-    return (status, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, m.id)
+    owed = None
+    if (
+        m.channel is Channel.SMPP
+        and m.registered_delivery
+        and wants_receipt(m.registered_delivery, status, is_intermediate(status))
+    ):
+        owed = status  # the customer's receipt: owed from the commit that changes the status
+    return (status, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, owed, m.id)
 
 
 def _record(tx: _Tx, message_id: str, event: StatusEvent, segment_index: int | None = None) -> None:
