@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Protocol
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
@@ -40,6 +40,7 @@ from dlr.correlation import (
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
+from gateway.batching import TurnBatch
 from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
 from gateway.dispatch import Dispatcher, LinkStateView
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
@@ -55,7 +56,6 @@ from smpp.pdu import DataSm, DeliverSm
 from smpp.segmentation import Concatenation
 
 log = logging.getLogger("tandem")
-T = TypeVar("T")
 
 # Refusals that say "this route cannot carry it", not "this message is wrong": try the next target.
 ROUTE_LEVEL_STATUSES = frozenset(
@@ -76,9 +76,12 @@ class StatusListener(Protocol):
 
 
 class MoListener(Protocol):
-    """Offered every MO; returns True when it took it (the first taker wins)."""
+    """Offered every MO; the first taker wins. Returns False when it does not take it, True when
+    it took it, or an awaitable done once it has kept it durably (the carrier is answered
+    then). May raise `gateway.links.base.TemporarilyRefused` to have the carrier offer it again
+    later."""
 
-    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool: ...
+    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool | Awaitable[None]: ...
 
 
 @dataclass(slots=True)
@@ -97,60 +100,6 @@ class GatewayStats:
     dlr_timeouts: int = 0
     mo_received: int = 0
     mo_unclaimed: int = 0
-
-
-class _TurnBatch(Generic[T]):
-    """Items added during one turn of the event loop, handled together by one task.
-
-    `add` returns the item's own future (so a caller that is cancelled cancels nobody else's):
-    done when `handle` has finished with every item of the batch, failed with its exception
-    (each caller then treats its own item as not recorded)."""
-
-    def __init__(
-        self,
-        handle: Callable[[list[T]], Awaitable[None]],
-        spawn: Callable[[Awaitable[None]], None],
-        *,
-        after: _TurnBatch[Any] | None = None,
-    ) -> None:
-        self._handle, self._spawn = handle, spawn
-        # A batch whose items, added in the same turn, must reach the store first.
-        self._after = after
-        self._items: list[T] = []
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def add(self, item: T) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        if not self._items:
-            loop.call_soon(self._close)
-        self._items.append(item)
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        return waiter
-
-    def _close(self) -> None:
-        if self._after is not None:
-            self._after._close()
-        items, waiters = self._items, self._waiters
-        self._items, self._waiters = [], []
-        if items:
-            self._spawn(self._run(items, waiters))
-
-    async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
-        try:
-            await self._handle(items)
-        except asyncio.CancelledError:
-            for waiter in waiters:
-                waiter.cancel()
-            raise
-        except Exception as exc:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
 
 @dataclass
@@ -199,12 +148,12 @@ class Gateway:
         # Submit results and receipts that arrive in one turn of the loop (a TCP read carries
         # dozens) are recorded together: one store op and one task for all, each link awaiting
         # the shared outcome before it answers or counts the message as recorded.
-        self._submit_batch: _TurnBatch[tuple[str, Message, Sequence[SubmittedSegment]]] = (
-            _TurnBatch(self._record_submitted, self._spawn)
+        self._submit_batch: TurnBatch[tuple[str, Message, Sequence[SubmittedSegment]]] = TurnBatch(
+            self._record_submitted, self._spawn
         )
         # A receipt often comes in the same read as its submit_sm_resp: the submit result is
         # recorded first, so the receipt finds its carrier id instead of waiting in the hold.
-        self._receipt_batch: _TurnBatch[tuple[str, DeliveryReceipt, str]] = _TurnBatch(
+        self._receipt_batch: TurnBatch[tuple[str, DeliveryReceipt, str]] = TurnBatch(
             self._apply_receipts, self._spawn, after=self._submit_batch
         )
         self._sweeper: asyncio.Task[None] | None = None
@@ -460,13 +409,17 @@ class Gateway:
             return
         self._notify_segment(change)
 
-    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> None:
+    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
         self.stats.mo_received += 1
         for listener in self.mo_listeners:
-            if listener.mo_received(link, pdu):
-                return
+            taken = listener.mo_received(link, pdu)
+            if taken is True:
+                return None
+            if taken is not False:
+                return taken
         self.stats.mo_unclaimed += 1
         log.info("MO on %s from %s to %s not claimed", link, pdu.source_addr, pdu.destination_addr)
+        return None
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         log.info("link %s is %s", link, state.value)

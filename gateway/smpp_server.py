@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from dlr.customer_receipt import build_customer_receipt, wants_receipt
-from dlr.status import StatusSource, is_final, is_intermediate, message_state
+from dlr.status import MessageStatus, StatusSource, is_final, is_intermediate, message_state
 from gateway.accounts import (
     Account,
     AccountBook,
@@ -43,10 +43,13 @@ from gateway.accounts import (
     accounts_file,
     verify_password,
 )
+from gateway.batching import TurnBatch
 from gateway.intake import IntakeRefusal, MessageRequest
+from gateway.links.base import TemporarilyRefused
 from gateway.messages import Channel, Message
-from gateway.store.base import StatusChange
+from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
 from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
+from smpp.codec import PduError, decode, encode
 from smpp.constants import ESM_CLASS_UDHI, CommandStatus, Tag
 from smpp.pdu import (
     BindReceiver,
@@ -140,6 +143,7 @@ class CustomerServerStats:
     throttled: int = 0
     receipts_queued: int = 0
     mo_queued: int = 0
+    mo_refused_full: int = 0  # answered "try later" to the carrier: the outbox was at its bound
     delivered: int = 0
     delivery_retries: int = 0
     delivery_failed: int = 0  # permanent deliver_sm_resp errors: dropped and recorded
@@ -156,13 +160,24 @@ class _Refused(Exception):
 
 @dataclass(slots=True)
 class _Delivery:
-    """A deliver_sm waiting for (or on its way to) a receiving bind."""
+    """A deliver_sm waiting for (or on its way to) a receiving bind. What the store keeps of it
+    (`receipt` or `mo_id`) is settled once it is taken, refused for good, or expires."""
 
     pdu: DeliverSm
     kind: str  # "receipt" | "mo"
-    expires_at: float
+    expires_at: float  # loop clock (time.monotonic)
     not_before: float = 0.0
     attempts: int = 0
+    receipt: tuple[str, MessageStatus] | None = None  # the owed receipt: (message id, status)
+    mo_id: int | None = None  # its row in the store's MO outbox
+
+
+@dataclass(slots=True)
+class _HeldMo:
+    """An MO part held for reassembly, and its row in the MO outbox once kept."""
+
+    pdu: DeliverSm | DataSm
+    row_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +195,7 @@ class _AccountRuntime:
         self.account = account
         self.binds: list[_CustomerBind] = []
         self.outbox: deque[_Delivery] = deque()
+        self.reserved = 0  # outbox places held for MOs being stored (they come in after)
         self.next_receiver = 0
         tps = account.config.tps
         self.bucket = None if tps is None else TokenBucket(tps, max(tps, 1.0))
@@ -408,11 +424,20 @@ class CustomerSmppServer:
         self._next_reload = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch = _IntakeBatch(self)
+        store = gateway.message_store
+        # The outbox in memory is backed by the store: what a customer has not taken yet is
+        # offered again after a restart. A store without that support keeps it in memory only.
+        self._deliveries = store if isinstance(store, CustomerDeliveryStore) else None
+        self._receipts_settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(
+            self._settle_receipts, self._spawn
+        )
+        self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, self._spawn)
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        await self._restore_outboxes()
         plain = await loop.create_server(self._new_connection, self.config.host, self.config.port)
         self._servers.append(plain)
         self.port = plain.sockets[0].getsockname()[1]
@@ -782,55 +807,114 @@ class CustomerSmppServer:
             error = segment.error
         elif message.last_error:
             error = message.last_error
-        receipt = build_customer_receipt(
-            message_id=message.id,
-            status=status,
-            submitted_at=_utc(message.created_at),
-            done_at=_utc(message.updated_at),
-            text=_text_of(message),
-            original_source=message.source_addr,
-            original_destination=message.destination,
-            original_source_ton=message.source_ton,
-            original_source_npi=message.source_npi,
-            original_destination_ton=1,
-            original_destination_npi=1,
-            intermediate=intermediate,
-            error=error,
-            submitted_count=segment.total if segment is not None else 1,
-        )
+        total = segment.total if segment is not None else 1
         self.stats.receipts_queued += 1
-        self._enqueue(runtime, receipt.to_deliver_sm(), "receipt")
+        self._enqueue(
+            runtime,
+            _customer_receipt(message, status, error, total),
+            "receipt",
+            receipt=(message.id, status),
+        )
 
-    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool:
-        """MO listener: MOs to a number or short code an account owns go to its binds."""
+    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool | Awaitable[None]:
+        """MO listener: MOs to a number or short code an account owns go to its binds.
+
+        The carrier is answered once the MO (or the part, while its message is reassembled) is
+        kept in the store; with the account's outbox full it is refused for now, and the
+        carrier offers it again later."""
         account = self.accounts.owner_of(pdu.destination_addr)
         if account is None:
             return False
         runtime = self.runtime(account.system_id)
         if runtime is None:
             return False
+        if len(runtime.outbox) + runtime.reserved >= account.config.delivery_queue_max:
+            self.stats.mo_refused_full += 1
+            raise TemporarilyRefused(f"{account.system_id}: delivery queue full, MO refused")
         self.stats.mo_queued += 1
         if account.config.multipart == "reassemble":
             short_message = getattr(pdu, "short_message", b"")
+            held = _HeldMo(pdu)
             try:
                 part = concat_part_of(
-                    short_message, pdu.esm_class, pdu.data_coding, pdu.tlvs, context=pdu
+                    short_message, pdu.esm_class, pdu.data_coding, pdu.tlvs, context=held
                 )
             except MalformedUdh:
                 part = None
             if part is not None:
                 key = (link, pdu.source_addr, pdu.destination_addr)
                 whole = runtime.mo_parts.add(key, part, time.monotonic())
-                if whole is None:
-                    return True  # held until its other parts arrive
-                self._enqueue(runtime, _joined_mo(whole), "mo")
-                return True
-        self._enqueue(runtime, _mo_for_customer(pdu), "mo")
-        return True
+                concat = part.concat
+                group = f"{link}\x1f{pdu.source_addr}\x1f{pdu.destination_addr}\x1f"
+                group += f"{concat.reference}\x1f{concat.total}"
+                if whole is None:  # held until its other parts arrive
+                    return self._spawn(self._keep_mo_part(runtime, held, group))
+                joined = _joined_mo(whole)
+                parts = group if concat.total > 1 else None
+                return self._start_keeping_mo(runtime, joined, parts)
+        return self._start_keeping_mo(runtime, _mo_for_customer(pdu), None)
 
-    def _enqueue(self, runtime: _AccountRuntime, pdu: DeliverSm, kind: str) -> None:
+    def _start_keeping_mo(
+        self, runtime: _AccountRuntime, pdu: DeliverSm, parts: str | None
+    ) -> asyncio.Future[None]:
+        runtime.reserved += 1  # its place in the outbox, so nothing fills it meanwhile
+        # Started now, not when the link gets to it: the parts of one message reach the store
+        # in the order they came, so a whole replaces parts that are already there.
+        return self._spawn(self._keep_mo(runtime, pdu, parts))
+
+    async def _keep_mo(self, runtime: _AccountRuntime, pdu: DeliverSm, parts: str | None) -> None:
+        """Store the MO (replacing its parts kept under `parts`), then queue it for a bind in
+        the place `_start_keeping_mo` reserved."""
+        ttl = runtime.account.config.delivery_ttl
+        mo_id = None
+        try:
+            if self._deliveries is not None:
+                now = time.time()
+                if parts is None:
+                    mo_id = await self._deliveries.queue_mo(
+                        runtime.system_id, encode(pdu), received_at=now, expires_at=now + ttl
+                    )
+                else:
+                    mo_id = await self._deliveries.join_mo(
+                        runtime.system_id,
+                        encode(pdu),
+                        part_of=parts,
+                        received_at=now,
+                        expires_at=now + ttl,
+                    )
+        finally:
+            runtime.reserved -= 1
+        self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
+
+    async def _keep_mo_part(self, runtime: _AccountRuntime, held: _HeldMo, group: str) -> None:
+        if self._deliveries is not None:
+            now = time.time()
+            held.row_id = await self._deliveries.queue_mo(
+                runtime.system_id,
+                encode(_mo_for_customer(held.pdu)),
+                received_at=now,
+                expires_at=now + runtime.account.config.delivery_ttl,
+                part_of=group,
+            )
+
+    def _enqueue(
+        self,
+        runtime: _AccountRuntime,
+        pdu: DeliverSm,
+        kind: str,
+        *,
+        expires_at: float | None = None,
+        receipt: tuple[str, MessageStatus] | None = None,
+        mo_id: int | None = None,
+        reserved: bool = False,
+    ) -> None:
+        """Queue a deliver_sm for the account's binds. Beyond the outbox's bound it is dropped
+        (and counted), unless its place was `reserved` (an MO the carrier was answered for)."""
         config = runtime.account.config
-        if len(runtime.outbox) >= config.delivery_queue_max:
+        if expires_at is None:
+            expires_at = time.monotonic() + config.delivery_ttl
+        item = _Delivery(pdu, kind, expires_at, receipt=receipt, mo_id=mo_id)
+        if not reserved and len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
             self.stats.delivery_dropped_full += 1
             if self.stats.delivery_dropped_full % 1000 == 1:
                 log.warning(
@@ -839,9 +923,87 @@ class CustomerSmppServer:
                     len(runtime.outbox),
                     kind,
                 )
+            self._settle(item)
             return
-        runtime.outbox.append(_Delivery(pdu, kind, time.monotonic() + config.delivery_ttl))
+        runtime.outbox.append(item)
         self.pump(runtime)
+
+    def _settle(self, item: _Delivery) -> None:
+        """The delivery is over (taken, refused for good, expired, dropped): the store may
+        forget it."""
+        if item.receipt is not None:
+            self._receipts_settled.add(item.receipt)
+        elif item.mo_id is not None:
+            self._mos_settled.add(item.mo_id)
+
+    async def _settle_receipts(self, settled: list[tuple[str, MessageStatus]]) -> None:
+        if self._deliveries is None:
+            return
+        try:
+            await self._deliveries.receipts_settled(settled)
+        except StoreError as exc:  # they stay owed: offered again after a restart
+            log.warning("recording %d receipts as delivered failed: %s", len(settled), exc)
+
+    async def _settle_mos(self, ids: list[int]) -> None:
+        if self._deliveries is None:
+            return
+        try:
+            await self._deliveries.mos_settled(ids)
+        except StoreError as exc:
+            log.warning("recording %d MOs as delivered failed: %s", len(ids), exc)
+
+    async def _restore_outboxes(self) -> None:
+        """Queue what customers were owed when the daemon last stopped (or died)."""
+        store = self._deliveries
+        if store is None:
+            return
+        wall, loop_now = time.time(), time.monotonic()
+        gone_receipts: list[tuple[str, MessageStatus]] = []
+        restored = 0
+        for owed in await store.owed_receipts():
+            message = owed.message
+            runtime = self.runtime(message.account)
+            expires_at = message.updated_at + (
+                runtime.account.config.delivery_ttl if runtime is not None else 0.0
+            )
+            if runtime is None or expires_at <= wall:
+                gone_receipts.append((message.id, owed.status))
+                continue
+            error: int | str = message.last_error or 0
+            self._enqueue(
+                runtime,
+                _customer_receipt(message, owed.status, error, owed.segments),
+                "receipt",
+                expires_at=loop_now + (expires_at - wall),
+                receipt=(message.id, owed.status),
+            )
+            restored += 1
+        gone_mos: list[int] = []
+        for mo in await store.queued_mos():
+            runtime = self.runtime(mo.account)
+            try:
+                pdu = decode(mo.pdu)
+            except PduError:
+                pdu = None
+            if runtime is None or mo.expires_at <= wall or not isinstance(pdu, DeliverSm):
+                gone_mos.append(mo.id)
+                continue
+            # A part held for reassembly goes as the part it is (as when reassembly times out).
+            self._enqueue(
+                runtime, pdu, "mo", expires_at=loop_now + (mo.expires_at - wall), mo_id=mo.id
+            )
+            restored += 1
+        if gone_receipts:
+            await store.receipts_settled(gone_receipts)
+        if gone_mos:
+            await store.mos_settled(gone_mos)
+        if restored or gone_receipts or gone_mos:
+            log.info(
+                "customer outboxes: %d receipts and MOs restored, %d expired or for removed "
+                "accounts",
+                restored,
+                len(gone_receipts) + len(gone_mos),
+            )
 
     def pump(self, runtime: _AccountRuntime) -> None:
         """Hand queued deliveries to receiving binds while they have room."""
@@ -854,6 +1016,7 @@ class CustomerSmppServer:
             if item.expires_at <= now:
                 outbox.popleft()
                 self.stats.delivery_expired += 1
+                self._settle(item)
                 continue
             if item.not_before > now:
                 return
@@ -885,6 +1048,7 @@ class CustomerSmppServer:
             status = future.result().command_status
         if status == CommandStatus.ESME_ROK:
             self.stats.delivered += 1
+            self._settle(item)
         elif status is None or status in TEMPORARY_DELIVERY_ERRORS:
             item.attempts += 1
             delay = min(
@@ -896,6 +1060,7 @@ class CustomerSmppServer:
             runtime.outbox.appendleft(item)
         else:
             self.stats.delivery_failed += 1
+            self._settle(item)
             log.warning(
                 "%s refused a %s deliver_sm with 0x%08X; dropped (to %s from %s)",
                 runtime.system_id,
@@ -936,8 +1101,9 @@ class CustomerSmppServer:
                 _answer_held(held, status=CommandStatus.ESME_RSUBMITFAIL)
             for incomplete_mo in runtime.mo_parts.expire(now):
                 for part in incomplete_mo.parts:  # better the parts than nothing
-                    assert isinstance(part.context, DeliverSm | DataSm)
-                    self._enqueue(runtime, _mo_for_customer(part.context), "mo")
+                    kept = part.context
+                    assert isinstance(kept, _HeldMo)
+                    self._enqueue(runtime, _mo_for_customer(kept.pdu), "mo", mo_id=kept.row_id)
             self.pump(runtime)
 
     def _accounts_reloaded(self) -> None:
@@ -962,10 +1128,11 @@ class CustomerSmppServer:
             for bind in runtime.binds:
                 bind.window = account.config.window
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 class _IntakeBatch:
@@ -1184,8 +1351,8 @@ def _mo_for_customer(pdu: DeliverSm | DataSm) -> DeliverSm:
 
 def _joined_mo(whole: ReassembledMessage) -> DeliverSm:
     first = whole.parts[0].context
-    assert isinstance(first, DeliverSm | DataSm)
-    joined = _mo_for_customer(first)
+    assert isinstance(first, _HeldMo)
+    joined = _mo_for_customer(first.pdu)
     joined.esm_class &= ~ESM_CLASS_UDHI
     joined.data_coding = whole.data_coding
     for tag in (*SAR_TAGS, Tag.MESSAGE_PAYLOAD):
@@ -1196,6 +1363,28 @@ def _joined_mo(whole: ReassembledMessage) -> DeliverSm:
         joined.short_message = b""
         joined.tlvs[Tag.MESSAGE_PAYLOAD] = whole.payload
     return joined
+
+
+def _customer_receipt(
+    message: Message, status: MessageStatus, error: int | str, segments: int
+) -> DeliverSm:
+    receipt = build_customer_receipt(
+        message_id=message.id,
+        status=status,
+        submitted_at=_utc(message.created_at),
+        done_at=_utc(message.updated_at),
+        text=_text_of(message),
+        original_source=message.source_addr,
+        original_destination=message.destination,
+        original_source_ton=message.source_ton,
+        original_source_npi=message.source_npi,
+        original_destination_ton=1,
+        original_destination_npi=1,
+        intermediate=is_intermediate(status),
+        error=error,
+        submitted_count=segments,
+    )
+    return receipt.to_deliver_sm()
 
 
 def _text_of(message: Message) -> str:

@@ -510,3 +510,90 @@ async def test_tls_listener_serves_binds_and_submits(tmp_path: Path) -> None:
 def test_segment_estimate_follows_gsm_and_octet_limits() -> None:
     assert [estimate_segments(n, 0) for n in (1, 160, 161, 306, 307)] == [1, 1, 2, 2, 3]
     assert [estimate_segments(n, 8) for n in (140, 141, 268, 269)] == [1, 2, 2, 3]
+
+
+# --- the outbox kept in the store ---------------------------------------------------------------
+
+
+async def test_an_mo_meeting_a_full_outbox_is_refused_for_now_and_lands_on_the_smscs_retry(
+    tmp_path: Path,
+) -> None:
+    tandem = await start_tandem(
+        tmp_path,
+        [account("tiny", mo_numbers=["888"], delivery_queue_max=1)],
+        settings=FAST,
+    )
+    try:
+        for text in ("first", "second"):
+            tandem.simulator.inject_mo("447700900001", "888", text, system_id="tandem")
+        await wait_for(lambda: tandem.simulator.stats.mo_sent == 1, what="the first MO taken")
+        await wait_for(
+            lambda: tandem.simulator.stats.deliveries_retried >= 1, what="the second refused"
+        )
+        assert tandem.server.stats.mo_refused_full >= 1
+
+        got: list[bytes] = []
+
+        def take(pdu: Pdu) -> Pdu:
+            assert isinstance(pdu, DeliverSm)
+            got.append(pdu.short_message)
+            return pdu.response()
+
+        client = await bound_client(tandem, "tiny", "receiver", handler=take)
+        await wait_for(lambda: len(got) == 2, what="both MOs")  # the SMSC offered it again
+        await client.unbind()
+        assert got == [b"first", b"second"]
+        assert tandem.simulator.stats.mo_sent == 2
+    finally:
+        await stop_tandem(tandem)
+
+
+async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    accounts = [account("joiner", multipart="reassemble", mo_numbers=["777"])]
+    tandem = await start_tandem(tmp_path, accounts, settings=FAST)
+
+    def part(reference: int, seq: int, text: bytes) -> DeliverSm:
+        return DeliverSm(
+            source_addr="447700900001",
+            destination_addr="777",
+            esm_class=0x40,
+            short_message=bytes((5, 0, 3, reference, 2, seq)) + text,
+        )
+
+    try:
+        for pdu in (part(1, 1, b"whole "), part(1, 2, b"message"), part(2, 1, b"half ")):
+            taken = tandem.gateway.on_mo("sim", pdu)
+            assert taken is not None
+            await taken  # answered to the carrier only now: kept in the store
+        store = tandem.gateway.message_store
+        kept = await store.queued_mos()  # type: ignore[attr-defined]
+        assert [m.part_of is None for m in kept] == [True, False]  # the whole, then the half
+    finally:
+        await stop_tandem(tandem)
+
+    again = await start_tandem(tmp_path, accounts, settings=FAST)
+    try:
+        got: list[DeliverSm] = []
+
+        def take(pdu: Pdu) -> Pdu:
+            assert isinstance(pdu, DeliverSm)
+            got.append(pdu)
+            return pdu.response()
+
+        client = await bound_client(again, "joiner", "receiver", handler=take)
+        await wait_for(lambda: len(got) == 2, what="the whole and the part")
+        await asyncio.sleep(0.1)
+        await client.unbind()
+        whole, half = sorted(got, key=lambda pdu: pdu.esm_class)
+        assert (whole.esm_class & 0x40, whole.short_message) == (0, b"whole message")
+        assert half.esm_class & 0x40 and half.short_message.endswith(b"half ")  # as it came
+        await wait_for(lambda: len(got) == 2, what="nothing more")
+    finally:
+        await stop_tandem(again)
+    reopened = await start_tandem(tmp_path, accounts, settings=FAST)
+    try:
+        assert await reopened.gateway.message_store.queued_mos() == []  # type: ignore[attr-defined]
+    finally:
+        await stop_tandem(reopened)

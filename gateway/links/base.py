@@ -18,6 +18,7 @@ from typing import Protocol
 
 from dlr.receipt import DeliveryReceipt
 from gateway.messages import Message
+from smpp.constants import CommandStatus
 from smpp.pdu import DataSm, DeliverSm
 
 
@@ -60,6 +61,16 @@ class MessageSource(Protocol):
 SinkResult = Awaitable[None] | None
 
 
+class TemporarilyRefused(Exception):
+    """A sink (or the awaitable it returned) cannot take this now and the sender should offer
+    it again later (an outbox at its bound, say): the link answers with `status` and logs one
+    line, no traceback."""
+
+    def __init__(self, reason: str, status: int = CommandStatus.ESME_RX_T_APPN) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 class LinkSink(Protocol):
     """Outcomes reported by links; implemented by the daemon (gateway.app)."""
 
@@ -86,7 +97,8 @@ class LinkSink(Protocol):
         `receipt` and `carrier_id` are None when the receipt could not be read."""
 
     def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> SinkResult:
-        """A mobile-originated message (or one part of it)."""
+        """A mobile-originated message (or one part of it). Answered once the awaitable is done:
+        whoever claimed the MO has kept it durably by then."""
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         """The link went up or down; routing reads `Link.state`/`throttle_level` at any time."""

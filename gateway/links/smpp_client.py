@@ -47,6 +47,7 @@ from gateway.links.base import (
     SendFailure,
     SinkResult,
     SubmittedSegment,
+    TemporarilyRefused,
 )
 from gateway.messages import Message
 from smpp.aio import BindError, SmppClient, SmppConnection, SmppConnectionClosed, SmppHandler
@@ -777,6 +778,9 @@ class SmppLink:
             else:
                 stats.mos += 1
                 result = self._sink.on_mo(self.name, request)
+        except TemporarilyRefused as refusal:
+            log.warning("link %s: %s (answered 0x%08X)", self.name, refusal, refusal.status)
+            return response_to(request, command_status=refusal.status)
         except Exception:
             log.exception("link %s: sink failed on %r", self.name, request)
             return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
@@ -796,7 +800,12 @@ class SmppLink:
         self._recordings.discard(recording)
         if recording.cancelled():
             return  # the link stopped: unanswered, the SMSC offers it again
-        if recording.exception() is not None:
+        error = recording.exception()
+        if isinstance(error, TemporarilyRefused):
+            log.warning("link %s: %s (answered 0x%08X)", self.name, error, error.status)
+            connection.respond(response_to(request, command_status=error.status))
+            return
+        if error is not None:
             log.error(
                 "link %s: sink failed on %r", self.name, request, exc_info=recording.exception()
             )

@@ -415,7 +415,12 @@ class CustomerDeliveryStore(Protocol):
         that has moved on to a later status since stays owed."""
 
     async def queue_mo(
-        self, account: str, pdu: bytes, *, received_at: float, expires_at: float,
+        self,
+        account: str,
+        pdu: bytes,
+        *,
+        received_at: float,
+        expires_at: float,
         part_of: str | None = None,
     ) -> int:
         """Keep an MO (or a part of one) for `account`; returns its id once durable."""

@@ -1164,16 +1164,12 @@ class SqliteMessageStore:
         expires_at: float,
         part_of: str | None = None,
     ) -> int:
-        return await self._write(
-            _insert_mo, (account, pdu, received_at, expires_at, part_of), None
-        )
+        return await self._write(_insert_mo, (account, pdu, received_at, expires_at, part_of), None)
 
     async def join_mo(
         self, account: str, pdu: bytes, *, part_of: str, received_at: float, expires_at: float
     ) -> int:
-        return await self._write(
-            _insert_mo, (account, pdu, received_at, expires_at, None), part_of
-        )
+        return await self._write(_insert_mo, (account, pdu, received_at, expires_at, None), part_of)
 
     async def mos_settled(self, ids: Sequence[int]) -> None:
         await self._write(_delete_mos, [(i,) for i in ids], rows=len(ids))
@@ -1482,7 +1478,7 @@ def _message_state(m: Message) -> tuple[Any, ...]:
     if (
         m.channel is Channel.SMPP
         and m.registered_delivery
-        and wants_receipt(m.registered_delivery, status, is_intermediate(status))
+        and wants_receipt(m.registered_delivery, m.status, is_intermediate(m.status))
     ):
         owed = status  # the customer's receipt: owed from the commit that changes the status
     return (status, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, owed, m.id)
