@@ -74,6 +74,7 @@ class StatusSource(enum.StrEnum):
     AGGREGATE = "aggregate"  # a message status derived from its segments
     OPERATOR = "operator"
     CALLBACK = "callback"  # an HTTP receipt callback was delivered, retried or given up
+    SMPP_RECEIPT = "smpp_receipt"  # an SMPP customer's receipt was refused for good or not sent
 
 
 AnyStatus = MessageStatus | SegmentStatus

@@ -923,18 +923,34 @@ class CustomerSmppServer:
                     len(runtime.outbox),
                     kind,
                 )
-            self._settle(item)
+            self._settle(item, "not sent: the delivery queue was full")
             return
         runtime.outbox.append(item)
         self.pump(runtime)
 
-    def _settle(self, item: _Delivery) -> None:
+    def _settle(self, item: _Delivery, failure: str | None = None) -> None:
         """The delivery is over (taken, refused for good, expired, dropped): the store may
-        forget it."""
+        forget it. A receipt that did not reach the customer says so in its message's history."""
         if item.receipt is not None:
             self._receipts_settled.add(item.receipt)
+            if failure is not None:
+                self._spawn(self._record_receipt_failure(*item.receipt, failure))
         elif item.mo_id is not None:
             self._mos_settled.add(item.mo_id)
+
+    async def _record_receipt_failure(
+        self, message_id: str, status: MessageStatus, failure: str
+    ) -> None:
+        try:
+            await self.gateway.message_store.record_history(
+                message_id,
+                status=status,
+                source=StatusSource.SMPP_RECEIPT,
+                at=time.time(),
+                detail=f"receipt {failure}",
+            )
+        except StoreError as exc:
+            log.warning("recording the receipt failure of %s failed: %s", message_id, exc)
 
     async def _settle_receipts(self, settled: list[tuple[str, MessageStatus]]) -> None:
         if self._deliveries is None:
@@ -1016,7 +1032,7 @@ class CustomerSmppServer:
             if item.expires_at <= now:
                 outbox.popleft()
                 self.stats.delivery_expired += 1
-                self._settle(item)
+                self._settle(item, "not sent: no receiving bind took it before it expired")
                 continue
             if item.not_before > now:
                 return
@@ -1060,7 +1076,7 @@ class CustomerSmppServer:
             runtime.outbox.appendleft(item)
         else:
             self.stats.delivery_failed += 1
-            self._settle(item)
+            self._settle(item, f"refused by the customer with 0x{status:08X}")
             log.warning(
                 "%s refused a %s deliver_sm with 0x%08X; dropped (to %s from %s)",
                 runtime.system_id,

@@ -597,3 +597,40 @@ async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive
         assert await reopened.gateway.message_store.queued_mos() == []  # type: ignore[attr-defined]
     finally:
         await stop_tandem(reopened)
+
+
+async def test_a_receipt_the_customer_refuses_for_good_is_dropped_and_said_in_history(
+    tandem: Tandem,
+) -> None:
+    from dlr.status import StatusSource
+
+    refused: list[DeliverSm] = []
+
+    def refuse(pdu: Pdu) -> Pdu:
+        assert isinstance(pdu, DeliverSm)
+        refused.append(pdu)
+        return pdu.response(command_status=CommandStatus.ESME_RX_P_APPN)
+
+    client = await bound_client(tandem, "alice", handler=refuse)
+    response = await client.submit(submit(registered_delivery=1))
+    message_id = response.message_id  # type: ignore[attr-defined]
+    await wait_for(lambda: tandem.server.stats.delivery_failed == 1, what="the refusal")
+    await client.unbind()
+    store = tandem.gateway.message_store
+
+    async def recorded() -> list[str]:
+        record = await store.get(message_id)
+        assert record is not None
+        return [
+            entry.event.detail
+            for entry in record.history
+            if entry.event.source is StatusSource.SMPP_RECEIPT
+        ]
+
+    for _ in range(100):
+        if await recorded():
+            break
+        await asyncio.sleep(0.02)
+    assert await recorded() == ["receipt refused by the customer with 0x00000065"]
+    assert len(refused) == 1  # not offered again
+    assert await store.owed_receipts() == []  # type: ignore[attr-defined]
