@@ -974,9 +974,11 @@ class CustomerSmppServer:
         if store is None:
             return
         wall, loop_now = time.time(), time.monotonic()
+        longest_ttl = max((a.config.delivery_ttl for a in self.accounts), default=0.0)
+        expired = await store.forget_owed_receipts(before=wall - longest_ttl)
         gone_receipts: list[tuple[str, MessageStatus]] = []
         restored = 0
-        for owed in await store.owed_receipts():
+        for owed in await store.owed_receipts(since=wall - longest_ttl):
             message = owed.message
             runtime = self.runtime(message.account)
             expires_at = message.updated_at + (
@@ -1013,12 +1015,12 @@ class CustomerSmppServer:
             await store.receipts_settled(gone_receipts)
         if gone_mos:
             await store.mos_settled(gone_mos)
-        if restored or gone_receipts or gone_mos:
+        if restored or expired or gone_receipts or gone_mos:
             log.info(
                 "customer outboxes: %d receipts and MOs restored, %d expired or for removed "
                 "accounts",
                 restored,
-                len(gone_receipts) + len(gone_mos),
+                expired + len(gone_receipts) + len(gone_mos),
             )
 
     def pump(self, runtime: _AccountRuntime) -> None:

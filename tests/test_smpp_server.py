@@ -634,3 +634,40 @@ async def test_a_receipt_the_customer_refuses_for_good_is_dropped_and_said_in_hi
     assert await recorded() == ["receipt refused by the customer with 0x00000065"]
     assert len(refused) == 1  # not offered again
     assert await store.owed_receipts() == []  # type: ignore[attr-defined]
+
+
+async def test_receipts_owed_past_their_ttl_are_not_sent_after_a_restart(tmp_path: Path) -> None:
+    accounts = [account("brief", delivery_ttl=0.5), account("patient")]
+    tandem = await start_tandem(tmp_path, accounts, settings=FAST)
+    ids = {}
+    try:
+        for system_id in ("brief", "patient"):
+            client = await bound_client(tandem, system_id, "transmitter")
+            response = await client.submit(submit(registered_delivery=1))
+            ids[system_id] = response.message_id  # type: ignore[attr-defined]
+            await client.unbind()
+        store = tandem.gateway.message_store
+        await wait_for(lambda: tandem.server.stats.receipts_queued == 2, what="both receipts")
+    finally:
+        await stop_tandem(tandem)
+    await asyncio.sleep(0.6)  # past brief's delivery_ttl
+
+    again = await start_tandem(tmp_path, accounts, settings=FAST)
+    try:
+        store = again.gateway.message_store
+        owed = await store.owed_receipts()  # type: ignore[attr-defined]
+        assert [o.message.id for o in owed] == [ids["patient"]]
+        got: list[str] = []
+
+        def take(pdu: Pdu) -> Pdu:
+            assert isinstance(pdu, DeliverSm)
+            got.append(str(pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID]))
+            return pdu.response()
+
+        for system_id in ("brief", "patient"):
+            client = await bound_client(again, system_id, "receiver", handler=take)
+            await asyncio.sleep(0.2)
+            await client.unbind()
+        assert got == [ids["patient"]]
+    finally:
+        await stop_tandem(again)

@@ -145,3 +145,18 @@ async def test_parts_are_replaced_by_their_whole_in_one_step(store: SqliteMessag
     ]
     await store.mos_settled([kept, whole])
     assert [m.pdu for m in await store.queued_mos()] == [b"x"]
+
+
+async def test_receipts_owed_for_changes_older_than_a_cutoff_are_forgotten_in_bulk(
+    store: SqliteMessageStore,
+) -> None:
+    old, recent = (make_message(channel=Channel.SMPP, registered_delivery=1) for _ in range(2))
+    await store.accept([old, recent])
+    await submit(store, old, ["o1"])
+    await submit(store, recent, ["n1"])
+    await receipt(store, "o1", SegmentStatus.DELIVERED, T0 + 10)
+    await receipt(store, "n1", SegmentStatus.DELIVERED, T0 + 100)
+
+    assert [o.message.id for o in await store.owed_receipts(since=T0 + 50)] == [recent.id]
+    assert await store.forget_owed_receipts(before=T0 + 50) == 1
+    assert [o.message.id for o in await store.owed_receipts()] == [recent.id]

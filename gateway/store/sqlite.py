@@ -314,7 +314,7 @@ _SELECT_OWED_RECEIPTS = (
     + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
     + ", s.receipt_owed, (SELECT COUNT(*) FROM segments g WHERE g.message_id = s.id)"
     + " FROM message_state s JOIN messages m ON m.id = s.id"
-    + " WHERE s.receipt_owed IS NOT NULL ORDER BY s.updated_at"
+    + " WHERE s.receipt_owed IS NOT NULL AND s.updated_at >= ? ORDER BY s.updated_at"
 )
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1140,8 +1140,8 @@ class SqliteMessageStore:
 
     # -- deliveries owed to SMPP customers (CustomerDeliveryStore) ------------------------------
 
-    async def owed_receipts(self) -> list[OwedReceipt]:
-        rows = await self._read(_SELECT_OWED_RECEIPTS, ())
+    async def owed_receipts(self, *, since: float = 0.0) -> list[OwedReceipt]:
+        rows = await self._read(_SELECT_OWED_RECEIPTS, (since,))
         return [
             OwedReceipt(
                 _message_from_row(r[:_MESSAGE_WIDTH]),
@@ -1150,6 +1150,14 @@ class SqliteMessageStore:
             )
             for r in rows
         ]
+
+    async def forget_owed_receipts(self, *, before: float) -> int:
+        return await self._write(
+            _execute,
+            "UPDATE message_state SET receipt_owed = NULL "
+            "WHERE receipt_owed IS NOT NULL AND updated_at < ?",
+            (before,),
+        )
 
     async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
         rows = [(message_id, status._value_) for message_id, status in settled]
