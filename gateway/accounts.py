@@ -86,6 +86,7 @@ class Account:
     networks: tuple[IpNetwork, ...]
     senders: tuple[re.Pattern[str], ...]
     mo_numbers: frozenset[str]
+    route_tags: frozenset[str]
 
     @classmethod
     def compile(cls, config: AccountConfig) -> Account:
@@ -94,6 +95,7 @@ class Account:
             tuple(ipaddress.ip_network(n, strict=False) for n in config.allowed_networks),
             tuple(re.compile(p) for p in config.allowed_senders),
             frozenset(_number_key(n) for n in config.mo_numbers),
+            frozenset(config.route_tags),
         )
 
     @property
@@ -380,6 +382,7 @@ def add_accounts_command(subparsers: Any) -> None:
     add.add_argument("--sender", action="append", help="allowed sender regex (repeatable)")
     add.add_argument("--mo-number", action="append", help="MO number or short code owned")
     add.add_argument("--multipart", choices=("reassemble", "passthrough"), default=None)
+    add.add_argument("--route-tag", action="append", help="route tag of its messages (repeatable)")
     add.add_argument("--disabled", action="store_true", help="add it disabled")
     add.set_defaults(handler=_accounts_add)
 
@@ -456,6 +459,7 @@ def _accounts_add(args: argparse.Namespace) -> int:
         ("allowed_senders", args.sender),
         ("mo_numbers", args.mo_number),
         ("multipart", args.multipart),
+        ("route_tags", args.route_tag),
     ):
         if value is not None:
             fields[key] = value
@@ -481,7 +485,8 @@ def _accounts_list(args: argparse.Namespace) -> int:
         print(
             f"{account.system_id:<16} {state:<8} tps={tps:<6} window={account.window:<5} "
             f"binds<={account.max_binds} {','.join(account.bind_types)} "
-            f"mo={','.join(account.mo_numbers) or '-'} ({source})"
+            f"mo={','.join(account.mo_numbers) or '-'} "
+            f"tags={','.join(account.route_tags) or '-'} ({source})"
         )
     return 0
 

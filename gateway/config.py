@@ -232,6 +232,9 @@ class AccountConfig(BaseModel):
     allowed_senders: list[str] = Field(default_factory=list)
     # Traffic kind given to this account's messages (routes match on kind and account).
     default_kind: Annotated[MessageKind, Field(strict=False)] = MessageKind.TRANSACTIONAL
+    # Route tags this account's messages carry: a route with `tags` takes only messages that
+    # carry one of them (a customer pinned to premium routes, say).
+    route_tags: list[str] = Field(default_factory=list)
     # Numbers and short codes (digits, no '+') whose MOs are delivered to this account.
     mo_numbers: list[str] = Field(default_factory=list)
     # Concatenated submits and MOs: joined into one message, or kept as the parts they are.

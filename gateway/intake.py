@@ -55,6 +55,7 @@ class MessageRequest:
     data_coding: int | None = None
     encoding: str = "auto"  # for text: auto | gsm7 | ucs2 | latin1
     kind: MessageKind = MessageKind.TRANSACTIONAL
+    tags: frozenset[str] = frozenset()  # route tags (an SMPP account's route_tags)
     source_ton: int | None = None
     source_npi: int | None = None
     esm_class: int = 0  # UDHI set: `body` is one part with its own UDH, sent as it is
@@ -147,7 +148,11 @@ class MessageIntake:
                 "invalid_number", "to", exc.reason, 422, CommandStatus.ESME_RINVDSTADR
             ) from None
         facts = RouteFacts.from_resolved(
-            number, sender=request.sender or None, account=request.account, kind=request.kind
+            number,
+            sender=request.sender or None,
+            account=request.account,
+            kind=request.kind,
+            tags=request.tags,
         )
         now = self.clock()
         try:

@@ -64,6 +64,9 @@ def add_route_command(subparsers: Subparsers) -> None:
     )
     explain.add_argument("--region", default=None, help="region for a national number (GB)")
     explain.add_argument(
+        "--tag", action="append", default=[], help="route tag the message carries (repeatable)"
+    )
+    explain.add_argument(
         "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
     )
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -122,6 +125,7 @@ def _explain(args: argparse.Namespace) -> int:
             account=args.account,
             kind=kind,
             region=args.region,
+            tags=frozenset(args.tag),
         )
 
     explanation = explain(live.links if live.links is not None else {})

@@ -1305,6 +1305,7 @@ def _content_of(account: Account, pdu: Pdu, destination: str, now: float) -> _Co
         fields={
             "data_coding": data_coding,
             "kind": account.config.default_kind,
+            "tags": account.route_tags,
             "source_ton": int(getattr(pdu, "source_addr_ton", 0)),
             "source_npi": int(getattr(pdu, "source_addr_npi", 0)),
             "registered_delivery": int(getattr(pdu, "registered_delivery", 0)),

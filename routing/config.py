@@ -135,6 +135,10 @@ class RouteConfig(_Section):
     sender_regex: str | None = Field(default=None, description="searched in the sender id")
     accounts: list[str] = Field(default_factory=list, description="HTTP key name or system_id")
     kinds: list[Annotated[MessageKind, Field(strict=False)]] = Field(default_factory=list)
+    tags: list[str] = Field(
+        default_factory=list,
+        description="route tags: a message must carry one of them (an account's route_tags)",
+    )
     time_window: TimeWindowConfig | None = None
     targets: list[str] = Field(min_length=1, description="link names")
     strategy: RouteStrategy = Field(default=RouteStrategy.FAILOVER, strict=False)

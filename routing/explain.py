@@ -49,6 +49,7 @@ class RouteExplanation:
     sender: str | None
     account: str | None
     kind: MessageKind | None
+    tags: tuple[str, ...]
     rules: tuple[RuleTrial, ...]
     chosen_route: str | None
     strategy: RouteStrategy | None
@@ -73,6 +74,7 @@ def explain_route(
     account: str | None = None,
     kind: MessageKind | None = None,
     region: str | None = None,
+    tags: frozenset[str] = frozenset(),
 ) -> RouteExplanation:
     """Explain the routing of `raw`; never raises for bad input (the refusal is explained)."""
     blank = RouteExplanation(
@@ -88,6 +90,7 @@ def explain_route(
         sender=sender,
         account=account,
         kind=kind,
+        tags=tuple(sorted(tags)),
         rules=(),
         chosen_route=None,
         strategy=None,
@@ -107,7 +110,7 @@ def explain_route(
         if operator.source is MnoSource.PREFIX_TABLE
         else None
     )
-    facts = RouteFacts(number.e164, country, operator.mno, sender, account, kind)
+    facts = RouteFacts(number.e164, country, operator.mno, sender, account, kind, tags)
     tried = table.trials(facts, now)
     rules = tuple(
         RuleTrial(
@@ -164,7 +167,8 @@ def render_explanation(explanation: RouteExplanation) -> str:
         f"country:      {e.country or '-'} (number region {e.number_region or '-'})",
         f"mno:          {e.mno or '-'} (decided by {e.mno_source}"
         + (f", prefix {e.matched_prefix})" if e.matched_prefix else ")"),
-        f"sender:       {e.sender or '-'}   account: {e.account or '-'}   kind: {e.kind or '-'}",
+        f"sender:       {e.sender or '-'}   account: {e.account or '-'}   kind: {e.kind or '-'}"
+        + (f"   tags: {','.join(e.tags)}" if e.tags else ""),
         "rules:",
     ]
     if not e.rules:

@@ -1,8 +1,9 @@
 """Route rules: which links may carry a message, in which order or share, and with which sender.
 
 Owns: the compiled `[[routes]]` table (`RouteTable.resolve`), the criteria matching (prefix,
-country, MNO, sender, account, kind, local time window), the per-route sender rewrite and the
-choice of a link among a route's targets (`pick_target`: failover order or weighted share).
+country, MNO, sender, account, kind, route tags, local time window), the per-route sender
+rewrite and the choice of a link among a route's targets (`pick_target`: failover order or
+weighted share).
 Must never: read a clock (`now` is passed in), hold link state (the gateway passes a read-only
 `LinkStates` view), or know how links, queues or protocols work.
 
@@ -60,6 +61,7 @@ class RouteFacts:
     sender: str | None = None
     account: str | None = None
     kind: MessageKind | None = None
+    tags: frozenset[str] = frozenset()  # route tags the message carries (its account's)
 
     @classmethod
     def from_resolved(
@@ -69,8 +71,9 @@ class RouteFacts:
         sender: str | None = None,
         account: str | None = None,
         kind: MessageKind | None = None,
+        tags: frozenset[str] = frozenset(),
     ) -> RouteFacts:
-        return cls(resolved.e164, resolved.country, resolved.mno, sender, account, kind)
+        return cls(resolved.e164, resolved.country, resolved.mno, sender, account, kind, tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +224,7 @@ class Route:
         "sender_regex",
         "senders",
         "strategy",
+        "tags",
         "targets",
         "throttle_limit",
         "window",
@@ -236,6 +240,7 @@ class Route:
         self.sender_regex = re.compile(config.sender_regex) if config.sender_regex else None
         self.accounts = frozenset(config.accounts)
         self.kinds = frozenset(config.kinds)
+        self.tags = frozenset(config.tags)
         window = config.time_window
         self.window = (
             TimeWindow(window.start, window.end, window.timezone, window.days)
@@ -270,6 +275,8 @@ class Route:
             return "account"
         if self.kinds and facts.kind not in self.kinds:
             return "kind"
+        if self.tags and self.tags.isdisjoint(facts.tags):
+            return "tags"
         if self.window is not None and not self.window.contains(now):
             return "time_window"
         return None
@@ -292,6 +299,8 @@ class Route:
             detail = f"{facts.account} not in {sorted(self.accounts)}"
         elif criterion == "kind":
             detail = f"{facts.kind} not in {sorted(kind.value for kind in self.kinds)}"
+        elif criterion == "tags":
+            detail = f"none of {sorted(facts.tags)} is in {sorted(self.tags)}"
         else:
             detail = f"now is outside {self.window.describe() if self.window else '-'}"
         return Mismatch(criterion, detail)
@@ -368,7 +377,8 @@ class RouteTable:
                 return route.decide(facts, link_states, self.rng)
         raise NoRoute(
             f"No route matches {facts.number} (country {facts.country}, mno {facts.mno}, "
-            f"sender {facts.sender!r}, account {facts.account!r}, kind {facts.kind})."
+            f"sender {facts.sender!r}, account {facts.account!r}, kind {facts.kind}"
+            f"{', tags ' + ','.join(sorted(facts.tags)) if facts.tags else ''})."
         )
 
     def trials(self, facts: RouteFacts, now: float) -> list[tuple[Route, Mismatch | None]]:

@@ -193,3 +193,21 @@ async def test_explain_shows_the_running_daemons_link_states_and_the_target_it_w
         assert f"live state:   from the daemon at http://127.0.0.1:{http_port}" in out
     finally:
         await gateway.stop()
+
+
+def test_explain_takes_the_route_tags_a_message_would_carry(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gold = '\n[[routes]]\nname = "gold"\npriority = 0\ntags = ["gold"]\ntargets = ["primary"]\n'
+    config_file.write_text(config_file.read_text(encoding="utf-8") + gold, encoding="utf-8")
+
+    code, out, _ = explain(capsys, "+447400123456", "--config", str(config_file))
+    assert code == 0
+    assert "[   0] gold: no: tags: none of [] is in ['gold']" in out
+    assert "route:        default (failover)" in out
+
+    code, out, _ = explain(capsys, "+447400123456", "--tag", "gold", "--config", str(config_file))
+    assert code == 0
+    assert "tags: gold" in out
+    assert "[   0] gold: MATCH" in out
+    assert "route:        gold (failover)" in out

@@ -86,6 +86,8 @@ def test_no_matching_route_raises_no_route_with_its_code() -> None:
         ({"accounts": ["shop"]}, {"account": "shop"}, {"account": "other"}, "account"),
         ({"kinds": ["otp"]}, {"kind": MessageKind.OTP}, {"kind": MessageKind.BULK}, "kind"),
         ({"kinds": ["otp"]}, {"kind": MessageKind.OTP}, {"kind": None}, "kind"),
+        ({"tags": ["gold", "vip"]}, {"tags": frozenset({"vip"})}, {"tags": frozenset()}, "tags"),
+        ({"tags": ["gold"]}, {"tags": frozenset({"gold", "x"})}, {"tags": frozenset("y")}, "tags"),
     ],
 )
 def test_each_criterion_matches_or_names_itself_as_the_failure(
@@ -115,6 +117,17 @@ def test_all_criteria_of_a_route_must_hold() -> None:
     assert routes.resolve(good, NOON_UTC, states).route == "otp-shop-uk"
     wrong_kind = facts(account="shop", kind=MessageKind.BULK)
     assert routes.resolve(wrong_kind, NOON_UTC, states).route == "fallback"
+
+
+def test_a_tagged_route_takes_only_tagged_messages_and_says_why_it_did_not() -> None:
+    routes = table(route("premium", 1, tags=["premium"]), route("standard", 2))
+    states = all_up(routes)
+    tagged = facts(account="bank", tags=frozenset({"premium"}))
+    assert routes.resolve(tagged, NOON_UTC, states).route == "premium"
+    assert routes.resolve(facts(account="shop"), NOON_UTC, states).route == "standard"
+    mismatch = routes.routes[0].first_mismatch(facts(tags=frozenset({"bulk"})), NOON_UTC)
+    assert mismatch is not None
+    assert mismatch.detail == "none of ['bulk'] is in ['premium']"
 
 
 def test_kind_given_as_plain_string_matches_the_enum() -> None:

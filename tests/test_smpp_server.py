@@ -671,3 +671,26 @@ async def test_receipts_owed_past_their_ttl_are_not_sent_after_a_restart(tmp_pat
         assert got == [ids["patient"]]
     finally:
         await stop_tandem(again)
+
+
+async def test_an_accounts_route_tags_choose_the_routes_its_messages_may_take(
+    tmp_path: Path,
+) -> None:
+    routes = [
+        {"name": "premium", "priority": 1, "tags": ["premium"], "targets": ["sim"]},
+        {"name": "standard", "priority": 100, "targets": ["sim"]},
+    ]
+    accounts = [account("bank", route_tags=["premium"]), account("shop")]
+    tandem = await start_tandem(tmp_path, accounts, settings=FAST, routes=routes)
+    try:
+        chosen = {}
+        for system_id in ("bank", "shop"):
+            client = await bound_client(tandem, system_id)
+            response = await client.submit(submit())
+            await client.unbind()
+            record = await tandem.gateway.message_store.get(response.message_id)  # type: ignore[attr-defined]
+            assert record is not None
+            chosen[system_id] = record.message.route
+        assert chosen == {"bank": "premium", "shop": "standard"}
+    finally:
+        await stop_tandem(tandem)

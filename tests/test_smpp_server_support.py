@@ -45,6 +45,7 @@ async def start_tandem(
     settings: ServerSettings | None = None,
     dlr_delay: float = 0.0,
     smpp_server: dict[str, Any] | None = None,
+    routes: list[dict[str, Any]] | None = None,
 ) -> Tandem:
     simulator = SmscSimulator(
         SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=dlr_delay),
@@ -75,7 +76,7 @@ async def start_tandem(
                     "dlr_id_format": "hex",
                 }
             ],
-            "routes": [{"name": "all", "priority": 100, "targets": ["sim"]}],
+            "routes": routes or [{"name": "all", "priority": 100, "targets": ["sim"]}],
             "accounts": accounts,
         }
     )
