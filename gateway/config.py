@@ -239,7 +239,9 @@ class AccountConfig(BaseModel):
     mo_numbers: list[str] = Field(default_factory=list)
     # Concatenated submits and MOs: joined into one message, or kept as the parts they are.
     multipart: Literal["reassemble", "passthrough"] = "passthrough"
-    # Receipts and MOs held while no receiving bind is up: at most this many, this long.
+    # Receipts and MOs queued in memory for the account's receiving binds: at most this many
+    # (receipts beyond it wait in the store; MOs beyond it are refused for now, so the carrier
+    # offers them again), each for at most `delivery_ttl` seconds.
     delivery_queue_max: Annotated[int, Field(ge=0)] = 10_000
     delivery_ttl: Seconds = 86_400.0
 

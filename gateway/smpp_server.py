@@ -149,6 +149,8 @@ class CustomerServerStats:
     delivery_failed: int = 0  # permanent deliver_sm_resp errors: dropped and recorded
     delivery_expired: int = 0
     delivery_dropped_full: int = 0
+    receipts_deferred: int = 0  # left owed in the store while the outbox was full
+    receipts_refilled: int = 0  # taken from the store into the outbox since
     dropped_slow_readers: int = 0
 
 
@@ -196,6 +198,9 @@ class _AccountRuntime:
         self.binds: list[_CustomerBind] = []
         self.outbox: deque[_Delivery] = deque()
         self.reserved = 0  # outbox places held for MOs being stored (they come in after)
+        self.receipts_held: set[str] = set()  # message ids of receipts queued or in flight
+        self.receipts_in_store = False  # receipts wait in the store for room in the outbox
+        self.refilling = False
         self.next_receiver = 0
         tps = account.config.tps
         self.bucket = None if tps is None else TokenBucket(tps, max(tps, 1.0))
@@ -432,6 +437,9 @@ class CustomerSmppServer:
             self._settle_receipts, self._spawn
         )
         self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, self._spawn)
+        # Receipts settled in memory whose settling the store has not committed yet: a refill
+        # reading the store meanwhile must not take them for owed.
+        self._settling: set[str] = set()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -914,7 +922,15 @@ class CustomerSmppServer:
         if expires_at is None:
             expires_at = time.monotonic() + config.delivery_ttl
         item = _Delivery(pdu, kind, expires_at, receipt=receipt, mo_id=mo_id)
-        if not reserved and len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
+        full = len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max
+        if full and receipt is not None and self._deliveries is not None:
+            # Owed in the store already: it waits there until the outbox has room again.
+            runtime.receipts_in_store = True
+            self.stats.receipts_deferred += 1
+            return
+        if receipt is not None:
+            runtime.receipts_held.add(receipt[0])
+        if full and not reserved:
             self.stats.delivery_dropped_full += 1
             if self.stats.delivery_dropped_full % 1000 == 1:
                 log.warning(
@@ -923,15 +939,19 @@ class CustomerSmppServer:
                     len(runtime.outbox),
                     kind,
                 )
-            self._settle(item, "not sent: the delivery queue was full")
+            self._settle(runtime, item, "not sent: the delivery queue was full")
             return
         runtime.outbox.append(item)
         self.pump(runtime)
 
-    def _settle(self, item: _Delivery, failure: str | None = None) -> None:
+    def _settle(
+        self, runtime: _AccountRuntime, item: _Delivery, failure: str | None = None
+    ) -> None:
         """The delivery is over (taken, refused for good, expired, dropped): the store may
         forget it. A receipt that did not reach the customer says so in its message's history."""
         if item.receipt is not None:
+            runtime.receipts_held.discard(item.receipt[0])
+            self._settling.add(item.receipt[0])
             self._receipts_settled.add(item.receipt)
             if failure is not None:
                 self._spawn(self._record_receipt_failure(*item.receipt, failure))
@@ -953,12 +973,14 @@ class CustomerSmppServer:
             log.warning("recording the receipt failure of %s failed: %s", message_id, exc)
 
     async def _settle_receipts(self, settled: list[tuple[str, MessageStatus]]) -> None:
-        if self._deliveries is None:
-            return
         try:
-            await self._deliveries.receipts_settled(settled)
+            if self._deliveries is not None:
+                await self._deliveries.receipts_settled(settled)
         except StoreError as exc:  # they stay owed: offered again after a restart
             log.warning("recording %d receipts as delivered failed: %s", len(settled), exc)
+        finally:
+            for message_id, _ in settled:
+                self._settling.discard(message_id)
 
     async def _settle_mos(self, ids: list[int]) -> None:
         if self._deliveries is None:
@@ -976,26 +998,15 @@ class CustomerSmppServer:
         wall, loop_now = time.time(), time.monotonic()
         longest_ttl = max((a.config.delivery_ttl for a in self.accounts), default=0.0)
         expired = await store.forget_owed_receipts(before=wall - longest_ttl)
-        gone_receipts: list[tuple[str, MessageStatus]] = []
         restored = 0
-        for owed in await store.owed_receipts(since=wall - longest_ttl):
-            message = owed.message
-            runtime = self.runtime(message.account)
-            expires_at = message.updated_at + (
-                runtime.account.config.delivery_ttl if runtime is not None else 0.0
+        for account in list(self.accounts):
+            expired += await store.forget_owed_receipts(
+                before=wall - account.config.delivery_ttl, account=account.system_id
             )
-            if runtime is None or expires_at <= wall:
-                gone_receipts.append((message.id, owed.status))
-                continue
-            error: int | str = message.last_error or 0
-            self._enqueue(
-                runtime,
-                _customer_receipt(message, owed.status, error, owed.segments),
-                "receipt",
-                expires_at=loop_now + (expires_at - wall),
-                receipt=(message.id, owed.status),
-            )
-            restored += 1
+            runtime = self.runtime(account.system_id)
+            if runtime is not None:
+                runtime.receipts_in_store = True
+                restored += await self._refill(runtime)
         gone_mos: list[int] = []
         for mo in await store.queued_mos():
             runtime = self.runtime(mo.account)
@@ -1011,21 +1022,77 @@ class CustomerSmppServer:
                 runtime, pdu, "mo", expires_at=loop_now + (mo.expires_at - wall), mo_id=mo.id
             )
             restored += 1
-        if gone_receipts:
-            await store.receipts_settled(gone_receipts)
         if gone_mos:
             await store.mos_settled(gone_mos)
-        if restored or expired or gone_receipts or gone_mos:
+        if restored or expired or gone_mos:
             log.info(
                 "customer outboxes: %d receipts and MOs restored, %d expired or for removed "
                 "accounts",
                 restored,
-                expired + len(gone_receipts) + len(gone_mos),
+                expired + len(gone_mos),
             )
 
+    async def _refill_and_pump(self, runtime: _AccountRuntime) -> None:
+        if await self._refill(runtime):
+            self.pump(runtime)
+
+    async def _refill(self, runtime: _AccountRuntime) -> int:
+        """Take receipts that wait in the store into the account's outbox while it has room;
+        returns how many it took."""
+        store = self._deliveries
+        taken = 0
+        if store is None:
+            runtime.refilling = False
+            return 0
+        runtime.refilling = True
+        try:
+            config = runtime.account.config
+            room = config.delivery_queue_max - len(runtime.outbox) - runtime.reserved
+            if room <= 0:
+                return 0
+            # Taken before the read: what is settled while it runs may still be in its answer.
+            skip = runtime.receipts_held | self._settling
+            limit = room + len(skip)
+            wall, loop_now = time.time(), time.monotonic()
+            owed = await store.owed_receipts(
+                since=wall - config.delivery_ttl, account=runtime.system_id, limit=limit
+            )
+            runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
+            for receipt in owed:
+                message = receipt.message
+                if message.id in skip or message.id in runtime.receipts_held:
+                    continue
+                if len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
+                    runtime.receipts_in_store = True
+                    break
+                self._enqueue(
+                    runtime,
+                    _customer_receipt(message, receipt.status, message.last_error or 0,
+                                      receipt.segments),
+                    "receipt",
+                    expires_at=loop_now + (message.updated_at + config.delivery_ttl - wall),
+                    receipt=(message.id, receipt.status),
+                )  # fmt: skip
+                taken += 1
+        except StoreError as exc:
+            log.warning("%s: reading receipts owed failed: %s", runtime.system_id, exc)
+        finally:
+            runtime.refilling = False
+        self.stats.receipts_refilled += taken
+        return taken
+
     def pump(self, runtime: _AccountRuntime) -> None:
-        """Hand queued deliveries to receiving binds while they have room."""
+        """Hand queued deliveries to receiving binds while they have room; when receipts wait
+        in the store and the outbox is down to half, fetch the next of them."""
         outbox = runtime.outbox
+        if (
+            runtime.receipts_in_store
+            and not runtime.refilling
+            and len(outbox) <= runtime.account.config.delivery_queue_max // 2
+            and any(bind.can_deliver() for bind in runtime.binds)
+        ):
+            runtime.refilling = True  # one refill at a time; it clears this when done
+            self._spawn(self._refill_and_pump(runtime))
         if not outbox:
             return
         now = time.monotonic()
@@ -1034,7 +1101,7 @@ class CustomerSmppServer:
             if item.expires_at <= now:
                 outbox.popleft()
                 self.stats.delivery_expired += 1
-                self._settle(item, "not sent: no receiving bind took it before it expired")
+                self._settle(runtime, item, "not sent: no receiving bind took it before it expired")
                 continue
             if item.not_before > now:
                 return
@@ -1066,7 +1133,7 @@ class CustomerSmppServer:
             status = future.result().command_status
         if status == CommandStatus.ESME_ROK:
             self.stats.delivered += 1
-            self._settle(item)
+            self._settle(runtime, item)
         elif status is None or status in TEMPORARY_DELIVERY_ERRORS:
             item.attempts += 1
             delay = min(
@@ -1078,7 +1145,7 @@ class CustomerSmppServer:
             runtime.outbox.appendleft(item)
         else:
             self.stats.delivery_failed += 1
-            self._settle(item, f"refused by the customer with 0x{status:08X}")
+            self._settle(runtime, item, f"refused by the customer with 0x{status:08X}")
             log.warning(
                 "%s refused a %s deliver_sm with 0x%08X; dropped (to %s from %s)",
                 runtime.system_id,

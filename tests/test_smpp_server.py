@@ -694,3 +694,41 @@ async def test_an_accounts_route_tags_choose_the_routes_its_messages_may_take(
         assert chosen == {"bank": "premium", "shop": "standard"}
     finally:
         await stop_tandem(tandem)
+
+
+async def test_receipts_beyond_the_outbox_bound_wait_in_the_store_and_all_arrive(
+    tmp_path: Path,
+) -> None:
+    tandem = await start_tandem(tmp_path, [account("busy", delivery_queue_max=4)], settings=FAST)
+    try:
+        sender = await bound_client(tandem, "busy", "transmitter")
+        ids = []
+        for n in range(15):
+            response = await sender.submit(submit(f"busy {n}", registered_delivery=1))
+            ids.append(response.message_id)  # type: ignore[attr-defined]
+        await sender.unbind()
+        store = tandem.gateway.message_store
+        await wait_for(lambda: tandem.server.stats.receipts_deferred == 11, what="11 deferred")
+        assert len(await store.owed_receipts()) == 15  # type: ignore[attr-defined]
+
+        got: list[str] = []
+
+        def take(pdu: Pdu) -> Pdu:
+            assert isinstance(pdu, DeliverSm)
+            got.append(str(pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID]))
+            return pdu.response()
+
+        receiver = await bound_client(tandem, "busy", "receiver", handler=take)
+        await wait_for(lambda: len(got) == 15, what="every receipt")
+        await asyncio.sleep(0.2)
+        await receiver.unbind()
+        assert sorted(got) == sorted(ids)  # each once, none dropped
+        assert tandem.server.stats.delivery_dropped_full == 0
+        assert tandem.server.stats.receipts_refilled == 11
+        for _ in range(50):
+            if not await store.owed_receipts():  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.02)
+        assert await store.owed_receipts() == []  # type: ignore[attr-defined]
+    finally:
+        await stop_tandem(tandem)

@@ -160,3 +160,37 @@ async def test_receipts_owed_for_changes_older_than_a_cutoff_are_forgotten_in_bu
     assert [o.message.id for o in await store.owed_receipts(since=T0 + 50)] == [recent.id]
     assert await store.forget_owed_receipts(before=T0 + 50) == 1
     assert [o.message.id for o in await store.owed_receipts()] == [recent.id]
+
+
+async def test_owed_receipts_are_read_per_account_oldest_first_up_to_a_limit(
+    store: SqliteMessageStore,
+) -> None:
+    messages = [
+        make_message(account=account, channel=Channel.SMPP, registered_delivery=1)
+        for account in ("acme", "other", "acme", "acme")
+    ]
+    await store.accept(messages)
+    for n, message in enumerate(messages):
+        await submit(store, message, [f"a{n}"])
+        await receipt(store, f"a{n}", SegmentStatus.DELIVERED, T0 + 10 + n)
+
+    acme = [m.id for m in messages if m.account == "acme"]
+    assert [o.message.id for o in await store.owed_receipts(account="acme")] == acme
+    assert [o.message.id for o in await store.owed_receipts(account="acme", limit=2)] == acme[:2]
+    assert len(await store.owed_receipts()) == 4
+
+
+async def test_forgetting_owed_receipts_can_be_limited_to_one_account(
+    store: SqliteMessageStore,
+) -> None:
+    mine, theirs = (
+        make_message(account=account, channel=Channel.SMPP, registered_delivery=1)
+        for account in ("acme", "other")
+    )
+    await store.accept([mine, theirs])
+    for n, message in enumerate((mine, theirs)):
+        await submit(store, message, [f"f{n}"])
+        await receipt(store, f"f{n}", SegmentStatus.DELIVERED, T0 + 10)
+
+    assert await store.forget_owed_receipts(before=T0 + 50, account="acme") == 1
+    assert [o.message.id for o in await store.owed_receipts()] == [theirs.id]

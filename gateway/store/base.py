@@ -407,13 +407,16 @@ class CustomerDeliveryStore(Protocol):
     for marks that receipt owed in the same transaction as the change, so no crash can lose it;
     a later such change replaces the mark (the customer is owed the latest)."""
 
-    async def owed_receipts(self, *, since: float = 0.0) -> list[OwedReceipt]:
-        """Every receipt still owed for a change at or after `since`, oldest change first (what
-        the server queues on start)."""
+    async def owed_receipts(
+        self, *, since: float = 0.0, account: str | None = None, limit: int | None = None
+    ) -> list[OwedReceipt]:
+        """Receipts still owed for changes at or after `since` (of one account's messages, at
+        most `limit`), oldest change first: what the server queues on start, and whenever its
+        outbox has room again for receipts that waited in the store."""
 
-    async def forget_owed_receipts(self, *, before: float) -> int:
-        """Settle, without sending, every receipt owed for a change before `before` (expired:
-        older than any account's delivery_ttl); returns how many."""
+    async def forget_owed_receipts(self, *, before: float, account: str | None = None) -> int:
+        """Settle, without sending, every receipt (of one account's messages) owed for a change
+        before `before`: expired, past the delivery_ttl. Returns how many."""
 
     async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
         """(message id, status): those receipts were taken, refused for good, or expired. A mark

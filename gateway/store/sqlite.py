@@ -314,7 +314,8 @@ _SELECT_OWED_RECEIPTS = (
     + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
     + ", s.receipt_owed, (SELECT COUNT(*) FROM segments g WHERE g.message_id = s.id)"
     + " FROM message_state s JOIN messages m ON m.id = s.id"
-    + " WHERE s.receipt_owed IS NOT NULL AND s.updated_at >= ? ORDER BY s.updated_at"
+    + " WHERE s.receipt_owed IS NOT NULL AND s.updated_at >= ? AND (? IS NULL OR m.account = ?)"
+    + " ORDER BY s.updated_at LIMIT ?"
 )
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1140,8 +1141,12 @@ class SqliteMessageStore:
 
     # -- deliveries owed to SMPP customers (CustomerDeliveryStore) ------------------------------
 
-    async def owed_receipts(self, *, since: float = 0.0) -> list[OwedReceipt]:
-        rows = await self._read(_SELECT_OWED_RECEIPTS, (since,))
+    async def owed_receipts(
+        self, *, since: float = 0.0, account: str | None = None, limit: int | None = None
+    ) -> list[OwedReceipt]:
+        rows = await self._read(
+            _SELECT_OWED_RECEIPTS, (since, account, account, -1 if limit is None else limit)
+        )
         return [
             OwedReceipt(
                 _message_from_row(r[:_MESSAGE_WIDTH]),
@@ -1151,12 +1156,13 @@ class SqliteMessageStore:
             for r in rows
         ]
 
-    async def forget_owed_receipts(self, *, before: float) -> int:
+    async def forget_owed_receipts(self, *, before: float, account: str | None = None) -> int:
         return await self._write(
             _execute,
             "UPDATE message_state SET receipt_owed = NULL "
-            "WHERE receipt_owed IS NOT NULL AND updated_at < ?",
-            (before,),
+            "WHERE receipt_owed IS NOT NULL AND updated_at < ? AND (? IS NULL OR id IN "
+            "(SELECT id FROM message_content WHERE account = ?))",
+            (before, account, account),
         )
 
     async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
