@@ -6,7 +6,8 @@ types, concurrent binds, the failed-bind guard), turning submit_sm / data_sm / s
 message id once the message is durable, query_sm and cancel_sm limited to the account's own
 messages, multipart submits and MOs (reassembled or passed through as parts, per account), and
 delivering receipts and MOs as deliver_sm to each account's receiving binds (round robin, queued
-while none is bound, bounded, with expiry and retries).
+while none is bound, bounded, with expiry and retries; the queue is kept in the store, so a
+restart or kill -9 loses none of it).
 
 Isolation of binds: every bind has its own bounded decoder (the session's `max_pdu_length`), a
 count of requests it has outstanding (reading pauses at its window, so a flood waits in its own
@@ -916,8 +917,9 @@ class CustomerSmppServer:
         mo_id: int | None = None,
         reserved: bool = False,
     ) -> None:
-        """Queue a deliver_sm for the account's binds. Beyond the outbox's bound it is dropped
-        (and counted), unless its place was `reserved` (an MO the carrier was answered for)."""
+        """Queue a deliver_sm for the account's binds. Beyond the outbox's bound a receipt is
+        left to wait in the store (refilled later); anything else is dropped and counted, unless
+        its place was `reserved` (an MO the carrier was answered for)."""
         config = runtime.account.config
         if expires_at is None:
             expires_at = time.monotonic() + config.delivery_ttl
