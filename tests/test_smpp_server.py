@@ -10,7 +10,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -79,6 +79,21 @@ async def bound_client(
     await client.connect("127.0.0.1", tandem.port)
     await client.bind(kind, system_id, PASSWORD)
     return client
+
+
+def collector(into: list[DeliverSm]) -> Callable[[Pdu], Pdu]:
+    """A request handler that keeps every deliver_sm it is given and answers it ESME_ROK."""
+
+    def take(pdu: Pdu) -> Pdu:
+        assert isinstance(pdu, DeliverSm)
+        into.append(pdu)
+        return pdu.response()
+
+    return take
+
+
+def receipted_ids(deliveries: list[DeliverSm]) -> list[str]:
+    return [str(pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID]) for pdu in deliveries]
 
 
 def submit(text: str = "hello", **fields: object) -> SubmitSm:
@@ -452,13 +467,7 @@ async def test_temporary_deliver_sm_errors_are_retried_and_permanent_ones_droppe
 
 async def test_reassembling_account_gets_a_multipart_mo_as_one_deliver_sm(tandem: Tandem) -> None:
     got: list[DeliverSm] = []
-
-    def answer(pdu: Pdu) -> Pdu:
-        assert isinstance(pdu, DeliverSm)
-        got.append(pdu)
-        return pdu.response()
-
-    client = await bound_client(tandem, "joiner", "receiver", handler=answer)
+    client = await bound_client(tandem, "joiner", "receiver", handler=collector(got))
     text = b"A" * 150 + b"B" * 150
     for seq, chunk in ((2, text[150:]), (1, text[:150])):
         tandem.gateway.on_mo(
@@ -532,17 +541,11 @@ async def test_an_mo_meeting_a_full_outbox_is_refused_for_now_and_lands_on_the_s
         )
         assert tandem.server.stats.mo_refused_full >= 1
 
-        got: list[bytes] = []
-
-        def take(pdu: Pdu) -> Pdu:
-            assert isinstance(pdu, DeliverSm)
-            got.append(pdu.short_message)
-            return pdu.response()
-
-        client = await bound_client(tandem, "tiny", "receiver", handler=take)
+        got: list[DeliverSm] = []
+        client = await bound_client(tandem, "tiny", "receiver", handler=collector(got))
         await wait_for(lambda: len(got) == 2, what="both MOs")  # the SMSC offered it again
         await client.unbind()
-        assert got == [b"first", b"second"]
+        assert [pdu.short_message for pdu in got] == [b"first", b"second"]
         assert tandem.simulator.stats.mo_sent == 2
     finally:
         await stop_tandem(tandem)
@@ -576,13 +579,7 @@ async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive
     again = await start_tandem(tmp_path, accounts, settings=FAST)
     try:
         got: list[DeliverSm] = []
-
-        def take(pdu: Pdu) -> Pdu:
-            assert isinstance(pdu, DeliverSm)
-            got.append(pdu)
-            return pdu.response()
-
-        client = await bound_client(again, "joiner", "receiver", handler=take)
+        client = await bound_client(again, "joiner", "receiver", handler=collector(got))
         await wait_for(lambda: len(got) == 2, what="the whole and the part")
         await asyncio.sleep(0.1)
         await client.unbind()
@@ -657,18 +654,12 @@ async def test_receipts_owed_past_their_ttl_are_not_sent_after_a_restart(tmp_pat
         store = again.gateway.message_store
         owed = await store.owed_receipts()  # type: ignore[attr-defined]
         assert [o.message.id for o in owed] == [ids["patient"]]
-        got: list[str] = []
-
-        def take(pdu: Pdu) -> Pdu:
-            assert isinstance(pdu, DeliverSm)
-            got.append(str(pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID]))
-            return pdu.response()
-
+        got: list[DeliverSm] = []
         for system_id in ("brief", "patient"):
-            client = await bound_client(again, system_id, "receiver", handler=take)
+            client = await bound_client(again, system_id, "receiver", handler=collector(got))
             await asyncio.sleep(0.2)
             await client.unbind()
-        assert got == [ids["patient"]]
+        assert receipted_ids(got) == [ids["patient"]]
     finally:
         await stop_tandem(again)
 
@@ -711,18 +702,12 @@ async def test_receipts_beyond_the_outbox_bound_wait_in_the_store_and_all_arrive
         await wait_for(lambda: tandem.server.stats.receipts_deferred == 11, what="11 deferred")
         assert len(await store.owed_receipts()) == 15  # type: ignore[attr-defined]
 
-        got: list[str] = []
-
-        def take(pdu: Pdu) -> Pdu:
-            assert isinstance(pdu, DeliverSm)
-            got.append(str(pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID]))
-            return pdu.response()
-
-        receiver = await bound_client(tandem, "busy", "receiver", handler=take)
+        got: list[DeliverSm] = []
+        receiver = await bound_client(tandem, "busy", "receiver", handler=collector(got))
         await wait_for(lambda: len(got) == 15, what="every receipt")
         await asyncio.sleep(0.2)
         await receiver.unbind()
-        assert sorted(got) == sorted(ids)  # each once, none dropped
+        assert sorted(receipted_ids(got)) == sorted(ids)  # each once, none dropped
         assert tandem.server.stats.delivery_dropped_full == 0
         assert tandem.server.stats.receipts_refilled == 11
         for _ in range(50):
