@@ -11,7 +11,13 @@ Retries: an answer that `dlr.callback.is_retryable` calls temporary (no answer, 
 `callback_retry_for` seconds after the first attempt; other answers (a 4xx) are final. Each
 request is signed again with a fresh timestamp. The outcome (delivered to the URL, or given up
 and why) is recorded in the message's history, so `GET /v1/messages/{id}` shows it.
-Retries wait in memory: callbacks due when the daemon stops are not sent after a restart.
+
+Durability: the store marks the callback of a final status owed in the same transaction as the
+status (a message's `callback_url` is fixed at submit: its own or its key's), and the sender
+settles it once delivered or given up. On start, what is still owed (within
+`callback_retry_for`) is queued again, a page at a time, so a restart or kill -9 loses no final
+callback; each may be sent twice if the daemon died between the POST and the settling.
+Intermediate callbacks (`callback_events = "all"`) wait in memory only.
 
 Transport: `HttpPoster`, a small HTTP/1.1 client that keeps connections alive per host. A
 callback is one small POST, and under load thousands of them go to the same few endpoints, so a
@@ -30,7 +36,7 @@ import logging
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dlr.callback import (
@@ -42,10 +48,11 @@ from dlr.callback import (
     sign,
 )
 from dlr.status import MessageStatus, StatusSource, is_final
+from gateway.batching import TurnBatch
 from gateway.config import HttpConfig
 from gateway.keys import KeyRing
-from gateway.messages import Message
-from gateway.store.base import MessageStore, StatusChange
+from gateway.messages import Channel, Message
+from gateway.store.base import CustomerDeliveryStore, MessageStore, StatusChange, StoreError
 
 log = logging.getLogger("tandem.callbacks")
 
@@ -62,6 +69,7 @@ class CallbackStats:
     delivered: int = 0
     retried: int = 0
     given_up: int = 0
+    restored: int = 0  # owed when the daemon (re)started, queued again
 
 
 @dataclass(slots=True)
@@ -102,6 +110,10 @@ class CallbackSender:
         self._retries: set[asyncio.TimerHandle] = set()
         self._poster: HttpPoster | None = None
         self._in_progress = 0
+        self._deliveries = store if isinstance(store, CustomerDeliveryStore) else None
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(self._settle, self._spawn)
+        self._restoring: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(
@@ -130,6 +142,51 @@ class CallbackSender:
 
     # --- life cycle ---------------------------------------------------------------------------
 
+    def restore(self) -> None:
+        """Queue again, in the background, the final callbacks still owed from before a
+        restart."""
+        if self._deliveries is not None and self._restoring is None:
+            self._ensure_started()
+            self._restoring = asyncio.create_task(self._restore(), name="callback-restore")
+
+    async def _restore(self, page: int = 1000) -> None:
+        store = self._deliveries
+        assert store is not None
+        since = self.clock() - self.schedule.give_up_after
+        try:
+            await store.forget_owed_receipts(before=since, channel=Channel.HTTP)
+            after: tuple[float, str] | None = None
+            while True:
+                owed = await store.owed_receipts(
+                    channel=Channel.HTTP, since=since, after=after, limit=page
+                )
+                for receipt in owed:
+                    message = receipt.message
+                    self.stats.restored += 1
+                    self._work.put_nowait((message, StatusChange(True, message)))
+                if len(owed) < page:
+                    break
+                after = (owed[-1].message.updated_at, owed[-1].message.id)
+                while self._work.qsize() > page:  # a page at a time: memory stays bounded
+                    await asyncio.sleep(0.05)
+        except StoreError as exc:
+            log.warning("queueing the callbacks owed from before the restart failed: %s", exc)
+        if self.stats.restored:
+            log.info("callbacks: %d owed from before the restart queued", self.stats.restored)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, settled: list[tuple[str, MessageStatus]]) -> None:
+        if self._deliveries is None:
+            return
+        try:
+            await self._deliveries.receipts_settled(settled)
+        except StoreError as exc:  # still owed: sent again after a restart
+            log.warning("recording %d callbacks as done failed: %s", len(settled), exc)
+
     def _ensure_started(self) -> None:
         if self._workers:
             return
@@ -140,6 +197,11 @@ class CallbackSender:
         ]
 
     async def stop(self) -> None:
+        if self._restoring is not None:
+            self._restoring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restoring
+            self._restoring = None
         for handle in self._retries:
             handle.cancel()
         self._retries.clear()
@@ -149,6 +211,8 @@ class CallbackSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+        if self._tasks:  # settlings under way reach the store before it closes
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._poster is not None:
             self._poster.close()
             self._poster = None
@@ -156,7 +220,12 @@ class CallbackSender:
     @property
     def idle(self) -> bool:
         """Nothing queued, being sent or waiting for a retry (tests and benchmarks wait on it)."""
-        return self._work.empty() and not self._in_progress and not self._retries
+        return (
+            self._work.empty()
+            and not self._in_progress
+            and not self._retries
+            and (self._restoring is None or self._restoring.done())
+        )
 
     # --- work ---------------------------------------------------------------------------------
 
@@ -222,6 +291,7 @@ class CallbackSender:
             outcome = f"no answer ({type(exc).__name__})"
         if status is not None and 200 <= status < 300:
             self.stats.delivered += 1
+            self._settled.add((delivery.message_id, delivery.status))
             await self._record(delivery, f"callback to {delivery.url}: {outcome}")
             return
         delivery.last_outcome = outcome
@@ -239,6 +309,7 @@ class CallbackSender:
                 delivery.attempt,
                 outcome,
             )
+            self._settled.add((delivery.message_id, delivery.status))
             await self._record(delivery, f"callback to {delivery.url} given up: {outcome}")
             return
         self.stats.retried += 1

@@ -999,11 +999,13 @@ class CustomerSmppServer:
             return
         wall, loop_now = time.time(), time.monotonic()
         longest_ttl = max((a.config.delivery_ttl for a in self.accounts), default=0.0)
-        expired = await store.forget_owed_receipts(before=wall - longest_ttl)
+        expired = await store.forget_owed_receipts(before=wall - longest_ttl, channel=Channel.SMPP)
         restored = 0
         for account in list(self.accounts):
             expired += await store.forget_owed_receipts(
-                before=wall - account.config.delivery_ttl, account=account.system_id
+                before=wall - account.config.delivery_ttl,
+                channel=Channel.SMPP,
+                account=account.system_id,
             )
             runtime = self.runtime(account.system_id)
             if runtime is not None:
@@ -1057,7 +1059,10 @@ class CustomerSmppServer:
             limit = room + len(skip)
             wall, loop_now = time.time(), time.monotonic()
             owed = await store.owed_receipts(
-                since=wall - config.delivery_ttl, account=runtime.system_id, limit=limit
+                channel=Channel.SMPP,
+                since=wall - config.delivery_ttl,
+                account=runtime.system_id,
+                limit=limit,
             )
             runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
             for receipt in owed:

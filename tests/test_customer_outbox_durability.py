@@ -1,19 +1,25 @@
-"""What Tandem owes an SMPP customer survives `kill -9`: receipts for messages that reached a
+"""What Tandem owes its customers survives `kill -9`: receipts for SMPP messages that reached a
 final status while the customer had no receiving bind, and MOs the carrier handed over (and
-Tandem acknowledged) meanwhile, reach the customer when it binds to the restarted daemon; once
+Tandem acknowledged) meanwhile, reach the customer when it binds to the restarted daemon; a
+final HTTP receipt callback that had not got through is posted by the restarted daemon. Once
 taken they are not offered again.
 
 Processes: the daemon (`tandem run -c FILE`) in its own process; the SMSC simulator in this
-one (it injects the MOs), and this test as the customer ESME (smpp.aio), all on 127.0.0.1.
+one (it injects the MOs), and this test as the customer (an smpp.aio ESME, or an HTTP client
+and an aiohttp callback endpoint), all on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import time
 from pathlib import Path
+
+import aiohttp
+from aiohttp import web
 
 from gateway.accounts import hash_password
 from gateway.config import SimulatorConfig
@@ -22,13 +28,18 @@ from smpp.aio import SmppClient
 from smpp.constants import Tag
 from smpp.pdu import DeliverSm, Pdu, SubmitSm
 from smpp.session import SessionConfig
-from tests.daemon_processes import daemon, free_port, link_toml
+from tests.daemon_processes import create_key, daemon, free_port, link_toml, wait_http
 
 PASSWORD = "outbox1"
 CLIENT = SessionConfig(window=20, enquire_link_interval=None, response_timeout=5.0)
 
 
-def write_config(workdir: Path, smpp_port: int, sim_port: int) -> Path:
+def write_config(workdir: Path, smpp_port: int, sim_port: int, http_port: int = 0) -> Path:
+    http = (
+        f'host = "127.0.0.1"\nport = {http_port}\ncallback_retry_initial = 600.0'
+        if http_port
+        else "enabled = false"
+    )
     path = workdir / "tandem.toml"
     path.write_text(
         f"""
@@ -37,7 +48,7 @@ data_dir = "{workdir / "data"}"
 host = "127.0.0.1"
 port = {smpp_port}
 [http]
-enabled = false
+{http}
 [simulator]
 enabled = false
 {link_toml("sim", sim_port)}
@@ -147,4 +158,69 @@ async def test_receipts_and_mos_owed_to_a_customer_survive_kill_9(tmp_path: Path
         first.kill()
         second.stop()
         await simulator.stop()
+    assert "Traceback" not in second.output()
+
+
+async def test_a_final_callback_that_did_not_get_through_is_posted_after_kill_9(
+    tmp_path: Path,
+) -> None:
+    answers = [503]  # then 200
+    received: list[tuple[int, dict[str, object]]] = []
+
+    async def endpoint(request: web.Request) -> web.Response:
+        status = answers.pop(0) if answers else 200
+        received.append((status, json.loads(await request.read())))
+        return web.Response(status=status)
+
+    app = web.Application()
+    app.router.add_post("/dlr", endpoint)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    callback_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", callback_port).start()
+    simulator = SmscSimulator(
+        SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=0.0)
+    )
+    await simulator.start()
+    assert simulator.port is not None
+    http_port = free_port()
+    config = write_config(tmp_path, free_port(), simulator.port, http_port)
+    key = create_key(config)
+    database = tmp_path / "data" / "tandem.db"
+    first = daemon(tmp_path, config, "tandem-1").start()
+    second = daemon(tmp_path, config, "tandem-2")
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        await wait_http(url + "/openapi.json")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                url + "/v1/messages",
+                json={
+                    "to": "+447911123456",
+                    "text": "callback after a crash",
+                    "callback_url": f"http://127.0.0.1:{callback_port}/dlr",
+                },
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response,
+        ):
+            assert response.status == 202
+            message_id = (await response.json())["id"]
+        # Refused once; its retry is ten minutes away when the daemon dies.
+        await wait_until(lambda: len(received) == 1, "the first attempt")
+        assert kept(database)[:2] == (1, 1)
+        first.kill()
+
+        second.start()
+        await wait_until(lambda: len(received) == 2, "the callback after the restart")
+        await wait_until(lambda: kept(database)[1] == 0, "the callback settled")
+        status, body = received[1]
+        assert (status, body["message_id"], body["status"]) == (200, message_id, "delivered")
+        await asyncio.sleep(0.3)
+        assert len(received) == 2  # once
+    finally:
+        first.kill()
+        second.stop()
+        await simulator.stop()
+        await runner.cleanup()
     assert "Traceback" not in second.output()

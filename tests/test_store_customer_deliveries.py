@@ -194,3 +194,41 @@ async def test_forgetting_owed_receipts_can_be_limited_to_one_account(
 
     assert await store.forget_owed_receipts(before=T0 + 50, account="acme") == 1
     assert [o.message.id for o in await store.owed_receipts()] == [theirs.id]
+
+
+async def test_an_http_message_with_a_callback_url_owes_the_callback_of_its_final_status(
+    store: SqliteMessageStore,
+) -> None:
+    with_url = make_message(channel=Channel.HTTP, callback_url="https://example.com/dlr")
+    without = make_message(channel=Channel.HTTP)
+    smpp = make_message(channel=Channel.SMPP, registered_delivery=1)
+    await store.accept([with_url, without, smpp])
+    for n, message in enumerate((with_url, without, smpp)):
+        await submit(store, message, [f"h{n}"])
+        await receipt(store, f"h{n}", SegmentStatus.ENROUTE, T0 + 5)
+    assert await store.owed_receipts() == []  # an intermediate status owes no callback
+    for n in range(3):
+        await receipt(store, f"h{n}", SegmentStatus.DELIVERED, T0 + 10 + n)
+
+    assert [o.message.id for o in await store.owed_receipts(channel=Channel.HTTP)] == [with_url.id]
+    assert [o.message.id for o in await store.owed_receipts(channel=Channel.SMPP)] == [smpp.id]
+    assert await store.forget_owed_receipts(before=T0 + 100, channel=Channel.HTTP) == 1
+    assert [o.message.id for o in await store.owed_receipts()] == [smpp.id]
+
+
+async def test_owed_receipts_page_by_change_time_then_id(store: SqliteMessageStore) -> None:
+    messages = [make_message(channel=Channel.SMPP, registered_delivery=1) for _ in range(5)]
+    await store.accept(messages)
+    for n, message in enumerate(messages):
+        await submit(store, message, [f"p{n}"])
+        await receipt(store, f"p{n}", SegmentStatus.DELIVERED, T0 + 10 + n // 3)  # ties too
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.owed_receipts(after=after, limit=2)
+        seen += [o.message.id for o in page]
+        if len(page) < 2:
+            break
+        after = (page[-1].message.updated_at, page[-1].message.id)
+    assert sorted(seen) == sorted(m.id for m in messages) and len(seen) == 5

@@ -393,7 +393,9 @@ class HttpApi:
                 kind=kind,
                 validity_at=validity_at,
                 send_at=send_at,
-                callback_url=body.callback_url,
+                # The URL in effect when it was sent (the key's, unless it names its own):
+                # the store keeps the callback owed until it is delivered or given up.
+                callback_url=body.callback_url or key.record.callback_url,
                 reference=body.reference,
             )
             for recipient in recipients
@@ -723,6 +725,7 @@ async def start_http_api(gateway: Gateway) -> HttpApi:
     )
     gateway.status_listeners.append(api.callbacks)
     gateway.status_listeners.append(api.otp)  # wipes the code from finished OTP messages
+    api.callbacks.restore()
     await api.start()
     gateway.add_stop_hook(api.stop)
     return api

@@ -37,7 +37,7 @@ from typing import Protocol, runtime_checkable
 from dlr.aggregate import SegmentUpdate
 from dlr.correlation import SegmentRef
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
-from gateway.messages import HistoryEntry, Message, Segment
+from gateway.messages import Channel, HistoryEntry, Message, Segment
 
 
 class StoreError(Exception):
@@ -403,20 +403,31 @@ class QueuedMo:
 
 @runtime_checkable
 class CustomerDeliveryStore(Protocol):
-    """Contract: a status change that an SMPP customer's `registered_delivery` asks a receipt
-    for marks that receipt owed in the same transaction as the change, so no crash can lose it;
-    a later such change replaces the mark (the customer is owed the latest)."""
+    """Contract: a status change that owes its customer a receipt marks it owed in the same
+    transaction as the change, so no crash can lose it; a later such change replaces the mark
+    (the customer is owed the latest). Owed: for SMPP messages, what `registered_delivery` asks
+    for (`dlr.customer_receipt.wants_receipt`); for HTTP messages with a `callback_url`, the
+    callback of a final status."""
 
     async def owed_receipts(
-        self, *, since: float = 0.0, account: str | None = None, limit: int | None = None
+        self,
+        *,
+        channel: Channel | None = None,
+        since: float = 0.0,
+        after: tuple[float, str] | None = None,
+        account: str | None = None,
+        limit: int | None = None,
     ) -> list[OwedReceipt]:
-        """Receipts still owed for changes at or after `since` (of one account's messages, at
-        most `limit`), oldest change first: what the server queues on start, and whenever its
-        outbox has room again for receipts that waited in the store."""
+        """Receipts still owed for changes at or after `since`, oldest change first (then by
+        message id): of one channel's and one account's messages, past the (change time,
+        message id) `after`, at most `limit`. What the SMPP server and the HTTP callbacks queue
+        on start, and the SMPP server whenever its outbox has room again."""
 
-    async def forget_owed_receipts(self, *, before: float, account: str | None = None) -> int:
-        """Settle, without sending, every receipt (of one account's messages) owed for a change
-        before `before`: expired, past the delivery_ttl. Returns how many."""
+    async def forget_owed_receipts(
+        self, *, before: float, channel: Channel | None = None, account: str | None = None
+    ) -> int:
+        """Settle, without sending, every receipt (of one channel's, one account's messages)
+        owed for a change before `before`: expired. Returns how many."""
 
     async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
         """(message id, status): those receipts were taken, refused for good, or expired. A mark

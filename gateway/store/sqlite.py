@@ -314,8 +314,9 @@ _SELECT_OWED_RECEIPTS = (
     + ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
     + ", s.receipt_owed, (SELECT COUNT(*) FROM segments g WHERE g.message_id = s.id)"
     + " FROM message_state s JOIN messages m ON m.id = s.id"
-    + " WHERE s.receipt_owed IS NOT NULL AND s.updated_at >= ? AND (? IS NULL OR m.account = ?)"
-    + " ORDER BY s.updated_at LIMIT ?"
+    + " WHERE s.receipt_owed IS NOT NULL AND s.updated_at >= ? AND (? IS NULL OR m.channel = ?)"
+    + " AND (? IS NULL OR m.account = ?) AND (? IS NULL OR (s.updated_at, s.id) > (?, ?))"
+    + " ORDER BY s.updated_at, s.id LIMIT ?"
 )
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -1142,10 +1143,29 @@ class SqliteMessageStore:
     # -- deliveries owed to SMPP customers (CustomerDeliveryStore) ------------------------------
 
     async def owed_receipts(
-        self, *, since: float = 0.0, account: str | None = None, limit: int | None = None
+        self,
+        *,
+        channel: Channel | None = None,
+        since: float = 0.0,
+        after: tuple[float, str] | None = None,
+        account: str | None = None,
+        limit: int | None = None,
     ) -> list[OwedReceipt]:
+        channel_value = None if channel is None else channel.value
+        after_at, after_id = after if after is not None else (None, None)
         rows = await self._read(
-            _SELECT_OWED_RECEIPTS, (since, account, account, -1 if limit is None else limit)
+            _SELECT_OWED_RECEIPTS,
+            (
+                since,
+                channel_value,
+                channel_value,
+                account,
+                account,
+                after_at,
+                after_at,
+                after_id,
+                -1 if limit is None else limit,
+            ),
         )
         return [
             OwedReceipt(
@@ -1156,13 +1176,16 @@ class SqliteMessageStore:
             for r in rows
         ]
 
-    async def forget_owed_receipts(self, *, before: float, account: str | None = None) -> int:
+    async def forget_owed_receipts(
+        self, *, before: float, channel: Channel | None = None, account: str | None = None
+    ) -> int:
+        channel_value = None if channel is None else channel.value
         return await self._write(
             _execute,
             "UPDATE message_state SET receipt_owed = NULL "
-            "WHERE receipt_owed IS NOT NULL AND updated_at < ? AND (? IS NULL OR id IN "
-            "(SELECT id FROM message_content WHERE account = ?))",
-            (before, account, account),
+            "WHERE receipt_owed IS NOT NULL AND updated_at < ? AND id IN (SELECT id FROM "
+            "message_content WHERE (? IS NULL OR channel = ?) AND (? IS NULL OR account = ?))",
+            (before, channel_value, channel_value, account, account),
         )
 
     async def receipts_settled(self, settled: Sequence[tuple[str, MessageStatus]]) -> None:
@@ -1489,12 +1512,14 @@ def _find_by_carrier_id(tx: _Tx, link: str, carrier_id: str) -> tuple[_Live, int
 def _message_state(m: Message) -> tuple[Any, ...]:
     status = m.status._value_
     owed = None
-    if (
-        m.channel is Channel.SMPP
-        and m.registered_delivery
-        and wants_receipt(m.registered_delivery, m.status, is_intermediate(m.status))
-    ):
-        owed = status  # the customer's receipt: owed from the commit that changes the status
+    channel = m.channel
+    if channel is Channel.SMPP:
+        if m.registered_delivery and wants_receipt(
+            m.registered_delivery, m.status, is_intermediate(m.status)
+        ):
+            owed = status  # the customer's receipt: owed from the commit that changes the status
+    elif channel is Channel.HTTP and m.callback_url is not None and is_final(m.status):
+        owed = status  # the receipt callback of a final status
     return (status, m.link, m.attempts, m.next_attempt_at, m.last_error, m.updated_at, owed, m.id)
 
 
