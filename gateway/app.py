@@ -510,6 +510,10 @@ class Gateway:
             removed = self.queue.remove(message_id)
             if removed is not None:
                 self.dispatcher.forget(message_id)
+            # Its customer is told, as of any other final status (receipt, callback).
+            record = await self.message_store.get(message_id)
+            if record is not None:
+                self._notify(StatusChange(True, record.message))
         await self._sweep_receipt_timeouts(now)
 
     async def _sweep_receipt_timeouts(self, now: float) -> None:

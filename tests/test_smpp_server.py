@@ -717,3 +717,53 @@ async def test_receipts_beyond_the_outbox_bound_wait_in_the_store_and_all_arrive
         assert await store.owed_receipts() == []  # type: ignore[attr-defined]
     finally:
         await stop_tandem(tandem)
+
+
+async def test_a_message_whose_validity_ends_while_it_waits_gets_its_expired_receipt(
+    tandem: Tandem,
+) -> None:
+    got: list[DeliverSm] = []
+    client = await bound_client(tandem, "alice", handler=collector(got))
+    response = await client.submit(
+        submit(
+            registered_delivery=1,
+            schedule_delivery_time="000000000010000R",  # held for 10 s ...
+            validity_period="000000000001000R",  # ... but valid for 1 s
+        )
+    )
+    assert response.command_status == 0
+    await wait_for(lambda: bool(got), timeout=5, what="the receipt")
+    await client.unbind()
+    assert receipted_ids(got) == [response.message_id]  # type: ignore[attr-defined]
+    assert b"stat:EXPIRED" in got[0].short_message
+    assert tandem.simulator.stats.submits == 0  # never sent
+
+
+async def test_a_message_the_sweep_finds_expired_gets_its_expired_receipt_too(
+    tandem: Tandem,
+) -> None:
+    from gateway.messages import Channel, Message
+
+    # Stored but not in the send queue (as after a restart, before the queue caught up):
+    # the periodic sweep is what expires it.
+    now = time.time()
+    message = Message(
+        account="alice",
+        channel=Channel.SMPP,
+        source_addr="Shop",
+        destination=DESTINATION,
+        body=b"too late",
+        text="too late",
+        registered_delivery=1,
+        validity_at=now - 1,
+        status=MessageStatus.QUEUED,
+        created_at=now - 5,
+    )
+    await tandem.gateway.message_store.accept([message])
+    got: list[DeliverSm] = []
+    client = await bound_client(tandem, "alice", handler=collector(got))
+    await tandem.gateway.sweep()
+    await wait_for(lambda: bool(got), timeout=5, what="the receipt")
+    await client.unbind()
+    assert receipted_ids(got) == [message.id]
+    assert b"stat:EXPIRED" in got[0].short_message
