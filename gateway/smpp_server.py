@@ -199,7 +199,8 @@ class _AccountRuntime:
         self.binds: list[_CustomerBind] = []
         self.outbox: deque[_Delivery] = deque()
         self.reserved = 0  # outbox places held for MOs being stored (they come in after)
-        self.receipts_held: set[str] = set()  # message ids of receipts queued or in flight
+        # (message id, status) of the receipts queued or in flight
+        self.receipts_held: set[tuple[str, MessageStatus]] = set()
         self.receipts_in_store = False  # receipts wait in the store for room in the outbox
         self.refilling = False
         self.next_receiver = 0
@@ -440,7 +441,7 @@ class CustomerSmppServer:
         self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, self._spawn)
         # Receipts settled in memory whose settling the store has not committed yet: a refill
         # reading the store meanwhile must not take them for owed.
-        self._settling: set[str] = set()
+        self._settling: set[tuple[str, MessageStatus]] = set()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -931,7 +932,7 @@ class CustomerSmppServer:
             self.stats.receipts_deferred += 1
             return
         if receipt is not None:
-            runtime.receipts_held.add(receipt[0])
+            runtime.receipts_held.add(receipt)
         if full and not reserved:
             self.stats.delivery_dropped_full += 1
             if self.stats.delivery_dropped_full % 1000 == 1:
@@ -952,8 +953,8 @@ class CustomerSmppServer:
         """The delivery is over (taken, refused for good, expired, dropped): the store may
         forget it. A receipt that did not reach the customer says so in its message's history."""
         if item.receipt is not None:
-            runtime.receipts_held.discard(item.receipt[0])
-            self._settling.add(item.receipt[0])
+            runtime.receipts_held.discard(item.receipt)
+            self._settling.add(item.receipt)
             self._receipts_settled.add(item.receipt)
             if failure is not None:
                 self._spawn(self._record_receipt_failure(*item.receipt, failure))
@@ -981,8 +982,7 @@ class CustomerSmppServer:
         except StoreError as exc:  # they stay owed: offered again after a restart
             log.warning("recording %d receipts as delivered failed: %s", len(settled), exc)
         finally:
-            for message_id, _ in settled:
-                self._settling.discard(message_id)
+            self._settling.difference_update(settled)
 
     async def _settle_mos(self, ids: list[int]) -> None:
         if self._deliveries is None:
@@ -1067,7 +1067,8 @@ class CustomerSmppServer:
             runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
             for receipt in owed:
                 message = receipt.message
-                if message.id in skip or message.id in runtime.receipts_held:
+                key = (message.id, receipt.status)
+                if key in skip or key in runtime.receipts_held:
                     continue
                 if len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
                     runtime.receipts_in_store = True
@@ -1078,7 +1079,7 @@ class CustomerSmppServer:
                                       receipt.segments),
                     "receipt",
                     expires_at=loop_now + (message.updated_at + config.delivery_ttl - wall),
-                    receipt=(message.id, receipt.status),
+                    receipt=key,
                 )  # fmt: skip
                 taken += 1
         except StoreError as exc:
