@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from dlr.customer_receipt import build_customer_receipt, wants_receipt
 from dlr.status import MessageStatus, StatusSource, is_final, is_intermediate, message_state
@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger("tandem.smpp_server")
+T = TypeVar("T")
 
 SYSTEM_ID = "tandem"
 BIND_KINDS: dict[type[Pdu], str] = {
@@ -128,6 +129,7 @@ class ServerSettings:
     delivery_retry_initial: float = 1.0
     delivery_retry_max: float = 60.0
     max_deliver_window: int = 100  # our own deliver_sm in flight per bind
+    forget_expired_interval: float = 600.0  # how often receipts owed past their ttl are cleared
 
 
 @dataclass(slots=True)
@@ -429,6 +431,7 @@ class CustomerSmppServer:
         self._password_checker = ThreadPoolExecutor(2, thread_name_prefix="smpp-password")
         self._password_cache: dict[str, str] = {}  # password_hash -> sha256 of a verified one
         self._next_reload = 0.0
+        self._next_forget = time.monotonic() + self.settings.forget_expired_interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch = _IntakeBatch(self)
         store = gateway.message_store
@@ -998,15 +1001,9 @@ class CustomerSmppServer:
         if store is None:
             return
         wall, loop_now = time.time(), time.monotonic()
-        longest_ttl = max((a.config.delivery_ttl for a in self.accounts), default=0.0)
-        expired = await store.forget_owed_receipts(before=wall - longest_ttl, channel=Channel.SMPP)
+        expired = await self._forget_expired()
         restored = 0
         for account in list(self.accounts):
-            expired += await store.forget_owed_receipts(
-                before=wall - account.config.delivery_ttl,
-                channel=Channel.SMPP,
-                account=account.system_id,
-            )
             runtime = self.runtime(account.system_id)
             if runtime is not None:
                 runtime.receipts_in_store = True
@@ -1035,6 +1032,30 @@ class CustomerSmppServer:
                 restored,
                 expired + len(gone_mos),
             )
+
+    async def _forget_expired(self) -> int:
+        """Clear the marks of receipts owed past their account's delivery_ttl (and, past the
+        longest ttl, of accounts since removed); returns how many."""
+        store = self._deliveries
+        if store is None:
+            return 0
+        wall = time.time()
+        accounts = list(self.accounts)
+        longest_ttl = max((a.config.delivery_ttl for a in accounts), default=0.0)
+        try:
+            forgotten = await store.forget_owed_receipts(
+                before=wall - longest_ttl, channel=Channel.SMPP
+            )
+            for account in accounts:
+                forgotten += await store.forget_owed_receipts(
+                    before=wall - account.config.delivery_ttl,
+                    channel=Channel.SMPP,
+                    account=account.system_id,
+                )
+        except StoreError as exc:
+            log.warning("clearing expired receipts failed: %s", exc)
+            return 0
+        return forgotten
 
     async def _refill_and_pump(self, runtime: _AccountRuntime) -> None:
         if await self._refill(runtime):
@@ -1175,6 +1196,10 @@ class CustomerSmppServer:
                 log.exception("SMPP server housekeeping failed")
 
     def tick(self, now: float) -> None:
+        if now >= self._next_forget and self._deliveries is not None:
+            # Receipts past their ttl that never reached memory (they waited in the store).
+            self._next_forget = now + self.settings.forget_expired_interval
+            self._spawn(self._forget_expired())
         if now >= self._next_reload:
             self._next_reload = now + ACCOUNTS_RELOAD_SECONDS
             if self.accounts.reload_if_changed():
@@ -1221,7 +1246,7 @@ class CustomerSmppServer:
             for bind in runtime.binds:
                 bind.window = account.config.window
 
-    def _spawn(self, work: Awaitable[None]) -> asyncio.Future[None]:
+    def _spawn(self, work: Awaitable[T]) -> asyncio.Future[T]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

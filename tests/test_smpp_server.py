@@ -767,3 +767,33 @@ async def test_a_message_the_sweep_finds_expired_gets_its_expired_receipt_too(
     await client.unbind()
     assert receipted_ids(got) == [message.id]
     assert b"stat:EXPIRED" in got[0].short_message
+
+
+async def test_receipts_waiting_in_the_store_past_their_ttl_are_cleared_while_running(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(FAST, forget_expired_interval=0.3)
+    accounts = [account("brief", delivery_ttl=0.5, delivery_queue_max=1)]
+    tandem = await start_tandem(tmp_path, accounts, settings=settings)
+    try:
+        client = await bound_client(tandem, "brief", "transmitter")
+        for n in range(3):
+            await client.submit(submit(f"brief {n}", registered_delivery=1))
+        await client.unbind()
+        await wait_for(lambda: tandem.server.stats.receipts_deferred == 2, what="2 deferred")
+        store = tandem.gateway.message_store
+
+        async def owed() -> int:
+            return len(await store.owed_receipts())  # type: ignore[attr-defined]
+
+        assert await owed() == 3
+        for _ in range(100):  # the one in memory expires; the two in the store are cleared
+            if await owed() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await owed() == 0
+        assert tandem.server.stats.delivery_expired == 1
+    finally:
+        await stop_tandem(tandem)
