@@ -13,7 +13,8 @@ Tandem and the ESME run on uvloop unless `--asyncio`.
 
 Figures: submits/s (until the last submit_sm_resp) and end-to-end msgs/s (until the last
 receipt), and the CPU time the Tandem process used per message (loop and store threads): on a
-busy machine it says what one core buys when wall-clock figures cannot.
+busy machine it says what one core buys when wall-clock figures cannot. The simulator's and the
+ESME's CPU and the load average say how much of the 2 cores the bench itself took.
 Zero loss means: every submit answered ESME_ROK with a distinct id, and exactly one
 DELIVRD receipt per id. `--profile` writes a cProfile of the Tandem process and prints its top.
 """
@@ -302,10 +303,21 @@ def main() -> int:
             command, stdout=tandem_log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
         port = int(wait_for_file(ready, tandem))
+        children = (simulator.pid, tandem.pid)
+        others_at_start = (
+            cpu_seconds(simulator.pid),
+            cpu_seconds(os.getpid(), exclude=children),
+        )
         loop_name = "asyncio" if args.asyncio else "uvloop"
         print(f"loop {loop_name}; ESME window {args.window}; link window {args.link_window} x "
               f"{args.link_sessions} session(s); logs in {work}")  # fmt: skip
         outcome = run_esme(port, args)
+        simulator_cpu = cpu_seconds(simulator.pid) - others_at_start[0]
+        esme_cpu = cpu_seconds(os.getpid(), exclude=children) - others_at_start[1]
+        print(
+            f"other CPU           simulator {simulator_cpu:.1f} s, ESME {esme_cpu:.1f} s; "
+            f"load average {os.getloadavg()[0]:.2f}"
+        )
     finally:
         if tandem is not None:
             stop(tandem)
