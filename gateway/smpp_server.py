@@ -744,6 +744,9 @@ class CustomerSmppServer:
     ) -> Pdu:
         message_id = ""
         for request in requests:  # one message per destination; the first id is answered
+            # The others carry it as their reference: their receipts report it, the one id
+            # the customer knows (and their destinations tell them apart), as an SMSC's do.
+            request.reference = message_id or None
             try:
                 prepared = await self.gateway.intake.accept([request])
             except IntakeRefusal as refusal:
@@ -1488,7 +1491,8 @@ def _customer_receipt(
     message: Message, status: MessageStatus, error: int | str, segments: int
 ) -> DeliverSm:
     receipt = build_customer_receipt(
-        message_id=message.id,
+        # A submit_multi's destinations after the first carry the id it was answered with.
+        message_id=message.reference or message.id,
         status=status,
         submitted_at=_utc(message.created_at),
         done_at=_utc(message.updated_at),

@@ -398,6 +398,28 @@ async def test_submit_multi_stores_one_message_per_destination_and_lists_failure
     )
 
 
+async def test_every_receipt_of_a_submit_multi_carries_the_id_it_was_answered_with(
+    tandem: Tandem,
+) -> None:
+    got: list[DeliverSm] = []
+    client = await bound_client(tandem, "alice", handler=collector(got))
+    destinations = [DESTINATION, "447911123457", "447911123458"]
+    response = await client.submit(
+        SubmitMulti(
+            source_addr="Shop",
+            dest_addresses=[SmeAddress(1, 1, d) for d in destinations],
+            short_message=b"to many",
+            registered_delivery=1,
+        )
+    )
+    assert response.command_status == 0
+    await wait_for(lambda: len(got) == 3, what="three receipts")
+    await client.unbind()
+    assert receipted_ids(got) == [response.message_id] * 3  # type: ignore[attr-defined]
+    # The receipt's source is the destination it reports on.
+    assert sorted(pdu.source_addr for pdu in got) == sorted(destinations)
+
+
 async def test_incomplete_multipart_submit_is_refused_after_the_reassembly_timeout(
     tandem: Tandem,
 ) -> None:
