@@ -27,7 +27,7 @@ import hashlib
 import logging
 import ssl
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -202,7 +202,9 @@ class _AccountRuntime:
         self.outbox: deque[_Delivery] = deque()
         self.reserved = 0  # outbox places held for MOs being stored (they come in after)
         # (message id, status) of the receipts queued or in flight
-        self.receipts_held: set[tuple[str, MessageStatus]] = set()
+        # How many of each (message id, status) are queued or in flight: in "segment" report
+        # mode several parts' receipts can share one.
+        self.receipts_held: Counter[tuple[str, MessageStatus]] = Counter()
         self.receipts_in_store = False  # receipts wait in the store for room in the outbox
         self.refilling = False
         self.next_receiver = 0
@@ -938,7 +940,7 @@ class CustomerSmppServer:
             self.stats.receipts_deferred += 1
             return
         if receipt is not None:
-            runtime.receipts_held.add(receipt)
+            runtime.receipts_held[receipt] += 1
         if full and not reserved:
             self.stats.delivery_dropped_full += 1
             if self.stats.delivery_dropped_full % 1000 == 1:
@@ -959,9 +961,12 @@ class CustomerSmppServer:
         """The delivery is over (taken, refused for good, expired, dropped): the store may
         forget it. A receipt that did not reach the customer says so in its message's history."""
         if item.receipt is not None:
-            runtime.receipts_held.discard(item.receipt)
-            self._settling.add(item.receipt)
-            self._receipts_settled.add(item.receipt)
+            held = runtime.receipts_held
+            held[item.receipt] -= 1
+            if held[item.receipt] <= 0:  # the last one out settles the mark
+                del held[item.receipt]
+                self._settling.add(item.receipt)
+                self._receipts_settled.add(item.receipt)
             if failure is not None:
                 self._spawn(self._record_receipt_failure(*item.receipt, failure))
         elif item.mo_id is not None:
@@ -1079,7 +1084,7 @@ class CustomerSmppServer:
             if room <= 0:
                 return 0
             # Taken before the read: what is settled while it runs may still be in its answer.
-            skip = runtime.receipts_held | self._settling
+            skip = set(runtime.receipts_held) | self._settling
             limit = room + len(skip)
             wall, loop_now = time.time(), time.monotonic()
             owed = await store.owed_receipts(
