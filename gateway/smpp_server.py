@@ -780,19 +780,28 @@ class CustomerSmppServer:
         message = await self._own_message(runtime, pdu.message_id)
         if message is None:
             return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
+        ids = [message.id]
+        if self._deliveries is not None:  # a submit_multi's id: its other destinations too
+            ids += await self._deliveries.find_references(runtime.system_id, message.id)
+        cancelled = [await self._cancel_one(message_id) for message_id in ids]
+        if not any(cancelled):
+            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
+        return pdu.response()
+
+    async def _cancel_one(self, message_id: str) -> bool:
         gateway = self.gateway
         # Only what still waits in the queue can be recalled; a link may be sending the rest.
-        removed = gateway.queue.remove(message.id)
+        removed = gateway.queue.remove(message_id)
         if removed is None:
-            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
-        gateway.dispatcher.forget(message.id)
+            return False
+        gateway.dispatcher.forget(message_id)
         change = await gateway.message_store.cancel(
-            message.id, at=gateway.clock(), source=StatusSource.OPERATOR
+            message_id, at=gateway.clock(), source=StatusSource.OPERATOR
         )
         if not change.changed:
             gateway.dispatcher.enqueue(removed)
-            return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
-        return pdu.response()
+            return False
+        return True
 
     async def _own_message(self, runtime: _AccountRuntime, message_id: str) -> Message | None:
         if not message_id:

@@ -455,6 +455,33 @@ async def test_cancel_sm_deletes_a_queued_message_of_the_account_only(tandem: Ta
     assert tandem.simulator.received == []
 
 
+async def test_cancel_sm_with_a_submit_multis_id_cancels_every_destination(
+    tandem: Tandem,
+) -> None:
+    later = time.strftime("%y%m%d%H%M%S", time.gmtime(time.time() + 3600)) + "000+"
+    client = await bound_client(tandem, "alice", "transmitter")
+    destinations = [DESTINATION, "447911123457", "447911123458"]
+    response = await client.submit(
+        SubmitMulti(
+            source_addr="Shop",
+            dest_addresses=[SmeAddress(1, 1, d) for d in destinations],
+            short_message=b"never mind",
+            schedule_delivery_time=later,
+        )
+    )
+    multi_id = response.message_id  # type: ignore[attr-defined]
+    cancelled = await client.submit(CancelSm(message_id=multi_id))
+    await client.unbind()
+    assert cancelled.command_status == 0
+    store = tandem.gateway.message_store
+    ids = [multi_id, *await store.find_references("alice", multi_id)]  # type: ignore[attr-defined]
+    assert len(ids) == 3
+    for message_id in ids:
+        record = await store.get(message_id)
+        assert record is not None and record.message.status == MessageStatus.DELETED
+    assert tandem.simulator.received == []
+
+
 # --- deliveries ---------------------------------------------------------------------------------
 
 

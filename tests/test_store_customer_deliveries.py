@@ -232,3 +232,18 @@ async def test_owed_receipts_page_by_change_time_then_id(store: SqliteMessageSto
             break
         after = (page[-1].message.updated_at, page[-1].message.id)
     assert sorted(seen) == sorted(m.id for m in messages) and len(seen) == 5
+
+
+async def test_messages_are_found_by_reference_within_their_account(
+    store: SqliteMessageStore,
+) -> None:
+    first = make_message(account="acme", channel=Channel.SMPP)
+    others = [
+        make_message(account="acme", channel=Channel.SMPP, reference=first.id, created_at=T0 + n)
+        for n in (1, 2)
+    ]
+    elsewhere = make_message(account="other", channel=Channel.SMPP, reference=first.id)
+    await store.accept([first, *others, elsewhere])
+
+    assert await store.find_references("acme", first.id) == [m.id for m in others]
+    assert await store.find_references("acme", "nothing") == []

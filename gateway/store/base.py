@@ -455,3 +455,7 @@ class CustomerDeliveryStore(Protocol):
 
     async def queued_mos(self) -> list[QueuedMo]:
         """Every MO still kept, in arrival order (held parts included)."""
+
+    async def find_references(self, account: str, reference: str) -> list[str]:
+        """Ids of the account's messages whose `reference` is `reference` (a submit_multi's
+        other destinations carry the id it was answered with)."""

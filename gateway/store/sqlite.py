@@ -252,6 +252,12 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX mo_outbox_parts ON mo_outbox (part_of) WHERE part_of IS NOT NULL;
     """,
+    # 4: messages by reference within an account (a submit_multi's destinations; an HTTP
+    # customer's own references).
+    """
+    CREATE INDEX message_content_reference ON message_content (account, reference)
+        WHERE reference IS NOT NULL;
+    """,
 )
 
 _MESSAGE_COLUMNS = (
@@ -1210,6 +1216,14 @@ class SqliteMessageStore:
 
     async def mos_settled(self, ids: Sequence[int]) -> None:
         await self._write(_delete_mos, [(i,) for i in ids], rows=len(ids))
+
+    async def find_references(self, account: str, reference: str) -> list[str]:
+        rows = await self._read(
+            "SELECT id FROM message_content WHERE account = ? AND reference = ? "
+            "AND reference IS NOT NULL ORDER BY created_at, id",
+            (account, reference),
+        )
+        return [r[0] for r in rows]
 
     async def queued_mos(self) -> list[QueuedMo]:
         rows = await self._read(
