@@ -565,8 +565,11 @@ async def test_a_silent_smsc_is_detected_by_enquire_link_and_reconnected() -> No
     link = build_link(config, queue, sink)
     await link.start()
     try:
-        await sink.wait_until(lambda: binds >= 2, timeout=5.0)
-        assert sink.states[:3] == [LinkState.STARTING, LinkState.UP, LinkState.DOWN]
+        # Up, down when the probe goes unanswered, up again. (On a busy machine the first bind
+        # may itself time out at 0.3 s; the sequence is the same from the bind that succeeds.)
+        await sink.wait_until(lambda: len(sink.states) >= 4, timeout=5.0)
+        assert sink.states[:4] == [LinkState.STARTING, LinkState.UP, LinkState.DOWN, LinkState.UP]
+        assert binds >= 2
         assert link.stats.reconnects >= 1
     finally:
         await link.stop()
