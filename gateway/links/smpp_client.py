@@ -779,8 +779,7 @@ class SmppLink:
                 stats.mos += 1
                 result = self._sink.on_mo(self.name, request)
         except TemporarilyRefused as refusal:
-            log.warning("link %s: %s (answered 0x%08X)", self.name, refusal, refusal.status)
-            return response_to(request, command_status=refusal.status)
+            return self._refused_for_now(request, refusal)
         except Exception:
             log.exception("link %s: sink failed on %r", self.name, request)
             return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
@@ -802,8 +801,7 @@ class SmppLink:
             return  # the link stopped: unanswered, the SMSC offers it again
         error = recording.exception()
         if isinstance(error, TemporarilyRefused):
-            log.warning("link %s: %s (answered 0x%08X)", self.name, error, error.status)
-            connection.respond(response_to(request, command_status=error.status))
+            connection.respond(self._refused_for_now(request, error))
             return
         if error is not None:
             log.error(
@@ -813,6 +811,11 @@ class SmppLink:
             connection.respond(response_to(request, command_status=CommandStatus.ESME_RX_T_APPN))
             return
         connection.respond(response_to(request))
+
+    def _refused_for_now(self, request: Pdu, refusal: TemporarilyRefused) -> Pdu:
+        """The answer to something the sink cannot take now: the SMSC offers it again later."""
+        log.warning("link %s: %s (answered 0x%08X)", self.name, refusal, refusal.status)
+        return response_to(request, command_status=refusal.status)
 
     def _read_receipt(
         self, request: DeliverSm | DataSm
