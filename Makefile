@@ -29,7 +29,7 @@ lint: $(TSTAMP)
 	$(BIN)/ruff format --check .
 
 types: $(TSTAMP)
-	$(BIN)/mypy smpp routing dlr gateway
+	$(BIN)/mypy smpp routing dlr modems gateway
 
 # PostgreSQL and Mosquitto back a few integration tests. They run on this project's machines;
 # on a fresh machine this installs and starts them, or says why it could not.
