@@ -40,6 +40,7 @@ from dlr.correlation import (
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
+from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
 from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
 from gateway.dispatch import Dispatcher, LinkStateView
@@ -128,6 +129,7 @@ class Gateway:
         self.numbers = NumberResolver(self.config.numbering)
         self.routes = RouteTable.from_config(self.config.routes)
         self.dispatcher = Dispatcher(self.queue, lambda: self.routes, self.link_states)
+        self.backlog = Backlog(backlog_limits(self.config), self.queue.size, self.queue.route_size)
         self.intake = MessageIntake(
             numbers=self.numbers,
             routes=self.routes,
@@ -137,6 +139,7 @@ class Gateway:
             link_max_parts=self._link_max_parts,
             link_concatenation=self._link_concatenation,
             clock=self.clock,
+            backlog=self.backlog,
         )
         self.correlator: Correlator[SmppReceiptKey, DeliveryReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
@@ -557,7 +560,7 @@ class Gateway:
         async with self._reloading:
             loop = asyncio.get_running_loop()
             try:
-                numbering, tables, routes = await loop.run_in_executor(
+                numbering, tables, routes, limits = await loop.run_in_executor(
                     None, self._read_reloadable, config_path
                 )
             except (ConfigError, TableFormatError, OSError, ValueError) as exc:
@@ -567,6 +570,7 @@ class Gateway:
             self.numbers.config = numbering
             self.numbers.swap_tables(tables)
             self.routes = self.intake.routes = routes
+            self.backlog.limits = limits
             log.info(
                 "reloaded: %d prefixes, %d ported numbers, %d routes",
                 tables.stats.prefixes,
@@ -577,7 +581,7 @@ class Gateway:
 
     def _read_reloadable(
         self, config_path: Path | None
-    ) -> tuple[NumberingConfig, OperatorTables, RouteTable]:
+    ) -> tuple[NumberingConfig, OperatorTables, RouteTable, BacklogLimits]:
         config = self.config if config_path is None else load_config(config_path)
         tables = NumberResolver.from_config(config.numbering).tables
         routes = RouteTable.from_config(config.routes)
@@ -587,10 +591,21 @@ class Gateway:
                 f"routes name links that are not running ({', '.join(sorted(missing))}); "
                 "adding links needs a restart"
             )
-        return config.numbering, tables, routes
+        # Route limits follow the routes; link limits stay until a restart, like the links.
+        limits = dataclasses.replace(self.backlog.limits, routes=backlog_limits(config).routes)
+        return config.numbering, tables, routes, limits
 
     async def _reload_logged(self, config_path: Path | None) -> None:
         await self.reload(config_path)
+
+
+def backlog_limits(config: TandemConfig) -> BacklogLimits:
+    """The queue limits of the links and routes in `config` (`queue_limit`)."""
+    return BacklogLimits(
+        links={link.name: link.queue_limit for link in config.links if link.queue_limit},
+        routes={route.name: route.queue_limit for route in config.routes if route.queue_limit},
+        retry_after=config.queue.retry_after,
+    )
 
 
 def _one_line(exc: BaseException) -> str:

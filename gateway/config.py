@@ -196,6 +196,10 @@ class SmppLinkConfig(BaseModel):
     # None: the [dlr] section's dlr_timeout.
     dlr_timeout: Seconds | None = None
     max_parts: Annotated[int, Field(ge=1, le=255)] = 10
+    # Messages that may wait in this link's queue (scheduled ones included); past it intake
+    # refuses more for now (SMPP ESME_RTHROTTLED, HTTP 503). None: no limit. Like Kannel's
+    # sms-outgoing-queue-limit, whose default this is.
+    queue_limit: Annotated[int, Field(ge=1)] | None = 1_000_000
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> SmppLinkConfig:
@@ -276,6 +280,16 @@ class DlrConfig(BaseModel):
     report: ReportModeName = ReportMode.MESSAGE
 
 
+class QueueConfig(BaseModel):
+    """The send queue (`gateway.queue`) and what intake answers when a backlog is full
+    (`gateway.backlog`); the limits themselves are per link and per route (`queue_limit`)."""
+
+    model_config = _SECTION
+
+    # What a refused client is told to wait (HTTP Retry-After) when a backlog is full.
+    retry_after: Seconds = 5.0
+
+
 class SimulatorConfig(BaseModel):
     """The built-in SMSC simulator: its listener and its behaviour (`gateway.simulator`)."""
 
@@ -317,6 +331,7 @@ class TandemConfig(BaseModel):
     accounts: list[AccountConfig] = Field(default_factory=list)
     dlr: DlrConfig = DlrConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    queue: QueueConfig = QueueConfig()
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> TandemConfig:

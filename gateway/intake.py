@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dlr.status import MessageStatus
+from gateway.backlog import BACKLOG_FULL, HTTP_STATUS, SMPP_STATUS, Backlog, BacklogFull
 from gateway.messages import Channel, Message, MessageKind
 from gateway.store.base import MessageStore
 from routing import (
@@ -78,6 +79,7 @@ class IntakeRefusal(Exception):
     reason: str
     http_status: int = 422
     smpp_status: int = CommandStatus.ESME_RSUBMITFAIL
+    retry_after: float | None = None  # seconds; set when the refusal is only for now
 
     def __str__(self) -> str:
         return f"{self.code}: {self.field}: {self.reason}"
@@ -134,6 +136,7 @@ class MessageIntake:
     link_concatenation: Callable[[str], Concatenation] = lambda _link: Concatenation.UDH8
     policies: list[PolicyCheck] = field(default_factory=list)
     clock: Callable[[], float] = time.time
+    backlog: Backlog | None = None  # None: no limits on what may wait queued
 
     def prepare(self, request: MessageRequest) -> Prepared:
         """Every check for one request; raises `IntakeRefusal`. Pure CPU, no awaits."""
@@ -259,13 +262,41 @@ class MessageIntake:
                 CommandStatus.ESME_RINVMSGLEN,
             ) from None
 
-    async def accept(self, requests: Sequence[MessageRequest]) -> list[Prepared]:
+    async def accept(
+        self, requests: Sequence[MessageRequest], *, count_refused: bool = True
+    ) -> list[Prepared]:
         """Check, store durably, then queue. All or nothing: the first refusal raises and
-        nothing of the batch is stored. Returns once the messages are durable."""
+        nothing of the batch is stored. Returns once the messages are durable.
+
+        A batch that would take a link's or route's backlog past its limit is refused for now
+        (`backlog_full`); `count_refused=False` leaves that refusal out of the backlog's counts,
+        for a caller that will offer the requests again one by one."""
         prepared = [self.prepare(request) for request in requests]
-        await self.store.accept([item.message for item in prepared])
-        for item in prepared:
-            self.dispatch.enqueue(item.message)
+        messages = [item.message for item in prepared]
+        backlog = self.backlog
+        if backlog is None:
+            await self.store.accept(messages)
+            for message in messages:
+                self.dispatch.enqueue(message)
+            return prepared
+        admitted = backlog.admit(messages)
+        if isinstance(admitted, BacklogFull):
+            if count_refused:
+                backlog.count_refused(admitted, len(messages))
+            raise IntakeRefusal(
+                BACKLOG_FULL,
+                "to",
+                admitted.reason(),
+                HTTP_STATUS,
+                SMPP_STATUS,
+                retry_after=backlog.limits.retry_after,
+            )
+        try:
+            await self.store.accept(messages)
+            for message in messages:
+                self.dispatch.enqueue(message)
+        finally:  # queued now, and counted by the queue; or never stored
+            backlog.release(admitted)
         return prepared
 
 

@@ -79,6 +79,8 @@ class SendQueue:
         self._links: dict[str, _LinkQueue] = {}
         self._entries: dict[str, _Entry] = {}  # by message id: for remove() and duplicates
         self._depth: Counter[tuple[str, int]] = Counter()  # (link, priority) -> messages
+        self._link_depth: Counter[str] = Counter()  # what back-pressure reads, per message
+        self._route_depth: Counter[str | None] = Counter()
         self._sequence = itertools.count()
         self._expired: list[Message] = []
 
@@ -155,7 +157,10 @@ class SendQueue:
         return len(entries)
 
     def size(self, link: str) -> int:
-        return sum(n for (name, _), n in self._depth.items() if name == link)
+        return self._link_depth[link]
+
+    def route_size(self, route: str) -> int:
+        return self._route_depth[route]
 
     def depth(self) -> dict[str, dict[int, int]]:
         """Queued messages per link and priority (scheduled ones included), for metrics."""
@@ -172,6 +177,8 @@ class SendQueue:
         entry = _Entry(message, link, sequence)
         self._entries[message.id] = entry
         self._depth[(link, message.priority)] += 1
+        self._link_depth[link] += 1
+        self._route_depth[message.route] += 1
         queue = self._links.get(link)
         if queue is None:
             queue = self._links[link] = _LinkQueue()
@@ -201,6 +208,8 @@ class SendQueue:
         entry.removed = True
         del self._entries[entry.message.id]
         self._depth[(entry.link, entry.message.priority)] -= 1
+        self._link_depth[entry.link] -= 1
+        self._route_depth[entry.message.route] -= 1
 
 
 class AsyncSendQueue:
@@ -255,6 +264,14 @@ class AsyncSendQueue:
 
     def depth(self) -> dict[str, dict[int, int]]:
         return self.core.depth()
+
+    def size(self, link: str) -> int:
+        """Messages queued for `link`, scheduled ones included."""
+        return self.core.size(link)
+
+    def route_size(self, route: str) -> int:
+        """Messages of `route` queued on any of its links."""
+        return self.core.route_size(route)
 
     def _wake(self, link: str) -> None:
         wakeup = self._wakeups.get(link)

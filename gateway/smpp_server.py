@@ -1296,7 +1296,9 @@ class _IntakeBatch:
     async def _accept(self, batch: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]]) -> None:
         server = self.server
         try:
-            prepared = await server.gateway.intake.accept([request for _, request, _ in batch])
+            prepared = await server.gateway.intake.accept(
+                [request for _, request, _ in batch], count_refused=len(batch) == 1
+            )
         except IntakeRefusal as refusal:
             if len(batch) == 1:
                 pdu, request, future = batch[0]

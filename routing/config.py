@@ -151,6 +151,11 @@ class RouteConfig(_Section):
     )
     sender_rewrite: list[SenderRewriteConfig] = Field(default_factory=list)
     max_parts: int | None = Field(default=None, ge=1, le=255)
+    queue_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="messages of this route that may wait queued (None: no limit of its own)",
+    )
 
     @field_validator("prefixes")
     @classmethod

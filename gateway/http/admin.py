@@ -1,9 +1,10 @@
 """Local read-only views of the running daemon for its own command line: `GET /admin/links`.
 
 Owns the handler that reports each outbound link's live state (up/down, throttle level, queued
-and in-flight counts), which `tandem route explain` shows beside the route's targets. The path
-sits outside `/v1`, needs no API key and answers only clients on the loopback interface: it is
-for a sysadmin's shell on the gateway host, not for customers.
+and in-flight counts, its queue limit and the messages refused at it), which `tandem route
+explain` shows beside the route's targets. The path sits outside `/v1`, needs no API key and
+answers only clients on the loopback interface: it is for a sysadmin's shell on the gateway
+host, not for customers.
 
 Never does: change anything, or expose message content.
 """
@@ -35,7 +36,7 @@ def is_loopback(remote: str | None) -> bool:
 
 def link_states(gateway: Gateway) -> dict[str, object]:
     """The document `GET /admin/links` answers: one entry per running link."""
-    depth = gateway.queue.depth()
+    backlog = gateway.backlog
     links = []
     for name, link in gateway.links.items():
         links.append(
@@ -44,7 +45,9 @@ def link_states(gateway: Gateway) -> dict[str, object]:
                 "state": link.state.value,
                 "throttle_level": link.throttle_level,
                 "in_flight": getattr(link, "in_flight", None),
-                "queued": sum(depth.get(name, {}).values()),
+                "queued": gateway.queue.size(name),
+                "queue_limit": backlog.limits.links.get(name),
+                "refused_backlog_full": backlog.stats.by_link[name],
             }
         )
     return {"links": links}

@@ -431,7 +431,7 @@ class HttpApi:
     ) -> Problem:
         """Name the recipient at fault in a batch (`to[3]`): the intake refuses the whole
         batch at its first bad request without saying which one it was."""
-        if many and refusal.field == "to":
+        if many and refusal.field == "to" and refusal.retry_after is None:
             for index, item in enumerate(requests):
                 try:
                     self.gateway.intake.prepare(item)

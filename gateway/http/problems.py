@@ -112,7 +112,13 @@ def from_intake_refusal(refusal: IntakeRefusal, field_prefix: str = "") -> Probl
     field_name = refusal.field
     if field_prefix and field_name == "to":
         field_name = field_prefix
-    return Problem(refusal.http_status, refusal.code, _sentence(refusal.reason), field=field_name)
+    return Problem(
+        refusal.http_status,
+        refusal.code,
+        _sentence(refusal.reason),
+        field=field_name,
+        retry_after=refusal.retry_after,
+    )
 
 
 def from_otp_refusal(refusal: OtpRefusal) -> Problem:
