@@ -114,6 +114,15 @@ class HttpConfig(BaseModel):
     callback_retry_max_delay: Seconds = 1800.0
     # Give up on a callback URL that keeps failing after this long (24 h).
     callback_retry_for: Seconds = 86_400.0
+    # The server's edge (`gateway.http.server_limits`): a request's head must arrive within
+    # header_timeout of the connection opening (or of its first byte on a kept-alive
+    # connection), and its body within header_timeout again; an idle kept-alive connection is
+    # closed after keepalive_timeout; at max_connections a new connection closes the oldest
+    # one that is waiting on its client. A header field over max_header_bytes gets 431.
+    header_timeout: Seconds = 10.0
+    keepalive_timeout: Seconds = 15.0
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    max_header_bytes: Annotated[int, Field(ge=1024, le=65536)] = 8190
 
 
 class OtpConfig(BaseModel):

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +42,12 @@ from gateway.http.problems import (
     from_otp_refusal,
     from_validation_error,
     problem_response,
+)
+from gateway.http.server_limits import (
+    ConnectionGuard,
+    ConnectionLimits,
+    ConnectionStats,
+    GuardedSite,
 )
 from gateway.intake import IntakeRefusal, MessageRequest, Prepared
 from gateway.keys import ApiKey, KeyRing
@@ -93,6 +99,7 @@ class HttpStats:
     rate_limited: int = 0
     messages_accepted: int = 0
     server_errors: int = 0
+    connections: ConnectionStats = field(default_factory=ConnectionStats)
 
 
 def _at(unix_time: float) -> datetime:
@@ -146,7 +153,8 @@ class HttpApi:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
+        guard = ConnectionGuard(ConnectionLimits.from_config(self.config), self.stats.connections)
+        site = GuardedSite(self._runner, self.config.host, self.config.port, guard=guard)
         try:
             await site.start()
         except OSError as exc:
