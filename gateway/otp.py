@@ -1,13 +1,18 @@
 """One-time passwords: codes, their hashes, checks, re-sends and SMS-pumping limits.
 
-Owns the OTP rules (`OtpStatus`, `decide_check`, `SendLimiter`, `CodeHasher`, `render_template`,
-all sans-IO: they take `now` and never await) and `OtpService`, which applies them for the HTTP
+Owns the OTP rules (`current_status`, `SendLimiter`, `CodeHasher`, `render_template`, all
+sans-IO: they take `now` and never await) and `OtpService`, which applies them for the HTTP
 API: it sends the code through `MessageIntake` (kind `otp`, so the highest queue priority and
 the `kind = "otp"` routes) and keeps the verification in the store.
 
+Checks, cancels and re-sends are each ONE conditional write in the store (`OtpStore`: counts,
+status and expiry decided in the statement), never a copy of the row read, changed in memory
+and written back: concurrent checks, on one daemon or on several sharing the store, count at
+most `max_checks`, approve at most once, and cannot undo a cancel or an approval.
+
 Never does: store a code. The store keeps `HMAC-SHA256(pepper, id + ":" + code)` only, with the
-pepper in `<data_dir>/otp.key` (0600), so a copy of the database alone does not reveal codes, and
-checks compare hashes with `hmac.compare_digest` (constant time).
+pepper in `<data_dir>/otp.key` (0600), so a copy of the database alone does not reveal codes; a
+check hands the store the HMAC of the code it was given, to compare in the statement.
 
 Re-sending the same code: a new request for the same destination with the same API key while a
 verification is pending sends the SAME code again (counted as a send, same id, same expiry).
@@ -32,7 +37,7 @@ SMS-pumping protection (fraudsters requesting OTPs to premium ranges they are pa
 from __future__ import annotations
 
 import asyncio
-import enum
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -41,30 +46,29 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlr.status import is_final
 from gateway.config import OtpConfig
-from gateway.intake import IntakeRefusal, MessageIntake, MessageRequest
+from gateway.intake import MessageIntake, MessageRequest
 from gateway.keys import ApiKey
 from gateway.messages import Channel, Message, MessageKind
-from gateway.store.base import MessageRedaction, OtpRecord, OtpStore, StatusChange
+from gateway.store.base import (
+    MessageRedaction,
+    OtpChange,
+    OtpRecord,
+    OtpStore,
+    StatusChange,
+)
+from gateway.store.base import OtpStatus as OtpStatus  # its one enum; the rules are here
 from routing import InvalidNumber, NumberResolver
 
 log = logging.getLogger("tandem.otp")
 
 _CLIENT_CODE = re.compile(r"^[0-9A-Za-z]{4,10}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(code|ttl_minutes|brand)\s*\}\}")
-
-
-class OtpStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    EXPIRED = "expired"
-    CANCELED = "canceled"
-    MAX_ATTEMPTS_REACHED = "max_attempts_reached"
 
 
 @dataclass(slots=True)
@@ -141,7 +145,12 @@ def template_refusal(template: str) -> OtpRefusal | None:
 class CheckOutcome:
     status: OtpStatus
     attempts_left: int
-    changed: bool  # the record was modified and must be saved
+    changed: bool  # this check used an attempt (and, if APPROVED, approved)
+
+    @classmethod
+    def of(cls, change: OtpChange, now: float) -> CheckOutcome:
+        record = change.record
+        return cls(current_status(record, now), attempts_left(record), change.changed)
 
 
 def current_status(record: OtpRecord, now: float) -> OtpStatus:
@@ -154,26 +163,6 @@ def current_status(record: OtpRecord, now: float) -> OtpStatus:
 
 def attempts_left(record: OtpRecord) -> int:
     return max(0, record.max_checks - record.checks)
-
-
-def decide_check(record: OtpRecord, code: str, now: float, hasher: CodeHasher) -> CheckOutcome:
-    """Apply one check to `record` (mutating it). A check of a verification that is no longer
-    pending changes nothing and reports its status; the caller turns those into 4xx answers."""
-    status = current_status(record, now)
-    if status is not OtpStatus.PENDING:
-        changed = record.status != status.value
-        record.status = status.value
-        if changed:
-            record.updated_at = now
-        return CheckOutcome(status, attempts_left(record), changed)
-    record.checks += 1
-    record.updated_at = now
-    # Compare even when the length differs: hashes have one length, so timing says nothing.
-    if hasher.matches(record.id, code, record.code_hash):
-        record.status = OtpStatus.APPROVED.value
-    elif record.checks >= record.max_checks:
-        record.status = OtpStatus.MAX_ATTEMPTS_REACHED.value
-    return CheckOutcome(OtpStatus(record.status), attempts_left(record), True)
 
 
 # --- send limits (sans-IO) ----------------------------------------------------------------------
@@ -309,6 +298,7 @@ class _Live:
 
     code: str
     expires_at: float
+    slot: tuple[str, str]  # (key id, E.164): the destination it was sent to
 
 
 class OtpService:
@@ -337,7 +327,7 @@ class OtpService:
         self.limiter = SendLimiter.from_config(config, self.stats)
         self._live: dict[str, _Live] = {}  # otp id -> plaintext code, while pending
         self._active: dict[tuple[str, str], str] = {}  # (key id, E.164) -> pending otp id
-        self._records: dict[str, OtpRecord] = {}  # pending verifications, by id
+        self._sending = _Holds()  # (key id, E.164) -> one send at a time
 
     async def send(
         self,
@@ -380,117 +370,123 @@ class OtpService:
                     422,
                 )
             template = config.templates[locale]
-        refusal = self.limiter.refusal(number.e164, now)
-        if refusal is not None:
-            raise refusal
-
-        existing = self._pending_for(key.id, number.e164, now)
-        live: _Live | None = None
-        if existing is not None:
-            record, resent = existing, True
-            live = self._live.get(record.id)
-            if code is not None:  # the caller's own new code replaces the pending one
-                plaintext = code
+        slot = (key.id, number.e164)
+        # One send per destination at a time on this node: a concurrent request for the same
+        # destination waits, then re-sends the verification the first one created.
+        async with self._sending.hold(slot):
+            now = self.clock()
+            refusal = self.limiter.refusal(number.e164, now)
+            if refusal is not None:
+                raise refusal
+            existing = await self._pending_for(slot, now)
+            if existing is not None:
+                record, resent = existing, True
+                live = self._live.get(record.id)
+                if code is not None:  # the caller's own new code replaces the pending one
+                    plaintext = code
+                else:
+                    plaintext = live.code if live is not None else generate_code(record.code_length)
             else:
-                plaintext = live.code if live is not None else generate_code(record.code_length)
-        else:
-            resent = False
-            lifetime = ttl or config.ttl
-            plaintext = code or generate_code(code_length or config.code_length)
-            otp_id = "otp_" + secrets.token_hex(10)
-            record = OtpRecord(
-                id=otp_id,
-                key_id=key.id,
-                to=number.e164,
-                status=OtpStatus.PENDING.value,
-                code_hash=self.hasher.hash(otp_id, plaintext),
-                code_length=len(plaintext),
-                created_at=now,
-                expires_at=now + lifetime,
-                max_checks=config.max_checks,
-                updated_at=now,
+                resent = False
+                lifetime = ttl or config.ttl
+                plaintext = code or generate_code(code_length or config.code_length)
+                otp_id = "otp_" + secrets.token_hex(10)
+                record = OtpRecord(
+                    id=otp_id,
+                    key_id=key.id,
+                    to=number.e164,
+                    status=OtpStatus.PENDING.value,
+                    code_hash=self.hasher.hash(otp_id, plaintext),
+                    code_length=len(plaintext),
+                    created_at=now,
+                    expires_at=now + lifetime,
+                    max_checks=config.max_checks,
+                    updated_at=now,
+                )
+            text = render_template(
+                template, code=plaintext, ttl_seconds=record.expires_at - now, brand=config.brand
             )
-            # Claim the destination before awaiting: a concurrent request re-sends this one.
-            self._remember(record, plaintext)
-        text = render_template(
-            template, code=plaintext, ttl_seconds=record.expires_at - now, brand=config.brand
-        )
-        request = MessageRequest(
-            account=key.name,
-            channel=Channel.HTTP,
-            to=number.e164,
-            sender=sender or config.default_sender,
-            text=text,
-            kind=MessageKind.OTP,
-            validity_at=record.expires_at,
-        )
-        try:
+            request = MessageRequest(
+                account=key.name,
+                channel=Channel.HTTP,
+                to=number.e164,
+                sender=sender or config.default_sender,
+                text=text,
+                kind=MessageKind.OTP,
+                validity_at=record.expires_at,
+            )
             prepared = await self.intake.accept([request])
-        except IntakeRefusal:
+            # Only a send that was accepted changes the verification.
+            self.limiter.record_send(number.e164, now)
+            message_id = prepared[0].message.id
             if not resent:
-                self._forget(record)
-            raise
-        # Only a send that was accepted changes the verification.
-        self.limiter.record_send(number.e164, now)
-        record.message_id = prepared[0].message.id
-        if resent:
-            if live is None or live.code != plaintext:
-                record.code_hash = self.hasher.hash(record.id, plaintext)
-                record.code_length = len(plaintext)
-                self._live[record.id] = _Live(plaintext, record.expires_at)
-            record.sends += 1
-            record.updated_at = now
+                record.message_id = message_id
+                await self.store.create_otp(record)
+                self._live[record.id] = _Live(plaintext, record.expires_at, slot)
+                self._active[slot] = record.id
+                self.stats.sent += 1
+                return SendResult(record, False)
             self.stats.resent += 1
-        else:
-            self.stats.sent += 1
-        await self.store.save_otp(record)
-        return SendResult(record, resent)
+            change = await self.store.record_otp_send(
+                record.id,
+                key_id=key.id,
+                message_id=message_id,
+                code_hash=self.hasher.hash(record.id, plaintext),
+                code_length=len(plaintext),
+                now=now,
+            )
+            if change is None or not change.changed:  # it ended meanwhile (another node)
+                self._forget(record.id)
+                return SendResult(record if change is None else change.record, True)
+            self._live[record.id] = _Live(plaintext, record.expires_at, slot)
+            return SendResult(change.record, True)
 
     async def get(self, key: ApiKey, otp_id: str) -> OtpRecord | None:
-        record = self._records.get(otp_id)
-        if record is None:
-            record = await self.store.get_otp(otp_id)
+        """The verification as stored now (another node may have changed it)."""
+        record = await self.store.get_otp(otp_id)
         if record is None or record.key_id != key.id:
             return None
         status = current_status(record, self.clock())
-        if status.value != record.status:
+        if status is not OtpStatus.PENDING:
             record.status = status.value
-            self._forget(record)
+            self._forget(otp_id)
         return record
 
     async def check(self, key: ApiKey, otp_id: str, code: str) -> tuple[OtpRecord, CheckOutcome]:
-        record = await self.get(key, otp_id)
-        if record is None:
-            raise OtpRefusal("not_found", "id", "no such verification", 404)
+        """One check, decided by the store in one statement (`OtpStore.check_otp`): memory
+        holds no copy of the counters to race with."""
         now = self.clock()
+        # The store compares this hash with the stored one. Its timing can say at most how
+        # much of two HMAC outputs agree, which without the pepper says nothing of the code.
+        code_hash = self.hasher.hash(otp_id, code)
+        change = await self.store.check_otp(otp_id, key_id=key.id, code_hash=code_hash, now=now)
+        if change is None:
+            raise OtpRefusal("not_found", "id", "no such verification", 404)
         self.stats.checks += 1
-        outcome = decide_check(record, code, now, self.hasher)
+        outcome = CheckOutcome.of(change, now)
         if outcome.status is not OtpStatus.PENDING:
-            self._forget(record)
-        if outcome.changed:
-            await self.store.save_otp(record)
-        if outcome.status is OtpStatus.APPROVED and outcome.changed:
-            self.stats.approved += 1
-        return record, outcome
+            self._forget(otp_id)
+            if outcome.status is OtpStatus.APPROVED and outcome.changed:
+                self.stats.approved += 1
+        return change.record, outcome
 
     async def cancel(self, key: ApiKey, otp_id: str) -> OtpRecord:
-        record = await self.get(key, otp_id)
-        if record is None:
+        now = self.clock()
+        change = await self.store.cancel_otp(otp_id, key_id=key.id, now=now)
+        if change is None:
             raise OtpRefusal("not_found", "id", "no such verification", 404)
-        if record.status != OtpStatus.PENDING.value:
+        self._forget(otp_id)
+        if not change.changed:
+            status = current_status(change.record, now).value
             raise OtpRefusal(
-                record.status,
+                status,
                 "id",
-                f"the verification is {record.status.replace('_', ' ')}; only a pending one "
+                f"the verification is {status.replace('_', ' ')}; only a pending one "
                 "can be canceled",
                 409,
-                otp_status=record.status,
+                otp_status=status,
             )
-        record.status = OtpStatus.CANCELED.value
-        record.updated_at = self.clock()
-        self._forget(record)
-        await self.store.save_otp(record)
-        return record
+        return change.record
 
     def message_status_changed(self, message: Message, change: StatusChange) -> None:
         """Status listener: a finished OTP message's text (the code) is wiped from the store."""
@@ -511,26 +507,44 @@ class OtpService:
         """Forget expired plaintexts and stale counters (called periodically)."""
         now = self.clock()
         for otp_id in [i for i, live in self._live.items() if live.expires_at <= now]:
-            record = self._records.get(otp_id)
-            if record is not None:
-                self._forget(record)
-            self._live.pop(otp_id, None)
+            self._forget(otp_id)
         self.limiter.sweep(now)
 
-    def _pending_for(self, key_id: str, e164: str, now: float) -> OtpRecord | None:
-        otp_id = self._active.get((key_id, e164))
-        record = None if otp_id is None else self._records.get(otp_id)
+    async def _pending_for(self, slot: tuple[str, str], now: float) -> OtpRecord | None:
+        """The verification this node sent to (key id, E.164), if the store says it is still
+        pending."""
+        otp_id = self._active.get(slot)
+        if otp_id is None:
+            return None
+        record = await self.store.get_otp(otp_id)
         if record is None or current_status(record, now) is not OtpStatus.PENDING:
+            self._forget(otp_id)
             return None
         return record
 
-    def _remember(self, record: OtpRecord, plaintext: str) -> None:
-        self._records[record.id] = record
-        self._active[(record.key_id, record.to)] = record.id
-        self._live[record.id] = _Live(plaintext, record.expires_at)
+    def _forget(self, otp_id: str) -> None:
+        live = self._live.pop(otp_id, None)
+        if live is not None and self._active.get(live.slot) == otp_id:
+            del self._active[live.slot]
 
-    def _forget(self, record: OtpRecord) -> None:
-        self._records.pop(record.id, None)
-        self._live.pop(record.id, None)
-        if self._active.get((record.key_id, record.to)) == record.id:
-            del self._active[(record.key_id, record.to)]
+
+class _Holds:
+    """One asyncio lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[object, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

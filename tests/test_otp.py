@@ -1,4 +1,5 @@
-"""OTP rules without I/O: codes, hashes, checks, templates and the SMS-pumping limits."""
+"""OTP rules without I/O: codes, hashes, expiry, templates and the SMS-pumping limits (the
+checks themselves are the store's one statement: tests/test_store_http_state.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from gateway.otp import (
     OtpStatus,
     SendLimiter,
     current_status,
-    decide_check,
     generate_code,
     render_template,
     template_refusal,
@@ -68,40 +68,12 @@ def test_the_pepper_file_is_created_private_once_and_reused(tmp_path: Path) -> N
     assert CodeHasher.from_file(path).hash("a", "1234") == first.hash("a", "1234")
 
 
-def test_a_right_code_approves() -> None:
-    record = pending()
-    outcome = decide_check(record, "123456", 10.0, HASHER)
-    assert (outcome.status, outcome.attempts_left, outcome.changed) == (
-        OtpStatus.APPROVED,
-        4,
-        True,
-    )
-
-
-def test_wrong_codes_count_down_to_max_attempts_reached() -> None:
-    record = pending(max_checks=3)
-    lefts = [decide_check(record, "000000", 10.0, HASHER).attempts_left for _ in range(2)]
-    assert lefts == [2, 1]
-    last = decide_check(record, "000000", 10.0, HASHER)
-    assert (last.status, last.attempts_left) == (OtpStatus.MAX_ATTEMPTS_REACHED, 0)
-    after = decide_check(record, "123456", 10.0, HASHER)  # the right code is too late now
-    assert (after.status, after.changed) == (OtpStatus.MAX_ATTEMPTS_REACHED, False)
-    assert record.checks == 3
-
-
-def test_a_check_at_or_after_expiry_is_expired_and_uses_no_attempt() -> None:
+def test_a_pending_code_expires_at_its_expiry() -> None:
     record = pending(expires_at=100.0)
     assert current_status(record, 99.9) is OtpStatus.PENDING
-    outcome = decide_check(record, "123456", 100.0, HASHER)
-    assert (outcome.status, outcome.changed) == (OtpStatus.EXPIRED, True)
-    assert record.status == "expired" and record.checks == 0
-
-
-def test_canceled_stays_canceled() -> None:
-    record = pending()
+    assert current_status(record, 100.0) is OtpStatus.EXPIRED
     record.status = "canceled"
-    outcome = decide_check(record, "123456", 10.0, HASHER)
-    assert (outcome.status, outcome.changed) == (OtpStatus.CANCELED, False)
+    assert current_status(record, 100.0) is OtpStatus.CANCELED
 
 
 def test_templates_fill_code_minutes_and_brand() -> None:

@@ -13,6 +13,7 @@ from gateway.store.base import (
     DuplicateKeyName,
     IdempotencyRecord,
     IdempotencyStore,
+    OtpChange,
     OtpRecord,
     OtpStore,
 )
@@ -90,23 +91,92 @@ async def test_idempotency_answers_are_kept_for_the_window_then_purged(
     assert await store.find_idempotency("key_1", "k-1", newer_than=0.0) is None
 
 
-async def test_an_otp_record_is_replaced_by_its_id(store: SqliteMessageStore) -> None:
-    record = OtpRecord(
+def verification(*, max_checks: int = 5, expires_at: float = 301.0) -> OtpRecord:
+    return OtpRecord(
         id="otp_1",
         key_id="key_1",
         to="+447911123456",
         status="pending",
-        code_hash="hash",
+        code_hash="right",
         code_length=6,
         created_at=1.0,
-        expires_at=301.0,
-        max_checks=5,
+        expires_at=expires_at,
+        max_checks=max_checks,
+        updated_at=1.0,
     )
-    await store.save_otp(record)
-    assert await store.get_otp("otp_1") == record
 
-    record.checks, record.status, record.message_id, record.updated_at = 2, "approved", "m1", 9.0
-    await store.save_otp(record)
 
+async def test_an_otp_record_is_created_and_read_back(store: SqliteMessageStore) -> None:
+    record = verification()
+    await store.create_otp(record)
     assert await store.get_otp("otp_1") == record
     assert await store.get_otp("otp_2") is None
+
+
+async def test_the_right_code_approves_once(store: SqliteMessageStore) -> None:
+    await store.create_otp(verification())
+    first = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=10.0)
+    assert first is not None and first.changed
+    assert (first.record.status, first.record.checks, first.record.updated_at) == (
+        "approved",
+        1,
+        10.0,
+    )
+    again = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=11.0)
+    assert again == OtpChange(first.record, False)
+
+
+async def test_wrong_codes_count_down_to_max_attempts_reached(store: SqliteMessageStore) -> None:
+    await store.create_otp(verification(max_checks=3))
+    changes = [
+        await store.check_otp("otp_1", key_id="key_1", code_hash="wrong", now=10.0)
+        for _ in range(3)
+    ]
+    assert [(c.record.status, c.record.checks) for c in changes if c] == [
+        ("pending", 1),
+        ("pending", 2),
+        ("max_attempts_reached", 3),
+    ]
+    late = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=10.0)
+    assert late is not None and not late.changed  # the right code is too late now
+    assert (late.record.status, late.record.checks) == ("max_attempts_reached", 3)
+
+
+async def test_a_check_at_or_after_expiry_marks_it_expired_and_uses_no_attempt(
+    store: SqliteMessageStore,
+) -> None:
+    await store.create_otp(verification(expires_at=100.0))
+    change = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=100.0)
+    assert change is not None and not change.changed
+    assert (change.record.status, change.record.checks) == ("expired", 0)
+
+
+async def test_a_cancel_is_final_and_a_resend_changes_no_status(
+    store: SqliteMessageStore,
+) -> None:
+    await store.create_otp(verification())
+    resent = await store.record_otp_send(
+        "otp_1", key_id="key_1", message_id="m2", code_hash="new", code_length=4, now=5.0
+    )
+    assert resent is not None and resent.changed
+    assert (resent.record.sends, resent.record.message_id, resent.record.code_hash) == (
+        2,
+        "m2",
+        "new",
+    )
+    canceled = await store.cancel_otp("otp_1", key_id="key_1", now=6.0)
+    assert canceled is not None and canceled.changed and canceled.record.status == "canceled"
+    assert not (await store.cancel_otp("otp_1", key_id="key_1", now=7.0) or canceled).changed
+    late = await store.record_otp_send(
+        "otp_1", key_id="key_1", message_id="m3", code_hash="new", code_length=4, now=8.0
+    )
+    assert late is not None and not late.changed and late.record.status == "canceled"
+    check = await store.check_otp("otp_1", key_id="key_1", code_hash="new", now=9.0)
+    assert check is not None and (check.changed, check.record.status) == (False, "canceled")
+
+
+async def test_another_keys_verification_is_not_found(store: SqliteMessageStore) -> None:
+    await store.create_otp(verification())
+    assert await store.check_otp("otp_1", key_id="key_2", code_hash="right", now=10.0) is None
+    assert await store.cancel_otp("otp_1", key_id="key_2", now=10.0) is None
+    assert (await store.get_otp("otp_1")) == verification()

@@ -30,6 +30,7 @@ backend objects over the same writer; nothing here needs rewriting for them.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -336,6 +337,16 @@ class IdempotencyStore(Protocol):
         """Forget answers created before `older_than`; how many were forgotten."""
 
 
+class OtpStatus(enum.StrEnum):
+    """A verification's status (the one OTP status enum; `gateway.otp` owns the rules)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+
+
 @dataclass(slots=True)
 class OtpRecord:
     """One verification: the code's hash (never the code), its counters and its state."""
@@ -343,7 +354,7 @@ class OtpRecord:
     id: str
     key_id: str
     to: str  # E.164 with '+'
-    status: str  # gateway.otp.OtpStatus value
+    status: str  # an `OtpStatus` value
     code_hash: str
     code_length: int
     created_at: float
@@ -355,12 +366,51 @@ class OtpRecord:
     updated_at: float = 0.0
 
 
+@dataclass(slots=True, frozen=True)
+class OtpChange:
+    """What a check, cancel or re-send did: the verification as stored right after it, and
+    whether this request changed it (a check that used an attempt, a cancel that canceled)."""
+
+    record: OtpRecord
+    changed: bool
+
+
 @runtime_checkable
 class OtpStore(Protocol):
-    async def save_otp(self, record: OtpRecord) -> None:
-        """Insert or replace the verification with this id."""
+    """Contract: every change of a verification is ONE conditional write decided by the store
+    from the row as it is at that instant (never a row read, changed and written back), so
+    concurrent checks on any number of daemons sharing the store cannot beat its limits. Only a
+    PENDING verification that has not expired (`expires_at > now`) changes; every other status
+    is final. A check of one that expired marks it EXPIRED. `key_id` must match: a verification
+    of another key is not found (None)."""
+
+    async def create_otp(self, record: OtpRecord) -> None:
+        """Store a new verification (its id is new)."""
 
     async def get_otp(self, otp_id: str) -> OtpRecord | None: ...
+
+    async def check_otp(
+        self, otp_id: str, *, key_id: str, code_hash: str, now: float
+    ) -> OtpChange | None:
+        """One check with the hash of the code given. Counted only while pending with checks
+        left: `checks + 1`, then APPROVED if `code_hash` is the stored hash, else
+        MAX_ATTEMPTS_REACHED if that was the last check allowed. Not counted otherwise."""
+
+    async def cancel_otp(self, otp_id: str, *, key_id: str, now: float) -> OtpChange | None:
+        """CANCELED if pending."""
+
+    async def record_otp_send(
+        self,
+        otp_id: str,
+        *,
+        key_id: str,
+        message_id: str,
+        code_hash: str,
+        code_length: int,
+        now: float,
+    ) -> OtpChange | None:
+        """A re-send of a pending verification: one more send, its message, and the hash of the
+        code it carried (the same code, or the caller's new one). Changes no status."""
 
 
 @runtime_checkable

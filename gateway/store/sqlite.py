@@ -75,6 +75,7 @@ from gateway.store.base import (
     DuplicateMessageId,
     IdempotencyRecord,
     MessageRecord,
+    OtpChange,
     OtpRecord,
     OwedReceipt,
     QueuedMo,
@@ -1121,7 +1122,7 @@ class SqliteMessageStore:
             _execute, "DELETE FROM idempotency WHERE created_at < ?", (older_than,)
         )
 
-    async def save_otp(self, record: OtpRecord) -> None:
+    async def create_otp(self, record: OtpRecord) -> None:
         row = (
             record.id,
             record.key_id,
@@ -1137,13 +1138,34 @@ class SqliteMessageStore:
             record.message_id,
             record.updated_at,
         )
-        await self._write(_execute, _UPSERT_OTP, row)
+        await self._write(_execute, _INSERT_OTP, row)
+
+    async def check_otp(
+        self, otp_id: str, *, key_id: str, code_hash: str, now: float
+    ) -> OtpChange | None:
+        return await self._write(_change_otp, _CHECK_OTP, (now, code_hash), otp_id, key_id, now)
+
+    async def cancel_otp(self, otp_id: str, *, key_id: str, now: float) -> OtpChange | None:
+        return await self._write(_change_otp, _CANCEL_OTP, (now,), otp_id, key_id, now)
+
+    async def record_otp_send(
+        self,
+        otp_id: str,
+        *,
+        key_id: str,
+        message_id: str,
+        code_hash: str,
+        code_length: int,
+        now: float,
+    ) -> OtpChange | None:
+        values = (message_id, code_hash, code_length, now)
+        return await self._write(_change_otp, _RESEND_OTP, values, otp_id, key_id, now)
 
     async def redact_message(self, message_id: str) -> None:
         await self._write(_redact_message, message_id)
 
     async def get_otp(self, otp_id: str) -> OtpRecord | None:
-        rows = await self._read(f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?", (otp_id,))
+        rows = await self._read(_SELECT_OTP, (otp_id,))
         return OtpRecord(*rows[0]) if rows else None
 
     # -- deliveries owed to SMPP customers (CustomerDeliveryStore) ------------------------------
@@ -1690,12 +1712,46 @@ _UPSERT_IDEMPOTENCY = (
     "DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status, "
     "body = excluded.body, created_at = excluded.created_at"
 )
-_UPSERT_OTP = (
-    f"INSERT INTO otp ({_OTP_COLUMNS}) VALUES ({_13}) ON CONFLICT (id) DO UPDATE SET "
-    "status = excluded.status, code_hash = excluded.code_hash, "
-    "code_length = excluded.code_length, checks = excluded.checks, sends = excluded.sends, "
-    "message_id = excluded.message_id, updated_at = excluded.updated_at"
+_INSERT_OTP = f"INSERT INTO otp ({_OTP_COLUMNS}) VALUES ({_13})"
+_SELECT_OTP = f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ?"
+# Every change of a verification is one conditional UPDATE, decided from the row as it is when
+# the statement runs (OtpStore's contract): concurrent checks on any number of writers cannot
+# count past max_checks, approve twice or undo a cancel. In SET, columns are the row's values
+# before the update (SQLite and PostgreSQL alike). `?` order: see the ops below.
+_STILL_PENDING = "id = ? AND key_id = ? AND status = 'pending' AND expires_at > ?"
+_CHECK_OTP = (
+    "UPDATE otp SET checks = checks + 1, updated_at = ?, status = CASE "
+    "WHEN code_hash = ? THEN 'approved' "
+    "WHEN checks + 1 >= max_checks THEN 'max_attempts_reached' ELSE 'pending' END "
+    f"WHERE {_STILL_PENDING} AND checks < max_checks RETURNING {_OTP_COLUMNS}"
 )
+_CANCEL_OTP = (
+    f"UPDATE otp SET status = 'canceled', updated_at = ? WHERE {_STILL_PENDING} "
+    f"RETURNING {_OTP_COLUMNS}"
+)
+_RESEND_OTP = (
+    "UPDATE otp SET sends = sends + 1, message_id = ?, code_hash = ?, code_length = ?, "
+    f"updated_at = ? WHERE {_STILL_PENDING} RETURNING {_OTP_COLUMNS}"
+)
+# What a request that changed nothing reports: an expired verification is marked so first.
+_EXPIRE_OTP = (
+    "UPDATE otp SET status = 'expired', updated_at = ? "
+    "WHERE id = ? AND key_id = ? AND status = 'pending' AND expires_at <= ?"
+)
+_SELECT_OWN_OTP = f"SELECT {_OTP_COLUMNS} FROM otp WHERE id = ? AND key_id = ?"
+
+
+def _change_otp(
+    tx: _Tx, sql: str, values: tuple[Any, ...], otp_id: str, key_id: str, now: float
+) -> OtpChange | None:
+    """The op of the OTP changes: `sql` (one conditional UPDATE ... RETURNING) with `values`
+    then `otp_id, key_id, now`; if it changed nothing, the verification as it is."""
+    rows = tx.execute(sql, (*values, otp_id, key_id, now)).fetchall()
+    if rows:
+        return OtpChange(OtpRecord(*rows[0]), True)
+    tx.execute(_EXPIRE_OTP, (now, otp_id, key_id, now))
+    rows = tx.execute(_SELECT_OWN_OTP, (otp_id, key_id)).fetchall()
+    return OtpChange(OtpRecord(*rows[0]), False) if rows else None
 
 
 def _api_key_from_row(r: Sequence[Any]) -> ApiKeyRecord:
