@@ -123,6 +123,10 @@ class HttpConfig(BaseModel):
     keepalive_timeout: Seconds = 15.0
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     max_header_bytes: Annotated[int, Field(ge=1024, le=65536)] = 8190
+    # Unknown bearer values per client address (an IPv6 client by its /64): a burst of
+    # auth_failures_burst, then auth_failures_per_second; past it 429 without a key lookup.
+    auth_failures_per_second: Annotated[float, Field(gt=0)] = 0.5
+    auth_failures_burst: Annotated[int, Field(ge=1, le=10_000)] = 10
 
 
 class OtpConfig(BaseModel):

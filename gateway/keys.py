@@ -165,6 +165,13 @@ class KeyRing:
             self._by_bearer[bearer] = (key, now)
         return key
 
+    def cached(self, bearer: str) -> ApiKey | None:
+        """The active key of `bearer` when the ring holds it fresh: no hash, no store read."""
+        cached = self._by_bearer.get(bearer)
+        if cached is not None and self._clock() - cached[1] < self._cache_seconds:
+            return cached[0]
+        return None
+
     async def record_by_name(self, name: str) -> ApiKeyRecord | None:
         """The active key named `name` (the account of a message): callback URL and secret."""
         now = self._clock()

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from dlr.status import MessageStatus, StatusSource
 from gateway.http import models
 from gateway.http.admin import add_admin_routes
+from gateway.http.auth_limits import FailedAuthLimits, FailedAuthStats
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.limits import KeyLimits
@@ -100,6 +101,7 @@ class HttpStats:
     messages_accepted: int = 0
     server_errors: int = 0
     connections: ConnectionStats = field(default_factory=ConnectionStats)
+    failed_auth: FailedAuthStats = field(default_factory=FailedAuthStats)
 
 
 def _at(unix_time: float) -> datetime:
@@ -142,6 +144,11 @@ class HttpApi:
         )
         self.callbacks: CallbackSender | None = None
         self.stats = HttpStats()
+        self.failed_auth = FailedAuthLimits(
+            self.config.auth_failures_per_second,
+            self.config.auth_failures_burst,
+            stats=self.stats.failed_auth,
+        )
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -261,7 +268,7 @@ class HttpApi:
                 field="Authorization",
                 headers={"WWW-Authenticate": _CHALLENGE},
             )
-        key = await self.keys.authenticate(bearer)
+        key = self.keys.cached(bearer) or await self._look_up(request, bearer)
         if key is None:
             raise Problem(
                 401,
@@ -282,6 +289,22 @@ class HttpApi:
                 retry_after=wait,
             )
         request[API_KEY] = key
+
+    async def _look_up(self, request: web.Request, bearer: str) -> ApiKey | None:
+        """A bearer value the ring does not hold: looked up unless its address failed too often."""
+        wait = self.failed_auth.wait(request.remote, time.monotonic())
+        if wait:
+            raise Problem(
+                429,
+                "rate_limited",
+                "Too many unknown API keys from this address.",
+                field="Authorization",
+                retry_after=wait,
+            )
+        key = await self.keys.authenticate(bearer)
+        if key is None:
+            self.failed_auth.failed(request.remote, time.monotonic())
+        return key
 
     # --- helpers --------------------------------------------------------------------------------
 
