@@ -18,9 +18,11 @@ Conventions every room relies on:
 
 from __future__ import annotations
 
-import random
+import array
+import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -44,31 +46,55 @@ PRIORITY_FROM_KIND = -1  # sentinel default: replaced by KIND_PRIORITY[kind] on 
 
 
 class MessageIdGenerator:
-    """Our message ids: 20 lowercase hex chars, unique, time-ordered, URL-safe.
+    """Our message ids: 20 lowercase hex chars, unique, time-ordered, URL-safe, unpredictable.
 
-    The id is an 80-bit number: 48 bits of unix milliseconds then 32 bits that start random in
-    each new millisecond and count up within it. Ids from one generator therefore sort in
-    creation order (even if the wall clock steps back, the value only grows), and two processes
-    collide only if they pick the same 32 random bits in the same millisecond.
+    The id is an 80-bit number: 48 bits of unix milliseconds then 32 bits. The first id of a
+    millisecond takes 32 random bits; a later one in the same millisecond (or after the wall
+    clock stepped back) is the previous id plus 1 + 24 random bits. Ids from one generator
+    therefore sort in creation order (even if the wall clock steps back, the value only grows):
+    the store relies on that (`load_pending` resumes in id order, and ids are the key of the
+    message tables, so inserts append). Knowing one id does not tell the next: the random bits
+    come from the operating system's CSPRNG (`os.urandom`), never from `random`'s Mersenne
+    Twister, whose output can be reconstructed from what it produced. Two processes collide only
+    if they draw the same bits in the same millisecond.
     """
 
-    __slots__ = ("_last", "_lock")
+    __slots__ = ("__weakref__", "_last", "_lock", "_pool")
 
     def __init__(self) -> None:
         self._last = 0
         self._lock = threading.Lock()  # ids may be minted from executor threads too
+        self._pool = array.array("I")  # random 32-bit numbers, drawn from the end
+        _GENERATORS.add(self)
 
     def next_id(self, now_ms: int) -> str:
-        # random's module-level generator is seeded from os.urandom and reseeded in forked
-        # children; a syscall per id (os.urandom) costs more than the rest of the id.
-        candidate = (now_ms << 32) | random.getrandbits(32)
         with self._lock:
-            # Within one millisecond (or after a clock step back) count up from the last id.
+            pool = self._pool
+            if not pool:
+                # One syscall per 1024 ids: a syscall per id cost more than the rest of the id.
+                pool.frombytes(os.urandom(4096))
+            noise = pool.pop()
+            candidate = (now_ms << 32) | noise
+            # Within one millisecond (or after a clock step back) step up from the last id.
             if candidate >> 32 <= self._last >> 32:
-                candidate = self._last + 1
+                candidate = self._last + 1 + (noise >> 8)
             self._last = candidate
         return f"{candidate:020x}"
 
+    def _forget_pool(self) -> None:
+        self._pool = array.array("I")
+
+
+# A forked child must not mint ids from its parent's pool: it would repeat the parent's.
+_GENERATORS: weakref.WeakSet[MessageIdGenerator] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for generator in list(_GENERATORS):
+        generator._forget_pool()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _default_ids = MessageIdGenerator()
 
