@@ -48,6 +48,7 @@ from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
 from gateway.messages import Message, Segment
 from gateway.queue import AsyncSendQueue, RetryPolicy
+from gateway.startup import startup_step
 from gateway.store.base import MessageStore, SegmentReceipt, StatusChange, SubmitResult
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
@@ -175,29 +176,49 @@ class Gateway:
         loop = asyncio.get_running_loop()
         if self.config.numbering.prefix_file or self.config.numbering.mnp_file:
             # Large operator tables load off the loop; the swap itself is atomic.
-            self.numbers.swap_tables(await loop.run_in_executor(None, self._load_tables))
+            with startup_step("numbering"):
+                tables = await loop.run_in_executor(None, self._load_tables)
+            self.numbers.swap_tables(tables)
         await self.message_store.open()
-        if self.config.simulator.enabled:
+        try:
+            await self._start_after_store()
+        except BaseException:
+            # Undo what started (listeners, links, the store's writer process and threads),
+            # so a failed start ends the process instead of leaving it half alive.
+            await self.stop()
+            raise
+
+    async def _start_after_store(self) -> None:
+        """Start-up past the store; a step that fails raises `StartupError` naming it."""
+        config = self.config
+        if config.simulator.enabled:
             from gateway.simulator import SmscSimulator
 
-            simulator = SmscSimulator(self.config.simulator, keep_received=False)
-            await simulator.start()
+            simulator = SmscSimulator(config.simulator, keep_received=False)
+            with startup_step("simulator", f"{config.simulator.host}:{config.simulator.port}"):
+                await simulator.start()
             self.simulator = simulator
-        for link_config in self.config.links:
-            if link_config.enabled:
-                self.links[link_config.name] = self._build_link(link_config)
-        for message in await self.message_store.load_pending():
-            self.dispatcher.enqueue(message)
-        if self.config.smpp_server.enabled:
+        with startup_step("links"):
+            for link_config in config.links:
+                if link_config.enabled:
+                    self.links[link_config.name] = self._build_link(link_config)
+        with startup_step("store", str(config.store_path)):
+            for message in await self.message_store.load_pending():
+                self.dispatcher.enqueue(message)
+        if config.smpp_server.enabled:
             from gateway.smpp_server import start_customer_server
 
-            self.smpp_server = await start_customer_server(self)
-        if self.config.http.enabled:
+            server = config.smpp_server
+            with startup_step("smpp_server", f"{server.host}:{server.port}"):
+                self.smpp_server = await start_customer_server(self)
+        if config.http.enabled:
             from gateway.http import start_http_api
 
-            self.http_api = await start_http_api(self)
-        for link in self.links.values():
-            await link.start()
+            with startup_step("http", f"{config.http.host}:{config.http.port}"):
+                self.http_api = await start_http_api(self)
+        with startup_step("links"):
+            for link in self.links.values():
+                await link.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
 
     def _load_tables(self) -> OperatorTables:

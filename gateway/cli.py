@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{PROG}: using the {BUILTIN_SOURCE} configuration", file=sys.stderr)
     # The daemon pulls in everything; only `run` needs it.
     from gateway.app import run as run_daemon  # type: ignore[import-not-found,unused-ignore]
+    from gateway.startup import StartupError
     from gateway.store.base import StoreError
 
     try:
@@ -83,6 +84,8 @@ def _run(args: argparse.Namespace) -> int:
             outcome = run_async(outcome)
     except StoreError as exc:  # cannot open the store: say which file and why, no traceback
         return fail(str(exc))
+    except StartupError as exc:  # a busy port, say: the section, address and reason
+        return fail(str(exc), EXIT_FAILURE)
     return outcome if isinstance(outcome, int) else EXIT_OK
 
 

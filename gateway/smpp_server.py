@@ -48,6 +48,7 @@ from gateway.batching import TurnBatch
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
 from gateway.messages import Channel, Message
+from gateway.startup import startup_step
 from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
 from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
 from smpp.codec import PduError, decode, encode
@@ -457,12 +458,14 @@ class CustomerSmppServer:
         self._servers.append(plain)
         self.port = plain.sockets[0].getsockname()[1]
         if self.config.tls_port is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            assert self.config.tls_cert_file is not None and self.config.tls_key_file is not None
-            context.load_cert_chain(self.config.tls_cert_file, self.config.tls_key_file)
-            secure = await loop.create_server(
-                self._new_connection, self.config.host, self.config.tls_port, ssl=context
-            )
+            with startup_step("smpp_server", f"{self.config.host}:{self.config.tls_port} (TLS)"):
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                assert self.config.tls_cert_file is not None
+                assert self.config.tls_key_file is not None
+                context.load_cert_chain(self.config.tls_cert_file, self.config.tls_key_file)
+                secure = await loop.create_server(
+                    self._new_connection, self.config.host, self.config.tls_port, ssl=context
+                )
             self._servers.append(secure)
             self.tls_port = secure.sockets[0].getsockname()[1]
         self.gateway.status_listeners.append(self)
@@ -1333,8 +1336,8 @@ def _settle(future: asyncio.Future[Pdu], answer: Pdu) -> None:
 async def start_customer_server(gateway: Gateway) -> CustomerSmppServer:
     """Start the customer SMPP server of `gateway` and register its stop hook."""
     server = CustomerSmppServer(gateway)
+    gateway.add_stop_hook(server.stop)  # first: a start cut short (a busy port) is undone too
     await server.start()
-    gateway.add_stop_hook(server.stop)
     return server
 
 

@@ -166,6 +166,7 @@ class HttpApi:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
+            self._runner = None
             raise OSError(
                 exc.errno,
                 f"the HTTP API cannot listen on {self.config.host}:{self.config.port}: "
@@ -757,6 +758,6 @@ async def start_http_api(gateway: Gateway) -> HttpApi:
     gateway.status_listeners.append(api.callbacks)
     gateway.status_listeners.append(api.otp)  # wipes the code from finished OTP messages
     api.callbacks.restore()
+    gateway.add_stop_hook(api.stop)  # first: a start cut short (a busy port) is undone too
     await api.start()
-    gateway.add_stop_hook(api.stop)
     return api
