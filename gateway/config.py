@@ -127,6 +127,9 @@ class HttpConfig(BaseModel):
     # auth_failures_burst, then auth_failures_per_second; past it 429 without a key lookup.
     auth_failures_per_second: Annotated[float, Field(gt=0)] = 0.5
     auth_failures_burst: Annotated[int, Field(ge=1, le=10_000)] = 10
+    # The token `/admin/` paths need (`gateway.http.admin_token`); the daemon creates it, mode
+    # 0600, when missing. None: <data_dir>/admin.token.
+    admin_token_file: FilePath | None = None
 
 
 class OtpConfig(BaseModel):

@@ -4,7 +4,8 @@ Owns the `route` subcommand. It loads the config (routes, numbering, operator ta
 the daemon does, asks `routing.explain_route` for the explanation (the same matching code the
 daemon runs, so the answer cannot disagree with it) and prints `routing.render_explanation`
 or JSON. The targets' live state comes from the running daemon over its local HTTP endpoint
-(`GET /admin/links`, see `gateway.http.admin`); without a daemon it says so and shows which
+(`GET /admin/links` with the admin token from its file, see `gateway.http.admin` and
+`gateway.http.admin_token`); without a daemon it says so and shows which
 target would be next if every link were up.
 
 Exit codes: 0 a route was chosen, 1 the number is refused or no route matches, 2 a config,
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, HttpConfig, TandemConfig, load_config
+from gateway.http.admin_token import admin_token_path, read_admin_token
 from routing import (
     LinkStatus,
     MessageKind,
@@ -86,8 +88,15 @@ def ask_daemon(config: TandemConfig, timeout: float = DAEMON_TIMEOUT) -> LiveSta
     url = daemon_url(config.http)
     if not config.http.enabled or config.http.port == 0:
         return LiveState(url, None, "the config has no fixed HTTP port to ask")
+    token_path = admin_token_path(config)
     try:
-        with urllib.request.urlopen(url + LINKS_PATH, timeout=timeout) as response:
+        token = read_admin_token(token_path)
+    except (OSError, ValueError) as exc:  # no daemon has run with this config, or not ours
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return LiveState(url, None, f"cannot read the admin token {token_path}: {reason}")
+    request = urllib.request.Request(url + LINKS_PATH, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             document = json.loads(response.read())
     except (OSError, ValueError) as exc:  # refused, timed out, HTTP error, not JSON
         return LiveState(url, None, str(getattr(exc, "reason", exc)))

@@ -15,6 +15,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.cli import main
 from gateway.config import load_config
+from gateway.http.admin_token import admin_token_path, read_admin_token
 from gateway.links import LinkState
 from tests.daemon_processes import free_port
 
@@ -173,12 +174,16 @@ async def test_explain_shows_the_running_daemons_link_states_and_the_target_it_w
         while gateway.links["primary"].state is not LinkState.UP:
             assert time.monotonic() < deadline, "the simulator link did not come up"
             await asyncio.sleep(0.02)
+        token = read_admin_token(admin_token_path(gateway.config))
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{http_port}/admin/links") as response,
+            session.get(
+                f"http://127.0.0.1:{http_port}/admin/links",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
         ):
             states = {link["name"]: link["state"] for link in (await response.json())["links"]}
-        assert response.status == 200  # no API key: loopback callers only
+        assert response.status == 200  # the admin token, not an API key
         assert states["primary"] == "up" and states["dead"] != "up"
 
         code = await asyncio.to_thread(

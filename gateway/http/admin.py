@@ -2,36 +2,24 @@
 
 Owns the handler that reports each outbound link's live state (up/down, throttle level, queued
 and in-flight counts, its queue limit and the messages refused at it), which `tandem route
-explain` shows beside the route's targets. The path sits outside `/v1`, needs no API key and
-answers only clients on the loopback interface: it is for a sysadmin's shell on the gateway
-host, not for customers.
+explain` shows beside the route's targets. The path sits outside `/v1` and needs the admin
+token, not an API key (`gateway.http.admin_token`; the API's middleware checks it for every
+path under `/admin/`): it is for a sysadmin's shell on the gateway host, not for customers.
 
 Never does: change anything, or expose message content.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.http.problems import Problem
-
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 LINKS_PATH = "/admin/links"
-
-
-def is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
 
 
 def link_states(gateway: Gateway) -> dict[str, object]:
@@ -55,8 +43,6 @@ def link_states(gateway: Gateway) -> dict[str, object]:
 
 def add_admin_routes(app: web.Application, gateway: Gateway) -> None:
     async def links(request: web.Request) -> web.Response:
-        if not is_loopback(request.remote):
-            raise Problem(403, "forbidden", "This path answers the gateway host only.")
         return web.Response(
             body=json.dumps(link_states(gateway)).encode(), content_type="application/json"
         )

@@ -32,6 +32,12 @@ from pydantic import BaseModel, ValidationError
 from dlr.status import MessageStatus, StatusSource
 from gateway.http import models
 from gateway.http.admin import add_admin_routes
+from gateway.http.admin_token import (
+    ADMIN_PREFIX,
+    admin_token_path,
+    bearer_matches,
+    load_or_create_admin_token,
+)
 from gateway.http.auth_limits import FailedAuthLimits, FailedAuthStats
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
@@ -80,6 +86,7 @@ _ENCODING_OF_DATA_CODING = {int(dc): enc.value for enc, dc in DATA_CODING_OF.ite
 _UNSENT = (MessageStatus.ACCEPTED, MessageStatus.QUEUED)
 _KINDS = {kind.value: kind for kind in MessageKind}  # a dict lookup, not an Enum call per request
 _CHALLENGE = 'Bearer realm="tandem"'
+_ADMIN_CHALLENGE = 'Bearer realm="tandem-admin"'
 # Copied into each answer by aiohttp; one mapping each instead of a dict and a content type.
 _JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON}))
 _JSON_REPLAYED = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON, REPLAYED_HEADER: "true"}))
@@ -142,6 +149,7 @@ class HttpApi:
             hasher=CodeHasher.from_file(gateway.config.data_dir / "otp.key"),
             redactor=store,
         )
+        self.admin_token = load_or_create_admin_token(admin_token_path(gateway.config))
         self.callbacks: CallbackSender | None = None
         self.stats = HttpStats()
         self.failed_auth = FailedAuthLimits(
@@ -223,7 +231,7 @@ class HttpApi:
         app.router.add_get("/v1/otp/{id}", self.get_otp)
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
-        add_admin_routes(app, self.gateway)  # GET /admin/links: loopback only, read-only
+        add_admin_routes(app, self.gateway)  # GET /admin/links: admin token, read-only
         return app
 
     @web.middleware
@@ -234,6 +242,8 @@ class HttpApi:
         try:
             if request.path.startswith("/v1/"):
                 await self._authenticate(request)
+            elif request.path.startswith(ADMIN_PREFIX):
+                self._require_admin(request)
             return await handler(request)
         except Problem as problem:
             self.stats.problems += 1
@@ -290,6 +300,27 @@ class HttpApi:
                 retry_after=wait,
             )
         request[API_KEY] = key
+
+    def _require_admin(self, request: web.Request) -> None:
+        """`/admin/` needs the admin token, wherever the request comes from (a reverse proxy on
+        this host forwards from loopback)."""
+        now = time.monotonic()
+        if bearer_matches(self.admin_token, request.headers.get("Authorization", "")):
+            return
+        wait = self.failed_auth.wait(request.remote, now)
+        if not wait:
+            self.failed_auth.failed(request.remote, now)
+        raise Problem(
+            429 if wait else 401,
+            "rate_limited" if wait else "unauthorized",
+            "Too many wrong tokens from this address."
+            if wait
+            else "This path needs the admin token: 'Authorization: Bearer <token>' (the token is "
+            "in the file [http] admin_token_file names, by default <data_dir>/admin.token).",
+            field="Authorization",
+            retry_after=wait or None,
+            headers={"WWW-Authenticate": _ADMIN_CHALLENGE},
+        )
 
     async def _look_up(self, request: web.Request, bearer: str) -> ApiKey | None:
         """A bearer value the ring does not hold: looked up unless its address failed too often."""
