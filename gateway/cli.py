@@ -28,6 +28,7 @@ from gateway.config import (
     load_config,
     validation_reason,
 )
+from gateway.modem_sim_cli import add_sim_modem
 from gateway.route_cli import add_route_command
 
 PROG = "tandem"
@@ -156,6 +157,7 @@ def _add_sim(subparsers: Subparsers) -> None:
         "--record", type=Path, default=None, help="append one line per received submit to FILE"
     )
     smsc.set_defaults(handler=_sim_smsc)
+    add_sim_modem(kinds)
 
 
 def _sim_smsc(args: argparse.Namespace) -> int:

@@ -1,0 +1,726 @@
+"""A GSM modem emulator: the AT commands a modem link uses, in PDU mode, over a real pty.
+
+Owns `EmulatedModem`, a sans-IO modem (bytes in, bytes out, `now` passed in, `deadline()` for its
+own timers: delayed status reports), and `PtyModem`, the thin asyncio adapter that gives it a
+pseudo-terminal whose slave side is the device path a link opens, exactly as it would open
+/dev/ttyUSB0. `tandem sim modem` runs one standalone.
+
+What it does: echo (ATE0/ATE1), AT+CMEE, +CPIN (PIN entry, wrong PINs counted, PUK after three),
++CREG/+CEREG (with URCs), +COPS, +CSQ, +CMGF (PDU mode only), +CNMI (+CMTI stored or +CMT direct
+MO, +CDS direct or +CDSI stored reports), +CSCA, +CPMS, +CMGL/+CMGR/+CMGD, +CMGS (decodes the
+SMS-SUBMIT, answers its TP-MR, and sends an SMS-STATUS-REPORT after a delay when asked), MO
+injection (multipart too), and faults: +CMS ERROR on the next sends, a dropped response line, a
+silent modem, and (adapter) an unplug that closes the pty and removes the device link.
+
+Must never be a phone network: every report it sends is invented. Must never import gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tty
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from modems.tpdu import (
+    Address,
+    SmsDeliver,
+    SmsStatusReport,
+    SmsSubmit,
+    TpduError,
+    decode_submit,
+    parse_hex,
+    split_service_centre,
+    split_text_user_data,
+    with_service_centre,
+)
+
+CTRL_Z = 0x1A
+ESC = 0x1B
+MAX_PIN_ATTEMPTS = 3
+MAX_INPUT_LINE = 1024
+
+CME_OPERATION_NOT_ALLOWED = 3
+CME_SIM_PIN_REQUIRED = 11
+CME_SIM_PUK_REQUIRED = 12
+CME_INCORRECT_PASSWORD = 16
+CMS_INVALID_PDU_PARAMETER = 304
+CMS_SIM_PIN_REQUIRED = 311
+CMS_INVALID_MEMORY_INDEX = 321
+CMS_NO_NETWORK = 331
+
+STAT_UNREAD, STAT_READ = 0, 1
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    pdu: bytes  # with the service centre prefix, as +CMGL prints it
+    tpdu_length: int
+    stat: int = STAT_UNREAD
+
+
+@dataclass(slots=True)
+class SentMessage:
+    """What the emulator took from one AT+CMGS, for tests to look at."""
+
+    message_reference: int
+    submit: SmsSubmit
+    at: float
+
+
+@dataclass(slots=True)
+class ModemSettings:
+    pin: str | None = None  # None: the SIM asks for no PIN
+    operator: str = "Tandem Sim"
+    service_centre: str = "+447785016005"
+    signal: int = 20  # +CSQ rssi, 0-31
+    registration: int = 1  # 1 home, 5 roaming, 0 not registered, 2 searching, 3 denied
+    report_delay: float = 1.0  # seconds from +CMGS to the status report
+    report_status: int = 0  # TP-Status of the reports (0: delivered)
+    storage_size: int = 30
+    echo: bool = True  # as a modem comes out of reset
+
+
+@dataclass(slots=True)
+class _Timer:
+    at: float
+    report: SmsStatusReport
+
+
+@dataclass(slots=True)
+class _Faults:
+    send_errors: deque[int] = field(default_factory=deque)  # +CMS ERROR for the next +CMGS
+    drop_lines: int = 0  # response lines to swallow
+    silent: bool = False  # read everything, answer nothing
+
+
+class EmulatedModem:
+    """The modem's side of the serial line. Feed it what the host writes (`feed`), write
+    `outgoing()` back; call `tick(now)` at `deadline()`."""
+
+    def __init__(self, settings: ModemSettings | None = None) -> None:
+        self.settings = settings or ModemSettings()
+        self.echo = self.settings.echo
+        self.cmee = 0
+        self.sim_state = "SIM PIN" if self.settings.pin else "READY"
+        self.pin_attempts: list[str] = []  # every PIN the host tried, in order
+        self.creg_mode = 0
+        self.cereg_mode = 0
+        self.pdu_mode = True
+        self.cnmi = (0, 0, 0, 0, 0)
+        self.service_centre = self.settings.service_centre
+        self.storage: dict[int, StoredMessage] = {}
+        self.sent: list[SentMessage] = []
+        self.commands: list[str] = []  # every command line received, for tests
+        self.faults = _Faults()
+        self._out = bytearray()
+        self._line = bytearray()
+        self._pdu_expected: int | None = None  # octets announced by AT+CMGS=<n>
+        self._next_reference = 0
+        self._mo_reference = 0
+        self._timers: list[_Timer] = []
+
+    # --- the byte stream -------------------------------------------------------------------
+
+    def outgoing(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def feed(self, data: bytes, now: float) -> None:
+        if self.faults.silent:
+            return
+        if self.echo:
+            self._out += data
+        for byte in data:
+            if self._pdu_expected is not None:
+                self._pdu_byte(byte, now)
+            elif byte == 0x0D:
+                line = self._line.decode("latin-1").strip()
+                self._line.clear()
+                if line:
+                    self._command(line, now)
+            elif byte != 0x0A and len(self._line) < MAX_INPUT_LINE:
+                self._line.append(byte)
+
+    def deadline(self) -> float | None:
+        return min((timer.at for timer in self._timers), default=None)
+
+    def tick(self, now: float) -> None:
+        due = [timer for timer in self._timers if timer.at <= now]
+        self._timers = [timer for timer in self._timers if timer.at > now]
+        for timer in due:
+            self._deliver_report(timer.report)
+
+    # --- what tests and the CLI do to it ---------------------------------------------------
+
+    def inject_mo(
+        self,
+        text: str,
+        originator: str = "+447700900123",
+        *,
+        direct: bool = False,
+        when: datetime | None = None,
+    ) -> int:
+        """A mobile-originated message arrives (split into parts as a phone would). Stored and
+        announced by +CMTI, or (direct) given by +CMT, whatever +CNMI says; returns the parts."""
+        self._mo_reference = (self._mo_reference + 1) % 256
+        moment = when or datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+        parts = split_text_user_data(text, reference=self._mo_reference)
+        for user_data in parts:
+            deliver = SmsDeliver(Address.parse(originator), moment, user_data)
+            self._receive(deliver.encode(), direct=direct)
+        return len(parts)
+
+    def inject_pdu(self, tpdu: bytes, *, direct: bool = False) -> None:
+        """A received TPDU (SMS-DELIVER or SMS-STATUS-REPORT) arrives as it is."""
+        self._receive(tpdu, direct=direct)
+
+    def fail_next_sends(self, *cms_codes: int) -> None:
+        """The next AT+CMGS commands answer +CMS ERROR with these codes, in order."""
+        self.faults.send_errors.extend(cms_codes)
+
+    def drop_next_lines(self, count: int = 1) -> None:
+        """Swallow the next `count` response lines (a final OK, say), as a flaky line does."""
+        self.faults.drop_lines += count
+
+    def go_silent(self, silent: bool = True) -> None:
+        """Stop answering (and reading) anything, as a hung modem does; False to recover."""
+        self.faults.silent = silent
+        if silent:
+            self._line.clear()
+            self._pdu_expected = None
+
+    def reset(self) -> None:
+        """What a power cycle does: volatile settings back to their defaults."""
+        self.faults.silent = False
+        self.echo = self.settings.echo
+        self.cmee = 0
+        self.sim_state = "SIM PIN" if self.settings.pin else "READY"
+        self.creg_mode = self.cereg_mode = 0
+        self.cnmi = (0, 0, 0, 0, 0)
+        self._line.clear()
+        self._pdu_expected = None
+
+    def set_registration(self, status: int) -> None:
+        self.settings.registration = status
+        self._registration_urcs()
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _emit(self, line: str) -> None:
+        if self.faults.drop_lines:
+            self.faults.drop_lines -= 1
+            return
+        self._out += b"\r\n" + line.encode("latin-1", "replace") + b"\r\n"
+
+    def _emit_pdu(self, header: str, pdu: bytes) -> None:
+        """A header line and its PDU line, with no blank line between, as modems write them."""
+        self._emit(header + "\r\n" + pdu.hex().upper())
+
+    def _ok(self) -> None:
+        self._emit("OK")
+
+    def _error(self) -> None:
+        self._emit("ERROR")
+
+    def _cme(self, code: int, text: str) -> None:
+        if self.cmee == 1:
+            self._emit(f"+CME ERROR: {code}")
+        elif self.cmee == 2:
+            self._emit(f"+CME ERROR: {text}")
+        else:
+            self._error()
+
+    def _cms(self, code: int) -> None:
+        self._emit(f"+CMS ERROR: {code}")
+
+    # --- commands --------------------------------------------------------------------------
+
+    def _command(self, line: str, now: float) -> None:
+        if line[:2].upper() != "AT":
+            return  # a modem ignores what does not start with AT
+        self.commands.append(line)
+        body = line[2:].strip()
+        upper = body.upper()
+        if upper in ("", "Z", "&F"):
+            if upper:
+                self.reset()
+            self._ok()
+            return
+        if upper in ("E0", "E1"):
+            self.echo = upper == "E1"
+            self._ok()
+            return
+        if upper in ("I", "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI"):
+            self._emit(_IDENTITY[upper])
+            self._ok()
+            return
+        name, _, argument = _split_command(upper, body)
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            self._error()
+            return
+        handler(self, argument, now)
+
+    def _sim_ready(self, sms: bool = False) -> bool:
+        if self.sim_state == "READY":
+            return True
+        if sms:
+            self._cms(CMS_SIM_PIN_REQUIRED)
+        elif self.sim_state == "SIM PUK":
+            self._cme(CME_SIM_PUK_REQUIRED, "SIM PUK required")
+        else:
+            self._cme(CME_SIM_PIN_REQUIRED, "SIM PIN required")
+        return False
+
+    def _cmee(self, argument: str, now: float) -> None:
+        if argument in ("0", "1", "2"):
+            self.cmee = int(argument)
+            self._ok()
+        elif argument == "?":
+            self._emit(f"+CMEE: {self.cmee}")
+            self._ok()
+        else:
+            self._error()
+
+    def _cpin(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit(f"+CPIN: {self.sim_state}")
+            self._ok()
+            return
+        pin = argument.split(",")[0].strip().strip('"')
+        if self.sim_state == "READY":
+            self._cme(CME_OPERATION_NOT_ALLOWED, "operation not allowed")
+            return
+        if self.sim_state == "SIM PUK":
+            self._cme(CME_SIM_PUK_REQUIRED, "SIM PUK required")
+            return
+        self.pin_attempts.append(pin)
+        if pin == self.settings.pin:
+            self.sim_state = "READY"
+            self._ok()
+            self._registration_urcs()
+            return
+        wrong = sum(1 for tried in self.pin_attempts if tried != self.settings.pin)
+        if wrong >= MAX_PIN_ATTEMPTS:
+            self.sim_state = "SIM PUK"
+        self._cme(CME_INCORRECT_PASSWORD, "incorrect password")
+
+    def _registration_status(self) -> int:
+        return self.settings.registration if self.sim_state == "READY" else 0
+
+    def _registration_line(self, prefix: str, mode: int, solicited: bool) -> str:
+        fields = [str(self._registration_status())]
+        if mode == 2:
+            fields += ['"00C3"', '"0D2B"']
+        if solicited:
+            fields.insert(0, str(mode))
+        return f"{prefix}: {','.join(fields)}"
+
+    def _registration_urcs(self) -> None:
+        if self.creg_mode:
+            self._emit(self._registration_line("+CREG", self.creg_mode, False))
+        if self.cereg_mode:
+            self._emit(self._registration_line("+CEREG", self.cereg_mode, False))
+
+    def _creg(self, argument: str, now: float) -> None:
+        self._registration_command("+CREG", argument)
+
+    def _cereg(self, argument: str, now: float) -> None:
+        self._registration_command("+CEREG", argument)
+
+    def _registration_command(self, prefix: str, argument: str) -> None:
+        mode = self.creg_mode if prefix == "+CREG" else self.cereg_mode
+        if argument == "?":
+            self._emit(self._registration_line(prefix, mode, True))
+            self._ok()
+            return
+        if argument not in ("0", "1", "2"):
+            self._error()
+            return
+        if prefix == "+CREG":
+            self.creg_mode = int(argument)
+        else:
+            self.cereg_mode = int(argument)
+        self._ok()
+
+    def _cops(self, argument: str, now: float) -> None:
+        if argument == "?":
+            if self._registration_status() in (1, 5):
+                self._emit(f'+COPS: 0,0,"{self.settings.operator}",7')
+            else:
+                self._emit("+COPS: 0")
+            self._ok()
+            return
+        self._ok()
+
+    def _csq(self, argument: str, now: float) -> None:
+        self._emit(f"+CSQ: {self.settings.signal},99")
+        self._ok()
+
+    def _cmgf(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit(f"+CMGF: {0 if self.pdu_mode else 1}")
+            self._ok()
+        elif argument == "0":
+            self.pdu_mode = True
+            self._ok()
+        else:
+            self._cms(303)  # text mode: not supported here
+
+    def _cnmi(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit("+CNMI: " + ",".join(str(v) for v in self.cnmi))
+            self._ok()
+            return
+        values = [part.strip() for part in argument.split(",")]
+        if not all(value.isdigit() for value in values if value) or len(values) > 5:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        numbers = [int(value) if value else 0 for value in values] + [0] * (5 - len(values))
+        self.cnmi = (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4])
+        self._ok()
+
+    def _csca(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit(f'+CSCA: "{self.service_centre}",145')
+            self._ok()
+            return
+        self.service_centre = argument.split(",")[0].strip().strip('"')
+        self._ok()
+
+    def _cpms(self, argument: str, now: float) -> None:
+        used, total = len(self.storage), self.settings.storage_size
+        if argument == "?":
+            self._emit(f'+CPMS: "SM",{used},{total},"SM",{used},{total},"SM",{used},{total}')
+        else:
+            self._emit(f"+CPMS: {used},{total},{used},{total},{used},{total}")
+        self._ok()
+
+    def _cmgl(self, argument: str, now: float) -> None:
+        if not self._sim_ready(sms=True):
+            return
+        wanted = int(argument) if argument.isdigit() else 4
+        for index in sorted(self.storage):
+            message = self.storage[index]
+            if wanted != 4 and message.stat != wanted:
+                continue
+            self._emit_pdu(f"+CMGL: {index},{message.stat},,{message.tpdu_length}", message.pdu)
+            message.stat = STAT_READ
+        self._ok()
+
+    def _cmgr(self, argument: str, now: float) -> None:
+        if not self._sim_ready(sms=True):
+            return
+        message = self.storage.get(int(argument)) if argument.isdigit() else None
+        if message is None:
+            self._cms(CMS_INVALID_MEMORY_INDEX)
+            return
+        self._emit_pdu(f"+CMGR: {message.stat},,{message.tpdu_length}", message.pdu)
+        message.stat = STAT_READ
+        self._ok()
+
+    def _cmgd(self, argument: str, now: float) -> None:
+        if not self._sim_ready(sms=True):
+            return
+        parts = [part.strip() for part in argument.split(",")]
+        flag = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if flag == 4:
+            self.storage.clear()
+        elif flag in (1, 2, 3):  # read / read+sent / read+sent+unsent: all read ones here
+            self.storage = {i: m for i, m in self.storage.items() if m.stat == STAT_UNREAD}
+        elif parts[0].isdigit() and int(parts[0]) in self.storage:
+            del self.storage[int(parts[0])]
+        elif parts[0].isdigit():
+            self._cms(CMS_INVALID_MEMORY_INDEX)
+            return
+        else:
+            self._error()
+            return
+        self._ok()
+
+    def _cmgs(self, argument: str, now: float) -> None:
+        if not argument.isdigit() or not 7 <= int(argument) <= 164:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        if not self._sim_ready(sms=True):
+            return
+        self._pdu_expected = int(argument)
+        self._out += b"\r\n> "
+
+    def _pdu_byte(self, byte: int, now: float) -> None:
+        if byte == ESC:
+            self._pdu_expected = None
+            self._line.clear()
+            self._ok()  # cancelled, as 27.005 says
+            return
+        if byte != CTRL_Z:
+            if byte not in (0x0D, 0x0A) and len(self._line) < MAX_INPUT_LINE:
+                self._line.append(byte)
+            return
+        expected, self._pdu_expected = self._pdu_expected, None
+        text = self._line.decode("latin-1")
+        self._line.clear()
+        self._send_pdu(text, expected or 0, now)
+
+    def _send_pdu(self, text: str, expected: int, now: float) -> None:
+        try:
+            _, tpdu = split_service_centre(parse_hex(text))
+            submit = decode_submit(tpdu)
+        except TpduError:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        if len(tpdu) != expected:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        if self.faults.send_errors:
+            self._cms(self.faults.send_errors.popleft())
+            return
+        if self._registration_status() not in (1, 5):
+            self._cms(CMS_NO_NETWORK)
+            return
+        reference = self._next_reference
+        self._next_reference = (self._next_reference + 1) % 256
+        self.sent.append(SentMessage(reference, submit, now))
+        self._emit(f"+CMGS: {reference}")
+        self._ok()
+        if submit.status_report_request:
+            moment = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+            report = SmsStatusReport(
+                reference,
+                submit.destination,
+                moment,
+                moment,
+                self.settings.report_status,
+            )
+            self._timers.append(_Timer(now + self.settings.report_delay, report))
+
+    # --- arrivals --------------------------------------------------------------------------
+
+    def _store(self, tpdu: bytes) -> int | None:
+        if len(self.storage) >= self.settings.storage_size:
+            return None
+        index = next(i for i in range(self.settings.storage_size) if i not in self.storage)
+        pdu = with_service_centre(tpdu, Address.parse(self.service_centre))
+        self.storage[index] = StoredMessage(pdu, len(tpdu))
+        return index
+
+    def _receive(self, tpdu: bytes, *, direct: bool) -> None:
+        mode = self.cnmi[1]
+        pdu = with_service_centre(tpdu, Address.parse(self.service_centre))
+        if direct and mode in (2, 3):
+            self._emit_pdu(f"+CMT: ,{len(tpdu)}", pdu)
+            return
+        index = self._store(tpdu)
+        if index is not None and mode in (1, 2, 3):
+            self._emit(f'+CMTI: "SM",{index}')
+
+    def _deliver_report(self, report: SmsStatusReport) -> None:
+        tpdu = report.encode()
+        mode = self.cnmi[3]
+        if mode == 1:
+            pdu = with_service_centre(tpdu, Address.parse(self.service_centre))
+            self._emit_pdu(f"+CDS: {len(tpdu)}", pdu)
+            return
+        index = self._store(tpdu)
+        if index is not None and mode == 2:
+            self._emit(f'+CDSI: "SM",{index}')
+
+
+_IDENTITY = {
+    "I": "Tandem emulated GSM modem",
+    "+CGMI": "Tandem",
+    "+CGMM": "Emulated modem",
+    "+CGMR": "1.0",
+    "+CGSN": "356938035643809",
+    "+CIMI": "234150000000001",
+}
+
+
+def _split_command(upper: str, body: str) -> tuple[str, str, str]:
+    """("+CPIN", "=", '"1234"') / ("+CPIN", "?", "?"): name, operator, argument (case kept)."""
+    for position, char in enumerate(upper):
+        if char in "=?":
+            name = upper[:position]
+            rest = body[position + 1 :].strip()
+            if char == "?" or rest == "?":
+                return name, "?", "?"
+            return name, "=", rest
+    return upper, "", ""
+
+
+_HANDLERS = {
+    "+CMEE": EmulatedModem._cmee,
+    "+CPIN": EmulatedModem._cpin,
+    "+CREG": EmulatedModem._creg,
+    "+CEREG": EmulatedModem._cereg,
+    "+COPS": EmulatedModem._cops,
+    "+CSQ": EmulatedModem._csq,
+    "+CMGF": EmulatedModem._cmgf,
+    "+CNMI": EmulatedModem._cnmi,
+    "+CSCA": EmulatedModem._csca,
+    "+CPMS": EmulatedModem._cpms,
+    "+CMGL": EmulatedModem._cmgl,
+    "+CMGR": EmulatedModem._cmgr,
+    "+CMGD": EmulatedModem._cmgd,
+    "+CMGS": EmulatedModem._cmgs,
+}
+
+
+# --- the pty adapter -----------------------------------------------------------------------------
+
+
+class PtyModem:
+    """An `EmulatedModem` behind a pseudo-terminal. `device` is the path a link opens: the pty
+    slave's name, or `link_path` (a symlink to it, like /dev/serial/by-id/...) when given.
+    `unplug()` closes the pty and removes the link; `plug()` makes a new one."""
+
+    def __init__(self, modem: EmulatedModem | None = None, link_path: Path | None = None) -> None:
+        self.modem = modem or EmulatedModem()
+        self.link_path = link_path
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._slave_name = ""
+        self._pending = bytearray()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def device(self) -> str:
+        return str(self.link_path) if self.link_path is not None else self._slave_name
+
+    @property
+    def plugged(self) -> bool:
+        return self._master is not None
+
+    def plug(self) -> str:
+        """Open a new pty (and point the link at it); returns the device path."""
+        if self._master is not None:
+            return self.device
+        self._loop = asyncio.get_running_loop()
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no line discipline: the bytes go as they are, like a serial line
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._slave_name = os.ttyname(slave)
+        if self.link_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.link_path.unlink()
+            self.link_path.symlink_to(self._slave_name)
+        self._loop.add_reader(master, self._readable)
+        return self.device
+
+    def unplug(self) -> None:
+        """Close the pty (the host's reads fail) and remove the link, as pulling the USB does."""
+        if self._master is None or self._loop is None:
+            return
+        self._loop.remove_reader(self._master)
+        self._loop.remove_writer(self._master)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+        self._pending.clear()
+        if self.link_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.link_path.unlink()
+
+    def close(self) -> None:
+        self.unplug()
+
+    def poke(self) -> None:
+        """Write whatever the modem has to say now (after an injection from outside)."""
+        self._flush()
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _readable(self) -> None:
+        if self._master is None:
+            return
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: no process holds the slave open right now
+            return
+        self.modem.feed(data, self._now())
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._master is None or self._loop is None:
+            return
+        self._pending += self.modem.outgoing()
+        if self._pending:
+            try:
+                written = os.write(self._master, self._pending)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                written = len(self._pending)  # nobody listening: the line is dead anyway
+            del self._pending[:written]
+            if self._pending:
+                self._loop.add_writer(self._master, self._writable)
+        self._schedule()
+
+    def _writable(self) -> None:
+        if self._master is None or self._loop is None:
+            return
+        self._loop.remove_writer(self._master)
+        self._flush()
+
+    def _schedule(self) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.modem.deadline()
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.modem.tick(self._now())
+        self._flush()
+
+
+async def run_pty_modem(
+    settings: ModemSettings,
+    link_path: Path | None = None,
+    mo_interval: float | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Run one emulated modem until cancelled or SIGTERM (what `tandem sim modem` does); the
+    pty and the link go with it."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    pty_modem = PtyModem(EmulatedModem(settings), link_path)
+    announce(f"emulated modem on {pty_modem.plug()}")
+    try:
+        count = 0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), mo_interval or None)
+            if mo_interval and not stop.is_set():
+                count += 1
+                pty_modem.modem.inject_mo(f"Test message {count} from the emulated modem")
+                pty_modem.poke()
+    finally:
+        pty_modem.close()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
