@@ -1,0 +1,174 @@
+"""A modem port over a real pty against the emulator: the serial adapter (pyserial-asyncio-fast),
+the AT channel, the session and the emulator, with real bytes through the kernel's pty.
+
+Every wait is for a condition (an event, a future), bounded by a generous timeout so a busy
+machine is slow, not failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.errors import FailureKind
+from modems.serial_link import ModemPort
+from modems.session import (
+    MessageReceived,
+    MessageSent,
+    SendFailed,
+    SessionEvent,
+    SessionSettings,
+    StatusReportReceived,
+    Unresponsive,
+)
+from modems.tpdu import Address, SmsSubmit, split_text_user_data
+
+WAIT = 20.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[SessionEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: SessionEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [event for event in self.events if isinstance(event, kind)]
+
+    async def until(self, kind: type, count: int = 1) -> list:  # type: ignore[type-arg]
+        async def wait() -> None:
+            while len(self.of(kind)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), WAIT)
+        return self.of(kind)
+
+
+@pytest.fixture
+async def emulator(tmp_path: Path) -> AsyncIterator[PtyModem]:
+    pty_modem = PtyModem(
+        EmulatedModem(ModemSettings(report_delay=0.2)), tmp_path / "usb-Tandem_Modem-if00"
+    )
+    pty_modem.plug()
+    yield pty_modem
+    pty_modem.close()
+
+
+async def open_port(
+    emulator: PtyModem, settings: SessionSettings | None = None
+) -> tuple[ModemPort, Recorder]:
+    recorder = Recorder()
+    port = ModemPort(emulator.device, settings, listener=recorder)
+    await port.open()
+    return port, recorder
+
+
+def submits(text: str, reference: int = 0) -> list[bytes]:
+    return [
+        SmsSubmit(Address.parse("+447700900456"), part, status_report_request=True).encode()
+        for part in split_text_user_data(text, reference=reference)
+    ]
+
+
+async def test_single_and_multipart_sends_with_correlated_status_reports(
+    emulator: PtyModem,
+) -> None:
+    port, recorder = await open_port(emulator)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    single = await asyncio.wait_for(port.send("single", submits("hello")), WAIT)
+    multi = await asyncio.wait_for(port.send("multi", submits("€" * 200, 7)), WAIT)
+    assert single == MessageSent("single", (0,))
+    assert multi == MessageSent("multi", (1, 2, 3))
+    reports = await recorder.until(StatusReportReceived, 4)
+    by_reference = {r.report.message_reference: r for r in reports}
+    assert sorted(by_reference) == [0, 1, 2, 3]
+    assert all(r.report.status == 0 for r in reports)
+    port.delete([r.storage_index for r in reports if r.storage_index is not None])
+    texts = ["".join(s.submit.user_data.text for s in emulator.modem.sent[1:])]
+    assert texts == ["€" * 200]
+    port.close()
+
+
+async def test_mo_by_cmti_and_by_cmt_multipart_too(emulator: PtyModem) -> None:
+    port, recorder = await open_port(emulator)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    long_text = "Stored and announced by +CMTI. " * 8
+    emulator.modem.inject_mo(long_text, "+447700900111")
+    emulator.poke()
+    (stored,) = await recorder.until(MessageReceived)
+    assert stored.text == long_text and len(stored.storage_indexes) == 2
+    port.delete(stored.storage_indexes)
+
+    emulator.modem.cnmi = (2, 2, 0, 1, 0)  # route MO straight to the host: +CMT
+    routed_text = "Routed by +CMT 😀 " * 6
+    emulator.modem.inject_mo(routed_text, "Clinic", direct=True)
+    emulator.poke()
+    routed = (await recorder.until(MessageReceived, 2))[1]
+    assert routed.text == routed_text and routed.originator == "Clinic"
+    assert routed.storage_indexes == ()
+
+    async def storage_empty() -> None:
+        while emulator.modem.storage:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(storage_empty(), WAIT)
+    port.close()
+
+
+async def test_wrong_pin_stops_the_port_without_a_second_try(tmp_path: Path) -> None:
+    emulator = PtyModem(EmulatedModem(ModemSettings(pin="1234")))
+    emulator.plug()
+    try:
+        port, _ = await open_port(emulator, SessionSettings(pin="9999"))
+        await asyncio.wait_for(port.closed.wait(), WAIT)
+        assert port.stopped is not None and port.stopped.fatal
+        assert "PIN" in port.stopped.reason
+        assert emulator.modem.pin_attempts == ["9999"]
+        assert not port.ready.is_set()
+    finally:
+        emulator.close()
+
+
+async def test_a_silent_modem_is_detected(emulator: PtyModem) -> None:
+    settings = SessionSettings(signal_interval=0.2, command_timeout=0.5)
+    port, recorder = await open_port(emulator, settings)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    emulator.modem.go_silent()
+    (unresponsive,) = await recorder.until(Unresponsive)
+    assert unresponsive.timeouts == 2
+    port.close()
+
+
+async def test_cms_error_38_and_500_are_temporary_failures(emulator: PtyModem) -> None:
+    port, _ = await open_port(emulator)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    emulator.modem.fail_next_sends(38, 500)
+    first = await asyncio.wait_for(port.send("a", submits("x")), WAIT)
+    second = await asyncio.wait_for(port.send("b", submits("y")), WAIT)
+    assert isinstance(first, SendFailed) and first.cms_error == 38
+    assert isinstance(second, SendFailed) and second.cms_error == 500
+    assert first.kind is second.kind is FailureKind.TEMPORARY
+    port.close()
+
+
+async def test_unplug_closes_the_port_and_removes_the_device(emulator: PtyModem) -> None:
+    port, _ = await open_port(emulator)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    device = Path(emulator.device)
+    assert device.is_symlink()
+    emulator.unplug()
+    await asyncio.wait_for(port.closed.wait(), WAIT)
+    assert port.lost_because is not None and "port lost" in port.lost_because
+    assert not device.exists()
+    emulator.plug()  # replugged: the same stable path, a new pty
+    again, _ = await open_port(emulator)
+    await asyncio.wait_for(again.ready.wait(), WAIT)
+    again.close()

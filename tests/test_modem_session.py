@@ -1,0 +1,279 @@
+"""The modem session against the emulator, both sans-IO, wired back to back in memory with a
+clock the test moves: start-up, PIN handling, sending with TP-MR, status reports, MO (stored
+and routed, multipart), faults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from modems.emulator import EmulatedModem, ModemSettings
+from modems.errors import FailureKind
+from modems.session import (
+    MessageReceived,
+    MessageSent,
+    ModemSession,
+    NotReady,
+    Ready,
+    RegistrationUpdate,
+    SendFailed,
+    SessionEvent,
+    SessionSettings,
+    SessionState,
+    SignalUpdate,
+    StatusReportReceived,
+    Stopped,
+    UnreadableMessage,
+    Unresponsive,
+)
+from modems.tpdu import (
+    Address,
+    SmsDeliver,
+    SmsSubmit,
+    StatusGroup,
+    split_text_user_data,
+)
+
+
+class BackToBack:
+    def __init__(
+        self,
+        modem: ModemSettings | None = None,
+        session: SessionSettings | None = None,
+    ) -> None:
+        self.modem = EmulatedModem(modem)
+        self.session = ModemSession(session)
+        self.now = 1000.0
+        self.events: list[SessionEvent] = []
+
+    def start(self) -> BackToBack:
+        self.events += self.session.start(self.now)
+        self.pump()
+        return self
+
+    def pump(self) -> None:
+        for _ in range(10_000):
+            out = self.session.outgoing()
+            if out:
+                self.modem.feed(out, self.now)
+            back = self.modem.outgoing()
+            if back:
+                self.events += self.session.feed(back, self.now)
+            if not out and not back:
+                return
+        raise AssertionError("the two sides never went quiet")
+
+    def advance(self, seconds: float) -> None:
+        target = self.now + seconds
+        for _ in range(10_000):
+            due = [
+                d
+                for d in (self.session.deadline(), self.modem.deadline())
+                if d is not None and d <= target
+            ]
+            if not due:
+                break
+            self.now = max(self.now, min(due))
+            self.modem.tick(self.now)
+            self.events += self.session.check_timers(self.now)
+            self.pump()
+        self.now = target
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [event for event in self.events if isinstance(event, kind)]
+
+    def send_text(self, key: str, text: str, to: str = "+447700900456") -> None:
+        tpdus = [
+            SmsSubmit(Address.parse(to), part, status_report_request=True).encode()
+            for part in split_text_user_data(text, reference=key.__hash__() & 0xFF)
+        ]
+        self.session.send(key, tpdus, self.now)
+        self.pump()
+
+
+def test_start_up_reaches_ready_with_echo_on() -> None:
+    bench = BackToBack().start()
+    (ready,) = bench.of(Ready)
+    assert ready == Ready("Tandem Sim", 1, 20)
+    assert bench.session.state is SessionState.READY
+    assert bench.modem.commands[:3] == ["ATE0", "AT+CMEE=1", "AT+CPIN?"]
+    assert "AT+CMGF=0" in bench.modem.commands
+    assert "AT+CNMI=2,1,0,2,0" in bench.modem.commands
+    assert bench.of(SignalUpdate)[0].dbm == -73
+    assert not bench.modem.echo
+
+
+def test_pin_is_entered_once() -> None:
+    bench = BackToBack(ModemSettings(pin="1234"), SessionSettings(pin="1234")).start()
+    assert bench.of(Ready)
+    assert bench.modem.pin_attempts == ["1234"]
+
+
+def test_wrong_pin_stops_for_good_without_a_second_try() -> None:
+    bench = BackToBack(ModemSettings(pin="1234"), SessionSettings(pin="0000")).start()
+    (stopped,) = bench.of(Stopped)
+    assert stopped.fatal and "PIN" in stopped.reason
+    bench.advance(3600)
+    assert bench.modem.pin_attempts == ["0000"]
+    assert bench.modem.sim_state == "SIM PIN"  # two tries left on the SIM
+    assert bench.session.deadline() is None
+
+
+def test_missing_pin_and_puk_stop_without_any_try() -> None:
+    bench = BackToBack(ModemSettings(pin="1234")).start()
+    assert bench.of(Stopped)[0].fatal
+    puk = EmulatedModem(ModemSettings(pin="1234"))
+    puk.sim_state = "SIM PUK"
+    bench = BackToBack(ModemSettings(pin="1234"), SessionSettings(pin="1234"))
+    bench.modem = puk
+    bench.start()
+    assert bench.of(Stopped)[0].fatal and "PUK" in bench.of(Stopped)[0].reason
+    assert puk.pin_attempts == []
+
+
+def test_waits_for_the_network_then_becomes_ready() -> None:
+    bench = BackToBack(ModemSettings(registration=2)).start()
+    assert bench.session.state is SessionState.WAITING_FOR_NETWORK
+    assert not bench.of(Ready)
+    bench.modem.set_registration(1)  # +CREG: 1 arrives as a URC
+    bench.pump()
+    assert bench.of(RegistrationUpdate)[-1].status == 1
+    assert bench.of(Ready)
+
+
+def test_send_returns_the_tp_mr_and_the_report_correlates() -> None:
+    bench = BackToBack().start()
+    bench.send_text("m1", "hello")
+    assert bench.of(MessageSent) == [MessageSent("m1", (0,))]
+    bench.advance(2.0)
+    (report,) = bench.of(StatusReportReceived)
+    assert report.report.message_reference == 0
+    assert report.report.group is StatusGroup.COMPLETED
+    assert str(report.report.recipient) == "+447700900456"
+    assert report.storage_index is not None  # +CDSI: stored, read with +CMGR
+    bench.session.delete([report.storage_index], bench.now)
+    bench.pump()
+    assert bench.modem.storage == {}
+
+
+def test_multipart_send_gets_one_tp_mr_per_part_and_a_report_for_each() -> None:
+    bench = BackToBack().start()
+    bench.send_text("first", "one part")
+    bench.send_text("long", "x" * 400)
+    assert bench.of(MessageSent) == [MessageSent("first", (0,)), MessageSent("long", (1, 2, 3))]
+    sent = bench.modem.sent
+    assert [s.submit.user_data.concat.seqnum for s in sent[1:]] == [1, 2, 3]  # type: ignore[union-attr]
+    bench.advance(2.0)
+    references = sorted(r.report.message_reference for r in bench.of(StatusReportReceived))
+    assert references == [0, 1, 2, 3]
+
+
+def test_cms_errors_are_temporary_or_permanent() -> None:
+    bench = BackToBack().start()
+    bench.modem.fail_next_sends(38, 500, 21)
+    for key in ("a", "b", "c"):
+        bench.send_text(key, "hi")
+    failures = bench.of(SendFailed)
+    assert [(f.key, f.cms_error, f.kind) for f in failures] == [
+        ("a", 38, FailureKind.TEMPORARY),
+        ("b", 500, FailureKind.TEMPORARY),
+        ("c", 21, FailureKind.PERMANENT),
+    ]
+    assert "network out of order" in failures[0].reason
+
+
+def test_a_failed_part_stops_the_rest_of_its_message() -> None:
+    bench = BackToBack().start()
+    bench.send_text("ok", "fine")
+    bench.modem.fail_next_sends(38)
+    bench.send_text("long", "y" * 400)
+    (failed,) = bench.of(SendFailed)
+    assert failed.references == ()  # part 1 failed; parts 2 and 3 never went
+    assert len(bench.modem.sent) == 1
+
+
+def test_mo_stored_multipart_is_joined_and_deleted_when_kept() -> None:
+    bench = BackToBack().start()
+    text = "Lieber Kunde, " * 20 + "€ {ok}"
+    parts = bench.modem.inject_mo(text, "+491701234567")
+    bench.pump()
+    assert parts == 2
+    (message,) = bench.of(MessageReceived)
+    assert message.text == text and message.originator == "+491701234567"
+    assert message.complete and len(message.storage_indexes) == 2
+    assert message.service_centre_time == datetime(2026, 1, 1, 12, tzinfo=UTC)
+    bench.session.delete(message.storage_indexes, bench.now)
+    bench.pump()
+    assert bench.modem.storage == {}
+
+
+def test_mo_routed_with_cmt_and_reports_with_cds() -> None:
+    bench = BackToBack(session=SessionSettings(new_message_indications="2,2,0,1,0")).start()
+    bench.modem.inject_mo("Γειά 😀 " * 12, "Tandem", direct=True)
+    bench.pump()
+    (message,) = bench.of(MessageReceived)
+    assert message.text == "Γειά 😀 " * 12
+    assert message.originator == "Tandem"
+    assert message.storage_indexes == ()
+    bench.send_text("m", "hi")
+    bench.advance(2.0)
+    (report,) = bench.of(StatusReportReceived)
+    assert report.storage_index is None
+
+
+def test_messages_stored_before_start_are_read_at_start_up() -> None:
+    bench = BackToBack()
+    bench.modem.inject_mo("waiting on the SIM")
+    bench.start()
+    (message,) = bench.of(MessageReceived)
+    assert message.text == "waiting on the SIM"
+    assert message.storage_indexes == (0,)
+
+
+def test_a_garbage_stored_pdu_is_reported_not_lost() -> None:
+    bench = BackToBack()
+    bench.modem.inject_pdu(b"\x00\x01")
+    bench.start()
+    (unreadable,) = bench.of(UnreadableMessage)
+    assert unreadable.storage_index == 0
+    assert 0 in bench.modem.storage
+
+
+def test_a_silent_modem_is_found_by_its_polls() -> None:
+    settings = SessionSettings(signal_interval=5.0, command_timeout=2.0)
+    bench = BackToBack(session=settings).start()
+    bench.modem.go_silent()
+    bench.advance(30)
+    assert bench.of(Unresponsive) == [Unresponsive(2)]
+
+
+def test_one_dropped_line_is_a_timeout_but_not_a_silent_modem() -> None:
+    settings = SessionSettings(signal_interval=5.0, command_timeout=2.0)
+    bench = BackToBack(session=settings).start()
+    bench.modem.drop_next_lines(2)  # +CSQ and its OK
+    bench.advance(30)
+    assert not bench.of(Unresponsive)
+    assert bench.session.state is SessionState.READY
+
+
+def test_send_before_ready_is_refused() -> None:
+    bench = BackToBack(ModemSettings(registration=0))
+    bench.start()
+    try:
+        bench.session.send("k", [b"\x01"], bench.now)
+    except NotReady:
+        pass
+    else:
+        raise AssertionError("send before ready was accepted")
+
+
+def test_incomplete_multipart_is_delivered_after_the_reassembly_timeout() -> None:
+    settings = SessionSettings(reassembly_timeout=60.0, new_message_indications="2,2,0,2,0")
+    bench = BackToBack(session=settings).start()
+    part_one = split_text_user_data("z" * 200, reference=9)[0]
+    deliver = SmsDeliver(Address.parse("+15551234"), datetime(2026, 1, 1, tzinfo=UTC), part_one)
+    bench.modem.inject_pdu(deliver.encode(), direct=True)
+    bench.pump()
+    assert not bench.of(MessageReceived)
+    bench.advance(61)
+    (message,) = bench.of(MessageReceived)
+    assert not message.complete and message.text == "z" * 153
