@@ -697,6 +697,55 @@ class PtyModem:
         self._flush()
 
 
+class _TcpModemProtocol(asyncio.Protocol):
+    def __init__(self, modem: EmulatedModem) -> None:
+        self.modem = modem
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.modem.feed(data, asyncio.get_running_loop().time())
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush(self) -> None:
+        data = self.modem.outgoing()
+        if self._transport is None:
+            return
+        if data:
+            self._transport.write(data)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.modem.deadline()
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.modem.tick(asyncio.get_running_loop().time())
+        self._flush()
+
+
+async def serve_tcp_modem(
+    modem: EmulatedModem, host: str = "127.0.0.1", port: int = 0
+) -> asyncio.Server:
+    """The emulator behind a TCP port, as a network modem server (ser2net, a modem pool box)
+    offers one: a link opens it as socket://host:port. The modem (SIM state, storage) outlives
+    each connection."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _TcpModemProtocol(modem), host, port)
+
+
 async def run_pty_modem(
     settings: ModemSettings,
     link_path: Path | None = None,

@@ -129,6 +129,9 @@ class SendFailed:
     kind: FailureKind
     reason: str
     cms_error: int | None = None
+    # The failed part may have gone all the same: the PDU went after the prompt and no answer
+    # came, or the modem said OK without a TP-MR. A retry may then duplicate that part.
+    maybe_sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,35 +548,21 @@ class ModemSession:
             self._next_part(now)
             return
         self._sends.popleft()
+        references = tuple(sending.references)
+        reason = self._describe(outcome)
         if isinstance(outcome, at.CommandTimedOut):
-            self._events.append(
-                SendFailed(
-                    sending.key,
-                    tuple(sending.references),
-                    FailureKind.TEMPORARY,
-                    self._describe(outcome),
-                )
+            failure = SendFailed(
+                sending.key, references, FailureKind.TEMPORARY, reason, None, outcome.prompted
             )
+        elif outcome.result.ok:
+            reason = f"{reason}, but no +CMGS reference: sent, and its report cannot be matched"
+            failure = SendFailed(sending.key, references, FailureKind.TEMPORARY, reason, None, True)
         elif outcome.result.kind is at.ResultKind.CMS_ERROR and outcome.result.code is not None:
             code = outcome.result.code
-            self._events.append(
-                SendFailed(
-                    sending.key,
-                    tuple(sending.references),
-                    cms_failure_kind(code),
-                    self._describe(outcome),
-                    code,
-                )
-            )
+            failure = SendFailed(sending.key, references, cms_failure_kind(code), reason, code)
         else:
-            self._events.append(
-                SendFailed(
-                    sending.key,
-                    tuple(sending.references),
-                    FailureKind.TEMPORARY,
-                    self._describe(outcome),
-                )
-            )
+            failure = SendFailed(sending.key, references, FailureKind.TEMPORARY, reason)
+        self._events.append(failure)
         self._next_part(now)
 
     def _fail_sends(self, kind: FailureKind, reason: str) -> None:

@@ -432,6 +432,7 @@ _VALIDITY_LENGTH = {
 MTI_DELIVER = 0b00
 MTI_SUBMIT = 0b01
 MTI_STATUS_REPORT = 0b10
+MTI_RESERVED = 0b11
 
 _BIT_MMS = 0x04  # set: no more messages are waiting
 _BIT_RD = 0x04  # SUBMIT: reject duplicates
@@ -716,11 +717,12 @@ def decode_from_network(tpdu: bytes) -> SmsDeliver | SmsStatusReport:
     if not tpdu:
         raise TpduError("empty TPDU")
     kind = tpdu[0] & 0x03
-    if kind == MTI_DELIVER:
+    # TS 23.040 9.2.3.1: a reserved TP-MTI (3) is processed as an SMS-DELIVER.
+    if kind in (MTI_DELIVER, MTI_RESERVED):
         return _decode_deliver(tpdu)
     if kind == MTI_STATUS_REPORT:
         return _decode_status_report(tpdu)
-    raise TpduError(f"message type indicator {kind} is not one a service centre sends")
+    raise TpduError("message type indicator 1 (SMS-SUBMIT-REPORT) is not read here")
 
 
 def decode_submit(tpdu: bytes) -> SmsSubmit:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.emulator import EmulatedModem, ModemSettings, PtyModem, serve_tcp_modem
 from modems.errors import FailureKind
 from modems.serial_link import ModemPort
 from modems.session import (
@@ -172,3 +172,22 @@ async def test_unplug_closes_the_port_and_removes_the_device(emulator: PtyModem)
     again, _ = await open_port(emulator)
     await asyncio.wait_for(again.ready.wait(), WAIT)
     again.close()
+
+
+async def test_a_network_modem_server_by_socket_url() -> None:
+    modem = EmulatedModem(ModemSettings(report_delay=0.1))
+    server = await serve_tcp_modem(modem)
+    port_number = server.sockets[0].getsockname()[1]
+    try:
+        recorder = Recorder()
+        port = ModemPort(f"socket://127.0.0.1:{port_number}", listener=recorder)
+        await port.open()
+        await asyncio.wait_for(port.ready.wait(), WAIT)
+        sent = await asyncio.wait_for(port.send("tcp", submits("over the network")), WAIT)
+        assert sent == MessageSent("tcp", (0,))
+        (report,) = await recorder.until(StatusReportReceived)
+        assert report.report.message_reference == 0
+        port.close()
+    finally:
+        server.close()
+        await server.wait_closed()

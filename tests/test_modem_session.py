@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from modems.emulator import EmulatedModem, ModemSettings
 from modems.errors import FailureKind
 from modems.session import (
@@ -220,6 +223,19 @@ def test_mo_routed_with_cmt_and_reports_with_cds() -> None:
     assert report.storage_index is None
 
 
+def test_a_send_whose_answer_is_lost_may_have_gone() -> None:
+    bench = BackToBack(session=SessionSettings(send_timeout=30.0)).start()
+    bench.modem.drop_next_lines(2)  # +CMGS: 0 and OK
+    bench.send_text("lost", "hi")
+    bench.advance(31)
+    (failed,) = bench.of(SendFailed)
+    assert failed.maybe_sent and failed.kind is FailureKind.TEMPORARY
+    assert len(bench.modem.sent) == 1
+    bench.modem.drop_next_lines(1)  # +CMGS: 1 only: OK without a reference
+    bench.send_text("no-mr", "hi")
+    assert bench.of(SendFailed)[1].maybe_sent
+
+
 def test_messages_stored_before_start_are_read_at_start_up() -> None:
     bench = BackToBack()
     bench.modem.inject_mo("waiting on the SIM")
@@ -277,3 +293,63 @@ def test_incomplete_multipart_is_delivered_after_the_reassembly_timeout() -> Non
     bench.advance(61)
     (message,) = bench.of(MessageReceived)
     assert not message.complete and message.text == "z" * 153
+
+
+@given(st.lists(st.binary(max_size=80), max_size=15), st.integers(0, 3))
+def test_random_bytes_never_crash_the_session(chunks: list[bytes], ready_after: int) -> None:
+    bench = BackToBack()
+    if ready_after:
+        bench.start()
+    session = bench.session
+    now = bench.now
+    for chunk in chunks:
+        session.feed(chunk, now)
+        now += 3.0
+        session.check_timers(now)
+        session.outgoing()
+
+
+LIKELY_LINES = [
+    b"OK\r\n",
+    b"ERROR\r\n",
+    b"+CPIN: READY\r\n",
+    b"+CPIN: SIM PIN\r\n",
+    b"+CREG: 0,1\r\n",
+    b"+CREG: x\r\n",
+    b"+CSQ: 99,99\r\n",
+    b"+CSQ: ,\r\n",
+    b"+COPS: 0,0\r\n",
+    b"+CMGS: 300\r\n",
+    b"+CMGS: \r\n",
+    b"+CMGL: 1,1,,5\r\n0001000000\r\n",
+    b"+CMGL: x\r\nzz\r\n",
+    b"+CMGR: 1,,5\r\n0004\r\n",
+    b'+CMTI: "SM",5\r\n',
+    b"+CDS: 5\r\n00060000\r\n",
+    b"> ",
+    b"+CMS ERROR: 38\r\n",
+]
+
+
+@given(st.lists(st.sampled_from(LIKELY_LINES), max_size=40))
+def test_plausible_but_wrong_answers_never_crash_the_session(lines: list[bytes]) -> None:
+    session = ModemSession()
+    now = 0.0
+    session.start(now)
+    for line in lines:
+        session.feed(line, now)
+        now += 1.0
+        session.check_timers(now)
+        session.outgoing()
+    if session.state is SessionState.READY:
+        session.send("k", [b"\x01\x00\x01\x91\x00\x00\x00"], now)
+
+
+@given(st.lists(st.binary(max_size=80), max_size=15))
+def test_random_bytes_never_crash_the_emulator(chunks: list[bytes]) -> None:
+    modem = EmulatedModem()
+    for chunk in chunks:
+        modem.feed(chunk + b"\r", 0.0)
+        modem.outgoing()
+    modem.feed(b"AT+CMGS=10\r" + chunks[0] + b"\x1a" if chunks else b"AT\r", 0.0)
+    modem.tick(100.0)

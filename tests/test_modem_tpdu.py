@@ -546,6 +546,16 @@ def test_mutated_tpdus_raise_only_tpdu_error(tpdu: object, data: st.DataObject) 
             pass
 
 
+def test_a_reserved_message_type_is_read_as_an_sms_deliver() -> None:
+    deliver = SmsDeliver(Address.parse("+1"), datetime(2020, 1, 1, tzinfo=UTC))
+    tpdu = bytearray(deliver.encode())
+    tpdu[0] |= 0x03
+    assert decode_from_network(bytes(tpdu)) == deliver
+    tpdu[0] = (tpdu[0] & ~0x03) | 0x01  # SMS-SUBMIT-REPORT
+    with pytest.raises(TpduError):
+        decode_from_network(bytes(tpdu))
+
+
 def test_not_hex_is_a_tpdu_error() -> None:
     with pytest.raises(TpduError):
         parse_hex("0011zz")
