@@ -172,6 +172,11 @@ class KeyRing:
             return cached[0]
         return None
 
+    def was_valid(self, bearer: str) -> bool:
+        """Whether `bearer` was an active key when the ring last looked (at any age)."""
+        cached = self._by_bearer.get(bearer)
+        return cached is not None and cached[0] is not None
+
     async def record_by_name(self, name: str) -> ApiKeyRecord | None:
         """The active key named `name` (the account of a message): callback URL and secret."""
         now = self._clock()

@@ -90,7 +90,7 @@ class BindTransceiverResp(Pdu):
 class BindTransmitter(Pdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSMITTER
     system_id: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of logs that show PDUs
     system_type: str = ""
     interface_version: int = 0x34
     addr_ton: int = 0
@@ -105,7 +105,7 @@ class BindTransmitter(Pdu):
 class BindReceiver(Pdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_RECEIVER
     system_id: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of logs that show PDUs
     system_type: str = ""
     interface_version: int = 0x34
     addr_ton: int = 0
@@ -120,7 +120,7 @@ class BindReceiver(Pdu):
 class BindTransceiver(Pdu):
     command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER
     system_id: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of logs that show PDUs
     system_type: str = ""
     interface_version: int = 0x34
     addr_ton: int = 0
@@ -137,7 +137,7 @@ class Outbind(Pdu):
 
     command_id: ClassVar[CommandId] = CommandId.OUTBIND
     system_id: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of logs that show PDUs
 
 
 # --- session housekeeping -----------------------------------------------------------------------

@@ -323,8 +323,11 @@ class HttpApi:
         )
 
     async def _look_up(self, request: web.Request, bearer: str) -> ApiKey | None:
-        """A bearer value the ring does not hold: looked up unless its address failed too often."""
-        wait = self.failed_auth.wait(request.remote, time.monotonic())
+        """A bearer value the ring does not hold fresh: looked up unless its address failed too
+        often (a key the ring held before is looked up again regardless)."""
+        wait = 0.0
+        if not self.keys.was_valid(bearer):
+            wait = self.failed_auth.wait(request.remote, time.monotonic())
         if wait:
             raise Problem(
                 429,

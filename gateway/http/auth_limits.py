@@ -3,8 +3,9 @@
 Owns `FailedAuthLimits`: one token bucket per client address (an IPv6 client counts by its /64,
 which one host usually holds whole), taken from by every bearer value the key store did not
 know. An address whose bucket is empty is answered 429 with `Retry-After` before its next
-value costs a SHA-256 and a store read. Keys the key ring already holds pass without it, so a
-customer behind the same address as an attacker keeps working while its key is cached.
+value costs a SHA-256 and a store read. Keys the key ring already knows pass without it (also
+when their cache entry is due a re-read), so a customer behind the same address as an attacker
+keeps working once its key has been seen.
 
 Memory is bounded: at most `max_addresses` buckets, the least recently used one is dropped
 first (forgetting an address only forgives it early). Sans-IO: callers pass `now`.
