@@ -411,9 +411,11 @@ def _fail(message: str) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[TandemConfig, Path, list[AccountConfig]]:
     from gateway.config import load_config
+    from gateway.state_paths import daemon_state_path
 
     config = load_config(args.config)
-    path = accounts_file(config)
+    data_dir = daemon_state_path(config.data_dir, "data directory")
+    path = data_dir / ACCOUNTS_FILE_NAME
     return config, path, load_accounts_file(path)
 
 
@@ -429,11 +431,12 @@ def _password(args: argparse.Namespace) -> str:
 
 def _guarded(run: Any) -> Any:
     from gateway.config import ConfigError
+    from gateway.state_paths import StateNotFound
 
     def handler(args: argparse.Namespace) -> int:
         try:
             result: int = run(args)
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, StateNotFound, ValueError) as exc:
             return _fail(str(exc))
         return result
 

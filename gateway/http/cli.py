@@ -2,7 +2,8 @@
 
 Owns the setup functions that `gateway.cli.SUBCOMMANDS` lists for these commands.
 `keys create|list|revoke` work on the store directly (the daemon may be running: SQLite WAL lets
-both in, and a running daemon sees a revocation within `[http] key_cache_seconds`).
+both in, and a running daemon sees a revocation within `[http] key_cache_seconds`): the daemon's
+store, found as `gateway.state_paths` says, and named on stderr.
 `send` and `otp send|check` talk to the local daemon's HTTP API like any client would, so a
 sysadmin can test a route from a shell; the key comes from `--key` or `TANDEM_API_KEY`.
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from gateway.cli import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, TandemConfig, load_config
+from gateway.state_paths import StateNotFound, daemon_state_path
 
 KEY_ENVIRONMENT = "TANDEM_API_KEY"
 
@@ -65,10 +67,18 @@ def add_keys(subparsers: Subparsers) -> None:
     revoke.set_defaults(handler=_keys_revoke)
 
 
-async def _with_store(config: TandemConfig, work: Any) -> Any:
+def _store_path(config: TandemConfig) -> Path:
+    """The daemon's store, absolute; says on stderr which one this command works on. Raises
+    `StateNotFound` rather than create a store where the daemon does not look."""
+    path = daemon_state_path(config.store_path, "store")
+    print(f"store: {path}", file=sys.stderr)
+    return path
+
+
+async def _with_store(config: TandemConfig, path: Path, work: Any) -> Any:
     from gateway.store.sqlite import SqliteMessageStore
 
-    store = SqliteMessageStore(config.store_path, synchronous=config.store.synchronous)
+    store = SqliteMessageStore(path, synchronous=config.store.synchronous)
     await store.open()
     try:
         return await work(store)
@@ -82,7 +92,8 @@ def _keys_create(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args)
-    except ConfigError as exc:
+        path = _store_path(config)
+    except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
     settings: dict[str, Any] = {
         "scopes": args.scopes.split(","),
@@ -94,7 +105,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     }
     try:
         minted = asyncio.run(
-            _with_store(config, lambda store: create_key(store, args.name, **settings))
+            _with_store(config, path, lambda store: create_key(store, args.name, **settings))
         )
     except InvalidKeySettings as exc:
         return fail(f"keys create: {exc}")
@@ -121,9 +132,10 @@ def _keys_list(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args)
-    except ConfigError as exc:
+        path = _store_path(config)
+    except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
-    records = asyncio.run(_with_store(config, list_keys))
+    records = asyncio.run(_with_store(config, path, list_keys))
     print(f"{'ID':<17} {'NAME':<20} {'PREFIX':<11} {'SCOPES':<20} {'CREATED':<17} REVOKED")
     for r in records:
         print(
@@ -138,9 +150,12 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args)
-    except ConfigError as exc:
+        path = _store_path(config)
+    except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
-    revoked = asyncio.run(_with_store(config, lambda store: revoke_key(store, args.name_or_id)))
+    revoked = asyncio.run(
+        _with_store(config, path, lambda store: revoke_key(store, args.name_or_id))
+    )
     if not revoked:
         return fail(f"keys revoke: no active key named or with id {args.name_or_id!r}", 1)
     print(f"revoked {args.name_or_id}")
@@ -161,7 +176,9 @@ def add_send(subparsers: Subparsers) -> None:
     _client_arguments(parser)
     parser.add_argument("--to", required=True, action="append", help="recipient (repeatable)")
     parser.add_argument("--text", required=True)
-    parser.add_argument("--from", dest="sender", default=None)
+    parser.add_argument(
+        "--from", dest="sender", default=None, help="sender (default: [http] default_sender)"
+    )
     parser.set_defaults(handler=_send)
 
 
@@ -227,8 +244,15 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
 def _send(args: argparse.Namespace) -> int:
     to: str | list[str] = args.to[0] if len(args.to) == 1 else args.to
     body: dict[str, Any] = {"to": to, "text": args.text}
-    if args.sender:
-        body["from"] = args.sender
+    sender = args.sender
+    if not sender:
+        try:
+            sender = _load(args).http.default_sender
+        except ConfigError as exc:
+            return fail(str(exc))
+    if not sender:  # an empty sender id is refused or replaced by carriers: say so here
+        return fail("send: give --from, or set [http] default_sender in the config")
+    body["from"] = sender
     return _call(args, "POST", "/v1/messages", body)
 
 
