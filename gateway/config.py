@@ -106,6 +106,9 @@ class HttpConfig(BaseModel):
     idempotency_seconds: Seconds = 86_400.0
     # Revoking a key with the CLI reaches a running daemon within this long.
     key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0
+    # The sender of a message sent without `from` (HTTP API, `tandem send`). None: the API
+    # sends none (the carrier's own default) and `tandem send` asks for --from.
+    default_sender: str | None = None
     # Receipt callbacks: "final" posts final statuses only, "all" every status change.
     callback_events: Literal["final", "all"] = "final"
     callback_timeout: Seconds = 10.0

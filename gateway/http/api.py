@@ -434,7 +434,7 @@ class HttpApi:
                 f"At most {self.config.max_recipients} recipients per request.",
                 field="to",
             )
-        sender = body.from_ or ""
+        sender = body.from_ or self.config.default_sender or ""
         self._require_sender(key, sender)
         if key.record.countries is not None:
             self._require_countries(key, recipients, many=not isinstance(body.to, str))
