@@ -19,8 +19,10 @@ $(TSTAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# `make run CONFIG=path/to/tandem.toml` runs on that file instead of the built-in default.
+CONFIG ?=
 run: $(STAMP)
-	$(BIN)/tandem run
+	$(BIN)/tandem run $(if $(CONFIG),--config $(CONFIG))
 
 test: $(TSTAMP) lint types services pytest
 
