@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,6 +298,14 @@ def _schema_json(schema: dict[str, Any]) -> str:
     return html.escape(json.dumps(schema, indent=2, ensure_ascii=False))
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def _prose(text: str) -> str:
+    """Description text as HTML: escaped, with Markdown `code` spans as <code>."""
+    return _CODE_SPAN.sub(r"<code>\1</code>", html.escape(text))
+
+
 def docs_page(document: dict[str, Any]) -> str:
     """The API reference as one HTML page (no external resources)."""
     info = document["info"]
@@ -304,7 +313,7 @@ def docs_page(document: dict[str, Any]) -> str:
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{html.escape(info['title'])}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(info['title'])} (v{html.escape(info['version'])})</h1>",
-        f"<p>{html.escape(info['description'])}</p>",
+        f"<p>{_prose(info['description'])}</p>",
         "<p>Machine-readable: <a href=/openapi.json><code>/openapi.json</code></a>.</p>",
         "<h2>Operations</h2>",
     ]
@@ -313,10 +322,10 @@ def docs_page(document: dict[str, Any]) -> str:
             out.append(f"<div class=op id={html.escape(op['operationId'])}>")
             out.append(
                 f"<p><span class='m {method}'>{method}</span> <code>{html.escape(path)}</code>"
-                f" &mdash; {html.escape(op['summary'])}</p>"
+                f" &mdash; {_prose(op['summary'])}</p>"
             )
             if "description" in op:
-                out.append(f"<p>{html.escape(op['description'])}</p>")
+                out.append(f"<p>{_prose(op['description'])}</p>")
             for parameter in op.get("parameters", []):
                 out.append(
                     f"<p>{html.escape(parameter['in'])} parameter "
@@ -336,7 +345,7 @@ def docs_page(document: dict[str, Any]) -> str:
                 names = [r.rsplit("/", 1)[1] for r in refs if r]
                 links = ", ".join(f"<a href=#schema-{n}><code>{n}</code></a>" for n in names)
                 out.append(
-                    f"<tr><td><b>{status}</b></td><td>{html.escape(response['description'])}"
+                    f"<tr><td><b>{status}</b></td><td>{_prose(response['description'])}"
                     f"</td><td>{links}</td></tr>"
                 )
             out.append("</table></div>")
