@@ -126,10 +126,17 @@ class Gateway:
             )
         self.links: dict[str, Link] = {}
         self.link_states = LinkStateView(self.links)
-        self.queue = AsyncSendQueue(self._on_expired_in_queue, clock=self.clock)
+        self.queue = AsyncSendQueue(
+            self._on_expired_in_queue,
+            clock=self.clock,
+            load=self.store.load_waiting,
+            in_memory=self.config.queue.in_memory,
+            page=self.config.queue.page,
+        )
         self.numbers = NumberResolver(self.config.numbering)
         self.routes = RouteTable.from_config(self.config.routes)
         self.dispatcher = Dispatcher(self.queue, lambda: self.routes, self.link_states)
+        self.queue.place = self.dispatcher.place
         self.backlog = Backlog(backlog_limits(self.config), self.queue.size, self.queue.route_size)
         self.intake = MessageIntake(
             numbers=self.numbers,
@@ -203,8 +210,7 @@ class Gateway:
                 if link_config.enabled:
                     self.links[link_config.name] = self._build_link(link_config)
         with startup_step("store", str(config.store_path)):
-            for message in await self.message_store.load_pending():
-                self.dispatcher.enqueue(message)
+            await self._queue_pending()
         if config.smpp_server.enabled:
             from gateway.smpp_server import start_customer_server
 
@@ -220,6 +226,25 @@ class Gateway:
             for link in self.links.values():
                 await link.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
+
+    async def _queue_pending(self) -> None:
+        """Put what waits in the store back into the send queue: scheduled messages whole,
+        the rest by reference (the queue reads them back as their link gets to them)."""
+        store, queue = self.message_store, self.queue
+        now = self.clock()
+        for message in await store.load_scheduled(now):
+            self.dispatcher.enqueue(message)
+        whole: list[str] = []
+        async for page in store.pending_refs(now):
+            for ref in page:
+                # As `Dispatcher.place` decides while no link is up yet: the link it had.
+                link = ref.link if ref.link in ref.targets else next(iter(ref.targets), None)
+                if link is None:
+                    continue
+                if not queue.put_ref(ref.message_id, link, ref.priority, ref.route):
+                    whole.append(ref.message_id)
+        for message in await store.load_waiting(whole):
+            self.dispatcher.enqueue(message)
 
     def _load_tables(self) -> OperatorTables:
         return NumberResolver.from_config(self.config.numbering).tables
@@ -241,6 +266,7 @@ class Gateway:
                 await self._sweeper
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.queue.close()
         stop_simulator = getattr(self.simulator, "stop", None)
         if stop_simulator is not None:
             await stop_simulator()
@@ -531,8 +557,8 @@ class Gateway:
         self._log_unmatched(self.correlator.expire(now))
         for message_id in await self.message_store.expire_due(now, source=StatusSource.TIMEOUT):
             self.stats.expired += 1
-            removed = self.queue.remove(message_id)
-            if removed is not None:
+            # Whole messages only: a reference is dropped when its page is read back.
+            if self.queue.remove(message_id, refs=False):
                 self.dispatcher.forget(message_id)
             # Its customer is told, as of any other final status (receipt, callback).
             record = await self.message_store.get(message_id)

@@ -76,6 +76,14 @@ class Dispatcher:
     def enqueue(self, message: Message) -> None:
         """Queue on a usable link; when none is usable, wait on the link it had (or its first
         remaining target) until that link comes up or another is chosen by `link_down`."""
+        link = self.place(message)
+        if link is None:  # every target refused it: the caller fails it (see `exclude`)
+            return
+        message.link = link
+        self.queue.put(message, link)
+
+    def place(self, message: Message) -> str | None:
+        """The link `message` should wait for now (see `enqueue`); None: no target is left."""
         # Intake (or the previous attempt) already picked a link: keep it while it is usable,
         # so a weighted route is drawn once per message and the common case costs one lookup.
         link = message.link if self._still_usable(message) else self.choose(message)
@@ -83,10 +91,7 @@ class Dispatcher:
             excluded = self._excluded.get(message.id, set())
             remaining = [t for t in message.targets if t not in excluded]
             link = message.link if message.link in remaining else next(iter(remaining), None)
-        if link is None:  # every target refused it: the caller fails it (see `exclude`)
-            return
-        message.link = link
-        self.queue.put(message, link)
+        return link
 
     def _still_usable(self, message: Message) -> bool:
         if message.link is None or message.link in self._excluded.get(message.id, ()):

@@ -5,8 +5,16 @@ due, expired ones handed back instead of sent), `RetryPolicy` (the backoff for t
 failures) and `AsyncSendQueue` (the thin awaitable face senders use: `await queue.get(link)`).
 
 Never does: persistence or status decisions. The store is the truth; this queue is rebuilt from
-`MessageStore.load_pending()` on start and fed by intake and requeues. Expired messages are given
+the store's pending messages on start and fed by intake and requeues. Expired messages are given
 back to the caller, which marks them EXPIRED in the store; they are never sent late.
+
+A backlog waits in the store, not in memory (`in_memory`): past that many messages ready to go
+for one link and priority, the queue keeps only a reference to each further one (its id in 10
+octets and its route's number in 2: 12 octets, where a whole `Message` costs about 800), in
+arrival order, and `AsyncSendQueue` reads them back from the store a page at a time as the link
+works its way down. A million queued messages cost 12 MB this way. A message found no longer
+waiting when its page is read (cancelled, expired, sent by an earlier run) is dropped then.
+Messages scheduled for later stay whole in memory, as do ids not in our own format.
 
 Order within a link: priority first (lower = sooner; OTP before bulk), then the instant the
 message became sendable (its creation, schedule or backoff time), then arrival order.
@@ -16,14 +24,24 @@ Times are unix seconds, like the message fields they come from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.messages import Message
+
+log = logging.getLogger("tandem.queue")
+
+_ID_OCTETS = 10  # our ids are 20 hex digits (gateway.messages.MessageIdGenerator)
+_REF_OCTETS = 2 + _ID_OCTETS  # a route number, then the id
+_TAKEN = 0xFFFF  # route number of a reference taken out (cancelled) while it waited
+PAGE_RETRY_SECONDS = 1.0  # after a page could not be read from the store
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,6 +75,7 @@ class _Entry:
     link: str
     sequence: int
     removed: bool = False
+    ready: bool = False  # in the ready heap (counted against `in_memory`)
 
     @property
     def ready_key(self) -> tuple[int, float, int]:
@@ -72,10 +91,44 @@ class _LinkQueue:
     waiting: list[tuple[float, int, _Entry]] = field(default_factory=list)
 
 
-class SendQueue:
-    """Per-link priority queues with scheduled delivery and expiry (sans-IO: pass `now`)."""
+class StoredRef(NamedTuple):
+    """A queued message known by reference only: it waits in the store."""
 
-    def __init__(self) -> None:
+    message_id: str
+    link: str
+    priority: int
+    route: str | None
+
+
+@dataclass(slots=True)
+class _Refs:
+    """References in arrival order, `_REF_OCTETS` each, from `head` on."""
+
+    data: bytearray = field(default_factory=bytearray)
+    head: int = 0
+    live: int = 0  # references not taken out
+
+
+def compact_id(message_id: str) -> bytes | None:
+    """The 10 octets of one of our ids, or None for an id in another format."""
+    if len(message_id) != 2 * _ID_OCTETS:
+        return None
+    try:
+        octets = bytes.fromhex(message_id)
+    except ValueError:
+        return None
+    return octets if octets.hex() == message_id else None
+
+
+class SendQueue:
+    """Per-link priority queues with scheduled delivery and expiry (sans-IO: pass `now`).
+
+    `in_memory`: messages ready to go kept whole per link and priority (None: all of them);
+    further ones are kept as references (see the module's docstring) until `take_page`.
+    """
+
+    def __init__(self, in_memory: int | None = None) -> None:
+        self.in_memory = in_memory
         self._links: dict[str, _LinkQueue] = {}
         self._entries: dict[str, _Entry] = {}  # by message id: for remove() and duplicates
         self._depth: Counter[tuple[str, int]] = Counter()  # (link, priority) -> messages
@@ -83,6 +136,14 @@ class SendQueue:
         self._route_depth: Counter[str | None] = Counter()
         self._sequence = itertools.count()
         self._expired: list[Message] = []
+        # The backlog kept as references: per (link, priority), in arrival order.
+        self._refs: dict[tuple[str, int], _Refs] = {}
+        self._refs_by_link: Counter[str] = Counter()
+        self._ready: Counter[tuple[str, int]] = Counter()  # whole messages in ready heaps
+        self._route_numbers: dict[str | None, int] = {None: 0}
+        self._route_names: list[str | None] = [None]
+        self._paging: dict[str, StoredRef] = {}  # taken for a page, not back yet
+        self._paging_taken: set[str] = set()  # ... and taken out meanwhile
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,8 +152,177 @@ class SendQueue:
         return message_id in self._entries
 
     def put(self, message: Message, link: str, now: float) -> None:
-        """Queue `message` for `link`; if it was queued already, its old place is dropped."""
+        """Queue `message` for `link`; if it was queued already, its old place is dropped.
+        Behind a backlog kept as references it joins them as a reference."""
+        if (
+            self.in_memory is not None
+            and message.due_at <= now
+            and self._behind_refs(link, message.priority)
+            and message.id not in self._entries
+        ):
+            compact = compact_id(message.id)
+            if compact is not None:
+                self._add_ref(link, message.priority, message.route, compact)
+                return
         self._push(message, link, next(self._sequence), now)
+
+    def push(self, message: Message, link: str, now: float) -> None:
+        """Queue `message` whole, whatever waits as references (a page read back)."""
+        self._push(message, link, next(self._sequence), now)
+
+    def put_ref(self, message_id: str, link: str, priority: int, route: str | None) -> bool:
+        """Queue a message the store holds by reference only (start-up); False when its id is
+        not in our format (the caller queues it whole)."""
+        compact = compact_id(message_id)
+        if compact is None:
+            return False
+        self._add_ref(link, priority, route, compact)
+        return True
+
+    def _behind_refs(self, link: str, priority: int) -> bool:
+        key = (link, priority)
+        assert self.in_memory is not None
+        if self._ready[key] >= self.in_memory:
+            return True
+        refs = self._refs.get(key)
+        return refs is not None and refs.live > 0
+
+    def _add_ref(self, link: str, priority: int, route: str | None, compact: bytes) -> None:
+        number = self._route_numbers.get(route)
+        if number is None:
+            number = self._route_numbers[route] = len(self._route_names)
+            self._route_names.append(route)
+        key = (link, priority)
+        refs = self._refs.get(key)
+        if refs is None:
+            refs = self._refs[key] = _Refs()
+        refs.data += number.to_bytes(2, "big")
+        refs.data += compact
+        refs.live += 1
+        self._refs_by_link[link] += 1
+        self._count(link, priority, route, 1)
+
+    def _count(self, link: str, priority: int, route: str | None, delta: int) -> None:
+        self._depth[(link, priority)] += delta
+        self._link_depth[link] += delta
+        self._route_depth[route] += delta
+
+    def page_wanted(self, link: str) -> int | None:
+        """The most urgent priority of `link` whose whole messages ran below half of
+        `in_memory` while references wait behind them, or None."""
+        if not self._refs_by_link[link] or self.in_memory is None:
+            return None
+        low = max(self.in_memory // 2, 1)
+        wanted = [
+            priority
+            for (name, priority), refs in self._refs.items()
+            if name == link and refs.live and self._ready[(name, priority)] < low
+        ]
+        return min(wanted) if wanted else None
+
+    def take_page(self, link: str, priority: int, count: int) -> list[StoredRef]:
+        """The next `count` references of `link` and `priority`, oldest first: they stay
+        counted as queued until `page_read` says what became of them."""
+        refs = self._refs.get((link, priority))
+        page: list[StoredRef] = []
+        if refs is None:
+            return page
+        data, at = refs.data, refs.head
+        names = self._route_names
+        while len(page) < count and at < len(data):
+            number = int.from_bytes(data[at : at + 2], "big")
+            if number != _TAKEN:
+                message_id = data[at + 2 : at + _REF_OCTETS].hex()
+                ref = StoredRef(message_id, link, priority, names[number])
+                page.append(ref)
+                self._paging[message_id] = ref
+            at += _REF_OCTETS
+        refs.head = at
+        refs.live -= len(page)
+        self._refs_by_link[link] -= len(page)
+        if refs.head == len(data):
+            refs.data, refs.head = bytearray(), 0
+        elif refs.head > 1 << 16 and refs.head > len(data) // 2:
+            del data[: refs.head]  # the consumed front, not the whole array, is copied
+            refs.head = 0
+        return page
+
+    def page_read(
+        self, page: Sequence[StoredRef], still_waiting: Mapping[str, Message]
+    ) -> Iterator[tuple[Message, str]]:
+        """A page's messages as read back from the store: yields each still waiting with the
+        link it waited for (the caller queues it, `push` or `put`); the rest are forgotten."""
+        for ref in page:
+            self._paging.pop(ref.message_id, None)
+            if ref.message_id in self._paging_taken:
+                self._paging_taken.discard(ref.message_id)
+                continue  # taken out meanwhile: already uncounted
+            self._count(ref.link, ref.priority, ref.route, -1)
+            message = still_waiting.get(ref.message_id)
+            if message is not None:
+                yield message, ref.link
+
+    def page_failed(self, page: Sequence[StoredRef]) -> None:
+        """A page could not be read: its references go back to the front, in order."""
+        by_key: dict[tuple[str, int], bytearray] = {}
+        for ref in page:
+            self._paging.pop(ref.message_id, None)
+            if ref.message_id in self._paging_taken:
+                self._paging_taken.discard(ref.message_id)
+                continue
+            compact = compact_id(ref.message_id)
+            assert compact is not None
+            chunk = by_key.setdefault((ref.link, ref.priority), bytearray())
+            chunk += self._route_numbers[ref.route].to_bytes(2, "big")
+            chunk += compact
+        for (link, priority), chunk in by_key.items():
+            refs = self._refs.setdefault((link, priority), _Refs())
+            refs.data = chunk + refs.data[refs.head :]
+            refs.head = 0
+            refs.live += len(chunk) // _REF_OCTETS
+            self._refs_by_link[link] += len(chunk) // _REF_OCTETS
+
+    def withdraw(self, message_id: str, *, refs: bool = True) -> bool:
+        """Take a message out wherever it waits (to cancel it): False if it is not queued
+        (handed out to a link, or never here). `refs=False` looks only at whole messages;
+        finding a reference costs a search through them (milliseconds for a million)."""
+        if self.remove(message_id) is not None:
+            return True
+        if not refs:
+            return False
+        paging = self._paging.get(message_id)
+        if paging is not None:
+            if message_id in self._paging_taken:
+                return False
+            self._paging_taken.add(message_id)
+            self._count(paging.link, paging.priority, paging.route, -1)
+            return True
+        compact = compact_id(message_id)
+        if compact is None or not any(self._refs_by_link.values()):
+            return False
+        for (link, priority), stored in self._refs.items():
+            if not stored.live:
+                continue
+            data = stored.data
+            at = data.find(compact, stored.head)
+            while at != -1:
+                if at % _REF_OCTETS == 2:  # an id, not octets straddling two references
+                    number = int.from_bytes(data[at - 2 : at], "big")
+                    if number == _TAKEN:
+                        return False
+                    data[at - 2 : at] = _TAKEN.to_bytes(2, "big")
+                    stored.live -= 1
+                    self._refs_by_link[link] -= 1
+                    self._count(link, priority, self._route_names[number], -1)
+                    return True
+                at = data.find(compact, at + 1)
+        return False
+
+    def refs_waiting(self, link: str | None = None) -> int:
+        """References waiting (for `link`, or all), pages being read not included."""
+        if link is None:
+            return sum(self._refs_by_link.values())
+        return self._refs_by_link[link]
 
     def pop(self, link: str, now: float) -> Message | None:
         """The next message `link` should send now, or None. Expired ones met on the way are
@@ -176,14 +406,14 @@ class SendQueue:
             self._forget(old)
         entry = _Entry(message, link, sequence)
         self._entries[message.id] = entry
-        self._depth[(link, message.priority)] += 1
-        self._link_depth[link] += 1
-        self._route_depth[message.route] += 1
+        self._count(link, message.priority, message.route, 1)
         queue = self._links.get(link)
         if queue is None:
             queue = self._links[link] = _LinkQueue()
         due = message.due_at
         if due <= now:
+            entry.ready = True
+            self._ready[(link, message.priority)] += 1
             heapq.heappush(queue.ready, (*entry.ready_key, entry))
         else:
             wake = due if message.validity_at is None else min(due, message.validity_at)
@@ -199,6 +429,8 @@ class SendQueue:
                 self._forget(entry)
                 self._expired.append(entry.message)
             elif entry.message.due_at <= now:
+                entry.ready = True
+                self._ready[(entry.link, entry.message.priority)] += 1
                 heapq.heappush(queue.ready, (*entry.ready_key, entry))
             else:  # woke for a validity end that has not come yet (clock granularity)
                 heapq.heappush(queue.waiting, (entry.message.due_at, sequence, entry))
@@ -207,9 +439,12 @@ class SendQueue:
         # Heaps keep the entry until they reach it (lazy deletion); index and counts drop it now.
         entry.removed = True
         del self._entries[entry.message.id]
-        self._depth[(entry.link, entry.message.priority)] -= 1
-        self._link_depth[entry.link] -= 1
-        self._route_depth[entry.message.route] -= 1
+        if entry.ready:
+            self._ready[(entry.link, entry.message.priority)] -= 1
+        self._count(entry.link, entry.message.priority, entry.message.route, -1)
+
+
+Loader = Callable[[Sequence[str]], Awaitable[list[Message]]]
 
 
 class AsyncSendQueue:
@@ -217,6 +452,12 @@ class AsyncSendQueue:
 
     `on_expired` receives messages found expired (the caller marks them EXPIRED in the store);
     it is called synchronously, so it should schedule work rather than do it.
+
+    With `load` (the store's `load_waiting`: those of the ids given that still wait, whole),
+    a backlog past `in_memory` per link and priority waits as references and is read back
+    `page` at a time, before the link runs out of whole messages. `place` says which link a
+    message read back should wait for now (the dispatcher's choice: the link it waited for
+    may have gone down meanwhile); without it, the same link.
     """
 
     def __init__(
@@ -224,26 +465,43 @@ class AsyncSendQueue:
         on_expired: Callable[[list[Message]], None],
         *,
         clock: Callable[[], float] = time.time,
+        load: Loader | None = None,
+        in_memory: int = 10_000,
+        page: int = 1_000,
     ) -> None:
-        self.core = SendQueue()
+        self.core = SendQueue(in_memory if load is not None else None)
         self._on_expired = on_expired
         self._clock = clock
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._load = load
+        self._page = page
+        self.place: Callable[[Message], str | None] | None = None
+        self._paging: dict[str, asyncio.Task[None]] = {}  # per link: one page at a time
 
     def put(self, message: Message, link: str) -> None:
         self.core.put(message, link, self._clock())
         self._wake(link)
 
+    def put_ref(self, message_id: str, link: str, priority: int, route: str | None) -> bool:
+        """Queue a message by reference (start-up); False: queue it whole instead."""
+        if self._load is None or not self.core.put_ref(message_id, link, priority, route):
+            return False
+        self._wake(link)
+        return True
+
     async def get(self, link: str) -> Message:
         """The next message for `link`, waiting for one to arrive or become due."""
         wakeup = self._wakeups.setdefault(link, asyncio.Event())
+        core = self.core
         while True:
             now = self._clock()
-            message = self.core.pop(link, now)
+            message = core.pop(link, now)
             self._hand_over_expired()
+            if core.refs_waiting(link):  # a backlog waits in the store: read ahead
+                self._read_page(link)
             if message is not None:
                 return message
-            wake_at = self.core.next_wake(link)
+            wake_at = core.next_wake(link)
             wakeup.clear()
             timeout = None if wake_at is None else max(wake_at - now, 0.0)
             try:
@@ -251,8 +509,10 @@ class AsyncSendQueue:
             except TimeoutError:
                 pass
 
-    def remove(self, message_id: str) -> Message | None:
-        return self.core.remove(message_id)
+    def remove(self, message_id: str, *, refs: bool = True) -> bool:
+        """Take a message out (to cancel it): False when it is not queued (handed out to a
+        link already, or never here). `refs=False`: only if it is held whole (cheap)."""
+        return self.core.withdraw(message_id, refs=refs)
 
     def move(
         self, from_link: str, to_link: str, *, only: Callable[[Message], bool] | None = None
@@ -260,18 +520,68 @@ class AsyncSendQueue:
         moved = self.core.move(from_link, to_link, self._clock(), only=only)
         if moved:
             self._wake(to_link)
+        # What waits by reference is read back and placed as it is read (see `place`).
+        self._read_page(from_link)
         return moved
 
     def depth(self) -> dict[str, dict[int, int]]:
         return self.core.depth()
 
     def size(self, link: str) -> int:
-        """Messages queued for `link`, scheduled ones included."""
+        """Messages queued for `link`, scheduled ones and references included."""
         return self.core.size(link)
 
     def route_size(self, route: str) -> int:
         """Messages of `route` queued on any of its links."""
         return self.core.route_size(route)
+
+    async def close(self) -> None:
+        """Stop reading pages (the store is closing); what they held stays in the store."""
+        tasks = list(self._paging.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _read_page(self, link: str) -> None:
+        if link in self._paging or self._load is None:
+            return
+        priority = self.core.page_wanted(link)
+        if priority is None:
+            return
+        page = self.core.take_page(link, priority, self._page)
+        if page:
+            task = asyncio.ensure_future(self._read(link, page))
+            self._paging[link] = task
+
+    async def _read(self, link: str, page: list[StoredRef]) -> None:
+        assert self._load is not None
+        try:
+            try:
+                loaded = await self._load([ref.message_id for ref in page])
+            except BaseException as exc:
+                self.core.page_failed(page)
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.exception("reading %d queued messages of link %s failed", len(page), link)
+                raise
+            now = self._clock()
+            core, place = self.core, self.place
+            for message, waited_for in core.page_read(page, {m.id: m for m in loaded}):
+                message.link = waited_for
+                to = place(message) if place is not None else waited_for
+                if to is None or to == waited_for:
+                    core.push(message, waited_for, now)
+                else:
+                    core.put(message, to, now)
+                    self._wake(to)
+        except Exception:  # logged above: the link's sender tries again in a while
+            asyncio.get_running_loop().call_later(PAGE_RETRY_SECONDS, self._wake, link)
+            return
+        finally:
+            self._paging.pop(link, None)
+        self._wake(link)
+        self._read_page(link)  # a link that is down: its backlog moves on page by page
 
     def _wake(self, link: str) -> None:
         wakeup = self._wakeups.get(link)

@@ -794,15 +794,19 @@ class CustomerSmppServer:
     async def _cancel_one(self, message_id: str) -> bool:
         gateway = self.gateway
         # Only what still waits in the queue can be recalled; a link may be sending the rest.
-        removed = gateway.queue.remove(message_id)
-        if removed is None:
+        if not gateway.queue.remove(message_id):
             return False
         gateway.dispatcher.forget(message_id)
         change = await gateway.message_store.cancel(
             message_id, at=gateway.clock(), source=StatusSource.OPERATOR
         )
-        if not change.changed:
-            gateway.dispatcher.enqueue(removed)
+        if not change.changed:  # it was not left waiting after all: queue it again as it is
+            record = await gateway.message_store.get(message_id)
+            if record is not None and record.message.status in (
+                MessageStatus.ACCEPTED,
+                MessageStatus.QUEUED,
+            ):
+                gateway.dispatcher.enqueue(record.message)
             return False
         return True
 

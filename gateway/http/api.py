@@ -521,7 +521,7 @@ class HttpApi:
     async def cancel_message(self, request: web.Request) -> web.Response:
         record = await self._own_message(request)
         message = record.message
-        if message.status not in _UNSENT or self.gateway.queue.remove(message.id) is None:
+        if message.status not in _UNSENT or not self.gateway.queue.remove(message.id):
             raise Problem(
                 409,
                 "not_cancellable",

@@ -31,9 +31,9 @@ backend objects over the same writer; nothing here needs rewriting for them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from dlr.aggregate import SegmentUpdate
 from dlr.correlation import SegmentRef
@@ -103,6 +103,16 @@ class SegmentReceipt:
     detail: str = ""
     error: str | None = None
     network_error: str | None = None
+
+
+class PendingRef(NamedTuple):
+    """A message waiting to be sent, as the send queue keeps a backlog: by reference."""
+
+    message_id: str
+    priority: int
+    route: str | None
+    link: str | None  # the link it was last given to
+    targets: Sequence[str]
 
 
 @dataclass(slots=True, frozen=True)
@@ -248,6 +258,18 @@ class MessageStore(Protocol):
     async def load_pending(self) -> list[Message]:
         """Every ACCEPTED/QUEUED message (including those in flight when the process stopped),
         most urgent first: what the daemon puts back into the send queue on start."""
+
+    def pending_refs(self, due_by: float, *, page: int = 10_000) -> AsyncIterator[list[PendingRef]]:
+        """The ACCEPTED/QUEUED messages due by `due_by`, as references, `page` at a time in id
+        (arrival) order: how the daemon refills its send queue on start without holding a
+        large backlog whole."""
+
+    async def load_scheduled(self, after: float) -> list[Message]:
+        """The ACCEPTED/QUEUED messages not due before `after` (scheduled, backing off), whole."""
+
+    async def load_waiting(self, message_ids: Sequence[str]) -> list[Message]:
+        """Those of `message_ids` still ACCEPTED/QUEUED, whole: the send queue reads a backlog
+        it keeps by reference back a page at a time. Unknown or finished ids are left out."""
 
     async def record_history(
         self,

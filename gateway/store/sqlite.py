@@ -49,7 +49,7 @@ import json
 import operator
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -78,6 +78,7 @@ from gateway.store.base import (
     OtpChange,
     OtpRecord,
     OwedReceipt,
+    PendingRef,
     QueuedMo,
     SegmentReceipt,
     StatusChange,
@@ -291,6 +292,12 @@ _UPDATE_STATE = (
     "last_error = ?, updated_at = ?, receipt_owed = COALESCE(?, receipt_owed) WHERE id = ?"
 )
 _SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
+_PENDING_REFS = (
+    "SELECT s.id, c.priority, c.route, s.link, c.targets FROM message_state s "
+    f"JOIN message_content c ON c.id = s.id WHERE s.status IN {_UNSENT_SQL} "
+    "AND coalesce(c.send_at, 0) <= ? AND coalesce(s.next_attempt_at, 0) <= ? ORDER BY s.id"
+)
+_IDS_PER_QUERY = 500
 _UPSERT_SEGMENT = (
     f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (message_id, idx) DO UPDATE SET total = excluded.total, "
@@ -1046,6 +1053,39 @@ class SqliteMessageStore:
             (),
         )
         return [_message_from_row(r) for r in rows]
+
+    async def pending_refs(
+        self, due_by: float, *, page: int = 10_000
+    ) -> AsyncIterator[list[PendingRef]]:
+        reader = self._reader
+        if reader is None:
+            raise StoreClosed(f"store {self.path} is not open")
+        # Walks message_state in key order (no sort of the whole backlog), one cursor.
+        async with reader.execute(_PENDING_REFS, (due_by, due_by)) as cursor:
+            while rows := await cursor.fetchmany(page):
+                yield [PendingRef(r[0], r[1], r[2], r[3], _targets_of(r[4])) for r in rows]
+
+    async def load_scheduled(self, after: float) -> list[Message]:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status IN {_UNSENT_SQL} "
+            "AND (coalesce(send_at, 0) > ? OR coalesce(next_attempt_at, 0) > ?) "
+            "ORDER BY priority, id",
+            (after, after),
+        )
+        return [_message_from_row(r) for r in rows]
+
+    async def load_waiting(self, message_ids: Sequence[str]) -> list[Message]:
+        found: list[Message] = []
+        for start in range(0, len(message_ids), _IDS_PER_QUERY):
+            chunk = message_ids[start : start + _IDS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks}) "
+                f"AND status IN {_UNSENT_SQL}",
+                chunk,
+            )
+            found.extend(_message_from_row(r) for r in rows)
+        return found
 
     async def record_history(
         self,
