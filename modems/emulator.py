@@ -6,6 +6,7 @@ pseudo-terminal whose slave side is the device path a link opens, exactly as it 
 /dev/ttyUSB0. `tandem sim modem` runs one standalone.
 
 What it does: echo (ATE0/ATE1), AT+CMEE, +CPIN (PIN entry, wrong PINs counted, PUK after three),
++CFUN (AT+CFUN=1,1 reboots it, and revives it when it went silent),
 +CREG/+CEREG (with URCs), +COPS, +CSQ, +CMGF (PDU mode only), +CNMI (+CMTI stored or +CMT direct
 MO, +CDS direct or +CDSI stored reports), +CSCA, +CPMS, +CMGL/+CMGR/+CMGD, +CMGS (decodes the
 SMS-SUBMIT, answers its TP-MR, and sends an SMS-STATUS-REPORT after a delay when asked), MO
@@ -85,6 +86,7 @@ class ModemSettings:
     report_status: int = 0  # TP-Status of the reports (0: delivered)
     storage_size: int = 30
     echo: bool = True  # as a modem comes out of reset
+    reset_command: str = "AT+CFUN=1,1"  # full functionality with a reset (TS 27.007 8.2)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class _Faults:
     send_errors: deque[int] = field(default_factory=deque)  # +CMS ERROR for the next +CMGS
     drop_lines: int = 0  # response lines to swallow
     silent: bool = False  # read everything, answer nothing
+    reset_revives: bool = True  # the reset command brings a silent modem back
 
 
 class EmulatedModem:
@@ -118,6 +121,7 @@ class EmulatedModem:
         self.storage: dict[int, StoredMessage] = {}
         self.sent: list[SentMessage] = []
         self.commands: list[str] = []  # every command line received, for tests
+        self.resets = 0
         self.faults = _Faults()
         self._out = bytearray()
         self._line = bytearray()
@@ -135,6 +139,7 @@ class EmulatedModem:
 
     def feed(self, data: bytes, now: float) -> None:
         if self.faults.silent:
+            self._listen_for_reset(data)
             return
         if self.echo:
             self._out += data
@@ -190,12 +195,27 @@ class EmulatedModem:
         """Swallow the next `count` response lines (a final OK, say), as a flaky line does."""
         self.faults.drop_lines += count
 
-    def go_silent(self, silent: bool = True) -> None:
-        """Stop answering (and reading) anything, as a hung modem does; False to recover."""
+    def go_silent(self, silent: bool = True, *, reset_revives: bool = True) -> None:
+        """Stop answering anything, as a hung modem does; False to recover. While silent it
+        only notices the reset command (`ModemSettings.reset_command`), which revives it
+        unless `reset_revives` is False (a modem only a power cut brings back)."""
         self.faults.silent = silent
-        if silent:
+        self.faults.reset_revives = reset_revives
+        self._line.clear()
+        self._pdu_expected = None
+
+    def _listen_for_reset(self, data: bytes) -> None:
+        for byte in data:
+            if byte != 0x0D:
+                if byte != 0x0A and len(self._line) < MAX_INPUT_LINE:
+                    self._line.append(byte)
+                continue
+            line = self._line.decode("latin-1").strip()
             self._line.clear()
-            self._pdu_expected = None
+            if line.upper() == self.settings.reset_command.upper():
+                self.commands.append(line)
+                if self.faults.reset_revives:
+                    self.reset()
 
     def reset(self) -> None:
         """What a power cycle does: volatile settings back to their defaults."""
@@ -207,6 +227,7 @@ class EmulatedModem:
         self.cnmi = (0, 0, 0, 0, 0)
         self._line.clear()
         self._pdu_expected = None
+        self.resets += 1
 
     def set_registration(self, status: int) -> None:
         self.settings.registration = status
@@ -360,6 +381,15 @@ class EmulatedModem:
             self._ok()
             return
         self._ok()
+
+    def _cfun(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit("+CFUN: 1")
+            self._ok()
+            return
+        self._ok()
+        if argument.replace(" ", "") == "1,1":
+            self.reset()  # answered first, then rebooted, as modems do
 
     def _csq(self, argument: str, now: float) -> None:
         self._emit(f"+CSQ: {self.settings.signal},99")
@@ -563,6 +593,7 @@ _HANDLERS = {
     "+CEREG": EmulatedModem._cereg,
     "+COPS": EmulatedModem._cops,
     "+CSQ": EmulatedModem._csq,
+    "+CFUN": EmulatedModem._cfun,
     "+CMGF": EmulatedModem._cmgf,
     "+CNMI": EmulatedModem._cnmi,
     "+CSCA": EmulatedModem._csca,

@@ -22,12 +22,14 @@ import serial_asyncio_fast
 from modems.session import (
     MessageSent,
     ModemSession,
+    NotReady,
     Ready,
     SendFailed,
     SessionEvent,
     SessionSettings,
     SessionState,
     Stopped,
+    Unresponsive,
 )
 
 DEFAULT_BAUDRATE = 115200
@@ -112,10 +114,18 @@ class ModemPort:
         self.session.delete(indexes, self._loop.time())
         self._flush()
 
-    def close(self) -> None:
+    def close(self, reason: str = "closed") -> None:
         if self._transport is not None:
             self._transport.close()
-        self._finish("closed")
+        self._finish(reason)
+
+    def reset(self, command: str) -> None:
+        """Write the reset command past the AT channel (whatever it was waiting for) and close
+        the port: what is waiting fails, and the modem reboots."""
+        if self._transport is not None and not self._transport.is_closing():
+            with contextlib.suppress(OSError):
+                self._transport.write(command.encode("ascii", "replace") + b"\r")
+        self.close(f"reset with {command}")
 
     async def wait_closed(self) -> None:
         await self.closed.wait()
@@ -188,3 +198,121 @@ class ModemPort:
             self._timer = None
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
+
+
+class ModemSupervisor:
+    """Keeps one modem's port open and its session running, as a modem link needs.
+
+    Opens the device (again and again, with `backoff`, while it is missing: unplugged, or a
+    network modem server down), reopens it after a loss, answers an Unresponsive session with
+    `reset_command` (written past the AT channel, then the port is closed and reopened after
+    `reset_wait`), and stops for good after a fatal stop (wrong PIN, PUK, no PDU mode): it
+    never starts a session that would enter a PIN the SIM already refused.
+
+    Events (the sessions' and the supervisor's own Stopped for a failed open) go to `listener`.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        settings: SessionSettings | None = None,
+        *,
+        baudrate: int = DEFAULT_BAUDRATE,
+        listener: EventListener | None = None,
+        reset_command: str = "AT+CFUN=1,1",
+        reset_wait: float = 10.0,
+        backoff: Sequence[float] = (1.0, 2.0, 5.0, 10.0, 30.0),
+    ) -> None:
+        if not backoff or any(delay < 0 for delay in backoff):
+            raise ValueError("backoff needs at least one delay, none negative")
+        self.device = device
+        self.settings = settings
+        self.baudrate = baudrate
+        self.reset_command = reset_command
+        self.reset_wait = reset_wait
+        self.backoff = tuple(backoff)
+        self.port: ModemPort | None = None
+        self.fatal: Stopped | None = None
+        self.resets = 0
+        self.opens = 0
+        self._listener = listener
+        self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reset_wanted = False
+
+    @property
+    def ready(self) -> bool:
+        port = self.port
+        return port is not None and port.ready.is_set() and not port.closed.is_set()
+
+    async def send(self, key: Hashable, tpdus: Sequence[bytes]) -> SendOutcome:
+        """Send through the current port. Raises NotReady when there is no ready modem, and
+        PortLost when the port goes while the message waits."""
+        if self.port is None or not self.ready:
+            raise NotReady("modem is not ready")
+        return await self.port.send(key, tpdus)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self.port is not None:
+            self.port.close()
+
+    async def run(self) -> Stopped | None:
+        """Run until `close()` or a fatal stop; returns the fatal Stopped, if that was it."""
+        failures = 0
+        while not self._closing.is_set():
+            port = ModemPort(
+                self.device, self.settings, baudrate=self.baudrate, listener=self._on_event
+            )
+            try:
+                await port.open()
+            except OSError as error:
+                self._emit(Stopped(f"cannot open {self.device}: {error}", fatal=False))
+                await self._pause(self.backoff[min(failures, len(self.backoff) - 1)])
+                failures += 1
+                continue
+            self.opens += 1
+            self.port = port
+            await self._until_closed_or_reset(port)
+            if self._reset_wanted and not port.closed.is_set():
+                self._reset_wanted = False
+                self.resets += 1
+                port.reset(self.reset_command)
+                await self._pause(self.reset_wait)
+                continue
+            self._reset_wanted = False
+            if port.stopped is not None and port.stopped.fatal:
+                self.fatal = port.stopped
+                return self.fatal
+            failures = 0 if port.ready.is_set() else failures + 1
+            await self._pause(self.backoff[min(failures, len(self.backoff) - 1)])
+        return None
+
+    async def _until_closed_or_reset(self, port: ModemPort) -> None:
+        while not port.closed.is_set() and not self._reset_wanted:
+            if self._closing.is_set():
+                port.close()
+                return
+            closed = asyncio.ensure_future(port.closed.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({closed, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+                woken.cancel()
+            self._wake.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    def _on_event(self, event: SessionEvent) -> None:
+        if isinstance(event, Unresponsive):
+            self._reset_wanted = True
+            self._wake.set()
+        self._emit(event)
+
+    def _emit(self, event: SessionEvent) -> None:
+        if self._listener is not None:
+            self._listener(event)

@@ -15,14 +15,17 @@ import pytest
 
 from modems.emulator import EmulatedModem, ModemSettings, PtyModem, serve_tcp_modem
 from modems.errors import FailureKind
-from modems.serial_link import ModemPort
+from modems.serial_link import ModemPort, ModemSupervisor
 from modems.session import (
     MessageReceived,
     MessageSent,
+    NotReady,
+    Ready,
     SendFailed,
     SessionEvent,
     SessionSettings,
     StatusReportReceived,
+    Stopped,
     Unresponsive,
 )
 from modems.tpdu import Address, SmsSubmit, split_text_user_data
@@ -138,7 +141,7 @@ async def test_wrong_pin_stops_the_port_without_a_second_try(tmp_path: Path) -> 
 
 
 async def test_a_silent_modem_is_detected(emulator: PtyModem) -> None:
-    settings = SessionSettings(signal_interval=0.2, command_timeout=0.5)
+    settings = SessionSettings(signal_interval=0.3, command_timeout=1.0)
     port, recorder = await open_port(emulator, settings)
     await asyncio.wait_for(port.ready.wait(), WAIT)
     emulator.modem.go_silent()
@@ -191,3 +194,66 @@ async def test_a_network_modem_server_by_socket_url() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def start_supervisor(
+    device: str, settings: SessionSettings | None = None, reset_wait: float = 10.0
+) -> tuple[ModemSupervisor, Recorder, asyncio.Task[Stopped | None]]:
+    recorder = Recorder()
+    supervisor = ModemSupervisor(
+        device, settings, listener=recorder, backoff=(0.05, 0.1, 0.2), reset_wait=reset_wait
+    )
+    return supervisor, recorder, asyncio.create_task(supervisor.run())
+
+
+async def test_supervisor_reopens_after_unplug_and_replug(emulator: PtyModem) -> None:
+    supervisor, recorder, running = await start_supervisor(emulator.device)
+    try:
+        await recorder.until(Ready)
+        emulator.unplug()
+        await recorder.until(Stopped)
+        with pytest.raises(NotReady):
+            await supervisor.send("while-unplugged", submits("x"))
+        await asyncio.sleep(0.3)  # a few failed opens: the device path is gone
+        emulator.plug()
+        await recorder.until(Ready, 2)
+        sent = await asyncio.wait_for(supervisor.send("after", submits("back")), WAIT)
+        assert isinstance(sent, MessageSent)
+        assert any("cannot open" in s.reason for s in recorder.of(Stopped))
+    finally:
+        supervisor.close()
+        assert await asyncio.wait_for(running, WAIT) is None
+
+
+async def test_supervisor_resets_a_silent_modem(emulator: PtyModem) -> None:
+    settings = SessionSettings(signal_interval=0.3, command_timeout=1.0)
+    supervisor, recorder, running = await start_supervisor(
+        emulator.device, settings, reset_wait=0.1
+    )
+    try:
+        await recorder.until(Ready)
+        emulator.modem.go_silent()
+        await recorder.until(Unresponsive)
+        await recorder.until(Ready, 2)  # reset with AT+CFUN=1,1, reopened, started again
+        assert "AT+CFUN=1,1" in emulator.modem.commands
+        assert emulator.modem.resets == 1 and supervisor.resets == 1
+    finally:
+        supervisor.close()
+        await asyncio.wait_for(running, WAIT)
+
+
+async def test_supervisor_stops_for_good_after_a_wrong_pin() -> None:
+    emulator = PtyModem(EmulatedModem(ModemSettings(pin="1234")))
+    emulator.plug()
+    try:
+        supervisor, recorder, running = await start_supervisor(
+            emulator.device, SessionSettings(pin="4321")
+        )
+        fatal = await asyncio.wait_for(running, WAIT)
+        assert fatal is not None and fatal.fatal
+        await asyncio.sleep(0.3)  # longer than every backoff: nothing tries again
+        assert emulator.modem.pin_attempts == ["4321"]
+        assert supervisor.opens == 1
+        assert not recorder.of(Ready)
+    finally:
+        emulator.close()
