@@ -212,6 +212,9 @@ enabled = false
 host = "127.0.0.1"
 port = {http_port}
 callback_concurrency = 64
+[egress]
+allow = ["127.0.0.1"]  # the callback sink of this bench
+ports = ["1024-65535"]
 [otp]
 prefix_max_sends = 0
 [simulator]

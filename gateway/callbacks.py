@@ -1,10 +1,21 @@
 """HTTP receipt callbacks: POST each status change a customer asked for to their URL.
 
-Owns `CallbackSender`, a `Gateway` status listener. For a message with a `callback_url` (given
-at submit) or sent with an API key that has one (`tandem keys create --callback-url`), it POSTs
-`dlr.callback.callback_body` (id, status, segment states with carrier ids, errors, timestamps),
-signed with `dlr.callback.sign` under the key's callback secret in `X-Tandem-Signature`.
-`[http] callback_events` chooses final statuses only (default) or every change.
+Owns `CallbackSender`, a `Gateway` status listener. For a message sent over HTTP with a
+`callback_url` (given at submit) or sent with an API key that has one (`tandem keys create
+--callback-url`), it POSTs `dlr.callback.callback_body` (id, status, segment states with
+carrier ids, errors, timestamps), signed with `dlr.callback.sign` under the callback secret of
+the key the message was accepted under, in `X-Tandem-Signature`. `[http] callback_events`
+chooses final statuses only (default) or every change. Messages of SMPP accounts get their
+receipts as deliver_sm (gateway.smpp_server), never a callback, whatever their account is named.
+
+A revoked key's messages keep being signed with its secret: they were accepted and their
+receipts are owed, and an unsigned callback would either be dropped by a receiver that checks
+signatures or teach it to accept unsigned ones. Revoking stops the key from submitting; it does
+not change who the owed receipts belong to. Without a secret to sign with, nothing is sent.
+
+Where callbacks may go is `gateway.egress`'s rule, applied at every connect: a refused URL is
+given up at once and its history says why ("refused: private address"), not what answered.
+URLs in logs and history are redacted (`gateway.egress.redact_url`).
 
 Retries: an answer that `dlr.callback.is_retryable` calls temporary (no answer, 408, 425, 429,
 5xx) is retried on `dlr.callback.RetrySchedule` (from `[http] callback_retry_*`), for at most
@@ -22,7 +33,9 @@ Intermediate callbacks (`callback_events = "all"`) wait in memory only.
 Transport: `HttpPoster`, a small HTTP/1.1 client that keeps connections alive per host. A
 callback is one small POST, and under load thousands of them go to the same few endpoints, so a
 full client library's per-request machinery was the largest cost of the receipt path. Redirects
-are not followed (a 3xx is a final answer, like a 4xx).
+are not followed (a 3xx is a final answer, like a 4xx). Only the status line matters: at most
+`MAX_ANSWER_HEAD` bytes of head and `MAX_ANSWER_BODY` of body are read, and a connection whose
+answer is longer, or has no length, is closed instead of drained.
 
 Never does: change a message's status, or block the listener call (work goes to a queue that
 `callback_concurrency` workers drain).
@@ -50,6 +63,7 @@ from dlr.callback import (
 from dlr.status import MessageStatus, StatusSource, is_final
 from gateway.batching import TurnBatch
 from gateway.config import HttpConfig
+from gateway.egress import EgressPolicy, EgressRefused, Resolve, open_connection, redact_url
 from gateway.keys import KeyRing
 from gateway.messages import Channel, Message
 from gateway.store.base import CustomerDeliveryStore, MessageStore, StatusChange, StoreError
@@ -94,9 +108,11 @@ class CallbackSender:
         events: str = "final",
         timeout: float = 10.0,
         concurrency: int = 64,
+        egress: EgressPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.egress = egress if egress is not None else EgressPolicy()
         self.keys = keys
         self.schedule = schedule
         self.events = events
@@ -117,7 +133,7 @@ class CallbackSender:
 
     @classmethod
     def from_config(
-        cls, config: HttpConfig, *, store: MessageStore, keys: KeyRing
+        cls, config: HttpConfig, *, store: MessageStore, keys: KeyRing, egress: EgressPolicy
     ) -> CallbackSender:
         return cls(
             store=store,
@@ -130,11 +146,14 @@ class CallbackSender:
             events=config.callback_events,
             timeout=config.callback_timeout,
             concurrency=config.callback_concurrency,
+            egress=egress,
         )
 
     # --- the listener (synchronous, never blocks) ---------------------------------------------
 
     def message_status_changed(self, message: Message, change: StatusChange) -> None:
+        if message.channel is not Channel.HTTP:
+            return  # an SMPP account's receipts go to its binds, whatever its name
         if self.events == "final" and not is_final(message.status):
             return
         self._ensure_started()
@@ -190,7 +209,7 @@ class CallbackSender:
     def _ensure_started(self) -> None:
         if self._workers:
             return
-        self._poster = HttpPoster(timeout=self.timeout)
+        self._poster = HttpPoster(timeout=self.timeout, egress=self.egress)
         self._workers = [
             asyncio.create_task(self._work_forever(), name=f"callback-{n}")
             for n in range(self.concurrency)
@@ -248,9 +267,18 @@ class CallbackSender:
                 self._in_progress -= 1
 
     async def _prepare(self, message: Message, change: StatusChange) -> _Delivery | None:
-        key = await self.keys.record_by_name(message.account)
-        url = message.callback_url or (key.callback_url if key is not None else None)
+        if message.channel is not Channel.HTTP:  # rows restored from the store: same rule
+            return None
+        # The key the message was accepted under, revoked or not: its secret signs.
+        key = await self.keys.record_by_name(message.account, revoked_too=True)
+        url = message.callback_url or (
+            key.callback_url if key is not None and key.revoked_at is None else None
+        )
         if url is None:
+            return None
+        if key is None:
+            log.warning("callback for message %s not sent: no key to sign it with", message.id)
+            self._settled.add((message.id, message.status))
             return None
         segment = change.segment
         if segment is not None and segment.total == 1:
@@ -270,8 +298,7 @@ class CallbackSender:
                 CallbackSegment(s.index, s.status.value, s.carrier_id, s.error) for s in segments
             ],
         )
-        secret = key.callback_secret if key is not None else None
-        return _Delivery(message.id, message.status, url, secret, body)
+        return _Delivery(message.id, message.status, url, key.callback_secret, body)
 
     async def _attempt(self, delivery: _Delivery) -> None:
         assert self._poster is not None
@@ -284,20 +311,25 @@ class CallbackSender:
         if delivery.secret is not None:
             headers[SIGNATURE_HEADER] = sign(delivery.secret, delivery.body, int(now))
         status: int | None = None
+        refused = False
         try:
             status = await self._poster.post(delivery.url, delivery.body, headers)
             outcome = f"HTTP {status}"
+        except EgressRefused as exc:
+            refused = True  # the rule, not the receiver, answered: trying again changes nothing
+            outcome = str(exc)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             outcome = f"no answer ({type(exc).__name__})"
+        url = redact_url(delivery.url)
         if status is not None and 200 <= status < 300:
             self.stats.delivered += 1
             self._settled.add((delivery.message_id, delivery.status))
-            await self._record(delivery, f"callback to {delivery.url}: {outcome}")
+            await self._record(delivery, f"callback to {url}: {outcome}")
             return
         delivery.last_outcome = outcome
         next_at = (
             self.schedule.next_attempt(delivery.attempt, delivery.first_attempt_at, self.clock())
-            if is_retryable(status)
+            if is_retryable(status) and not refused
             else None
         )
         if next_at is None:
@@ -305,12 +337,12 @@ class CallbackSender:
             log.warning(
                 "callback for message %s to %s given up after %d attempts: %s",
                 delivery.message_id,
-                delivery.url,
+                url,
                 delivery.attempt,
                 outcome,
             )
             self._settled.add((delivery.message_id, delivery.status))
-            await self._record(delivery, f"callback to {delivery.url} given up: {outcome}")
+            await self._record(delivery, f"callback to {url} given up: {outcome}")
             return
         self.stats.retried += 1
         loop = asyncio.get_running_loop()
@@ -407,13 +439,27 @@ class _Deadlines:
 
 class HttpPoster:
     """POSTs a body and returns the status code, reusing idle connections per (scheme, host,
-    port). Reads the whole answer (Content-Length, chunked, or until close) so the connection
-    can be reused; raises OSError, TimeoutError, ValueError (malformed answer) on failure."""
+    port) that `egress` allowed when they were opened. Reads a short answer (Content-Length or
+    chunked, within `MAX_ANSWER_BODY`) so the connection can be reused, and closes it instead
+    when the answer is longer or runs until close; raises `EgressRefused` (an OSError) for a
+    destination the policy forbids, OSError, TimeoutError, ValueError (malformed answer)."""
 
     MAX_TARGETS = 1024  # parsed URLs kept; callback URLs are usually a few per customer
+    # A receiver's answer is read this far at most: its status line is all a callback needs.
+    MAX_ANSWER_HEAD = 16 * 1024
+    MAX_ANSWER_BODY = 4 * 1024
 
-    def __init__(self, *, timeout: float, max_idle_per_host: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        egress: EgressPolicy | None = None,
+        resolve: Resolve | None = None,
+        max_idle_per_host: int = 64,
+    ) -> None:
         self.timeout = timeout
+        self.egress = egress if egress is not None else EgressPolicy()
+        self.resolve = resolve  # None: the system's resolver
         self.max_idle_per_host = max_idle_per_host
         self._idle: dict[
             tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
@@ -466,11 +512,14 @@ class HttpPoster:
             except BaseException:
                 writer.close()  # timed out or cancelled half-way: the connection is unusable
                 raise
-        reader, writer = await asyncio.open_connection(
+        reader, writer = await open_connection(
+            self.egress,
             target.hostname,
             target.port,
-            ssl=self._ssl_context() if target.secure else None,
-            server_hostname=target.hostname if target.secure else None,
+            ssl_context=self._ssl_context() if target.secure else None,
+            # The stream buffers at most twice this before it stops reading the socket.
+            limit=self.MAX_ANSWER_HEAD,
+            resolve=self.resolve,
         )
         try:
             return await self._exchange(origin, reader, writer, request)
@@ -486,7 +535,10 @@ class HttpPoster:
         request: bytes,
     ) -> int:
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise ValueError("the answer's head is too long") from None
         status_line, _, header_block = head.decode("latin-1").partition("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
@@ -498,17 +550,31 @@ class HttpPoster:
             if name:
                 fields[name.strip().lower()] = value.strip().lower()
         keep_alive = version == "HTTP/1.1" and fields.get("connection") != "close"
+        # Read a short body to keep the connection; anything longer (or of unknown length) is
+        # not drained: the connection is closed, so a receiver cannot make us buffer it.
         if "chunked" in fields.get("transfer-encoding", ""):
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            budget = self.MAX_ANSWER_BODY
+            while keep_alive:
+                try:
+                    size_line = await reader.readuntil(b"\r\n")
+                except asyncio.LimitOverrunError:
+                    raise ValueError("a chunk size line is too long") from None
+                size = int(size_line.split(b";")[0], 16)
+                if size + 2 > budget:
+                    keep_alive = False
+                    break
+                budget -= size + 2
                 await reader.readexactly(size + 2)
                 if size == 0:
                     break
         elif "content-length" in fields:
-            await reader.readexactly(int(fields["content-length"]))
+            length = int(fields["content-length"])
+            if 0 <= length <= self.MAX_ANSWER_BODY:
+                await reader.readexactly(length)
+            else:
+                keep_alive = False
         elif int(code) not in (204, 304) and not 100 <= int(code) < 200:
-            await reader.read()  # the body runs until the server closes
-            keep_alive = False
+            keep_alive = False  # the body runs until the server closes: not read at all
         idle = self._idle.setdefault(origin, [])
         if keep_alive and len(idle) < self.max_idle_per_host:
             idle.append((reader, writer))

@@ -15,13 +15,16 @@ Relative paths are kept as written and resolve against the daemon's working dire
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
+import urllib.parse
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dlr.aggregate import ReportMode
 from dlr.ids import MessageIdFormat
@@ -133,6 +136,75 @@ class HttpConfig(BaseModel):
     # The token `/admin/` paths need (`gateway.http.admin_token`); the daemon creates it, mode
     # 0600, when missing. None: <data_dir>/admin.token.
     admin_token_file: FilePath | None = None
+
+
+DEFAULT_EGRESS_PORTS: tuple[int | str, ...] = (80, 443, 8080, 8443)
+
+
+class EgressConfig(BaseModel):
+    """Where customers' URLs (receipt callbacks, later inbound webhooks) may lead: the rule
+    `gateway.egress` applies at every connect. Loopback, private, link-local, unique-local and
+    multicast addresses are refused unless `allow` names them."""
+
+    model_config = _SECTION
+
+    # Addresses (CIDR, e.g. "10.1.2.0/24") and host names the operator trusts although they are
+    # internal; nothing by default.
+    allow: list[str] = Field(default_factory=list)
+    # Ports a customer URL may name: numbers, or "low-high" ranges.
+    ports: list[int | str] = Field(default_factory=lambda: list(DEFAULT_EGRESS_PORTS))
+    # An HTTP proxy every customer connection goes through (CONNECT), e.g.
+    # "http://127.0.0.1:3128"; it then resolves names and applies its own rules.
+    proxy: str | None = None
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_entries(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not _is_network(entry) and not _HOST_NAME.match(entry):
+                raise ValueError(f"{entry!r} is neither an address/CIDR nor a host name")
+        return entries
+
+    @field_validator("ports")
+    @classmethod
+    def _port_entries(cls, entries: list[int | str]) -> list[int | str]:
+        for entry in entries:
+            if port_range(entry) is None:
+                raise ValueError(f"{entry!r} is not a port (1-65535) or a range 'low-high'")
+        return entries
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, proxy: str | None) -> str | None:
+        if proxy is not None:
+            parts = urllib.parse.urlsplit(proxy)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError("proxy must be an http:// URL naming a host (and port)")
+        return proxy
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?$")
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def port_range(entry: int | str) -> tuple[int, int] | None:
+    """An `[egress] ports` entry as (low, high), or None when it is not one."""
+    if isinstance(entry, int):
+        low = high = entry
+    else:
+        low_text, dash, high_text = entry.partition("-")
+        if not (low_text.strip().isdigit() and (not dash or high_text.strip().isdigit())):
+            return None
+        low = int(low_text)
+        high = int(high_text) if dash else low
+    return (low, high) if 1 <= low <= high <= 65535 else None
 
 
 class OtpConfig(BaseModel):
@@ -348,6 +420,7 @@ class TandemConfig(BaseModel):
     smpp_server: SmppServerConfig = SmppServerConfig()
     http: HttpConfig = HttpConfig()
     otp: OtpConfig = OtpConfig()
+    egress: EgressConfig = EgressConfig()
     numbering: NumberingConfig = NumberingConfig()
     routes: RouteList = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)

@@ -177,16 +177,19 @@ class KeyRing:
         cached = self._by_bearer.get(bearer)
         return cached is not None and cached[0] is not None
 
-    async def record_by_name(self, name: str) -> ApiKeyRecord | None:
-        """The active key named `name` (the account of a message): callback URL and secret."""
+    async def record_by_name(self, name: str, *, revoked_too: bool = False) -> ApiKeyRecord | None:
+        """The active key named `name` (the account of an HTTP message): callback URL and
+        secret. `revoked_too`: a revoked key's record as well (names are never reused), for
+        the callbacks still owed for messages it sent."""
         now = self._clock()
         cached = self._by_name.get(name)
         if cached is not None and now - cached[1] < self._cache_seconds:
-            return cached[0]
-        record = await self._store.find_api_key_by_name(name)
-        if record is not None and record.revoked_at is not None:
-            record = None
-        self._by_name[name] = (record, now)
+            record = cached[0]
+        else:
+            record = await self._store.find_api_key_by_name(name)
+            self._by_name[name] = (record, now)
+        if record is not None and record.revoked_at is not None and not revoked_too:
+            return None
         return record
 
     def _activate(self, record: ApiKeyRecord) -> ApiKey:

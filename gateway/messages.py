@@ -37,6 +37,17 @@ class Channel(StrEnum):
     SMPP = "smpp"
 
 
+@dataclass(slots=True, frozen=True)
+class Tenant:
+    """Whose a message is: the channel and the principal within it (an API key's name for HTTP,
+    an account's system_id for SMPP). Key and account names are separate namespaces, so an
+    HTTP key and an SMPP account that share a name are two tenants: every read, cancel and
+    receipt compares the whole tenant, never the name alone."""
+
+    channel: Channel
+    principal: str
+
+
 KIND_PRIORITY: dict[MessageKind, int] = {
     MessageKind.OTP: 0,
     MessageKind.TRANSACTIONAL: 5,
@@ -142,6 +153,10 @@ class Message:
             self.priority = KIND_PRIORITY[self.kind]
         if not self.updated_at:
             self.updated_at = self.created_at
+
+    @property
+    def tenant(self) -> Tenant:
+        return Tenant(self.channel, self.account)
 
     @property
     def due_at(self) -> float:

@@ -47,7 +47,7 @@ from gateway.accounts import (
 from gateway.batching import TurnBatch
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
-from gateway.messages import Channel, Message
+from gateway.messages import Channel, Message, Tenant
 from gateway.startup import startup_step
 from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
 from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
@@ -785,7 +785,7 @@ class CustomerSmppServer:
             return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
         ids = [message.id]
         if self._deliveries is not None:  # a submit_multi's id: its other destinations too
-            ids += await self._deliveries.find_references(runtime.system_id, message.id)
+            ids += await self._deliveries.find_references(message.tenant, message.id)
         cancelled = [await self._cancel_one(message_id) for message_id in ids]
         if not any(cancelled):
             return pdu.response(command_status=CommandStatus.ESME_RCANCELFAIL)
@@ -817,8 +817,9 @@ class CustomerSmppServer:
         if record is None:
             return None
         message = record.message
-        # Another account's id answers exactly like an unknown one: nothing leaks.
-        if message.account != runtime.system_id or message.channel != Channel.SMPP:
+        # Another tenant's id (another account's, or an HTTP key's of the same name) answers
+        # exactly like an unknown one: nothing leaks.
+        if message.tenant != Tenant(Channel.SMPP, runtime.system_id):
             return None
         return message
 

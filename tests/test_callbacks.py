@@ -15,9 +15,12 @@ from aiohttp import web
 
 from dlr.callback import SIGNATURE_HEADER, verify
 from gateway.callbacks import HttpPoster
-from tests.test_http_harness import Daemon, free_port, running_daemon
+from gateway.config import EgressConfig
+from gateway.egress import EgressPolicy
+from tests.test_http_harness import LOCAL_RECEIVERS, Daemon, free_port, running_daemon
 
 UK = "+447911123456"
+LOCAL = EgressPolicy.from_config(EgressConfig(**LOCAL_RECEIVERS))
 FAST_RETRIES = {"callback_retry_initial": 0.05, "callback_retry_max_delay": 0.1}
 
 
@@ -143,7 +146,7 @@ async def test_retries_stop_after_the_configured_period(tmp_path: Path) -> None:
 
 
 async def test_the_poster_reuses_one_connection_and_sends_the_headers(sink: Sink) -> None:
-    poster = HttpPoster(timeout=5.0)
+    poster = HttpPoster(timeout=5.0, egress=LOCAL)
     try:
         for n in range(3):
             assert await poster.post(sink.url + "?n=1", b'{"n":%d}' % n, {"X-A": "b"}) == 200
@@ -161,7 +164,7 @@ async def test_a_silent_server_times_out_and_the_next_request_still_has_its_dead
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    poster = HttpPoster(timeout=0.2)
+    poster = HttpPoster(timeout=0.2, egress=LOCAL)
     try:
         for _ in range(2):
             started = time.monotonic()
@@ -189,7 +192,7 @@ async def test_cancelling_a_post_is_not_turned_into_a_timeout() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    poster = HttpPoster(timeout=5.0)
+    poster = HttpPoster(timeout=5.0, egress=LOCAL)
     try:
         task = asyncio.create_task(poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {}))
         await asyncio.sleep(0.05)

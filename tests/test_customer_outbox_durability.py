@@ -49,6 +49,9 @@ host = "127.0.0.1"
 port = {smpp_port}
 [http]
 {http}
+[egress]
+allow = ["127.0.0.1"]   # the callback receiver of these tests
+ports = ["1024-65535"]
 [simulator]
 enabled = false
 {link_toml("sim", sim_port)}

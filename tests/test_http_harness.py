@@ -23,6 +23,10 @@ from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, create_key
 from gateway.simulator import ReceivedSubmit, SmscSimulator
 
+# The default [egress] refuses internal addresses; the tests' callback receivers listen on
+# 127.0.0.1 at free ports, so test configs allow exactly that.
+LOCAL_RECEIVERS: dict[str, Any] = {"allow": ["127.0.0.1"], "ports": ["1024-65535"]}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -37,14 +41,19 @@ def daemon_config(
     otp: dict[str, Any] | None = None,
     simulator: dict[str, Any] | None = None,
     routes: list[dict[str, Any]] | None = None,
+    egress: dict[str, Any] | None = None,
+    smpp_server: dict[str, Any] | None = None,
+    accounts: list[dict[str, Any]] | None = None,
 ) -> TandemConfig:
     smsc_port = free_port()
     return TandemConfig.model_validate(
         {
             "data_dir": str(tmp_path / "data"),
-            "smpp_server": {"enabled": False, "port": 0},
+            "smpp_server": smpp_server or {"enabled": False, "port": 0},
+            "accounts": accounts or [],
             "http": {"host": "127.0.0.1", "port": 0, **(http or {})},
             "otp": otp or {},
+            "egress": LOCAL_RECEIVERS if egress is None else egress,
             "simulator": {
                 "enabled": True,
                 "port": smsc_port,

@@ -27,6 +27,7 @@ from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.app import Gateway
 from gateway.config import SimulatorConfig, TandemConfig
 from gateway.intake import MessageRequest
+from gateway.keys import create_key
 from gateway.links.base import SubmittedSegment
 from gateway.messages import Channel, Message
 from gateway.simulator import (
@@ -41,6 +42,7 @@ from gateway.simulator import (
 from gateway.store.base import MessageRecord, StatusChange
 from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
 from smpp.pdu import DeliverSm
+from tests.test_http_harness import LOCAL_RECEIVERS
 
 DESTINATION = "+447911123456"  # a valid UK mobile number
 LINK = "carrier"
@@ -621,9 +623,11 @@ async def test_segment_reporting_posts_a_callback_per_part(
         simulator,
         http={"enabled": True, "host": "127.0.0.1", "port": 0},
         dlr={"report": "segment"},
+        egress=LOCAL_RECEIVERS,
     )
     try:
         daemon = Daemon(gateway, simulator)
+        await create_key(gateway.message_store, "acme")  # HTTP messages are a key's: it signs
         url = f"http://127.0.0.1:{unused_tcp_port}/dlr"
         message_id = await daemon.send(THREE_PART_TEXT, callback_url=url)
         await daemon.wait_status(message_id, MessageStatus.UNDELIVERABLE)

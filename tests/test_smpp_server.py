@@ -17,6 +17,7 @@ import pytest
 
 from dlr.status import MessageStatus
 from gateway.accounts import BindGuard
+from gateway.messages import Channel, Tenant
 from gateway.smpp_server import ServerSettings, estimate_segments
 from smpp.aio import BindError, SmppClient
 from smpp.codec import encode
@@ -474,7 +475,8 @@ async def test_cancel_sm_with_a_submit_multis_id_cancels_every_destination(
     await client.unbind()
     assert cancelled.command_status == 0
     store = tandem.gateway.message_store
-    ids = [multi_id, *await store.find_references("alice", multi_id)]  # type: ignore[attr-defined]
+    alice = Tenant(Channel.SMPP, "alice")
+    ids = [multi_id, *await store.find_references(alice, multi_id)]  # type: ignore[attr-defined]
     assert len(ids) == 3
     for message_id in ids:
         record = await store.get(message_id)

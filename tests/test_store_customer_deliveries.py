@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
-from gateway.messages import Channel
+from gateway.messages import Channel, Tenant
 from gateway.store import CustomerDeliveryStore, SqliteMessageStore
 from tests.test_store import T0, make_message, store, submit
 
@@ -245,5 +245,6 @@ async def test_messages_are_found_by_reference_within_their_account(
     elsewhere = make_message(account="other", channel=Channel.SMPP, reference=first.id)
     await store.accept([first, *others, elsewhere])
 
-    assert await store.find_references("acme", first.id) == [m.id for m in others]
-    assert await store.find_references("acme", "nothing") == []
+    acme = Tenant(Channel.SMPP, "acme")
+    assert await store.find_references(acme, first.id) == [m.id for m in others]
+    assert await store.find_references(acme, "nothing") == []

@@ -30,6 +30,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from dlr.status import MessageStatus, StatusSource
+from gateway.egress import EgressPolicy
 from gateway.http import models
 from gateway.http.admin import add_admin_routes
 from gateway.http.admin_token import (
@@ -58,7 +59,7 @@ from gateway.http.server_limits import (
 )
 from gateway.intake import IntakeRefusal, MessageRequest, Prepared
 from gateway.keys import ApiKey, KeyRing
-from gateway.messages import Channel, MessageKind
+from gateway.messages import Channel, MessageKind, Tenant
 from gateway.otp import (
     CodeHasher,
     OtpRefusal,
@@ -151,6 +152,7 @@ class HttpApi:
         )
         self.admin_token = load_or_create_admin_token(admin_token_path(gateway.config))
         self.callbacks: CallbackSender | None = None
+        self.egress = EgressPolicy.from_config(gateway.config.egress)
         self.stats = HttpStats()
         self.failed_auth = FailedAuthLimits(
             self.config.auth_failures_per_second,
@@ -434,6 +436,8 @@ class HttpApi:
                 f"At most {self.config.max_recipients} recipients per request.",
                 field="to",
             )
+        if body.callback_url is not None:
+            self._require_callback_destination(body.callback_url)
         sender = body.from_ or self.config.default_sender or ""
         self._require_sender(key, sender)
         if key.record.countries is not None:
@@ -478,6 +482,16 @@ class HttpApi:
 
         return await self._idempotent(request, key, work)
 
+    def _require_callback_destination(self, url: str) -> None:
+        refusal = self.egress.url_refusal(url)
+        if refusal is not None:
+            raise Problem(
+                422,
+                "callback_url_refused",
+                f"callback_url cannot be used: {refusal} (callbacks go to public addresses only).",
+                field="callback_url",
+            )
+
     def _require_countries(self, key: ApiKey, recipients: list[str], *, many: bool) -> None:
         for index, recipient in enumerate(recipients):
             try:
@@ -510,7 +524,7 @@ class HttpApi:
         self._require_scope(key, "messages")
         message_id = self._path_id(request, _MESSAGE_ID, "message")
         record = await self.gateway.message_store.get(message_id)
-        if record is None or record.message.account != key.name:
+        if record is None or record.message.tenant != Tenant(Channel.HTTP, key.name):
             raise Problem(404, "not_found", f"No message has the id {message_id!r}.", field="id")
         return record
 
@@ -787,7 +801,7 @@ async def start_http_api(gateway: Gateway) -> HttpApi:
 
     api = HttpApi(gateway)
     api.callbacks = CallbackSender.from_config(
-        gateway.config.http, store=gateway.message_store, keys=api.keys
+        gateway.config.http, store=gateway.message_store, keys=api.keys, egress=api.egress
     )
     gateway.status_listeners.append(api.callbacks)
     gateway.status_listeners.append(api.otp)  # wipes the code from finished OTP messages

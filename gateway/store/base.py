@@ -38,7 +38,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from dlr.aggregate import SegmentUpdate
 from dlr.correlation import SegmentRef
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
-from gateway.messages import Channel, HistoryEntry, Message, Segment
+from gateway.messages import Channel, HistoryEntry, Message, Segment, Tenant
 
 
 class StoreError(Exception):
@@ -528,6 +528,6 @@ class CustomerDeliveryStore(Protocol):
     async def queued_mos(self) -> list[QueuedMo]:
         """Every MO still kept, in arrival order (held parts included)."""
 
-    async def find_references(self, account: str, reference: str) -> list[str]:
-        """Ids of the account's messages whose `reference` is `reference` (a submit_multi's
-        other destinations carry the id it was answered with)."""
+    async def find_references(self, tenant: Tenant, reference: str) -> list[str]:
+        """Ids of the tenant's messages whose `reference` is `reference` (a submit_multi's
+        other destinations carry the id it was answered with); never another channel's."""

@@ -68,7 +68,7 @@ from dlr.status import (
     is_final,
     is_intermediate,
 )
-from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment
+from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment, Tenant
 from gateway.store.base import (
     ApiKeyRecord,
     DuplicateKeyName,
@@ -258,6 +258,14 @@ _MIGRATIONS: tuple[str, ...] = (
     # customer's own references).
     """
     CREATE INDEX message_content_reference ON message_content (account, reference)
+        WHERE reference IS NOT NULL;
+    """,
+    # 5: a message belongs to a tenant, its channel and account together (an HTTP key and an
+    # SMPP account may share a name): references are looked up within one tenant. Existing
+    # rows already carry both; only the index changes.
+    """
+    DROP INDEX message_content_reference;
+    CREATE INDEX message_content_reference ON message_content (channel, account, reference)
         WHERE reference IS NOT NULL;
     """,
 )
@@ -1279,11 +1287,11 @@ class SqliteMessageStore:
     async def mos_settled(self, ids: Sequence[int]) -> None:
         await self._write(_delete_mos, [(i,) for i in ids], rows=len(ids))
 
-    async def find_references(self, account: str, reference: str) -> list[str]:
+    async def find_references(self, tenant: Tenant, reference: str) -> list[str]:
         rows = await self._read(
-            "SELECT id FROM message_content WHERE account = ? AND reference = ? "
+            "SELECT id FROM message_content WHERE channel = ? AND account = ? AND reference = ? "
             "AND reference IS NOT NULL ORDER BY created_at, id",
-            (account, reference),
+            (tenant.channel.value, tenant.principal, reference),
         )
         return [r[0] for r in rows]
 
