@@ -148,6 +148,7 @@ class Gateway:
             link_concatenation=self._link_concatenation,
             clock=self.clock,
             backlog=self.backlog,
+            senders=self.config.senders,
         )
         self.correlator: Correlator[SmppReceiptKey, DeliveryReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds

@@ -325,6 +325,10 @@ class AccountConfig(BaseModel):
     window: Annotated[int, Field(gt=0, le=10_000)] = 100
     # Regular expressions a source_addr must fully match; empty: any sender.
     allowed_senders: list[str] = Field(default_factory=list)
+    # A source_addr_ton that does not fit the sender (alphanumeric is TON 5, only it is; a
+    # short code is not international): "set" replaces TON/NPI with the fitting ones,
+    # "check" refuses the submit with ESME_RINVSRCTON.
+    source_ton_npi: Literal["set", "check"] = "set"
     # Traffic kind given to this account's messages (routes match on kind and account).
     default_kind: Annotated[MessageKind, Field(strict=False)] = MessageKind.TRANSACTIONAL
     # Route tags this account's messages carry: a route with `tags` takes only messages that
@@ -355,6 +359,28 @@ class AccountConfig(BaseModel):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"allowed_senders: {pattern!r}: {exc}") from None
+        return self
+
+
+class SendersConfig(BaseModel):
+    """Sender ids a message may come from, on every channel (`gateway.addresses` holds the
+    rule: alphanumeric ids of at most 11 characters, numbers of at most 15 digits)."""
+
+    model_config = _SECTION
+
+    # Numeric senders without '+' of at most this many digits are short codes, not numbers.
+    short_code_max_digits: Annotated[int, Field(ge=3, le=15)] = 8
+    # The short codes messages may come from; empty: any of 3 to short_code_max_digits digits.
+    short_codes: list[Annotated[str, Field(pattern=r"^[0-9]{3,15}$")]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _short_codes_are_short(self) -> SendersConfig:
+        for code in self.short_codes:
+            if len(code) > self.short_code_max_digits:
+                raise ValueError(
+                    f"short_codes: {code!r} is longer than short_code_max_digits "
+                    f"({self.short_code_max_digits})"
+                )
         return self
 
 
@@ -425,6 +451,7 @@ class TandemConfig(BaseModel):
     routes: RouteList = Field(default_factory=list)
     links: list[LinkConfig] = Field(default_factory=list)
     accounts: list[AccountConfig] = Field(default_factory=list)
+    senders: SendersConfig = SendersConfig()
     dlr: DlrConfig = DlrConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     queue: QueueConfig = QueueConfig()

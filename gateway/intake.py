@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dlr.status import MessageStatus
+from gateway.addresses import InvalidSender, check_sender, source_address_type
 from gateway.backlog import BACKLOG_FULL, HTTP_STATUS, SMPP_STATUS, Backlog, BacklogFull
+from gateway.config import SendersConfig
 from gateway.messages import Channel, Message, MessageKind
 from gateway.store.base import MessageStore
 from routing import (
@@ -112,17 +114,6 @@ class Prepared:
     decision: RouteDecision
 
 
-def source_address_type(sender: str) -> tuple[int, int]:
-    """TON/NPI for a sender id, as SMSCs expect them: alphanumeric 5/0, international 1/1,
-    short codes and national numbers 0/1."""
-    digits = sender.removeprefix("+")
-    if not digits.isdigit():
-        return 5, 0
-    if sender.startswith("+") or len(digits) > 8:
-        return 1, 1
-    return 0, 1
-
-
 @dataclass
 class MessageIntake:
     """Checks, stores and queues MTs. One instance serves every channel of the daemon."""
@@ -137,9 +128,17 @@ class MessageIntake:
     policies: list[PolicyCheck] = field(default_factory=list)
     clock: Callable[[], float] = time.time
     backlog: Backlog | None = None  # None: no limits on what may wait queued
+    senders: SendersConfig = field(default_factory=SendersConfig)
 
     def prepare(self, request: MessageRequest) -> Prepared:
         """Every check for one request; raises `IntakeRefusal`. Pure CPU, no awaits."""
+        if request.sender:  # none: the route's sender or the carrier's default
+            try:
+                check_sender(request.sender, self.senders)
+            except InvalidSender as exc:
+                raise IntakeRefusal(
+                    "invalid_sender", "from", str(exc), 422, CommandStatus.ESME_RINVSRCADR
+                ) from None
         try:
             number = self.numbers.resolve(
                 request.to,

@@ -44,7 +44,14 @@ from gateway.accounts import (
     accounts_file,
     verify_password,
 )
+from gateway.addresses import (
+    InvalidSender,
+    check_sender,
+    source_address_type,
+    source_ton_problem,
+)
 from gateway.batching import TurnBatch
+from gateway.config import SendersConfig
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
 from gateway.messages import Channel, Message, Tenant
@@ -641,7 +648,9 @@ class CustomerSmppServer:
         account = runtime.account
         try:
             destination = str(getattr(pdu, "destination_addr", ""))
-            content = _content_of(account, pdu, destination, self.gateway.clock())
+            content = _content_of(
+                account, pdu, destination, self.gateway.clock(), self.gateway.intake.senders
+            )
         except _Refused as refusal:
             self.stats.submits_refused += 1
             return response_to(pdu, command_status=refusal.status)
@@ -720,7 +729,9 @@ class CustomerSmppServer:
                 unsuccess.append(UnsuccessSme(0, 0, address.dl_name, CommandStatus.ESME_RINVDLNAME))
                 continue
             try:
-                content = _content_of(account, pdu, address.destination_addr, now)
+                content = _content_of(
+                    account, pdu, address.destination_addr, now, self.gateway.intake.senders
+                )
             except _Refused as refusal:
                 unsuccess.append(
                     UnsuccessSme(
@@ -1381,9 +1392,12 @@ class _Content:
         )
 
 
-def _content_of(account: Account, pdu: Pdu, destination: str, now: float) -> _Content:
+def _content_of(
+    account: Account, pdu: Pdu, destination: str, now: float, senders: SendersConfig
+) -> _Content:
     """Validate a submit_sm / data_sm / submit_multi; raises _Refused with the SMPP status."""
     source = str(getattr(pdu, "source_addr", ""))
+    source_ton, source_npi = _source_type(account, pdu, source, senders)
     if not account.allows_sender(source):
         raise _Refused(CommandStatus.ESME_RINVSRCADR, f"sender {source!r} not allowed")
     if not destination:
@@ -1433,14 +1447,35 @@ def _content_of(account: Account, pdu: Pdu, destination: str, now: float) -> _Co
             "data_coding": data_coding,
             "kind": account.config.default_kind,
             "tags": account.route_tags,
-            "source_ton": int(getattr(pdu, "source_addr_ton", 0)),
-            "source_npi": int(getattr(pdu, "source_addr_npi", 0)),
+            "source_ton": source_ton,
+            "source_npi": source_npi,
             "registered_delivery": int(getattr(pdu, "registered_delivery", 0)),
             "validity_at": validity_at,
             "send_at": send_at if send_at is not None and send_at > now else None,
             "assume_international": int(getattr(pdu, "dest_addr_ton", 0)) == 1,
         },
     )
+
+
+def _source_type(
+    account: Account, pdu: Pdu, source: str, senders: SendersConfig
+) -> tuple[int, int]:
+    """The TON/NPI a submit's sender goes with; refuses a malformed or over-long sender
+    (never shortened) and, per the account's `source_ton_npi`, a TON that does not fit it."""
+    ton = int(getattr(pdu, "source_addr_ton", 0))
+    npi = int(getattr(pdu, "source_addr_npi", 0))
+    if not source:
+        return ton, npi
+    try:
+        kind = check_sender(source, senders, ton=ton)
+    except InvalidSender as exc:
+        raise _Refused(CommandStatus.ESME_RINVSRCADR, str(exc)) from None
+    problem = source_ton_problem(kind, ton)
+    if problem is None:
+        return ton, npi
+    if account.config.source_ton_npi == "check":
+        raise _Refused(CommandStatus.ESME_RINVSRCTON, problem)
+    return source_address_type(source)
 
 
 def estimate_segments(octets: int, data_coding: int) -> int:

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic_core import PydanticCustomError
+
+from gateway.addresses import (
+    NUMBER_MAX_DIGITS,
+    SENDER_DESCRIPTION,
+    InvalidSender,
+    check_sender,
+)
 
 _REQUEST = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 _RESPONSE = ConfigDict(populate_by_name=True)
@@ -30,15 +38,26 @@ Recipient = Annotated[
         examples=["+447700900123"],
     ),
 ]
+
+
+def _valid_sender(value: str) -> str:
+    # The shape; which short codes the daemon's `[senders]` allows is the intake's check.
+    try:
+        check_sender(value)
+    except InvalidSender as exc:
+        raise PydanticCustomError("invalid_sender", str(exc)) from None
+    return value
+
+
 Sender = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=16,
-        pattern=r"^[ -~]+$",
-        description="Sender id: a number, a short code or up to 11 letters and digits",
+        max_length=1 + NUMBER_MAX_DIGITS,
+        description=SENDER_DESCRIPTION,
         examples=["Tandem"],
     ),
+    AfterValidator(_valid_sender),
 ]
 CallbackUrl = Annotated[
     str, Field(max_length=2048, pattern=r"^https?://[^\s]+$", examples=["https://example.com/dlr"])

@@ -155,6 +155,7 @@ _CODES = {
     "model_attributes_type": "invalid_type",
     "dict_type": "invalid_type",
     "timezone_aware": "missing_timezone",
+    "invalid_sender": "invalid_sender",
 }
 
 
