@@ -95,6 +95,12 @@ def _keys_create(args: argparse.Namespace) -> int:
         path = _store_path(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
+    if args.callback_url is not None:
+        from gateway.egress import EgressPolicy
+
+        refusal = EgressPolicy.from_config(config.egress).url_refusal(args.callback_url)
+        if refusal is not None:
+            return fail(f"keys create: callback-url cannot be used: {refusal} ([egress] allow)")
     settings: dict[str, Any] = {
         "scopes": args.scopes.split(","),
         "senders": args.senders,

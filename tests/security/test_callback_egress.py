@@ -399,3 +399,20 @@ async def test_callbacks_go_through_the_operators_proxy_with_connect(
         server.close()
     assert asked == [f"CONNECT hooks.example:{target_port} HTTP/1.1".encode()]
     assert [body for _, body, _ in receiver.received] == [b'{"n":1}']
+
+
+def test_tandem_keys_create_refuses_an_internal_callback_url_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    config = tmp_path / "tandem.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    create = ["keys", "create", "-c", str(config), "--name"]
+    assert main([*create, "a", "--callback-url", "http://10.0.0.7/dlr"]) == 2
+    assert "callback-url cannot be used: private address" in capsys.readouterr().err
+    assert main([*create, "b", "--callback-url", "https://hooks.example/dlr"]) == 0
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[egress]\nallow = ["10.0.0.0/24"]\n', encoding="utf-8"
+    )
+    assert main([*create, "c", "--callback-url", "http://10.0.0.7/dlr"]) == 0
