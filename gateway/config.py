@@ -136,6 +136,21 @@ class HttpConfig(BaseModel):
     # The token `/admin/` paths need (`gateway.http.admin_token`); the daemon creates it, mode
     # 0600, when missing. None: <data_dir>/admin.token.
     admin_token_file: FilePath | None = None
+    # Reverse proxies in front of the API (addresses or CIDRs): from them, the client is the
+    # rightmost X-Forwarded-For entry that is not one of them (per-client limits count it).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _proxies_are_networks(self) -> HttpConfig:
+        import ipaddress
+
+        for index, entry in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                key = f"http.trusted_proxies[{index}]"
+                raise _KeyedError(key, f"{entry!r} is not an address or CIDR") from None
+        return self
 
 
 DEFAULT_EGRESS_PORTS: tuple[int | str, ...] = (80, 443, 8080, 8443)

@@ -40,6 +40,7 @@ from gateway.http.admin_token import (
     load_or_create_admin_token,
 )
 from gateway.http.auth_limits import FailedAuthLimits, FailedAuthStats
+from gateway.http.client_address import ClientAddresses
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.limits import KeyLimits
@@ -154,6 +155,7 @@ class HttpApi:
         self.callbacks: CallbackSender | None = None
         self.egress = EgressPolicy.from_config(gateway.config.egress)
         self.stats = HttpStats()
+        self.client_addresses = ClientAddresses(self.config.trusted_proxies)
         self.failed_auth = FailedAuthLimits(
             self.config.auth_failures_per_second,
             self.config.auth_failures_burst,
@@ -307,11 +309,12 @@ class HttpApi:
         """`/admin/` needs the admin token, wherever the request comes from (a reverse proxy on
         this host forwards from loopback)."""
         now = time.monotonic()
+        client = self._client(request)
         if bearer_matches(self.admin_token, request.headers.get("Authorization", "")):
             return
-        wait = self.failed_auth.wait(request.remote, now)
+        wait = self.failed_auth.wait(client, now)
         if not wait:
-            self.failed_auth.failed(request.remote, now)
+            self.failed_auth.failed(client, now)
         raise Problem(
             429 if wait else 401,
             "rate_limited" if wait else "unauthorized",
@@ -328,8 +331,9 @@ class HttpApi:
         """A bearer value the ring does not hold fresh: looked up unless its address failed too
         often (a key the ring held before is looked up again regardless)."""
         wait = 0.0
+        client = self._client(request)
         if not self.keys.was_valid(bearer):
-            wait = self.failed_auth.wait(request.remote, time.monotonic())
+            wait = self.failed_auth.wait(client, time.monotonic())
         if wait:
             raise Problem(
                 429,
@@ -340,8 +344,11 @@ class HttpApi:
             )
         key = await self.keys.authenticate(bearer)
         if key is None:
-            self.failed_auth.failed(request.remote, time.monotonic())
+            self.failed_auth.failed(client, time.monotonic())
         return key
+
+    def _client(self, request: web.Request) -> str | None:
+        return self.client_addresses.of(request.remote, request.headers.get("X-Forwarded-For"))
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.http.auth_limits import FailedAuthLimits, client_group
-from tests.test_http_harness import running_daemon
+from gateway.http.client_address import ClientAddresses
+from tests.test_http_harness import Daemon, running_daemon
 
 NOW = 1000.0
 
@@ -61,3 +62,49 @@ def test_memory_is_bounded_by_max_addresses() -> None:
     assert limits.stats.addresses == 100
     assert limits.stats.dropped == 9_900
     assert limits.stats.failures == 10_000
+
+
+async def guesses(daemon: Daemon, forwarded_for: str, count: int) -> list[int]:
+    statuses = []
+    for attempt in range(count):
+        status, _, _ = await daemon.call(
+            "GET",
+            "/v1/messages/00000000000000000000",
+            key=f"tdm_guess{attempt}",
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+        statuses.append(status)
+    return statuses
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(
+        tmp_path,
+        http={
+            "auth_failures_burst": 3,
+            "auth_failures_per_second": 0.1,
+            "trusted_proxies": ["127.0.0.1"],
+        },
+    ) as daemon:
+        assert await guesses(daemon, "198.51.100.1", 4) == [401, 401, 401, 429]
+        assert await guesses(daemon, "198.51.100.2", 1) == [401]  # another client: looked up
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path) -> None:
+    async with running_daemon(
+        tmp_path, http={"auth_failures_burst": 3, "auth_failures_per_second": 0.1}
+    ) as daemon:
+        assert await guesses(daemon, "198.51.100.1", 3) == [401, 401, 401]
+        assert await guesses(daemon, "198.51.100.2", 1) == [429]  # same peer, whatever it says
+
+
+def test_the_client_is_the_rightmost_forwarded_address_that_is_not_a_trusted_proxy() -> None:
+    addresses = ClientAddresses(["127.0.0.1", "10.0.0.0/8"])
+    chain = "6.6.6.6, 198.51.100.7, 10.0.0.2"  # the first one was written by the client
+    assert addresses.of("127.0.0.1", chain) == "198.51.100.7"
+    assert addresses.of("192.0.2.1", chain) == "192.0.2.1"  # not from a trusted proxy
+    assert addresses.of("127.0.0.1", "198.51.100.7, garbage") == "127.0.0.1"
+    assert addresses.of("127.0.0.1", None) == "127.0.0.1"
+    assert ClientAddresses().of("127.0.0.1", chain) == "127.0.0.1"
