@@ -437,6 +437,14 @@ class _Deadlines:
         self._expired.clear()
 
 
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One CRLF-ended line of an answer, within the stream's limit."""
+    try:
+        return await reader.readuntil(b"\r\n")
+    except asyncio.LimitOverrunError:
+        raise ValueError("a line of the answer is too long") from None
+
+
 class HttpPoster:
     """POSTs a body and returns the status code, reusing idle connections per (scheme, host,
     port) that `egress` allowed when they were opened. Reads a short answer (Content-Length or
@@ -555,18 +563,19 @@ class HttpPoster:
         if "chunked" in fields.get("transfer-encoding", ""):
             budget = self.MAX_ANSWER_BODY
             while keep_alive:
-                try:
-                    size_line = await reader.readuntil(b"\r\n")
-                except asyncio.LimitOverrunError:
-                    raise ValueError("a chunk size line is too long") from None
-                size = int(size_line.split(b";")[0], 16)
+                size = int((await _line(reader)).split(b";")[0], 16)
+                if size == 0:  # trailer fields, if any, then the empty line
+                    while (trailer := await _line(reader)) != b"\r\n":
+                        budget -= len(trailer)
+                        if budget < 0:
+                            keep_alive = False
+                            break
+                    break
                 if size + 2 > budget:
                     keep_alive = False
                     break
                 budget -= size + 2
                 await reader.readexactly(size + 2)
-                if size == 0:
-                    break
         elif "content-length" in fields:
             length = int(fields["content-length"])
             if 0 <= length <= self.MAX_ANSWER_BODY:

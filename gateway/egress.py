@@ -185,10 +185,13 @@ async def open_connection(
         raise EgressRefused(refusal)
     if policy.proxy is not None:
         return await _through_proxy(policy, host, port, ssl_context, limit)
-    if resolve is None:
-        infos: list[tuple[Any, ...]] = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        )
+    literal = _literal_address(host)
+    infos: list[tuple[Any, ...]]
+    if literal is not None:  # nothing to resolve (and no executor thread to wait for)
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        infos = [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (str(literal), port))]
+    elif resolve is None:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     else:
         infos = await resolve(host, port)
     last_error: OSError | None = None

@@ -1,7 +1,8 @@
 """A callback receiver cannot make the daemon buffer its answer: a real `tandem run` process
 posts receipt callbacks to receivers on 127.0.0.1 that answer with a 256 MiB body (one huge
 chunk, a Content-Length, or no length at all, until close) and the daemon's peak resident
-memory (VmHWM) hardly moves; the receivers count how much they got to send."""
+memory (VmHWM) hardly moves; the receivers count how much they got to send. And the poster in
+process against hand-written answers: short ones keep the connection, long ones close it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.callbacks import HttpPoster
+from gateway.config import EgressConfig
+from gateway.egress import EgressPolicy
 from tests.daemon_processes import create_key, daemon, free_port, link_toml, wait_http
+from tests.test_http_harness import LOCAL_RECEIVERS
 
 UK = "+447911123456"
+LOCAL = EgressPolicy.from_config(EgressConfig(**LOCAL_RECEIVERS))
 MIB = 1024 * 1024
 STREAMED = 256 * MIB
 HEADS = {
@@ -136,3 +142,74 @@ targets = ["sim"]
     assert after - before < 32 * 1024, (before, after)  # 256 MiB were offered three times
     # What the receivers got to write is what the sockets' buffers hold, not the body.
     assert all(taken < 32 * MIB for taken in flooding_receiver.sent.values())
+
+
+# --- the poster against hand-written answers (in process) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "reused"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", True),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;x=y\r\nok\r\n0\r\nX-Trailer: 1\r\n\r\n",
+            True,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1388\r\n" + b"x" * 5000, False),
+        (b"HTTP/1.1 200 OK\r\n\r\nuntil close", False),
+    ],
+)
+async def test_a_short_answer_keeps_the_connection_and_a_long_one_closes_it(
+    answer: bytes, reused: bool
+) -> None:
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = HttpPoster(timeout=5.0, egress=LOCAL)
+    try:
+        for _ in range(2):
+            assert await poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {}) == 200
+    finally:
+        poster.close()
+        server.close()
+    assert connections == (1 if reused else 2)
+
+
+async def test_an_endless_head_is_a_malformed_answer_not_a_buffer() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+        try:
+            for _ in range(64):
+                writer.write(b"y" * MIB)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    poster = HttpPoster(timeout=5.0, egress=LOCAL)
+    try:
+        with pytest.raises(ValueError, match="head is too long"):
+            await poster.post(f"http://127.0.0.1:{port}/dlr", b"{}", {})
+    finally:
+        poster.close()
+        server.close()
