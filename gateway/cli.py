@@ -136,7 +136,23 @@ def _add_sim(subparsers: Subparsers) -> None:
         "--dlr-delay", type=float, default=defaults.dlr_delay, help="seconds to the receipt"
     )
     smsc.add_argument(
-        "--dlr-before-resp", action="store_true", help="send the receipt before submit_sm_resp"
+        "--receipt-mode",
+        choices=("timer", "same-write", "delayed", "before-resp"),
+        default=defaults.receipt_mode,
+        help="when receipts go out (see [simulator] receipt_mode)",
+    )
+    smsc.add_argument(
+        "--dlr-jitter",
+        type=float,
+        default=defaults.dlr_jitter,
+        help="receipt-mode delayed: up to this many seconds more per receipt",
+    )
+    smsc.add_argument(
+        "--dlr-before-resp",
+        dest="receipt_mode",
+        action="store_const",
+        const="before-resp",
+        help="the same as --receipt-mode before-resp",
     )
     smsc.add_argument(
         "--throttle-fraction",
@@ -173,7 +189,8 @@ def _sim_smsc(args: argparse.Namespace) -> int:
             message_id_format=args.id_format,
             dlr_id_format=args.dlr_id_format,
             dlr_delay=args.dlr_delay,
-            dlr_before_resp=args.dlr_before_resp,
+            receipt_mode=args.receipt_mode,
+            dlr_jitter=args.dlr_jitter,
             throttle_fraction=args.throttle_fraction,
             undeliverable_fraction=args.undeliverable_fraction,
             mo_interval=args.mo_interval,

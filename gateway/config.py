@@ -439,10 +439,15 @@ class SimulatorConfig(BaseModel):
     password: str | None = None
     message_id_format: Literal["hex", "dec"] = "hex"
     dlr_id_format: Literal["hex", "dec"] = "hex"
-    # Seconds between a submit and its receipt; 0 sends it on the next timer tick.
+    # When a receipt goes out. "timer": `dlr_delay` seconds after the submit, on the next
+    # timer tick (0: the next tick). "same-write": right behind its submit_sm_resp, in the same
+    # TCP write (as SMSCs that answer fast do). "delayed": like timer, plus a random 0 to
+    # `dlr_jitter` seconds each, so receipts come out of submit order. "before-resp": just
+    # before its submit_sm_resp, in the same write (some carriers do).
+    receipt_mode: Literal["timer", "same-write", "delayed", "before-resp"] = "timer"
+    # Seconds between a submit and its receipt in the timer and delayed modes.
     dlr_delay: Annotated[float, Field(ge=0)] = 1.0
-    # Send the receipt before the submit_sm_resp (some carriers do).
-    dlr_before_resp: bool = False
+    dlr_jitter: Annotated[float, Field(ge=0)] = 0.05
     throttle_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     undeliverable_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     # Seconds between generated mobile-originated messages; None: none.

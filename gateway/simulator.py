@@ -2,8 +2,9 @@
 
 Owns: accepting binds (any, or one system_id/password), answering submit_sm and data_sm with
 message ids (hex or decimal), the delivery receipts it sends back as deliver_sm (appendix B text
-and the receipted_message_id/message_state TLVs, after a delay, optionally before the
-submit_sm_resp), throttling a fraction of submits with ESME_RTHROTTLED, per-receipt outcome
+and the receipted_message_id/message_state TLVs; `receipt_mode` says when: after a delay on the
+tick, with or without jitter, or in the same write as the submit_sm_resp, behind it or before
+it), throttling a fraction of submits with ESME_RTHROTTLED, per-receipt outcome
 policies, mobile-originated messages (injected in-process or generated periodically), and a record
 of what it received (counters, an optional in-memory list, an optional one-line-per-submit file).
 
@@ -430,12 +431,20 @@ class SmscSimulator:
         self._remember(received)
         receipt = self._receipt_for(received, number)
         response = response_to(request, message_id=received.message_id)
-        if receipt is not None:
-            stats.receipts_queued += 1
-            receipt.origin = connection
-            # The deliver_sm is queued on the session before the response the caller returns.
-            if not (settings.dlr_before_resp and connection.send(receipt.pdu)):
-                self._queue(connection.system_id, receipt)
+        if receipt is None:
+            return response
+        stats.receipts_queued += 1
+        receipt.origin = connection
+        mode = settings.receipt_mode
+        if mode == "before-resp" and connection.send(receipt.pdu):
+            return response  # queued on the session before the response the caller returns
+        if mode == "same-write" and connection.connection is not None:
+            # Both are flushed when this read is done: one write, the response first.
+            connection.connection.respond(response)
+            if not connection.send(receipt.pdu):
+                self._queue(connection.system_id, receipt)  # window full: the tick sends it
+            return None
+        self._queue(connection.system_id, receipt)
         return response
 
     def _remember(self, received: ReceivedSubmit) -> None:
@@ -472,7 +481,12 @@ class SmscSimulator:
             else self.id_text(number, "receipt")
         )
         pdu = build_receipt(received, receipt_id, outcome)
-        return _Outgoing(self._now() + settings.dlr_delay, pdu, True, None)
+        due = self._now()
+        if settings.receipt_mode == "timer":
+            due += settings.dlr_delay
+        elif settings.receipt_mode == "delayed":
+            due += settings.dlr_delay + self._random.uniform(0.0, settings.dlr_jitter)
+        return _Outgoing(due, pdu, True, None)
 
     # -- outboxes and the tick -------------------------------------------------------------
 

@@ -271,7 +271,7 @@ async def test_dlr_before_submit_resp_is_held_then_applied_when_the_resp_arrives
 ) -> None:
     daemon: Daemon = await daemons(
         settings=simulator_settings(
-            dlr_before_resp=True, message_id_format="hex", dlr_id_format="dec"
+            receipt_mode="before-resp", message_id_format="hex", dlr_id_format="dec"
         ),
         link={"submit_id_format": "hex", "dlr_id_format": "dec"},
     )

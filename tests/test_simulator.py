@@ -224,28 +224,57 @@ async def test_submit_policy_refuses_with_the_chosen_status() -> None:
         assert [r.status for r in sim.received] == [CommandStatus.ESME_RINVDSTADR, 0]
 
 
-async def test_dlr_before_resp_puts_the_receipt_first_on_the_wire() -> None:
-    async with SmscSimulator(settings(dlr_before_resp=True, dlr_delay=5.0)) as sim:
-        reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
-        decoder = PduDecoder(65536)
-        seen: list[Pdu] = []
-
-        async def read_until(count: int) -> None:
-            while len(seen) < count:
-                data = await asyncio.wait_for(reader.read(4096), 2.0)
-                assert data
-                seen.extend(p for p in decoder.feed(data) if isinstance(p, Pdu))
-
+async def _first_read_after_a_submit(sim: SmscSimulator) -> list[Pdu]:
+    """Bind a raw socket, send one submit_sm asking for a receipt; the PDUs of the next read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    decoder = PduDecoder(65536)
+    try:
         writer.write(encode(BindTransceiver(sequence_number=1, system_id="raw", password="pw")))
-        await read_until(1)
+        bound = decoder.feed(await asyncio.wait_for(reader.read(4096), 2.0))
+        assert len(bound) == 1
         submit = SubmitSm(sequence_number=2, destination_addr="447700900123", short_message=b"x")
         submit.registered_delivery = 1
         writer.write(encode(submit))
-        await read_until(3)
-        deliver, response = seen[1], seen[2]
-        assert isinstance(deliver, DeliverSm) and isinstance(response, SubmitSmResp)
-        assert deliver.tlvs[Tag.RECEIPTED_MESSAGE_ID] == response.message_id
+        return [p for p in decoder.feed(await asyncio.wait_for(reader.read(4096), 2.0))]
+    finally:
         writer.close()
+
+
+async def test_before_resp_mode_writes_the_receipt_just_before_the_response() -> None:
+    async with SmscSimulator(settings(receipt_mode="before-resp", dlr_delay=5.0)) as sim:
+        seen = await _first_read_after_a_submit(sim)
+    assert [type(p) for p in seen] == [DeliverSm, SubmitSmResp]
+    deliver, response = seen
+    assert isinstance(deliver, DeliverSm) and isinstance(response, SubmitSmResp)
+    assert deliver.tlvs[Tag.RECEIPTED_MESSAGE_ID] == response.message_id
+
+
+async def test_same_write_mode_writes_the_receipt_right_behind_the_response() -> None:
+    async with SmscSimulator(settings(receipt_mode="same-write", dlr_delay=5.0)) as sim:
+        seen = await _first_read_after_a_submit(sim)
+    # One read brought both (one write on loopback), the response first, as fast SMSCs do.
+    assert [type(p) for p in seen] == [SubmitSmResp, DeliverSm]
+    response, deliver = seen
+    assert isinstance(deliver, DeliverSm) and isinstance(response, SubmitSmResp)
+    assert deliver.tlvs[Tag.RECEIPTED_MESSAGE_ID] == response.message_id
+
+
+async def test_timer_mode_sends_the_receipt_after_its_delay_not_with_the_response() -> None:
+    async with SmscSimulator(settings(receipt_mode="timer", dlr_delay=5.0)) as sim:
+        seen = await _first_read_after_a_submit(sim)
+        assert [type(p) for p in seen] == [SubmitSmResp]
+        assert sim.pending_deliveries() == 1
+
+
+async def test_delayed_mode_jitters_receipts_out_of_submit_order() -> None:
+    config = settings(receipt_mode="delayed", dlr_delay=0.0, dlr_jitter=0.4)
+    async with SmscSimulator(config, seed=3) as sim:
+        esme = await Esme().connect(sim)
+        ids = [(await esme.submit()).message_id for _ in range(30)]
+        receipts = [await esme.next_delivery() for _ in ids]
+    receipt_ids = [str(r.tlvs[Tag.RECEIPTED_MESSAGE_ID]) for r in receipts]
+    assert sorted(receipt_ids) == sorted(ids)
+    assert receipt_ids != ids
 
 
 async def test_data_sm_is_answered_and_its_payload_recorded(sim: SmscSimulator) -> None:
