@@ -30,7 +30,6 @@ from typing import Protocol
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
-    ApplyReceipt,
     Correlator,
     DroppedReceipt,
     DropReason,
@@ -150,7 +149,7 @@ class Gateway:
             backlog=self.backlog,
             senders=self.config.senders,
         )
-        self.correlator: Correlator[SmppReceiptKey, DeliveryReceipt] = Correlator(
+        self.correlator: Correlator[SmppReceiptKey, _EarlyReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
         self.simulator: object | None = None
@@ -158,15 +157,11 @@ class Gateway:
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
         # Submit results and receipts that arrive in one turn of the loop (a TCP read carries
-        # dozens) are recorded together: one store op and one task for all, each link awaiting
-        # the shared outcome before it answers or counts the message as recorded.
-        self._submit_batch: TurnBatch[tuple[str, Message, Sequence[SubmittedSegment]]] = TurnBatch(
-            self._record_submitted, self._spawn
-        )
-        # A receipt often comes in the same read as its submit_sm_resp: the submit result is
-        # recorded first, so the receipt finds its carrier id instead of waiting in the hold.
-        self._receipt_batch: TurnBatch[tuple[str, DeliveryReceipt, str]] = TurnBatch(
-            self._apply_receipts, self._spawn, after=self._submit_batch
+        # dozens) are recorded together, in the order the links handed them over (wire order):
+        # one store op and one task for all, each link awaiting the shared outcome before it
+        # answers or counts the message as recorded.
+        self._link_outcomes: TurnBatch[_Submitted | _Received] = TurnBatch(
+            self._record_link_outcomes, self._spawn
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -303,41 +298,111 @@ class Gateway:
     ) -> Awaitable[None]:
         self.stats.submitted += 1
         self.dispatcher.forget(message.id)
-        return self._submit_batch.add((link, message, segments))
+        return self._link_outcomes.add(_Submitted(link, message, segments))
 
-    async def _record_submitted(
-        self, batch: list[tuple[str, Message, Sequence[SubmittedSegment]]]
-    ) -> None:
+    async def _record_link_outcomes(
+        self, batch: list[_Submitted | _Received]
+    ) -> dict[int, asyncio.Future[None]] | None:
+        """Record one turn's submit results and receipts with one store op, in the order given,
+        except that a receipt goes behind its own submit result when that is in the batch too
+        (an SMSC that writes the receipt first). Receipts held for a carrier id these submit
+        results bring go into the same op. Receipts whose carrier id is still unknown are held
+        and answered only once recorded (their futures are returned), so the carrier is never
+        told we have a receipt that only memory holds."""
         now = self.clock()
-        results = [
-            SubmitResult(
-                message.id,
-                [
-                    Segment(
-                        message_id=message.id,
-                        index=part.index,
-                        total=part.total,
-                        status=SegmentStatus.SUBMITTED,
-                        link=link,
-                        carrier_id=part.carrier_id,
-                        submitted_at=now,
-                    )
-                    for part in segments
-                ],
-                link,
-                now,
-                StatusSource.SUBMIT_RESP,
-            )
-            for link, message, segments in batch
-        ]
-        changes = await self.message_store.mark_submitted_many(results)
-        for (link, message, segments), change in zip(batch, changes, strict=True):
-            self._notify(change)
-            for part in segments:
-                key = SmppReceiptKey(link, part.carrier_id)
-                target = SegmentRef(message.id, part.index)
-                for early in self.correlator.on_submit_resp(key, target, now):
-                    await self._apply_receipts([(link, early.receipt, early.key.carrier_id)])
+        correlator = self.correlator
+        submitted_keys: set[tuple[str, str]] = set()
+        if len(batch) > 1:
+            for item in batch:
+                if isinstance(item, _Submitted):
+                    submitted_keys.update((item.link, part.carrier_id) for part in item.segments)
+        rows: list[SubmitResult | SegmentReceipt] = []
+        # For each row: the batch index it came from, or the held receipt it applies.
+        origins: list[int | _EarlyReceipt] = []
+        behind: list[int] = []  # receipts read before their own submit result
+        for index, item in enumerate(batch):
+            if isinstance(item, _Received):
+                if (item.link, item.carrier_id) in submitted_keys:
+                    behind.append(index)
+                else:
+                    rows.append(_segment_receipt(item.link, item.receipt, item.carrier_id, now))
+                    origins.append(index)
+                continue
+            rows.append(_submit_result(item, now))
+            origins.append(index)
+            for part in item.segments:
+                key = SmppReceiptKey(item.link, part.carrier_id)
+                target = SegmentRef(item.message.id, part.index)
+                for released in correlator.on_submit_resp(key, target, now):
+                    held = released.receipt
+                    rows.append(_segment_receipt(held.link, held.receipt, held.carrier_id, now))
+                    origins.append(held)
+        for index in behind:
+            item = batch[index]
+            assert isinstance(item, _Received)
+            rows.append(_segment_receipt(item.link, item.receipt, item.carrier_id, now))
+            origins.append(index)
+        try:
+            changes = await self.message_store.record_link_outcomes(rows)
+        except BaseException as exc:
+            for origin in origins:
+                if isinstance(origin, _EarlyReceipt) and not origin.answered.done():
+                    _fail_future(origin.answered, exc)
+            raise
+        loop = asyncio.get_running_loop()
+        later: dict[int, asyncio.Future[None]] = {}
+        raced: list[_EarlyReceipt] = []
+        for origin, row, change in zip(origins, rows, changes, strict=True):
+            if isinstance(row, SubmitResult):
+                self._notify(change)
+                continue
+            if change.message is not None:
+                if isinstance(origin, _EarlyReceipt):
+                    _answer(origin.answered)
+                self._notify_segment(change)
+                continue
+            if isinstance(origin, _EarlyReceipt):
+                early = origin  # its submit result was just recorded, yet no segment has it
+            else:
+                item = batch[origin]
+                assert isinstance(item, _Received)
+                answered: asyncio.Future[None] = loop.create_future()
+                early = _EarlyReceipt(item.link, item.receipt, item.carrier_id, answered)
+                later[origin] = early.answered
+            key = SmppReceiptKey(early.link, early.carrier_id)
+            outcome = correlator.on_receipt(key, early, now)
+            if isinstance(outcome, HeldReceipt):
+                self.stats.receipts_held += 1
+                if outcome.evicted is not None:
+                    self._log_unmatched([outcome.evicted])
+            elif isinstance(origin, _EarlyReceipt):
+                self._log_unmatched(
+                    [DroppedReceipt(outcome.key, early, outcome.received_at, DropReason.EXPIRED)]
+                )
+            else:
+                raced.append(early)  # a submit result raced the store lookup: apply it again
+        if raced:
+            self._spawn(self._apply_raced(raced))
+        return later
+
+    async def _apply_raced(self, receipts: list[_EarlyReceipt]) -> None:
+        """Receipts whose store lookup ran just before their submit result was recorded: one
+        op for all of them, off the path that frees the links' window slots."""
+        now = self.clock()
+        rows = [_segment_receipt(r.link, r.receipt, r.carrier_id, now) for r in receipts]
+        try:
+            changes = await self.message_store.apply_segment_statuses(rows)
+        except BaseException as exc:
+            for receipt in receipts:
+                _fail_future(receipt.answered, exc)
+            raise
+        for receipt, change in zip(receipts, changes, strict=True):
+            if change.message is None:
+                key = SmppReceiptKey(receipt.link, receipt.carrier_id)
+                self._log_unmatched([DroppedReceipt(key, receipt, now, DropReason.EXPIRED)])
+                continue
+            _answer(receipt.answered)
+            self._notify_segment(change)
 
     def on_temporary_failure(
         self, link: str, message: Message, failure: SendFailure
@@ -410,55 +475,7 @@ class Gateway:
             self.stats.receipts_unparseable += 1
             log.warning("unreadable receipt on link %s (sequence %d)", link, pdu.sequence_number)
             return None
-        return self._receipt_batch.add((link, receipt, carrier_id))
-
-    async def _apply_receipts(self, batch: list[tuple[str, DeliveryReceipt, str]]) -> None:
-        now = self.clock()
-        rows = [
-            SegmentReceipt(
-                link,
-                carrier_id,
-                receipt.status,
-                now,
-                StatusSource.RECEIPT,
-                _receipt_detail(receipt),
-                receipt.error,
-                _network_text(receipt),
-            )
-            for link, receipt, carrier_id in batch
-        ]
-        changes = await self.message_store.apply_segment_statuses(rows)
-        for (link, receipt, carrier_id), change in zip(batch, changes, strict=True):
-            await self._after_receipt(link, receipt, carrier_id, change, now)
-
-    async def _after_receipt(
-        self,
-        link: str,
-        receipt: DeliveryReceipt,
-        carrier_id: str,
-        change: StatusChange,
-        now: float,
-    ) -> None:
-        if change.message is None:
-            outcome = self.correlator.on_receipt(SmppReceiptKey(link, carrier_id), receipt, now)
-            if isinstance(outcome, HeldReceipt):
-                self.stats.receipts_held += 1
-                if outcome.evicted is not None:
-                    self._log_unmatched([outcome.evicted])
-            elif isinstance(outcome, ApplyReceipt):  # a submit result raced the store lookup
-                change = await self.message_store.set_segment_status(
-                    outcome.target.message_id,
-                    outcome.target.segment_index,
-                    receipt.status,
-                    at=now,
-                    source=StatusSource.RECEIPT,
-                    detail=_receipt_detail(receipt),
-                    error=receipt.error,
-                    network_error=_network_text(receipt),
-                )
-                self._notify_segment(change)
-            return
-        self._notify_segment(change)
+        return self._link_outcomes.add(_Received(link, receipt, carrier_id))
 
     def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
         self.stats.mo_received += 1
@@ -518,17 +535,22 @@ class Gateway:
                 )
 
     def _log_unmatched(
-        self, dropped: Sequence[DroppedReceipt[SmppReceiptKey, DeliveryReceipt]]
+        self, dropped: Sequence[DroppedReceipt[SmppReceiptKey, _EarlyReceipt]]
     ) -> None:
-        """Receipts whose carrier id matched no segment in time: counted and logged, not kept."""
+        """Receipts whose carrier id matched no segment in time: counted and logged, not kept;
+        the carrier is answered now (it would only offer them again)."""
         self.stats.receipts_unmatched += len(dropped)
-        for receipt in dropped:
+        for dropped_receipt in dropped:
+            early = dropped_receipt.receipt
+            _answer(early.answered)
             log.warning(
                 "receipt on link %s for carrier id %s (stat:%s) matched no message: %s",
-                receipt.key.link,
-                receipt.key.carrier_id,
-                receipt.receipt.stat or receipt.receipt.status.value,
-                "no submit result in time" if receipt.reason is DropReason.EXPIRED else "hold full",
+                dropped_receipt.key.link,
+                dropped_receipt.key.carrier_id,
+                early.receipt.stat or early.receipt.status.value,
+                "no submit result in time"
+                if dropped_receipt.reason is DropReason.EXPIRED
+                else "hold full",
             )
 
     def _on_expired_in_queue(self, messages: list[Message]) -> None:
@@ -654,6 +676,87 @@ def backlog_limits(config: TandemConfig) -> BacklogLimits:
         routes={route.name: route.queue_limit for route in config.routes if route.queue_limit},
         retry_after=config.queue.retry_after,
     )
+
+
+@dataclass(slots=True, eq=False)
+class _Submitted:
+    """A link's submit result, as handed to `Gateway.on_submitted`."""
+
+    link: str
+    message: Message
+    segments: Sequence[SubmittedSegment]
+
+
+@dataclass(slots=True, eq=False)
+class _Received:
+    """A readable receipt, as handed to `Gateway.on_receipt`."""
+
+    link: str
+    receipt: DeliveryReceipt
+    carrier_id: str
+
+
+@dataclass(slots=True, eq=False)
+class _EarlyReceipt:
+    """A receipt whose carrier id no recorded submit result had: held (`Correlator`) until its
+    submit result comes. The carrier is answered when `answered` is done: once the receipt is
+    recorded, or given up on (the hold's time or room ran out)."""
+
+    link: str
+    receipt: DeliveryReceipt
+    carrier_id: str
+    answered: asyncio.Future[None]
+
+
+def _submit_result(item: _Submitted, now: float) -> SubmitResult:
+    message, link = item.message, item.link
+    return SubmitResult(
+        message.id,
+        [
+            Segment(
+                message_id=message.id,
+                index=part.index,
+                total=part.total,
+                status=SegmentStatus.SUBMITTED,
+                link=link,
+                carrier_id=part.carrier_id,
+                submitted_at=now,
+            )
+            for part in item.segments
+        ],
+        link,
+        now,
+        StatusSource.SUBMIT_RESP,
+    )
+
+
+def _segment_receipt(
+    link: str, receipt: DeliveryReceipt, carrier_id: str, now: float
+) -> SegmentReceipt:
+    return SegmentReceipt(
+        link,
+        carrier_id,
+        receipt.status,
+        now,
+        StatusSource.RECEIPT,
+        _receipt_detail(receipt),
+        receipt.error,
+        _network_text(receipt),
+    )
+
+
+def _answer(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _fail_future(future: asyncio.Future[None], exc: BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(exc)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -7,10 +7,15 @@ deliveries) become one call, so one store transaction carries them all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# What a batch's handler may return: items (by their index in the batch) that are not done
+# when the handler is, each with the future that says when it is (None: every item is done).
+Later = Mapping[int, "asyncio.Future[None]"] | None
 
 
 class TurnBatch(Generic[T]):
@@ -18,18 +23,15 @@ class TurnBatch(Generic[T]):
 
     `add` returns the item's own future (so a caller that is cancelled cancels nobody else's):
     done when `handle` has finished with every item of the batch, failed with its exception
-    (each caller then treats its own item as not recorded)."""
+    (each caller then treats its own item as not recorded). An item the handler returned in
+    its `Later` mapping is done when that mapping's future is, with its outcome."""
 
     def __init__(
         self,
-        handle: Callable[[list[T]], Awaitable[None]],
+        handle: Callable[[list[T]], Awaitable[Later]],
         spawn: Callable[[Awaitable[None]], object],
-        *,
-        after: TurnBatch[Any] | None = None,
     ) -> None:
         self._handle, self._spawn = handle, spawn
-        # A batch whose items, added in the same turn, must reach the store first.
-        self._after = after
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -43,8 +45,6 @@ class TurnBatch(Generic[T]):
         return waiter
 
     def _close(self) -> None:
-        if self._after is not None:
-            self._after._close()
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []
         if items:
@@ -52,7 +52,7 @@ class TurnBatch(Generic[T]):
 
     async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         try:
-            await self._handle(items)
+            later = await self._handle(items)
         except asyncio.CancelledError:
             for waiter in waiters:
                 waiter.cancel()
@@ -62,6 +62,22 @@ class TurnBatch(Generic[T]):
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
-        for waiter in waiters:
-            if not waiter.done():
+        for index, waiter in enumerate(waiters):
+            if waiter.done():
+                continue
+            pending = later.get(index) if later else None
+            if pending is None:
                 waiter.set_result(None)
+            else:
+                pending.add_done_callback(functools.partial(_follow, waiter))
+
+
+def _follow(waiter: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    if waiter.done():
+        return
+    if done.cancelled():
+        waiter.cancel()
+    elif done.exception() is not None:
+        waiter.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        waiter.set_result(None)

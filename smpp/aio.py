@@ -242,14 +242,24 @@ class SmppConnection(asyncio.Protocol):
     def _handle(self, events: list[Event]) -> None:
         freed = False
         waiters = self._waiters
+        # Requests read after a response in the same pass wait for that response's callbacks,
+        # which the loop runs on its next turn, so the application sees both in wire order (a
+        # receipt never overtakes the submit_sm_resp written before it).
+        deferred: list[Pdu] | None = None
         for event in events:
             if isinstance(event, ResponseReceived):
                 future = waiters.pop(event.pdu.sequence_number, None)
                 if future is not None and not future.done():
                     future.set_result(event.pdu)
+                    deferred = []
                 freed = True
             elif isinstance(event, RequestReceived):
-                self._dispatch_request(event.pdu)
+                if deferred is None:
+                    self._dispatch_request(event.pdu)
+                else:
+                    if not deferred:  # the first of a run: queued behind the callbacks so far
+                        self._loop.call_soon(self._dispatch_deferred, deferred)
+                    deferred.append(event.pdu)
             elif isinstance(event, RequestTimedOut):
                 future = waiters.pop(event.request.sequence_number, None)
                 if future is not None and not future.done():
@@ -319,6 +329,13 @@ class SmppConnection(asyncio.Protocol):
             self.session.send_response(result)  # flushed at the end of data_received
             return
         self._track(asyncio.ensure_future(result), request, self._respond_later)
+
+    def _dispatch_deferred(self, requests: list[Pdu]) -> None:
+        if self._transport is None:
+            return  # gone meanwhile: unanswered, the peer offers them again
+        for request in requests:
+            self._dispatch_request(request)
+        self._schedule_flush()
 
     def _respond_later(self, request: Pdu, future: asyncio.Future[Any]) -> None:
         if future.cancelled():

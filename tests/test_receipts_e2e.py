@@ -290,6 +290,26 @@ async def test_dlr_before_submit_resp_is_held_then_applied_when_the_resp_arrives
     assert daemon.gateway.stats.receipts_unmatched == 0
 
 
+@pytest.mark.parametrize("mode", ["same-write", "before-resp"])
+async def test_receipts_written_with_their_submit_results_never_wait_in_the_hold(
+    daemons: Callable[..., Any], mode: str
+) -> None:
+    """An SMSC that writes each receipt in the same write as its submit_sm_resp (behind it or
+    before it), under a full window: every receipt is recorded behind its own submit result in
+    one store op; none waits for a submit result in the early-receipt hold."""
+    daemon: Daemon = await daemons(settings=simulator_settings(receipt_mode=mode))
+    requests = [
+        MessageRequest(account="acme", channel=Channel.HTTP, to=DESTINATION, text=f"m {n}")
+        for n in range(400)
+    ]
+    prepared = await daemon.gateway.intake.accept(requests)
+    for item in prepared:
+        await daemon.wait_status(item.message.id, MessageStatus.DELIVERED)
+    assert daemon.gateway.stats.receipts == 400
+    assert daemon.gateway.stats.receipts_held == 0
+    assert daemon.gateway.correlator.stats.held == 0
+
+
 async def test_a_receipt_read_with_its_submit_result_finds_it_without_the_hold(
     daemons: Callable[..., Any],
 ) -> None:
@@ -340,12 +360,15 @@ async def test_a_receipt_held_before_its_submit_is_applied_when_the_submit_resul
     receipt = DeliveryReceipt.parse(body, {}, ESM_CLASS_DELIVERY_RECEIPT)
     recorded = daemon.gateway.on_receipt(LINK, DeliverSm(short_message=body), receipt, "early-id")
     assert recorded is not None
-    await recorded  # answered to the carrier: recorded in the hold, not lost
-    assert daemon.gateway.stats.receipts_held == 1
+    await wait_for(lambda: daemon.gateway.stats.receipts_held == 1, "the receipt to be held")
     assert daemon.gateway.correlator.stats.held == 1
+    # Only memory holds it: the carrier is not told we have it (it would offer it again).
+    assert not asyncio.ensure_future(recorded).done()
 
     message_id = await daemon.send("late submit")
-    record = await daemon.wait_status(message_id, MessageStatus.DELIVERED)
+    await asyncio.wait_for(recorded, WAIT)  # answered once recorded behind its submit result
+    record = await daemon.record(message_id)
+    assert record.message.status is MessageStatus.DELIVERED
     sources = [entry.event.source for entry in record.history if entry.segment_index == 0]
     assert sources.index(StatusSource.SUBMIT_RESP) < sources.index(StatusSource.RECEIPT)
     assert daemon.gateway.correlator.stats.applied_after_hold == 1
@@ -358,13 +381,14 @@ async def test_the_early_receipt_hold_is_bounded_in_count_and_in_time(
     daemon: Daemon = await daemons(dlr={"hold_max": 2, "hold_seconds": 1.0})
     for n in range(5):
         daemon.simulator.inject_receipt(f"{0xABC000 + n:X}")
-    await daemon.wait_receipts_answered(5)
     stats = daemon.gateway.stats
-    # Five held in turn; the hold keeps two, the three oldest were pushed out.
-    assert stats.receipts_held == 5
+    await wait_for(lambda: stats.receipts_held == 5, "five receipts held in turn")
+    # The hold keeps two; the three oldest were pushed out, and only those are answered yet.
+    await daemon.wait_receipts_answered(3)
     assert stats.receipts_unmatched == 3
     assert daemon.gateway.correlator.stats.held == 2
     await wait_for(lambda: stats.receipts_unmatched == 5, "the hold time to drop the rest")
+    await daemon.wait_receipts_answered(5)
     assert daemon.gateway.correlator.stats.held == 0
 
 

@@ -196,6 +196,40 @@ async def test_server_pushes_deliver_sm_and_gets_the_status_the_client_chose(
     await client.unbind()
 
 
+async def test_responses_and_requests_of_one_read_reach_the_application_in_wire_order(
+    start_server: ServerFactory,
+) -> None:
+    """An SMSC writes submit_sm_resp A, deliver_sm A, submit_sm_resp B, deliver_sm B in one
+    write: the response callbacks and the request handler run in that order, so a receipt never
+    overtakes the result of its own submit."""
+    port, handlers = await start_server(hold=True)
+    seen: list[str] = []
+
+    def on_deliver(request: Pdu) -> Pdu:
+        assert isinstance(request, DeliverSm)
+        seen.append(f"deliver {request.short_message.decode()}")
+        return request.response()
+
+    client = await bound_client(port, request_handler=on_deliver)
+    submits = [SubmitSm(destination_addr="4915112345678", short_message=n) for n in (b"A", b"B")]
+    for submit in submits:
+        future = client.send_request_nowait(submit)
+        name = submit.short_message.decode()
+        future.add_done_callback(lambda _, name=name: seen.append(f"response {name}"))
+    (smsc,) = handlers
+    while len(smsc.parked) < 2:
+        await asyncio.sleep(0.01)
+    connection = smsc.connection
+    assert connection is not None
+    for parked in smsc.parked:  # queued in one turn: they leave in one write
+        connection.respond(parked.response(message_id=parked.short_message.decode()))
+        connection.send_request_nowait(DeliverSm(short_message=parked.short_message))
+    while len(seen) < 4:
+        await asyncio.sleep(0.01)
+    assert seen == ["response A", "deliver A", "response B", "deliver B"]
+    await client.unbind()
+
+
 async def test_server_unbind_closes_both_ends(start_server: ServerFactory) -> None:
     port, handlers = await start_server()
     client = await bound_client(port)

@@ -371,3 +371,34 @@ def make_message_like(message: Message) -> Message:
     copy = make_message()
     copy.id = message.id
     return copy
+
+
+async def test_link_outcomes_are_applied_in_the_order_given(tmp_path: Path) -> None:
+    """A receipt finds the carrier id of a submit result given before it in the same call; one
+    given before its submit result finds nothing (the caller holds it), and it all survives a
+    reopen."""
+    path = tmp_path / "t.db"
+    store = await reopened(path)
+    first, second = make_message(), make_message()
+    await store.accept([first, second])
+    submit_sm_resp = StatusSource.SUBMIT_RESP
+    changes = await store.record_link_outcomes(
+        [
+            SubmitResult(first.id, [submitted(first, "c1")], "smsc-a", T0 + 1, submit_sm_resp),
+            SegmentReceipt("smsc-a", "c1", SegmentStatus.DELIVERED, T0 + 1, StatusSource.RECEIPT),
+            SegmentReceipt("smsc-a", "c2", SegmentStatus.DELIVERED, T0 + 1, StatusSource.RECEIPT),
+            SubmitResult(second.id, [submitted(second, "c2")], "smsc-a", T0 + 1, submit_sm_resp),
+        ]
+    )
+    assert [(c.changed, c.message and c.message.status) for c in changes] == [
+        (True, MessageStatus.SUBMITTED),
+        (True, MessageStatus.DELIVERED),
+        (False, None),
+        (True, MessageStatus.SUBMITTED),
+    ]
+    await store.close()
+    store = await reopened(path)
+    for message, status in ((first, MessageStatus.DELIVERED), (second, MessageStatus.SUBMITTED)):
+        record = await store.get(message.id)
+        assert record is not None and record.message.status is status
+    await store.close()

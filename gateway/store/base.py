@@ -173,6 +173,13 @@ class MessageStore(Protocol):
         that one read from a link brought cost one await and one queue entry. All or nothing,
         like one call."""
 
+    async def record_link_outcomes(
+        self, outcomes: Sequence[SubmitResult | SegmentReceipt]
+    ) -> list[StatusChange]:
+        """Submit results and receipts as one write request, applied in the order given (the
+        order a link read them): a receipt finds the carrier id of a submit result before it.
+        One result per item, in order; all or nothing, like one call."""
+
     async def requeue(
         self,
         message_id: str,

@@ -932,6 +932,26 @@ class SqliteMessageStore:
             _mark_submitted_many, rows, rows=sum(len(r.segments) for r in results)
         )
 
+    async def record_link_outcomes(
+        self, outcomes: Sequence[SubmitResult | SegmentReceipt]
+    ) -> list[StatusChange]:
+        if not outcomes:
+            return []
+        rows: list[_OutcomeRow] = []
+        count = 0
+        for outcome in outcomes:
+            if isinstance(outcome, SubmitResult):
+                if not outcome.segments:
+                    raise ValueError("mark_submitted needs at least one segment")
+                rows.append(
+                    (outcome.message_id, outcome.segments, outcome.link, outcome.at, outcome.source)
+                )
+                count += len(outcome.segments)
+            else:
+                rows.append(_receipt_row(outcome))
+                count += 1
+        return await self._write(_record_link_outcomes, rows, rows=count)
+
     async def requeue(
         self,
         message_id: str,
@@ -982,11 +1002,7 @@ class SqliteMessageStore:
     ) -> list[StatusChange]:
         if not receipts:
             return []
-        # Plain tuples: a third of the pickling cost of the dataclasses on the process writer.
-        rows = [
-            (r.link, r.carrier_id, r.status, r.at, r.source, r.detail, r.error, r.network_error)
-            for r in receipts
-        ]
+        rows = [_receipt_row(r) for r in receipts]
         return await self._write(_apply_segment_statuses, rows, rows=len(rows))
 
     async def set_segment_status(
@@ -1392,6 +1408,26 @@ def _expire_due(tx: _Tx, now: float, source: StatusSource, limit: int) -> list[s
 
 # (link, carrier id, status, at, source, detail, error, network error): a `SegmentReceipt`.
 _ReceiptRow = tuple[str, str, SegmentStatus, float, StatusSource, str, str | None, str | None]
+
+
+def _receipt_row(r: SegmentReceipt) -> _ReceiptRow:
+    # Plain tuples: a third of the pickling cost of the dataclasses on the process writer.
+    return (r.link, r.carrier_id, r.status, r.at, r.source, r.detail, r.error, r.network_error)
+
+
+# A submit result (the arguments of `_mark_submitted`, 5 items) or a `_ReceiptRow` (8 items).
+_SubmitRow = tuple[str, Sequence[Segment], str, float, StatusSource]
+_OutcomeRow = _SubmitRow | _ReceiptRow
+
+
+def _record_link_outcomes(tx: _Tx, rows: list[_OutcomeRow]) -> list[StatusChange]:
+    changes: list[StatusChange] = []
+    for row in rows:
+        if len(row) == 5:
+            changes.append(_mark_submitted(tx, *row))
+        else:
+            changes += _apply_segment_statuses(tx, [row])
+    return changes
 
 
 def _apply_segment_statuses(tx: _Tx, receipts: list[_ReceiptRow]) -> list[StatusChange]:
