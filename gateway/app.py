@@ -39,6 +39,7 @@ from dlr.correlation import (
 from dlr.ids import SmppReceiptKey
 from dlr.receipt import DeliveryReceipt
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
+from gateway import stages
 from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
 from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
@@ -177,6 +178,8 @@ class Gateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.config.stage_times:
+            stages.enable()
         if self.config.numbering.prefix_file or self.config.numbering.mnp_file:
             # Large operator tables load off the loop; the swap itself is atomic.
             with startup_step("numbering"):

@@ -66,6 +66,7 @@ from gateway.config import HttpConfig
 from gateway.egress import EgressPolicy, EgressRefused, Resolve, open_connection, redact_url
 from gateway.keys import KeyRing
 from gateway.messages import Channel, Message
+from gateway.stages import recording
 from gateway.store.base import CustomerDeliveryStore, MessageStore, StatusChange, StoreError
 
 log = logging.getLogger("tandem.callbacks")
@@ -158,6 +159,9 @@ class CallbackSender:
             return
         self._ensure_started()
         self._work.put_nowait((message, change))
+        stages = recording()
+        if stages is not None:
+            stages.start("callback", message.id)
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -323,6 +327,9 @@ class CallbackSender:
         url = redact_url(delivery.url)
         if status is not None and 200 <= status < 300:
             self.stats.delivered += 1
+            stages = recording()
+            if stages is not None:
+                stages.stop("callback", delivery.message_id)
             self._settled.add((delivery.message_id, delivery.status))
             await self._record(delivery, f"callback to {url}: {outcome}")
             return

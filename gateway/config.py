@@ -475,6 +475,8 @@ class TandemConfig(BaseModel):
     dlr: DlrConfig = DlrConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     queue: QueueConfig = QueueConfig()
+    # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
+    stage_times: bool = False
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> TandemConfig:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from gateway.links.base import Link, LinkState
 from gateway.messages import Message
 from gateway.queue import AsyncSendQueue
+from gateway.stages import recording
 from routing import LinkStatus, RouteDecision, RouteStrategy, RouteTable, RouteTarget, pick_target
 
 
@@ -81,6 +82,9 @@ class Dispatcher:
             return
         message.link = link
         self.queue.put(message, link)
+        stages = recording()
+        if stages is not None:
+            stages.start("queue_wait", message.id)
 
     def place(self, message: Message) -> str | None:
         """The link `message` should wait for now (see `enqueue`); None: no target is left."""

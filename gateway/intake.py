@@ -26,6 +26,8 @@ from gateway.addresses import InvalidSender, check_sender, source_address_type
 from gateway.backlog import BACKLOG_FULL, HTTP_STATUS, SMPP_STATUS, Backlog, BacklogFull
 from gateway.config import SendersConfig
 from gateway.messages import Channel, Message, MessageKind
+from gateway.stages import now as stage_clock
+from gateway.stages import recording
 from gateway.store.base import MessageStore
 from routing import (
     InvalidNumber,
@@ -274,7 +276,7 @@ class MessageIntake:
         messages = [item.message for item in prepared]
         backlog = self.backlog
         if backlog is None:
-            await self.store.accept(messages)
+            await self._store(messages)
             for message in messages:
                 self.dispatch.enqueue(message)
             return prepared
@@ -291,12 +293,22 @@ class MessageIntake:
                 retry_after=backlog.limits.retry_after,
             )
         try:
-            await self.store.accept(messages)
+            await self._store(messages)
             for message in messages:
                 self.dispatch.enqueue(message)
         finally:  # queued now, and counted by the queue; or never stored
             backlog.release(admitted)
         return prepared
+
+    async def _store(self, messages: list[Message]) -> None:
+        """Store durably: the accept commit, timed when stage times are recorded."""
+        stages = recording()
+        if stages is None:
+            await self.store.accept(messages)
+            return
+        started = stage_clock()
+        await self.store.accept(messages)
+        stages.observe("accept_commit", stage_clock() - started, len(messages))
 
 
 def part_fits_one_sms(short_message: bytes, data_coding: int) -> bool:

@@ -1,4 +1,5 @@
-"""Local read-only views of the running daemon for its own command line: `GET /admin/links`.
+"""Local read-only views of the running daemon for its own command line: `GET /admin/links`,
+and `GET /admin/stages` (per-stage latency histograms, when `stage_times` is on) for benches.
 
 Owns the handler that reports each outbound link's live state (up/down, throttle level, queued
 and in-flight counts, its queue limit and the messages refused at it), which `tandem route
@@ -16,10 +17,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from gateway.stages import recording
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 LINKS_PATH = "/admin/links"
+STAGES_PATH = "/admin/stages"  # per-stage latency histograms (gateway.stages), when recorded
 
 
 def link_states(gateway: Gateway) -> dict[str, object]:
@@ -48,3 +52,10 @@ def add_admin_routes(app: web.Application, gateway: Gateway) -> None:
         )
 
     app.router.add_get(LINKS_PATH, links)
+
+    async def stages(request: web.Request) -> web.Response:
+        recorder = recording()
+        document = {"recording": recorder is not None, "stages": recorder and recorder.snapshot()}
+        return web.Response(body=json.dumps(document).encode(), content_type="application/json")
+
+    app.router.add_get(STAGES_PATH, stages)

@@ -50,6 +50,8 @@ from gateway.links.base import (
     TemporarilyRefused,
 )
 from gateway.messages import Message
+from gateway.stages import now as stage_clock
+from gateway.stages import recording
 from smpp.aio import BindError, SmppClient, SmppConnection, SmppConnectionClosed, SmppHandler
 from smpp.constants import (
     ESM_CLASS_UDHI,
@@ -476,9 +478,18 @@ class SmppLink:
         name = self.name
         try:
             while True:
-                await self._wait_recorded(bind)
-                await self._wait_sendable(bind, client)
-                message = await source.get(name)
+                stages = recording()
+                if stages is None:
+                    await self._wait_recorded(bind)
+                    await self._wait_sendable(bind, client)
+                    message = await source.get(name)
+                else:
+                    started = stage_clock()
+                    await self._wait_recorded(bind)
+                    await self._wait_sendable(bind, client)
+                    stages.observe("slot_wait", stage_clock() - started)
+                    message = await source.get(name)
+                    stages.stop("queue_wait", message.id)
                 await self._send_message(bind, client, message)
         except SmppConnectionClosed:
             return  # the session runner notices the closed connection and reconnects
@@ -545,7 +556,11 @@ class SmppLink:
         assert isinstance(response, SubmitSmResp)
         stats, bind = self.stats, flight.bind
         stats.responses[0] = stats.responses.get(0, 0) + 1
-        bind.governor.on_success(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        bind.governor.on_success(now)
+        stages = recording()
+        if stages is not None:
+            stages.observe("submit_round_trip", now - flight.sent_at[0])
         part = self._submitted_segment(0, 1, response.message_id)
         try:
             result = self._hand_over_submitted(flight.message, [part])
@@ -555,12 +570,19 @@ class SmppLink:
         if result is None:
             self._recorded(bind)
             return
-        recording = asyncio.ensure_future(result)
-        recording.add_done_callback(functools.partial(self._one_part_recorded, bind))
+        recorded = asyncio.ensure_future(result)
+        started = stage_clock() if stages is not None else None
+        recorded.add_done_callback(functools.partial(self._one_part_recorded, bind, started))
 
-    def _one_part_recorded(self, bind: _Bind, recording: asyncio.Future[None]) -> None:
-        if not recording.cancelled() and recording.exception() is not None:
-            log.error("link %s: sink failed", self.name, exc_info=recording.exception())
+    def _one_part_recorded(
+        self, bind: _Bind, started: float | None, recorded: asyncio.Future[None]
+    ) -> None:
+        if not recorded.cancelled() and recorded.exception() is not None:
+            log.error("link %s: sink failed", self.name, exc_info=recorded.exception())
+        if started is not None:
+            stages = recording()
+            if stages is not None:
+                stages.observe("result_commit", stage_clock() - started)
         self._recorded(bind)
 
     @staticmethod
@@ -639,6 +661,9 @@ class SmppLink:
             status = response.command_status
             stats.responses[status] = stats.responses.get(status, 0) + 1
             now = loop.time()
+            stages = recording()
+            if stages is not None:
+                stages.observe("submit_round_trip", now - flight.sent_at[index])
             if status == CommandStatus.ESME_ROK:
                 bind.governor.on_success(now)
                 assert isinstance(response, SubmitSmResp)
@@ -788,24 +813,34 @@ class SmppLink:
         # Answered once recorded, from the recording's own task (no task per answer): a
         # connection lost meanwhile loses the answer (the SMSC offers the receipt again), never
         # the recording of what already arrived (an SMSC that died for good would take it along).
-        recording = asyncio.ensure_future(result)
-        self._recordings.add(recording)
-        recording.add_done_callback(functools.partial(self._answer, request, connection))
+        recorded = asyncio.ensure_future(result)
+        self._recordings.add(recorded)
+        started = (
+            stage_clock() if recording() is not None and is_receipt(request.esm_class) else None
+        )
+        recorded.add_done_callback(functools.partial(self._answer, request, connection, started))
         return None
 
     def _answer(
-        self, request: Pdu, connection: SmppConnection, recording: asyncio.Future[None]
+        self,
+        request: Pdu,
+        connection: SmppConnection,
+        started: float | None,
+        recorded: asyncio.Future[None],
     ) -> None:
-        self._recordings.discard(recording)
-        if recording.cancelled():
+        self._recordings.discard(recorded)
+        if recorded.cancelled():
             return  # the link stopped: unanswered, the SMSC offers it again
-        error = recording.exception()
+        error = recorded.exception()
+        stages = recording()
+        if started is not None and stages is not None and error is None:
+            stages.observe("receipt_commit", stage_clock() - started)
         if isinstance(error, TemporarilyRefused):
             connection.respond(self._refused_for_now(request, error))
             return
         if error is not None:
             log.error(
-                "link %s: sink failed on %r", self.name, request, exc_info=recording.exception()
+                "link %s: sink failed on %r", self.name, request, exc_info=recorded.exception()
             )
             # Temporary: the SMSC keeps the receipt or MO and offers it again.
             connection.respond(response_to(request, command_status=CommandStatus.ESME_RX_T_APPN))

@@ -69,6 +69,8 @@ from dlr.status import (
     is_intermediate,
 )
 from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment, Tenant
+from gateway.stages import StageTimes, recording
+from gateway.stages import now as stage_clock
 from gateway.store.base import (
     ApiKeyRecord,
     DuplicateKeyName,
@@ -738,6 +740,7 @@ class _WriteRequest:
     args: tuple[Any, ...]
     rows: int
     future: asyncio.Future[Any]
+    queued_at: float = 0.0  # when stage times are recorded (gateway.stages)
 
 
 class SqliteMessageStore:
@@ -838,7 +841,10 @@ class SqliteMessageStore:
         if not self._open:
             raise StoreClosed(f"store {self.path} is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_WriteRequest(op, args, rows, future))
+        request = _WriteRequest(op, args, rows, future)
+        if recording() is not None:
+            request.queued_at = stage_clock()
+        self._pending.append(request)
         self._wakeup.set()
         return future
 
@@ -858,6 +864,13 @@ class SqliteMessageStore:
             count = min(len(self._pending), self.max_batch)
             batch = [self._pending.popleft() for _ in range(count)]
             answer = writer.run([(r.op, r.args) for r in batch])
+            stages = recording()
+            if stages is not None:
+                sent = stage_clock()
+                for request in batch:
+                    if request.queued_at:
+                        stages.observe("store_queue", sent - request.queued_at)
+                answer.add_done_callback(functools.partial(_time_batch, stages, sent))
             answer.add_done_callback(functools.partial(self._settle, batch))
             out.append(answer)
         if out:
@@ -1317,6 +1330,10 @@ class SqliteMessageStore:
             (),
         )
         return [QueuedMo(*r) for r in rows]
+
+
+def _time_batch(stages: StageTimes, sent: float, _answer: asyncio.Future[Any]) -> None:
+    stages.observe("writer_batch", stage_clock() - sent)
 
 
 # --- the ops (module-level functions of the transaction; see `Op`) -----------------------------
