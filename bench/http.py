@@ -2,9 +2,12 @@
 receipt callback received; OTP send+check pairs; optionally the same load against Kannel.
 
 Usage: .venv/bin/python bench/http.py [--requests 20000] [--concurrency 64] [--otp-pairs 5000]
-                                      [--kannel] [--uvloop]
+                                      [--kannel] [--rounds 1] [--uvloop]
+                                      [--receipt-mode same-write|timer|delayed|before-resp]
+                                      [--stages]
 
-Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`, receipts at once), the
+Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`; each receipt in the same
+write as its submit_sm_resp by default, `--receipt-mode` for the others), the
 gateway under test, and this one (the load generator and the callback sink). Tandem runs as
 `tandem run` with a generated config: durable SQLite store (WAL, synchronous=NORMAL), one SMPP
 bind with a window of 100, no tps cap; `--uvloop` runs the same daemon on uvloop instead.
@@ -15,6 +18,9 @@ dlr-url pointing at the sink.
 Each request sends one message to one recipient with a callback URL. Figures: accepted/s (the
 request phase), p50/p99 request latency, and the time until the last final receipt callback
 arrived. Every message must be delivered and every callback received, or the run says so.
+`--rounds N` runs both gateways N times, taking turns (Tandem first in odd rounds, Kannel
+first in even ones), each round with a fresh daemon and store; `--stages` prints where
+Tandem's messages waited (gateway.stages, read from the daemon's GET /admin/stages).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import stage_report
 from bench.cpu import cpu_seconds
 from dlr.callback import SIGNATURE_HEADER, verify
 
@@ -135,6 +142,15 @@ class Result:
         )
 
     @property
+    def complete(self) -> bool:
+        """Every message delivered, every final callback received, no request refused."""
+        return (
+            self.delivered == self.requests
+            and self.callbacks >= self.requests
+            and self.accepted == self.requests
+        )
+
+    @property
     def rate(self) -> float:
         return self.accepted / self.request_seconds
 
@@ -199,12 +215,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 # --- Tandem ---------------------------------------------------------------------------------
 
 
-def tandem_config(workdir: Path, http_port: int, smsc_port: int) -> Path:
+def tandem_config(workdir: Path, http_port: int, smsc_port: int, args: argparse.Namespace) -> Path:
     path = workdir / "tandem.toml"
     path.write_text(
         f"""
 data_dir = "{workdir / "data"}"
-[store]
+{stage_report.config_line(args)}[store]
 synchronous = "NORMAL"
 [smpp_server]
 enabled = false
@@ -241,7 +257,7 @@ targets = ["sim"]
 
 async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) -> Result:
     http_port, sink_port = free_port(), free_port()
-    config = tandem_config(workdir, http_port, smsc_port)
+    config = tandem_config(workdir, http_port, smsc_port, args)
     created = subprocess.run(
         [*KEYS_CREATE, "-c", str(config), "--name", "bench", "--rps", "1e6", "--mps", "1e6"],
         check=True,
@@ -308,6 +324,9 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
         )
         if sink.bad_signatures:
             result.errors["bad_signature"] = sink.bad_signatures
+        if args.stages:
+            print(f"tandem   where messages waited (load average {os.getloadavg()[0]:.2f}):")
+            await asyncio.to_thread(stage_report.print_from_daemon, http_port)
         if args.otp_pairs:
             print(await bench_otp(args, base, headers, daemon.pid))
         return result
@@ -479,29 +498,64 @@ async def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="run the Tandem daemon on uvloop")
     parser.add_argument("--callback-timeout", type=float, default=300.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="with --kannel: rounds of both, taking turns"
+    )
+    stage_report.add_arguments(parser)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="tandem-bench-http-"))
     smsc_port = free_port()
     simulator = start(
-        [*SIM_SMSC, "--host", "127.0.0.1", "--port", str(smsc_port), "--dlr-delay", "0"],
+        [
+            *SIM_SMSC,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(smsc_port),
+            "--dlr-delay",
+            "0",
+            *stage_report.simulator_arguments(args),
+        ],
         workdir / "simulator.log",
         cwd=ROOT,
     )
+    print(
+        f"http: {args.requests} requests at concurrency {args.concurrency}, receipts "
+        f"{args.receipt_mode}, {'uvloop' if args.uvloop else 'asyncio'} daemon"
+    )
+    ratios: list[float] = []
     try:
         await asyncio.sleep(1.0)
-        (workdir / "tandem").mkdir()
-        tandem = await bench_tandem(args, workdir / "tandem", smsc_port)
-        print(tandem.report())
-        if args.kannel:
-            (workdir / "kannel").mkdir()
-            kannel = await bench_kannel(args, workdir / "kannel", smsc_port)
-            print(kannel.report())
+        for round_number in range(1, (args.rounds if args.kannel else 1) + 1):
+            order = ["tandem", "kannel"] if args.kannel else ["tandem"]
+            if round_number % 2 == 0:
+                order.reverse()
+            results: dict[str, Result] = {}
+            for name in order:
+                directory = workdir / f"{name}-{round_number}"
+                directory.mkdir()
+                run = bench_tandem if name == "tandem" else bench_kannel
+                results[name] = await run(args, directory, smsc_port)
+                print(results[name].report())
+                args.otp_pairs = 0 if name == "tandem" else args.otp_pairs  # OTP once
+            if args.kannel:
+                tandem, kannel = results["tandem"], results["kannel"]
+                ratios.append(kannel.callbacks_seconds / tandem.callbacks_seconds)
+                print(
+                    f"ratio    round {round_number} ({' then '.join(order)}), tandem/kannel: "
+                    f"accepted/s {tandem.rate / kannel.rate:.2f}x, "
+                    "end to end (first request to last callback) "
+                    f"{ratios[-1]:.2f}x, "
+                    f"messages per gateway CPU-second {kannel.cpu / tandem.cpu:.2f}x | "
+                    f"load average {os.getloadavg()[0]:.2f} | "
+                    + ("both complete" if tandem.complete and kannel.complete else "INCOMPLETE")
+                )
+        if len(ratios) > 1:
             print(
-                f"ratio    tandem/kannel: accepted/s {tandem.rate / kannel.rate:.2f}x, "
-                "end to end (first request to last callback) "
-                f"{kannel.callbacks_seconds / tandem.callbacks_seconds:.2f}x, "
-                f"messages per gateway CPU-second {kannel.cpu / tandem.cpu:.2f}x"
+                f"ratios   end to end over {len(ratios)} rounds: "
+                + ", ".join(f"{r:.2f}x" for r in ratios)
+                + f" (lowest {min(ratios):.2f}x)"
             )
     finally:
         stop(simulator)

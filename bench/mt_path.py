@@ -4,6 +4,7 @@ simulator (its own process) -> receipts back -> delivered.
 Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|http]
            [--concurrency 64] [--batch 1] [--window 100] [--sessions 1] [--dlr-delay 0]
            [--rate 0] [--loop uvloop|asyncio] [--record]
+           [--receipt-mode same-write|timer|delayed|before-resp] [--stages]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -13,7 +14,10 @@ Accept side, two options:
           POST /v1/messages (one recipient each) with aiohttp.
 Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), one SMPP link with
 `sessions` binds of `window`, no tps cap; the simulator answers every submit and sends the
-receipt after `dlr-delay` seconds. `--rate R` paces the intake callers to R messages/s in all:
+receipt as `--receipt-mode` says: in the same write as the submit_sm_resp (the default, as
+SMSCs that answer fast do), or after `dlr-delay` seconds on its timer (timer), plus jitter
+(delayed), or just before the submit_sm_resp (before-resp). `--stages` prints where messages
+waited (gateway.stages). `--rate R` paces the intake callers to R messages/s in all:
 without it intake can outrun the link, the queue absorbs the difference, and the latency
 figures then measure time spent queued.
 
@@ -51,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench import stage_report
 from bench.cpu import cpu_seconds
 
 PYTHON = sys.executable
@@ -75,7 +80,7 @@ def write_config(workdir: Path, args: argparse.Namespace, smsc_port: int, http_p
     path.write_text(
         f"""
 data_dir = "{workdir / "data"}"
-[store]
+{stage_report.config_line(args)}[store]
 synchronous = "NORMAL"
 writer = "{args.store_writer}"
 [smpp_server]
@@ -285,6 +290,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         str(smsc_port),
         "--dlr-delay",
         str(args.dlr_delay),
+        *stage_report.simulator_arguments(args),
     ]
     if args.record:
         sim_argv += ["--record", str(record)]
@@ -342,6 +348,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         first, last, latencies = await asyncio.to_thread(watch.timings)
         delivered_after = time.time() - first
         statuses = await asyncio.to_thread(watch.count_by_status)
+        if args.stages and daemon is not None:
+            await asyncio.to_thread(stage_report.print_from_daemon, http_port)
     finally:
         if gateway is not None:
             await gateway.stop()
@@ -354,8 +362,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     print(
         f"mt_path: {n} messages, accept={args.accept} (concurrency {args.concurrency}"
         + (f", batch {args.batch}" if args.accept == "intake" else "")
-        + f"), link window {args.window} x {args.sessions} session(s), dlr delay "
-        f"{args.dlr_delay} s, {args.loop}"
+        + f"), link window {args.window} x {args.sessions} session(s), receipts "
+        + (
+            f"{args.receipt_mode}"
+            if args.receipt_mode in ("same-write", "before-resp")
+            else f"{args.receipt_mode} (dlr delay {args.dlr_delay} s)"
+        )
+        + f", {args.loop}"
     )
     print(f"  accepted    {n} in {accept_seconds:6.2f} s = {n / accept_seconds:>8,.0f} msg/s")
     print(
@@ -387,6 +400,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         lost = max(lost, missing)
     ok = lost == 0 and at_smsc >= n
     print(f"  loss check  {'; '.join(checks)} -> {'ZERO LOSS' if ok else 'LOSS'}")
+    if args.stages and gateway is not None:
+        stage_report.print_in_process()
     return ok
 
 
@@ -411,6 +426,7 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--record", action="store_true", help="check every text at the SMSC")
     parser.add_argument("--timeout", type=float, default=120.0)
+    stage_report.add_arguments(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tandem-mt-") as directory:
         if args.loop == "uvloop":
