@@ -3,8 +3,11 @@ simulator and waits for every delivery receipt to come back to it.
 
 Usage: .venv/bin/python bench/smpp_in.py [--messages 100000] [--window 100] [--asyncio]
                                          [--link-window 100] [--link-sessions 1] [--profile]
+                                         [--receipt-mode same-write|timer|delayed|before-resp]
+                                         [--stages] [--no-raw]
 
-Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`, receipts at once), Tandem
+Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`; each receipt in the same
+write as its submit_sm_resp by default, `--receipt-mode` for the others), Tandem
 (this script with `--serve`: the Gateway with its durable SQLite store (WAL,
 synchronous=NORMAL), one SMPP link to the simulator and the customer SMPP server), and this one,
 the ESME: smpp.aio's SmppClient bound as transceiver with a window of 100, submitting one
@@ -17,6 +20,10 @@ busy machine it says what one core buys when wall-clock figures cannot. The simu
 ESME's CPU and the load average say how much of the 2 cores the bench itself took.
 Zero loss means: every submit answered ESME_ROK with a distinct id, and exactly one
 DELIVRD receipt per id. `--profile` writes a cProfile of the Tandem process and prints its top.
+
+First, unless `--no-raw`, the raw pipe: the same ESME (same window, same count) bound straight
+to the simulator, no gateway between; Tandem's end-to-end rate is then also given as a share of
+it. `--stages` prints where Tandem's messages waited (gateway.stages).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -39,6 +47,7 @@ _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+from bench import stage_report
 from bench.cpu import cpu_seconds
 
 PYTHON = sys.executable
@@ -57,7 +66,7 @@ def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> st
 
     return f"""
 data_dir = "{data_dir}"
-[store]
+{stage_report.config_line(args)}[store]
 synchronous = "NORMAL"
 writer = "{args.store_writer}"
 [smpp_server]
@@ -109,6 +118,11 @@ async def serve(config_path: Path, ready_file: Path) -> None:
     # CPU seconds of the process and its store writer while it served the run.
     cpu_file = ready_file.with_suffix(".cpu")
     cpu_file.write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f}")
+    from gateway import stages
+
+    recorder = stages.recording()
+    if recorder is not None:
+        ready_file.with_suffix(".stages").write_text(json.dumps(recorder.snapshot()))
     await gateway.stop()
     print(f"server stats: {server.stats}", file=sys.stderr)
 
@@ -137,7 +151,7 @@ def run_serve(args: argparse.Namespace) -> None:
 # --- the ESME -----------------------------------------------------------------------------------
 
 
-async def esme(port: int, args: argparse.Namespace) -> int:
+async def esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
     from smpp.aio import SmppClient
     from smpp.constants import CommandStatus, Tag
     from smpp.pdu import DeliverSm, Pdu, SubmitSm
@@ -209,10 +223,10 @@ async def esme(port: int, args: argparse.Namespace) -> int:
     print(f"receipts            {len(receipts)} ({delivered} DELIVRD, {duplicate_receipts} dup)")
     print(f"end to end msgs/s   {total / finished_in:,.0f}  ({finished_in:.2f} s)")
     print(f"lost                {lost}")
-    return 0 if lost == 0 and not refused and len(ids) == total else 1
+    return lost == 0 and not refused and len(ids) == total, total / finished_in
 
 
-def run_esme(port: int, args: argparse.Namespace) -> int:
+def run_esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
     if args.asyncio:
         return asyncio.run(esme(port, args))
     import uvloop
@@ -270,6 +284,10 @@ def main() -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--ready-file", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-raw", dest="raw", action="store_false", help="skip the raw pipe measurement"
+    )
+    stage_report.add_arguments(parser)
     args = parser.parse_args()
     if args.serve:
         run_serve(args)
@@ -280,7 +298,10 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sim_log = open(work / "simulator.log", "wb")  # noqa: SIM115
     simulator = subprocess.Popen(
-        [PYTHON, "-m", "gateway.cli", "sim", "smsc", "--port", str(sim_port), "--dlr-delay", "0"],
+        [
+            *(PYTHON, "-m", "gateway.cli", "sim", "smsc", "--port", str(sim_port)),
+            *("--dlr-delay", "0", *stage_report.simulator_arguments(args)),
+        ],
         stdout=sim_log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -297,8 +318,17 @@ def main() -> int:
         command += ["--profile-to", str(profile_path)]
     tandem_log = open(work / "tandem.log", "wb")  # noqa: SIM115
     tandem = None
+    raw_rate = 0.0
     try:
         wait_for_port(sim_port)
+        loop_name = "asyncio" if args.asyncio else "uvloop"
+        print(f"receipts {args.receipt_mode}; loop {loop_name}; logs in {work}")
+        if args.raw:
+            print(f"-- raw pipe: the ESME (window {args.window}) bound to the simulator itself")
+            raw_ok, raw_rate = run_esme(sim_port, args)
+            if not raw_ok:
+                print("raw pipe: LOSS")
+            print("-- through Tandem")
         tandem = subprocess.Popen(
             command, stdout=tandem_log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
@@ -308,10 +338,11 @@ def main() -> int:
             cpu_seconds(simulator.pid),
             cpu_seconds(os.getpid(), exclude=children),
         )
-        loop_name = "asyncio" if args.asyncio else "uvloop"
-        print(f"loop {loop_name}; ESME window {args.window}; link window {args.link_window} x "
-              f"{args.link_sessions} session(s); logs in {work}")  # fmt: skip
-        outcome = run_esme(port, args)
+        print(f"ESME window {args.window}; link window {args.link_window} x "
+              f"{args.link_sessions} session(s)")  # fmt: skip
+        ok, rate = run_esme(port, args)
+        if raw_rate:
+            print(f"share of raw pipe   {rate / raw_rate:.0%} ({rate:,.0f} of {raw_rate:,.0f})")
         simulator_cpu = cpu_seconds(simulator.pid) - others_at_start[0]
         esme_cpu = cpu_seconds(os.getpid(), exclude=children) - others_at_start[1]
         print(
@@ -329,12 +360,16 @@ def main() -> int:
             f"Tandem CPU          {cpu:.1f} s = {cpu / args.messages * 1e6:,.0f} us per message "
             f"(~{args.messages / cpu:,.0f} msgs/s per core)"
         )
+    stages_file = ready.with_suffix(".stages")
+    if stages_file.exists():
+        print(f"where messages waited in Tandem (load average {os.getloadavg()[0]:.2f}):")
+        print(stage_report.table(json.loads(stages_file.read_text())))
     if args.profile and profile_path.exists():
         import pstats
 
         print("\nTandem process, top 25 by own time:")
         pstats.Stats(str(profile_path)).sort_stats("tottime").print_stats(25)
-    return outcome
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

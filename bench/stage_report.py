@@ -11,6 +11,8 @@ import argparse
 import json
 import urllib.request
 
+from gateway import stages
+
 RECEIPT_MODES = ("same-write", "timer", "delayed", "before-resp")
 
 
@@ -39,25 +41,26 @@ def config_line(args: argparse.Namespace) -> str:
 
 def print_in_process() -> None:
     """The table of this process's recorder (a gateway run in the bench's own process)."""
-    from gateway import stages
-
     recorder = stages.recording()
     if recorder is not None:
         print("  stages (per message; ms)")
-        print(_indent(stages.table(recorder.snapshot())))
+        print(indent(stages.table(recorder.snapshot())))
 
 
 def print_from_daemon(http_port: int) -> None:
     """The table a daemon's `GET /admin/stages` answers."""
-    from gateway import stages
-
     url = f"http://127.0.0.1:{http_port}/admin/stages"
     with urllib.request.urlopen(url, timeout=10) as response:
         document = json.loads(response.read())
     if document.get("recording"):
         print("  stages (per message; ms)")
-        print(_indent(stages.table(document["stages"])))
+        print(indent(stages.table(document["stages"])))
 
 
-def _indent(text: str) -> str:
+def table(snapshot: dict[str, dict[str, object]]) -> str:
+    """A stage table (gateway.stages), indented for a bench report."""
+    return indent(stages.table(snapshot))
+
+
+def indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
