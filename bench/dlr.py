@@ -2,9 +2,12 @@
 
 Usage: .venv/bin/python bench/dlr.py [--messages 100000] [--window 100] [--sessions 1]
                                      [--batch 500] [--loop uvloop|asyncio] [--burst]
-                                     [--gc-threshold N]
+                                     [--gc-threshold N] [--stages]
+                                     [--receipt-mode same-write|timer|delayed|before-resp]
 
-Processes (on 127.0.0.1): the SMSC simulator (`tandem sim smsc --dlr-delay 0`, answers in hex,
+Processes (on 127.0.0.1): the SMSC simulator (`tandem sim smsc`, each receipt in the same write
+as its submit_sm_resp by default; `--receipt-mode timer` sends it on the simulator's next timer
+tick instead, as before), answers in hex,
 receipts in decimal: the usual carrier mismatch, so every receipt goes through id
 canonicalisation) in its own process, and this one, which runs the real `Gateway` (durable
 SQLite store in a temporary directory, synchronous=NORMAL, one SMPP link, no tps cap) on uvloop
@@ -51,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import uvloop
 
+from bench import stage_report
 from bench.cpu import cpu_seconds
 from dlr.status import MessageStatus
 from gateway.app import Gateway, tune_interpreter_for_daemon
@@ -102,10 +106,12 @@ def gateway_config(
     sessions: int,
     bind: str = "transceiver",
     store_writer: str = "process",
+    stage_times: bool = False,
 ) -> TandemConfig:
     return TandemConfig.model_validate(
         {
             "data_dir": str(data_dir),
+            "stage_times": stage_times,
             "store": {"synchronous": "NORMAL", "writer": store_writer},
             "smpp_server": {"enabled": False},
             "http": {"enabled": False},
@@ -221,7 +227,12 @@ async def run_immediate(
     """Submits and their immediate receipts flow at the same time through one daemon."""
     gateway = Gateway(
         gateway_config(
-            data_dir, smsc_port, args.window, args.sessions, store_writer=args.store_writer
+            data_dir,
+            smsc_port,
+            args.window,
+            args.sessions,
+            store_writer=args.store_writer,
+            stage_times=args.stages,
         )
     )
     counter = DeliveredCounter()
@@ -323,7 +334,7 @@ async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid
     kind = "receipts in a burst after a restart" if args.burst else "immediate receipts"
     print(
         f"messages: {total:,}, {kind} (window {args.window} x {args.sessions} session(s), "
-        f"{args.loop}, gc thresholds {gc.get_threshold()})"
+        f"receipts {args.receipt_mode}, {args.loop}, gc thresholds {gc.get_threshold()})"
     )
     print(f"store: {dict(sorted(by_status.items()))}")
     print(f"delivered segments with a carrier id: {segments:,}")
@@ -357,6 +368,8 @@ async def run(args: argparse.Namespace, data_dir: Path, smsc_port: int, smsc_pid
         f"simulator process CPU: {measured.smsc_cpu:.2f} s; "
         f"machine load average: {os.getloadavg()[0]:.1f}"
     )
+    if args.stages:
+        stage_report.print_in_process()
     if delivered != total:
         print("FAILED: not every message ended delivered")
         return 1
@@ -387,6 +400,7 @@ def main() -> int:
         help="gc.set_threshold(N, 20, 100) in the gateway (default: the daemon's own settings)",
     )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    stage_report.add_arguments(parser)
     args = parser.parse_args()
     global _GC_THRESHOLD
     _GC_THRESHOLD = args.gc_threshold
@@ -410,6 +424,7 @@ def main() -> int:
                 "hex",
                 "--dlr-id-format",
                 "dec",
+                *stage_report.simulator_arguments(args),
             ],
             cwd=ROOT,
             stdout=log,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.request
 
 from gateway import stages
 
@@ -49,6 +48,8 @@ def print_in_process() -> None:
 
 def print_from_daemon(http_port: int) -> None:
     """The table a daemon's `GET /admin/stages` answers."""
+    import urllib.request  # not at the top: run as a script, bench/http.py shadows `http`
+
     url = f"http://127.0.0.1:{http_port}/admin/stages"
     with urllib.request.urlopen(url, timeout=10) as response:
         document = json.loads(response.read())
