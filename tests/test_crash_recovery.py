@@ -3,7 +3,12 @@
 same data directory; the only duplicates are the submits the carrier had answered but the
 daemon had not yet recorded, so there are at most window x binds of them.
 
-Processes: the SMSC simulator (`tandem sim smsc --record FILE`, receipts after a delay), the
+In the same-write and before-resp receipt modes (each receipt in the same TCP write as its
+submit_sm_resp) the kill also lands among receipts being recorded: every message the SMSC
+accepted must still end delivered, so no receipt the SMSC was told we had (deliver_sm_resp)
+was only in memory when the process died (the SMSC offers the unanswered ones again).
+
+Processes: the SMSC simulator (`tandem sim smsc --record FILE`, receipts as the mode says), the
 daemon (`tandem run -c FILE`: SQLite store in a temporary directory, one SMPP link with two
 binds of window 10), and this test as the HTTP client (64 concurrent requests). Every request
 carries a text of its own, so the simulator's record identifies each acknowledged message.
@@ -102,9 +107,11 @@ async def wait_until(condition: object, timeout: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def crash_and_recover(tmp_path: Path, messages: int) -> None:
+async def crash_and_recover(tmp_path: Path, messages: int, receipt_mode: str = "timer") -> None:
     smsc_port, http_port = free_port(), free_port()
-    smsc = simulator(tmp_path, "smsc", smsc_port, dlr_delay=0.5).start()
+    smsc = simulator(
+        tmp_path, "smsc", smsc_port, dlr_delay=0.5, extra=["--receipt-mode", receipt_mode]
+    ).start()
     link = link_toml("sim", smsc_port, window=WINDOW, sessions=BINDS)
     route = '[[routes]]\nname = "everything"\npriority = 100\ntargets = ["sim"]\n'
     config = write_config(tmp_path, http_port, [link], route)
@@ -131,7 +138,11 @@ async def crash_and_recover(tmp_path: Path, messages: int) -> None:
         acked = acknowledged.by_text
         await wait_until(lambda: set(acked) <= set(accepted_texts(record)), 60, "every submit")
         database = tmp_path / "data" / "tandem.db"
-        await wait_until(lambda: all_delivered(database, acked.values()), 60, "every receipt")
+        await wait_until(
+            lambda: all_delivered(database, acked.values()),
+            60,
+            "every receipt (a message left submitted lost a receipt the SMSC had answered)",
+        )
         reached = accepted_texts(record)
         duplicates = sum(reached[text] - 1 for text in acked)
         print(
@@ -154,6 +165,13 @@ async def test_acknowledged_messages_survive_kill_9_and_reach_the_smsc_after_res
     tmp_path: Path,
 ) -> None:
     await crash_and_recover(tmp_path, 2_000)
+
+
+@pytest.mark.parametrize("receipt_mode", ["same-write", "before-resp"])
+async def test_kill_9_among_receipts_in_the_same_write_loses_no_answered_receipt(
+    tmp_path: Path, receipt_mode: str
+) -> None:
+    await crash_and_recover(tmp_path, 2_000, receipt_mode)
 
 
 @pytest.mark.slow
