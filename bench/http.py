@@ -326,7 +326,7 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             result.errors["bad_signature"] = sink.bad_signatures
         if args.stages:
             print(f"tandem   where messages waited (load average {os.getloadavg()[0]:.2f}):")
-            await asyncio.to_thread(stage_report.print_from_daemon, http_port)
+            await asyncio.to_thread(stage_report.print_from_daemon, http_port, workdir / "data")
         if args.otp_pairs:
             print(await bench_otp(args, base, headers, daemon.pid))
         return result

@@ -349,7 +349,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         delivered_after = time.time() - first
         statuses = await asyncio.to_thread(watch.count_by_status)
         if args.stages and daemon is not None:
-            await asyncio.to_thread(stage_report.print_from_daemon, http_port)
+            await asyncio.to_thread(stage_report.print_from_daemon, http_port, workdir / "data")
     finally:
         if gateway is not None:
             await gateway.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from gateway import stages
 
@@ -46,12 +47,16 @@ def print_in_process() -> None:
         print(indent(stages.table(recorder.snapshot())))
 
 
-def print_from_daemon(http_port: int) -> None:
-    """The table a daemon's `GET /admin/stages` answers."""
+def print_from_daemon(http_port: int, data_dir: Path) -> None:
+    """The table a daemon's `GET /admin/stages` answers (with the admin token it keeps in
+    `data_dir`)."""
     import urllib.request  # not at the top: run as a script, bench/http.py shadows `http`
 
-    url = f"http://127.0.0.1:{http_port}/admin/stages"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    token = (data_dir / "admin.token").read_text(encoding="ascii").strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/admin/stages", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         document = json.loads(response.read())
     if document.get("recording"):
         print("  stages (per message; ms)")
