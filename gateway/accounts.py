@@ -4,8 +4,8 @@ Owns: password hashing (argon2) and the 8-character SMPP password limit; `Accoun
 `AccountConfig` compiled for the hot path: networks, sender patterns, MO numbers); `AccountBook`
 (the accounts of `[[accounts]]` in the config plus the CLI-managed accounts file, reloaded when
 that file changes); `TokenBucket` (an account's tps, counted per segment); `BindGuard` (slows
-down and then bans addresses that keep failing to bind); and `tandem accounts add/list/passwd/
-remove`, which edit the accounts file.
+down and then bans binds that keep failing, counted per address and per account); and
+`tandem accounts add/list/passwd/remove`, which edit the accounts file.
 
 Where CLI-managed accounts live: `<data_dir>/accounts.toml`, a TOML file of `[[accounts]]`
 tables with the same keys as the config. The CLI rewrites it atomically; a running server
@@ -287,17 +287,63 @@ class _Failures:
 @dataclass(slots=True)
 class BindGuardStats:
     failures: int = 0
-    bans: int = 0
+    bans: int = 0  # of an (address, system_id) pair or of a whole address
     refused_while_banned: int = 0
 
 
-class BindGuard:
-    """Slows down and bans addresses that keep failing to bind. Sans-IO: callers pass `now`.
+class _FailureTable:
+    """Failures per key: the first `free` answered at once, each further one waits twice as
+    long as the one before; after `ban_after` (None: never) the key is banned."""
 
-    The first `free_failures` failures are answered at once; each further one waits twice as
-    long as the one before (from `base_delay`, capped at `max_delay`); after `ban_after`
-    failures the address is refused outright for `ban_seconds`. An address quiet for
-    `forget_after` seconds starts clean; a successful bind clears it.
+    def __init__(self, guard: BindGuard, free: int, ban_after: int | None) -> None:
+        self.guard = guard
+        self.free = free
+        self.ban_after = ban_after
+        self.entries: dict[object, _Failures] = {}
+
+    def banned(self, key: object, now: float) -> bool:
+        entry = self.entries.get(key)
+        return entry is not None and entry.banned_until > now
+
+    def failed(self, key: object, now: float) -> float:
+        guard = self.guard
+        entry = self.entries.get(key)
+        if entry is None or now - entry.last >= guard.forget_after:
+            if len(self.entries) >= guard.max_tracked:
+                self._forget_oldest(now)
+            entry = self.entries[key] = _Failures()
+        entry.count += 1
+        entry.last = now
+        banning = self.ban_after is not None and entry.count >= self.ban_after
+        if banning and entry.banned_until <= now:
+            entry.banned_until = now + guard.ban_seconds
+            guard.stats.bans += 1
+        over = entry.count - self.free
+        if over <= 0:
+            return 0.0
+        return float(min(guard.max_delay, guard.base_delay * 2.0 ** (over - 1)))
+
+    def _forget_oldest(self, now: float) -> None:
+        forget_after = self.guard.forget_after
+        stale = [k for k, f in self.entries.items() if now - f.last >= forget_after]
+        for key in stale or list(self.entries)[: max(1, self.guard.max_tracked // 10)]:
+            del self.entries[key]
+
+
+class BindGuard:
+    """Slows down and bans binds that keep failing. Sans-IO: callers pass `now`.
+
+    Failures are counted three ways. Per address and system_id (a client getting one account
+    wrong): the first `free_failures` are answered at once, each further one waits twice as
+    long as the one before (from `base_delay`, capped at `max_delay`), and after `ban_after`
+    that address is refused that account for `ban_seconds`. Per address over every system_id
+    (one client spraying accounts): slowed the same way after `address_free_failures`, the
+    whole address banned after `address_ban_after`. Per system_id over every address (many
+    addresses guessing one account): slowed after `account_free_failures`, never banned, since
+    that would let anyone lock a customer out. So a client sharing an attacker's address (a
+    NAT, a carrier-grade NAT, a hosting provider) keeps binding to its own account, and the
+    server lets a credential it verified recently through any ban. Anything quiet for
+    `forget_after` seconds starts clean; a successful bind clears its pair.
     """
 
     def __init__(
@@ -308,51 +354,39 @@ class BindGuard:
         max_delay: float = 8.0,
         ban_after: int = 10,
         ban_seconds: float = 300.0,
+        address_free_failures: int = 10,
+        address_ban_after: int = 50,
+        account_free_failures: int = 10,
         forget_after: float = 600.0,
         max_tracked: int = 100_000,
     ) -> None:
-        self.free_failures = free_failures
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self.ban_after = ban_after
         self.ban_seconds = ban_seconds
         self.forget_after = forget_after
         self.max_tracked = max_tracked
         self.stats = BindGuardStats()
-        self._by_address: dict[str, _Failures] = {}
+        self._pairs = _FailureTable(self, free_failures, ban_after)
+        self._addresses = _FailureTable(self, address_free_failures, address_ban_after)
+        self._accounts = _FailureTable(self, account_free_failures, None)
 
-    def banned(self, address: str, now: float) -> bool:
-        entry = self._by_address.get(address)
-        if entry is None or entry.banned_until <= now:
-            return False
-        self.stats.refused_while_banned += 1
-        return True
+    def banned(self, address: str, system_id: str, now: float) -> bool:
+        if self._pairs.banned((address, system_id), now) or self._addresses.banned(address, now):
+            self.stats.refused_while_banned += 1
+            return True
+        return False
 
-    def failed(self, address: str, now: float) -> float:
+    def failed(self, address: str, system_id: str, now: float) -> float:
         """Record a failed bind; returns how long to wait before answering it."""
         self.stats.failures += 1
-        entry = self._by_address.get(address)
-        if entry is None or now - entry.last >= self.forget_after:
-            if len(self._by_address) >= self.max_tracked:
-                self._forget_oldest(now)
-            entry = self._by_address[address] = _Failures()
-        entry.count += 1
-        entry.last = now
-        if entry.count >= self.ban_after and entry.banned_until <= now:
-            entry.banned_until = now + self.ban_seconds
-            self.stats.bans += 1
-        over = entry.count - self.free_failures
-        if over <= 0:
-            return 0.0
-        return float(min(self.max_delay, self.base_delay * 2.0 ** (over - 1)))
+        return max(
+            self._pairs.failed((address, system_id), now),
+            self._addresses.failed(address, now),
+            self._accounts.failed(system_id, now),
+        )
 
-    def succeeded(self, address: str) -> None:
-        self._by_address.pop(address, None)
-
-    def _forget_oldest(self, now: float) -> None:
-        stale = [a for a, f in self._by_address.items() if now - f.last >= self.forget_after]
-        for address in stale or list(self._by_address)[: max(1, self.max_tracked // 10)]:
-            del self._by_address[address]
+    def succeeded(self, address: str, system_id: str) -> None:
+        self._pairs.entries.pop((address, system_id), None)
 
 
 # --- tandem accounts ------------------------------------------------------------------------

@@ -85,6 +85,11 @@ class SmppServerConfig(BaseModel):
     tls_port: ListenPort | None = None
     tls_cert_file: FilePath | None = None
     tls_key_file: FilePath | None = None
+    # false: an unknown system_id, a wrong password and a bind from an address the account does
+    # not allow are all answered ESME_RBINDFAIL after the same password check, so a prober cannot
+    # tell which accounts exist; true: ESME_RINVSYSID / ESME_RINVPASWD as SMPP 3.4 words them.
+    # The log says which it was either way.
+    distinct_bind_failures: bool = False
 
     @model_validator(mode="after")
     def _tls_needs_certificate(self) -> SmppServerConfig:

@@ -23,13 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -42,7 +40,6 @@ from gateway.accounts import (
     BindGuard,
     TokenBucket,
     accounts_file,
-    verify_password,
 )
 from gateway.addresses import (
     InvalidSender,
@@ -55,6 +52,7 @@ from gateway.config import SendersConfig
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
 from gateway.messages import Channel, Message, Tenant
+from gateway.smpp_binds import BindChecker, CredentialCache, PasswordVerifier, VerifierBusy
 from gateway.startup import startup_step
 from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
 from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
@@ -138,6 +136,8 @@ class ServerSettings:
     delivery_retry_max: float = 60.0
     max_deliver_window: int = 100  # our own deliver_sm in flight per bind
     forget_expired_interval: float = 600.0  # how often receipts owed past their ttl are cleared
+    bind_checks_pending: int = 32  # password checks queued or running; more binds refused at once
+    credential_cache_seconds: float = 3600.0  # a verified system_id+password binds unchecked
 
 
 @dataclass(slots=True)
@@ -149,6 +149,8 @@ class CustomerServerStats:
     bind_failures: int = 0
     bind_refused_banned: int = 0
     bind_refused_network: int = 0
+    bind_refused_busy: int = 0  # refused at once: the password checks were at their bound
+    binds_cached: int = 0  # credentials verified recently: bound without a check
     submits_accepted: int = 0
     submits_refused: int = 0
     throttled: int = 0
@@ -437,9 +439,13 @@ class CustomerSmppServer:
         self._runtimes: dict[str, _AccountRuntime] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
-        # A few threads of its own: a bind flood queues here, never in the loop's executor.
-        self._password_checker = ThreadPoolExecutor(2, thread_name_prefix="smpp-password")
-        self._password_cache: dict[str, str] = {}  # password_hash -> sha256 of a verified one
+        # Password checks on a few threads of their own behind a bounded queue: a bind flood
+        # waits there (or is refused), never in the loop's executor.
+        self.binds = BindChecker(
+            distinct_failures=self.config.distinct_bind_failures,
+            verifier=PasswordVerifier(max_pending=self.settings.bind_checks_pending),
+            cache=CredentialCache(ttl=self.settings.credential_cache_seconds),
+        )
         self._next_reload = 0.0
         self._next_forget = time.monotonic() + self.settings.forget_expired_interval
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -460,6 +466,7 @@ class CustomerSmppServer:
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        await self.binds.start()
         await self._restore_outboxes()
         plain = await loop.create_server(self._new_connection, self.config.host, self.config.port)
         self._servers.append(plain)
@@ -504,7 +511,7 @@ class CustomerSmppServer:
         self._servers.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._password_checker.shutdown(wait=False, cancel_futures=True)
+        self.binds.shutdown()
 
     async def _unbind(self, bind: _CustomerBind) -> None:
         connection = bind.connection
@@ -529,41 +536,45 @@ class CustomerSmppServer:
 
     # -- binds ---------------------------------------------------------------------------------
 
-    def decide_bind(self, bind: _CustomerBind, request: Pdu) -> int | Awaitable[int]:
+    def decide_bind(self, bind: _CustomerBind, request: Pdu) -> Awaitable[int]:
+        return self._decide_bind(bind, request)
+
+    async def _decide_bind(self, bind: _CustomerBind, request: Pdu) -> int:
+        """Credentials (gateway.smpp_binds) and the failed-bind guard, then `_finish_bind`."""
         address = bind.address
         now = time.monotonic()
-        if self.guard.banned(address, now):
-            self.stats.bind_refused_banned += 1
-            log.warning("bind from banned address %s refused", address)
-            return CommandStatus.ESME_RBINDFAIL
         system_id = str(getattr(request, "system_id", ""))
         password = str(getattr(request, "password", ""))
         account = self.accounts.get(system_id)
-        if account is None:
-            return self._refuse_bind(address, system_id, CommandStatus.ESME_RINVSYSID, "unknown")
-        if not account.allows_address(address):
-            self.stats.bind_refused_network += 1
-            return self._refuse_bind(
-                address, system_id, CommandStatus.ESME_RBINDFAIL, "address not allowed"
-            )
-        if self._password_cache.get(account.config.password_hash) == _digest(password):
-            return self._finish_bind(bind, request, account)
-        return self._check_password(bind, request, account, password)
-
-    async def _check_password(
-        self, bind: _CustomerBind, request: Pdu, account: Account, password: str
-    ) -> int:
-        loop = asyncio.get_running_loop()
-        password_hash = account.config.password_hash
-        # argon2 costs tens of milliseconds of CPU: keep it off the loop.
-        if not await loop.run_in_executor(
-            self._password_checker, verify_password, password_hash, password
-        ):
-            refusal = self._refuse_bind(
-                bind.address, account.system_id, CommandStatus.ESME_RINVPASWD, "wrong password"
-            )
-            return refusal if isinstance(refusal, int) else await refusal
-        self._password_cache[password_hash] = _digest(password)
+        # A credential verified recently binds at once: no queue, and no ban of an address
+        # it shares with a client that keeps failing.
+        if self.binds.cached(address, account, password, now):
+            self.stats.binds_cached += 1
+        else:
+            if self.guard.banned(address, system_id, now):
+                self.stats.bind_refused_banned += 1
+                log.warning("bind for %r from %s refused: banned for now", system_id, address)
+                return CommandStatus.ESME_RBINDFAIL
+            try:
+                refusal = await self.binds.check(address, account, password, now)
+            except VerifierBusy:
+                self.stats.bind_refused_busy += 1
+                if self.stats.bind_refused_busy % 100 == 1:  # a flood: one line per hundred
+                    log.warning(
+                        "bind for %r from %s refused: %d password checks waiting already "
+                        "(%d refused so)",
+                        system_id,
+                        address,
+                        self.binds.verifier.max_pending,
+                        self.stats.bind_refused_busy,
+                    )
+                return CommandStatus.ESME_RBINDFAIL
+            if refusal is not None:
+                if refusal.network:
+                    self.stats.bind_refused_network += 1
+                answer = self._refuse_bind(address, system_id, refusal.status, refusal.reason)
+                return answer if isinstance(answer, int) else await answer
+        assert account is not None
         outcome = self._finish_bind(bind, request, account)
         return outcome if isinstance(outcome, int) else await outcome
 
@@ -586,7 +597,7 @@ class CustomerSmppServer:
             return CommandStatus.ESME_RBINDFAIL  # not a credential failure: no guard count
         if bind.connection is None or bind.connection.transport is None:
             return CommandStatus.ESME_RBINDFAIL  # it left while the password was checked
-        self.guard.succeeded(bind.address)
+        self.guard.succeeded(bind.address, system_id)
         bind.runtime = runtime
         bind.kind = kind
         bind.window = config.window
@@ -601,7 +612,7 @@ class CustomerSmppServer:
         self, address: str, system_id: str, status: int, why: str
     ) -> int | Awaitable[int]:
         self.stats.bind_failures += 1
-        delay = self.guard.failed(address, time.monotonic())
+        delay = self.guard.failed(address, system_id, time.monotonic())
         log.warning(
             "bind refused for %r from %s: %s (0x%08X)%s",
             system_id,
@@ -1583,7 +1594,3 @@ def _text_of(message: Message) -> str:
 
 def _utc(instant: float) -> datetime:
     return datetime.fromtimestamp(instant, UTC)
-
-
-def _digest(password: str) -> str:
-    return hashlib.sha256(password.encode("latin-1", "replace")).hexdigest()

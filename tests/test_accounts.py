@@ -138,21 +138,21 @@ def test_token_bucket_allows_its_rate_with_a_burst_and_refuses_above() -> None:
 
 def test_bind_guard_delays_grow_then_the_address_is_banned_and_forgiven_later() -> None:
     guard = BindGuard(free_failures=2, base_delay=1.0, max_delay=3.0, ban_after=5, ban_seconds=60)
-    delays = [guard.failed("192.0.2.1", float(t)) for t in range(5)]
+    delays = [guard.failed("192.0.2.1", "acme", float(t)) for t in range(5)]
     assert delays == [0.0, 0.0, 1.0, 2.0, 3.0]
-    assert guard.banned("192.0.2.1", 10.0)
-    assert not guard.banned("192.0.2.2", 10.0)  # other addresses are not affected
-    assert not guard.banned("192.0.2.1", 65.0)
+    assert guard.banned("192.0.2.1", "acme", 10.0)
+    assert not guard.banned("192.0.2.2", "acme", 10.0)  # other addresses are not affected
+    assert not guard.banned("192.0.2.1", "acme", 65.0)
     assert guard.stats.bans == 1 and guard.stats.failures == 5
 
 
 def test_bind_guard_forgets_quiet_addresses_and_successful_ones() -> None:
     guard = BindGuard(free_failures=0, base_delay=1.0, forget_after=100)
-    assert guard.failed("a", 0.0) == 1.0
-    assert guard.failed("a", 50.0) == 2.0
-    assert guard.failed("a", 200.0) == 1.0  # quiet for 150 s: a fresh start
-    guard.succeeded("a")
-    assert guard.failed("a", 201.0) == 1.0
+    assert guard.failed("a", "acme", 0.0) == 1.0
+    assert guard.failed("a", "acme", 50.0) == 2.0
+    assert guard.failed("a", "acme", 200.0) == 1.0  # quiet for 150 s: a fresh start
+    guard.succeeded("a", "acme")
+    assert guard.failed("a", "acme", 201.0) == 1.0
 
 
 def write_config(tmp_path: Path, accounts: str = "") -> Path:

@@ -270,7 +270,7 @@ async def test_repeated_bind_failures_are_slowed_down_then_banned_even_with_good
         with pytest.raises(BindError) as refused:
             await client.bind("transmitter", "alice", "wrong")
         timings.append(time.monotonic() - started)
-        assert refused.value.status == CommandStatus.ESME_RINVPASWD
+        assert refused.value.status == CommandStatus.ESME_RBINDFAIL
         client.close()
     # The added delay doubles from 0.3 s. Each answer also carries a password check whose
     # time varies with the machine's load, so only the delays' lower bounds are asserted.

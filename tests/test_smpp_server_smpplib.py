@@ -135,8 +135,10 @@ async def test_smpplib_binds_with_good_credentials_and_bad_ones_get_spec_statuse
 ) -> None:
     cases = [
         ("transceiver", "alice", PASSWORD, CommandStatus.ESME_ROK),
-        ("transceiver", "alice", "wrong", CommandStatus.ESME_RINVPASWD),
-        ("transmitter", "nobody", PASSWORD, CommandStatus.ESME_RINVSYSID),
+        # The same answer for a wrong password and an unknown system_id (distinct_bind_failures
+        # gives the spec's ESME_RINVPASWD / ESME_RINVSYSID; see test_smpp_bind_answers.py).
+        ("transceiver", "alice", "wrong", CommandStatus.ESME_RBINDFAIL),
+        ("transmitter", "nobody", PASSWORD, CommandStatus.ESME_RBINDFAIL),
         ("receiver", "txonly", PASSWORD, CommandStatus.ESME_RBINDFAIL),  # bind type not allowed
         ("transmitter", "txonly", PASSWORD, CommandStatus.ESME_ROK),
         ("transmitter", "elsewhere", PASSWORD, CommandStatus.ESME_RBINDFAIL),  # not from 10/8
