@@ -87,6 +87,7 @@ class ModemSettings:
     storage_size: int = 30
     echo: bool = True  # as a modem comes out of reset
     reset_command: str = "AT+CFUN=1,1"  # full functionality with a reset (TS 27.007 8.2)
+    pdu_mode_supported: bool = True  # False: a text-mode-only modem (AT+CMGF=0 is an ERROR)
 
 
 @dataclass(slots=True)
@@ -101,6 +102,7 @@ class _Faults:
     drop_lines: int = 0  # response lines to swallow
     silent: bool = False  # read everything, answer nothing
     reset_revives: bool = True  # the reset command brings a silent modem back
+    sim_busy: int = 0  # the next SMS commands answer +CMS ERROR: 314 (SIM busy), as after a PIN
 
 
 class EmulatedModem:
@@ -396,12 +398,18 @@ class EmulatedModem:
         self._ok()
 
     def _cmgf(self, argument: str, now: float) -> None:
+        if self.faults.sim_busy:
+            self.faults.sim_busy -= 1
+            self._cms(314)
+            return
         if argument == "?":
             self._emit(f"+CMGF: {0 if self.pdu_mode else 1}")
             self._ok()
-        elif argument == "0":
+        elif argument == "0" and self.settings.pdu_mode_supported:
             self.pdu_mode = True
             self._ok()
+        elif argument == "0":
+            self._error()
         else:
             self._cms(303)  # text mode: not supported here
 

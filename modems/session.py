@@ -57,6 +57,13 @@ class SessionSettings:
     reassembly_max_bytes: int = 256 * 1024
 
 
+# Answers to AT+CMGF=0 that mean the modem cannot do PDU mode at all.
+_NOT_SUPPORTED_CODES: dict[at.ResultKind, tuple[int, ...]] = {
+    at.ResultKind.CMS_ERROR: (302, 303, 304),  # not allowed / not supported / bad parameter
+    at.ResultKind.CME_ERROR: (3, 4),  # operation not allowed / not supported
+}
+
+
 class SessionState(enum.Enum):
     STARTING = "starting"
     WAITING_FOR_NETWORK = "waiting_for_network"
@@ -467,7 +474,17 @@ class ModemSession:
 
     def _after_pdu_mode(self, outcome: Outcome, now: float) -> None:
         if not self._ok(outcome):
-            self._stop(f"the modem has no PDU mode ({self._describe(outcome)})", fatal=True)
+            # Only a refusal says "no PDU mode"; a SIM still busy after its PIN, or no answer,
+            # is worth another start.
+            refused = isinstance(outcome, at.CommandCompleted) and (
+                outcome.result.kind is at.ResultKind.ERROR
+                or outcome.result.code in _NOT_SUPPORTED_CODES.get(outcome.result.kind, ())
+            )
+            self._stop(
+                f"the modem {'has no' if refused else 'could not set'} PDU mode "
+                f"({self._describe(outcome)})",
+                fatal=refused,
+            )
             return
         if self.settings.service_centre:
             centre = self.settings.service_centre

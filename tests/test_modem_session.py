@@ -133,6 +133,25 @@ def test_missing_pin_and_puk_stop_without_any_try() -> None:
     assert puk.pin_attempts == []
 
 
+def test_a_sim_busy_after_its_pin_is_not_a_fatal_stop() -> None:
+    bench = BackToBack(ModemSettings(pin="1234"), SessionSettings(pin="1234"))
+    bench.modem.faults.sim_busy = 1
+    bench.start()
+    (stopped,) = bench.of(Stopped)
+    assert not stopped.fatal and "314" in stopped.reason
+    again = BackToBack(session=SessionSettings(pin="1234"))
+    again.modem = bench.modem  # the next start, the SIM ready now: no PIN entered again
+    again.start()
+    assert again.of(Ready)
+    assert bench.modem.pin_attempts == ["1234"]
+
+
+def test_a_modem_without_pdu_mode_stops_for_good() -> None:
+    bench = BackToBack(ModemSettings(pdu_mode_supported=False)).start()
+    (stopped,) = bench.of(Stopped)
+    assert stopped.fatal and "has no PDU mode" in stopped.reason
+
+
 def test_waits_for_the_network_then_becomes_ready() -> None:
     bench = BackToBack(ModemSettings(registration=2)).start()
     assert bench.session.state is SessionState.WAITING_FOR_NETWORK
