@@ -198,9 +198,11 @@ class Gateway:
         """Start-up past the store; a step that fails raises `StartupError` naming it."""
         config = self.config
         if config.simulator.enabled:
+            from gateway.sim_journal import JOURNAL_NAME, SimulatorJournal
             from gateway.simulator import SmscSimulator
 
-            simulator = SmscSimulator(config.simulator, keep_received=False)
+            journal = SimulatorJournal(config.data_dir / JOURNAL_NAME)
+            simulator = SmscSimulator(config.simulator, keep_received=False, journal=journal)
             with startup_step("simulator", f"{config.simulator.host}:{config.simulator.port}"):
                 await simulator.start()
             self.simulator = simulator

@@ -173,6 +173,15 @@ def _add_sim(subparsers: Subparsers) -> None:
         "--record", type=Path, default=None, help="append one line per received submit to FILE"
     )
     smsc.set_defaults(handler=_sim_smsc)
+    inbox = kinds.add_parser(
+        "inbox", help="list what the daemon's built-in simulator received (OTP codes too)"
+    )
+    inbox.add_argument(
+        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
+    )
+    inbox.add_argument("--to", default=None, help="only messages to this number")
+    inbox.add_argument("--limit", type=int, default=20, help="the last N messages (default 20)")
+    inbox.set_defaults(handler=_sim_inbox)
     add_sim_modem(kinds)
 
 
@@ -206,6 +215,31 @@ def _sim_smsc(args: argparse.Namespace) -> int:
         run_async(run_simulator(settings))
     except OSError as exc:
         return fail(f"sim smsc: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return EXIT_OK
+
+
+def _sim_inbox(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.sim_journal import JOURNAL_NAME, read_inbox
+    from gateway.state_paths import StateNotFound, daemon_state_path
+
+    try:
+        config = load_config(args.config)
+        if not config.simulator.enabled:
+            return fail("sim inbox: the simulator is off in this config ([simulator] enabled)")
+        path = daemon_state_path(config.data_dir, "data directory") / JOURNAL_NAME
+    except (ConfigError, StateNotFound) as exc:
+        return fail(f"sim inbox: {exc}")
+    print(f"inbox: {path}", file=sys.stderr)
+    wanted = None if args.to is None else args.to.lstrip("+")
+    entries = [e for e in read_inbox(path) if wanted is None or e.destination == wanted]
+    for entry in entries[-args.limit :] if args.limit > 0 else entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
+        route = f"{entry.source or '-'} -> {entry.destination}"
+        print(f"{when}  {route}  {entry.message_id}  {entry.text}")
+    if not entries:
+        print("no messages", file=sys.stderr)
     return EXIT_OK
 
 

@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from dlr.status import SegmentStatus, message_state, stat_word
 from gateway.config import SimulatorConfig
+from gateway.sim_journal import SimulatorJournal
 from smpp.aio import SmppConnection, SmppConnectionClosed, SmppHandler, serve_smpp
 from smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
@@ -217,6 +218,7 @@ class SmscSimulator:
         keep_received: bool = True,
         seed: int | None = None,
         tls: ssl.SSLContext | None = None,
+        journal: SimulatorJournal | None = None,
     ) -> None:
         self.settings = settings if settings is not None else SimulatorConfig(enabled=True)
         self.submit_policy = submit_policy
@@ -238,6 +240,8 @@ class SmscSimulator:
         self._record: IO[str] | None = None
         self._next_mo_at: float | None = None
         self._mo_counter = 0
+        # What it received and the receipts it owes, kept across restarts (the daemon's).
+        self.journal = journal
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -252,6 +256,8 @@ class SmscSimulator:
             system_id=SYSTEM_ID,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.journal is not None:
+            self._queue_owed_receipts(self.journal)
         if self.settings.record_file is not None and self._record is None:
             self._record = open(self.settings.record_file, "a", encoding="utf-8")  # noqa: SIM115
         if self.settings.mo_interval is not None:
@@ -274,6 +280,15 @@ class SmscSimulator:
         if self._record is not None:
             self._record.close()
             self._record = None
+        if self.journal is not None:
+            self.journal.close()
+
+    def _queue_owed_receipts(self, journal: SimulatorJournal) -> None:
+        """The receipts an earlier run accepted submits for and was not answered for: due now."""
+        now = self._now()
+        for owed in journal.open():
+            self.stats.receipts_queued += 1
+            self._queue(owed.system_id, _Outgoing(now, owed.pdu, True, None))
 
     async def __aenter__(self) -> SmscSimulator:
         await self.start()
@@ -430,6 +445,8 @@ class SmscSimulator:
         stats.accepted += 1
         self._remember(received)
         receipt = self._receipt_for(received, number)
+        if self.journal is not None:
+            self._journal_accepted(self.journal, received, receipt)
         response = response_to(request, message_id=received.message_id)
         if receipt is None:
             return response
@@ -446,6 +463,22 @@ class SmscSimulator:
             return None
         self._queue(connection.system_id, receipt)
         return response
+
+    @staticmethod
+    def _journal_accepted(
+        journal: SimulatorJournal, received: ReceivedSubmit, receipt: _Outgoing | None
+    ) -> None:
+        receipt_id = None if receipt is None else receipt.pdu.tlvs.get(Tag.RECEIPTED_MESSAGE_ID)
+        journal.accepted(
+            at=received.at,
+            system_id=received.system_id,
+            message_id=received.message_id,
+            source=received.source_addr,
+            destination=received.destination_addr,
+            text=received.text,
+            receipt_id=receipt_id if isinstance(receipt_id, str) else None,
+            receipt=None if receipt is None else receipt.pdu,
+        )
 
     def _remember(self, received: ReceivedSubmit) -> None:
         if self.keep_received:
@@ -519,6 +552,9 @@ class SmscSimulator:
         ):
             if is_receipt:
                 self.stats.receipts_sent += 1
+                receipt_id = pdu.tlvs.get(Tag.RECEIPTED_MESSAGE_ID)
+                if self.journal is not None and isinstance(receipt_id, str):
+                    self.journal.settled(receipt_id)
             else:
                 self.stats.mo_sent += 1
             return
