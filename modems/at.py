@@ -241,7 +241,11 @@ class AtChannel:
     """One modem's AT stream. `send` queues, `feed` takes what the modem wrote, `outgoing`
     gives what to write, `deadline`/`check_timeout` run the running command's timer."""
 
-    def __init__(self) -> None:
+    def __init__(self, settle_after_timeout: float = 1.0) -> None:
+        # After a timeout the next command waits this long, so a late answer to the timed-out
+        # one arrives while nothing runs (a StrayResult) instead of answering the next command.
+        self.settle_after_timeout = settle_after_timeout
+        self._settle_until: float | None = None
         self._queue: deque[AtCommand] = deque()
         self._current: AtCommand | None = None
         self._deadline: float | None = None
@@ -277,6 +281,7 @@ class AtChannel:
         dropped = ([self._current] if self._current is not None else []) + list(self._queue)
         self._queue.clear()
         self._finish()
+        self._settle_until = None
         self._buffer.clear()
         self._out.clear()
         self._pending_urc = None
@@ -290,25 +295,36 @@ class AtChannel:
         return data
 
     def deadline(self) -> float | None:
-        """When the running command times out (call `check_timeout` then), or None."""
+        """When to call `check_timeout`: the running command's deadline, or the end of the
+        pause after a timeout when commands wait; None when there is nothing to time."""
+        if self._current is None and self._queue and self._settle_until is not None:
+            return self._settle_until
         return self._deadline
 
     def check_timeout(self, now: float) -> list[AtEvent]:
         """The running command's CommandTimedOut when its deadline has passed; the next
-        queued command starts."""
-        if self._current is None or self._deadline is None or now < self._deadline:
+        queued command starts once the pause after a timeout is over."""
+        if self._current is None:
+            self._start_next(now)
+            return []
+        if self._deadline is None or now < self._deadline:
             return []
         command, prompted = self._current, self._prompted
         event = CommandTimedOut(command, tuple(self._lines), prompted)
         if command.pdu is not None and not prompted:
             self._out += ESC  # leave the prompt state, in case the prompt is still to come
         self._finish()
+        self._settle_until = now + self.settle_after_timeout
         self._start_next(now)
         return [event]
 
     def _start_next(self, now: float) -> None:
         if self._current is not None or not self._queue:
             return
+        if self._settle_until is not None:
+            if now < self._settle_until:
+                return
+            self._settle_until = None
         command = self._queue.popleft()
         self._current = command
         self._deadline = now + command.timeout

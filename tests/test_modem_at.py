@@ -187,8 +187,23 @@ def test_timeout_is_a_deadline_returned_as_data() -> None:
     (event,) = channel.check_timeout(NOW + 5.0)
     assert event == CommandTimedOut(AtCommand("AT+COPS?", timeout=5.0), (), False)
     channel.outgoing()
+    assert channel.current is None  # a pause before the next command
+    assert channel.deadline() == NOW + 5.0 + 1.0
+    assert channel.check_timeout(NOW + 6.0) == []
     assert channel.current == AtCommand("AT")
-    assert channel.deadline() == NOW + 5.0 + 10.0
+    assert channel.outgoing() == b"AT\r"
+    assert channel.deadline() == NOW + 6.0 + 10.0
+
+
+def test_a_late_answer_in_the_pause_after_a_timeout_does_not_answer_the_next_command() -> None:
+    channel = started(AtCommand("AT+CSQ", timeout=1.0), AtCommand("AT+CMGD=3"))
+    channel.check_timeout(NOW + 1.0)
+    late = channel.feed(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n", NOW + 1.5)
+    assert late == [Unsolicited("+CSQ: 20,99"), StrayResult(FinalResult(ResultKind.OK))]
+    channel.check_timeout(NOW + 2.0)
+    assert channel.current == AtCommand("AT+CMGD=3")
+    (event,) = channel.feed(b"\r\n+CMS ERROR: 321\r\n", NOW + 2.1)
+    assert isinstance(event, CommandCompleted) and not event.result.ok
 
 
 def test_cmgs_timeout_before_the_prompt_sends_escape() -> None:
