@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_editable_install_prints_no_warning(tmp_path: Path) -> None:
-    # Installed under a prefix of its own, so the test's environment stays as it is; the build
-    # runs in an isolated environment with the setuptools pyproject.toml asks for.
+    # Under a prefix of its own, and --ignore-installed so pip leaves the running environment's
+    # install alone (it would uninstall it first); the build runs in an isolated environment
+    # with the setuptools pyproject.toml asks for.
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-e", str(ROOT),
-         "--prefix", str(tmp_path / "prefix")],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed",
+         "-e", str(ROOT), "--prefix", str(tmp_path / "prefix")],
         capture_output=True,
         text=True,
         cwd=ROOT,
