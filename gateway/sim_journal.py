@@ -30,8 +30,9 @@ from smpp.pdu import DeliverSm
 
 JOURNAL_NAME = "simulator.jsonl"
 INBOX_KEPT = 1000  # submits kept for `tandem sim inbox` when the file is compacted
-# Lines appended since the last compaction, beyond which the file is rewritten (owed + inbox).
-COMPACT_AFTER = 100_000
+# Lines appended since the last compaction beyond which the file is rewritten (owed + inbox),
+# or twice the lines the last compaction kept, if more: rewriting stays a small share of writing.
+COMPACT_AFTER = 20_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -77,6 +78,7 @@ class SimulatorJournal:
         self._owed: dict[str, dict[str, Any]] = {}  # receipt id -> its submit line
         self._inbox: deque[dict[str, Any]] = deque(maxlen=INBOX_KEPT)
         self._appended = 0
+        self._compact_at = COMPACT_AFTER
 
     def open(self) -> list[OwedReceipt]:
         """Read the file (if any), rewrite it with what still matters, open it for appending;
@@ -144,15 +146,20 @@ class SimulatorJournal:
             return  # not open (or closed at stop): nothing is kept
         os.write(self._fd, (json.dumps(line, ensure_ascii=False) + "\n").encode())
         self._appended += 1
-        if self._appended >= COMPACT_AFTER:
+        if self._appended >= self._compact_at:
             self._compact()
 
     def _compact(self) -> None:
-        """Rewrite the file with the submits still owed a receipt and the last INBOX_KEPT."""
+        """Rewrite the file with the submits still owed a receipt and the last INBOX_KEPT (their
+        receipt left out when it was settled: its `settled` line is not kept)."""
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = {id(line): line for line in self._owed.values()}
-        kept.update((id(line), line) for line in self._inbox)
+        owed_lines = set(kept)
+        for line in self._inbox:
+            if id(line) not in owed_lines and line.get("receipt") is not None:
+                line = {**line, "receipt": None}
+            kept.setdefault(id(line), line)
         ordered = sorted(kept.values(), key=lambda line: float(line["at"]))
         temporary = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -164,6 +171,7 @@ class SimulatorJournal:
         os.replace(temporary, self.path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND, 0o600)
         self._appended = 0
+        self._compact_at = max(COMPACT_AFTER, 2 * len(ordered))
 
 
 def _encoded(line: dict[str, Any]) -> bytes:

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from gateway import sim_journal
 from gateway.config import load_config
+from gateway.sim_journal import SimulatorJournal
 from tests.daemon_processes import (
     ROOT,
     TANDEM,
@@ -167,14 +170,10 @@ def test_the_sandbox_gives_up_on_a_missing_receipt_within_minutes() -> None:
     assert sandbox.dlr.dlr_timeout == 172_800
 
 
-def test_the_journal_keeps_what_is_owed_and_skips_a_line_cut_short(tmp_path: Path) -> None:
-    from gateway.sim_journal import SimulatorJournal, read_inbox
+def journal_submits(journal: SimulatorJournal, numbers: range) -> None:
     from gateway.simulator import DELIVERED, ReceivedSubmit, build_receipt
 
-    path = tmp_path / "simulator.jsonl"
-    journal = SimulatorJournal(path)
-    assert journal.open() == []
-    for number in range(3):
+    for number in numbers:
         received = ReceivedSubmit(
             at=1000.0 + number,
             system_id="tandem",
@@ -198,6 +197,13 @@ def test_the_journal_keeps_what_is_owed_and_skips_a_line_cut_short(tmp_path: Pat
             receipt_id=f"A{number}",
             receipt=build_receipt(received, f"A{number}", DELIVERED),
         )
+
+
+def test_the_journal_keeps_what_is_owed_and_skips_a_line_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "simulator.jsonl"
+    journal = SimulatorJournal(path)
+    assert journal.open() == []
+    journal_submits(journal, range(3))
     journal.settled("A1")
     with path.open("a", encoding="utf-8") as cut:
         cut.write('{"t": "settled", "id": "A0"')  # a kill -9 in the middle of a write
@@ -207,5 +213,25 @@ def test_the_journal_keeps_what_is_owed_and_skips_a_line_cut_short(tmp_path: Pat
     owed = again.open()
     assert [receipt.receipt_id for receipt in owed] == ["A0", "A2"]
     assert owed[0].pdu.short_message.startswith(b"id:A0 ")
-    assert [entry.text for entry in read_inbox(path)] == ["text 0", "text 1", "text 2"]
+    assert [entry.text for entry in sim_journal.read_inbox(path)] == ["text 0", "text 1", "text 2"]
+    again.close()
+
+
+def test_a_compacted_journal_owes_only_the_receipts_not_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim_journal, "COMPACT_AFTER", 3)  # rewritten every few lines
+    path = tmp_path / "simulator.jsonl"
+    journal = SimulatorJournal(path)
+    journal.open()
+    for number in range(6):
+        journal_submits(journal, range(number, number + 1))
+        if number != 4:
+            journal.settled(f"A{number}")
+    journal.close()
+    again = SimulatorJournal(path)
+    assert [receipt.receipt_id for receipt in again.open()] == ["A4"]
+    assert [entry.message_id for entry in sim_journal.read_inbox(path)] == [
+        f"A{n}" for n in range(6)
+    ]
     again.close()
