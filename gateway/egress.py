@@ -5,8 +5,8 @@ Owns `EgressPolicy` (which addresses and ports a customer URL may reach, built f
 no I/O), `EgressRefused` (a connection the policy forbids), `open_connection` (asyncio: resolve
 the name once, keep the addresses the policy allows, connect to one of those addresses and
 never to the name again, so a DNS answer that changes between the check and the connect
-cannot slip past it; or a CONNECT tunnel through the operator's proxy), `EgressResolver` (the
-same rule for clients built on aiohttp, whose connector connects to what the resolver returns)
+cannot slip past it; or a CONNECT tunnel through the operator's proxy), `EgressConnector` and
+`EgressResolver` (the same rule for clients built on aiohttp)
 and `redact_url` (how a customer URL is written to logs and message history).
 
 The rule: loopback, private, link-local, unique-local, multicast and every other non-global
@@ -31,7 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from aiohttp.abc import AbstractResolver
+from aiohttp.connector import Connection
 from aiohttp.resolver import DefaultResolver
 
 from gateway.config import DEFAULT_EGRESS_PORTS, EgressConfig, port_range
@@ -84,7 +86,14 @@ def _literal_address(host: str) -> IpAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
-        return None
+        pass
+    # The legacy IPv4 forms the system resolver also accepts: 2130706433, 127.1, 0x7f.0.0.1.
+    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +259,9 @@ async def _through_proxy(
 class EgressResolver(AbstractResolver):
     """An aiohttp resolver that answers only addresses the policy allows (raising
     `EgressRefused` otherwise); aiohttp's connector connects to exactly those, so rebinding
-    the name after the check reaches nothing new. Not for use with an aiohttp proxy: there the
-    proxy resolves."""
+    the name after the check reaches nothing new. aiohttp does not ask the resolver about
+    literal addresses: use it through `EgressConnector`, which judges those. Not for use with
+    an aiohttp proxy: there the proxy resolves."""
 
     def __init__(self, policy: EgressPolicy, resolver: AbstractResolver | None = None) -> None:
         self.policy = policy
@@ -298,3 +308,23 @@ def redact_url(url: str) -> str:
         for name, equals, _ in (item.partition("=") for item in parts.query.split("&") if item)
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class EgressConnector(aiohttp.TCPConnector):
+    """An aiohttp connector held to the policy: names through `EgressResolver`, and the URL
+    itself (port, literal address) judged before each connection. Refusals are
+    `aiohttp.ClientConnectorError`s whose `os_error` is the `EgressRefused`."""
+
+    def __init__(
+        self, policy: EgressPolicy, resolver: AbstractResolver | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(resolver=EgressResolver(policy, resolver), **kwargs)
+        self.policy = policy
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        refusal = self.policy.url_refusal(str(req.url))
+        if refusal is not None:
+            raise aiohttp.ClientConnectorError(req.connection_key, EgressRefused(refusal))
+        return await super().connect(req, traces, timeout)

@@ -28,7 +28,13 @@ from aiohttp.abc import AbstractResolver
 from dlr.callback import SIGNATURE_HEADER, verify
 from gateway.callbacks import HttpPoster
 from gateway.config import EgressConfig
-from gateway.egress import EgressPolicy, EgressRefused, EgressResolver, is_internal, redact_url
+from gateway.egress import (
+    EgressConnector,
+    EgressPolicy,
+    EgressRefused,
+    is_internal,
+    redact_url,
+)
 from gateway.keys import revoke_key
 from tests.test_http_harness import LOCAL_RECEIVERS, Daemon, free_port, running_daemon
 
@@ -94,6 +100,8 @@ def test_the_operator_allowlist_names_networks_or_hosts_and_ports_stay_restricte
     assert EgressPolicy().url_refusal("http://example.com:6379/") == "port 6379 not allowed"
     assert EgressPolicy().url_refusal("http://localhost/dlr") == "private address"
     assert EgressPolicy().url_refusal("http://[::1]/dlr") == "private address"
+    for legacy in ("2130706433", "127.1", "0x7f.0.0.1", "017700000001"):
+        assert EgressPolicy().url_refusal(f"http://{legacy}/dlr") == "private address", legacy
 
 
 def test_a_bad_egress_config_names_the_key() -> None:
@@ -350,8 +358,9 @@ async def test_an_aiohttp_client_with_the_egress_resolver_is_held_to_the_same_ru
 ) -> None:
     port, public, internal = public_and_internal
     rule = policy(allow=["127.0.0.2/32"], **ANY_HIGH_PORT)
-    resolver = EgressResolver(rule, RebindingResolver(RebindingDns()))
-    connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True)
+    connector = EgressConnector(
+        rule, RebindingResolver(RebindingDns()), use_dns_cache=False, force_close=True
+    )
     async with aiohttp.ClientSession(connector=connector) as session:
         async with session.post(f"http://hooks.example:{port}/dlr", data=b"{}") as response:
             assert response.status == 200
@@ -359,6 +368,9 @@ async def test_an_aiohttp_client_with_the_egress_resolver_is_held_to_the_same_ru
             await session.post(f"http://hooks.example:{port}/dlr", data=b"{}")
         with pytest.raises(aiohttp.ClientConnectorError, match="refused: port 22 not allowed"):
             await session.post("http://hooks.example:22/dlr", data=b"{}")
+        for literal in ("127.0.0.1", "[::1]", "2130706433", "127.1"):
+            with pytest.raises(aiohttp.ClientConnectorError, match="refused: private address"):
+                await session.post(f"http://{literal}:{port}/dlr", data=b"{}")
     assert (public.connections, internal.connections) == (1, 0)
 
 
