@@ -92,7 +92,7 @@ class _Delivery:
     message_id: str
     status: MessageStatus  # the status the callback reports
     url: str
-    secret: str | None
+    secret: str  # of the key the message was accepted under: every callback is signed
     body: bytes
     first_attempt_at: float = 0.0
     attempt: int = 0
@@ -311,9 +311,10 @@ class CallbackSender:
             delivery.first_attempt_at = now
         delivery.attempt += 1
         self.stats.attempts += 1
-        headers = {"Content-Type": "application/json"}
-        if delivery.secret is not None:
-            headers[SIGNATURE_HEADER] = sign(delivery.secret, delivery.body, int(now))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(delivery.secret, delivery.body, int(now)),
+        }
         status: int | None = None
         refused = False
         try:
