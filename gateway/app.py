@@ -118,7 +118,8 @@ class Gateway:
 
     def __post_init__(self) -> None:
         if self.store is None:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            with startup_step("data_dir", str(self.config.data_dir)):
+                self.config.data_dir.mkdir(parents=True, exist_ok=True)
             self.store = SqliteMessageStore(
                 self.config.store_path,
                 synchronous=self.config.store.synchronous,

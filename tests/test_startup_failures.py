@@ -208,3 +208,19 @@ def test_unreadable_tls_certificate_ends_the_daemon_with_one_line(tmp_path: Path
         lines,
         f"tandem: cannot start [smpp_server] 127.0.0.1:{port} (TLS): no such file or directory",
     )
+
+
+def test_a_data_dir_that_cannot_be_made_ends_the_daemon_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    config = write_config(
+        tmp_path, http_port=free_port(), smpp_port=free_port(), simulator_port=free_port()
+    )
+    data_dir = blocker / "data"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(str(tmp_path / "data"), str(data_dir)), encoding="utf-8")
+    code, lines, _ = run_failing_daemon(config)
+    assert code == 1
+    assert_one_line(
+        lines, f"tandem: cannot start [data_dir] {data_dir}: not a directory: {data_dir}"
+    )
