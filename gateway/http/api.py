@@ -264,6 +264,14 @@ class HttpApi:
                 413: "The request body is too large.",
             }.get(exc.status, exc.reason + ".")
             return problem_response(Problem(exc.status, code, detail, headers=headers))
+        except (ConnectionResetError, web.RequestPayloadError):
+            # The body broke off or was framed wrongly (gateway.http.server_limits may close a
+            # connection whose body stalls): the client's fault, and not logged, since a payload
+            # error quotes the bytes it read.
+            self.stats.problems += 1
+            return problem_response(
+                Problem(400, "incomplete_body", "The request body did not arrive whole.")
+            )
         except Exception:
             self.stats.server_errors += 1
             log.exception("%s %s failed", request.method, request.path)

@@ -248,6 +248,11 @@ class GuardedRequestHandler(RequestHandler):
             self._enter(Phase.HEAD)  # the next request's first byte: its head is timed now
         heads = self._request_count
         super().data_received(data)
+        body = self._body
+        if phase is Phase.BODY and body is not None and not body.is_eof():
+            # The request in hand still owes its body, whatever else the parser made of these
+            # bytes (a broken chunk comes out as an error "message" while the handler waits).
+            return
         if self._request_count != heads and self._messages:
             self._next_request_started = False
             payload = self._messages[-1][1]
@@ -257,7 +262,7 @@ class GuardedRequestHandler(RequestHandler):
             else:
                 self._body = payload
                 self._enter(Phase.BODY)
-        elif phase is Phase.BODY and self._body is not None and self._body.is_eof():
+        elif phase is Phase.BODY:
             self._body = None
             self._enter(Phase.HANDLING)
         elif phase is Phase.HANDLING:

@@ -252,3 +252,25 @@ async def test_an_oversized_request_line_gets_414_and_a_malformed_one_400(
             "WARNING",
         ]
         assert "xxxxxxxx" not in caplog.text
+
+
+async def test_a_broken_chunk_while_a_handler_waits_for_its_body_ends_at_the_header_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_daemon(tmp_path, http={"header_timeout": 1.0}) as daemon:
+        async with connection(daemon) as (reader, writer):
+            writer.write(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Authorization: Bearer {daemon.key.secret}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            await wait_until(lambda: daemon.api.stats.requests == 1)  # the handler is reading
+            writer.write(b'5\r\n{"to"\r\nCHUNKSECRET42\r\n')  # not a chunk size
+            elapsed = await closed_after(reader, 1.0 + SLACK)
+        assert elapsed >= 0.5
+        assert daemon.api.stats.connections.body_timeouts == 1
+        assert daemon.api.stats.server_errors == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]
+        assert "CHUNKSECRET42" not in caplog.text
