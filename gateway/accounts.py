@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import AccountConfig, TandemConfig, validation_reason
+from gateway.private_files import private_dir
 
 MAX_PASSWORD_LENGTH = 8  # SMPP 3.4 4.1: password is a C-Octet String of at most 9 octets
 ACCOUNTS_FILE_NAME = "accounts.toml"
@@ -154,7 +155,7 @@ def save_accounts_file(path: Path, accounts: Iterable[AccountConfig]) -> None:
             if value is None:
                 continue
             lines.append(f"{key} = {_toml_value(value)}\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".accounts.", suffix=".toml")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

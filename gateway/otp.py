@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import time
@@ -55,6 +54,7 @@ from gateway.config import OtpConfig
 from gateway.intake import MessageIntake, MessageRequest
 from gateway.keys import ApiKey
 from gateway.messages import Channel, Message, MessageKind
+from gateway.private_files import read_or_create_key
 from gateway.store.base import (
     MessageRedaction,
     OtpChange,
@@ -114,15 +114,7 @@ class CodeHasher:
     @classmethod
     def from_file(cls, path: Path) -> CodeHasher:
         """Read the pepper, creating it (32 random bytes, mode 0600) on first use."""
-        try:
-            return cls(path.read_bytes())
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pepper = secrets.token_bytes(32)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(pepper)
-            return cls(pepper)
+        return cls(read_or_create_key(path, 32))
 
 
 def render_template(template: str, *, code: str, ttl_seconds: float, brand: str) -> str:

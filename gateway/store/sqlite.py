@@ -69,6 +69,7 @@ from dlr.status import (
     is_intermediate,
 )
 from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment, Tenant
+from gateway.private_files import private_dir, private_file
 from gateway.stages import StageTimes, recording
 from gateway.stages import now as stage_clock
 from gateway.store.base import (
@@ -785,7 +786,12 @@ class SqliteMessageStore:
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0700 and 0600 whatever the umask (the file holds messages, sealed secrets, OTP
+        # state). SQLite gives the -wal and -shm files it creates the database file's mode.
+        private_dir(self.path.parent)
+        private_file(self.path, create=True)
+        for suffix in ("-wal", "-shm", "-journal"):
+            private_file(self.path.with_name(self.path.name + suffix))
         core = _WriterCore(self.path, self.synchronous, self.live_messages)
         writer = ProcessWriter(core) if self.writer_placement == "process" else ThreadWriter(core)
         try:
