@@ -47,7 +47,7 @@ from gateway.dispatch import Dispatcher, LinkStateView
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
 from gateway.messages import Message, Segment
-from gateway.private_files import private_dir
+from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.startup import startup_step
 from gateway.store.base import MessageStore, SegmentReceipt, StatusChange, SubmitResult
@@ -120,7 +120,7 @@ class Gateway:
     def __post_init__(self) -> None:
         if self.store is None:
             with startup_step("data_dir", str(self.config.data_dir)):
-                private_dir(self.config.data_dir)
+                private_data_dir(self.config.data_dir)
             self.store = SqliteMessageStore(
                 self.config.store_path,
                 synchronous=self.config.store.synchronous,

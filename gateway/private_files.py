@@ -1,9 +1,9 @@
 """Files only the daemon's user may read: the data directory (0700), the store's files and the
 key files (0600), whatever the umask the daemon was started with.
 
-Owns `private_dir`, `private_file` and `read_or_create_key`. The data directory holds live
-OTP messages (sealed), callback secrets (sealed), the keys that unseal them and the OTP pepper:
-a local user who can read it can approve codes and forge callbacks, so modes are set
+Owns `private_data_dir`, `private_dir`, `private_file` and `read_or_create_key`. The data
+directory holds OTP messages in flight, callback secrets, the keys of the store and the OTP
+pepper: a local user who can read it can approve codes and forge callbacks, so modes are set
 explicitly, not left to the umask, and a directory or file found looser (made by an older
 version, or by hand) is tightened, with a log line saying so.
 
@@ -28,6 +28,15 @@ def private_dir(path: Path) -> Path:
     """Create `path` (missing parents with the usual modes) as 0700, or tighten it to 0700."""
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     _tighten(path, DIR_MODE)
+    return path
+
+
+def private_data_dir(path: Path) -> Path:
+    """`private_dir`, and every file already in it 0600 (an older install's, or one copied in)."""
+    private_dir(path)
+    for entry in path.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            _tighten(entry, FILE_MODE)
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.otp import CodeHasher
+from gateway.private_files import private_data_dir
 from gateway.store.sqlite import SqliteMessageStore
 from tests.test_http_harness import running_daemon
 
@@ -73,6 +74,7 @@ async def test_an_older_installs_loose_modes_are_tightened(tmp_path: Path) -> No
     for file in data.iterdir():
         file.chmod(0o644)
 
+    private_data_dir(data)  # what the daemon does first
     # The store and the OTP pepper, opened again as the daemon opens them.
     store = SqliteMessageStore(data / "tandem.db")
     await store.open()
