@@ -90,6 +90,10 @@ def _tighten(path: Path, mode: int) -> None:
     current = stat.S_IMODE(path.stat().st_mode)
     if current == mode:
         return
-    os.chmod(path, mode)
+    try:
+        os.chmod(path, mode)
+    except PermissionError:  # another user's file: say so, the owner must fix it
+        log.warning("%s has mode %04o, not %04o, and is not ours to change", path, current, mode)
+        return
     if current & 0o077:
         log.warning("%s was readable by others (mode %04o); it is now %04o", path, current, mode)
