@@ -79,14 +79,14 @@ async def test_silent_connections_are_closed_after_the_header_timeout(tmp_path: 
     async with running_daemon(tmp_path, http={"header_timeout": 1.0}) as daemon:
         loop = asyncio.get_running_loop()
         readers = []
-        for _ in range(50):
+        for _ in range(300):
             opened_at = loop.time()
             reader, writer = await asyncio.open_connection("127.0.0.1", daemon.api.port)
             readers.append((reader, writer, opened_at))  # a dropped writer closes its socket
         times = await asyncio.gather(*(closed_after(r, 1.0 + SLACK, t) for r, _, t in readers))
         assert min(times) >= 0.9  # not before the configured time
         stats = daemon.api.stats.connections
-        assert stats.header_timeouts == 50
+        assert stats.header_timeouts == 300
         await wait_until(lambda: stats.open == 0)
         for _, writer, _ in readers:
             writer.close()
@@ -100,15 +100,15 @@ async def test_a_head_trickled_a_byte_at_a_time_is_cut_at_the_header_timeout(
         loop = asyncio.get_running_loop()
         started = loop.time()
         connections = [
-            await asyncio.open_connection("127.0.0.1", daemon.api.port) for _ in range(30)
+            await asyncio.open_connection("127.0.0.1", daemon.api.port) for _ in range(100)
         ]
-        senders = [asyncio.create_task(trickle(w, head, 0.05)) for _, w in connections]
+        senders = [asyncio.create_task(trickle(w, head, 0.1)) for _, w in connections]
         times = await asyncio.gather(
             *(closed_after(r, 1.0 + SLACK, started) for r, _ in connections)
         )
         await asyncio.gather(*senders)
         assert min(times) >= 0.9
-        assert daemon.api.stats.connections.header_timeouts == 30
+        assert daemon.api.stats.connections.header_timeouts == 100
         for _, writer in connections:
             writer.close()
 
