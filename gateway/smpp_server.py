@@ -136,7 +136,12 @@ class ServerSettings:
     delivery_retry_max: float = 60.0
     max_deliver_window: int = 100  # our own deliver_sm in flight per bind
     forget_expired_interval: float = 600.0  # how often receipts owed past their ttl are cleared
-    bind_checks_pending: int = 32  # password checks queued or running; more binds refused at once
+    # Password checks: a bind whose check would wait longer than this is refused at once (the
+    # client retries; it would otherwise time out after using a check), as is one beyond
+    # bind_checks_pending queued or running, or beyond bind_checks_per_address for its address.
+    bind_check_wait: float = 5.0
+    bind_checks_pending: int = 256
+    bind_checks_per_address: int = 8
     credential_cache_seconds: float = 3600.0  # a verified system_id+password binds unchecked
 
 
@@ -443,7 +448,11 @@ class CustomerSmppServer:
         # waits there (or is refused), never in the loop's executor.
         self.binds = BindChecker(
             distinct_failures=self.config.distinct_bind_failures,
-            verifier=PasswordVerifier(max_pending=self.settings.bind_checks_pending),
+            verifier=PasswordVerifier(
+                max_pending=self.settings.bind_checks_pending,
+                max_pending_per_client=self.settings.bind_checks_per_address,
+                wait_budget=self.settings.bind_check_wait,
+            ),
             cache=CredentialCache(ttl=self.settings.credential_cache_seconds),
         )
         self._next_reload = 0.0
@@ -561,11 +570,11 @@ class CustomerSmppServer:
                 self.stats.bind_refused_busy += 1
                 if self.stats.bind_refused_busy % 100 == 1:  # a flood: one line per hundred
                     log.warning(
-                        "bind for %r from %s refused: %d password checks waiting already "
-                        "(%d refused so)",
+                        "bind for %r from %s refused: password checks at their bound "
+                        "(%d waiting; %d binds refused so)",
                         system_id,
                         address,
-                        self.binds.verifier.max_pending,
+                        self.binds.verifier.pending,
                         self.stats.bind_refused_busy,
                     )
                 return CommandStatus.ESME_RBINDFAIL

@@ -74,6 +74,56 @@ async def test_verifications_beyond_the_bound_are_refused_at_once_not_queued() -
         verifier.shutdown()
 
 
+async def test_a_check_that_would_wait_past_its_budget_is_refused_at_once() -> None:
+    release = threading.Event()
+
+    def slow_verify(password_hash: str, password: str) -> bool:
+        release.wait(10)
+        return False
+
+    # One check takes about a second here, one thread: a second check would wait two.
+    verifier = PasswordVerifier(
+        threads=1, wait_budget=1.5, seconds_per_check=1.0, verify=slow_verify
+    )
+    try:
+        first = asyncio.ensure_future(verifier.verify(None, "x", "192.0.2.1"))
+        await wait_for(lambda: verifier.pending == 1, what="one check pending")
+        assert verifier.expected_wait() == 2.0
+        with pytest.raises(VerifierBusy):
+            await verifier.verify(None, "x", "198.51.100.7")
+        release.set()
+        assert await first is False
+        assert verifier.stats.refused_busy == 1
+    finally:
+        release.set()
+        verifier.shutdown()
+
+
+async def test_one_client_address_cannot_fill_the_queue_alone() -> None:
+    release = threading.Event()
+
+    def slow_verify(password_hash: str, password: str) -> bool:
+        release.wait(10)
+        return False
+
+    verifier = PasswordVerifier(
+        threads=1, max_pending=10, max_pending_per_client=2, verify=slow_verify
+    )
+    try:
+        mine = [asyncio.ensure_future(verifier.verify(None, "x", "192.0.2.1")) for _ in range(2)]
+        await wait_for(lambda: verifier.pending == 2, what="two checks pending")
+        with pytest.raises(VerifierBusy):
+            await verifier.verify(None, "x", "192.0.2.1")
+        other = asyncio.ensure_future(verifier.verify(None, "x", "198.51.100.7"))
+        await wait_for(lambda: verifier.pending == 3, what="another address's check queued")
+        release.set()
+        assert await asyncio.gather(*mine, other) == [False, False, False]
+        assert verifier.stats.refused_busy == 1
+    finally:
+        release.set()
+        verifier.shutdown()
+
+
 async def test_a_bind_beyond_the_full_queue_is_refused_promptly_and_counted(
     tandem: Tandem,
 ) -> None:
