@@ -125,6 +125,7 @@ class Gateway:
                 self.config.store_path,
                 synchronous=self.config.store.synchronous,
                 writer=self.config.store.writer,
+                key_file=self.config.store_key_path,
             )
         self.links: dict[str, Link] = {}
         self.link_states = LinkStateView(self.links)

@@ -498,6 +498,11 @@ class TandemConfig(BaseModel):
     def store_path(self) -> Path:
         return self.store.path if self.store.path is not None else self.data_dir / "tandem.db"
 
+    @property
+    def store_key_path(self) -> Path:
+        """The key that seals OTP messages and callback secrets in the store, beside otp.key."""
+        return self.data_dir / "store.key"
+
     def link(self, name: str) -> LinkConfig:
         for link in self.links:
             if link.name == name:

@@ -20,10 +20,10 @@ The code must then be known, but only its hash may be stored, so the plaintext l
 process's memory only, until the verification ends or expires. After a daemon restart the
 plaintext is gone: a new request for that destination then starts a new verification with a
 new code (the old verification can still be checked until it expires). That trades a rare
-extra code after restarts for never keeping codes at rest. The SMS itself carries the code, so
-its text stays in the message store only until the message reaches a final status (it must
-survive a crash until it is sent); `OtpService` is a status listener and then wipes it
-(`MessageRedaction.redact_message`).
+extra code after restarts for never keeping codes at rest. The SMS itself carries the code and
+must survive a crash until it is sent, so the store keeps its content sealed (never in clear in
+the database or its WAL: gateway.store.sealing) until the message reaches a final status;
+`OtpService` is a status listener and then wipes it (`MessageRedaction.redact_message`).
 
 SMS-pumping protection (fraudsters requesting OTPs to premium ranges they are paid for):
 - allowed destination countries per API key (`tandem keys create --countries GB,DE`);

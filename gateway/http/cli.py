@@ -78,7 +78,9 @@ def _store_path(config: TandemConfig) -> Path:
 async def _with_store(config: TandemConfig, path: Path, work: Any) -> Any:
     from gateway.store.sqlite import SqliteMessageStore
 
-    store = SqliteMessageStore(path, synchronous=config.store.synchronous)
+    store = SqliteMessageStore(
+        path, synchronous=config.store.synchronous, key_file=config.store_key_path
+    )
     await store.open()
     try:
         return await work(store)

@@ -16,6 +16,11 @@ Contract shared by all backends:
   Final statuses are final (apart from dlr.status's one exception: a definitive receipt replaces
   UNKNOWN). A later event for a final message or segment (a late receipt, a requeue after a
   cancel) is recorded in history and changes nothing; the result says `changed=False`.
+- Secrets at rest: an OTP message's content (kind `otp`: its body and text carry the code)
+  and every API key's `callback_secret` are sealed before they reach the files, with a key
+  kept apart from them (`gateway.store.sealing`), and given back whole by the reads. Results
+  of writes (`StatusChange.message`) carry an OTP message without its content, as after
+  `redact_message`.
 - Carrier ids are stored and looked up exactly as given: callers pass the canonical form from
   `dlr.ids.canonical_message_id`, the store never normalises.
 - `attempts` counts send attempts that reached an outcome: `requeue` and `fail` (unless told
@@ -302,7 +307,8 @@ class ApiKeyRecord:
     """An HTTP API key as stored: never the key itself, only its SHA-256 (`key_hash`).
 
     `name` is unique and is also the account the key's messages are stored under.
-    `callback_secret` signs receipt callbacks; it must be kept in clear to sign with.
+    `callback_secret` signs receipt callbacks: whole in this record, sealed at rest (see the
+    contract above).
     """
 
     id: str

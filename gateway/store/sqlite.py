@@ -31,6 +31,13 @@ are forgotten once final, and beyond `live_messages` the oldest are. It holds pl
 (which the garbage collector stops tracking); each op builds fresh `Message`/`Segment` objects
 from them, and those are what its caller receives.
 
+Secrets at rest: `accept` seals an OTP message's body and text into `body` (text NULL) before
+the row leaves for the writer, `save_api_key` seals the callback secret; only the reads on this
+side (which hold the `Sealer`) open them, so the writer, its memory and the files never see them
+in clear. `secure_delete` (FAST) zeroes what a write replaces in a page, and migration 6 sealed
+an older store's clear rows and rewrote the file. Files are 0600 in a 0700 directory
+(`gateway.private_files`).
+
 Durability: a caller's `await` returns after COMMIT. With `synchronous="NORMAL"` (the default) a
 WAL commit is in the operating system's hands: it survives the process being killed (kill -9),
 but the last transactions can be lost if the machine loses power. `synchronous="FULL"` fsyncs the
@@ -69,7 +76,7 @@ from dlr.status import (
     is_intermediate,
 )
 from gateway.messages import Channel, HistoryEntry, Message, MessageKind, Segment, Tenant
-from gateway.private_files import private_dir, private_file
+from gateway.private_files import private_dir, private_file, read_or_create_key
 from gateway.stages import StageTimes, recording
 from gateway.stages import now as stage_clock
 from gateway.store.base import (
@@ -90,6 +97,7 @@ from gateway.store.base import (
     StoreStats,
     SubmitResult,
 )
+from gateway.store.sealing import KEY_BYTES, Sealer, is_sealed, is_sealed_text
 from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -271,6 +279,8 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX message_content_reference ON message_content (channel, account, reference)
         WHERE reference IS NOT NULL;
     """,
+    # 6: OTP message content and callback secrets sealed at rest (`_seal_clear_rows`).
+    "seal",
 )
 
 _MESSAGE_COLUMNS = (
@@ -346,6 +356,8 @@ _SELECT_OWED_RECEIPTS = (
 _INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+_OTP_KIND = MessageKind.OTP.value
+
 # Stored text back to enums: dict lookups, several times cheaper than calling the enum class.
 _CHANNELS = {c.value: c for c in Channel}
 _KINDS = {k.value: k for k in MessageKind}
@@ -418,7 +430,26 @@ def _message_row(m: Message) -> tuple[Any, ...]:
     )
 
 
-def _message_from_row(r: Sequence[Any]) -> Message:
+def _seal_content(row: tuple[Any, ...], sealer: Sealer) -> tuple[Any, ...]:
+    """An OTP message's row as stored: its body and text (the code) sealed in `body`."""
+    content = json.dumps([bytes(row[10]).hex(), row[11]]).encode()
+    return (*row[:10], sealer.seal(content, _message_context(row[0])), None, *row[12:])
+
+
+def _message_context(message_id: str) -> str:
+    return "message:" + message_id
+
+
+def _message_from_row(r: Sequence[Any], sealer: Sealer | None = None) -> Message:
+    """The message of a stored row. A sealed OTP message's content is opened with `sealer`;
+    without one (the writer never has it) its body is empty and its text None, as after the
+    message was redacted: nothing downstream of the writer needs it."""
+    body, text = r[10], r[11]
+    if body[:1] == b"\x00" and is_sealed(body):
+        body, text = b"", None
+        if sealer is not None:
+            body_hex, text = json.loads(sealer.open(r[10], _message_context(r[0])))
+            body = bytes.fromhex(body_hex)
     return Message(
         id=r[0],
         account=r[1],
@@ -430,8 +461,8 @@ def _message_from_row(r: Sequence[Any]) -> Message:
         kind=_KINDS[r[7]],
         priority=r[8],
         data_coding=r[9],
-        body=bytes(r[10]),
-        text=r[11],
+        body=bytes(body),
+        text=text,
         esm_class=r[12],
         registered_delivery=r[13],
         validity_at=r[14],
@@ -619,8 +650,11 @@ class _WriterCore:
     Lives wherever the writer runs (the writer thread or the writer process) and is touched
     there only."""
 
-    def __init__(self, path: Path, synchronous: Synchronous, live_messages: int) -> None:
+    def __init__(
+        self, path: Path, synchronous: Synchronous, live_messages: int, seal_key: bytes
+    ) -> None:
         self.path, self.synchronous, self.live_messages = path, synchronous, live_messages
+        self.seal_key = seal_key  # for migrations that seal what older versions kept in clear
         self.live: _LiveMap = {}
         self.carriers: _CarrierMap = {}
         self.conn: sqlite3.Connection | None = None
@@ -635,18 +669,30 @@ class _WriterCore:
         conn.execute("PRAGMA cache_size = -262144")
         conn.execute("PRAGMA mmap_size = 1073741824")
         conn.execute("PRAGMA temp_store = MEMORY")
+        # What a write removes or replaces in a page is zeroed, not left in its free space
+        # (FAST: only where the page is written anyway, so it costs no I/O).
+        conn.execute("PRAGMA secure_delete = FAST")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        wipe = False
         for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                if script == "seal":
+                    wipe = _seal_clear_rows(conn, Sealer(self.seal_key))
+                else:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        if wipe:
+            # The clear values are still in free pages and in the WAL's older frames: rewrite
+            # the file, and empty the WAL.
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn = conn
 
     def close(self) -> None:
@@ -759,12 +805,17 @@ class SqliteMessageStore:
         max_batch: int = 2000,
         live_messages: int = 100_000,
         writer: WriterPlacement = "thread",
+        key_file: str | Path | None = None,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         if writer not in ("thread", "process"):
             raise ValueError(f"writer must be thread or process, not {writer!r}")
         self.path = Path(path)
+        # The key that seals OTP message content and callback secrets (gateway.store.sealing);
+        # the daemon's is `<data_dir>/store.key` (`TandemConfig.store_key_path`).
+        self.key_file = Path(key_file) if key_file is not None else self.path.parent / "store.key"
+        self._sealer: Sealer | None = None
         self.synchronous = synchronous
         self.max_batch = max_batch
         # In-flight messages the writer keeps in memory (oldest forgotten first); more are
@@ -792,7 +843,12 @@ class SqliteMessageStore:
         private_file(self.path, create=True)
         for suffix in ("-wal", "-shm", "-journal"):
             private_file(self.path.with_name(self.path.name + suffix))
-        core = _WriterCore(self.path, self.synchronous, self.live_messages)
+        key = read_or_create_key(self.key_file, KEY_BYTES)
+        try:
+            self._sealer = Sealer(key)
+        except ValueError as exc:
+            raise StoreError(f"cannot use the store key {self.key_file}: {exc}") from None
+        core = _WriterCore(self.path, self.synchronous, self.live_messages, key)
         writer = ProcessWriter(core) if self.writer_placement == "process" else ThreadWriter(core)
         try:
             await writer.start()  # creates or migrates the schema before the reader looks
@@ -914,6 +970,9 @@ class SqliteMessageStore:
         if not messages:
             return
         rows = [_message_row(m) for m in messages]
+        sealer = self._sealer
+        if sealer is not None:  # an OTP's code never reaches the file (or the writer) in clear
+            rows = [_seal_content(row, sealer) if row[7] == _OTP_KIND else row for row in rows]
         history = [
             _history_row(m.id, StatusEvent(m.created_at, m.status, source)) for m in messages
         ]
@@ -1084,7 +1143,7 @@ class SqliteMessageStore:
         if not message_rows:
             return None
         return MessageRecord(
-            message=_message_from_row(message_rows[0]),
+            message=_message_from_row(message_rows[0], self._sealer),
             segments=[_segment_from_row(r) for r in segment_rows],
             history=[entry for r in history_rows for entry in _history_entries(r)],
         )
@@ -1095,7 +1154,7 @@ class SqliteMessageStore:
             "ORDER BY priority, id",
             (),
         )
-        return [_message_from_row(r) for r in rows]
+        return [_message_from_row(r, self._sealer) for r in rows]
 
     async def pending_refs(
         self, due_by: float, *, page: int = 10_000
@@ -1115,7 +1174,7 @@ class SqliteMessageStore:
             "ORDER BY priority, id",
             (after, after),
         )
-        return [_message_from_row(r) for r in rows]
+        return [_message_from_row(r, self._sealer) for r in rows]
 
     async def load_waiting(self, message_ids: Sequence[str]) -> list[Message]:
         found: list[Message] = []
@@ -1127,7 +1186,7 @@ class SqliteMessageStore:
                 f"AND status IN {_UNSENT_SQL}",
                 chunk,
             )
-            found.extend(_message_from_row(r) for r in rows)
+            found.extend(_message_from_row(r, self._sealer) for r in rows)
         return found
 
     async def record_history(
@@ -1156,25 +1215,40 @@ class SqliteMessageStore:
             key.requests_per_second,
             key.messages_per_second,
             key.callback_url,
-            key.callback_secret,
+            self._seal_secret(key.callback_secret, key.id),
             key.created_at,
             key.revoked_at,
         )
         await self._write(_insert_api_key, row)
 
+    def _seal_secret(self, secret: str, key_id: str) -> str:
+        if self._sealer is None:
+            raise StoreClosed(f"store {self.path} is not open")
+        return self._sealer.seal_text(secret, _api_key_context(key_id))
+
+    def _api_key_from_row(self, row: Sequence[Any]) -> ApiKeyRecord:
+        """The key as stored, its callback secret opened: the one place it is unsealed (the
+        callbacks get it from here through `KeyRing`)."""
+        record = _api_key_from_row(row)
+        if self._sealer is not None:
+            record.callback_secret = self._sealer.open_text(
+                record.callback_secret, _api_key_context(record.id)
+            )
+        return record
+
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         rows = await self._read(
             f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
         )
-        return _api_key_from_row(rows[0]) if rows else None
+        return self._api_key_from_row(rows[0]) if rows else None
 
     async def find_api_key_by_name(self, name: str) -> ApiKeyRecord | None:
         rows = await self._read(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE name = ?", (name,))
-        return _api_key_from_row(rows[0]) if rows else None
+        return self._api_key_from_row(rows[0]) if rows else None
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         rows = await self._read(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at", ())
-        return [_api_key_from_row(r) for r in rows]
+        return [self._api_key_from_row(r) for r in rows]
 
     async def revoke_api_key(self, name_or_id: str, *, at: float) -> bool:
         return await self._write(_revoke_api_key, name_or_id, at)
@@ -1280,7 +1354,7 @@ class SqliteMessageStore:
         )
         return [
             OwedReceipt(
-                _message_from_row(r[:_MESSAGE_WIDTH]),
+                _message_from_row(r[:_MESSAGE_WIDTH], self._sealer),
                 _MESSAGE_STATUSES[r[_MESSAGE_WIDTH]],
                 r[_MESSAGE_WIDTH + 1] or 1,
             )
@@ -1859,6 +1933,35 @@ def _change_otp(
     tx.execute(_EXPIRE_OTP, (now, otp_id, key_id, now))
     rows = tx.execute(_SELECT_OWN_OTP, (otp_id, key_id)).fetchall()
     return OtpChange(OtpRecord(*rows[0]), False) if rows else None
+
+
+def _api_key_context(key_id: str) -> str:
+    return "api_key:" + key_id
+
+
+def _seal_clear_rows(conn: sqlite3.Connection, sealer: Sealer) -> bool:
+    """Migration 6: seal what older versions kept in clear, the callback secrets and the
+    content of OTP messages not yet redacted. Returns whether any row held one."""
+    clear_secrets = [
+        (sealer.seal_text(secret, _api_key_context(key_id)), key_id)
+        for key_id, secret in conn.execute("SELECT id, callback_secret FROM api_keys")
+        if not is_sealed_text(secret)
+    ]
+    conn.executemany("UPDATE api_keys SET callback_secret = ? WHERE id = ?", clear_secrets)
+    contents = [
+        (sealer.seal(json.dumps([bytes(body).hex(), text]).encode(), _message_context(id_)), id_)
+        for id_, body, text in conn.execute(
+            "SELECT id, body, text FROM message_content "
+            "WHERE kind = ? AND (length(body) > 0 OR text IS NOT NULL)",
+            (_OTP_KIND,),
+        )
+        if not is_sealed(bytes(body))
+    ]
+    conn.executemany("UPDATE message_content SET body = ?, text = NULL WHERE id = ?", contents)
+    # Rows that were redacted before secure_delete still have the code in their pages' free
+    # space: VACUUM rewrites them whenever any OTP message was ever stored.
+    ever = conn.execute("SELECT 1 FROM message_content WHERE kind = ? LIMIT 1", (_OTP_KIND,))
+    return bool(clear_secrets or contents or ever.fetchone())
 
 
 def _api_key_from_row(r: Sequence[Any]) -> ApiKeyRecord:
