@@ -252,8 +252,9 @@ async def test_a_damaged_database_file_is_named_with_the_reason(
 
 
 def test_the_daemon_refuses_to_start_on_a_damaged_store_with_one_line(tmp_path: Path) -> None:
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir(mode=0o700)  # private already: the daemon has nothing to tighten
     (tmp_path / "data" / "tandem.db").write_bytes(b"\x00garbage" * 1000)
+    (tmp_path / "data" / "tandem.db").chmod(0o600)
     config = tmp_path / "tandem.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "data"}"\n'

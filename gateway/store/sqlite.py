@@ -839,15 +839,18 @@ class SqliteMessageStore:
     async def open(self) -> None:
         # 0700 and 0600 whatever the umask (the file holds messages, sealed secrets, OTP
         # state). SQLite gives the -wal and -shm files it creates the database file's mode.
-        private_dir(self.path.parent)
-        private_file(self.path, create=True)
-        for suffix in ("-wal", "-shm", "-journal"):
-            private_file(self.path.with_name(self.path.name + suffix))
-        key = read_or_create_key(self.key_file, KEY_BYTES)
         try:
+            private_dir(self.path.parent)
+            private_file(self.path, create=True)
+            for suffix in ("-wal", "-shm", "-journal"):
+                private_file(self.path.with_name(self.path.name + suffix))
+        except OSError as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        try:
+            key = read_or_create_key(self.key_file, KEY_BYTES)
             self._sealer = Sealer(key)
-        except ValueError as exc:
-            raise StoreError(f"cannot use the store key {self.key_file}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot use the store key {self.key_file}: {exc}") from exc
         core = _WriterCore(self.path, self.synchronous, self.live_messages, key)
         writer = ProcessWriter(core) if self.writer_placement == "process" else ThreadWriter(core)
         try:
