@@ -206,7 +206,8 @@ class ModemSupervisor:
     Opens the device (again and again, with `backoff`, while it is missing: unplugged, or a
     network modem server down), reopens it after a loss, answers an Unresponsive session with
     `reset_command` (written past the AT channel, then the port is closed and reopened after
-    `reset_wait`), and stops for good after a fatal stop (wrong PIN, PUK, no PDU mode): it
+    `reset_wait`; also when a start found the modem not answering at all), and stops for good
+    after a fatal stop (wrong PIN, PUK, no PDU mode): it
     never starts a session that would enter a PIN the SIM already refused.
 
     Events (the sessions' and the supervisor's own Stopped for a failed open) go to `listener`.
@@ -239,6 +240,7 @@ class ModemSupervisor:
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
         self._reset_wanted = False
+        self._reset_on_open = False
 
     @property
     def ready(self) -> bool:
@@ -274,6 +276,10 @@ class ModemSupervisor:
                 continue
             self.opens += 1
             self.port = port
+            if self._reset_on_open:
+                # It did not answer the last start either: reset it before trying again.
+                self._reset_wanted = True
+                self._reset_on_open = False
             await self._until_closed_or_reset(port)
             if self._reset_wanted and not port.closed.is_set():
                 self._reset_wanted = False
@@ -285,6 +291,7 @@ class ModemSupervisor:
             if port.stopped is not None and port.stopped.fatal:
                 self.fatal = port.stopped
                 return self.fatal
+            self._reset_on_open = port.stopped is not None and port.stopped.unresponsive
             failures = 0 if port.ready.is_set() else failures + 1
             await self._pause(self.backoff[min(failures, len(self.backoff) - 1)])
         return None

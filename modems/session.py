@@ -97,6 +97,7 @@ class Stopped:
 
     reason: str
     fatal: bool
+    unresponsive: bool = False  # the modem did not answer at all (a reset may bring it back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,12 +336,12 @@ class ModemSession:
         elif isinstance(event, at.SignalChanged):
             self._signal(event.rssi)
 
-    def _stop(self, reason: str, *, fatal: bool) -> None:
+    def _stop(self, reason: str, *, fatal: bool, unresponsive: bool = False) -> None:
         if self.state is SessionState.STOPPED:
             return
         self.state = SessionState.STOPPED
         self._next_signal = self._next_registration = self._next_poll = None
-        self._events.append(Stopped(reason, fatal))
+        self._events.append(Stopped(reason, fatal, unresponsive))
 
     @staticmethod
     def _ok(outcome: Outcome) -> bool:
@@ -356,7 +357,8 @@ class ModemSession:
 
     def _after_echo_off(self, outcome: Outcome, now: float) -> None:
         if isinstance(outcome, at.CommandTimedOut):
-            self._stop(f"modem does not answer ({self._describe(outcome)})", fatal=False)
+            reason = f"modem does not answer ({self._describe(outcome)})"
+            self._stop(reason, fatal=False, unresponsive=True)
             return
         self._command("AT+CMEE=1", self._after_cmee, now)
 

@@ -257,3 +257,20 @@ async def test_supervisor_stops_for_good_after_a_wrong_pin() -> None:
         assert not recorder.of(Ready)
     finally:
         emulator.close()
+
+
+async def test_supervisor_resets_a_modem_that_does_not_answer_its_start(
+    emulator: PtyModem,
+) -> None:
+    emulator.modem.go_silent()  # hung before the link ever spoke to it
+    settings = SessionSettings(command_timeout=0.5)
+    supervisor, recorder, running = await start_supervisor(
+        emulator.device, settings, reset_wait=0.1
+    )
+    try:
+        await recorder.until(Ready)
+        assert any(stop.unresponsive for stop in recorder.of(Stopped))
+        assert emulator.modem.resets == 1 and supervisor.resets == 1
+    finally:
+        supervisor.close()
+        await asyncio.wait_for(running, WAIT)
