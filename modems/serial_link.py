@@ -105,7 +105,11 @@ class ModemPort:
             del self._waiting[key]
             raise
         self._flush()
-        return await future
+        try:
+            return await future
+        finally:
+            if self._waiting.get(key) is future:  # the caller gave up waiting: forget it
+                del self._waiting[key]
 
     def delete(self, indexes: Sequence[int]) -> None:
         """Delete stored messages once kept (see MessageReceived.storage_indexes)."""

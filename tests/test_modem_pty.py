@@ -274,3 +274,20 @@ async def test_supervisor_resets_a_modem_that_does_not_answer_its_start(
     finally:
         supervisor.close()
         await asyncio.wait_for(running, WAIT)
+
+
+async def test_a_send_whose_caller_gave_up_does_not_hold_its_key(emulator: PtyModem) -> None:
+    port, _ = await open_port(emulator)
+    await asyncio.wait_for(port.ready.wait(), WAIT)
+    emulator.modem.go_silent()
+    abandoned = asyncio.create_task(port.send("k", submits("first")))
+    await asyncio.sleep(0.05)
+    abandoned.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned
+    emulator.modem.go_silent(False)
+    retry = asyncio.create_task(port.send("k", submits("again")))  # no "already being sent"
+    await asyncio.sleep(0.05)
+    assert not retry.done() or not isinstance(retry.exception(), ValueError)
+    retry.cancel()
+    port.close()
