@@ -4,7 +4,7 @@ timeouts as data, and the +CMS ERROR table."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modems.at import (
@@ -239,6 +239,7 @@ def test_clear_returns_what_was_waiting() -> None:
     assert not channel.busy and channel.deadline() is None
 
 
+@settings(deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=20), st.booleans())
 def test_random_bytes_never_crash_the_channel(chunks: list[bytes], with_command: bool) -> None:
     channel = AtChannel()
@@ -253,6 +254,7 @@ def test_random_bytes_never_crash_the_channel(chunks: list[bytes], with_command:
         channel.outgoing()
 
 
+@settings(deadline=None)
 @given(
     st.lists(
         st.sampled_from(

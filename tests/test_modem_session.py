@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modems.emulator import EmulatedModem, ModemSettings
@@ -314,6 +314,7 @@ def test_incomplete_multipart_is_delivered_after_the_reassembly_timeout() -> Non
     assert not message.complete and message.text == "z" * 153
 
 
+@settings(deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=15), st.integers(0, 3))
 def test_random_bytes_never_crash_the_session(chunks: list[bytes], ready_after: int) -> None:
     bench = BackToBack()
@@ -350,6 +351,7 @@ LIKELY_LINES = [
 ]
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(LIKELY_LINES), max_size=40))
 def test_plausible_but_wrong_answers_never_crash_the_session(lines: list[bytes]) -> None:
     session = ModemSession()
@@ -364,6 +366,7 @@ def test_plausible_but_wrong_answers_never_crash_the_session(lines: list[bytes])
         session.send("k", [b"\x01\x00\x01\x91\x00\x00\x00"], now)
 
 
+@settings(deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=15))
 def test_random_bytes_never_crash_the_emulator(chunks: list[bytes]) -> None:
     modem = EmulatedModem()

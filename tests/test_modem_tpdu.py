@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modems.tpdu import (
@@ -484,6 +484,7 @@ service_centres = st.none() | st.builds(
 )
 
 
+@settings(deadline=None)
 @given(submits, service_centres)
 def test_submit_round_trip(submit: SmsSubmit, centre: Address | None) -> None:
     found_centre, tpdu = split_service_centre(with_service_centre(submit.encode(), centre))
@@ -492,16 +493,19 @@ def test_submit_round_trip(submit: SmsSubmit, centre: Address | None) -> None:
         assert found_centre == centre
 
 
+@settings(deadline=None)
 @given(delivers)
 def test_deliver_round_trip(deliver: SmsDeliver) -> None:
     assert decode_from_network(deliver.encode()) == deliver
 
 
+@settings(deadline=None)
 @given(reports)
 def test_status_report_round_trip(report: SmsStatusReport) -> None:
     assert decode_from_network(report.encode()) == report
 
 
+@settings(deadline=None)
 @given(st.text(max_size=600), st.sampled_from([Concatenation.UDH8, Concatenation.UDH16]))
 def test_any_text_splits_into_parts_that_encode_and_join_back(
     text: str, concatenation: Concatenation
@@ -522,6 +526,7 @@ def test_any_text_splits_into_parts_that_encode_and_join_back(
 # --- fuzz: only TpduError ----------------------------------------------------------------------
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_random_octets_raise_only_tpdu_error(data: bytes) -> None:
     for decode in (decode_from_network, decode_submit, split_service_centre):
@@ -531,6 +536,7 @@ def test_random_octets_raise_only_tpdu_error(data: bytes) -> None:
             pass
 
 
+@settings(deadline=None)
 @given(reports | delivers | submits, st.data())
 def test_mutated_tpdus_raise_only_tpdu_error(tpdu: object, data: st.DataObject) -> None:
     assert isinstance(tpdu, SmsSubmit | SmsDeliver | SmsStatusReport)

@@ -14,7 +14,7 @@ from routing.numbers import _parse_canonical_e164, region_and_validity
 CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=3000, deadline=None)
 @given(
     calling_code=st.sampled_from(CALLING_CODES),
     national=st.text(alphabet="0123456789", min_size=1, max_size=14),
@@ -65,7 +65,7 @@ def _phonenumbers_region_and_validity(parsed: phonenumbers.PhoneNumber) -> tuple
     return region, region is not None and phonenumbers.is_valid_number_for_region(parsed, region)
 
 
-@settings(max_examples=4000)
+@settings(max_examples=4000, deadline=None)
 @given(
     calling_code=st.sampled_from(CALLING_CODES),
     national=st.text(alphabet="0123456789", min_size=2, max_size=15),
@@ -108,7 +108,7 @@ def test_there_are_valid_examples_in_most_regions() -> None:
     assert region_and_validity(phonenumbers.parse("+14165550123"))[0] == "CA"
 
 
-@settings(max_examples=4000)
+@settings(max_examples=4000, deadline=None)
 @given(
     example=st.sampled_from(EXAMPLES),
     keep=st.integers(min_value=1, max_value=8),
