@@ -415,6 +415,12 @@ def add_accounts_command(subparsers: Any) -> None:
     )
     add.add_argument("--network", action="append", help="allowed source network (repeatable)")
     add.add_argument("--sender", action="append", help="allowed sender regex (repeatable)")
+    add.add_argument(
+        "--source-ton-npi",
+        choices=("set", "check"),
+        default=None,
+        help="a source TON that does not fit the sender: set the fitting one, or refuse",
+    )
     add.add_argument("--mo-number", action="append", help="MO number or short code owned")
     add.add_argument("--multipart", choices=("reassemble", "passthrough"), default=None)
     add.add_argument("--route-tag", action="append", help="route tag of its messages (repeatable)")
@@ -495,6 +501,7 @@ def _accounts_add(args: argparse.Namespace) -> int:
         ("bind_types", args.bind_type),
         ("allowed_networks", args.network),
         ("allowed_senders", args.sender),
+        ("source_ton_npi", args.source_ton_npi),
         ("mo_numbers", args.mo_number),
         ("multipart", args.multipart),
         ("route_tags", args.route_tag),

@@ -167,11 +167,12 @@ def test_cli_add_list_passwd_disable_and_remove_edit_the_accounts_file(
     path = str(write_config(tmp_path))
     assert tandem(["accounts", "-c", path, "add", "erin", "--password", "pw1", "--tps", "20",
                    "--mo-number", "4321", "--bind-type", "transceiver",
-                   "--route-tag", "premium"]) == 0  # fmt: skip
+                   "--route-tag", "premium", "--source-ton-npi", "check"]) == 0  # fmt: skip
     file = tmp_path / "data" / "accounts.toml"
     (erin,) = load_accounts_file(file)
     assert (erin.tps, erin.mo_numbers, erin.bind_types) == (20.0, ["4321"], ["transceiver"])
     assert erin.route_tags == ["premium"]
+    assert erin.source_ton_npi == "check"
     assert verify_password(erin.password_hash, "pw1")
 
     assert tandem(["accounts", "-c", path, "add", "erin", "--password", "pw1"]) == 2
