@@ -239,14 +239,9 @@ class Gateway:
         for message in await store.load_scheduled(now):
             self.dispatcher.enqueue(message)
         whole: list[str] = []
+        # Each waits for the link it had (`Dispatcher.place` decides so while no link is up).
         async for page in store.pending_refs(now):
-            for ref in page:
-                # As `Dispatcher.place` decides while no link is up yet: the link it had.
-                link = ref.link if ref.link in ref.targets else next(iter(ref.targets), None)
-                if link is None:
-                    continue
-                if not queue.put_ref(ref.message_id, link, ref.priority, ref.route):
-                    whole.append(ref.message_id)
+            whole += queue.put_refs(page)
         for message in await store.load_waiting(whole):
             self.dispatcher.enqueue(message)
 

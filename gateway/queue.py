@@ -30,7 +30,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -179,6 +179,45 @@ class SendQueue:
         self._add_ref(link, priority, route, compact)
         return True
 
+    def put_refs(self, refs: Iterable[tuple[str, int, str | None, str | None]]) -> list[str]:
+        """`put_ref` for many (start-up): (message id, priority, route, link) each, in arrival
+        order; one without a link is not queued. Returns the ids not in our format (the caller
+        queues those whole)."""
+        odd: list[str] = []
+        slots: dict[tuple[str, int, str | None], tuple[_Refs, bytes, list[int]]] = {}
+        fromhex = bytes.fromhex
+        for message_id, priority, route, link in refs:
+            if link is None:
+                continue
+            key = (link, priority, route)
+            slot = slots.get(key)
+            if slot is None:
+                refs_of = self._refs.get((link, priority))
+                if refs_of is None:
+                    refs_of = self._refs[(link, priority)] = _Refs()
+                slot = slots[key] = (refs_of, self._route_number(route).to_bytes(2, "big"), [0])
+            try:
+                octets = fromhex(message_id)
+            except ValueError:
+                octets = b""
+            if len(octets) != _ID_OCTETS or octets.hex() != message_id:
+                odd.append(message_id)
+                continue
+            slot[0].data += slot[1] + octets
+            slot[2][0] += 1
+        for (link, priority, route), (refs_of, _, added) in slots.items():
+            refs_of.live += added[0]
+            self._refs_by_link[link] += added[0]
+            self._count(link, priority, route, added[0])
+        return odd
+
+    def _route_number(self, route: str | None) -> int:
+        number = self._route_numbers.get(route)
+        if number is None:
+            number = self._route_numbers[route] = len(self._route_names)
+            self._route_names.append(route)
+        return number
+
     def _behind_refs(self, link: str, priority: int) -> bool:
         key = (link, priority)
         assert self.in_memory is not None
@@ -188,10 +227,7 @@ class SendQueue:
         return refs is not None and refs.live > 0
 
     def _add_ref(self, link: str, priority: int, route: str | None, compact: bytes) -> None:
-        number = self._route_numbers.get(route)
-        if number is None:
-            number = self._route_numbers[route] = len(self._route_names)
-            self._route_names.append(route)
+        number = self._route_number(route)
         key = (link, priority)
         refs = self._refs.get(key)
         if refs is None:
@@ -482,12 +518,12 @@ class AsyncSendQueue:
         self.core.put(message, link, self._clock())
         self._wake(link)
 
-    def put_ref(self, message_id: str, link: str, priority: int, route: str | None) -> bool:
-        """Queue a message by reference (start-up); False: queue it whole instead."""
-        if self._load is None or not self.core.put_ref(message_id, link, priority, route):
-            return False
-        self._wake(link)
-        return True
+    def put_refs(self, refs: Iterable[tuple[str, int, str | None, str | None]]) -> list[str]:
+        """Queue messages by reference (start-up): (message id, priority, route, link) each.
+        Returns the ids to queue whole instead (all of them without a `load`)."""
+        if self._load is None:
+            return [ref[0] for ref in refs if ref[3] is not None]
+        return self.core.put_refs(refs)
 
     async def get(self, link: str) -> Message:
         """The next message for `link`, waiting for one to arrive or become due."""

@@ -116,6 +116,25 @@ def test_only_ids_of_our_own_format_and_messages_due_now_become_references() -> 
     assert (len(queue), queue.refs_waiting()) == (3, 0)
 
 
+def test_start_up_queues_references_in_bulk_and_hands_back_ids_of_another_format() -> None:
+    queue = SendQueue(in_memory=10)
+    ours = [make_message() for _ in range(3)]
+    odd = queue.put_refs(
+        [
+            (ours[0].id, 5, "r1", "a"),
+            ("m-1", 5, "r1", "a"),
+            (ours[1].id, 0, "r2", "a"),
+            (ours[2].id, 5, None, "b"),
+            ("0123456789abcdef0123", 5, "r1", None),  # no target left: not queued
+        ]
+    )
+    assert odd == ["m-1"]
+    assert (queue.size("a"), queue.size("b"), queue.route_size("r1")) == (2, 1, 1)
+    assert queue.depth() == {"a": {5: 1, 0: 1}, "b": {5: 1}}
+    assert queue.page_wanted("a") == 0
+    assert [ref.message_id for ref in queue.take_page("a", 5, 5)] == [ours[0].id]
+
+
 class Store:
     """What the queue reads pages from: the messages still waiting, by id."""
 
@@ -205,3 +224,34 @@ async def test_a_backlog_kept_as_references_survives_kill_9_and_is_all_sent(
     finally:
         tandem.stop()
         smsc.stop()
+
+
+async def test_the_store_gives_pending_messages_as_references_with_the_link_each_waits_for(
+    tmp_path: Path,
+) -> None:
+    from gateway.store.sqlite import SqliteMessageStore
+
+    store = SqliteMessageStore(tmp_path / "tandem.db", writer="thread")
+    await store.open()
+    try:
+        kept = make_message(targets=["a", "b"], link="b", route="r", created_at=0.0)
+        gone = make_message(targets=["a", "b"], link="c", route="r", created_at=0.0)
+        never = make_message(targets=["a"], link=None, kind=MessageKind.OTP, created_at=0.0)
+        nowhere = make_message(targets=[], created_at=0.0)
+        later = make_message(targets=["a"], send_at=T0 + 60, created_at=0.0)
+        await store.accept([kept, gone, never, nowhere, later])
+        pages = [page async for page in store.pending_refs(T0, page=2)]
+        assert [len(page) for page in pages] == [2, 2]
+        assert sorted(ref for page in pages for ref in page) == sorted(
+            [
+                (kept.id, 5, "r", "b"),
+                (gone.id, 5, "r", "a"),
+                (never.id, 0, None, "a"),
+                (nowhere.id, 5, None, None),
+            ]
+        )
+        assert [m.id for m in await store.load_scheduled(T0)] == [later.id]
+        waiting = await store.load_waiting([kept.id, "unknown", later.id])
+        assert sorted(m.id for m in waiting) == sorted([kept.id, later.id])
+    finally:
+        await store.close()

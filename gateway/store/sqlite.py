@@ -314,7 +314,8 @@ _UPDATE_STATE = (
 )
 _SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?"
 _PENDING_REFS = (
-    "SELECT s.id, c.priority, c.route, s.link, c.targets FROM message_state s "
+    "SELECT s.id, c.priority, c.route, CASE WHEN instr(c.targets, json_quote(s.link)) > 0 "
+    "THEN s.link ELSE json_extract(c.targets, '$[0]') END FROM message_state s "
     f"JOIN message_content c ON c.id = s.id WHERE s.status IN {_UNSENT_SQL} "
     "AND coalesce(c.send_at, 0) <= ? AND coalesce(s.next_attempt_at, 0) <= ? ORDER BY s.id"
 )
@@ -1165,10 +1166,11 @@ class SqliteMessageStore:
         reader = self._reader
         if reader is None:
             raise StoreClosed(f"store {self.path} is not open")
-        # Walks message_state in key order (no sort of the whole backlog), one cursor.
+        # Walks message_state in key order (no sort of the whole backlog), one cursor; the rows
+        # are the references as they are.
         async with reader.execute(_PENDING_REFS, (due_by, due_by)) as cursor:
             while rows := await cursor.fetchmany(page):
-                yield [PendingRef(r[0], r[1], r[2], r[3], _targets_of(r[4])) for r in rows]
+                yield rows  # type: ignore[misc]
 
     async def load_scheduled(self, after: float) -> list[Message]:
         rows = await self._read(
