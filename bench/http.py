@@ -222,6 +222,7 @@ def tandem_config(workdir: Path, http_port: int, smsc_port: int, args: argparse.
 data_dir = "{workdir / "data"}"
 {stage_report.config_line(args)}[store]
 synchronous = "NORMAL"
+writer = "{args.store_writer}"
 [smpp_server]
 enabled = false
 [http]
@@ -500,6 +501,12 @@ async def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     parser.add_argument(
         "--rounds", type=int, default=1, help="with --kannel: rounds of both, taking turns"
+    )
+    parser.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="where the daemon's store writer runs (its default: process)",
     )
     stage_report.add_arguments(parser)
     args = parser.parse_args()
