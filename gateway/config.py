@@ -494,6 +494,17 @@ class TandemConfig(BaseModel):
                     raise _KeyedError(f"routes[{index}].targets", f"no link is named {target!r}")
         return self
 
+    @model_validator(mode="after")
+    def _default_sender_is_a_sender(self) -> TandemConfig:
+        # Imported here: gateway.addresses holds the rule and imports this module.
+        from gateway.addresses import InvalidSender, check_sender
+
+        try:
+            check_sender(self.otp.default_sender, self.senders)
+        except InvalidSender as exc:
+            raise _KeyedError("otp.default_sender", str(exc)) from None
+        return self
+
     @property
     def store_path(self) -> Path:
         return self.store.path if self.store.path is not None else self.data_dir / "tandem.db"

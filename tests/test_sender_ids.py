@@ -269,3 +269,17 @@ def test_the_openapi_text_states_the_limits_enforced() -> None:
     schema = document["components"]["schemas"]["SendMessageRequest"]["properties"]["from"]
     text = str(schema)
     assert "at most 11 characters" in text and "at most 15 digits" in text
+
+
+def test_a_default_otp_sender_that_breaks_the_rule_stops_the_config_with_one_line(
+    tmp_path: Path,
+) -> None:
+    from gateway.config import ConfigError, load_config
+
+    path = tmp_path / "tandem.toml"
+    path.write_text('[otp]\ndefault_sender = "VerifyMeNow!"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: otp.default_sender: an alphanumeric sender has at most 11")
+    assert "\n" not in message
