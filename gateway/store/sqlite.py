@@ -97,7 +97,14 @@ from gateway.store.base import (
     StoreStats,
     SubmitResult,
 )
-from gateway.store.sealing import KEY_BYTES, Sealer, is_sealed, is_sealed_text
+from gateway.store.sealing import (
+    KEY_BYTES,
+    SEALED_TEXT_MARK,
+    Sealer,
+    UnsealError,
+    is_sealed,
+    is_sealed_text,
+)
 from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -863,12 +870,33 @@ class SqliteMessageStore:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
             await self._reader.execute("PRAGMA query_only = 1")
+            await self._check_key()
         except BaseException:
+            if self._reader is not None:
+                await self._reader.close()
+                self._reader = None
             await writer.stop()
             self._writer = None
             raise
         self._open = True
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _check_key(self) -> None:
+        """Refuse to start with a key file that is not the one the sealed values were made
+        with (a database restored without its key): say so now, not at the first read."""
+        assert self._reader is not None and self._sealer is not None
+        rows = await self._reader.execute_fetchall(
+            "SELECT id, callback_secret FROM api_keys WHERE callback_secret LIKE ? LIMIT 1",
+            (SEALED_TEXT_MARK + "%",),
+        )
+        for key_id, sealed in rows:
+            try:
+                self._sealer.open_text(sealed, _api_key_context(key_id))
+            except UnsealError:
+                raise StoreError(
+                    f"the store key {self.key_file} does not open what {self.path} holds "
+                    "sealed: put back the key file that was beside this database"
+                ) from None
 
     async def close(self) -> None:
         if not self._open:

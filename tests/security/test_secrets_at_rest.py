@@ -13,6 +13,7 @@ import pytest
 
 from gateway.keys import create_key
 from gateway.messages import Channel, Message, MessageKind
+from gateway.store.base import StoreError
 from gateway.store.sealing import UnsealError
 from gateway.store.sqlite import SqliteMessageStore
 from smpp.text import encode_text
@@ -156,3 +157,14 @@ async def test_an_older_stores_clear_rows_are_sealed_when_it_is_opened(tmp_path:
         assert key is not None and (key.id, key.callback_secret) == (minted.record.id, clear)
     finally:
         await store.close()
+
+
+async def test_a_store_opened_with_another_key_file_refuses_to_start(tmp_path: Path) -> None:
+    store = SqliteMessageStore(tmp_path / "tandem.db")
+    await store.open()
+    await create_key(store, "acme")
+    await store.close()
+
+    stranger = SqliteMessageStore(tmp_path / "tandem.db", key_file=tmp_path / "other.key")
+    with pytest.raises(StoreError, match=r"does not open what .* holds sealed"):
+        await stranger.open()
