@@ -62,7 +62,7 @@ def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> st
 
     # Older versions of the daemon have neither key: the bench runs against them too.
     limit = (
-        f"queue_limit = {(args.messages + args.prefill) * 2}\n"
+        f"queue_limit = {max(2 * (args.messages + args.prefill), 10_000_000)}\n"
         if "queue_limit" in SmppLinkConfig.model_fields
         else ""
     )
