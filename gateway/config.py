@@ -425,7 +425,7 @@ class QueueConfig(BaseModel):
 
     # Messages ready to go kept whole in memory per link and priority; the rest of a backlog
     # waits in the store, the queue holding 12 octets per message, and is read back in pages.
-    in_memory: Annotated[int, Field(ge=1)] = 10_000
+    in_memory: Annotated[int, Field(ge=1)] = 50_000
     page: Annotated[int, Field(ge=1, le=10_000)] = 1_000
     # What a refused client is told to wait (HTTP Retry-After) when a backlog is full.
     retry_after: Seconds = 5.0

@@ -502,7 +502,7 @@ class AsyncSendQueue:
         *,
         clock: Callable[[], float] = time.time,
         load: Loader | None = None,
-        in_memory: int = 10_000,
+        in_memory: int = 50_000,
         page: int = 1_000,
     ) -> None:
         self.core = SendQueue(in_memory if load is not None else None)
