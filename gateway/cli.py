@@ -12,14 +12,21 @@ Must never hold daemon logic: handlers load the config and call into `gateway.ap
 from __future__ import annotations
 
 import argparse
-import asyncio
 import inspect
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from gateway.accounts import add_accounts_command
+from gateway.cli_support import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PROG,
+    SubcommandSetup,
+    Subparsers,
+    fail,
+    run_async,
+)
 from gateway.config import (
     BUILTIN_SOURCE,
     ConfigError,
@@ -31,29 +38,7 @@ from gateway.config import (
 from gateway.modem_sim_cli import add_sim_modem
 from gateway.route_cli import add_route_command
 
-PROG = "tandem"
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2  # bad arguments or a bad config file: the operator has something to fix
-
 Handler = Callable[[argparse.Namespace], int]
-Subparsers = Any  # argparse's _SubParsersAction, which is not public API
-SubcommandSetup = Callable[[Subparsers], None]
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return code
-
-
-def run_async(main: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to completion on uvloop when it is installed, else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 # --- tandem run ---------------------------------------------------------------------------------

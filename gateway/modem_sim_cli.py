@@ -42,7 +42,7 @@ def add_sim_modem(kinds: Subparsers) -> None:
 
 
 def _sim_modem(args: argparse.Namespace) -> int:
-    from gateway.cli import EXIT_OK, fail, run_async
+    from gateway.cli_support import EXIT_OK, fail, run_async
     from modems.emulator import ModemSettings, run_pty_modem
 
     if not 0 <= args.signal <= 31:

@@ -108,7 +108,7 @@ def ask_daemon(config: TandemConfig, timeout: float = DAEMON_TIMEOUT) -> LiveSta
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from gateway.cli import EXIT_FAILURE, EXIT_OK, fail
+    from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
 
     try:
         config = load_config(args.config)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.cli import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound, daemon_state_path
 
