@@ -68,11 +68,17 @@ def canonical_message_id(raw: str, fmt: MessageIdFormat) -> str:
     return text
 
 
-class SmppReceiptKey(NamedTuple):
-    """Correlation key of an SMPP link: (link name, canonical carrier id)."""
+class LinkReceiptKey(NamedTuple):
+    """Correlation key of a part on any link: (link name, the link's key for the part). An SMPP
+    link's key is the canonical carrier id; a modem link's is its TP-MR narrowed by the
+    recipient (`gateway.links.modem`)."""
 
     link: str
     carrier_id: str
+
+
+# The SMPP link's keys are link keys whose second half is a canonical carrier id.
+SmppReceiptKey = LinkReceiptKey
 
 
 def smpp_receipt_key(link: str, raw_id: str, fmt: MessageIdFormat) -> SmppReceiptKey:

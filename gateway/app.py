@@ -36,16 +36,22 @@ from dlr.correlation import (
     HeldReceipt,
     SegmentRef,
 )
-from dlr.ids import SmppReceiptKey
-from dlr.receipt import DeliveryReceipt
+from dlr.ids import LinkReceiptKey
 from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
 from gateway import stages
 from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
-from gateway.config import ConfigError, SmppLinkConfig, TandemConfig, load_config
+from gateway.config import ConfigError, LinkConfig, TandemConfig, load_config
 from gateway.dispatch import Dispatcher, LinkStateView
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
-from gateway.links.base import Link, LinkState, SendFailure, SubmittedSegment
+from gateway.links.base import (
+    Link,
+    LinkCapabilities,
+    LinkState,
+    ReceiptReport,
+    SendFailure,
+    SubmittedSegment,
+)
 from gateway.messages import Message, Segment
 from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
@@ -70,6 +76,7 @@ ROUTE_LEVEL_STATUSES = frozenset(
     }
 )
 SWEEP_INTERVAL = 1.0
+_DEFAULT_CAPABILITIES = LinkCapabilities(DEFAULT_MAX_PARTS, Concatenation.UDH8, None)
 
 
 class StatusListener(Protocol):
@@ -153,7 +160,7 @@ class Gateway:
             backlog=self.backlog,
             senders=self.config.senders,
         )
-        self.correlator: Correlator[SmppReceiptKey, _EarlyReceipt] = Correlator(
+        self.correlator: Correlator[LinkReceiptKey, _EarlyReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
         self.simulator: object | None = None
@@ -275,24 +282,29 @@ class Gateway:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    def _build_link(self, link_config: SmppLinkConfig) -> Link:
+    def _build_link(self, link_config: LinkConfig) -> Link:
         from gateway.links import build_link
 
         return build_link(link_config, self.queue, self)
 
-    def _link_config(self, name: str | None) -> SmppLinkConfig | None:
-        try:
-            return self.config.link(name) if name is not None else None
-        except KeyError:  # a link that left the config (reload) or never was in it
-            return None
+    def _capabilities(self, name: str | None) -> LinkCapabilities:
+        """What link `name` can carry: the running link's word; for one not running (disabled,
+        or gone since a reload), what its config entry says, else the defaults."""
+        link = self.links.get(name) if name is not None else None
+        if link is not None:
+            return link.capabilities
+        if name is not None:
+            from gateway.links import link_capabilities
+
+            with contextlib.suppress(KeyError):
+                return link_capabilities(self.config.link(name))
+        return _DEFAULT_CAPABILITIES
 
     def _link_max_parts(self, name: str) -> int:
-        link = self._link_config(name)
-        return link.max_parts if link is not None else DEFAULT_MAX_PARTS
+        return self._capabilities(name).max_parts
 
     def _link_concatenation(self, name: str) -> Concatenation:
-        link = self._link_config(name)
-        return link.concatenation if link is not None else Concatenation.UDH8
+        return self._capabilities(name).concatenation
 
     # --- LinkSink -------------------------------------------------------------------------------
 
@@ -328,22 +340,22 @@ class Gateway:
                 if (item.link, item.carrier_id) in submitted_keys:
                     behind.append(index)
                 else:
-                    rows.append(_segment_receipt(item.link, item.receipt, item.carrier_id, now))
+                    rows.append(_segment_receipt(item.link, item.report, item.carrier_id, now))
                     origins.append(index)
                 continue
             rows.append(_submit_result(item, now))
             origins.append(index)
             for part in item.segments:
-                key = SmppReceiptKey(item.link, part.carrier_id)
+                key = LinkReceiptKey(item.link, part.carrier_id)
                 target = SegmentRef(item.message.id, part.index)
                 for released in correlator.on_submit_resp(key, target, now):
                     held = released.receipt
-                    rows.append(_segment_receipt(held.link, held.receipt, held.carrier_id, now))
+                    rows.append(_segment_receipt(held.link, held.report, held.carrier_id, now))
                     origins.append(held)
         for index in behind:
             item = batch[index]
             assert isinstance(item, _Received)
-            rows.append(_segment_receipt(item.link, item.receipt, item.carrier_id, now))
+            rows.append(_segment_receipt(item.link, item.report, item.carrier_id, now))
             origins.append(index)
         try:
             changes = await self.message_store.record_link_outcomes(rows)
@@ -370,9 +382,9 @@ class Gateway:
                 item = batch[origin]
                 assert isinstance(item, _Received)
                 answered: asyncio.Future[None] = loop.create_future()
-                early = _EarlyReceipt(item.link, item.receipt, item.carrier_id, answered)
+                early = _EarlyReceipt(item.link, item.report, item.carrier_id, answered)
                 later[origin] = early.answered
-            key = SmppReceiptKey(early.link, early.carrier_id)
+            key = LinkReceiptKey(early.link, early.carrier_id)
             outcome = correlator.on_receipt(key, early, now)
             if isinstance(outcome, HeldReceipt):
                 self.stats.receipts_held += 1
@@ -392,7 +404,7 @@ class Gateway:
         """Receipts whose store lookup ran just before their submit result was recorded: one
         op for all of them, off the path that frees the links' window slots."""
         now = self.clock()
-        rows = [_segment_receipt(r.link, r.receipt, r.carrier_id, now) for r in receipts]
+        rows = [_segment_receipt(r.link, r.report, r.carrier_id, now) for r in receipts]
         try:
             changes = await self.message_store.apply_segment_statuses(rows)
         except BaseException as exc:
@@ -401,7 +413,7 @@ class Gateway:
             raise
         for receipt, change in zip(receipts, changes, strict=True):
             if change.message is None:
-                key = SmppReceiptKey(receipt.link, receipt.carrier_id)
+                key = LinkReceiptKey(receipt.link, receipt.carrier_id)
                 self._log_unmatched([DroppedReceipt(key, receipt, now, DropReason.EXPIRED)])
                 continue
             _answer(receipt.answered)
@@ -409,8 +421,12 @@ class Gateway:
 
     def on_temporary_failure(
         self, link: str, message: Message, failure: SendFailure
-    ) -> Awaitable[None]:
+    ) -> Awaitable[None] | None:
         self.stats.temporary_failures += 1
+        if failure.not_attempted:
+            # Never tried (its SIM is at the day's cap): another target now, no attempt spent.
+            self.dispatcher.enqueue(message)
+            return None
         return self._requeue(link, message, failure)
 
     async def _requeue(self, link: str, message: Message, failure: SendFailure) -> None:
@@ -466,19 +482,14 @@ class Gateway:
         )
         self._notify(change)
 
-    def on_receipt(
-        self,
-        link: str,
-        pdu: DeliverSm | DataSm,
-        receipt: DeliveryReceipt | None,
-        carrier_id: str | None,
-    ) -> Awaitable[None] | None:
+    def on_receipt(self, link: str, report: ReceiptReport) -> Awaitable[None] | None:
         self.stats.receipts += 1
-        if receipt is None or carrier_id is None:
+        key = report.key
+        if key is None or report.status is None:
             self.stats.receipts_unparseable += 1
-            log.warning("unreadable receipt on link %s (sequence %d)", link, pdu.sequence_number)
+            log.warning("unreadable receipt on link %s (%s)", link, report.evidence or "no detail")
             return None
-        return self._link_outcomes.add(_Received(link, receipt, carrier_id))
+        return self._link_outcomes.add(_Received(link, report, key))
 
     def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
         self.stats.mo_received += 1
@@ -494,7 +505,7 @@ class Gateway:
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         log.info("link %s is %s", link, state.value)
-        if state is LinkState.DOWN:
+        if state is LinkState.DOWN or state is LinkState.CAPPED:
             moved = self.dispatcher.link_down(link)
             if moved:
                 log.info("moved %d queued messages off link %s", moved, link)
@@ -538,7 +549,7 @@ class Gateway:
                 )
 
     def _log_unmatched(
-        self, dropped: Sequence[DroppedReceipt[SmppReceiptKey, _EarlyReceipt]]
+        self, dropped: Sequence[DroppedReceipt[LinkReceiptKey, _EarlyReceipt]]
     ) -> None:
         """Receipts whose carrier id matched no segment in time: counted and logged, not kept;
         the carrier is answered now (it would only offer them again)."""
@@ -547,10 +558,10 @@ class Gateway:
             early = dropped_receipt.receipt
             _answer(early.answered)
             log.warning(
-                "receipt on link %s for carrier id %s (stat:%s) matched no message: %s",
+                "receipt on link %s for carrier id %s (%s) matched no message: %s",
                 dropped_receipt.key.link,
                 dropped_receipt.key.carrier_id,
-                early.receipt.stat or early.receipt.status.value,
+                early.report.detail,
                 "no submit result in time"
                 if dropped_receipt.reason is DropReason.EXPIRED
                 else "hold full",
@@ -594,7 +605,7 @@ class Gateway:
 
     async def _sweep_receipt_timeouts(self, now: float) -> None:
         shortest = min(
-            (self.config.link_dlr_timeout(link) for link in self.config.links),
+            (self._dlr_timeout_of(link.name) for link in self.config.links),
             default=self.config.dlr.dlr_timeout,
         )
         for segment in await self.message_store.list_submitted_older_than(now - shortest):
@@ -615,12 +626,8 @@ class Gateway:
             self._notify_segment(change)
 
     def _dlr_timeout_of(self, link: str | None) -> float:
-        config = self._link_config(link)
-        return (
-            self.config.link_dlr_timeout(config)
-            if config is not None
-            else self.config.dlr.dlr_timeout
-        )
+        timeout = self._capabilities(link).dlr_timeout
+        return timeout if timeout is not None else self.config.dlr.dlr_timeout
 
     # --- reload (SIGHUP) -----------------------------------------------------------------------
 
@@ -695,7 +702,7 @@ class _Received:
     """A readable receipt, as handed to `Gateway.on_receipt`."""
 
     link: str
-    receipt: DeliveryReceipt
+    report: ReceiptReport
     carrier_id: str
 
 
@@ -706,7 +713,7 @@ class _EarlyReceipt:
     recorded, or given up on (the hold's time or room ran out)."""
 
     link: str
-    receipt: DeliveryReceipt
+    report: ReceiptReport
     carrier_id: str
     answered: asyncio.Future[None]
 
@@ -734,17 +741,19 @@ def _submit_result(item: _Submitted, now: float) -> SubmitResult:
 
 
 def _segment_receipt(
-    link: str, receipt: DeliveryReceipt, carrier_id: str, now: float
+    link: str, report: ReceiptReport, carrier_id: str, now: float
 ) -> SegmentReceipt:
+    status = report.status
+    assert status is not None  # unreadable reports stop at `Gateway.on_receipt`
     return SegmentReceipt(
         link,
         carrier_id,
-        receipt.status,
+        status,
         now,
         StatusSource.RECEIPT,
-        _receipt_detail(receipt),
-        receipt.error,
-        _network_text(receipt),
+        report.detail,
+        report.error,
+        report.network_error,
     )
 
 
@@ -770,14 +779,6 @@ def _describe_failure(failure: SendFailure) -> str:
     if failure.status is None:
         return failure.reason
     return f"0x{failure.status:08X} {status_name(failure.status)}: {failure.reason}"
-
-
-def _receipt_detail(receipt: DeliveryReceipt) -> str:
-    return f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}"
-
-
-def _network_text(receipt: DeliveryReceipt) -> str | None:
-    return None if receipt.network_error is None else str(receipt.network_error)
 
 
 def tune_interpreter_for_daemon() -> None:

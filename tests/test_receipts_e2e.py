@@ -29,6 +29,7 @@ from gateway.config import SimulatorConfig, TandemConfig
 from gateway.intake import MessageRequest
 from gateway.keys import create_key
 from gateway.links.base import SubmittedSegment
+from gateway.links.smpp_client import receipt_report
 from gateway.messages import Channel, Message
 from gateway.simulator import (
     DELIVERED,
@@ -41,7 +42,6 @@ from gateway.simulator import (
 )
 from gateway.store.base import MessageRecord, StatusChange
 from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
-from smpp.pdu import DeliverSm
 from tests.test_http_harness import LOCAL_RECEIVERS
 
 DESTINATION = "+447911123456"  # a valid UK mobile number
@@ -328,7 +328,7 @@ async def test_a_receipt_read_with_its_submit_result_finds_it_without_the_hold(
     receipt = DeliveryReceipt.parse(body, {}, ESM_CLASS_DELIVERY_RECEIPT)
 
     # The order of one read: the receipt is handled, then the response's callback reports.
-    recorded = gateway.on_receipt(LINK, DeliverSm(short_message=body), receipt, "same-read")
+    recorded = gateway.on_receipt(LINK, receipt_report(receipt, "same-read"))
     submitted = gateway.on_submitted(
         LINK, message, [SubmittedSegment(0, 1, "same-read", "same-read")]
     )
@@ -358,7 +358,7 @@ async def test_a_receipt_held_before_its_submit_is_applied_when_the_submit_resul
         b" stat:DELIVRD err:000 text:"
     )
     receipt = DeliveryReceipt.parse(body, {}, ESM_CLASS_DELIVERY_RECEIPT)
-    recorded = daemon.gateway.on_receipt(LINK, DeliverSm(short_message=body), receipt, "early-id")
+    recorded = daemon.gateway.on_receipt(LINK, receipt_report(receipt, "early-id"))
     assert recorded is not None
     await wait_for(lambda: daemon.gateway.stats.receipts_held == 1, "the receipt to be held")
     assert daemon.gateway.correlator.stats.held == 1

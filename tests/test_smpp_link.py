@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from dlr.ids import MessageIdFormat, canonical_message_id
-from dlr.receipt import DeliveryReceipt
 from dlr.status import SegmentStatus
 from gateway.config import SimulatorConfig, SmppLinkConfig
-from gateway.links import LinkState, SendFailure, SubmittedSegment, build_link
+from gateway.links import LinkState, ReceiptReport, SendFailure, SubmittedSegment, build_link
 from gateway.links.smpp_client import (
     RatePacer,
     ThrottleGovernor,
@@ -46,7 +45,7 @@ class RecordingSink:
         self.submit_reports = 0
         self.temporary: list[tuple[Message, SendFailure]] = []
         self.permanent: list[tuple[Message, SendFailure]] = []
-        self.receipts: list[tuple[DeliveryReceipt | None, str | None]] = []
+        self.receipts: list[ReceiptReport] = []
         self.mos: list[DeliverSm | DataSm] = []
         self.states: list[LinkState] = []
         self.changed = asyncio.Event()
@@ -68,14 +67,8 @@ class RecordingSink:
         self.permanent.append((message, failure))
         self.changed.set()
 
-    def on_receipt(
-        self,
-        link: str,
-        pdu: DeliverSm | DataSm,
-        receipt: DeliveryReceipt | None,
-        carrier_id: str | None,
-    ) -> Awaitable[None] | None:
-        self.receipts.append((receipt, carrier_id))
+    def on_receipt(self, link: str, report: ReceiptReport) -> Awaitable[None] | None:
+        self.receipts.append(report)
         self.changed.set()
         return self.receipt_gate() if self.receipt_gate is not None else None
 
@@ -253,9 +246,10 @@ async def test_receipts_reach_the_sink_with_ids_that_match_the_submits(harness: 
     [item] = harness.send(message())
     await harness.all_submitted([item])
     await harness.sink.wait_until(lambda: len(harness.sink.receipts) == 1)
-    receipt, carrier_id = harness.sink.receipts[0]
-    assert receipt is not None and receipt.status is SegmentStatus.DELIVERED
-    assert carrier_id == harness.sink.submitted[item.id][0].carrier_id
+    report = harness.sink.receipts[0]
+    assert report.status is SegmentStatus.DELIVERED
+    assert report.detail.startswith("stat:DELIVRD")
+    assert report.key == harness.sink.submitted[item.id][0].carrier_id
 
 
 async def test_a_receipt_is_acknowledged_only_after_the_sink_finishes(harness: Harness) -> None:

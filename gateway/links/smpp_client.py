@@ -41,9 +41,11 @@ from dlr.ids import InvalidMessageId, canonical_message_id
 from dlr.receipt import DeliveryReceipt, UnparseableReceipt, is_receipt
 from gateway.config import SmppLinkConfig
 from gateway.links.base import (
+    LinkCapabilities,
     LinkSink,
     LinkState,
     MessageSource,
+    ReceiptReport,
     SendFailure,
     SinkResult,
     SubmittedSegment,
@@ -301,6 +303,7 @@ class SmppLink:
         )
         self._ssl = _client_tls(config)
         self._transmits = config.bind != "receiver"
+        self._capabilities = smpp_capabilities(config)
 
     # -- what the daemon and routing read --------------------------------------------------
 
@@ -311,6 +314,10 @@ class SmppLink:
     @property
     def state(self) -> LinkState:
         return self._state
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        return self._capabilities
 
     @property
     def in_flight(self) -> int:
@@ -798,8 +805,7 @@ class SmppLink:
         try:
             if is_receipt(request.esm_class):
                 stats.receipts += 1
-                receipt, carrier_id = self._read_receipt(request)
-                result: SinkResult = self._sink.on_receipt(self.name, request, receipt, carrier_id)
+                result: SinkResult = self._sink.on_receipt(self.name, self._read_receipt(request))
             else:
                 stats.mos += 1
                 result = self._sink.on_mo(self.name, request)
@@ -852,17 +858,33 @@ class SmppLink:
         log.warning("link %s: %s (answered 0x%08X)", self.name, refusal, refusal.status)
         return response_to(request, command_status=refusal.status)
 
-    def _read_receipt(
-        self, request: DeliverSm | DataSm
-    ) -> tuple[DeliveryReceipt | None, str | None]:
+    def _read_receipt(self, request: DeliverSm | DataSm) -> ReceiptReport:
         body = request.short_message if isinstance(request, DeliverSm) else b""
         try:
             receipt = DeliveryReceipt.parse(body, request.tlvs, request.esm_class)
-            return receipt, canonical_message_id(receipt.message_id, self.config.dlr_id_format)
+            carrier_id = canonical_message_id(receipt.message_id, self.config.dlr_id_format)
         except (UnparseableReceipt, InvalidMessageId) as exc:
             self.stats.unreadable_receipts += 1
             log.warning("link %s: unreadable receipt: %s", self.name, exc)
-            return None, None
+            return ReceiptReport(None, None, evidence=f"sequence {request.sequence_number}")
+        return receipt_report(receipt, carrier_id)
+
+
+def receipt_report(receipt: DeliveryReceipt, carrier_id: str) -> ReceiptReport:
+    """An SMPP receipt in the daemon's terms: keyed by the canonical carrier id, the stat word
+    and err field kept as the carrier wrote them."""
+    network = receipt.network_error
+    return ReceiptReport(
+        carrier_id,
+        receipt.status,
+        f"stat:{receipt.stat or receipt.status.value} err:{receipt.error or ''}",
+        receipt.error,
+        None if network is None else str(network),
+    )
+
+
+def smpp_capabilities(config: SmppLinkConfig) -> LinkCapabilities:
+    return LinkCapabilities(config.max_parts, config.concatenation, config.dlr_timeout)
 
 
 class _LinkHandler(SmppHandler):
