@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import time
@@ -263,9 +264,9 @@ class Gateway:
         for hook in reversed(self._background):
             with contextlib.suppress(Exception):
                 await hook()
-        for link in self.links.values():
-            with contextlib.suppress(Exception):
-                await link.stop()
+        # All links at once: each waits up to `[shutdown] drain_seconds` for the answers to
+        # what it sent, so the whole stop takes that once, not once per link.
+        await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,7 +286,9 @@ class Gateway:
     def _build_link(self, link_config: LinkConfig) -> Link:
         from gateway.links import build_link
 
-        return build_link(link_config, self.queue, self)
+        link = build_link(link_config, self.queue, self)
+        link.drain_seconds = self.config.shutdown.drain_seconds
+        return link
 
     def _capabilities(self, name: str | None) -> LinkCapabilities:
         """What link `name` can carry: the running link's word; for one not running (disabled,
@@ -797,7 +800,17 @@ def tune_interpreter_for_daemon() -> None:
 
 
 async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
-    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads operator and route tables."""
+    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads operator and route tables.
+
+    Under systemd (`Type=notify`): READY=1 once the store, listeners and links are started,
+    WATCHDOG=1 from the loop while it turns, STATUS= with the link and bind counts, STOPPING=1
+    when a stop begins. A stop closes the listeners, unbinds customers, lets links wait
+    `[shutdown] drain_seconds` for the answers to what they sent, flushes the store and ends 0.
+    """
+    from gateway.sd_notify import Notifier, ServiceHeartbeat, watchdog_interval
+    from gateway.status import service_status_line
+
+    notifier = Notifier()
     gateway = Gateway(config)
     await gateway.start()
     tune_interpreter_for_daemon()
@@ -808,17 +821,29 @@ async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
     loop.add_signal_handler(
         signal.SIGHUP, lambda: gateway._spawn(gateway._reload_logged(config_path))
     )
+    heartbeat = ServiceHeartbeat(
+        notifier,
+        lambda: service_status_line(gateway),
+        watchdog=watchdog_interval(os.environ, os.getpid()),
+    )
+    notifier.ready(service_status_line(gateway))
+    heartbeat.start()
     log.info("tandem is running")
     await stopping.wait()
     log.info("stopping")
+    notifier.stopping("stopping: closing listeners, draining links, flushing the store")
+    # The pings go on while it drains: a stop that hangs is systemd's TimeoutStopSec to end.
     await gateway.stop()
+    await heartbeat.stop()
+    notifier.close()
+    log.info("stopped")
     return 0
 
 
 def run(config: TandemConfig, config_path: Path | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from gateway.logs import configure_logging
+
+    configure_logging(config.log)
     try:
         import uvloop
     except ImportError:  # uvloop is not available on every platform

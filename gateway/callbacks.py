@@ -65,6 +65,7 @@ from gateway.batching import TurnBatch
 from gateway.config import HttpConfig
 from gateway.egress import EgressPolicy, EgressRefused, Resolve, open_connection, redact_url
 from gateway.keys import KeyRing
+from gateway.logs import message_fields, url_for_log
 from gateway.messages import Channel, Message
 from gateway.stages import recording
 from gateway.store.base import CustomerDeliveryStore, MessageStore, StatusChange, StoreError
@@ -281,7 +282,11 @@ class CallbackSender:
         if url is None:
             return None
         if key is None:
-            log.warning("callback for message %s not sent: no key to sign it with", message.id)
+            log.warning(
+                "callback for message %s not sent: no key to sign it with",
+                message.id,
+                extra=message_fields(message.id, account=message.account),
+            )
             self._settled.add((message.id, message.status))
             return None
         segment = change.segment
@@ -345,9 +350,10 @@ class CallbackSender:
             log.warning(
                 "callback for message %s to %s given up after %d attempts: %s",
                 delivery.message_id,
-                url,
+                url_for_log(url),
                 delivery.attempt,
                 outcome,
+                extra=message_fields(delivery.message_id),
             )
             self._settled.add((delivery.message_id, delivery.status))
             await self._record(delivery, f"callback to {url} given up: {outcome}")

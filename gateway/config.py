@@ -461,6 +461,28 @@ class SimulatorConfig(BaseModel):
     record_file: FilePath | None = None
 
 
+class LogConfig(BaseModel):
+    """What the daemon logs and how (`gateway.logs`)."""
+
+    model_config = _SECTION
+
+    # "text": one human line per event; "json": one JSON object per line, the message id (and
+    # link, account) as fields of their own, for a log shipper.
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ShutdownConfig(BaseModel):
+    """What SIGTERM (`systemctl stop`) does before the process ends."""
+
+    model_config = _SECTION
+
+    # After the listeners closed and customers were unbound: how long each link waits for the
+    # submit_sm_resp of what it already sent (the rest is sent again after a restart).
+    # systemd's TimeoutStopSec must leave room for it (the unit gives 30 s).
+    drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
+
+
 class TandemConfig(BaseModel):
     """The whole daemon configuration: one TOML file, validated once at start-up."""
 
@@ -480,6 +502,8 @@ class TandemConfig(BaseModel):
     dlr: DlrConfig = DlrConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     queue: QueueConfig = QueueConfig()
+    log: LogConfig = LogConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
     # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
     stage_times: bool = False
 

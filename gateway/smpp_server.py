@@ -51,6 +51,7 @@ from gateway.batching import TurnBatch
 from gateway.config import SendersConfig
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
+from gateway.logs import message_fields
 from gateway.messages import Channel, Message, Tenant
 from gateway.smpp_binds import BindChecker, CredentialCache, PasswordVerifier, VerifierBusy
 from gateway.startup import startup_step
@@ -533,6 +534,15 @@ class CustomerSmppServer:
 
     def _new_connection(self) -> _CustomerConnection:
         return _CustomerConnection(self, _CustomerBind(self))
+
+    def bound(self) -> list[tuple[str, str, str]]:
+        """(system_id, bind kind, peer address) of every bound customer connection, for the
+        operator's views (`GET /status`, `tandem status`, systemd's STATUS= line)."""
+        return [
+            (runtime.system_id, bind.kind, bind.address)
+            for runtime in self._runtimes.values()
+            for bind in runtime.binds
+        ]
 
     def runtime(self, system_id: str) -> _AccountRuntime | None:
         runtime = self._runtimes.get(system_id)
@@ -1032,7 +1042,12 @@ class CustomerSmppServer:
                 detail=f"receipt {failure}",
             )
         except StoreError as exc:
-            log.warning("recording the receipt failure of %s failed: %s", message_id, exc)
+            log.warning(
+                "recording the receipt failure of %s failed: %s",
+                message_id,
+                exc,
+                extra=message_fields(message_id),
+            )
 
     async def _settle_receipts(self, settled: list[tuple[str, MessageStatus]]) -> None:
         try:

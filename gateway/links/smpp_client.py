@@ -287,6 +287,7 @@ class SmppLink:
         self._binds = [_Bind(index, ThrottleGovernor()) for index in range(config.sessions)]
         self._state = LinkState.STOPPED
         self._stopping = False
+        self.drain_seconds = STOP_DRAIN_SECONDS
         self._flights: set[asyncio.Task[None]] = set()
         # One-part messages waiting for their submit_sm_resp without a task of their own (the
         # usual case): settled by a callback when the answer is OK, else handed to a flight task.
@@ -346,9 +347,13 @@ class SmppLink:
                 self._run_session(bind), name=f"link {self.name} session {bind.index}"
             )
 
-    async def stop(self, drain_seconds: float = STOP_DRAIN_SECONDS) -> None:
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop sending, wait up to `drain_seconds` (default: `self.drain_seconds`, the
+        daemon's `[shutdown] drain_seconds`) for the answers to what was sent, then unbind."""
         if self._state is LinkState.STOPPED:
             return
+        if drain_seconds is None:
+            drain_seconds = self.drain_seconds
         self._stopping = True
         senders = [b.sender for b in self._binds if b.sender is not None]
         for sender in senders:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import smpplib.client
 import smpplib.exceptions
 
@@ -25,11 +26,15 @@ UK = "+447400123456"
 CODE_LENGTH = 10  # long codes: a chance match with a number in the log is out of the question
 
 
-def write_daemon_config(workdir: Path, *, http: int, smpp: int, sim: int, link_pw: str) -> Path:
+def write_daemon_config(
+    workdir: Path, *, http: int, smpp: int, sim: int, link_pw: str, log_format: str = "text"
+) -> Path:
     path = workdir / "tandem.toml"
     path.write_text(
         f"""
 data_dir = "{workdir / "data"}"
+[log]
+format = "{log_format}"
 [store]
 writer = "thread"
 [smpp_server]
@@ -105,11 +110,19 @@ def otp_codes(record: Path) -> list[str]:
     return codes
 
 
-async def test_the_bad_input_corpus_leaves_no_secret_in_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_bad_input_corpus_leaves_no_secret_in_the_log(
+    tmp_path: Path, log_format: str
+) -> None:
     http_port, smpp_port, sim_port = free_port(), free_port(), free_port()
     link_password = "Lk" + secrets.token_hex(3)
     config = write_daemon_config(
-        tmp_path, http=http_port, smpp=smpp_port, sim=sim_port, link_pw=link_password
+        tmp_path,
+        http=http_port,
+        smpp=smpp_port,
+        sim=sim_port,
+        link_pw=link_password,
+        log_format=log_format,
     )
     account_password = "Ac" + secrets.token_hex(3)
     add_account(config, "acme", account_password)
@@ -214,13 +227,18 @@ async def test_the_bad_input_corpus_leaves_no_secret_in_the_log(tmp_path: Path) 
             raw_socket.sendall(b"\x00\x00\x00\x10" + api_key.encode()[:12])
     finally:
         process.stop()
-    log = process.output()
+    raw = log = process.output()
+    if log_format == "json":  # every daemon line is one JSON object (the CLI's lines are not)
+        lines = [line for line in log.splitlines() if line.startswith("{")]
+        assert len(lines) > 10
+        assert all(json.loads(line)["level"] for line in lines)
+        log = "\n".join(json.loads(line)["msg"] + json.loads(line).get("exc", "") for line in lines)
     assert "Traceback" not in log, log[-3000:]
     assert log.count("refused: A request header field is over") == 2, log[-3000:]
     leaked = [
         secret
         for secret in secrets_used
-        if secret in log or (len(secret) > 24 and secret[:24] in log)
+        if secret in raw or (len(secret) > 24 and secret[:24] in raw)
     ]
     assert leaked == [], f"secrets in the log: {leaked}"
 
