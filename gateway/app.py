@@ -287,7 +287,8 @@ class Gateway:
         from gateway.links import build_link
 
         link = build_link(link_config, self.queue, self)
-        link.drain_seconds = self.config.shutdown.drain_seconds
+        if hasattr(link, "drain_seconds"):  # how long its stop waits for answers (SIGTERM)
+            link.drain_seconds = self.config.shutdown.drain_seconds
         return link
 
     def _capabilities(self, name: str | None) -> LinkCapabilities:
