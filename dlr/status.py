@@ -233,6 +233,30 @@ def status_from_stat_word(word: str) -> SegmentStatus | None:
     return found
 
 
+# TP-Status of an SMS-STATUS-REPORT (3GPP TS 23.040 9.2.3.15) in the same model: completed is
+# delivered; "still trying" stays intermediate (enroute), never final; permanent errors and
+# temporary errors the service centre gave up on are final.
+TP_STATUS_VALIDITY_EXPIRED = (0x46, 0x65)  # permanent / temporary-gave-up "validity expired"
+TP_STATUS_DELETED = (0x47, 0x48)  # deleted by the originating SME / by the SC administration
+TP_STATUS_REJECTED = (0x45,)  # error in the destination SME: refused by it
+
+
+def status_from_tp_status(tp_status: int) -> SegmentStatus:
+    """A modem's status report (TP-ST, 0-255) as a segment status. Reserved and SC-specific
+    values count with their range; values with bit 7 set (all reserved) as undeliverable."""
+    if tp_status < 0x20:
+        return SegmentStatus.DELIVERED
+    if tp_status < 0x40:
+        return SegmentStatus.ENROUTE
+    if tp_status in TP_STATUS_VALIDITY_EXPIRED:
+        return SegmentStatus.EXPIRED
+    if tp_status in TP_STATUS_DELETED:
+        return SegmentStatus.DELETED
+    if tp_status in TP_STATUS_REJECTED:
+        return SegmentStatus.REJECTED
+    return SegmentStatus.UNDELIVERABLE
+
+
 _STATUS_TO_STAT_WORD: dict[str, tuple[str, int]] = {
     "accepted": ("ENROUTE", MessageState.ENROUTE),
     "queued": ("ENROUTE", MessageState.ENROUTE),

@@ -179,6 +179,7 @@ class Gateway:
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
+        self._stopping = False
 
     @property
     def message_store(self) -> MessageStore:
@@ -261,6 +262,7 @@ class Gateway:
         self._background.append(hook)
 
     async def stop(self) -> None:
+        self._stopping = True
         for hook in reversed(self._background):
             with contextlib.suppress(Exception):
                 await hook()
@@ -509,7 +511,13 @@ class Gateway:
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         log.info("link %s is %s", link, state.value)
-        if state is LinkState.DOWN or state is LinkState.CAPPED:
+        # A link stopped for good while the daemon runs (a modem whose SIM refused its PIN)
+        # hands its queue on like one that is down; at shutdown nothing needs moving.
+        if (
+            state is LinkState.DOWN
+            or state is LinkState.CAPPED
+            or (state is LinkState.STOPPED and not self._stopping)
+        ):
             moved = self.dispatcher.link_down(link)
             if moved:
                 log.info("moved %d queued messages off link %s", moved, link)

@@ -321,9 +321,109 @@ class SmppLinkConfig(BaseModel):
         return self
 
 
-# Discriminated on `type` so other link kinds (a GSM modem) join as new union members.
-LinkConfig = Annotated[SmppLinkConfig, Field(discriminator="type")]
-LINK_TYPES: tuple[str, ...] = ("smpp",)
+# Device URLs pyserial opens for network modem servers; anything else with "://" is a mistake.
+MODEM_URL_SCHEMES = ("rfc2217", "socket")
+STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+class ModemLinkConfig(BaseModel):
+    """A GSM modem (a SIM card) as an outbound link (`[[links]]` with `type = "modem"`):
+    `gateway.links.modem` runs it with `modems.session` over `modems.serial_link`."""
+
+    model_config = _SECTION
+
+    type: Literal["modem"]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    enabled: bool = True
+    # /dev/ttyUSB0, a stable /dev/serial/by-id/... link, or rfc2217://host:port and
+    # socket://host:port for network modem servers.
+    device: Annotated[str, Field(min_length=1)]
+    baud: int = 115200
+    # Entered once when the SIM asks; a refused PIN stops the link (no second try).
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = None
+    # The service centre number (+CSCA); None keeps the one on the SIM.
+    smsc: Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")] | None = None
+    # Sent after PDU mode is set, in order; errors are logged and ignored.
+    init_commands: list[Annotated[str, Field(pattern=r"^(?i:AT)[ -~]*$")]] = Field(
+        default_factory=list
+    )
+    # Parts per minute this SIM may send (operators block SIMs that send too fast); None: as
+    # fast as the modem goes.
+    messages_per_minute: Annotated[float, Field(gt=0)] | None = 10.0
+    # Parts a day; past it the link is capped until the day turns in `cap_time_zone`.
+    daily_cap: Annotated[int, Field(ge=1)] | None = None
+    cap_time_zone: str = "UTC"
+    status_reports: bool = True
+    storage: Literal["SM", "ME", "MT"] = "SM"
+    # Seconds between reads of the storage, for modems that announce nothing (+CMTI); None: off.
+    poll_interval: Seconds | None = None
+    signal_interval: Seconds = 30.0
+    command_timeout: Seconds = 10.0
+    send_timeout: Seconds = 60.0
+    # Written when the modem stops answering; the port is reopened `reset_wait` seconds later.
+    reset_command: Annotated[str, Field(pattern=r"^(?i:AT)[ -~]*$")] = "AT+CFUN=1,1"
+    reset_wait: Seconds = 10.0
+    reconnect_initial: Seconds = 1.0
+    reconnect_max: Seconds = 60.0
+    # A handset joins parts by their UDH: udh8 or udh16 (SAR and payload are SMPP's only).
+    concatenation: ConcatenationMethod = Concatenation.UDH8
+    dlr_timeout: Seconds | None = None
+    max_parts: Annotated[int, Field(ge=1, le=255)] = 10
+    queue_limit: Annotated[int, Field(ge=1)] | None = 10_000
+
+    @field_validator("concatenation")
+    @classmethod
+    def _user_data_header(cls, method: Concatenation) -> Concatenation:
+        if method not in (Concatenation.UDH8, Concatenation.UDH16):
+            raise ValueError(f"a modem concatenates with udh8 or udh16, not {method.value}")
+        return method
+
+    @field_validator("device")
+    @classmethod
+    def _device_opens(cls, device: str) -> str:
+        scheme, separator, rest = device.partition("://")
+        if not separator:
+            return device
+        if scheme.lower() not in MODEM_URL_SCHEMES:
+            raise ValueError(
+                f"{scheme}:// is not a modem device URL (a path, or one of: "
+                + ", ".join(f"{s}://host:port" for s in MODEM_URL_SCHEMES)
+                + ")"
+            )
+        host, colon, port = rest.partition("?")[0].rpartition(":")
+        if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{scheme}:// needs host:port, got {rest!r}")
+        return device
+
+    @field_validator("baud")
+    @classmethod
+    def _standard_baud(cls, baud: int) -> int:
+        if baud not in STANDARD_BAUD_RATES:
+            raise ValueError(f"{baud} is not a standard baud rate (115200 for most USB modems)")
+        return baud
+
+    @field_validator("cap_time_zone")
+    @classmethod
+    def _zone_exists(cls, zone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}") from None
+        return zone
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> ModemLinkConfig:
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect_max must be at least reconnect_initial")
+        return self
+
+
+# Discriminated on `type`: each kind of link is a model of its own, so a key of one kind in an
+# entry of the other is an unknown key, named as such.
+LinkConfig = Annotated[SmppLinkConfig | ModemLinkConfig, Field(discriminator="type")]
+LINK_TYPES: tuple[str, ...] = ("smpp", "modem")
 
 
 class AccountConfig(BaseModel):

@@ -13,6 +13,7 @@ from gateway.cli import main
 from gateway.config import (
     BUILTIN_SOURCE,
     ConfigError,
+    ModemLinkConfig,
     SmppLinkConfig,
     TandemConfig,
     default_config_text,
@@ -138,8 +139,74 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 def test_link_without_type_or_with_unknown_type(tmp_path: Path) -> None:
     assert error_for(tmp_path, '[[links]]\nname = "a"\n').reason == "missing key 'type'"
-    unknown = error_for(tmp_path, '[[links]]\ntype = "modem"\nname = "a"\n')
-    assert unknown.key == "links[0]" and "'modem'" in unknown.reason
+    unknown = error_for(tmp_path, '[[links]]\ntype = "gsm"\nname = "a"\n')
+    assert unknown.key == "links[0]"
+    assert unknown.reason == "unknown type 'gsm' (expected one of: smpp, modem)"
+
+
+MODEM = """
+[[links]]
+type = "modem"
+name = "sim-1"
+device = "/dev/serial/by-id/usb-Quectel_EC25-if02-port0"
+"""
+
+
+def test_a_modem_link_loads_with_every_key(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            LINK
+            + MODEM
+            + """
+            baud = 9600
+            pin = "1234"
+            smsc = "+447785016005"
+            init_commands = ["AT+CSCS=\\"GSM\\"", "AT^CURC=0"]
+            messages_per_minute = 6.0
+            daily_cap = 200
+            cap_time_zone = "Africa/Nairobi"
+            status_reports = false
+            storage = "ME"
+            poll_interval = 60.0
+            reset_command = "AT+CFUN=1,1"
+            concatenation = "udh16"
+            """,
+        )
+    )
+    modem = config.link("sim-1")
+    assert isinstance(modem, ModemLinkConfig) and isinstance(
+        config.link("carrier-a"), SmppLinkConfig
+    )
+    assert (modem.baud, modem.pin, modem.daily_cap, modem.storage) == (9600, "1234", 200, "ME")
+    assert modem.init_commands == ['AT+CSCS="GSM"', "AT^CURC=0"]
+
+
+@pytest.mark.parametrize(
+    "device", ["rfc2217://modems.lan:4001", "socket://127.0.0.1:7000", "/dev/ttyUSB0"]
+)
+def test_modem_devices_are_paths_or_network_modem_urls(tmp_path: Path, device: str) -> None:
+    text = MODEM.replace("/dev/serial/by-id/usb-Quectel_EC25-if02-port0", device)
+    assert load_config(write(tmp_path, text)).links[0].device == device  # type: ignore[union-attr]
+
+
+def test_check_config_names_the_wrong_key_of_either_kind_of_link(tmp_path: Path) -> None:
+    # A key of the other kind is an unknown key, named with its index, not the tag.
+    assert error_for(tmp_path, MODEM + "window = 10\n").key == "links[0].window"
+    assert error_for(tmp_path, LINK + 'device = "/dev/ttyUSB0"\n').key == "links[0].device"
+    assert error_for(tmp_path, LINK + MODEM + "baud = 115201\n").key == "links[1].baud"
+    pin = error_for(tmp_path, MODEM + 'pin = "12a4"\n')
+    assert pin.key == "links[0].pin"
+    url = error_for(tmp_path, MODEM.replace("/dev/serial", "http://x/dev/serial"))
+    assert url.key == "links[0].device" and "rfc2217://host:port" in url.reason
+    port = error_for(tmp_path, MODEM.replace("/dev/serial/by-id/", "socket://modems.lan/"))
+    assert port.key == "links[0].device" and "host:port" in port.reason
+    sar = error_for(tmp_path, MODEM + 'concatenation = "sar"\n')
+    assert sar.key == "links[0].concatenation" and "udh8 or udh16" in sar.reason
+    zone = error_for(tmp_path, MODEM + 'cap_time_zone = "Mars/Olympus"\n')
+    assert zone.key == "links[0].cap_time_zone"
+    missing = error_for(tmp_path, '[[links]]\ntype = "modem"\nname = "a"\n')
+    assert (missing.key, missing.reason) == ("links[0].device", "required key is missing")
 
 
 def test_bad_toml_syntax_gives_the_line_number(tmp_path: Path) -> None:

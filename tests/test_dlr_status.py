@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dlr.status import (
     MessageStatus,
@@ -18,6 +20,7 @@ from dlr.status import (
     stat_word,
     status_from_message_state,
     status_from_stat_word,
+    status_from_tp_status,
     submit_error_detail,
 )
 
@@ -152,3 +155,20 @@ def test_permanent_submit_error_keeps_the_smpp_status_in_history() -> None:
     assert failed.status is M.FAILED
     assert failed.event.detail == "ESME_RINVDSTADR (0x0000000B)"
     assert submit_error_detail(0x401) == "0x00000401 (0x00000401)"
+
+
+@given(st.integers(min_value=0, max_value=255))
+def test_every_tp_status_has_a_status_and_only_still_trying_is_not_final(tp_status: int) -> None:
+    status = status_from_tp_status(tp_status)
+    assert is_final(status) == (not 0x20 <= tp_status <= 0x3F)
+
+
+def test_tp_status_examples_from_ts_23_040() -> None:
+    assert status_from_tp_status(0x00) is SegmentStatus.DELIVERED  # received by the SME
+    assert status_from_tp_status(0x01) is SegmentStatus.DELIVERED  # forwarded, unconfirmed
+    assert status_from_tp_status(0x21) is SegmentStatus.ENROUTE  # SME busy: still trying
+    assert status_from_tp_status(0x41) is SegmentStatus.UNDELIVERABLE  # incompatible dest.
+    assert status_from_tp_status(0x46) is SegmentStatus.EXPIRED
+    assert status_from_tp_status(0x65) is SegmentStatus.EXPIRED  # gave up: validity over
+    assert status_from_tp_status(0x48) is SegmentStatus.DELETED
+    assert status_from_tp_status(0x62) is SegmentStatus.UNDELIVERABLE  # gave up: no response

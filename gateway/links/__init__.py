@@ -23,6 +23,7 @@ from gateway.links.base import (
     SendFailure,
     SubmittedSegment,
 )
+from gateway.links.modem import ModemLink, ModemLinkStats, modem_capabilities
 from gateway.links.smpp_client import SmppLink, SmppLinkStats, smpp_capabilities
 
 
@@ -37,6 +38,7 @@ class LinkKind:
 
 LINK_KINDS: dict[str, LinkKind] = {
     "smpp": LinkKind(SmppLink, smpp_capabilities),
+    "modem": LinkKind(ModemLink, modem_capabilities),
 }
 
 
@@ -58,6 +60,8 @@ __all__ = [
     "LinkSink",
     "LinkState",
     "MessageSource",
+    "ModemLink",
+    "ModemLinkStats",
     "ReceiptReport",
     "SendFailure",
     "SmppLink",

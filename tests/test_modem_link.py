@@ -1,0 +1,303 @@
+"""Modem links in the daemon, over real ptys against the emulator: what a message goes through
+on a SIM (parts, TP-MR, status reports in the one status model), and what the daemon does when a
+modem fails (unplug, silence, a wrong PIN, a SIM at its daily cap).
+
+Every wait is for a condition, bounded by a generous timeout: a busy machine is slow, not failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlr.status import MessageStatus, SegmentStatus
+from gateway.app import Gateway
+from gateway.config import TandemConfig
+from gateway.intake import MessageRequest
+from gateway.links import LinkState, ModemLink
+from gateway.links.modem import correlation_key
+from gateway.messages import Channel
+from gateway.queue import RetryPolicy
+from gateway.store.base import MessageRecord
+from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+
+WAIT = 20.0
+DESTINATION = "+447911123456"
+THREE_PART_TEXT = ("Your appointment at the clinic is confirmed. " * 9)[:400]
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Pool:
+    gateway: Gateway
+    modems: dict[str, PtyModem] = field(default_factory=dict)
+
+    def link(self, name: str) -> ModemLink:
+        link = self.gateway.links[name]
+        assert isinstance(link, ModemLink)
+        return link
+
+    def sent_to(self, name: str) -> list[str]:
+        """Texts of what reached modem `name` (one entry per part)."""
+        return [sent.submit.user_data.text for sent in self.modems[name].modem.sent]
+
+    async def send(self, text: str = "hello", to: str = DESTINATION) -> str:
+        request = MessageRequest(account="acme", channel=Channel.HTTP, to=to, text=text)
+        prepared = await self.gateway.intake.accept([request])
+        return prepared[0].message.id
+
+    async def record(self, message_id: str) -> MessageRecord:
+        record = await self.gateway.message_store.get(message_id)
+        assert record is not None
+        return record
+
+    async def wait_status(self, message_id: str, status: MessageStatus) -> MessageRecord:
+        deadline = time.monotonic() + WAIT
+        while True:
+            record = await self.record(message_id)
+            if record.message.status is status:
+                return record
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{message_id} is {record.message.status}, not {status}: "
+                    f"{[(s.index, s.status, s.link) for s in record.segments]}"
+                )
+            await asyncio.sleep(0.02)
+
+    async def wait_state(self, name: str, state: LinkState) -> None:
+        await wait_for(lambda: self.link(name).state is state, f"link {name} {state.value}")
+
+
+def modem_link(name: str, device: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "modem",
+        "name": name,
+        "device": device,
+        "messages_per_minute": None,
+        "reconnect_initial": 0.1,
+        "reconnect_max": 0.5,
+        "reset_wait": 0.3,
+        **fields,
+    }
+
+
+@pytest.fixture
+async def pools(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """`await pools({"a": ModemSettings(...), ...}, links={"a": {...}}, route={...})`: emulated
+    modems on ptys (stable links under tmp_path, like /dev/serial/by-id) and a Gateway whose
+    modem links open them, all stopped after the test."""
+    created: list[Pool] = []
+
+    async def make(
+        modems: dict[str, ModemSettings],
+        *,
+        links: dict[str, dict[str, Any]] | None = None,
+        route: dict[str, Any] | None = None,
+        wait_up: bool = True,
+    ) -> Pool:
+        emulators: dict[str, PtyModem] = {}
+        for name, settings in modems.items():
+            emulator = PtyModem(EmulatedModem(settings), tmp_path / f"usb-Tandem_{name}-if00")
+            emulator.plug()
+            emulators[name] = emulator
+        config = TandemConfig.model_validate(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "smpp_server": {"enabled": False},
+                "http": {"enabled": False},
+                "store": {"writer": "thread"},
+                "links": [
+                    modem_link(name, emulator.device, **(links or {}).get(name, {}))
+                    for name, emulator in emulators.items()
+                ],
+                "routes": [
+                    {"name": "sims", "priority": 1, "targets": list(modems), **(route or {})}
+                ],
+            }
+        )
+        gateway = Gateway(config, retry=RetryPolicy(base=0.2, cap=1.0))
+        pool = Pool(gateway, emulators)
+        created.append(pool)
+        await gateway.start()
+        if wait_up:
+            for name in modems:
+                await pool.wait_state(name, LinkState.UP)
+        return pool
+
+    yield make
+    for pool in created:
+        await pool.gateway.stop()
+        for emulator in pool.modems.values():
+            emulator.close()
+
+
+def quick(**fields: Any) -> ModemSettings:
+    return ModemSettings(**{"report_delay": 0.3, **fields})
+
+
+async def test_single_and_multipart_sends_get_their_own_status_reports(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick()})
+    emulator = pool.modems["sim"].modem
+    emulator._next_reference = 254  # the three parts take TP-MR 254, 255 and 0: the wrap
+
+    single = await pool.send("Your code is 1234")
+    await wait_for(lambda: len(emulator.sent) == 1, "the single part to go")
+    emulator.settings.report_status = 0x41  # the next reports: incompatible destination
+    multipart = await pool.send(THREE_PART_TEXT, to="+447400123456")
+    await wait_for(lambda: len(emulator.sent) == 4, "the three parts to go")
+    emulator.settings.report_status = 0x00
+
+    delivered = await pool.wait_status(single, MessageStatus.DELIVERED)
+    failed = await pool.wait_status(multipart, MessageStatus.UNDELIVERABLE)
+    assert [s.carrier_id for s in delivered.segments] == [correlation_key(254, DESTINATION)]
+    assert [(s.index, s.total) for s in failed.segments] == [(0, 3), (1, 3), (2, 3)]
+    assert [s.carrier_id for s in failed.segments] == [
+        correlation_key(mr, "447400123456") for mr in (255, 0, 1)
+    ]
+    assert all(s.status is SegmentStatus.UNDELIVERABLE for s in failed.segments)
+    # The handset gets the text back whole, from parts cut like an SMPP link's.
+    assert "".join(pool.sent_to("sim")[1:]) == THREE_PART_TEXT
+    assert pool.link("sim").stats.receipts == 4
+    assert pool.link("sim").stats.parts_submitted == 4
+    # Stored reports (+CDSI) are deleted from the SIM once recorded, not before.
+    await wait_for(lambda: not emulator.storage, "the stored reports to be deleted")
+
+
+async def test_a_reused_tp_mr_goes_to_the_newest_part_under_it(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick(report_delay=60.0)})
+    emulator = pool.modems["sim"].modem
+    first = await pool.send("first")
+    await wait_for(lambda: len(emulator.sent) == 1, "the first to go")
+    emulator._next_reference = 0  # the modem restarted its count (a reset does that)
+    second = await pool.send("second")
+    await pool.wait_status(second, MessageStatus.SUBMITTED)
+    assert emulator.sent[1].message_reference == emulator.sent[0].message_reference == 0
+
+    report = emulator._timers[-1].report  # the one report the SC would send for TP-MR 0
+    emulator._timers.clear()
+    emulator._deliver_report(report)
+    pool.modems["sim"].poke()
+    await pool.wait_status(second, MessageStatus.DELIVERED)
+    assert (await pool.record(first)).message.status is MessageStatus.SUBMITTED
+
+
+async def test_temporary_status_reports_stay_intermediate(pools: Callable[..., Any]) -> None:
+    pool: Pool = await pools({"sim": quick(report_status=0x20)})  # congestion, still trying
+    message_id = await pool.send("on its way")
+    record = await pool.wait_status(message_id, MessageStatus.ENROUTE)
+    assert record.segments[0].status is SegmentStatus.ENROUTE
+
+
+async def test_cms_errors_are_temporary_or_permanent_by_the_table(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick()})
+    emulator = pool.modems["sim"].modem
+    emulator.fail_next_sends(38)  # network out of order: sent again after the backoff
+    retried = await pool.send("again")
+    await pool.wait_status(retried, MessageStatus.DELIVERED)
+    assert (await pool.record(retried)).message.attempts >= 1
+
+    emulator.fail_next_sends(1)  # unassigned number: the message is refused for good
+    refused = await pool.send("never")
+    record = await pool.wait_status(refused, MessageStatus.FAILED)
+    assert "+CMS ERROR 1 (unassigned number)" in (record.message.last_error or "")
+
+
+async def test_a_wrong_pin_stops_the_link_without_a_second_try(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools(
+        {"sim": quick(pin="1234")}, links={"sim": {"pin": "9999"}}, wait_up=False
+    )
+    await pool.wait_state("sim", LinkState.STOPPED)
+    await asyncio.sleep(1.0)  # several reconnect delays: nothing tries again
+    assert pool.modems["sim"].modem.pin_attempts == ["9999"]
+    assert pool.link("sim").state is LinkState.STOPPED
+    assert "refused the configured PIN" in pool.link("sim").stats.sim_state
+
+
+async def test_the_right_pin_is_entered_once_and_the_link_comes_up(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick(pin="1234")}, links={"sim": {"pin": "1234"}})
+    assert pool.modems["sim"].modem.pin_attempts == ["1234"]
+    stats = pool.link("sim").stats
+    assert (stats.sim_state, stats.registration, stats.operator) == ("ready", "home", "Tandem Sim")
+    assert stats.signal_dbm == -113 + 2 * 20
+
+
+async def test_unplug_fails_over_to_the_next_modem_and_back_after_replug(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"first": quick(), "second": quick()})
+    before = await pool.send("before the unplug")
+    await pool.wait_status(before, MessageStatus.DELIVERED)
+    assert pool.sent_to("first") == ["before the unplug"]
+
+    pool.modems["first"].unplug()
+    await pool.wait_state("first", LinkState.DOWN)
+    during = [await pool.send(f"during {n}") for n in range(3)]
+    for message_id in during:
+        await pool.wait_status(message_id, MessageStatus.DELIVERED)
+    assert pool.sent_to("second") == [f"during {n}" for n in range(3)]
+
+    pool.modems["first"].plug()  # the same /dev/serial/by-id path, a new pty
+    await pool.wait_state("first", LinkState.UP)
+    after = await pool.send("after the replug")
+    await pool.wait_status(after, MessageStatus.DELIVERED)
+    assert pool.sent_to("first") == ["before the unplug", "after the replug"]
+    assert pool.link("first").stats.opens >= 2
+
+
+async def test_a_silent_modem_is_reset_with_the_configured_command(
+    pools: Callable[..., Any],
+) -> None:
+    settings = {"command_timeout": 0.3, "signal_interval": 0.2, "reset_command": "AT+CFUN=1,1"}
+    pool: Pool = await pools({"sim": quick()}, links={"sim": settings})
+    emulator = pool.modems["sim"].modem
+    emulator.go_silent()
+    await wait_for(lambda: emulator.resets == 1, "the reset command")
+    assert "AT+CFUN=1,1" in emulator.commands
+    await pool.wait_state("sim", LinkState.UP)
+    message_id = await pool.send("after the reset")
+    await pool.wait_status(message_id, MessageStatus.DELIVERED)
+    assert pool.link("sim").stats.resets == 1
+
+
+async def test_the_daily_cap_moves_traffic_to_the_next_sim_of_the_pool(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools(
+        {"first": quick(), "second": quick()},
+        links={"first": {"daily_cap": 2}, "second": {"daily_cap": 3}},
+    )
+    sent = [await pool.send(f"message {n}") for n in range(5)]
+    for message_id in sent:
+        await pool.wait_status(message_id, MessageStatus.DELIVERED)
+    assert len(pool.sent_to("first")) == 2
+    assert len(pool.sent_to("second")) == 3
+    await pool.wait_state("first", LinkState.CAPPED)
+    await pool.wait_state("second", LinkState.CAPPED)
+    assert pool.link("first").stats.sends_today == 2
+
+    waiting = await pool.send("tomorrow")  # every SIM is at its cap: it waits, not fails
+    await asyncio.sleep(0.5)
+    assert (await pool.record(waiting)).message.status is MessageStatus.QUEUED
