@@ -43,7 +43,7 @@ from gateway import stages
 from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
 from gateway.config import ConfigError, LinkConfig, TandemConfig, load_config
-from gateway.dispatch import Dispatcher, LinkStateView
+from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
     Link,
@@ -146,6 +146,7 @@ class Gateway:
         )
         self.numbers = NumberResolver(self.config.numbering)
         self.routes = RouteTable.from_config(self.config.routes)
+        self.link_states.waiting = self.queue.size
         self.dispatcher = Dispatcher(self.queue, lambda: self.routes, self.link_states)
         self.queue.place = self.dispatcher.place
         self.backlog = Backlog(backlog_limits(self.config), self.queue.size, self.queue.route_size)
@@ -291,6 +292,8 @@ class Gateway:
         link = build_link(link_config, self.queue, self)
         if hasattr(link, "drain_seconds"):  # how long its stop waits for answers (SIGTERM)
             link.drain_seconds = self.config.shutdown.drain_seconds
+        if isinstance(link, DailyUsage):  # a SIM: "even" routes spread by what it used today
+            self.link_states.count_usage(link.name, link)
         return link
 
     def _capabilities(self, name: str | None) -> LinkCapabilities:

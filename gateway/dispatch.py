@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 from gateway.links.base import Link, LinkState
 from gateway.messages import Message
@@ -21,19 +22,41 @@ from gateway.stages import recording
 from routing import LinkStatus, RouteDecision, RouteStrategy, RouteTable, RouteTarget, pick_target
 
 
-class LinkStateView:
-    """`routing.LinkStates` over the daemon's live links."""
+@runtime_checkable
+class DailyUsage(Protocol):
+    """A link that counts its day against a cap (a modem link's SIM)."""
 
-    __slots__ = ("_links",)
+    @property
+    def daily_cap(self) -> int | None: ...
+
+    def sent_today(self) -> int: ...
+
+
+class LinkStateView:
+    """`routing.LinkStates` over the daemon's live links. Links registered with
+    `count_usage` also report what they used today, with what waits for them in the queue
+    (`waiting`), so an "even" route spreads a burst instead of giving it all to one link."""
+
+    __slots__ = ("_links", "_usage", "waiting")
 
     def __init__(self, links: Mapping[str, Link]) -> None:
         self._links = links
+        self._usage: dict[str, DailyUsage] = {}
+        self.waiting: Callable[[str], int] = lambda _link: 0
+
+    def count_usage(self, link: str, usage: DailyUsage) -> None:
+        self._usage[link] = usage
 
     def get(self, link: str, /) -> LinkStatus | None:
         found = self._links.get(link)
         if found is None:
             return None
         up, throttle = found.state is LinkState.UP, found.throttle_level
+        if self._usage:
+            usage = self._usage.get(link)
+            if usage is not None:
+                used = usage.sent_today() + self.waiting(link)
+                return LinkStatus(up, throttle, used, usage.daily_cap)
         if throttle == 0.0:  # the usual answers, shared: asked twice for every message
             return _UP if up else _DOWN
         return LinkStatus(up, throttle)
@@ -90,7 +113,10 @@ class Dispatcher:
         """The link `message` should wait for now (see `enqueue`); None: no target is left."""
         # Intake (or the previous attempt) already picked a link: keep it while it is usable,
         # so a weighted route is drawn once per message and the common case costs one lookup.
-        link = message.link if self._still_usable(message) else self.choose(message)
+        # An even route chooses again here, as each message is queued: intake picks for a
+        # whole batch before any of it is queued, so its picks all see the same counts.
+        keep = message.strategy != RouteStrategy.EVEN and self._still_usable(message)
+        link = message.link if keep else self.choose(message)
         if link is None:
             excluded = self._excluded.get(message.id, set())
             remaining = [t for t in message.targets if t not in excluded]

@@ -31,8 +31,11 @@ class MessageKind(StrEnum):
 
 
 class RouteStrategy(StrEnum):
-    FAILOVER = "failover"
-    WEIGHTED = "weighted"
+    FAILOVER = "failover"  # the first usable target, in order
+    WEIGHTED = "weighted"  # a draw among the usable targets by weight
+    # The usable target that has used the least of its day: a pool of SIMs sends evenly
+    # within their daily caps (see `routing.rules.pick_target`).
+    EVEN = "even"
 
 
 class _Section(BaseModel):

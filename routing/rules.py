@@ -36,6 +36,10 @@ class LinkStatus:
 
     up: bool
     throttle_level: float = 0.0
+    # What the link has used of its day (parts sent today plus messages waiting for it) and its
+    # daily cap (None: none); only the "even" strategy reads them.
+    used_today: int = 0
+    daily_cap: int | None = None
 
 
 class LinkStates(Protocol):
@@ -128,7 +132,10 @@ def pick_target(
     the route's limit, or in `exclude` (links that already failed this message permanently).
 
     failover: the first such link in target order. weighted: a draw among them by weight
-    (zero-weight targets are used only when no weighted one is available). None: nothing now.
+    (zero-weight targets are used only when no weighted one is available). even: the one that
+    has used the smallest share of its daily cap (a target without a cap counts against the
+    largest cap among them, or by its count alone when none has one); ties in target order.
+    None: nothing now.
     """
     excluded = exclude if isinstance(exclude, set | frozenset) else frozenset(exclude)
     return _pick(
@@ -154,6 +161,8 @@ def _pick(
         return None
     if strategy is RouteStrategy.FAILOVER:
         return usable[0].link
+    if strategy is RouteStrategy.EVEN:
+        return _least_used(usable, link_states)
     total = sum(target.weight for target in usable)
     if total <= 0:
         return usable[0].link
@@ -164,6 +173,13 @@ def _pick(
             return target.link
     # Float rounding at the very top of the range: the last weighted target.
     return next(target.link for target in reversed(usable) if target.weight > 0)
+
+
+def _least_used(usable: list[RouteTarget], link_states: LinkStates) -> str:
+    statuses = [link_states.get(target.link) or LinkStatus(True) for target in usable]
+    largest_cap = max((status.daily_cap or 0 for status in statuses), default=0) or 1
+    shares = [status.used_today / (status.daily_cap or largest_cap) for status in statuses]
+    return usable[shares.index(min(shares))].link
 
 
 class TimeWindow:

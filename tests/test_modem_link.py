@@ -301,3 +301,23 @@ async def test_the_daily_cap_moves_traffic_to_the_next_sim_of_the_pool(
     waiting = await pool.send("tomorrow")  # every SIM is at its cap: it waits, not fails
     await asyncio.sleep(0.5)
     assert (await pool.record(waiting)).message.status is MessageStatus.QUEUED
+
+
+async def test_an_even_pool_spreads_a_burst_across_sims_by_their_caps(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools(
+        {"a": quick(), "b": quick(), "c": quick()},
+        links={"a": {"daily_cap": 40}, "b": {"daily_cap": 80}, "c": {"daily_cap": 40}},
+        route={"strategy": "even"},
+    )
+    requests = [
+        MessageRequest(account="acme", channel=Channel.HTTP, to=DESTINATION, text=f"burst {n}")
+        for n in range(16)
+    ]
+    accepted = await pool.gateway.intake.accept(requests)  # one burst: placed before any goes
+    for prepared in accepted:
+        await pool.wait_status(prepared.message.id, MessageStatus.DELIVERED)
+    # Shares of the caps stay level: the large SIM carries twice the others.
+    assert [len(pool.sent_to(name)) for name in "abc"] == [4, 8, 4]
+    assert [pool.link(name).sent_today() for name in "abc"] == [4, 8, 4]

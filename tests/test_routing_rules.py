@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from routing import (
@@ -249,6 +251,55 @@ def test_no_available_target_still_routes_but_has_no_first_target() -> None:
     assert decision.first_target is None
     # When a link comes back the dispatcher picks it up from the same decision.
     assert pick_target(decision, {"secondary": UP}) == "secondary"
+
+
+# --- even (a pool of SIMs) -----------------------------------------------------------------
+
+
+def even_decision(states: LinkStates) -> RouteDecision:
+    routes = table(route("sims", 1, targets=["a", "b", "c"], strategy="even"))
+    return routes.resolve(facts(), NOON_UTC, states)
+
+
+def sim(used_today: int, daily_cap: int | None = None, *, up: bool = True) -> LinkStatus:
+    return LinkStatus(up, 0.0, used_today, daily_cap)
+
+
+def test_even_picks_the_sim_with_the_smallest_share_of_its_cap() -> None:
+    states = {"a": sim(50, 100), "b": sim(100, 400), "c": sim(30, 100)}
+    assert pick_target(even_decision(states), states) == "b"  # 25% beats 30% and 50%
+    states["b"] = sim(400, 400, up=False)  # at its cap the link is not up: skipped
+    assert pick_target(even_decision(states), states) == "c"
+
+
+def test_even_without_caps_spreads_by_count_and_breaks_ties_in_target_order() -> None:
+    states = {"a": sim(3), "b": sim(2), "c": sim(2)}
+    assert pick_target(even_decision(states), states) == "b"
+    states = {"a": sim(0), "b": sim(0), "c": sim(0)}
+    assert pick_target(even_decision(states), states) == "a"
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=6),
+    st.integers(min_value=0, max_value=300),
+)
+def test_even_never_gives_a_sim_a_larger_share_than_needed(caps: list[int], sends: int) -> None:
+    """Picking one at a time, the shares of the caps never differ by more than one part's
+    share of the smallest cap while every SIM has room."""
+    names = [f"sim{index}" for index in range(len(caps))]
+    used = dict.fromkeys(names, 0)
+    routes = table(route("sims", 1, targets=names, strategy="even"))
+    for _ in range(min(sends, sum(caps))):
+        states = {
+            name: sim(used[name], cap, up=used[name] < cap)
+            for name, cap in zip(names, caps, strict=True)
+        }
+        picked = pick_target(routes.resolve(facts(), NOON_UTC, states), states)
+        assert picked is not None
+        used[picked] += 1
+    shares = [used[name] / cap for name, cap in zip(names, caps, strict=True) if used[name] < cap]
+    if shares:
+        assert max(shares) - min(shares) <= 1 / min(caps) + 1e-9
 
 
 # --- weighted ------------------------------------------------------------------------------

@@ -188,6 +188,10 @@ class ModemLink:
     def capabilities(self) -> LinkCapabilities:
         return self._capabilities
 
+    @property
+    def daily_cap(self) -> int | None:
+        return self.config.daily_cap
+
     def sent_today(self) -> int:
         """Parts sent today (in the cap's time zone)."""
         return self.limits.sent_today(self._today())
