@@ -37,6 +37,7 @@ from gateway.config import (
 )
 from gateway.modem_sim_cli import add_sim_modem
 from gateway.route_cli import add_route_command
+from gateway.status_cli import add_status_command
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -246,6 +247,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     add_accounts_command,
     _add_http_commands,
     add_route_command,
+    add_status_command,
 )
 
 

@@ -428,6 +428,32 @@ class SendQueue:
     def route_size(self, route: str) -> int:
         return self._route_depth[route]
 
+    def oldest_ready_at(self, link: str) -> float | None:
+        """When the longest-waiting message of `link` that may go now became sendable (unix
+        seconds), or None when none waits; scheduled messages not yet due do not count. Scans
+        the link's whole messages (at most `in_memory` per priority): for the operator's
+        views, not the message path."""
+        oldest: float | None = None
+        queue = self._links.get(link)
+        if queue is not None:
+            for _, since, _, entry in queue.ready:
+                if not entry.removed and (oldest is None or since < oldest):
+                    oldest = since
+        for (name, _), refs in self._refs.items():
+            if name != link or not refs.live:
+                continue
+            # References wait in arrival order (skip those taken out); our ids begin with
+            # their creation in milliseconds.
+            at = refs.head
+            while at + _REF_OCTETS < len(refs.data) and (
+                int.from_bytes(refs.data[at : at + 2], "big") == _TAKEN
+            ):
+                at += _REF_OCTETS
+            created = int.from_bytes(refs.data[at + 2 : at + 8], "big") / 1000
+            if oldest is None or created < oldest:
+                oldest = created
+        return oldest
+
     def depth(self) -> dict[str, dict[int, int]]:
         """Queued messages per link and priority (scheduled ones included), for metrics."""
         result: dict[str, dict[int, int]] = {}
@@ -562,6 +588,10 @@ class AsyncSendQueue:
 
     def depth(self) -> dict[str, dict[int, int]]:
         return self.core.depth()
+
+    def oldest_ready_at(self, link: str) -> float | None:
+        """See `SendQueue.oldest_ready_at`."""
+        return self.core.oldest_ready_at(link)
 
     def size(self, link: str) -> int:
         """Messages queued for `link`, scheduled ones and references included."""

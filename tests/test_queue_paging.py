@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.config import load_config
 from gateway.http.admin_token import admin_token_path, read_admin_token
-from gateway.messages import Message, MessageKind
+from gateway.messages import Message, MessageIdGenerator, MessageKind
 from gateway.queue import AsyncSendQueue, SendQueue, compact_id
 from tests.daemon_processes import (
     accepted_texts,
@@ -255,3 +256,21 @@ async def test_the_store_gives_pending_messages_as_references_with_the_link_each
         assert sorted(m.id for m in waiting) == sorted([kept.id, later.id])
     finally:
         await store.close()
+
+
+def test_the_oldest_ready_message_counts_whole_messages_and_references_not_scheduled_ones() -> None:
+    queue = SendQueue(in_memory=1)
+    now = T0
+    assert queue.oldest_ready_at("a") is None
+    first = make_message(created_at=now - 80)
+    queue.put(first, "a", now)  # whole: within in_memory
+    assert queue.oldest_ready_at("a") == pytest.approx(now - 80)
+    behind = make_message(id=MessageIdGenerator().next_id(int((now - 50) * 1000)))
+    queue.put(behind, "a", now)  # past in_memory: a reference, its age from its id
+    assert queue.size("a") == 2
+    scheduled = make_message(created_at=now - 200, send_at=now + 60)  # not waiting yet
+    queue.put(scheduled, "a", now)
+    assert queue.oldest_ready_at("a") == pytest.approx(now - 80)
+    queue.remove(first.id)
+    assert queue.oldest_ready_at("a") == pytest.approx(now - 50, abs=0.001)
+    assert queue.oldest_ready_at("b") is None

@@ -1,5 +1,8 @@
 """Local read-only views of the running daemon for its own command line: `GET /admin/links`,
-and `GET /admin/stages` (per-stage latency histograms, when `stage_times` is on) for benches.
+`GET /admin/stages` (per-stage latency histograms, when `stage_times` is on) for benches, and
+the operator's status (`gateway.status`): `GET /status` as an HTML page for a browser (which
+may give the token as the password of HTTP Basic authentication) and `GET /admin/status` as
+JSON for `tandem status`.
 
 Owns the handler that reports each outbound link's live state (up/down, throttle level, queued
 and in-flight counts, its queue limit and the messages refused at it), which `tandem route
@@ -22,8 +25,11 @@ from gateway.stages import recording
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
+JSON_TYPE = "application/json"
 LINKS_PATH = "/admin/links"
 STAGES_PATH = "/admin/stages"  # per-stage latency histograms (gateway.stages), when recorded
+STATUS_PATH = "/admin/status"  # gateway.status as JSON (tandem status)
+STATUS_PAGE_PATH = "/status"  # the same as an HTML page; the admin token too
 
 
 def link_states(gateway: Gateway) -> dict[str, object]:
@@ -59,3 +65,29 @@ def add_admin_routes(app: web.Application, gateway: Gateway) -> None:
         return web.Response(body=json.dumps(document).encode(), content_type="application/json")
 
     app.router.add_get(STAGES_PATH, stages)
+
+    from gateway.status import OperatorView, render_page
+
+    view = OperatorView(gateway)
+
+    async def start_view(app: web.Application) -> None:
+        view.start()
+
+    async def stop_view(app: web.Application) -> None:
+        await view.stop()
+
+    app.on_startup.append(start_view)
+    app.on_cleanup.append(stop_view)
+
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(body=json.dumps(view.document()).encode(), content_type=JSON_TYPE)
+
+    async def status_page(request: web.Request) -> web.Response:
+        return web.Response(
+            text=render_page(view.document()),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    app.router.add_get(STATUS_PATH, status)
+    app.router.add_get(STATUS_PAGE_PATH, status_page)

@@ -14,6 +14,7 @@ an empty one.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import secrets
@@ -51,6 +52,20 @@ def load_or_create_admin_token(path: Path) -> str:
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(token + "\n")
     return token
+
+
+def admin_credentials_match(token: str, authorization: str) -> bool:
+    """`bearer_matches`, or HTTP Basic with the token as the password (any user name): what a
+    browser can send for the status page."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return bearer_matches(token, authorization)
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    _, colon, password = decoded.partition(":")
+    return bool(colon and token) and hmac.compare_digest(password.encode(), token.encode())
 
 
 def bearer_matches(token: str, authorization: str) -> bool:

@@ -32,11 +32,11 @@ from pydantic import BaseModel, ValidationError
 from dlr.status import MessageStatus, StatusSource
 from gateway.egress import EgressPolicy
 from gateway.http import models
-from gateway.http.admin import add_admin_routes
+from gateway.http.admin import STATUS_PAGE_PATH, add_admin_routes
 from gateway.http.admin_token import (
     ADMIN_PREFIX,
+    admin_credentials_match,
     admin_token_path,
-    bearer_matches,
     load_or_create_admin_token,
 )
 from gateway.http.auth_limits import FailedAuthLimits, FailedAuthStats
@@ -89,6 +89,7 @@ _UNSENT = (MessageStatus.ACCEPTED, MessageStatus.QUEUED)
 _KINDS = {kind.value: kind for kind in MessageKind}  # a dict lookup, not an Enum call per request
 _CHALLENGE = 'Bearer realm="tandem"'
 _ADMIN_CHALLENGE = 'Bearer realm="tandem-admin"'
+_PAGE_CHALLENGE = 'Basic realm="tandem-admin", charset="UTF-8"'
 # Copied into each answer by aiohttp; one mapping each instead of a dict and a content type.
 _JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON}))
 _JSON_REPLAYED = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON, REPLAYED_HEADER: "true"}))
@@ -246,7 +247,7 @@ class HttpApi:
         try:
             if request.path.startswith("/v1/"):
                 await self._authenticate(request)
-            elif request.path.startswith(ADMIN_PREFIX):
+            elif request.path.startswith(ADMIN_PREFIX) or request.path == STATUS_PAGE_PATH:
                 self._require_admin(request)
             return await handler(request)
         except Problem as problem:
@@ -318,7 +319,7 @@ class HttpApi:
         this host forwards from loopback)."""
         now = time.monotonic()
         client = self._client(request)
-        if bearer_matches(self.admin_token, request.headers.get("Authorization", "")):
+        if admin_credentials_match(self.admin_token, request.headers.get("Authorization", "")):
             return
         wait = self.failed_auth.wait(client, now)
         if not wait:
@@ -332,7 +333,12 @@ class HttpApi:
             "in the file [http] admin_token_file names, by default <data_dir>/admin.token).",
             field="Authorization",
             retry_after=wait or None,
-            headers={"WWW-Authenticate": _ADMIN_CHALLENGE},
+            # A browser asks for Basic credentials (the token as the password) on the page.
+            headers={
+                "WWW-Authenticate": _PAGE_CHALLENGE
+                if request.path == STATUS_PAGE_PATH
+                else _ADMIN_CHALLENGE
+            },
         )
 
     async def _look_up(self, request: web.Request, bearer: str) -> ApiKey | None:

@@ -1,0 +1,63 @@
+"""`tandem status`: the running daemon's status page in the terminal.
+
+Asks the daemon that runs with the given config (`GET /admin/status` with the admin token from
+its file, as `tandem route explain` asks for `/admin/links`) and prints links, customer binds,
+rates over the last minutes, the delivery ratio and recent warnings (`gateway.status` renders
+them). Without an answering daemon it says why, one line, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.request
+from pathlib import Path
+
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.config import ConfigError, load_config
+from gateway.http.admin_token import admin_token_path, read_admin_token
+from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
+
+STATUS_PATH = "/admin/status"  # gateway.http.admin.STATUS_PATH (not imported: keeps aiohttp out)
+
+
+def add_status_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "status", help="links, binds, queues, rates and recent errors of the running daemon"
+    )
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.add_argument("--timeout", type=float, default=DAEMON_TIMEOUT, help="seconds to wait")
+    parser.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return fail(str(exc))
+    url = daemon_url(config.http)
+    if not config.http.enabled or config.http.port == 0:
+        return fail("status: the config has no fixed HTTP port to ask the daemon on")
+    token_path = admin_token_path(config)
+    try:
+        token = read_admin_token(token_path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return fail(f"status: cannot read the admin token {token_path}: {reason}", EXIT_FAILURE)
+    headers = {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url + STATUS_PATH, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            document = json.loads(response.read())
+    except (OSError, ValueError) as exc:  # refused, timed out, HTTP error, not JSON
+        return fail(f"status: no answer from {url}: {getattr(exc, 'reason', exc)}", EXIT_FAILURE)
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return EXIT_OK
+    from gateway.status import render_terminal
+
+    print(render_terminal(document))
+    return EXIT_OK
