@@ -166,6 +166,7 @@ class Gateway:
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
         self.simulator: object | None = None
+        self.modem_simulator: object | None = None  # gateway.modem_simulator, when enabled
         self.smpp_server: object | None = None  # gateway.smpp_server.CustomerSmppServer
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
         self._tasks: set[asyncio.Task[None]] = set()
@@ -219,6 +220,14 @@ class Gateway:
             with startup_step("simulator", f"{config.simulator.host}:{config.simulator.port}"):
                 await simulator.start()
             self.simulator = simulator
+        if config.modem_simulator.enabled:
+            from gateway.modem_simulator import DaemonModemSimulator
+
+            modem_simulator = DaemonModemSimulator(config.modem_simulator)
+            devices = ", ".join(str(device) for device in config.modem_simulator.devices)
+            with startup_step("modem_simulator", devices):
+                await modem_simulator.start()
+            self.modem_simulator = modem_simulator
         with startup_step("links"):
             for link_config in config.links:
                 if link_config.enabled:
@@ -280,6 +289,9 @@ class Gateway:
         stop_simulator = getattr(self.simulator, "stop", None)
         if stop_simulator is not None:
             await stop_simulator()
+        stop_modem_simulator = getattr(self.modem_simulator, "stop", None)
+        if stop_modem_simulator is not None:
+            await stop_modem_simulator()
         await self.message_store.close()
         self._stopped.set()
 

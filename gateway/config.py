@@ -583,6 +583,35 @@ class ShutdownConfig(BaseModel):
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
+class ModemSimulatorConfig(BaseModel):
+    """GSM modems emulated inside the daemon (`modems.emulator`), each on a pty whose slave
+    side is reachable at one of `devices` (a symlink the daemon makes, like a
+    /dev/serial/by-id name): a `type = "modem"` link names that path as its device."""
+
+    model_config = _SECTION
+
+    enabled: bool = False
+    devices: list[FilePath] = Field(default_factory=list)
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = None  # the SIM asks for it
+    operator: str = "Tandem Sim"
+    # Seconds from +CMGS to the status report, and its TP-Status (0: delivered).
+    report_delay: Annotated[float, Field(ge=0)] = 1.0
+    report_status: Annotated[int, Field(ge=0, le=255)] = 0
+    # Seconds between generated MOs on each modem; None: none.
+    mo_interval: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _devices_when_enabled(self) -> ModemSimulatorConfig:
+        if self.enabled and not self.devices:
+            raise ValueError("an enabled modem simulator needs at least one device path")
+        seen: set[Path] = set()
+        for index, device in enumerate(self.devices):
+            if device in seen:
+                raise _KeyedError(f"modem_simulator.devices[{index}]", f"duplicate {device}")
+            seen.add(device)
+        return self
+
+
 class TandemConfig(BaseModel):
     """The whole daemon configuration: one TOML file, validated once at start-up."""
 
@@ -601,6 +630,7 @@ class TandemConfig(BaseModel):
     senders: SendersConfig = SendersConfig()
     dlr: DlrConfig = DlrConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    modem_simulator: ModemSimulatorConfig = ModemSimulatorConfig()
     queue: QueueConfig = QueueConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()

@@ -49,9 +49,14 @@ def test_builtin_default_loads_with_the_simulator_and_a_link_to_it() -> None:
     config = load_config(None)
     assert isinstance(config, TandemConfig)
     assert config.simulator.enabled
-    [link] = config.links
+    link, modem = config.links
     assert isinstance(link, SmppLinkConfig)
     assert (link.host, link.port) == (config.simulator.host, config.simulator.port)
+    # ... and an emulated GSM modem with a modem link on it, routed for +254.
+    assert isinstance(modem, ModemLinkConfig) and config.modem_simulator.enabled
+    assert [Path(modem.device)] == config.modem_simulator.devices
+    [kenya] = [route for route in config.routes if route.targets == ["modem"]]
+    assert kenya.prefixes == ["+254"]
     assert config.store_path == config.data_dir / "tandem.db"
     assert config.smpp_server.port == 2775
     assert config.http.host == "127.0.0.1"

@@ -18,7 +18,7 @@ import pytest
 
 from dlr.status import MessageStatus, SegmentStatus
 from gateway.app import Gateway
-from gateway.config import TandemConfig
+from gateway.config import TandemConfig, default_config_text, parse_config
 from gateway.intake import MessageRequest
 from gateway.links import LinkState, ModemLink
 from gateway.links.modem import correlation_key
@@ -26,6 +26,7 @@ from gateway.messages import Channel
 from gateway.queue import RetryPolicy
 from gateway.store.base import MessageRecord
 from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from tests.daemon_processes import free_port
 
 WAIT = 20.0
 DESTINATION = "+447911123456"
@@ -321,3 +322,35 @@ async def test_an_even_pool_spreads_a_burst_across_sims_by_their_caps(
     # Shares of the caps stay level: the large SIM carries twice the others.
     assert [len(pool.sent_to(name)) for name in "abc"] == [4, 8, 4]
     assert [pool.link(name).sent_today() for name in "abc"] == [4, 8, 4]
+
+
+async def test_the_builtin_default_sends_through_the_smsc_and_the_emulated_modem(
+    tmp_path: Path,
+) -> None:
+    """What `make run` starts, on free ports and a private data directory: +254 numbers go
+    through the emulated modem in the daemon, the others through the SMSC simulator."""
+    data = tmp_path / "data"
+    text = (
+        default_config_text()
+        .replace('"data/modem-sim-0"', f'"{data}/modem-sim-0"')
+        .replace('data_dir = "data"', f'data_dir = "{data}"')
+        .replace("port = 2775", f"port = {free_port()}")
+        .replace("port = 2776", f"port = {free_port()}")
+        .replace("port = 8080", f"port = {free_port()}")
+        .replace('writer = "process"', 'writer = "thread"')
+    )
+    gateway = Gateway(parse_config(text, "default"))
+    await gateway.start()
+    try:
+        pool = Pool(gateway)
+        await pool.wait_state("modem", LinkState.UP)
+        await wait_for(lambda: gateway.links["simulator"].state is LinkState.UP, "the SMPP bind")
+        by_modem = await pool.send("Habari", to="+254712345678")
+        by_smsc = await pool.send("Hello", to="+447400123456")
+        modem_record = await pool.wait_status(by_modem, MessageStatus.DELIVERED)
+        smsc_record = await pool.wait_status(by_smsc, MessageStatus.DELIVERED)
+        assert [s.link for s in modem_record.segments] == ["modem"]
+        assert [s.link for s in smsc_record.segments] == ["simulator"]
+    finally:
+        await gateway.stop()
+    assert not (data / "modem-sim-0").exists()  # the emulated modem went with the daemon
