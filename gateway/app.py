@@ -44,6 +44,7 @@ from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
 from gateway.config import ConfigError, LinkConfig, TandemConfig, load_config
 from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
+from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
     Link,
@@ -135,6 +136,10 @@ class Gateway:
                 writer=self.config.store.writer,
                 key_file=self.config.store_key_path,
             )
+        # Named event sinks (MQTT, ...): receipts and link states go to all of them, an MO to
+        # the one its inbound route names. None configured: publishing is a no-op.
+        self.events = EventSinks.from_config(self.config)
+        self.status_listeners.append(ReceiptEvents(self.events))
         self.links: dict[str, Link] = {}
         self.link_states = LinkStateView(self.links)
         self.queue = AsyncSendQueue(
@@ -199,7 +204,12 @@ class Gateway:
             with startup_step("numbering"):
                 tables = await loop.run_in_executor(None, self._load_tables)
             self.numbers.swap_tables(tables)
-        await self.message_store.open()
+        await self.events.start()  # connects in the background; events buffer until then
+        try:
+            await self.message_store.open()
+        except BaseException:
+            await self.events.stop()
+            raise
         try:
             await self._start_after_store()
         except BaseException:
@@ -293,6 +303,7 @@ class Gateway:
         if stop_modem_simulator is not None:
             await stop_modem_simulator()
         await self.message_store.close()
+        await self.events.stop()  # last: the links' final states go out first
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -526,6 +537,8 @@ class Gateway:
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         log.info("link %s is %s", link, state.value)
+        if self.events.enabled:
+            self.events.publish(EventKind.LINK, link, link_state_payload(link, state.value))
         # A link stopped for good while the daemon runs (a modem whose SIM refused its PIN)
         # hands its queue on like one that is down; at shutdown nothing needs moving.
         if (

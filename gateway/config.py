@@ -531,6 +531,74 @@ class QueueConfig(BaseModel):
     retry_after: Seconds = 5.0
 
 
+class MqttConfig(BaseModel):
+    """The MQTT event sink (`gateway.mqtt_sink`): receipts, link states and MOs as JSON on a
+    broker, and a retained `<prefix>status` that the broker's last will turns to "offline"."""
+
+    model_config = _SECTION
+
+    enabled: bool = True
+    # The sink's name: inbound routes name it as a destination.
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = "mqtt"
+    # mqtt://host[:port] (1883) or mqtts://host[:port] (8883, TLS); credentials go in
+    # username/password, not in the URL (which the log shows).
+    url: str = "mqtt://127.0.0.1:1883"
+    tls: bool = False  # TLS on an mqtt:// URL too
+    tls_ca_file: FilePath | None = None  # None: the system's trusted CAs
+    tls_cert_file: FilePath | None = None  # a client certificate, for brokers that ask for one
+    tls_key_file: FilePath | None = None
+    username: str | None = None
+    password: str | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] = "tandem"
+    topic_prefix: str = "tandem/"
+    qos: Literal[0, 1, 2] = 1
+    # The broker declares us gone (and publishes the last will) after 1.5 times this.
+    keepalive: Annotated[int, Field(ge=1, le=65535)] = 30
+    # Events waiting while the broker is slow or away; past it the oldest are dropped (counted).
+    buffer: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    # Seconds a publish may wait for the broker's acknowledgement before the connection is
+    # taken as broken and made again.
+    timeout: Seconds = 10.0
+    reconnect_initial: Seconds = 1.0
+    reconnect_max: Seconds = 60.0
+
+    @model_validator(mode="after")
+    def _url_and_tls(self) -> MqttConfig:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise _KeyedError("mqtt.url", "must be mqtt://host[:port] or mqtts://host[:port]")
+        if parts.username is not None or parts.password is not None:
+            raise _KeyedError("mqtt.url", "put credentials in username and password, not the URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise _KeyedError("mqtt.url", str(exc)) from None
+        if parts.path not in ("", "/"):
+            raise _KeyedError("mqtt.url", "must not have a path")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise _KeyedError("mqtt.tls_cert_file", "tls_cert_file and tls_key_file go together")
+        if self.password is not None and self.username is None:
+            raise _KeyedError("mqtt.password", "a password needs a username")
+        if self.reconnect_max < self.reconnect_initial:
+            raise _KeyedError("mqtt.reconnect_max", "must be at least reconnect_initial")
+        for wildcard in ("+", "#"):
+            if wildcard in self.topic_prefix:
+                raise _KeyedError("mqtt.topic_prefix", f"must not contain {wildcard!r}")
+        return self
+
+    @property
+    def use_tls(self) -> bool:
+        return self.tls or urllib.parse.urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urllib.parse.urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urllib.parse.urlsplit(self.url).port or (8883 if self.use_tls else 1883)
+
+
 class SimulatorConfig(BaseModel):
     """The built-in SMSC simulator: its listener and its behaviour (`gateway.simulator`)."""
 
@@ -634,6 +702,8 @@ class TandemConfig(BaseModel):
     queue: QueueConfig = QueueConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    # The MQTT event sink; None (no [mqtt] section): no events are published.
+    mqtt: MqttConfig | None = None
     # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
     stage_times: bool = False
 

@@ -1,0 +1,258 @@
+"""The MQTT event sink: events as JSON on a broker (aiomqtt), behind `gateway.events.EventSink`.
+
+Owns the topic layout, the connection with its last will, the bounded buffer and the reconnect
+with backoff. Topics, under `[mqtt] topic_prefix` (default `tandem/`):
+- `tandem/mo/<to>`: an MO routed to this sink, `<to>` the number it was sent to.
+- `tandem/receipt/<message id>`: every status the gateway recorded for an MT.
+- `tandem/link/<name>/state`: a link's state, retained (a subscriber that comes later learns
+  the current state at once).
+- `tandem/status`: "online" (retained) once connected; "offline" (retained) on a clean stop, and
+  by the broker through the last will when the daemon dies or its connection is cut.
+
+Must never: block or fail the message path. `publish` appends to a deque and sets an event; when
+the buffer is full the oldest event is dropped and counted. JSON is encoded in the sender task.
+Delivery is at least once at QoS 1 and 2 across reconnects (an event whose acknowledgement was
+lost with the connection is sent again), at most once at QoS 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections import deque
+
+import aiomqtt
+
+from gateway.config import MqttConfig
+from gateway.events import EventKind, EventStats, Payload, SinkSpec
+
+log = logging.getLogger("tandem.mqtt")
+
+# Events sent concurrently per turn; paho keeps at most 20 unacknowledged at QoS > 0 by default.
+BATCH = 100
+STOP_FLUSH_SECONDS = 2.0
+# Characters a topic level must not contain: the wildcards, the level separator and NUL.
+_TOPIC_UNSAFE = str.maketrans({"+": "", "#": "_", "/": "_", "\0": "_"})
+_RETAINED_KINDS = frozenset({EventKind.LINK.value})
+
+
+def topic_of(prefix: str, kind: str, key: str) -> str:
+    """The topic of one event. Numbers lose their '+' (a wildcard in MQTT)."""
+    level = key.translate(_TOPIC_UNSAFE) or "_"
+    if kind == EventKind.LINK:
+        return f"{prefix}link/{level}/state"
+    return f"{prefix}{kind}/{level}"
+
+
+def mqtt_sink_spec(settings: MqttConfig) -> SinkSpec:
+    return SinkSpec(settings.name, "mqtt", settings, lambda: MqttSink(settings))
+
+
+class MqttSink:
+    """One broker connection, kept up by a task of its own while the sink runs."""
+
+    def __init__(self, settings: MqttConfig) -> None:
+        self.settings = settings
+        self._stats = EventStats()
+        self._buffer: deque[tuple[str, Payload | bytes, bool]] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stop_requested = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.status_topic = f"{settings.topic_prefix}status"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def stats(self) -> EventStats:
+        self._stats.buffered = len(self._buffer)
+        return self._stats
+
+    def publish(self, kind: str, key: str, payload: Payload) -> None:
+        stats = self._stats
+        stats.published += 1
+        buffer = self._buffer
+        if len(buffer) >= self.settings.buffer:
+            buffer.popleft()  # the oldest goes: what comes later says more about now
+            stats.dropped += 1
+        buffer.append(
+            (topic_of(self.settings.topic_prefix, kind, key), payload, kind in _RETAINED_KINDS)
+        )
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._stop_requested.clear()
+            self._task = asyncio.create_task(self._run(), name=f"tandem-mqtt-{self.name}")
+
+    async def stop(self) -> None:
+        """Flush what is buffered for up to STOP_FLUSH_SECONDS while connected, publish the
+        retained "offline", disconnect (cleanly: the broker does not send the last will)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._stop_requested.set()
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_FLUSH_SECONDS + self.settings.timeout)
+        except (TimeoutError, Exception):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._buffer:
+            # Never sent: the broker was away for the whole flush.
+            self._stats.dropped += len(self._buffer)
+            log.warning("mqtt %s: %d events not sent at stop", self.name, len(self._buffer))
+            self._buffer.clear()
+
+    # --- the sender task -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        settings = self.settings
+        delay = settings.reconnect_initial
+        while not self._stopping:
+            try:
+                async with self._client() as client:
+                    self._stats.connects += 1
+                    delay = settings.reconnect_initial
+                    log.info("mqtt %s: connected to %s", self.name, settings.url)
+                    await client.publish(
+                        self.status_topic,
+                        b"online",
+                        qos=settings.qos,
+                        retain=True,
+                        timeout=settings.timeout,
+                    )
+                    self.connected.set()
+                    await self._send_until_stopped(client)
+                    await client.publish(
+                        self.status_topic,
+                        b"offline",
+                        qos=settings.qos,
+                        retain=True,
+                        timeout=settings.timeout,
+                    )
+                    return
+            except (aiomqtt.MqttError, OSError, TimeoutError, ssl.SSLError) as exc:
+                if self.connected.is_set():
+                    self._stats.disconnects += 1
+                    log.warning("mqtt %s: connection lost: %s", self.name, _one_line(exc))
+                else:
+                    self._stats.connect_failures += 1
+                    log.warning(
+                        "mqtt %s: cannot connect to %s: %s (again in %.0f s)",
+                        self.name,
+                        settings.url,
+                        _one_line(exc),
+                        delay,
+                    )
+            finally:
+                self.connected.clear()
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop_requested.wait(), delay * random.uniform(0.8, 1.2)
+                )
+            delay = min(delay * 2, settings.reconnect_max)
+
+    async def _send_until_stopped(self, client: aiomqtt.Client) -> None:
+        # The message iterator ends with MqttError when the connection drops: the way aiomqtt
+        # tells an idle client (we subscribe to nothing, so it yields nothing else).
+        watcher = asyncio.create_task(_until_disconnected(client))
+        try:
+            await self._send_loop(client, watcher)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await watcher
+
+    async def _send_loop(self, client: aiomqtt.Client, watcher: asyncio.Task[None]) -> None:
+        buffer = self._buffer
+        loop = asyncio.get_running_loop()
+        flush_until: float | None = None
+        while True:
+            if not buffer:
+                if self._stopping:
+                    return
+                self._wakeup.clear()
+                woken = asyncio.ensure_future(self._wakeup.wait())
+                await asyncio.wait((woken, watcher), return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if watcher.done():
+                    watcher.result()  # raises the MqttError of the lost connection
+                    raise aiomqtt.MqttError("disconnected")
+                continue
+            if self._stopping:
+                flush_until = flush_until or loop.time() + STOP_FLUSH_SECONDS
+                if loop.time() > flush_until:
+                    return
+            batch = [buffer.popleft() for _ in range(min(BATCH, len(buffer)))]
+            outcomes = await asyncio.gather(
+                *(self._send(client, event) for event in batch), return_exceptions=True
+            )
+            failed = [event for event, error in zip(batch, outcomes, strict=True) if error]
+            if failed:
+                # Not acknowledged: back to the front, in order, for the next connection.
+                buffer.extendleft(reversed(failed))
+                while len(buffer) > self.settings.buffer:
+                    buffer.pop()
+                    self._stats.dropped += 1
+                first = next(e for e in outcomes if isinstance(e, BaseException))
+                raise first if isinstance(first, Exception) else aiomqtt.MqttError(str(first))
+
+    async def _send(self, client: aiomqtt.Client, event: tuple[str, Payload | bytes, bool]) -> None:
+        topic, payload, retain = event
+        if not isinstance(payload, bytes):
+            try:
+                payload = json.dumps(payload, separators=(",", ":"), default=str).encode()
+            except (TypeError, ValueError):
+                self._stats.dropped += 1
+                log.warning("mqtt %s: an event for %s cannot be encoded", self.name, topic)
+                return
+        await client.publish(
+            topic, payload, qos=self.settings.qos, retain=retain, timeout=self.settings.timeout
+        )
+        self._stats.sent += 1
+
+    def _client(self) -> aiomqtt.Client:
+        settings = self.settings
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id,
+            will=aiomqtt.Will(self.status_topic, b"offline", qos=settings.qos, retain=True),
+            keepalive=settings.keepalive,
+            timeout=settings.timeout,
+            tls_context=self._tls_context() if settings.use_tls else None,
+            logger=log,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        settings = self.settings
+        context = ssl.create_default_context(
+            cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+        )
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
+        return context
+
+
+async def _until_disconnected(client: aiomqtt.Client) -> None:
+    async for _message in client.messages:
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
