@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from gateway.store import sqlite as store_sql
+from gateway.store import keys as store_keys
+from gateway.store import schema as store_schema
 
 asyncpg = pytest.importorskip("asyncpg")
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -26,7 +27,7 @@ def postgres(sql: str) -> str:
 
 
 def otp_table_ddl() -> str:
-    migration = next(m for m in store_sql._MIGRATIONS if "CREATE TABLE otp" in m)
+    migration = next(m for m in store_schema._MIGRATIONS if "CREATE TABLE otp" in m)
     ddl = migration[migration.index("CREATE TABLE otp") :].split(";")[0]
     # Unix times need double precision there (REAL is 4 bytes in PostgreSQL).
     return ddl.replace("WITHOUT ROWID", "").replace(" REAL ", " DOUBLE PRECISION ")
@@ -47,7 +48,7 @@ async def pool() -> AsyncIterator[Any]:
     try:
         await pool.execute(otp_table_ddl())
         await pool.execute(
-            postgres(store_sql._INSERT_OTP),
+            postgres(store_keys._INSERT_OTP),
             "otp_1",
             "key_1",
             "+447911123456",
@@ -70,7 +71,9 @@ async def pool() -> AsyncIterator[Any]:
 
 async def check(pool: Any, code_hash: str) -> bool:
     """One check; True if it was counted."""
-    rows = await pool.fetch(postgres(store_sql._CHECK_OTP), 10.0, code_hash, "otp_1", "key_1", 10.0)
+    rows = await pool.fetch(
+        postgres(store_keys._CHECK_OTP), 10.0, code_hash, "otp_1", "key_1", 10.0
+    )
     return bool(rows)
 
 
@@ -93,7 +96,7 @@ async def test_the_right_code_among_concurrent_wrong_ones_approves_once(pool: An
 
 async def test_a_cancel_raced_by_checks_is_final(pool: Any) -> None:
     await pool.execute("UPDATE otp SET max_checks = 1000")
-    cancel = pool.fetch(postgres(store_sql._CANCEL_OTP), 10.0, "otp_1", "key_1", 10.0)
+    cancel = pool.fetch(postgres(store_keys._CANCEL_OTP), 10.0, "otp_1", "key_1", 10.0)
     checks = [check(pool, f"wrong{n}") for n in range(60)]
     canceled, *_ = await asyncio.gather(cancel, *checks)
     assert canceled and canceled[0]["status"] == "canceled"

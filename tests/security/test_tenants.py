@@ -14,7 +14,8 @@ from aiohttp import web
 
 from gateway.messages import Channel, Tenant
 from gateway.smpp_server import CustomerSmppServer
-from gateway.store.sqlite import _MIGRATIONS, SqliteMessageStore
+from gateway.store.schema import _MIGRATIONS
+from gateway.store.sqlite import SqliteMessageStore
 from smpp.aio import SmppClient
 from smpp.constants import CommandStatus
 from smpp.pdu import CancelSm, DeliverSm, Pdu, QuerySm, SubmitSm

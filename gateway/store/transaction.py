@@ -1,0 +1,125 @@
+"""The writer's transaction (`_Tx`): the connection's execute methods, the writer's memory of
+in-flight messages, and the rows gathered to write before COMMIT.
+
+Owns the statements written at flush (message state, segment upserts and updates, history) and
+`_execute`, the op of one plain statement. Never does: open, commit or roll back (the backend's
+writer core does that around a batch), nor decide a status (the ops do).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.messages import Message, Segment
+from gateway.store.rows import _HISTORY_COLUMNS, _SEGMENT_COLUMNS, _message_state, _segment_row
+
+_UPDATE_STATE = (
+    "UPDATE message_state SET status = ?, link = ?, attempts = ?, next_attempt_at = ?, "
+    "last_error = ?, updated_at = ?, receipt_owed = COALESCE(?, receipt_owed) WHERE id = ?"
+)
+
+
+_UPSERT_SEGMENT = (
+    f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (message_id, idx) DO UPDATE SET total = excluded.total, "
+    "status = excluded.status, link = excluded.link, carrier_id = excluded.carrier_id, "
+    "submitted_at = excluded.submitted_at, changed_at = excluded.changed_at, "
+    "done_at = excluded.done_at, error = excluded.error, network_error = excluded.network_error"
+)
+_UPDATE_SEGMENT = (
+    "UPDATE segments SET status = ?, changed_at = ?, done_at = ?, error = ?, network_error = ? "
+    "WHERE message_id = ? AND idx = ?"
+)
+
+
+_INSERT_HISTORY = f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+class _Live:
+    """A message and its segments (by index) as one op works on them: fresh objects built from
+    the writer's memory (or the file), handed to the caller in the result, kept by `_keep`."""
+
+    __slots__ = ("message", "row", "segments")
+
+    def __init__(self, row: Sequence[Any], message: Message, segments: dict[int, Segment]) -> None:
+        self.row = row  # the `_message_row` it was built from: its content is reused as is
+        self.message, self.segments = message, segments
+
+
+# The writer's memory of in-flight messages: id -> (`_message_row`, its `_segment_row`s). Plain
+# tuples, not objects: the garbage collector stops tracking tuples of plain values, so holding
+# 100,000 messages costs its full collections nothing. It mirrors the database plus the open
+# transaction's pending rows; whenever a transaction rolls back it is dropped whole.
+_LiveMap = dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]]
+# (link, carrier id) -> (message id, segment index) of the latest submission seen by this writer.
+_CarrierMap = dict[tuple[str, str], tuple[str, int]]
+
+
+class _Tx:
+    """The writer's view of the open transaction: the connection's execute methods, the
+    in-memory messages, and the rows to write before COMMIT. Status updates are gathered per
+    row (the last state of each message and segment wins) and written with one executemany
+    per statement; `flush` writes them early for an op that is about to read with SQL."""
+
+    __slots__ = (
+        "carriers",
+        "changed",
+        "execute",
+        "executemany",
+        "finished",
+        "history",
+        "live",
+        "states",
+        "submitted",
+    )
+
+    def __init__(self, conn: sqlite3.Connection, live: _LiveMap, carriers: _CarrierMap) -> None:
+        self.execute = conn.execute
+        self.executemany = conn.executemany
+        self.live, self.carriers = live, carriers
+        self.history: list[tuple[Any, ...]] = []
+        self.states: dict[str, Message] = {}  # message_state rows to update
+        self.submitted: dict[tuple[str, int], Segment] = {}  # segment rows to upsert
+        self.changed: dict[tuple[str, int], Segment] = {}  # segment statuses to update
+        self.finished: list[str] = []  # messages done with: forgotten after COMMIT
+
+    def flush_submitted(self) -> None:
+        """Write the pending segment upserts now; later changes to them become updates."""
+        if self.submitted:
+            self.executemany(_UPSERT_SEGMENT, [_segment_row(s) for s in self.submitted.values()])
+            for key in self.submitted:
+                self.changed.pop(key, None)  # the upsert carried their latest state
+            self.submitted.clear()
+
+    def flush(self) -> None:
+        self.flush_submitted()
+        if self.changed:
+            self.executemany(
+                _UPDATE_SEGMENT,
+                [
+                    (
+                        s.status._value_,
+                        s.changed_at,
+                        s.done_at,
+                        s.error,
+                        s.network_error,
+                        s.message_id,
+                        s.index,
+                    )
+                    for s in self.changed.values()
+                ],
+            )
+        if self.states:
+            self.executemany(_UPDATE_STATE, [_message_state(m) for m in self.states.values()])
+        if self.history:
+            self.executemany(_INSERT_HISTORY, self.history)
+        self.changed.clear()
+        self.states.clear()
+        self.history.clear()
+
+
+def _execute(tx: _Tx, sql: str, parameters: Sequence[Any]) -> int:
+    """One statement; returns the rows it changed."""
+    return int(tx.execute(sql, parameters).rowcount)
