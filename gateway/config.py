@@ -15,6 +15,7 @@ Relative paths are kept as written and resolve against the daemon's working dire
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 import tomllib
@@ -463,6 +464,13 @@ class AccountConfig(BaseModel):
     # offers them again), each for at most `delivery_ttl` seconds.
     delivery_queue_max: Annotated[int, Field(ge=0)] = 10_000
     delivery_ttl: Seconds = 86_400.0
+    # The command_status a submit to a number that opted out is refused with. The default,
+    # ESME_RX_P_APPN (0x65, "permanent application error"), says by its name that trying again
+    # is pointless, and ESMEs retry only the statuses they know to be temporary (throttling,
+    # queue full, ESME_RX_T_APPN): unlike ESME_RINVDSTADR it does not claim the number is
+    # wrong, and unlike ESME_RSUBMITFAIL it is not a generic failure a gateway may offer to
+    # another route. Set a vendor code (0x400-0x4FF) if a customer's ESME expects one.
+    optout_status: Annotated[int, Field(ge=1, le=0xFFFFFFFF)] = 0x65
 
     @model_validator(mode="after")
     def _patterns_and_networks_parse(self) -> AccountConfig:
@@ -680,6 +688,121 @@ class ModemSimulatorConfig(BaseModel):
         return self
 
 
+class KeywordWordsConfig(BaseModel):
+    """Words added to a keyword class (`[[keywords.extra]]`): for some senders or sender
+    groups only (none named: every sender), in one language, valid between two instants."""
+
+    model_config = _SECTION
+
+    kind: Literal["opt_out", "opt_in", "help"]
+    words: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(min_length=1)
+    # The language the words are in: the inbound handler replies in it. None: [keywords] language.
+    language: str | None = None
+    senders: list[str] = Field(default_factory=list)
+    sender_groups: list[str] = Field(default_factory=list)
+    # TOML date-times; one without an offset is UTC. Valid from `valid_from` (inclusive) until
+    # `valid_until` (exclusive); either may be left out.
+    valid_from: datetime.datetime | None = None
+    valid_until: datetime.datetime | None = None
+
+    @field_validator("words")
+    @classmethod
+    def _words_have_letters(cls, words: list[str]) -> list[str]:
+        from gateway.optouts.keywords import compact
+
+        for word in words:
+            if not compact(word):
+                raise ValueError(f"{word!r} has no letter or digit")
+        return words
+
+    @model_validator(mode="after")
+    def _dates_are_ordered(self) -> KeywordWordsConfig:
+        if (
+            self.valid_from is not None
+            and self.valid_until is not None
+            and _utc(self.valid_until) <= _utc(self.valid_from)
+        ):
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+
+def _utc(moment: datetime.datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+class KeywordsConfig(BaseModel):
+    """The MO keywords (`gateway.optouts.keywords`): STOP, START, HELP and the words like them."""
+
+    model_config = _SECTION
+
+    opt_out: list[str] = Field(
+        default_factory=lambda: [
+            "STOP",
+            "STOPALL",
+            "UNSUBSCRIBE",
+            "CANCEL",
+            "END",
+            "QUIT",
+            "REVOKE",
+            "OPTOUT",
+            "OPT OUT",
+        ]
+    )
+    opt_in: list[str] = Field(default_factory=lambda: ["START", "YES", "UNSTOP"])
+    help: list[str] = Field(default_factory=lambda: ["HELP", "INFO"])
+    # Opt-out words that stop every sender, not only the one they were sent to.
+    all_senders: list[str] = Field(default_factory=lambda: ["STOPALL"])
+    # The language of the words above.
+    language: str = "en"
+    # Also take a short message containing an opt-out word ("please stop") as an opt-out; the
+    # audit trail says it was matched leniently.
+    lenient: bool = False
+    lenient_max_words: Annotated[int, Field(ge=1, le=20)] = 4
+    extra: list[KeywordWordsConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _classes_do_not_share_words(self) -> KeywordsConfig:
+        from gateway.optouts.keywords import compact
+
+        seen: dict[str, str] = {}
+        for kind in ("opt_out", "opt_in", "help"):
+            for word in getattr(self, kind):
+                key = compact(word)
+                if not key:
+                    raise _KeyedError(f"keywords.{kind}", f"{word!r} has no letter or digit")
+                if seen.get(key, kind) != kind:
+                    raise _KeyedError(f"keywords.{kind}", f"{word!r} is also in {seen[key]}")
+                seen[key] = kind
+        return self
+
+
+class SenderGroupConfig(BaseModel):
+    """Senders that share opt-outs (`[[sender_groups]]`)."""
+
+    model_config = _SECTION
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    senders: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # "group": a STOP sent to one member stops every member; "sender": that member only (the
+    # group still carries its keywords, and STOPALL still stops everyone).
+    optout_scope: Literal["group", "sender"] = "group"
+
+
+class OptOutsConfig(BaseModel):
+    """The opt-out list and its enforcement on every MT (`gateway.optouts`)."""
+
+    model_config = _SECTION
+
+    enabled: bool = True
+    # Senders whose OTPs go to numbers that opted out (an account-security code is not
+    # marketing); every other sender's OTPs are refused like any message.
+    otp_exempt: list[str] = Field(default_factory=list)
+    # How often a daemon reads changes other writers made (`tandem optouts`, other daemons).
+    sync_seconds: Seconds = 1.0
+
+
 class TandemConfig(BaseModel):
     """The whole daemon configuration: one TOML file, validated once at start-up."""
 
@@ -704,6 +827,9 @@ class TandemConfig(BaseModel):
     shutdown: ShutdownConfig = ShutdownConfig()
     # The MQTT event sink; None (no [mqtt] section): no events are published.
     mqtt: MqttConfig | None = None
+    keywords: KeywordsConfig = KeywordsConfig()
+    sender_groups: list[SenderGroupConfig] = Field(default_factory=list)
+    optouts: OptOutsConfig = OptOutsConfig()
     # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
     stage_times: bool = False
 
@@ -716,6 +842,30 @@ class TandemConfig(BaseModel):
             for target in route.targets:
                 if target not in link_names:
                     raise _KeyedError(f"routes[{index}].targets", f"no link is named {target!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _sender_groups_are_disjoint(self) -> TandemConfig:
+        from gateway.optouts.senders import sender_key
+
+        _require_unique("sender_groups", (g.name for g in self.sender_groups), "name")
+        member_of: dict[str, str] = {}
+        for index, group in enumerate(self.sender_groups):
+            for sender in group.senders:
+                key = sender_key(sender)
+                if key in member_of and member_of[key] != group.name:
+                    raise _KeyedError(
+                        f"sender_groups[{index}].senders",
+                        f"{sender!r} is already in group {member_of[key]!r}",
+                    )
+                member_of[key] = group.name
+        names = {g.name for g in self.sender_groups}
+        for index, extra in enumerate(self.keywords.extra):
+            for name in extra.sender_groups:
+                if name not in names:
+                    raise _KeyedError(
+                        f"keywords.extra[{index}].sender_groups", f"no sender group {name!r}"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -541,3 +541,126 @@ class CustomerDeliveryStore(Protocol):
     async def find_references(self, tenant: Tenant, reference: str) -> list[str]:
         """Ids of the tenant's messages whose `reference` is `reference` (a submit_multi's
         other destinations carry the id it was answered with); never another channel's."""
+
+
+# --- the opt-out list (gateway.optouts.registry keeps it in memory; the store is the truth) ---
+
+
+class OptOutScope(enum.StrEnum):
+    """Which senders an opt-out stops: one sender (our number, short code or alphanumeric id),
+    a sender group (`[[sender_groups]]`), or all of them (STOPALL)."""
+
+    SENDER = "sender"
+    GROUP = "group"
+    ALL = "all"
+
+
+class OptOutAction(enum.StrEnum):
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+
+
+class OptOutVia(enum.StrEnum):
+    """Where a change came from: an MO keyword, the HTTP API, a CSV import, the CLI."""
+
+    KEYWORD = "keyword"
+    API = "api"
+    IMPORT = "import"
+    CLI = "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutChange:
+    """One opt-out to add or remove, and what the audit trail says about it.
+
+    `target`: the sender (as `gateway.optouts.senders.sender_key` spells it) or group name;
+    "" for the ALL scope. `source`: the link an MO came in on, or the API key / file that
+    made the change. `always_audit`: audited even when it changes nothing (a subscriber's
+    repeated STOP is still their word)."""
+
+    action: OptOutAction
+    number: str  # E.164 digits, no '+'
+    scope: OptOutScope
+    target: str
+    at: float
+    via: OptOutVia
+    keyword: str | None = None
+    lenient: bool = False
+    source: str = ""
+    reason: str = ""
+    always_audit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutEntry:
+    """One opt-out in force."""
+
+    number: str
+    scope: OptOutScope
+    target: str
+    created_at: float
+    via: OptOutVia
+    keyword: str | None
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutAuditRecord:
+    """One change of a number's opt-outs, as the audit trail keeps it (oldest id first)."""
+
+    id: int
+    number: str
+    action: OptOutAction
+    scope: OptOutScope
+    target: str
+    via: OptOutVia
+    keyword: str | None
+    lenient: bool
+    source: str
+    reason: str
+    at: float
+    changed: bool  # False: the list already said so (a repeated STOP)
+    origin: str  # which daemon (or tool) wrote it: a daemon applies others' changes
+
+
+class OptOutStore(Protocol):
+    async def change_optouts(self, changes: Sequence[OptOutChange], *, origin: str) -> list[bool]:
+        """Apply the changes in order, in one transaction, each with its audit row; returns
+        for each whether it changed the list. Durable when it returns."""
+        ...
+
+    async def optout_scopes(self) -> list[tuple[str, str, str]]:
+        """Every opt-out in force as (number, scope, target): the registry's start-up load."""
+        ...
+
+    async def optouts_of(self, number: str) -> list[tuple[str, str]]:
+        """One number's opt-outs in force as (scope, target)."""
+        ...
+
+    async def list_optouts(
+        self,
+        *,
+        number: str | None = None,
+        scope: OptOutScope | None = None,
+        target: str | None = None,
+        after: tuple[str, str, str] | None = None,
+        limit: int = 100,
+    ) -> list[OptOutEntry]:
+        """Opt-outs in force ordered by (number, scope, target), those after `after`."""
+        ...
+
+    async def optout_history(
+        self, number: str, *, after_id: int = 0, limit: int = 100
+    ) -> list[OptOutAuditRecord]:
+        """A number's audit trail, oldest first."""
+        ...
+
+    async def optout_audit_since(
+        self, after_id: int, *, limit: int = 10_000
+    ) -> list[OptOutAuditRecord]:
+        """Audit rows with an id above `after_id`, oldest first (how a daemon learns of the
+        changes other writers made: the CLI, another daemon on the same store)."""
+        ...
+
+    async def last_optout_audit_id(self) -> int: ...

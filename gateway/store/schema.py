@@ -19,6 +19,7 @@ from dlr.status import (
     MessageStatus,
     SegmentStatus,
 )
+from gateway.store.optouts import OPTOUT_SCHEMA
 from gateway.store.rows import _OTP_KIND, _api_key_context, _message_context
 from gateway.store.sealing import (
     Sealer,
@@ -205,6 +206,8 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 6: OTP message content and callback secrets sealed at rest (`_seal_clear_rows`).
     "seal",
+    # 7: the opt-out list and its audit trail (`gateway.store.optouts`).
+    OPTOUT_SCHEMA,
 )
 
 

@@ -136,6 +136,7 @@ from gateway.store.message_ops import (
     _requeue,
     _set_segment_status,
 )
+from gateway.store.optouts import SqliteOptOutStore
 from gateway.store.rows import (
     _HISTORY_COLUMNS,
     _MESSAGE_COLUMNS,
@@ -294,7 +295,7 @@ class _WriteRequest:
     queued_at: float = 0.0  # when stage times are recorded (gateway.stages)
 
 
-class SqliteMessageStore:
+class SqliteMessageStore(SqliteOptOutStore):
     """`MessageStore` on one SQLite file; see the module docstring for how writes are batched.
 
     `writer`: where the writer runs. "process" (the daemon's default) gives it a CPU of its
