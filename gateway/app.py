@@ -45,6 +45,7 @@ from gateway.batching import TurnBatch
 from gateway.config import ConfigError, LinkConfig, TandemConfig, load_config
 from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
 from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload
+from gateway.inbound.model import InboundPart
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
     Link,
@@ -63,7 +64,6 @@ from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
-from smpp.pdu import DataSm, DeliverSm
 from smpp.segmentation import Concatenation
 
 log = logging.getLogger("tandem")
@@ -93,7 +93,7 @@ class MoListener(Protocol):
     then). May raise `gateway.links.base.TemporarilyRefused` to have the carrier offer it again
     later."""
 
-    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool | Awaitable[None]: ...
+    def mo_received(self, link: str, part: InboundPart) -> bool | Awaitable[None]: ...
 
 
 @dataclass(slots=True)
@@ -523,16 +523,16 @@ class Gateway:
             return None
         return self._link_outcomes.add(_Received(link, report, key))
 
-    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
+    def on_mo(self, link: str, part: InboundPart) -> Awaitable[None] | None:
         self.stats.mo_received += 1
         for listener in self.mo_listeners:
-            taken = listener.mo_received(link, pdu)
+            taken = listener.mo_received(link, part)
             if taken is True:
                 return None
             if taken is not False:
                 return taken
         self.stats.mo_unclaimed += 1
-        log.info("MO on %s from %s to %s not claimed", link, pdu.source_addr, pdu.destination_addr)
+        log.info("MO on %s from %s to %s not claimed", link, part.source, part.destination)
         return None
 
     def on_link_state(self, link: str, state: LinkState) -> None:

@@ -49,6 +49,8 @@ from gateway.addresses import (
 )
 from gateway.batching import TurnBatch
 from gateway.config import SendersConfig
+from gateway.inbound.model import InboundMessage, InboundPart
+from gateway.inbound.smpp_pdus import deliver_sm_for_message, deliver_sm_for_part
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links.base import TemporarilyRefused
 from gateway.logs import message_fields
@@ -114,8 +116,6 @@ TEMPORARY_DELIVERY_ERRORS = frozenset(
         CommandStatus.ESME_RSYSERR,
     }
 )
-SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
-MAX_SHORT_MESSAGE = 254
 TICK_SECONDS = 0.2
 ACCOUNTS_RELOAD_SECONDS = 2.0
 
@@ -197,7 +197,7 @@ class _Delivery:
 class _HeldMo:
     """An MO part held for reassembly, and its row in the MO outbox once kept."""
 
-    pdu: DeliverSm | DataSm
+    part: InboundPart
     row_id: int | None = None
 
 
@@ -892,13 +892,13 @@ class CustomerSmppServer:
             receipt=(message.id, status),
         )
 
-    def mo_received(self, link: str, pdu: DeliverSm | DataSm) -> bool | Awaitable[None]:
+    def mo_received(self, link: str, part: InboundPart) -> bool | Awaitable[None]:
         """MO listener: MOs to a number or short code an account owns go to its binds.
 
         The carrier is answered once the MO (or the part, while its message is reassembled) is
         kept in the store; with the account's outbox full it is refused for now, and the
         carrier offers it again later."""
-        account = self.accounts.owner_of(pdu.destination_addr)
+        account = self.accounts.owner_of(part.destination)
         if account is None:
             return False
         runtime = self.runtime(account.system_id)
@@ -908,27 +908,22 @@ class CustomerSmppServer:
             self.stats.mo_refused_full += 1
             raise TemporarilyRefused(f"{account.system_id}: delivery queue full, MO refused")
         self.stats.mo_queued += 1
-        if account.config.multipart == "reassemble":
-            short_message = getattr(pdu, "short_message", b"")
-            held = _HeldMo(pdu)
-            try:
-                part = concat_part_of(
-                    short_message, pdu.esm_class, pdu.data_coding, pdu.tlvs, context=held
-                )
-            except MalformedUdh:
-                part = None
-            if part is not None:
-                key = (link, pdu.source_addr, pdu.destination_addr)
-                whole = runtime.mo_parts.add(key, part, time.monotonic())
-                concat = part.concat
-                group = f"{link}\x1f{pdu.source_addr}\x1f{pdu.destination_addr}\x1f"
-                group += f"{concat.reference}\x1f{concat.total}"
-                if whole is None:  # held until its other parts arrive
-                    return self._spawn(self._keep_mo_part(runtime, held, group))
-                joined = _joined_mo(whole)
-                parts = group if concat.total > 1 else None
-                return self._start_keeping_mo(runtime, joined, parts)
-        return self._start_keeping_mo(runtime, _mo_for_customer(pdu), None)
+        concat = part.concat
+        if account.config.multipart == "reassemble" and concat is not None:
+            held = _HeldMo(part)
+            info = ConcatInfo(concat.reference, concat.total, concat.sequence, 16)
+            key = (link, part.source, part.destination)
+            whole = runtime.mo_parts.add(
+                key, ConcatPart(info, part.payload, part.data_coding, held), time.monotonic()
+            )
+            group = f"{link}\x1f{part.source}\x1f{part.destination}\x1f"
+            group += f"{concat.reference}\x1f{concat.total}"
+            if whole is None:  # held until its other parts arrive
+                return self._spawn(self._keep_mo_part(runtime, held, group))
+            joined = _joined_mo(whole)
+            parts = group if concat.total > 1 else None
+            return self._start_keeping_mo(runtime, joined, parts)
+        return self._start_keeping_mo(runtime, deliver_sm_for_part(part), None)
 
     def _start_keeping_mo(
         self, runtime: _AccountRuntime, pdu: DeliverSm, parts: str | None
@@ -967,7 +962,7 @@ class CustomerSmppServer:
             now = time.time()
             held.row_id = await self._deliveries.queue_mo(
                 runtime.system_id,
-                encode(_mo_for_customer(held.pdu)),
+                encode(deliver_sm_for_part(held.part)),
                 received_at=now,
                 expires_at=now + runtime.account.config.delivery_ttl,
                 part_of=group,
@@ -1292,7 +1287,7 @@ class CustomerSmppServer:
                 for part in incomplete_mo.parts:  # better the parts than nothing
                     kept = part.context
                     assert isinstance(kept, _HeldMo)
-                    self._enqueue(runtime, _mo_for_customer(kept.pdu), "mo", mo_id=kept.row_id)
+                    self._enqueue(runtime, deliver_sm_for_part(kept.part), "mo", mo_id=kept.row_id)
             self.pump(runtime)
 
     def _accounts_reloaded(self) -> None:
@@ -1547,38 +1542,13 @@ def _answer_held(held: list[object], *, status: int = 0, message_id: str = "") -
             item.future.set_result(response_to(item.pdu, message_id=message_id))
 
 
-def _mo_for_customer(pdu: DeliverSm | DataSm) -> DeliverSm:
-    short_message: bytes = getattr(pdu, "short_message", b"")
-    return DeliverSm(
-        service_type=pdu.service_type,
-        source_addr_ton=pdu.source_addr_ton,
-        source_addr_npi=pdu.source_addr_npi,
-        source_addr=pdu.source_addr,
-        dest_addr_ton=pdu.dest_addr_ton,
-        dest_addr_npi=pdu.dest_addr_npi,
-        destination_addr=pdu.destination_addr,
-        esm_class=pdu.esm_class & (ESM_CLASS_UDHI | 0x80),
-        protocol_id=int(getattr(pdu, "protocol_id", 0)),
-        data_coding=pdu.data_coding,
-        short_message=short_message,
-        tlvs=dict(pdu.tlvs),
-    )
-
-
 def _joined_mo(whole: ReassembledMessage) -> DeliverSm:
-    first = whole.parts[0].context
-    assert isinstance(first, _HeldMo)
-    joined = _mo_for_customer(first.pdu)
-    joined.esm_class &= ~ESM_CLASS_UDHI
-    joined.data_coding = whole.data_coding
-    for tag in (*SAR_TAGS, Tag.MESSAGE_PAYLOAD):
-        joined.tlvs.pop(tag, None)
-    if len(whole.payload) <= MAX_SHORT_MESSAGE:
-        joined.short_message = whole.payload
-    else:
-        joined.short_message = b""
-        joined.tlvs[Tag.MESSAGE_PAYLOAD] = whole.payload
-    return joined
+    parts = []
+    for concat_part in whole.parts:
+        held = concat_part.context
+        assert isinstance(held, _HeldMo)
+        parts.append(held.part)
+    return deliver_sm_for_message(InboundMessage.joined(tuple(parts)))
 
 
 def _customer_receipt(

@@ -29,11 +29,11 @@ import aiohttp
 import pytest
 
 from gateway.config import SimulatorConfig, SmppLinkConfig
+from gateway.inbound.model import InboundPart
 from gateway.links import LinkState, SendFailure, SubmittedSegment, build_link
 from gateway.messages import Channel, Message
 from gateway.queue import AsyncSendQueue
 from gateway.simulator import SmscSimulator
-from smpp.pdu import DataSm, DeliverSm
 from tests.daemon_processes import (
     Process,
     accepted_texts,
@@ -202,7 +202,7 @@ class SlowRecordingSink:
     def on_receipt(self, *args: object) -> None:
         return None
 
-    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> None:
+    def on_mo(self, link: str, part: InboundPart) -> None:
         return None
 
     def on_link_state(self, link: str, state: LinkState) -> None:

@@ -17,6 +17,7 @@ import pytest
 from dlr.ids import MessageIdFormat, canonical_message_id
 from dlr.status import SegmentStatus
 from gateway.config import SimulatorConfig, SmppLinkConfig
+from gateway.inbound.model import InboundPart
 from gateway.links import LinkState, ReceiptReport, SendFailure, SubmittedSegment, build_link
 from gateway.links.smpp_client import (
     RatePacer,
@@ -29,7 +30,7 @@ from gateway.queue import AsyncSendQueue
 from gateway.simulator import ReceivedSubmit, SmscSimulator
 from smpp.codec import PduDecoder, encode
 from smpp.constants import CommandStatus
-from smpp.pdu import BindTransceiver, DataSm, DeliverSm
+from smpp.pdu import BindTransceiver
 from smpp.text import encode_text
 
 
@@ -46,7 +47,7 @@ class RecordingSink:
         self.temporary: list[tuple[Message, SendFailure]] = []
         self.permanent: list[tuple[Message, SendFailure]] = []
         self.receipts: list[ReceiptReport] = []
-        self.mos: list[DeliverSm | DataSm] = []
+        self.mos: list[InboundPart] = []
         self.states: list[LinkState] = []
         self.changed = asyncio.Event()
         self.receipt_gate: Callable[[], Awaitable[None]] | None = None
@@ -72,8 +73,8 @@ class RecordingSink:
         self.changed.set()
         return self.receipt_gate() if self.receipt_gate is not None else None
 
-    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> None:
-        self.mos.append(pdu)
+    def on_mo(self, link: str, part: InboundPart) -> None:
+        self.mos.append(part)
         self.changed.set()
 
     def on_link_state(self, link: str, state: LinkState) -> None:
@@ -477,7 +478,7 @@ async def test_mo_messages_reach_the_sink(harness: Harness) -> None:
     harness.sim.inject_mo("447700900555", "12345", "STOP", system_id="tandem")
     await harness.sink.wait_until(lambda: len(harness.sink.mos) == 1)
     mo = harness.sink.mos[0]
-    assert isinstance(mo, DeliverSm) and mo.short_message == b"STOP"
+    assert mo.text == "STOP" and mo.source == "447700900555" and mo.destination == "12345"
     assert harness.link.stats.mos == 1
 
 

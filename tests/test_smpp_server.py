@@ -12,11 +12,14 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dlr.status import MessageStatus
 from gateway.accounts import BindGuard
+from gateway.inbound.model import InboundPart
+from gateway.inbound.smpp_pdus import part_from_pdu
 from gateway.messages import Channel, Tenant
 from gateway.smpp_server import ServerSettings, estimate_segments
 from smpp.aio import BindError, SmppClient
@@ -48,6 +51,11 @@ FAST = ServerSettings(
     bind_timeout=1.0, write_stall_timeout=1.0, reassembly_timeout=0.5, delivery_retry_initial=0.05
 )
 CLIENT = SessionConfig(window=10, enquire_link_interval=None, response_timeout=5.0)
+
+
+def mo_part(pdu: DeliverSm | None = None, **fields: Any) -> InboundPart:
+    """An MO as the carrier link hands it to the daemon: a deliver_sm, or its fields."""
+    return part_from_pdu("sim", pdu if pdu is not None else DeliverSm(**fields), time.time())
 
 
 @pytest.fixture
@@ -239,7 +247,7 @@ async def test_a_receiver_that_stops_reading_is_dropped_and_its_deliveries_wait(
     for _ in range(100):
         tandem.gateway.on_mo(
             "sim",
-            DeliverSm(
+            mo_part(
                 source_addr="447700900001",
                 destination_addr="555",
                 tlvs={Tag.MESSAGE_PAYLOAD: big},
@@ -505,7 +513,7 @@ async def test_temporary_deliver_sm_errors_are_retried_and_permanent_ones_droppe
     for text in (b"busy", b"refused"):
         tandem.gateway.on_mo(
             "sim",
-            DeliverSm(source_addr="447700900001", destination_addr="12345", short_message=text),
+            mo_part(source_addr="447700900001", destination_addr="12345", short_message=text),
         )
     await wait_for(lambda: tandem.server.stats.delivery_failed == 1, what="the refusal")
     await asyncio.sleep(0.3)
@@ -523,7 +531,7 @@ async def test_reassembling_account_gets_a_multipart_mo_as_one_deliver_sm(tandem
     for seq, chunk in ((2, text[150:]), (1, text[:150])):
         tandem.gateway.on_mo(
             "sim",
-            DeliverSm(
+            mo_part(
                 source_addr="447700900001",
                 destination_addr="777",
                 esm_class=0x40,
@@ -618,7 +626,7 @@ async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive
 
     try:
         for pdu in (part(1, 1, b"whole "), part(1, 2, b"message"), part(2, 1, b"half ")):
-            taken = tandem.gateway.on_mo("sim", pdu)
+            taken = tandem.gateway.on_mo("sim", mo_part(pdu))
             assert taken is not None
             await taken  # answered to the carrier only now: kept in the store
         store = tandem.gateway.message_store

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dlr.status import SegmentStatus
+from gateway.inbound.model import InboundPart
 from gateway.messages import Message
 from smpp.constants import CommandStatus
-from smpp.pdu import DataSm, DeliverSm
 from smpp.segmentation import Concatenation
 
 
@@ -157,9 +157,10 @@ class LinkSink(Protocol):
         """A delivery receipt (SMPP deliver_sm, a modem's SMS-STATUS-REPORT), for the part the
         link submitted under `report.key`. Answered once the awaitable is done."""
 
-    def on_mo(self, link: str, pdu: DeliverSm | DataSm) -> SinkResult:
-        """A mobile-originated message (or one part of it). Answered once the awaitable is done:
-        whoever claimed the MO has kept it durably by then."""
+    def on_mo(self, link: str, part: InboundPart) -> SinkResult:
+        """A mobile-originated message or one part of it, converted by the link into the
+        link-neutral model (gateway.inbound.model). Answered once the awaitable is done: the MO
+        is kept durably by then."""
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         """The link went up or down; routing reads `Link.state`/`throttle_level` at any time."""

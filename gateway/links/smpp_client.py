@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from dlr.ids import InvalidMessageId, canonical_message_id
 from dlr.receipt import DeliveryReceipt, UnparseableReceipt, is_receipt
 from gateway.config import SmppLinkConfig
+from gateway.inbound.smpp_pdus import part_from_pdu
 from gateway.links.base import (
     LinkCapabilities,
     LinkSink,
@@ -813,7 +814,8 @@ class SmppLink:
                 result: SinkResult = self._sink.on_receipt(self.name, self._read_receipt(request))
             else:
                 stats.mos += 1
-                result = self._sink.on_mo(self.name, request)
+                part = part_from_pdu(self.name, request, time.time())
+                result = self._sink.on_mo(self.name, part)
         except TemporarilyRefused as refusal:
             return self._refused_for_now(request, refusal)
         except Exception:

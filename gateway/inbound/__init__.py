@@ -1,0 +1,1 @@
+"""Inbound (MO) traffic: the link-neutral model, reassembly, storage, routing and keywords."""
