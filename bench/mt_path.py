@@ -5,6 +5,7 @@ Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|ht
            [--concurrency 64] [--batch 1] [--window 100] [--sessions 1] [--dlr-delay 0]
            [--rate 0] [--loop uvloop|asyncio] [--record]
            [--receipt-mode same-write|timer|delayed|before-resp] [--stages]
+           [--modem-pool 0] [--modem-rate 30]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -23,6 +24,12 @@ figures then measure time spent queued.
 
 A bind keeps at most `window` messages the store has not recorded yet (the crash-duplicate
 bound), so one bind's rate is about window / (answer + commit time); `--sessions 2` doubles it.
+
+`--modem-pool N` (intake only) runs N GSM modem links beside the SMPP link, each on an emulated
+modem of its own (`tandem sim modem` processes, on ptys, so their CPU is not the daemon's), in
+one `strategy = "even"` route for +254, and keeps them busy at `--modem-rate` parts a minute
+each (a fast real modem's pace) for the whole run: what a modem pool costs the SMPP path. Every
+figure below counts the SMPP link's messages only.
 
 Figures: accepted/s; submitted messages/s sustained (N over first accept -> last submit_sm_resp
 recorded); p50/p99 accept-to-submit latency (message created by the intake -> its submit_sm_resp
@@ -106,10 +113,70 @@ dlr_id_format = "hex"
 name = "everything"
 priority = 100
 targets = ["sim"]
-""",
+{modem_pool_toml(workdir, args)}""",
         encoding="utf-8",
     )
     return path
+
+
+def modem_device(workdir: Path, number: int) -> Path:
+    return workdir / f"modem{number}"
+
+
+def modem_pool_toml(workdir: Path, args: argparse.Namespace) -> str:
+    if not args.modem_pool:
+        return ""
+    names = [f"sim-{number}" for number in range(args.modem_pool)]
+    links = "".join(
+        f"""
+[[links]]
+type = "modem"
+name = "{name}"
+device = "{modem_device(workdir, number)}"
+messages_per_minute = {args.modem_rate}
+"""
+        for number, name in enumerate(names)
+    )
+    return (
+        links
+        + f"""
+[[routes]]
+name = "kenya"
+priority = 10
+prefixes = ["+254"]
+strategy = "even"
+targets = {json.dumps(names)}
+"""
+    )
+
+
+def start_modem_emulators(workdir: Path, count: int) -> list[subprocess.Popen[bytes]]:
+    emulators = [
+        start(
+            [
+                *TANDEM,
+                "sim",
+                "modem",
+                "--link",
+                str(modem_device(workdir, n)),
+                "--report-delay",
+                "1",
+            ],
+            workdir / f"modem{n}.log",
+        )
+        for n in range(count)
+    ]
+    deadline = time.monotonic() + 30
+    while not all(modem_device(workdir, n).exists() for n in range(count)):
+        if time.monotonic() > deadline:
+            raise SystemExit("mt_path: the modem emulators did not start")
+        time.sleep(0.05)
+    return emulators
+
+
+# Background tasks of the accept side (the modem pool's traffic), stopped with the gateway.
+BACKGROUND: list[asyncio.Task[None]] = []
+MODEM_SENT = [0]
 
 
 class StoreWatch:
@@ -122,18 +189,39 @@ class StoreWatch:
         with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30) as db:
             return db.execute(sql).fetchall()
 
+    # Only the SMPP link's messages count (a modem pool may run beside it: --modem-pool).
     def count_by_status(self) -> Counter[str]:
-        return Counter(dict(self._query("SELECT status, count(*) FROM messages GROUP BY status")))
+        return Counter(
+            dict(
+                self._query(
+                    "SELECT status, count(*) FROM messages WHERE destination LIKE '447911%' "
+                    "GROUP BY status"
+                )
+            )
+        )
+
+    def modem_statuses(self) -> Counter[str]:
+        return Counter(
+            dict(
+                self._query(
+                    "SELECT status, count(*) FROM messages WHERE destination LIKE '254%' "
+                    "GROUP BY status"
+                )
+            )
+        )
 
     def submitted(self) -> int:
-        rows = self._query("SELECT count(*) FROM segments WHERE submitted_at IS NOT NULL")
+        rows = self._query(
+            "SELECT count(*) FROM segments WHERE submitted_at IS NOT NULL AND link = 'sim'"
+        )
         return int(rows[0][0])
 
     def timings(self) -> tuple[float, float, list[float]]:
         """(first accept, last submit, accept-to-submit latencies) over every message."""
         rows = self._query(
             "SELECT m.created_at, s.submitted_at FROM messages m JOIN segments s "
-            "ON s.message_id = m.id AND s.idx = 0 WHERE s.submitted_at IS NOT NULL"
+            "ON s.message_id = m.id AND s.idx = 0 WHERE s.submitted_at IS NOT NULL "
+            "AND s.link = 'sim'"
         )
         first = min(created for created, _ in rows)
         last = max(submitted for _, submitted in rows)
@@ -165,10 +253,12 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
     await gateway.start()
     tune_interpreter_for_daemon()  # as `tandem run` does after start-up
     deadline = time.monotonic() + 10
-    while gateway.links["sim"].state is not LinkState.UP:
+    while any(link.state is not LinkState.UP for link in gateway.links.values()):
         if time.monotonic() > deadline:
-            raise SystemExit("mt_path: the link did not come up")
+            raise SystemExit("mt_path: the links did not come up")
         await asyncio.sleep(0.01)
+    if args.modem_pool:
+        BACKGROUND.append(asyncio.create_task(modem_traffic(gateway, args)))
     indexes = iter(range(args.messages))
     started = time.perf_counter()
     # --rate paces the offered load (all callers together); 0 offers as fast as intake takes.
@@ -200,6 +290,26 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
 
     await asyncio.gather(*(caller() for _ in range(args.concurrency)))
     return time.perf_counter() - started, gateway
+
+
+async def modem_traffic(gateway: Any, args: argparse.Namespace) -> None:
+    """The pool's own traffic for the whole run: `modem_rate` parts a minute per modem."""
+    from gateway.intake import MessageRequest
+    from gateway.messages import Channel
+
+    interval = 60.0 / (args.modem_rate * args.modem_pool)
+    while True:
+        number = MODEM_SENT[0]
+        MODEM_SENT[0] += 1
+        request = MessageRequest(
+            account="bench",
+            channel=Channel.HTTP,
+            to=f"+254712{number % 1_000_000:06d}",
+            sender="Bench",
+            text=f"Clinic reminder {number}: your appointment is tomorrow at 09:00.",
+        )
+        await gateway.intake.accept([request])
+        await asyncio.sleep(interval)
 
 
 async def accept_over_http(args: argparse.Namespace, http_port: int, key: str) -> float:
@@ -295,6 +405,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     if args.record:
         sim_argv += ["--record", str(record)]
     smsc = start(sim_argv, workdir / "smsc.log")
+    emulators = start_modem_emulators(workdir, args.modem_pool) if args.modem_pool else []
+    others = (smsc.pid, *(emulator.pid for emulator in emulators))
     config = write_config(workdir, args, smsc_port, http_port)
     watch = StoreWatch(workdir / "data" / "tandem.db")
     daemon: subprocess.Popen[bytes] | None = None
@@ -307,7 +419,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         time.sleep(0.5)  # the simulator binds its port
         if args.accept == "intake":
             cpu_at_start = {
-                "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+                "gateway": cpu_seconds(gateway_pid, exclude=others),
                 "smsc": cpu_seconds(smsc.pid),
             }
             accept_seconds, gateway = await accept_in_process(args, config)
@@ -333,7 +445,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             daemon = start([PYTHON, "-c", runner, args.loop, str(config)], workdir / "tandem.log")
             gateway_pid = daemon.pid
             cpu_at_start = {
-                "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+                "gateway": cpu_seconds(gateway_pid, exclude=others),
                 "smsc": cpu_seconds(smsc.pid),
             }
             accept_seconds = await accept_over_http(args, http_port, key)
@@ -342,17 +454,22 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             lambda: watch.count_by_status().get("delivered", 0) >= n, args.timeout, "receipts"
         )
         cpu_at_end = {
-            "gateway": cpu_seconds(gateway_pid, exclude=(smsc.pid,)),
+            "gateway": cpu_seconds(gateway_pid, exclude=others),
             "smsc": cpu_seconds(smsc.pid),
         }
         first, last, latencies = await asyncio.to_thread(watch.timings)
         delivered_after = time.time() - first
         statuses = await asyncio.to_thread(watch.count_by_status)
+        modem_statuses = await asyncio.to_thread(watch.modem_statuses)
         if args.stages and daemon is not None:
             await asyncio.to_thread(stage_report.print_from_daemon, http_port, workdir / "data")
     finally:
+        for task in BACKGROUND:
+            task.cancel()
         if gateway is not None:
             await gateway.stop()
+        for emulator in emulators:
+            stop(emulator)
         if daemon is not None:
             stop(daemon)
         stop(smsc)
@@ -369,6 +486,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             else f"{args.receipt_mode} (dlr delay {args.dlr_delay} s)"
         )
         + f", {args.loop}"
+        + (
+            f"; beside {args.modem_pool} modem links ({args.modem_rate:g} parts/min each, "
+            f"{MODEM_SENT[0]} messages to them)"
+            if args.modem_pool
+            else ""
+        )
     )
     print(f"  accepted    {n} in {accept_seconds:6.2f} s = {n / accept_seconds:>8,.0f} msg/s")
     print(
@@ -400,6 +523,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         lost = max(lost, missing)
     ok = lost == 0 and at_smsc >= n
     print(f"  loss check  {'; '.join(checks)} -> {'ZERO LOSS' if ok else 'LOSS'}")
+    if args.modem_pool:
+        print(f"  modem pool  {MODEM_SENT[0]} messages to +254: {dict(modem_statuses)}")
     if args.stages and gateway is not None:
         stage_report.print_in_process()
     return ok
@@ -426,8 +551,16 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--record", action="store_true", help="check every text at the SMSC")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--modem-pool", type=int, default=0, help="GSM modem links beside the SMPP link"
+    )
+    parser.add_argument(
+        "--modem-rate", type=float, default=30.0, help="parts a minute per modem (pool traffic)"
+    )
     stage_report.add_arguments(parser)
     args = parser.parse_args()
+    if args.modem_pool and args.accept != "intake":
+        parser.error("--modem-pool needs --accept intake")
     with tempfile.TemporaryDirectory(prefix="tandem-mt-") as directory:
         if args.loop == "uvloop":
             import uvloop

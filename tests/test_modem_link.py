@@ -354,3 +354,18 @@ async def test_the_builtin_default_sends_through_the_smsc_and_the_emulated_modem
     finally:
         await gateway.stop()
     assert not (data / "modem-sim-0").exists()  # the emulated modem went with the daemon
+
+
+async def test_a_stop_hands_back_the_message_the_sims_pace_still_holds(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick()}, links={"sim": {"messages_per_minute": 1.0}})
+    first = await pool.send("now")
+    await pool.wait_status(first, MessageStatus.DELIVERED)
+    held = await pool.send("in a minute")  # the SIM's pace holds it for a minute
+    await wait_for(lambda: not pool.link("sim")._idle.is_set(), "the link to take it")
+    await pool.link("sim").stop(drain_seconds=0.1)
+    assert pool.link("sim").stats.handed_back == 1
+    record = await pool.record(held)
+    assert (record.message.status, record.message.attempts) == (MessageStatus.QUEUED, 0)
+    assert pool.sent_to("sim") == ["now"]

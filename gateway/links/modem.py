@@ -84,6 +84,9 @@ from smpp.text import AUTO, DataCoding, Encoding, TextEncodingError, decode_text
 
 log = logging.getLogger("tandem.modem")
 
+# Seconds `stop` lets the message in hand finish by default (a part takes a few seconds).
+STOP_DRAIN_SECONDS = 5.0
+
 # Digits of the recipient kept in the correlation key: enough to tell numbers apart, few enough
 # that a service centre writing the number nationally ("07700...") or internationally
 # ("447700...") in its report still gives the same key.
@@ -169,6 +172,10 @@ class ModemLink:
         self._recordings: set[asyncio.Future[None]] = set()
         self._next_reference = 0
         self._stopping = False
+        self._idle = asyncio.Event()  # set while no message is in hand
+        self._idle.set()
+        # How long `stop` lets a message in hand finish (the daemon sets `[shutdown]`'s).
+        self.drain_seconds = STOP_DRAIN_SECONDS
 
     # -- what the daemon and routing read --------------------------------------------------
 
@@ -214,8 +221,14 @@ class ModemLink:
         self._runner = asyncio.create_task(self._run(), name=f"link {self.name} modem")
         self._sender = asyncio.create_task(self._send_loop(), name=f"link {self.name} sender")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop taking messages; let the one in hand finish for up to `drain_seconds`
+        (default `self.drain_seconds`), else hand it back; close the port."""
         self._stopping = True
+        drain = self.drain_seconds if drain_seconds is None else drain_seconds
+        if self._sender is not None and not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), drain)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,15 +269,20 @@ class ModemLink:
             if await self._wait_out_the_cap():
                 continue
             message = await self._source.get(self.name)
+            self._idle.clear()
             try:
                 await self._send(message)
             except asyncio.CancelledError:
-                # Stopping with a message in hand: it goes back, never lost.
+                # Stopped (past the drain) with a message in hand: it goes back, never lost.
                 await self._hand_back(message, "the link stopped")
                 raise
             except Exception:
                 log.exception("link %s: sending %s failed", self.name, message.id)
                 await self._report(message, SendFailure("internal error"), permanent=False)
+            finally:
+                self._idle.set()
+            if self._stopping:
+                return
 
     async def _wait_out_the_cap(self) -> bool:
         """While the SIM is at its daily cap: state CAPPED (routing moves its messages away)
@@ -446,6 +464,7 @@ class ModemLink:
             self._on_message(event)
         elif isinstance(event, SignalUpdate):
             stats.signal_dbm = event.dbm
+            stats.sends_today = self.sent_today()  # also after the day turned
         elif isinstance(event, RegistrationUpdate):
             stats.registration = REGISTRATION_NAMES.get(event.status, "unknown")
             if event.status not in REGISTERED:
