@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
@@ -56,10 +56,13 @@ from gateway.links.base import (
     SubmittedSegment,
 )
 from gateway.messages import Message, Segment
+from gateway.optouts.from_config import matcher_and_groups
+from gateway.optouts.policy import OptOutPolicy
+from gateway.optouts.registry import OptOutRegistry, OptOutStats
 from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.startup import startup_step
-from gateway.store.base import MessageStore, SegmentReceipt, StatusChange, SubmitResult
+from gateway.store.base import MessageStore, OptOutStore, SegmentReceipt, StatusChange, SubmitResult
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
@@ -167,6 +170,19 @@ class Gateway:
             backlog=self.backlog,
             senders=self.config.senders,
         )
+        # The opt-out list (loaded at start) and the check every MT passes; the inbound
+        # handler records STOP/START through `optouts` and matches MOs with `keywords`.
+        self.optout_stats = OptOutStats()
+        self.keywords, sender_groups = matcher_and_groups(self.config)
+        self.optouts = OptOutRegistry(
+            cast(OptOutStore, self.store), sender_groups, clock=self.clock, stats=self.optout_stats
+        )
+        self.optout_policy = OptOutPolicy(
+            self.optouts,
+            otp_exempt=self.config.optouts.otp_exempt,
+            enabled=self.config.optouts.enabled,
+        )
+        self.intake.policies.append(self.optout_policy)
         self.correlator: Correlator[LinkReceiptKey, _EarlyReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
@@ -244,6 +260,8 @@ class Gateway:
                     self.links[link_config.name] = self._build_link(link_config)
         with startup_step("store", str(config.store_path)):
             await self._queue_pending()
+            await self.optouts.load()  # before any channel takes a message
+        self.optouts.start_sync(config.optouts.sync_seconds)
         if config.smpp_server.enabled:
             from gateway.smpp_server import start_customer_server
 
@@ -296,6 +314,7 @@ class Gateway:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.queue.close()
+        await self.optouts.stop()
         stop_simulator = getattr(self.simulator, "stop", None)
         if stop_simulator is not None:
             await stop_simulator()

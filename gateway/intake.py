@@ -71,6 +71,13 @@ class MessageRequest:
     reference: str | None = None
     # SMPP TON 1 (international) numbers come without '+'; HTTP input may be national.
     assume_international: bool = False
+    # The command_status an SMPP customer is answered with when the recipient opted out (the
+    # account's `optout_status`); None: the opt-out policy's default.
+    optout_status: int | None = None
+    # Set by the inbound handler on the confirmation of an opt-out it just recorded: the
+    # opt-out (`gateway.optouts.registry.OptOutOutcome.confirmation`) this message may pass.
+    # No channel sets it from customer input.
+    confirms_optout: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +91,9 @@ class IntakeRefusal(Exception):
     http_status: int = 422
     smpp_status: int = CommandStatus.ESME_RSUBMITFAIL
     retry_after: float | None = None  # seconds; set when the refusal is only for now
+    # Counts the refusal where it is final (`accept` with count_refused): a check that is run
+    # again (a batch offered one by one, the HTTP API naming `to[i]`) is counted once.
+    count: Callable[[], None] | None = None
 
     def __str__(self) -> str:
         return f"{self.code}: {self.field}: {self.reason}"
@@ -272,7 +282,12 @@ class MessageIntake:
         A batch that would take a link's or route's backlog past its limit is refused for now
         (`backlog_full`); `count_refused=False` leaves that refusal out of the backlog's counts,
         for a caller that will offer the requests again one by one."""
-        prepared = [self.prepare(request) for request in requests]
+        try:
+            prepared = [self.prepare(request) for request in requests]
+        except IntakeRefusal as refusal:
+            if count_refused and refusal.count is not None:
+                refusal.count()
+            raise
         messages = [item.message for item in prepared]
         backlog = self.backlog
         if backlog is None:

@@ -1483,6 +1483,7 @@ def _content_of(
             "validity_at": validity_at,
             "send_at": send_at if send_at is not None and send_at > now else None,
             "assume_international": int(getattr(pdu, "dest_addr_ton", 0)) == 1,
+            "optout_status": account.config.optout_status,
         },
     )
 

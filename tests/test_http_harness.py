@@ -44,6 +44,7 @@ def daemon_config(
     egress: dict[str, Any] | None = None,
     smpp_server: dict[str, Any] | None = None,
     accounts: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> TandemConfig:
     smsc_port = free_port()
     return TandemConfig.model_validate(
@@ -76,6 +77,7 @@ def daemon_config(
                 }
             ],
             "routes": routes or [{"name": "everything", "priority": 100, "targets": ["sim"]}],
+            **(extra or {}),
         }
     )
 

@@ -93,6 +93,12 @@ class OptOutOutcome:
     def any_changed(self) -> bool:
         return any(self.changed)
 
+    @property
+    def confirmation(self) -> str:
+        """What `MessageRequest.confirms_optout` carries on this opt-out's confirmation."""
+        scope, target = self.scopes[0]
+        return scope_key(scope, target)
+
 
 class OptOutRegistry:
     """The opt-out list; see the module docstring for scopes and ordering."""
@@ -148,6 +154,14 @@ class OptOutRegistry:
             self._sender_keys.clear()
         self._sender_keys[sender] = made
         return made
+
+    def blocking_keys(self, number: str, sender: str) -> set[str]:
+        """The scope keys of `number`'s opt-outs that stop `sender` (empty: none)."""
+        held = self._by_number.get(number)
+        if held is None:
+            return set()
+        keys = self._keys_for(sender)
+        return {key for key in ([held] if isinstance(held, str) else held) if key in keys}
 
     def scopes_of(self, number: str) -> list[tuple[OptOutScope, str]]:
         """A number's opt-outs as memory holds them (committed or about to be)."""
