@@ -63,6 +63,7 @@ from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.startup import startup_step
 from gateway.store.base import MessageStore, OptOutStore, SegmentReceipt, StatusChange, SubmitResult
+from gateway.store.retention import RetentionPurger
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
 from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
@@ -199,6 +200,7 @@ class Gateway:
             self._record_link_outcomes, self._spawn
         )
         self._sweeper: asyncio.Task[None] | None = None
+        self.retention: RetentionPurger | None = None  # [retention]: the periodic purge
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
@@ -277,6 +279,12 @@ class Gateway:
             for link in self.links.values():
                 await link.start()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
+        store = self.message_store
+        if config.retention.enabled and isinstance(store, SqliteMessageStore):
+            from gateway.store.retention import SqliteRetention
+
+            self.retention = RetentionPurger(SqliteRetention(store), config)
+            self.retention.start()
 
     async def _queue_pending(self) -> None:
         """Put what waits in the store back into the send queue: scheduled messages whole,
@@ -307,6 +315,8 @@ class Gateway:
         # All links at once: each waits up to `[shutdown] drain_seconds` for the answers to
         # what it sent, so the whole stop takes that once, not once per link.
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
+        if self.retention is not None:
+            await self.retention.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -36,6 +36,7 @@ from gateway.config import (
     validation_reason,
 )
 from gateway.modem_sim_cli import add_sim_modem
+from gateway.retention_cli import add_store_command
 from gateway.route_cli import add_route_command
 from gateway.status_cli import add_status_command
 
@@ -248,6 +249,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     _add_http_commands,
     add_route_command,
     add_status_command,
+    add_store_command,
 )
 
 

@@ -803,6 +803,29 @@ class OptOutsConfig(BaseModel):
     sync_seconds: Seconds = 1.0
 
 
+class RetentionConfig(BaseModel):
+    """How long finished rows stay in the store (`gateway.store.retention`). A purge runs
+    every `interval_seconds`, in transactions of at most `batch` messages so traffic keeps
+    its turn at the writer; `tandem store purge --dry-run` counts what it would delete."""
+
+    model_config = _SECTION
+
+    enabled: bool = True
+    # Messages in a final state (delivered, undeliverable, expired, failed, ...) with their
+    # segments and history, counted from their last change.
+    final_messages_days: Annotated[float, Field(gt=0)] = 90.0
+    # Inbound messages (MOs) once delivered to their destination, from when they came.
+    inbound_days: Annotated[float, Field(gt=0)] = 30.0
+    # Receipts and MOs owed to a customer who never took them, from their last change: given
+    # up (the SMPP outbox's delivery_ttl normally settles them long before).
+    owed_receipts_days: Annotated[float, Field(gt=0)] = 7.0
+    # OTP verifications past their expiry (approved, failed, canceled, expired).
+    otp_days: Annotated[float, Field(gt=0)] = 7.0
+    # Idempotency answers are kept `[http] idempotency_seconds`, then purged here.
+    interval_seconds: Annotated[float, Field(ge=1)] = 300.0
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 500
+
+
 class TandemConfig(BaseModel):
     """The whole daemon configuration: one TOML file, validated once at start-up."""
 
@@ -825,6 +848,7 @@ class TandemConfig(BaseModel):
     queue: QueueConfig = QueueConfig()
     log: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    retention: RetentionConfig = RetentionConfig()
     # The MQTT event sink; None (no [mqtt] section): no events are published.
     mqtt: MqttConfig | None = None
     keywords: KeywordsConfig = KeywordsConfig()

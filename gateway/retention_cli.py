@@ -1,0 +1,62 @@
+"""`tandem store purge [--dry-run]`: run the retention purge (`[retention]`) once, now.
+
+Works on the daemon's store (found as `tandem keys` finds it, never a new one), beside a running
+daemon or without one: the purge goes in transactions of `[retention] batch` rows, so a running
+daemon's writer keeps its turn. `--dry-run` only counts what would go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gateway.cli_support import EXIT_OK, Subparsers, fail, run_async
+from gateway.config import ConfigError, TandemConfig, load_config
+from gateway.state_paths import StateNotFound, daemon_state_path
+
+
+def add_store_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("store", help="maintenance of the daemon's store")
+    actions = parser.add_subparsers(dest="store_action", metavar="ACTION", required=True)
+    purge = actions.add_parser(
+        "purge", help="remove what [retention] says is old enough (in small transactions)"
+    )
+    purge.add_argument(
+        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    purge.set_defaults(handler=_purge)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        path = daemon_state_path(config.store_path, "store")
+    except (ConfigError, StateNotFound) as exc:
+        return fail(f"store purge: {exc}")
+    print(f"store: {path}", file=sys.stderr)
+    counts: dict[str, int] = run_async(_run(config, path, dry_run=args.dry_run))
+    verb = "would remove" if args.dry_run else "removed"
+    for name, count in counts.items():
+        print(f"{verb} {count:>10}  {name.replace('_', ' ')}")
+    return EXIT_OK
+
+
+async def _run(config: TandemConfig, path: Path, *, dry_run: bool) -> dict[str, int]:
+    from gateway.store.retention import Cutoffs, SqliteRetention
+    from gateway.store.sqlite import SqliteMessageStore
+
+    store = SqliteMessageStore(
+        path, synchronous=config.store.synchronous, key_file=config.store_key_path
+    )
+    await store.open()
+    try:
+        retention = SqliteRetention(store)
+        cutoffs = Cutoffs.from_config(config, time.time())
+        if dry_run:
+            return await retention.count(cutoffs)
+        return await retention.purge(cutoffs, batch=config.retention.batch)
+    finally:
+        await store.close()
