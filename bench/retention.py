@@ -2,16 +2,17 @@
 store writer?
 
 Usage: .venv/bin/python bench/retention.py [--old 500000] [--callers 64] [--batch 500]
-       [--share 0.25] [--writer process] [--phase-seconds 15]
+       [--share 0.25] [--writer process] [--phase-seconds 15] [--window 3]
 
 Seeds a store with `--old` delivered messages 100 days old (each with one segment and three
 history rows, as a delivered one-part message has), written straight into the file. Then the
 store is opened as the daemon opens it and `--callers` tasks keep accepting one message each,
 awaiting each until durable (what an HTTP request or a customer's submit_sm waits for). Three
-phases: traffic alone, traffic while `SqliteRetention.purge` removes the old messages (`--batch`
-per writer op, paced to take at most `--share` of the writer's time), traffic alone again. For
-each phase: accepts per second and the accept latency (p50, p99, max); for the purge: rows
-removed, its duration and its longest writer op.
+phases: traffic alone; traffic while `SqliteRetention.purge` removes the old messages (`--batch`
+per writer op, paced to take at most `--share` of the writer's time), in alternating windows of
+`--window` seconds with the purge running and paused, so the machine's load falls on both
+alike; traffic alone again. For each: accepts per second and the accept latency (p50, p99,
+max); for the purge: rows removed, its duration and its longest writer op.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,6 +80,20 @@ def seed(path: Path, count: int) -> None:
         )
         connection.execute("COMMIT")
     connection.close()
+
+
+class _Gated:
+    """The store as the purge sees it, with its writer ops held while `gate` is clear."""
+
+    def __init__(self, store: SqliteMessageStore, gate: asyncio.Event) -> None:
+        self.store, self.gate = store, gate
+
+    async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        return await self.store._read(sql, parameters)
+
+    async def _write(self, op: Any, *args: Any, rows: int = 1) -> Any:
+        await self.gate.wait()
+        return await self.store._write(op, *args, rows=rows)
 
 
 class Traffic:
@@ -138,18 +155,43 @@ async def main(args: argparse.Namespace) -> None:
             traffic.take()
             await asyncio.sleep(args.phase_seconds)
             print(describe("traffic alone", traffic.take(), args.phase_seconds))
+            gate = asyncio.Event()
+            gate.set()
+            retention.store = _Gated(store, gate)  # type: ignore[assignment]
             began = time.perf_counter()
-            removed = await retention.purge(
-                Cutoffs.from_config(config, time.time()), batch=args.batch, share=args.share
+            purge = asyncio.create_task(
+                retention.purge(
+                    Cutoffs.from_config(config, time.time()), batch=args.batch, share=args.share
+                )
             )
+            # Alternate windows with the purge running and paused, in the same period, so a
+            # change in the machine's load shows in both.
+            during: list[float] = []
+            paused: list[float] = []
+            during_seconds = paused_seconds = 0.0
+            while not purge.done():
+                window_began = time.perf_counter()
+                await asyncio.wait({purge}, timeout=args.window)
+                window = time.perf_counter() - window_began
+                if gate.is_set():
+                    during += traffic.take()
+                    during_seconds += window
+                    gate.clear()
+                else:
+                    paused += traffic.take()
+                    paused_seconds += window
+                    gate.set()
+            removed = purge.result()
             took = time.perf_counter() - began
-            print(describe("traffic during purge", traffic.take(), took))
+            print(describe("traffic, purge running", during, during_seconds))
+            print(describe("traffic, purge paused", paused, paused_seconds))
             rows = removed["final_messages"]
             print(
-                f"purge: {rows:,} messages (and their segments and history) in {took:.1f} s = "
-                f"{rows / took:,.0f} messages/s; {retention.stats.ops} writer ops of <= "
-                f"{args.batch}, the longest {retention.stats.longest_op_seconds * 1000:.0f} ms "
-                "(queued behind traffic included)"
+                f"purge: {rows:,} messages (and their segments and history) in {took:.1f} s "
+                f"({during_seconds:.1f} s running) = {rows / during_seconds:,.0f} messages/s "
+                f"while running; {retention.stats.ops} writer ops of <= {args.batch}, the "
+                f"longest {retention.stats.longest_op_seconds * 1000:.0f} ms (waiting behind "
+                "traffic included)"
             )
             await asyncio.sleep(args.phase_seconds)
             print(describe("traffic after", traffic.take(), args.phase_seconds))
@@ -168,6 +210,7 @@ if __name__ == "__main__":
     parser.add_argument("--share", type=float, default=0.25, help="the purge's writer share")
     parser.add_argument("--writer", choices=("process", "thread"), default="process")
     parser.add_argument("--phase-seconds", type=float, default=15.0)
+    parser.add_argument("--window", type=float, default=3.0, help="seconds purging / paused")
     arguments = parser.parse_args()
     try:
         import uvloop
