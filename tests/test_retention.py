@@ -6,6 +6,7 @@ same rows it would remove; `tandem store purge` does both from the command line.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -148,8 +149,6 @@ async def test_the_purge_removes_what_is_old_and_done_and_keeps_the_rest(tmp_pat
 
 
 def test_tandem_store_purge_counts_then_removes(tmp_path: Path) -> None:
-    import asyncio
-
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
     config = tmp_path / "tandem.toml"
@@ -185,3 +184,36 @@ def test_tandem_store_purge_counts_then_removes(tmp_path: Path) -> None:
     done = tandem()
     assert "removed          8  final messages" in done
     assert table_count(data / "tandem.db", "message_state") == 2
+
+
+async def test_the_daemon_purges_on_its_own_every_interval(tmp_path: Path) -> None:
+    from gateway.app import Gateway
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    store = SqliteMessageStore(data / "tandem.db", key_file=data / "store.key")
+    await store.open()
+    try:
+        kinds = await seed(store)
+    finally:
+        await store.close()
+    config = parse_config(
+        f'data_dir = "{data}"\n[store]\nwriter = "thread"\n[smpp_server]\nenabled = false\n'
+        "[http]\nenabled = false\n[retention]\nfinal_messages_days = 30\ninterval_seconds = 1\n",
+        "test",
+    )
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        for _ in range(100):
+            if await gateway.message_store.get(kinds["goes"][0]) is None:
+                break
+            await asyncio.sleep(0.1)
+        for message_id in kinds["goes"]:
+            assert await gateway.message_store.get(message_id) is None
+        assert await gateway.message_store.get(kinds["stays"][0]) is not None
+        assert gateway.retention is not None
+        # The seven, and the old final one that owes nothing here (no mark_owed).
+        assert gateway.retention.retention.stats.removed["final_messages"] == 8
+    finally:
+        await gateway.stop()
