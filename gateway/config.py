@@ -339,6 +339,9 @@ class ModemLinkConfig(BaseModel):
     # /dev/ttyUSB0, a stable /dev/serial/by-id/... link, or rfc2217://host:port and
     # socket://host:port for network modem servers.
     device: Annotated[str, Field(min_length=1)]
+    # The SIM's own number (MSISDN), E.164 digits: the destination of the MOs it receives, which
+    # inbound routes and accounts' mo_numbers match. A SIM does not reliably know it itself.
+    number: Annotated[str, Field(pattern=r"^\+?[0-9]{3,15}$")] | None = None
     baud: int = 115200
     # Entered once when the SIM asks; a refused PIN stops the link (no second try).
     pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = None
@@ -356,6 +359,10 @@ class ModemLinkConfig(BaseModel):
     cap_time_zone: str = "UTC"
     status_reports: bool = True
     storage: Literal["SM", "ME", "MT"] = "SM"
+    # How the modem hands over MOs and reports: "stored" keeps each in `storage` and announces
+    # it (+CMTI/+CDSI), deleted once the daemon has kept it; "direct" passes it at once
+    # (+CMT/+CDS) without a stored copy, for modems whose storage is small or slow.
+    indications: Literal["stored", "direct"] = "stored"
     # Seconds between reads of the storage, for modems that announce nothing (+CMTI); None: off.
     poll_interval: Seconds | None = None
     signal_interval: Seconds = 30.0
@@ -395,6 +402,11 @@ class ModemLinkConfig(BaseModel):
         if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"{scheme}:// needs host:port, got {rest!r}")
         return device
+
+    @field_validator("number")
+    @classmethod
+    def _digits_only(cls, number: str | None) -> str | None:
+        return number.lstrip("+") if number is not None else None
 
     @field_validator("baud")
     @classmethod

@@ -19,6 +19,7 @@ import pytest
 from dlr.status import MessageStatus, SegmentStatus
 from gateway.app import Gateway
 from gateway.config import TandemConfig, default_config_text, parse_config
+from gateway.inbound.model import InboundPart
 from gateway.intake import MessageRequest
 from gateway.links import LinkState, ModemLink
 from gateway.links.modem import correlation_key
@@ -76,6 +77,16 @@ class Pool:
                     f"{message_id} is {record.message.status}, not {status}: "
                     f"{[(s.index, s.status, s.link) for s in record.segments]}"
                 )
+            await asyncio.sleep(0.02)
+
+    async def wait_segments(self, message_id: str, status: SegmentStatus) -> MessageRecord:
+        deadline = time.monotonic() + WAIT
+        while True:
+            record = await self.record(message_id)
+            if record.segments and all(s.status is status for s in record.segments):
+                return record
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{[(s.index, s.status) for s in record.segments]}")
             await asyncio.sleep(0.02)
 
     async def wait_state(self, name: str, state: LinkState) -> None:
@@ -164,7 +175,8 @@ async def test_single_and_multipart_sends_get_their_own_status_reports(
     emulator.settings.report_status = 0x00
 
     delivered = await pool.wait_status(single, MessageStatus.DELIVERED)
-    failed = await pool.wait_status(multipart, MessageStatus.UNDELIVERABLE)
+    await pool.wait_status(multipart, MessageStatus.UNDELIVERABLE)  # at its first failed part
+    failed = await pool.wait_segments(multipart, SegmentStatus.UNDELIVERABLE)
     assert [s.carrier_id for s in delivered.segments] == [correlation_key(254, DESTINATION)]
     assert [(s.index, s.total) for s in failed.segments] == [(0, 3), (1, 3), (2, 3)]
     assert [s.carrier_id for s in failed.segments] == [
@@ -369,3 +381,51 @@ async def test_a_stop_hands_back_the_message_the_sims_pace_still_holds(
     record = await pool.record(held)
     assert (record.message.status, record.message.attempts) == (MessageStatus.QUEUED, 0)
     assert pool.sent_to("sim") == ["now"]
+
+
+class MoRecorder:
+    """An MO listener that keeps what it is offered (as the inbound path does)."""
+
+    def __init__(self) -> None:
+        self.parts: list[InboundPart] = []
+
+    def mo_received(self, link: str, part: InboundPart) -> bool:
+        self.parts.append(part)
+        return True
+
+
+@pytest.mark.parametrize("indications", ["stored", "direct"])
+async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
+    pools: Callable[..., Any], indications: str
+) -> None:
+    pool: Pool = await pools(
+        {"sim": quick()}, links={"sim": {"indications": indications, "number": "+254712000001"}}
+    )
+    recorder = MoRecorder()
+    pool.gateway.mo_listeners.append(recorder)
+    pty = pool.modems["sim"]
+    direct = indications == "direct"
+    pty.modem.inject_mo("STOP", originator="+254712345678", direct=direct)
+    long_text = "Naomba kubadilisha miadi yangu ya kliniki hadi Ijumaa asubuhi. " * 4
+    assert pty.modem.inject_mo(long_text, originator="+254712345678", direct=direct) == 2
+    pty.modem.inject_mo("Zdravo 👋", originator="Clinic", direct=direct)
+    pty.poke()
+    await wait_for(lambda: len(recorder.parts) == 3, "three MOs")
+    stop, joined, emoji = recorder.parts
+    assert (stop.text, stop.source, stop.destination, stop.source_ton) == (
+        "STOP",
+        "254712345678",
+        "254712000001",
+        1,
+    )
+    assert joined.text == long_text and joined.concat is None and joined.link == "sim"
+    assert (emoji.text, emoji.source, emoji.source_ton, emoji.data_coding) == (
+        "Zdravo 👋",
+        "Clinic",
+        5,
+        8,
+    )
+    assert emoji.carrier_timestamp is not None
+    # Stored copies go once kept; direct ones were never stored.
+    await wait_for(lambda: not pty.modem.storage, "the stored MOs to be deleted")
+    assert pool.gateway.stats.mo_received == 3

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -36,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from dlr.status import status_from_tp_status
 from gateway.config import ModemLinkConfig
+from gateway.inbound.model import Concat, ConcatScheme, InboundPart, decoded_text
 from gateway.links.base import (
     LinkCapabilities,
     LinkSink,
@@ -45,6 +47,7 @@ from gateway.links.base import (
     SendFailure,
     SinkResult,
     SubmittedSegment,
+    TemporarilyRefused,
 )
 from gateway.messages import Message
 from modems.errors import FailureKind, cms_error_name
@@ -69,16 +72,21 @@ from modems.session import (
     signal_dbm,
 )
 from modems.tpdu import (
+    NPI_ISDN,
+    NPI_UNKNOWN,
     Address,
+    Alphabet,
     SmsStatusReport,
     SmsSubmit,
     TpduError,
+    TypeOfNumber,
     UserData,
     Validity,
     split_binary_user_data,
     split_text_user_data,
 )
 from smpp.constants import ESM_CLASS_UDHI, REGISTERED_DELIVERY_RECEIPT_MASK
+from smpp.reassembly import MalformedUdh, parse_udh
 from smpp.segmentation import Concatenation, TooManyParts
 from smpp.text import AUTO, DataCoding, Encoding, TextEncodingError, decode_text
 
@@ -511,17 +519,29 @@ class ModemLink:
         self._after_recorded(result, event.storage_index)
 
     def _on_message(self, event: MessageReceived) -> None:
+        """An MO (its parts joined by the session) into the inbound path; its stored copies
+        are deleted once every part handed over is kept."""
         self.stats.mos += 1
-        log.info(
-            "link %s: MO from %s (%d parts) kept on the modem: no inbound path yet",
-            self.name,
-            event.originator,
-            len(event.user_data),
-        )
+        parts = inbound_parts(self.name, event, self.config.number, self._clock())
+        results: list[Awaitable[None]] = []
+        try:
+            for part in parts:
+                result = self._sink.on_mo(self.name, part)
+                if result is not None and inspect.isawaitable(result):
+                    results.append(result)
+        except TemporarilyRefused as refusal:
+            log.warning(
+                "link %s: MO from %s left on the modem: %s", self.name, part.source, refusal
+            )
+            return
+        except Exception:
+            log.exception("link %s: sink failed on an MO; left on the modem", self.name)
+            return
+        self._after_recorded(_all_of(results) if results else None, event.storage_indexes)
 
-    def _after_recorded(self, result: SinkResult, storage_index: int | None) -> None:
-        """Delete the stored copy once the daemon has kept what it said."""
-        indexes = [storage_index] if storage_index is not None else []
+    def _after_recorded(self, result: SinkResult, storage: int | tuple[int, ...] | None) -> None:
+        """Delete the stored copies once the daemon has kept what they said."""
+        indexes = [storage] if isinstance(storage, int) else list(storage or ())
         if result is None or not inspect.isawaitable(result):
             self._delete(indexes)
             return
@@ -570,10 +590,82 @@ class ModemLink:
         return max(1.0, (midnight - now).total_seconds())
 
 
+# The SMPP data_coding an MO's alphabet is carried as (TS 23.038 and SMPP agree on 0, 4, 8).
+_CODING_OF_ALPHABET = {Alphabet.GSM7: 0x00, Alphabet.EIGHT_BIT: 0x04, Alphabet.UCS2: 0x08}
+
+
+def inbound_parts(
+    link: str, received: MessageReceived, own_number: str | None, now: float
+) -> list[InboundPart]:
+    """An MO as the inbound path takes it. A whole message (every part arrived; the session
+    joined them) is one part with no concatenation; one whose other parts never came is given
+    part by part, each with its place, so the inbound path treats it as it treats an SMPP
+    carrier's lone parts."""
+    first = received.user_data[0]
+    coding = _CODING_OF_ALPHABET[first.alphabet]
+    source, source_ton, source_npi = _originator(received.originator)
+    stamp = received.service_centre_time
+    whole = b"".join(part.payload for part in received.user_data)
+    message = InboundPart(
+        link=link,
+        source=source,
+        destination=own_number or "",
+        data_coding=coding,
+        payload=whole,
+        text=decoded_text(whole, coding),
+        received_at=now,
+        carrier_timestamp=stamp.timestamp() if stamp is not None else None,
+        source_ton=source_ton,
+        source_npi=source_npi,
+        destination_ton=TypeOfNumber.INTERNATIONAL if own_number else TypeOfNumber.UNKNOWN,
+        destination_npi=NPI_ISDN,
+        udh_elements=_other_elements(first.header),
+    )
+    if received.complete:
+        return [message]
+    parts = []
+    for user_data in received.user_data:
+        found = user_data.concat
+        concat = None
+        if found is not None:
+            scheme = ConcatScheme.UDH16 if found.reference_bits == 16 else ConcatScheme.UDH8
+            concat = Concat(found.reference, found.total, found.seqnum, scheme)
+        payload = user_data.payload
+        text = decoded_text(payload, coding)
+        parts.append(dataclasses.replace(message, payload=payload, text=text, concat=concat))
+    return parts
+
+
+def _originator(originator: str) -> tuple[str, int, int]:
+    """(address as the inbound model keeps it, TON, NPI): international numbers as E.164 digits
+    without '+', as an SMPP carrier gives them."""
+    if originator.startswith("+") and originator[1:].isdigit():
+        return originator[1:], TypeOfNumber.INTERNATIONAL, NPI_ISDN
+    if originator.isdigit():
+        return originator, TypeOfNumber.UNKNOWN, NPI_ISDN
+    return originator, TypeOfNumber.ALPHANUMERIC, NPI_UNKNOWN
+
+
+def _other_elements(header: bytes) -> tuple[tuple[int, bytes], ...]:
+    if not header:
+        return ()
+    try:
+        return parse_udh(header).elements
+    except MalformedUdh:
+        return ()
+
+
+async def _all_of(results: list[Awaitable[None]]) -> None:
+    for result in results:
+        await result
+
+
 def session_settings(config: ModemLinkConfig) -> SessionSettings:
-    # +CNMI 2,1,0,2,0: MOs stored and announced (+CMTI), status reports stored (+CDSI): a
-    # stored copy survives until the daemon has kept it. Without reports, none are routed.
-    indications = "2,1,0,2,0" if config.status_reports else "2,1,0,0,0"
+    # +CNMI (TS 27.005 3.4.1) <mt>: 1 MOs stored and announced (+CMTI), 2 handed over (+CMT);
+    # <ds>: 2 reports stored and announced (+CDSI), 1 handed over (+CDS), 0 none.
+    direct = config.indications == "direct"
+    reports = ("1" if direct else "2") if config.status_reports else "0"
+    indications = f"2,{'2' if direct else '1'},0,{reports},0"
     return SessionSettings(
         pin=config.pin,
         service_centre=config.smsc,
