@@ -211,6 +211,11 @@ class AccountBook:
         """The enabled account whose MO numbers include `number` (with or without '+')."""
         return self._owners.get(_number_key(number))
 
+    def replace_static(self, static: Iterable[AccountConfig]) -> None:
+        """A reload of the config: its `[[accounts]]`, with the file read again."""
+        self._static = list(static)
+        self._rebuild(self._read_file())
+
     def reload_if_changed(self) -> bool:
         """Re-read the accounts file if it changed; True when the set of accounts was rebuilt."""
         if self.file is None or self._stamp() == self._file_stamp:

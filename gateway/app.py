@@ -42,9 +42,9 @@ from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
 from gateway import stages
 from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
-from gateway.config import ConfigError, LinkConfig, TandemConfig, load_config
+from gateway.config import BUILTIN_SOURCE, ConfigError, LinkConfig, TandemConfig, load_config
 from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
-from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload
+from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload, sink_specs
 from gateway.inbound.model import InboundPart
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
@@ -61,12 +61,13 @@ from gateway.optouts.policy import OptOutPolicy
 from gateway.optouts.registry import OptOutRegistry, OptOutStats
 from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
+from gateway.reload import ReloadPlan, ReloadReport, plan_reload
 from gateway.startup import startup_step
 from gateway.store.base import MessageStore, OptOutStore, SegmentReceipt, StatusChange, SubmitResult
 from gateway.store.retention import RetentionPurger
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
-from routing import NumberingConfig, NumberResolver, OperatorTables, RouteTable, TableFormatError
+from routing import NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
 from smpp.segmentation import Concatenation
 
@@ -129,6 +130,8 @@ class Gateway:
     stats: GatewayStats = field(default_factory=GatewayStats)
     status_listeners: list[StatusListener] = field(default_factory=list)
     mo_listeners: list[MoListener] = field(default_factory=list)
+    # The file the config came from (None: the built-in default): what a reload reads again.
+    config_path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -204,6 +207,9 @@ class Gateway:
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
+        self._restarting: set[str] = set()  # links being restarted by a reload
+        self._reconfigure_hooks: list[Callable[[TandemConfig], list[str]]] = []
+        self.last_reload: ReloadReport | None = None
         self._stopping = False
 
     @property
@@ -338,15 +344,19 @@ class Gateway:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
-    def _build_link(self, link_config: LinkConfig) -> Link:
+    def _build_link(self, link_config: LinkConfig, *, count: bool = True) -> Link:
         from gateway.links import build_link
 
         link = build_link(link_config, self.queue, self)
         if hasattr(link, "drain_seconds"):  # how long its stop waits for answers (SIGTERM)
             link.drain_seconds = self.config.shutdown.drain_seconds
+        if count:
+            self._count_usage(link)
+        return link
+
+    def _count_usage(self, link: Link) -> None:
         if isinstance(link, DailyUsage):  # a SIM: "even" routes spread by what it used today
             self.link_states.count_usage(link.name, link)
-        return link
 
     def _capabilities(self, name: str | None) -> LinkCapabilities:
         """What link `name` can carry: the running link's word; for one not running (disabled,
@@ -573,7 +583,11 @@ class Gateway:
         if (
             state is LinkState.DOWN
             or state is LinkState.CAPPED
-            or (state is LinkState.STOPPED and not self._stopping)
+            or (
+                state is LinkState.STOPPED
+                and not self._stopping
+                and link not in self._restarting  # a reload restarts it: its queue waits
+            )
         ):
             moved = self.dispatcher.link_down(link)
             if moved:
@@ -701,48 +715,107 @@ class Gateway:
     # --- reload (SIGHUP) -----------------------------------------------------------------------
 
     async def reload(self, config_path: Path | None = None) -> bool:
-        """Re-read the operator tables (prefix and MNP files) and the route table (from
-        `config_path`, or the current config when None) off the loop, then swap them in at
-        once. Anything wrong keeps the current tables and logs one line. Links, accounts and
-        every other section need a restart; a route naming a link that is not running is
-        refused. Returns True when the new tables are in place."""
+        """Read the config again (`config_path`, or the built-in default when None) and apply
+        what changed without dropping a bind that did not: operator tables and routes swap in
+        at once; a link added is started, one removed is drained and stopped, one whose
+        settings changed is restarted alone; accounts, keys' default limits, callback
+        settings, the egress rule, sender ids, receipt reporting and event sinks follow.
+        Sections only a restart can change keep their running values and are named in the
+        log. A config that does not load, or whose tables do not, is refused whole: nothing
+        changes and one line names the file, the key and the reason. Returns True when the
+        new config is in effect; `last_reload` says what changed."""
+        report = await self.reload_report(config_path)
+        return report.ok
+
+    async def reload_report(self, config_path: Path | None = None) -> ReloadReport:
+        source = str(config_path) if config_path is not None else BUILTIN_SOURCE
         async with self._reloading:
             loop = asyncio.get_running_loop()
             try:
-                numbering, tables, routes, limits = await loop.run_in_executor(
+                plan, tables, routes = await loop.run_in_executor(
                     None, self._read_reloadable, config_path
                 )
+                new_links = {cfg.name: self._build_link(cfg, count=False) for cfg in plan.added}
+                restarted = {cfg.name: cfg for cfg in plan.changed}
             except (ConfigError, TableFormatError, OSError, ValueError) as exc:
-                log.error("reload failed, the current tables stay: %s", _one_line(exc))
-                return False
-            # No await from here on: intake and dispatch see the old tables or the new ones.
-            self.numbers.config = numbering
+                log.error("reload failed, the running config stays: %s", _one_line(exc))
+                self.last_reload = ReloadReport(False, source, error=_one_line(exc))
+                return self.last_reload
+            config = plan.config
+            # No await until the swap is done: intake and dispatch see all old or all new.
+            self.config = config
+            self.numbers.config = config.numbering
             self.numbers.swap_tables(tables)
             self.routes = self.intake.routes = routes
-            self.backlog.limits = limits
-            log.info(
-                "reloaded: %d prefixes, %d ported numbers, %d routes",
-                tables.stats.prefixes,
-                tables.stats.ported,
-                len(routes.routes),
-            )
-            return True
+            self.intake.senders = config.senders
+            self.backlog.limits = backlog_limits(config)
+            for name, link in new_links.items():
+                self._count_usage(link)
+                self.links[name] = link
+            removed = [self.links.pop(name) for name in plan.removed if name in self.links]
+            changes = [
+                f"{tables.stats.prefixes} prefixes",
+                f"{tables.stats.ported} ported numbers",
+                f"{len(routes.routes)} routes",
+            ]
+            for reconfigure in self._reconfigure_hooks:
+                changes += reconfigure(config)
+            # Links: each on its own, every other bind untouched.
+            for link in new_links.values():
+                await link.start()
+                changes.append(f"link {link.name} added")
+            for link in removed:
+                await link.stop()
+                moved = self.dispatcher.link_down(link.name)
+                changes.append(f"link {link.name} removed ({moved} queued messages moved)")
+            for name, link_config in restarted.items():
+                await self._restart_link(name, link_config)
+                changes.append(f"link {name} restarted")
+            changes += [f"event sink {c}" for c in await self.events.replace(sink_specs(config))]
+            report = ReloadReport(True, source, changes=changes, needs_restart=plan.needs_restart)
+            log.info("reloaded %s: %s", source, "; ".join(changes))
+            if plan.needs_restart:
+                log.warning(
+                    "reload: %s changed and take effect at the next restart",
+                    ", ".join(plan.needs_restart),
+                )
+            self.last_reload = report
+            return report
+
+    async def _restart_link(self, name: str, link_config: LinkConfig) -> None:
+        """Stop the link and start it again with its new settings. Its queue stays (queues
+        are per link name): what waits for it waits for the new one."""
+        old = self.links.get(name)
+        self._restarting.add(name)
+        try:
+            if old is not None:
+                await old.stop()
+            link = self._build_link(link_config)
+            self.links[name] = link
+            await link.start()
+        finally:
+            self._restarting.discard(name)
+
+    def add_reconfigure_hook(self, hook: Callable[[TandemConfig], list[str]]) -> None:
+        """Channels register how a reloaded config reaches them (synchronous: it runs inside
+        the swap); the hook returns what it changed, for the log."""
+        self._reconfigure_hooks.append(hook)
 
     def _read_reloadable(
         self, config_path: Path | None
-    ) -> tuple[NumberingConfig, OperatorTables, RouteTable, BacklogLimits]:
-        config = self.config if config_path is None else load_config(config_path)
-        tables = NumberResolver.from_config(config.numbering).tables
-        routes = RouteTable.from_config(config.routes)
-        missing = routes.link_names() - self.links.keys()
+    ) -> tuple[ReloadPlan, OperatorTables, RouteTable]:
+        new = load_config(config_path)
+        plan = plan_reload(self.config, new)
+        tables = NumberResolver.from_config(plan.config.numbering).tables
+        routes = RouteTable.from_config(plan.config.routes)
+        running = {link.name for link in plan.config.links if link.enabled}
+        missing = routes.link_names() - running
         if missing:
-            raise ValueError(
-                f"routes name links that are not running ({', '.join(sorted(missing))}); "
-                "adding links needs a restart"
+            source = str(config_path) if config_path is not None else BUILTIN_SOURCE
+            raise ConfigError(
+                source, "routes", f"targets links that are disabled: {', '.join(sorted(missing))}"
             )
-        # Route limits follow the routes; link limits stay until a restart, like the links.
-        limits = dataclasses.replace(self.backlog.limits, routes=backlog_limits(config).routes)
-        return config.numbering, tables, routes, limits
+        return plan, tables, routes
 
     async def _reload_logged(self, config_path: Path | None) -> None:
         await self.reload(config_path)
@@ -866,7 +939,7 @@ def tune_interpreter_for_daemon() -> None:
 
 
 async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
-    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads operator and route tables.
+    """Run the daemon until SIGINT/SIGTERM; SIGHUP reloads the config (`Gateway.reload`).
 
     Under systemd (`Type=notify`): READY=1 once the store, listeners and links are started,
     WATCHDOG=1 from the loop while it turns, STATUS= with the link and bind counts, STOPPING=1
@@ -877,7 +950,7 @@ async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
     from gateway.status import service_status_line
 
     notifier = Notifier()
-    gateway = Gateway(config)
+    gateway = Gateway(config, config_path=config_path)
     await gateway.start()
     tune_interpreter_for_daemon()
     loop = asyncio.get_running_loop()
@@ -885,7 +958,7 @@ async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(
-        signal.SIGHUP, lambda: gateway._spawn(gateway._reload_logged(config_path))
+        signal.SIGHUP, lambda: gateway._spawn(gateway._reload_logged(gateway.config_path))
     )
     heartbeat = ServiceHeartbeat(
         notifier,

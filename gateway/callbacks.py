@@ -151,6 +151,23 @@ class CallbackSender:
             egress=egress,
         )
 
+    def reconfigure(self, config: HttpConfig, egress: EgressPolicy) -> None:
+        """A reload: new retry schedule, status filter, timeout and egress rule. Requests in
+        flight finish under the old ones; idle connections the old rule allowed are closed.
+        `callback_concurrency` needs a restart."""
+        self.schedule = RetrySchedule(
+            initial_delay=config.callback_retry_initial,
+            max_delay=config.callback_retry_max_delay,
+            give_up_after=config.callback_retry_for,
+        )
+        self.events = config.callback_events
+        if config.callback_timeout != self.timeout or egress is not self.egress:
+            self.timeout = config.callback_timeout
+            self.egress = egress
+            if self._poster is not None:
+                self._poster.close_idle()
+                self._poster = HttpPoster(timeout=self.timeout, egress=self.egress)
+
     # --- the listener (synchronous, never blocks) ---------------------------------------------
 
     def message_status_changed(self, message: Message, change: StatusChange) -> None:
@@ -612,6 +629,9 @@ class HttpPoster:
 
     def close(self) -> None:
         self._deadlines.close()
+        self.close_idle()
+
+    def close_idle(self) -> None:
         for connections in self._idle.values():
             for _, writer in connections:
                 writer.close()

@@ -36,6 +36,7 @@ from gateway.config import (
     validation_reason,
 )
 from gateway.modem_sim_cli import add_sim_modem
+from gateway.reload_cli import add_reload_command
 from gateway.retention_cli import add_store_command
 from gateway.route_cli import add_route_command
 from gateway.status_cli import add_status_command
@@ -250,6 +251,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     add_route_command,
     add_status_command,
     add_store_command,
+    add_reload_command,
 )
 
 

@@ -154,6 +154,21 @@ class KeyRing:
         self._by_bearer: dict[str, tuple[ApiKey | None, float]] = {}
         self._by_name: dict[str, tuple[ApiKeyRecord | None, float]] = {}
 
+    def set_defaults(
+        self,
+        *,
+        default_requests_per_second: float,
+        default_messages_per_second: float,
+        cache_seconds: float,
+    ) -> None:
+        """A reload: the limits of keys created without their own, and the cache's age. The
+        cache is emptied so every key's next request takes the new limits."""
+        self._default_rps = default_requests_per_second
+        self._default_mps = default_messages_per_second
+        self._cache_seconds = cache_seconds
+        self._by_bearer.clear()
+        self._by_name.clear()
+
     async def authenticate(self, bearer: str) -> ApiKey | None:
         now = self._clock()
         cached = self._by_bearer.get(bearer)

@@ -48,7 +48,7 @@ from gateway.addresses import (
     source_ton_problem,
 )
 from gateway.batching import TurnBatch
-from gateway.config import SendersConfig
+from gateway.config import SendersConfig, TandemConfig
 from gateway.inbound.model import InboundMessage, InboundPart
 from gateway.inbound.smpp_pdus import deliver_sm_for_message, deliver_sm_for_part
 from gateway.intake import IntakeRefusal, MessageRequest
@@ -428,6 +428,7 @@ class CustomerSmppServer:
             if accounts is not None
             else AccountBook(gateway.config.accounts, accounts_file(gateway.config))
         )
+        self._static_accounts = list(gateway.config.accounts)
         self.settings = settings if settings is not None else ServerSettings()
         self.guard = guard if guard is not None else BindGuard()
         self.stats = CustomerServerStats()
@@ -1290,6 +1291,17 @@ class CustomerSmppServer:
                     self._enqueue(runtime, deliver_sm_for_part(kept.part), "mo", mo_id=kept.row_id)
             self.pump(runtime)
 
+    def reconfigure(self, config: TandemConfig) -> list[str]:
+        """A reload (`Gateway.add_reconfigure_hook`): the config's accounts. Binds of an
+        account removed or disabled are closed; the others take the new limits and stay
+        bound. The listener needs a restart."""
+        if config.accounts == self._static_accounts:
+            return []
+        self._static_accounts = list(config.accounts)
+        self.accounts.replace_static(config.accounts)
+        self._accounts_reloaded()
+        return [f"{len(self.accounts)} accounts"]
+
     def _accounts_reloaded(self) -> None:
         if self.accounts.load_error is not None:
             log.error("accounts file not reloaded: %s", self.accounts.load_error)
@@ -1383,6 +1395,7 @@ async def start_customer_server(gateway: Gateway) -> CustomerSmppServer:
     """Start the customer SMPP server of `gateway` and register its stop hook."""
     server = CustomerSmppServer(gateway)
     gateway.add_stop_hook(server.stop)  # first: a start cut short (a busy port) is undone too
+    gateway.add_reconfigure_hook(server.reconfigure)
     await server.start()
     return server
 

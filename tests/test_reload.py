@@ -104,7 +104,7 @@ async def test_reload_swaps_in_new_operator_tables_and_routes(
         ("prefix", "prefixes.csv"),
         ("missing table", "ported.csv"),
         ("toml", "tandem.toml"),
-        ("unknown link", "not running"),
+        ("disabled link", "disabled: new"),
     ],
 )
 async def test_a_bad_file_keeps_the_current_tables_and_logs_one_line(
@@ -122,10 +122,11 @@ async def test_a_bad_file_keeps_the_current_tables_and_logs_one_line(
         (tmp_path / "ported.csv").unlink()
     elif breakage == "toml":
         config.write_text(config.read_text() + "\n[[routes]\n", encoding="utf-8")
-    else:  # a route to a link the running daemon does not have
+    else:  # a route to a link that would not run
         text = write_files(tmp_path, route("other", targets='["carrier", "new"]')).read_text()
         config.write_text(
-            text + '[[links]]\ntype = "smpp"\nname = "new"\nhost = "h"\nsystem_id = "x"\n',
+            text + '[[links]]\ntype = "smpp"\nname = "new"\nhost = "h"\nsystem_id = "x"\n'
+            "enabled = false\n",
             encoding="utf-8",
         )
     caplog.clear()
@@ -176,3 +177,47 @@ async def test_sighup_reloads_the_routes_of_a_running_daemon(tmp_path: Path) -> 
         process.stop()
     failures = [line for line in process.output().splitlines() if "reload failed" in line]
     assert len(failures) == 1 and "tandem.toml" in failures[0]
+
+
+async def test_tandem_reload_asks_the_daemon_and_prints_what_changed_or_why_not(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from tests.daemon_processes import ROOT, TANDEM
+
+    http_port = free_port()
+    config = write_files(tmp_path, route("before"), http_port=http_port)
+    process = daemon(tmp_path, config).start()
+
+    def tandem_reload() -> subprocess.CompletedProcess[str]:
+        argv = [*TANDEM, "reload", "-c", str(config)]
+        return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    try:
+        await wait_http(f"http://127.0.0.1:{http_port}/openapi.json")
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace('name = "before"', 'name = "after"'), encoding="utf-8")
+        done = await asyncio.to_thread(tandem_reload)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"reloaded {config}") and "1 routes" in done.stdout
+
+        # A key the model does not know: refused whole, the reason names file and key.
+        config.write_text(text + "\n[http]\nwindow = 3\n", encoding="utf-8")
+        done = await asyncio.to_thread(tandem_reload)
+        assert done.returncode == 2 and "refused, nothing changed" in done.stderr
+        # The daemon's own check of a file the command cannot see wrong: a route to a link
+        # that is disabled loads, and only the daemon refuses it.
+        config.write_text(
+            text.replace('targets = ["carrier"]', 'targets = ["carrier", "spare"]')
+            + '[[links]]\ntype = "smpp"\nname = "spare"\nhost = "127.0.0.1"\n'
+            'system_id = "x"\nenabled = false\n',
+            encoding="utf-8",
+        )
+        done = await asyncio.to_thread(tandem_reload)
+        assert done.returncode == 1, done.stdout
+        assert f"{config}: routes: targets links that are disabled: spare" in done.stderr
+        assert process.running()
+    finally:
+        process.stop()
+    assert "reload failed, the running config stays" in process.output()

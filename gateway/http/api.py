@@ -52,6 +52,7 @@ from gateway.http.problems import (
     from_validation_error,
     problem_response,
 )
+from gateway.http.reload import add_reload_route
 from gateway.http.server_limits import (
     ConnectionGuard,
     ConnectionLimits,
@@ -77,6 +78,7 @@ from smpp.text import DATA_CODING_OF, TextEncodingError
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.callbacks import CallbackSender
+    from gateway.config import TandemConfig
 
 log = logging.getLogger("tandem.http")
 
@@ -154,6 +156,7 @@ class HttpApi:
         )
         self.admin_token = load_or_create_admin_token(admin_token_path(gateway.config))
         self.callbacks: CallbackSender | None = None
+        self.egress_config = gateway.config.egress
         self.egress = EgressPolicy.from_config(gateway.config.egress)
         self.stats = HttpStats()
         self.client_addresses = ClientAddresses(self.config.trusted_proxies)
@@ -209,6 +212,27 @@ class HttpApi:
     def url(self) -> str:
         return f"http://{self.config.host}:{self.port}"
 
+    def reconfigure(self, config: TandemConfig) -> list[str]:
+        """A reload (`Gateway.add_reconfigure_hook`): keys' default limits, per-request
+        settings, the egress rule and the callbacks' settings. The listener and its limits
+        stay until a restart (`gateway.reload.HTTP_RELOADED` says which fields follow)."""
+        changes: list[str] = []
+        if config.http != self.config:
+            changes.append("http settings")
+        self.config = config.http
+        self.keys.set_defaults(
+            default_requests_per_second=config.http.requests_per_second,
+            default_messages_per_second=config.http.messages_per_second,
+            cache_seconds=config.http.key_cache_seconds,
+        )
+        if config.egress != self.egress_config:
+            changes.append("egress rule")
+            self.egress_config = config.egress
+            self.egress = EgressPolicy.from_config(config.egress)
+        if self.callbacks is not None:
+            self.callbacks.reconfigure(config.http, self.egress)
+        return changes
+
     async def _housekeep(self) -> None:
         last_purge = 0.0
         while True:
@@ -237,6 +261,7 @@ class HttpApi:
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
         add_admin_routes(app, self.gateway)  # GET /admin/links: admin token, read-only
+        add_reload_route(app, self.gateway)  # POST /admin/reload: admin token
         return app
 
     @web.middleware
@@ -828,5 +853,6 @@ async def start_http_api(gateway: Gateway) -> HttpApi:
     gateway.status_listeners.append(api.otp)  # wipes the code from finished OTP messages
     api.callbacks.restore()
     gateway.add_stop_hook(api.stop)  # first: a start cut short (a busy port) is undone too
+    gateway.add_reconfigure_hook(api.reconfigure)
     await api.start()
     return api
