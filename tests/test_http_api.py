@@ -349,6 +349,9 @@ async def test_openapi_document_and_docs_page_are_served_self_contained(daemon: 
         "/v1/otp/{id}",
         "/v1/otp/{id}/check",
         "/v1/otp/{id}/cancel",
+        "/v1/optouts",
+        "/v1/optouts/{number}",
+        "/v1/optouts/{number}/history",
     }
     schema = document["components"]["schemas"]["SendMessageRequest"]
     assert "from" in schema["properties"] and "from_" not in schema["properties"]

@@ -45,6 +45,7 @@ from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.limits import KeyLimits
 from gateway.http.openapi import docs_page, openapi_document
+from gateway.http.optouts import add_optout_routes
 from gateway.http.problems import (
     Problem,
     from_intake_refusal,
@@ -260,6 +261,7 @@ class HttpApi:
         app.router.add_get("/v1/otp/{id}", self.get_otp)
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
+        add_optout_routes(app, self)  # /v1/optouts: the opt-out list, scope `optouts`
         add_admin_routes(app, self.gateway)  # GET /admin/links: admin token, read-only
         add_reload_route(app, self.gateway)  # POST /admin/reload: admin token
         return app

@@ -359,3 +359,84 @@ class ProblemDocument(BaseModel):
     retry_after: int | None = None
     otp_status: str | None = None
     attempts_left: int | None = None
+
+
+# --- /v1/optouts -------------------------------------------------------------------------------
+
+OptOutScopeName = Literal["sender", "group", "all"]
+
+
+class OptOutPutRequest(BaseModel):
+    """Stop messages to a number: from one sender (default), a sender group, or every sender."""
+
+    model_config = ConfigDict(
+        **_REQUEST,
+        json_schema_extra={
+            "examples": [{"scope": "sender", "sender": "12345", "reason": "asked by phone"}]
+        },
+    )
+
+    scope: OptOutScopeName = "sender"
+    sender: Sender | None = Field(default=None, description="With scope `sender`")
+    group: (
+        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] | None
+    ) = Field(default=None, description="With scope `group`: a `[[sender_groups]]` name")
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class OptOutView(BaseModel):
+    """One opt-out in force."""
+
+    model_config = _RESPONSE
+
+    number: str = Field(examples=["+447911123456"])
+    scope: OptOutScopeName
+    sender: str | None = None
+    group: str | None = None
+    created_at: datetime
+    via: Literal["keyword", "api", "import", "cli"]
+    keyword: str | None = None
+    source: str
+    reason: str
+
+
+class OptOutChanged(BaseModel):
+    """What a PUT or DELETE did: the opt-outs it was about, and whether the list changed."""
+
+    model_config = _RESPONSE
+
+    number: str
+    changed: bool
+    optouts: list[OptOutView] = Field(description="PUT: the opt-out in force; DELETE: removed")
+
+
+class OptOutList(BaseModel):
+    model_config = _RESPONSE
+
+    optouts: list[OptOutView]
+    next: str | None = Field(default=None, description="Pass as `after` for the next page")
+
+
+class OptOutHistoryEntry(BaseModel):
+    model_config = _RESPONSE
+
+    id: int
+    action: Literal["opt_out", "opt_in"]
+    scope: OptOutScopeName
+    sender: str | None = None
+    group: str | None = None
+    via: Literal["keyword", "api", "import", "cli"]
+    keyword: str | None = None
+    lenient: bool
+    source: str
+    reason: str
+    changed: bool
+    at: datetime
+
+
+class OptOutHistory(BaseModel):
+    model_config = _RESPONSE
+
+    number: str
+    history: list[OptOutHistoryEntry]
+    next: str | None = None

@@ -37,11 +37,22 @@ class Operation:
     responses: dict[int, tuple[str, type[BaseModel] | None]]
     problems: tuple[int, ...]
     path_id: str | None = None  # pattern of the {id} path parameter
+    path_param: str = "id"  # its name
+    query: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (name, description, schema)
     idempotent_key: bool = False
     extra_headers: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 _AUTH_PROBLEMS = (401, 403, 429)
+_NUMBER = r"^\+?[0-9]{1,15}$"
+_PAGE_QUERY: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "limit",
+        "At most this many (default 100)",
+        {"type": "integer", "minimum": 1, "maximum": 1000},
+    ),
+    ("after", "The `next` of the previous page", {"type": "string", "minLength": 1}),
+)
 _MESSAGE_ID = r"^[0-9a-f]{20}$"
 _OTP_ID = r"^otp_[0-9a-f]{20}$"
 
@@ -153,6 +164,84 @@ OPERATIONS: tuple[Operation, ...] = (
         (*_AUTH_PROBLEMS, 404, 409),
         path_id=_OTP_ID,
     ),
+    Operation(
+        "get",
+        "/v1/optouts",
+        "listOptOuts",
+        "Opt-outs in force, by number, sender, group or scope",
+        "Ordered by number; `next` pages on. A key limited to some senders must name `sender`.",
+        "optouts",
+        None,
+        {200: ("A page of opt-outs", models.OptOutList)},
+        (*_AUTH_PROBLEMS, 422),
+        query=(
+            ("number", "E.164", {"type": "string", "minLength": 1, "maxLength": 32}),
+            ("sender", "Opt-outs of this sender", {"type": "string", "minLength": 1}),
+            ("group", "Opt-outs of this sender group", {"type": "string", "minLength": 1}),
+            (
+                "scope",
+                "sender, group or all",
+                {"type": "string", "enum": ["sender", "group", "all"]},
+            ),
+            *_PAGE_QUERY,
+        ),
+    ),
+    Operation(
+        "put",
+        "/v1/optouts/{number}",
+        "putOptOut",
+        "Stop messages to a number (from a sender, a sender group, or every sender)",
+        "201 when the list changed, 200 when the opt-out was already in force. Every MT to the "
+        "number from that scope is refused from now on (HTTP 403 `recipient_opted_out`).",
+        "optouts",
+        models.OptOutPutRequest,
+        {
+            200: ("Already in force", models.OptOutChanged),
+            201: ("Recorded", models.OptOutChanged),
+        },
+        (400, *_AUTH_PROBLEMS, 413, 422),
+        path_id=_NUMBER,
+        path_param="number",
+    ),
+    Operation(
+        "delete",
+        "/v1/optouts/{number}",
+        "deleteOptOut",
+        "Remove a number's opt-outs (one scope, or all of them)",
+        "With `scope` (and `sender` or `group`) that opt-out; without, every one of the number. "
+        "404 when there was none.",
+        "optouts",
+        None,
+        {200: ("The opt-outs removed", models.OptOutChanged)},
+        (*_AUTH_PROBLEMS, 404, 422),
+        path_id=_NUMBER,
+        path_param="number",
+        query=(
+            (
+                "scope",
+                "sender, group or all",
+                {"type": "string", "enum": ["sender", "group", "all"]},
+            ),
+            ("sender", "With scope sender", {"type": "string", "minLength": 1}),
+            ("group", "With scope group", {"type": "string", "minLength": 1}),
+            ("reason", "Kept in the audit trail", {"type": "string", "maxLength": 200}),
+        ),
+    ),
+    Operation(
+        "get",
+        "/v1/optouts/{number}/history",
+        "optOutHistory",
+        "Every change of a number's opt-outs, oldest first",
+        "Keyword (with the word, whether matched leniently, and the link), API (with the key), "
+        "import or CLI; a repeated STOP is kept with `changed: false`.",
+        "optouts",
+        None,
+        {200: ("The audit trail", models.OptOutHistory)},
+        (*_AUTH_PROBLEMS, 422),
+        path_id=_NUMBER,
+        path_param="number",
+        query=_PAGE_QUERY,
+    ),
 )
 
 _PROBLEM_DESCRIPTIONS = {
@@ -180,9 +269,13 @@ def _schemas() -> dict[str, Any]:
         models.OtpCheckRequest,
         models.OtpView,
         models.OtpCheckResponse,
+        models.OptOutPutRequest,
+        models.OptOutChanged,
+        models.OptOutList,
+        models.OptOutHistory,
         models.ProblemDocument,
     ]
-    inputs = {models.SendMessageRequest, models.PreviewRequest}
+    inputs = {models.SendMessageRequest, models.PreviewRequest, models.OptOutPutRequest}
     inputs |= {models.OtpSendRequest, models.OtpCheckRequest}
     pairs = [(cls, "validation" if cls in inputs else "serialization") for cls in classes]
     _, document = models_json_schema(pairs, ref_template=REF, by_alias=True)  # type: ignore[arg-type]
@@ -207,10 +300,20 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.path_id is not None:
         entry["parameters"].append(
             {
-                "name": "id",
+                "name": op.path_param,
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string", "pattern": op.path_id},
+            }
+        )
+    for name, description, query_schema in op.query:
+        entry["parameters"].append(
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": description,
+                "schema": query_schema,
             }
         )
     if op.idempotent_key:
@@ -287,7 +390,7 @@ body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding
 h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #ddd}
 .op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}
 .m{display:inline-block;min-width:4.5rem;font-weight:bold;text-transform:uppercase}
-.post{color:#0a7}.get{color:#06c}.delete{color:#c33}
+.post{color:#0a7}.get{color:#06c}.delete{color:#c33}.put{color:#a60}
 code,pre{font:13px/1.4 ui-monospace,monospace;background:#f6f6f6}
 pre{padding:.6rem;overflow:auto;border-radius:4px}
 table{border-collapse:collapse}td{padding:.1rem .8rem .1rem 0;vertical-align:top}

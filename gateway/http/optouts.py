@@ -1,0 +1,332 @@
+"""`/v1/optouts`: the opt-out list over HTTP, for keys with the `optouts` scope.
+
+Owns the handlers of `GET /v1/optouts` (filter by number, sender, group, scope; paginated),
+`PUT /v1/optouts/{number}`, `DELETE /v1/optouts/{number}` and `GET
+/v1/optouts/{number}/history`, and turning registry entries and audit rows into the models of
+`gateway.http.models`. Changes go through the daemon's `OptOutRegistry`, so they block (or stop
+blocking) in this daemon at once and are audited as `api` with the key's name as the source.
+
+A key limited to some senders (`tandem keys create --senders`) sees and changes the opt-outs
+of those senders only: it must name `sender`, and group or all-sender opt-outs are refused.
+
+Never does: SQL (the store), or deciding scopes of keywords (the registry).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.http import models
+from gateway.http.problems import Problem
+from gateway.keys import ApiKey
+from gateway.optouts.senders import sender_key
+from gateway.store.base import (
+    OptOutAuditRecord,
+    OptOutEntry,
+    OptOutScope,
+    OptOutStore,
+    OptOutVia,
+)
+from routing import InvalidNumber
+
+if TYPE_CHECKING:
+    from gateway.http.api import HttpApi
+
+SCOPE = "optouts"
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def add_optout_routes(app: web.Application, api: HttpApi) -> None:
+    handlers = OptOutHandlers(api)
+    app.router.add_get("/v1/optouts", handlers.list)
+    app.router.add_put("/v1/optouts/{number}", handlers.put)
+    app.router.add_delete("/v1/optouts/{number}", handlers.delete)
+    app.router.add_get("/v1/optouts/{number}/history", handlers.history)
+
+
+def _at(unix_time: float) -> datetime:
+    return datetime.fromtimestamp(unix_time, UTC)
+
+
+def _json(model: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=model.model_dump_json(by_alias=True).encode(),
+        content_type="application/json",
+    )
+
+
+def entry_view(entry: OptOutEntry) -> models.OptOutView:
+    return models.OptOutView(
+        number="+" + entry.number,
+        scope=entry.scope.value,
+        sender=entry.target if entry.scope is OptOutScope.SENDER else None,
+        group=entry.target if entry.scope is OptOutScope.GROUP else None,
+        created_at=_at(entry.created_at),
+        via=entry.via.value,
+        keyword=entry.keyword,
+        source=entry.source,
+        reason=entry.reason,
+    )
+
+
+def history_view(record: OptOutAuditRecord) -> models.OptOutHistoryEntry:
+    return models.OptOutHistoryEntry(
+        id=record.id,
+        action=record.action.value,
+        scope=record.scope.value,
+        sender=record.target if record.scope is OptOutScope.SENDER else None,
+        group=record.target if record.scope is OptOutScope.GROUP else None,
+        via=record.via.value,
+        keyword=record.keyword,
+        lenient=record.lenient,
+        source=record.source,
+        reason=record.reason,
+        changed=record.changed,
+        at=_at(record.at),
+    )
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, length: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        values = None
+    if not isinstance(values, list) or len(values) != length:
+        raise Problem(422, "invalid_cursor", "after is not a cursor this API gave.", field="after")
+    return values
+
+
+class OptOutHandlers:
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+        self.gateway = api.gateway
+
+    @property
+    def store(self) -> OptOutStore:
+        store: Any = self.gateway.message_store
+        return store  # type: ignore[no-any-return]
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _key(self, request: web.Request) -> ApiKey:
+        from gateway.http.api import API_KEY
+
+        key: ApiKey = request[API_KEY]
+        if not key.allows_scope(SCOPE):
+            raise Problem(403, "insufficient_scope", f"This key does not have the '{SCOPE}' scope.")
+        return key
+
+    def _number(self, raw: str, field: str = "number") -> str:
+        # E.164 with or without '+' (a path carries '+' awkwardly); national with a region.
+        numbers = self.gateway.numbers
+        try:
+            return numbers.normalise(raw).e164[1:]
+        except InvalidNumber as exc:
+            if raw.strip().isdigit():
+                try:
+                    return numbers.normalise(raw, assume_international=True).e164[1:]
+                except InvalidNumber:
+                    pass
+            raise Problem(422, "invalid_number", exc.reason, field=field) from None
+
+    def _group(self, name: str, field: str = "group") -> str:
+        if name not in self.gateway.optouts.groups.groups:
+            raise Problem(422, "unknown_group", f"No sender group is named {name!r}.", field=field)
+        return name
+
+    @staticmethod
+    def _restricted(key: ApiKey) -> bool:
+        return key.sender_rule is not None
+
+    def _require_sender_allowed(self, key: ApiKey, sender: str | None, scope: str) -> None:
+        if not self._restricted(key):
+            return
+        if scope != "sender" or sender is None:
+            raise Problem(
+                403,
+                "sender_not_allowed",
+                "This key is limited to some senders: it must name a sender it may send from.",
+                field="sender",
+            )
+        if not key.allows_sender(sender):
+            raise Problem(
+                403, "sender_not_allowed", f"This key may not use {sender!r}.", field="sender"
+            )
+
+    @staticmethod
+    def _scope(raw: str | None, field: str = "scope") -> OptOutScope | None:
+        if raw is None:
+            return None
+        try:
+            return OptOutScope(raw)
+        except ValueError:
+            raise Problem(
+                422, "invalid_scope", "scope is one of sender, group, all.", field=field
+            ) from None
+
+    @staticmethod
+    def _limit(request: web.Request) -> int:
+        raw = request.query.get("limit")
+        if raw is None:
+            return DEFAULT_PAGE
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise Problem(
+                422,
+                "invalid_limit",
+                f"limit is a whole number from 1 to {MAX_PAGE}.",
+                field="limit",
+            )
+        return int(raw)
+
+    # --- handlers ---------------------------------------------------------------------------
+    async def list(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        query = request.query
+        number = self._number(query["number"]) if "number" in query else None
+        scope = self._scope(query.get("scope"))
+        sender = query.get("sender")
+        group = query.get("group")
+        if sender is not None and group is not None:
+            raise Problem(422, "conflicting_filters", "Give sender or group, not both.", "group")
+        target: str | None = None
+        if sender is not None:
+            if scope not in (None, OptOutScope.SENDER):
+                raise Problem(422, "conflicting_filters", "sender goes with scope sender.", "scope")
+            scope, target = OptOutScope.SENDER, sender_key(sender)
+        elif group is not None:
+            if scope not in (None, OptOutScope.GROUP):
+                raise Problem(422, "conflicting_filters", "group goes with scope group.", "scope")
+            scope, target = OptOutScope.GROUP, group
+        self._require_sender_allowed(key, sender, "sender" if sender is not None else "any")
+        limit = self._limit(request)
+        after = None
+        if "after" in query:
+            values = decode_cursor(query["after"], 3)
+            after = (str(values[0]), str(values[1]), str(values[2]))
+        entries = await self.store.list_optouts(
+            number=number, scope=scope, target=target, after=after, limit=limit + 1
+        )
+        page = entries[:limit]
+        next_cursor = None
+        if len(entries) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor([last.number, last.scope.value, last.target])
+        return _json(models.OptOutList(optouts=[entry_view(e) for e in page], next=next_cursor))
+
+    async def put(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        number = self._number(request.match_info["number"])
+        body = await self.api._parse(request, models.OptOutPutRequest)
+        scope = OptOutScope(body.scope)
+        if scope is OptOutScope.SENDER:
+            if body.sender is None or body.group is not None:
+                raise Problem(422, "missing_field", "scope sender needs sender.", field="sender")
+            target = sender_key(body.sender)
+        elif scope is OptOutScope.GROUP:
+            if body.group is None or body.sender is not None:
+                raise Problem(422, "missing_field", "scope group needs group.", field="group")
+            target = self._group(body.group)
+        else:
+            if body.sender is not None or body.group is not None:
+                raise Problem(
+                    422, "unknown_field", "scope all names no sender or group.", field="scope"
+                )
+            target = ""
+        self._require_sender_allowed(key, body.sender, body.scope)
+        outcome = await self.gateway.optouts.opt_out(
+            number,
+            scope=scope,
+            target=target,
+            via=OptOutVia.API,
+            source=f"key:{key.name}",
+            reason=body.reason,
+        )
+        entries = await self.store.list_optouts(number=number, scope=scope, target=target, limit=1)
+        return _json(
+            models.OptOutChanged(
+                number="+" + number,
+                changed=outcome.any_changed,
+                optouts=[entry_view(e) for e in entries],
+            ),
+            201 if outcome.any_changed else 200,
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        number = self._number(request.match_info["number"])
+        query = request.query
+        scope = self._scope(query.get("scope"))
+        sender = query.get("sender")
+        group = query.get("group")
+        target = ""
+        if scope is OptOutScope.SENDER:
+            if sender is None:
+                raise Problem(422, "missing_field", "scope sender needs sender.", field="sender")
+            target = sender_key(sender)
+        elif scope is OptOutScope.GROUP:
+            if group is None:
+                raise Problem(422, "missing_field", "scope group needs group.", field="group")
+            target = self._group(group)
+        elif scope is None and (sender is not None or group is not None):
+            raise Problem(422, "missing_field", "sender and group go with a scope.", "scope")
+        self._require_sender_allowed(
+            key, sender, scope.value if scope is not None else "everything"
+        )
+        before = await self.store.list_optouts(number=number, limit=MAX_PAGE)
+        outcome = await self.gateway.optouts.opt_in(
+            number,
+            scope=scope,
+            target=target,
+            via=OptOutVia.API,
+            source=f"key:{key.name}",
+            reason=query.get("reason", ""),
+        )
+        removed_keys = {
+            (each_scope, each_target)
+            for (each_scope, each_target), did in zip(outcome.scopes, outcome.changed)
+            if did
+        }
+        if not removed_keys:
+            raise Problem(404, "not_found", "The number has no such opt-out.", field="number")
+        removed = [e for e in before if (e.scope, e.target) in removed_keys]
+        return _json(
+            models.OptOutChanged(
+                number="+" + number, changed=True, optouts=[entry_view(e) for e in removed]
+            )
+        )
+
+    async def history(self, request: web.Request) -> web.Response:
+        key = self._key(request)
+        if self._restricted(key):
+            raise Problem(
+                403, "sender_not_allowed", "A key limited to some senders cannot read histories."
+            )
+        number = self._number(request.match_info["number"])
+        limit = self._limit(request)
+        after_id = 0
+        if "after" in request.query:
+            values = decode_cursor(request.query["after"], 1)
+            if not isinstance(values[0], int):
+                raise Problem(
+                    422, "invalid_cursor", "after is not a cursor this API gave.", "after"
+                )
+            after_id = values[0]
+        records = await self.store.optout_history(number, after_id=after_id, limit=limit + 1)
+        page = records[:limit]
+        next_cursor = encode_cursor([page[-1].id]) if len(records) > limit else None
+        return _json(
+            models.OptOutHistory(
+                number="+" + number, history=[history_view(r) for r in page], next=next_cursor
+            )
+        )
