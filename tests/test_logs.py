@@ -66,3 +66,38 @@ def test_log_settings_are_checked() -> None:
     assert config.log.format == "json" and config.log.level == "DEBUG"
     with pytest.raises(ConfigError, match=r"log\.format"):
         parse_config('[log]\nformat = "xml"\n', "t.toml")
+
+
+def test_every_log_call_that_names_a_message_passes_its_id_as_a_field() -> None:
+    """A log call whose arguments include a message id (`message.id`, `message_id`, ...) says
+    so with `extra=message_fields(...)`, so the json format carries it as `message_id`."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "gateway"
+    levels = {"debug", "info", "warning", "error", "exception", "critical"}
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in levels
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in ("log", "logger")
+            ):
+                continue
+            names_a_message = any(
+                (
+                    isinstance(arg, ast.Attribute)
+                    and arg.attr == "id"
+                    and "message" in ast.unparse(arg)
+                )
+                or (isinstance(arg, ast.Name) and arg.id == "message_id")
+                or (isinstance(arg, ast.Attribute) and arg.attr == "message_id")
+                for arg in node.args[1:]
+            )
+            if names_a_message and not any(k.arg == "extra" for k in node.keywords):
+                missing.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert missing == []

@@ -49,6 +49,7 @@ from gateway.links.base import (
     SubmittedSegment,
     TemporarilyRefused,
 )
+from gateway.logs import message_fields
 from gateway.messages import Message
 from modems.errors import FailureKind, cms_error_name
 from modems.limits import SimSendLimits
@@ -285,7 +286,12 @@ class ModemLink:
                 await self._hand_back(message, "the link stopped")
                 raise
             except Exception:
-                log.exception("link %s: sending %s failed", self.name, message.id)
+                log.exception(
+                    "link %s: sending %s failed",
+                    self.name,
+                    message.id,
+                    extra=message_fields(message.id, link=self.name),
+                )
                 await self._report(message, SendFailure("internal error"), permanent=False)
             finally:
                 self._idle.set()
@@ -415,6 +421,7 @@ class ModemLink:
             outcome.reason,
             outcome.kind.value,
             f"; {len(outcome.references)} parts went before" if outcome.references else "",
+            extra=message_fields(message.id, link=self.name),
         )
 
     def _failure_of(self, message: Message, outcome: SendFailed) -> SendFailure:
