@@ -267,6 +267,7 @@ class Gateway:
                 if link_config.enabled:
                     self.links[link_config.name] = self._build_link(link_config)
         with startup_step("store", str(config.store_path)):
+            await self._restore_daily_counts()
             await self._queue_pending()
             await self.optouts.load()  # before any channel takes a message
         self.optouts.start_sync(config.optouts.sync_seconds)
@@ -291,6 +292,15 @@ class Gateway:
 
             self.retention = RetentionPurger(SqliteRetention(store), config)
             self.retention.start()
+
+    async def _restore_daily_counts(self) -> None:
+        """Links that count their day against a cap (SIMs) go on from what the store says
+        they sent today, so a restart does not hand a SIM a fresh cap."""
+        for link in self.links.values():
+            restore = getattr(link, "restore_sent_today", None)
+            day_started_at = getattr(link, "day_started_at", None)
+            if restore is not None and day_started_at is not None:
+                restore(await self.message_store.count_submitted_since(link.name, day_started_at()))
 
     async def _queue_pending(self) -> None:
         """Put what waits in the store back into the send queue: scheduled messages whole,

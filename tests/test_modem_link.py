@@ -429,3 +429,25 @@ async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
     # Stored copies go once kept; direct ones were never stored.
     await wait_for(lambda: not pty.modem.storage, "the stored MOs to be deleted")
     assert pool.gateway.stats.mo_received == 3
+
+
+async def test_a_restart_keeps_the_sims_count_of_the_day(
+    pools: Callable[..., Any], tmp_path: Path
+) -> None:
+    pool: Pool = await pools({"sim": quick()}, links={"sim": {"daily_cap": 3}})
+    for n in range(2):
+        await pool.wait_status(await pool.send(f"before {n}"), MessageStatus.DELIVERED)
+    config = pool.gateway.config
+    await pool.gateway.stop()
+
+    again = Gateway(config, retry=RetryPolicy(base=0.2, cap=1.0))
+    await again.start()
+    try:
+        restarted = Pool(again, pool.modems)
+        await restarted.wait_state("sim", LinkState.UP)
+        assert restarted.link("sim").sent_today() == 2
+        await restarted.wait_status(await restarted.send("third"), MessageStatus.DELIVERED)
+        await restarted.wait_state("sim", LinkState.CAPPED)  # 3 today: the cap, restart or not
+        assert len(restarted.sent_to("sim")) == 3
+    finally:
+        await again.stop()

@@ -204,6 +204,16 @@ class ModemLink:
     def capabilities(self) -> LinkCapabilities:
         return self._capabilities
 
+    def day_started_at(self) -> float:
+        """When today began in the cap's time zone (UNIX seconds)."""
+        now = datetime.fromtimestamp(self._clock(), self._zone)
+        return datetime.combine(now.date(), datetime.min.time(), self._zone).timestamp()
+
+    def restore_sent_today(self, parts: int) -> None:
+        """Today's count as the store kept it (start-up): a restart keeps the SIM's cap."""
+        self.limits.restore(self._today(), parts)
+        self.stats.sends_today = self.sent_today()
+
     @property
     def daily_cap(self) -> int | None:
         return self.config.daily_cap

@@ -260,6 +260,10 @@ class MessageStore(Protocol):
     async def list_submitted_older_than(self, cutoff: float, *, limit: int = 1000) -> list[Segment]:
         """Segments still awaiting a final receipt that were submitted before `cutoff`."""
 
+    async def count_submitted_since(self, link: str, since: float) -> int:
+        """Parts link `link` had accepted at or after `since` (a modem link's count of its
+        day, restored at start-up so a restart does not reset a SIM's daily cap)."""
+
     # --- reading and history ------------------------------------------------------------------
     async def get(self, message_id: str) -> MessageRecord | None:
         """The message with its segments and history, or None."""

@@ -648,6 +648,15 @@ class SqliteMessageStore(SqliteOptOutStore):
         )
         return [_segment_from_row(r) for r in rows]
 
+    async def count_submitted_since(self, link: str, since: float) -> int:
+        # carrier_id IS NOT NULL: the partial index on (link, carrier_id, submitted_at) serves it.
+        rows = await self._read(
+            "SELECT count(*) FROM segments WHERE link = ? AND carrier_id IS NOT NULL "
+            "AND submitted_at >= ?",
+            (link, since),
+        )
+        return int(rows[0][0])
+
     # --- reading and history ------------------------------------------------------------------
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
         if self._reader is None:
