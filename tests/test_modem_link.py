@@ -315,6 +315,14 @@ async def test_the_daily_cap_moves_traffic_to_the_next_sim_of_the_pool(
     await asyncio.sleep(0.5)
     assert (await pool.record(waiting)).message.status is MessageStatus.QUEUED
 
+    # A capped SIM that comes back from an unplug is still capped, not "up" for the day.
+    pool.modems["first"].unplug()
+    await pool.wait_state("first", LinkState.DOWN)
+    pool.modems["first"].plug()
+    await pool.wait_state("first", LinkState.CAPPED)
+    await asyncio.sleep(0.3)
+    assert len(pool.sent_to("first")) == 2
+
 
 async def test_an_even_pool_spreads_a_burst_across_sims_by_their_caps(
     pools: Callable[..., Any],

@@ -365,7 +365,7 @@ class ModemLink:
         self._report_send_failed(message, outcome)
         await self._report(
             message,
-            self._failure_of(message, outcome),
+            self._failure_of(message, outcome, len(tpdus)),
             permanent=outcome.kind is FailureKind.PERMANENT,
         )
 
@@ -434,11 +434,10 @@ class ModemLink:
             extra=message_fields(message.id, link=self.name),
         )
 
-    def _failure_of(self, message: Message, outcome: SendFailed) -> SendFailure:
+    def _failure_of(self, message: Message, outcome: SendFailed, total: int) -> SendFailure:
         reason = outcome.reason
         if outcome.cms_error is not None:
             reason = f"+CMS ERROR {outcome.cms_error} ({cms_error_name(outcome.cms_error)})"
-        total = len(outcome.references) + 1
         submitted = tuple(
             SubmittedSegment(index, total, correlation_key(mr, message.destination), str(mr))
             for index, mr in enumerate(outcome.references)
@@ -480,7 +479,9 @@ class ModemLink:
                 stats.registration,
             )
             self._ready.set()
-            self._set_state(LinkState.UP)
+            # Back after an unplug or a reset: still capped if the SIM's day is used up.
+            remaining = self.limits.remaining_today(self._today())
+            self._set_state(LinkState.CAPPED if remaining == 0 else LinkState.UP)
         elif isinstance(event, Stopped):
             self._on_stopped(event)
         elif isinstance(event, StatusReportReceived):
