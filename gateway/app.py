@@ -57,8 +57,10 @@ from gateway.links.base import (
 )
 from gateway.messages import Message, Segment
 from gateway.optouts.from_config import matcher_and_groups
+from gateway.optouts.keywords import KeywordMatcher
 from gateway.optouts.policy import OptOutPolicy
 from gateway.optouts.registry import OptOutRegistry, OptOutStats
+from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.reload import ReloadPlan, ReloadReport, plan_reload
@@ -175,7 +177,8 @@ class Gateway:
             senders=self.config.senders,
         )
         # The opt-out list (loaded at start) and the check every MT passes; the inbound
-        # handler records STOP/START through `optouts` and matches MOs with `keywords`.
+        # handler records STOP/START through `optouts` and matches MOs with `keywords` (read
+        # it per MO: a reload puts a new matcher here).
         self.optout_stats = OptOutStats()
         self.keywords, sender_groups = matcher_and_groups(self.config)
         self.optouts = OptOutRegistry(
@@ -742,7 +745,7 @@ class Gateway:
         async with self._reloading:
             loop = asyncio.get_running_loop()
             try:
-                plan, tables, routes = await loop.run_in_executor(
+                plan, tables, routes, keywords, groups = await loop.run_in_executor(
                     None, self._read_reloadable, config_path
                 )
                 new_links = {cfg.name: self._build_link(cfg, count=False) for cfg in plan.added}
@@ -759,6 +762,12 @@ class Gateway:
             self.routes = self.intake.routes = routes
             self.intake.senders = config.senders
             self.backlog.limits = backlog_limits(config)
+            self.keywords = keywords
+            self.optouts.set_groups(groups)
+            self.optout_policy.enabled = config.optouts.enabled
+            self.optout_policy.otp_exempt = frozenset(
+                sender_key(sender) for sender in config.optouts.otp_exempt
+            )
             for name, link in new_links.items():
                 self._count_usage(link)
                 self.links[name] = link
@@ -813,7 +822,7 @@ class Gateway:
 
     def _read_reloadable(
         self, config_path: Path | None
-    ) -> tuple[ReloadPlan, OperatorTables, RouteTable]:
+    ) -> tuple[ReloadPlan, OperatorTables, RouteTable, KeywordMatcher, SenderGroups]:
         new = load_config(config_path)
         plan = plan_reload(self.config, new)
         tables = NumberResolver.from_config(plan.config.numbering).tables
@@ -825,7 +834,8 @@ class Gateway:
             raise ConfigError(
                 source, "routes", f"targets links that are disabled: {', '.join(sorted(missing))}"
             )
-        return plan, tables, routes
+        keywords, groups = matcher_and_groups(plan.config)
+        return plan, tables, routes, keywords, groups
 
     async def _reload_logged(self, config_path: Path | None) -> None:
         await self.reload(config_path)

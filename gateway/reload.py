@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import HttpConfig, LinkConfig, TandemConfig
+from gateway.config import LinkConfig, TandemConfig
 
 # Top-level sections a reload applies (`Gateway.reload` says how each one reaches its users).
 RELOADED = frozenset(
@@ -32,24 +32,34 @@ RELOADED = frozenset(
         "senders",  # the sender-id rule intake applies
         "dlr",  # report mode and receipt timeouts (read per use); the hold needs a restart
         "mqtt",  # event sinks: EventSinks.replace
+        "keywords",  # the MO keyword matcher (Gateway.keywords)
+        "sender_groups",  # which senders share opt-outs (OptOutRegistry.groups)
+        "optouts",  # only the fields in PARTLY_RELOADED
     }
 )
-# [http] fields read per request or per callback (keys' default limits, callback settings).
-HTTP_RELOADED = frozenset(
-    {
-        "requests_per_second",
-        "messages_per_second",
-        "max_recipients",
-        "key_cache_seconds",
-        "default_sender",
-        "callback_events",
-        "callback_timeout",
-        "callback_retry_initial",
-        "callback_retry_max_delay",
-        "callback_retry_for",
-    }
-)
-DLR_RESTART_ONLY = frozenset({"hold_max", "hold_seconds"})
+# Sections a reload applies only in part: the fields listed follow; a change to any other field
+# of the section waits for a restart (listeners, pools, timers set up at start).
+PARTLY_RELOADED: dict[str, frozenset[str]] = {
+    # Keys' default limits and per-request settings, and the callbacks' settings.
+    "http": frozenset(
+        {
+            "requests_per_second",
+            "messages_per_second",
+            "max_recipients",
+            "key_cache_seconds",
+            "default_sender",
+            "callback_events",
+            "callback_timeout",
+            "callback_retry_initial",
+            "callback_retry_max_delay",
+            "callback_retry_for",
+        }
+    ),
+    # Receipt reporting and timeouts are read per use; the early-receipt hold is sized at start.
+    "dlr": frozenset({"dlr_timeout", "report"}),
+    # Enforcement on or off and the OTP exemptions; the sync task's period is set at start.
+    "optouts": frozenset({"enabled", "otp_exempt"}),
+}
 
 
 @dataclass(slots=True)
@@ -93,18 +103,16 @@ def plan_reload(running: TandemConfig, new: TandemConfig) -> ReloadPlan:
             continue
         keep[name] = getattr(running, name)
         needs_restart.append(name)
-    http_keep = _restart_only_fields(running.http, new.http, HTTP_RELOADED, "http")
-    needs_restart += [f"http.{name}" for name in http_keep]
-    dlr_keep = {
-        name: getattr(running.dlr, name)
-        for name in DLR_RESTART_ONLY
-        if getattr(running.dlr, name) != getattr(new.dlr, name)
-    }
-    needs_restart += [f"dlr.{name}" for name in sorted(dlr_keep)]
-    if http_keep:
-        keep["http"] = new.http.model_copy(update=http_keep)
-    if dlr_keep:
-        keep["dlr"] = new.dlr.model_copy(update=dlr_keep)
+    for section, reloaded in PARTLY_RELOADED.items():
+        running_section, new_section = getattr(running, section), getattr(new, section)
+        waiting = {
+            name: getattr(running_section, name)
+            for name in type(new_section).model_fields
+            if name not in reloaded and getattr(running_section, name) != getattr(new_section, name)
+        }
+        if waiting:
+            keep[section] = new_section.model_copy(update=waiting)
+            needs_restart += [f"{section}.{name}" for name in waiting]
     # model_copy keeps the validated sections as they are (no second validation).
     effective = new.model_copy(update=keep) if keep else new
 
@@ -119,13 +127,3 @@ def plan_reload(running: TandemConfig, new: TandemConfig) -> ReloadPlan:
             plan.changed.append(link)
     plan.removed = [name for name in old_links if name not in new_links]
     return plan
-
-
-def _restart_only_fields(
-    running: HttpConfig, new: HttpConfig, reloaded: frozenset[str], section: str
-) -> dict[str, Any]:
-    return {
-        name: getattr(running, name)
-        for name in HttpConfig.model_fields
-        if name not in reloaded and getattr(running, name) != getattr(new, name)
-    }

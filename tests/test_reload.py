@@ -221,3 +221,28 @@ async def test_tandem_reload_asks_the_daemon_and_prints_what_changed_or_why_not(
     finally:
         process.stop()
     assert "reload failed, the running config stays" in process.output()
+
+
+async def test_a_reload_brings_new_keywords_sender_groups_and_opt_out_settings(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    assert gateway.keywords.match("ARRET") is None
+    assert gateway.optout_policy.enabled
+    config = write_files(tmp_path, route("island", ["Island Mobile"]))
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '[keywords]\nopt_out = ["STOP", "ARRET"]\n'
+        + '[[sender_groups]]\nname = "shop"\nsenders = ["Shop", "ShopNews"]\n'
+        + '[optouts]\nenabled = false\notp_exempt = ["Verify"]\nsync_seconds = 9.0\n',
+        encoding="utf-8",
+    )
+    assert await gateway.reload(config)
+    found = gateway.keywords.match("arret")
+    assert found is not None and found.keyword == "ARRET"
+    group = gateway.optouts.groups.group_of("shopnews")
+    assert group is not None and group.name == "shop"
+    assert not gateway.optout_policy.enabled and gateway.optout_policy.otp_exempt
+    # The sync period is set when the task starts: named as waiting for a restart.
+    report = gateway.last_reload
+    assert report is not None and report.needs_restart == ["optouts.sync_seconds"]
+    assert gateway.config.optouts.sync_seconds == 1.0

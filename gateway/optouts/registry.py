@@ -127,6 +127,11 @@ class OptOutRegistry:
         self._sync_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
+    def set_groups(self, groups: SenderGroups) -> None:
+        """A reload: which senders share opt-outs from now on (kept opt-outs stay as made)."""
+        self.groups = groups
+        self._sender_keys = {}
+
     # --- the check --------------------------------------------------------------------------
     def blocks(self, recipient: str, sender: str) -> bool:
         """Does an opt-out stop `sender` sending to `recipient` (E.164 digits, no '+')?
