@@ -232,7 +232,7 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 table{border-collapse:collapse;min-width:40em}
 th,td{border:1px solid #bbb;padding:.3em .7em;text-align:left}
 th{background:#e8eef6}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.up{background:#c8f0c8}.down{background:#f6c4c4}.starting,.stopped{background:#f6ecc4}
+.up{background:#c8f0c8}.down{background:#f6c4c4}.starting,.stopped,.capped{background:#f6ecc4}
 .muted{color:#666}.ERROR,.CRITICAL{color:#a00}
 """
 
