@@ -36,6 +36,7 @@ from gateway.config import (
     validation_reason,
 )
 from gateway.modem_sim_cli import add_sim_modem
+from gateway.optout_cli import add_optouts_command
 from gateway.reload_cli import add_reload_command
 from gateway.retention_cli import add_store_command
 from gateway.route_cli import add_route_command
@@ -252,6 +253,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     add_status_command,
     add_store_command,
     add_reload_command,
+    add_optouts_command,
 )
 
 

@@ -25,7 +25,7 @@ from aiohttp import web
 from gateway.http import models
 from gateway.http.problems import Problem
 from gateway.keys import ApiKey
-from gateway.optouts.senders import sender_key
+from gateway.optouts.senders import resolve_number, sender_key
 from gateway.store.base import (
     OptOutAuditRecord,
     OptOutEntry,
@@ -128,16 +128,9 @@ class OptOutHandlers:
         return key
 
     def _number(self, raw: str, field: str = "number") -> str:
-        # E.164 with or without '+' (a path carries '+' awkwardly); national with a region.
-        numbers = self.gateway.numbers
         try:
-            return numbers.normalise(raw).e164[1:]
+            return resolve_number(self.gateway.numbers, raw)
         except InvalidNumber as exc:
-            if raw.strip().isdigit():
-                try:
-                    return numbers.normalise(raw, assume_international=True).e164[1:]
-                except InvalidNumber:
-                    pass
             raise Problem(422, "invalid_number", exc.reason, field=field) from None
 
     def _group(self, name: str, field: str = "group") -> str:

@@ -5,13 +5,15 @@ policy compare: a number or short code without '+', an alphanumeric id case-fold
 `number_key` (a subscriber's number as digits without '+') and `SenderGroups` (which group a
 sender belongs to, and whether an opt-out sent to one member applies to the whole group).
 
-Never does: I/O, config parsing or number resolution (callers resolve national formats first).
+Never does: I/O or config parsing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from routing import InvalidNumber, NumberResolver
 
 
 def sender_key(sender: str) -> str:
@@ -33,6 +35,18 @@ def number_key(number: str) -> str:
     if not digits.isdigit() or not 1 <= len(digits) <= 15 or not digits.isascii():
         raise InvalidOptOutNumber(f"{number!r} is not an international number (digits, at most 15)")
     return digits
+
+
+def resolve_number(numbers: NumberResolver, raw: str) -> str:
+    """A subscriber number given by an operator (API, CLI, CSV) as E.164 digits: '+44...',
+    national with the configured region, or international digits without '+'. Raises
+    `routing.InvalidNumber`."""
+    try:
+        return numbers.normalise(raw).e164[1:]
+    except InvalidNumber:
+        if not raw.strip().isdigit():
+            raise
+        return numbers.normalise(raw, assume_international=True).e164[1:]
 
 
 @dataclass(frozen=True, slots=True)
