@@ -119,6 +119,23 @@ class GatewayStats:
     dlr_timeouts: int = 0
     mo_received: int = 0
     mo_unclaimed: int = 0
+    # Messages that reached a final status, by (channel, link, status); link "" for one that
+    # never left the queue. A message the DLR timeout made `unknown` and a late receipt then
+    # settled is counted under both statuses.
+    finals: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    submitted_by: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, link)
+    receipts_correlated: int = 0  # receipts applied to the segment they belong to
+    # Accept (created_at) to final status, by link: observed once per final message.
+    accept_to_final: dict[str, stages.Histogram] = field(default_factory=dict)
+
+    def count_final(self, message: Message, now: float) -> None:
+        link = message.link or ""
+        key = (message.channel.value, link, message.status.value)
+        self.finals[key] = self.finals.get(key, 0) + 1
+        histogram = self.accept_to_final.get(link)
+        if histogram is None:
+            histogram = self.accept_to_final[link] = stages.Histogram()
+        histogram.observe(max(now - message.created_at, 0.0))
 
 
 @dataclass
@@ -197,6 +214,8 @@ class Gateway:
         self.modem_simulator: object | None = None  # gateway.modem_simulator, when enabled
         self.smpp_server: object | None = None  # gateway.smpp_server.CustomerSmppServer
         self.http_api: object | None = None  # gateway.http.HttpApi when [http] is enabled
+        self.metrics: object | None = None  # gateway.metrics.MetricsExporter when enabled
+        self._recording_stages = False  # this daemon turned `gateway.stages` on
         self._tasks: set[asyncio.Task[None]] = set()
         # Submit results and receipts that arrive in one turn of the loop (a TCP read carries
         # dozens) are recorded together, in the order the links handed them over (wire order):
@@ -224,8 +243,11 @@ class Gateway:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.config.stage_times:
-            stages.enable()
+        metrics = self.config.metrics
+        if self.config.stage_times or (metrics.enabled and metrics.latency):
+            # The exporter's latency without per-message marks; `stage_times` adds them.
+            stages.enable(marks=self.config.stage_times)
+            self._recording_stages = True
         if self.config.numbering.prefix_file or self.config.numbering.mnp_file:
             # Large operator tables load off the loop; the swap itself is atomic.
             with startup_step("numbering"):
@@ -280,6 +302,11 @@ class Gateway:
             server = config.smpp_server
             with startup_step("smpp_server", f"{server.host}:{server.port}"):
                 self.smpp_server = await start_customer_server(self)
+        # Before the HTTP API, which serves /metrics, /healthz and /readyz through it.
+        from gateway.metrics import start_metrics
+
+        with startup_step("metrics", config.metrics.listen or "the HTTP API's port"):
+            self.metrics = await start_metrics(self)
         if config.http.enabled:
             from gateway.http import start_http_api
 
@@ -352,6 +379,9 @@ class Gateway:
             await stop_modem_simulator()
         await self.message_store.close()
         await self.events.stop()  # last: the links' final states go out first
+        if self._recording_stages:
+            stages.disable()
+            self._recording_stages = False
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -395,7 +425,10 @@ class Gateway:
     def on_submitted(
         self, link: str, message: Message, segments: Sequence[SubmittedSegment]
     ) -> Awaitable[None]:
-        self.stats.submitted += 1
+        stats = self.stats
+        stats.submitted += 1
+        key = (message.channel.value, link)
+        stats.submitted_by[key] = stats.submitted_by.get(key, 0) + 1
         self.dispatcher.forget(message.id)
         return self._link_outcomes.add(_Submitted(link, message, segments))
 
@@ -458,6 +491,7 @@ class Gateway:
             if change.message is not None:
                 if isinstance(origin, _EarlyReceipt):
                     _answer(origin.answered)
+                self.stats.receipts_correlated += 1
                 self._notify_segment(change)
                 continue
             if isinstance(origin, _EarlyReceipt):
@@ -501,6 +535,7 @@ class Gateway:
                 self._log_unmatched([DroppedReceipt(key, receipt, now, DropReason.EXPIRED)])
                 continue
             _answer(receipt.answered)
+            self.stats.receipts_correlated += 1
             self._notify_segment(change)
 
     def on_temporary_failure(
@@ -608,9 +643,20 @@ class Gateway:
 
     # --- listeners and sweeps -----------------------------------------------------------------
 
+    def notify_status(self, change: StatusChange) -> None:
+        """A status change made outside the links (an operator's cancel): counted, and told
+        to the status listeners."""
+        self._notify(change)
+
     def _notify(self, change: StatusChange) -> None:
         if not change.changed or change.message is None:
             return
+        if is_final(change.message.status) and change.update is None:
+            self.stats.count_final(change.message, self.clock())
+        self._tell(change)
+
+    def _tell(self, change: StatusChange) -> None:
+        assert change.message is not None
         for listener in self.status_listeners:
             try:
                 listener.message_status_changed(change.message, change)
@@ -629,16 +675,18 @@ class Gateway:
         if update is None or message is None or not change.changed:
             self._notify(change)
             return
+        if update.message is not None and is_final(message.status):
+            self.stats.count_final(message, self.clock())
         mode = self.config.dlr.report
         if mode is ReportMode.MESSAGE:
             if update.message is not None:
-                self._notify(change)
+                self._tell(change)
             return
         for report in reports(update, mode):
             if report.status is message.status:
-                self._notify(change)
+                self._tell(change)
             else:
-                self._notify(
+                self._tell(
                     dataclasses.replace(
                         change, message=dataclasses.replace(message, status=report.status)
                     )

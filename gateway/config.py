@@ -671,6 +671,41 @@ class ShutdownConfig(BaseModel):
     drain_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
+class MetricsConfig(BaseModel):
+    """The Prometheus exporter (`gateway.metrics`): `GET /metrics` on the HTTP API's port
+    (with the metrics token), and optionally on a listener of its own."""
+
+    model_config = _SECTION
+
+    enabled: bool = True
+    # The bearer token `GET /metrics` needs on the HTTP API's port (the admin token is taken
+    # too); the daemon creates it, mode 0600, when missing. None: <data_dir>/metrics.token.
+    token_file: FilePath | None = None
+    # "host:port" of a listener of its own serving /metrics, /healthz and /readyz without a
+    # token: its address is the access control (loopback, or a monitoring network).
+    listen: str | None = None
+    # Latency histograms measured in one place each (commits, submit round trip, the store
+    # writer's batches; no mark is kept per message). `stage_times` adds the rest.
+    latency: bool = True
+    # How often the event loop's lag is measured (a sleep's overshoot).
+    loop_lag_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @model_validator(mode="after")
+    def _listen_is_host_port(self) -> MetricsConfig:
+        if self.listen is not None:
+            host, _, port = self.listen.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise _KeyedError("metrics.listen", f"{self.listen!r} is not host:port")
+        return self
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class ModemSimulatorConfig(BaseModel):
     """GSM modems emulated inside the daemon (`modems.emulator`), each on a pty whose slave
     side is reachable at one of `devices` (a symlink the daemon makes, like a
@@ -866,6 +901,7 @@ class TandemConfig(BaseModel):
     keywords: KeywordsConfig = KeywordsConfig()
     sender_groups: list[SenderGroupConfig] = Field(default_factory=list)
     optouts: OptOutsConfig = OptOutsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
     stage_times: bool = False
 

@@ -126,6 +126,27 @@ class Prepared:
     decision: RouteDecision
 
 
+@dataclass(slots=True)
+class IntakeStats:
+    """What the intake took and refused, for the metrics exporter. Keys are bounded: channel,
+    route name (None: no route) and refusal code, never a number or a message."""
+
+    accepted: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    segments: dict[tuple[str, str | None], int] = field(default_factory=dict)  # parts accepted
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, code)
+
+    def count_accepted(self, prepared: Sequence[Prepared]) -> None:
+        accepted, segments = self.accepted, self.segments
+        for item in prepared:
+            key = (item.message.channel.value, item.message.route)
+            accepted[key] = accepted.get(key, 0) + 1
+            segments[key] = segments.get(key, 0) + item.parts
+
+    def count_refused(self, channel: Channel, code: str, times: int = 1) -> None:
+        key = (channel.value, code)
+        self.refused[key] = self.refused.get(key, 0) + times
+
+
 @dataclass
 class MessageIntake:
     """Checks, stores and queues MTs. One instance serves every channel of the daemon."""
@@ -141,6 +162,7 @@ class MessageIntake:
     clock: Callable[[], float] = time.time
     backlog: Backlog | None = None  # None: no limits on what may wait queued
     senders: SendersConfig = field(default_factory=SendersConfig)
+    stats: IntakeStats = field(default_factory=IntakeStats)
 
     def prepare(self, request: MessageRequest) -> Prepared:
         """Every check for one request; raises `IntakeRefusal`. Pure CPU, no awaits."""
@@ -285,8 +307,10 @@ class MessageIntake:
         try:
             prepared = [self.prepare(request) for request in requests]
         except IntakeRefusal as refusal:
-            if count_refused and refusal.count is not None:
-                refusal.count()
+            if count_refused:
+                if refusal.count is not None:
+                    refusal.count()
+                self.stats.count_refused(requests[0].channel, refusal.code, len(requests))
             raise
         messages = [item.message for item in prepared]
         backlog = self.backlog
@@ -294,11 +318,13 @@ class MessageIntake:
             await self._store(messages)
             for message in messages:
                 self.dispatch.enqueue(message)
+            self.stats.count_accepted(prepared)
             return prepared
         admitted = backlog.admit(messages)
         if isinstance(admitted, BacklogFull):
             if count_refused:
                 backlog.count_refused(admitted, len(messages))
+                self.stats.count_refused(requests[0].channel, BACKLOG_FULL, len(messages))
             raise IntakeRefusal(
                 BACKLOG_FULL,
                 "to",
@@ -313,6 +339,7 @@ class MessageIntake:
                 self.dispatch.enqueue(message)
         finally:  # queued now, and counted by the queue; or never stored
             backlog.release(admitted)
+        self.stats.count_accepted(prepared)
         return prepared
 
     async def _store(self, messages: list[Message]) -> None:

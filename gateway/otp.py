@@ -168,6 +168,9 @@ class OtpStats:
     resent: int = 0
     checks: int = 0
     approved: int = 0
+    wrong_codes: int = 0  # checks that used an attempt and did not approve
+    attempts_exhausted: int = 0  # verifications ended by their last wrong code
+    expired: int = 0  # verifications this node sent that ended pending (their time ran out)
     destination_limited: int = 0  # refused: too many sends to one destination
     prefix_limited: int = 0  # refused: the destination's prefix is blocked
     prefix_trips: int = 0  # times a prefix went over its velocity limit and was blocked
@@ -456,6 +459,10 @@ class OtpService:
             raise OtpRefusal("not_found", "id", "no such verification", 404)
         self.stats.checks += 1
         outcome = CheckOutcome.of(change, now)
+        if outcome.changed and outcome.status is not OtpStatus.APPROVED:
+            self.stats.wrong_codes += 1
+            if outcome.status is OtpStatus.MAX_ATTEMPTS_REACHED:
+                self.stats.attempts_exhausted += 1
         if outcome.status is not OtpStatus.PENDING:
             self._forget(otp_id)
             if outcome.status is OtpStatus.APPROVED and outcome.changed:
@@ -516,6 +523,8 @@ class OtpService:
 
     def _forget(self, otp_id: str) -> None:
         live = self._live.pop(otp_id, None)
+        if live is not None and live.expires_at <= self.clock():
+            self.stats.expired += 1  # its time ran out while this node held its code
         if live is not None and self._active.get(live.slot) == otp_id:
             del self._active[live.slot]
 

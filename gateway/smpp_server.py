@@ -850,6 +850,8 @@ class CustomerSmppServer:
             ):
                 gateway.dispatcher.enqueue(record.message)
             return False
+        if change.message is not None:
+            gateway.stats.count_final(change.message, gateway.clock())
         return True
 
     async def _own_message(self, runtime: _AccountRuntime, message_id: str) -> Message | None:

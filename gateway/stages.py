@@ -38,6 +38,8 @@ STAGES = (
     "store_queue",
     "writer_batch",
 )
+# Stages measured between two places, by a mark kept per message (`StageTimes.marks`).
+MARKED_STAGES = frozenset({"queue_wait", "callback"})
 # Upper bounds in seconds: 10 µs .. 100 s, 1-2-5 per decade (Prometheus `le`; +Inf beyond).
 BOUNDS: tuple[float, ...] = tuple(
     mantissa * 10.0**exponent for exponent in range(-5, 3) for mantissa in (1, 2, 5)
@@ -84,17 +86,24 @@ class Histogram:
 
 
 class StageTimes:
-    """The recorder: histograms by stage, and the start marks of stages that span two places."""
+    """The recorder: histograms by stage, and the start marks of stages that span two places.
 
-    def __init__(self) -> None:
+    `marks=False` (the latency the metrics exporter shows by default) keeps no marks: the
+    stages measured in one place (commits, submit round trip, writer batches) are recorded,
+    queue_wait and callback are not, so nothing is held per message."""
+
+    def __init__(self, *, marks: bool = True) -> None:
         self.histograms: dict[str, Histogram] = {stage: Histogram() for stage in STAGES}
         self._marks: dict[str, dict[str, float]] = {stage: {} for stage in STAGES}
+        self.marks = marks
 
     def observe(self, stage: str, seconds: float, times: int = 1) -> None:
         self.histograms[stage].observe(seconds, times)
 
     def start(self, stage: str, key: str) -> None:
         """`key` (a message id) enters `stage` now; `stop` measures it."""
+        if not self.marks:
+            return
         marks = self._marks[stage]
         if len(marks) >= MAX_MARKS:
             del marks[next(iter(marks))]
@@ -154,11 +163,14 @@ def from_snapshot(data: dict[str, object]) -> Histogram:
 _recorder: StageTimes | None = None
 
 
-def enable() -> StageTimes:
-    """Start recording (idempotent); returns the recorder."""
+def enable(*, marks: bool = True) -> StageTimes:
+    """Start recording (idempotent; `marks=True` turns marks on in a recorder without them);
+    returns the recorder."""
     global _recorder
     if _recorder is None:
-        _recorder = StageTimes()
+        _recorder = StageTimes(marks=marks)
+    elif marks:
+        _recorder.marks = True
     return _recorder
 
 

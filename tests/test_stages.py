@@ -1,5 +1,6 @@
 """Per-stage latency: the histograms' arithmetic, and a daemon that records every stage of a
-message's way (accept to receipt) when `stage_times` is on, and nothing when it is off."""
+message's way (accept to receipt) when `stage_times` is on, the exporter's latency without
+marks when `[metrics] latency` is, and nothing when both are off."""
 
 from __future__ import annotations
 
@@ -78,6 +79,27 @@ async def test_a_daemon_records_every_stage_from_accept_to_receipt(
 
 
 async def test_nothing_is_recorded_when_off(daemons: Callable[..., Any], tmp_path: Path) -> None:
-    daemon: Daemon = await daemons(settings=simulator_settings(receipt_mode="same-write"))
+    daemon: Daemon = await daemons(
+        settings=simulator_settings(receipt_mode="same-write"), metrics={"latency": False}
+    )
     await daemon.wait_status(await daemon.send(), MessageStatus.DELIVERED)
+    assert stages.recording() is None
+
+
+async def test_the_exporters_latency_keeps_no_mark_per_message(
+    daemons: Callable[..., Any],
+) -> None:
+    """`[metrics] latency` (on by default) records the stages measured in one place, and
+    neither the marks of queue_wait nor their histogram; the daemon's stop turns it off."""
+    daemon: Daemon = await daemons(settings=simulator_settings(receipt_mode="same-write"))
+    recording = stages.recording()
+    assert recording is not None and not recording.marks
+    ids = [await daemon.send(f"m {n}") for n in range(5)]
+    for message_id in ids:
+        await daemon.wait_status(message_id, MessageStatus.DELIVERED)
+    assert recording.histograms["submit_round_trip"].count == 5
+    assert recording.histograms["accept_commit"].count == 5
+    assert recording.histograms["queue_wait"].count == 0
+    assert not any(recording._marks.values())
+    await daemon.gateway.stop()
     assert stages.recording() is None

@@ -63,6 +63,7 @@ from gateway.http.server_limits import (
 from gateway.intake import IntakeRefusal, MessageRequest, Prepared
 from gateway.keys import ApiKey, KeyRing
 from gateway.messages import Channel, MessageKind, Tenant
+from gateway.metrics import add_routes as add_metrics_routes
 from gateway.otp import (
     CodeHasher,
     OtpRefusal,
@@ -113,6 +114,8 @@ class HttpStats:
     rate_limited: int = 0
     messages_accepted: int = 0
     server_errors: int = 0
+    # Answers by (route template, or "other" where no route matched; status code).
+    by_route: dict[tuple[str, int], int] = field(default_factory=dict)
     connections: ConnectionStats = field(default_factory=ConnectionStats)
     failed_auth: FailedAuthStats = field(default_factory=FailedAuthStats)
 
@@ -262,24 +265,29 @@ class HttpApi:
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
         add_optout_routes(app, self)  # /v1/optouts: the opt-out list, scope `optouts`
+        exporter = getattr(self.gateway, "metrics", None)
+        if exporter is not None:  # GET /metrics (metrics token), /healthz, /readyz (none)
+            add_metrics_routes(app, exporter, token=True)
         add_admin_routes(app, self.gateway)  # GET /admin/links: admin token, read-only
         add_reload_route(app, self.gateway)  # POST /admin/reload: admin token
         return app
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Authenticates and rate-limits `/v1`, and turns every error into problem+json (one
-        middleware: each layer costs a coroutine per request)."""
+        """Authenticates and rate-limits `/v1`, turns every error into problem+json, and counts
+        answers by route template and code (one middleware: each layer costs a coroutine per
+        request)."""
         self.stats.requests += 1
+        response: web.StreamResponse
         try:
             if request.path.startswith("/v1/"):
                 await self._authenticate(request)
             elif request.path.startswith(ADMIN_PREFIX) or request.path == STATUS_PAGE_PATH:
                 self._require_admin(request)
-            return await handler(request)
+            response = await handler(request)
         except Problem as problem:
             self.stats.problems += 1
-            return problem_response(problem)
+            response = problem_response(problem)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -291,21 +299,27 @@ class HttpApi:
                 405: f"{request.method} is not allowed here.",
                 413: "The request body is too large.",
             }.get(exc.status, exc.reason + ".")
-            return problem_response(Problem(exc.status, code, detail, headers=headers))
+            response = problem_response(Problem(exc.status, code, detail, headers=headers))
         except (ConnectionResetError, web.RequestPayloadError):
             # The body broke off or was framed wrongly (gateway.http.server_limits may close a
             # connection whose body stalls): the client's fault, and not logged, since a payload
             # error quotes the bytes it read.
             self.stats.problems += 1
-            return problem_response(
+            response = problem_response(
                 Problem(400, "incomplete_body", "The request body did not arrive whole.")
             )
         except Exception:
             self.stats.server_errors += 1
             log.exception("%s %s failed", request.method, request.path)
-            return problem_response(
+            response = problem_response(
                 Problem(500, "internal_error", "The server failed; the failure is logged.")
             )
+        # By the route's template (/v1/messages/{id}), never the path: a bounded set of keys.
+        resource = request.match_info.route.resource
+        key = (resource.canonical if resource is not None else "other", response.status)
+        by_route = self.stats.by_route
+        by_route[key] = by_route.get(key, 0) + 1
+        return response
 
     async def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -600,13 +614,7 @@ class HttpApi:
         return _json(message_details(refreshed or record))
 
     def _notify(self, change: StatusChange) -> None:
-        if not change.changed or change.message is None:
-            return
-        for listener in self.gateway.status_listeners:
-            try:
-                listener.message_status_changed(change.message, change)
-            except Exception:
-                log.exception("status listener failed")
+        self.gateway.notify_status(change)
 
     async def preview_message(self, request: web.Request) -> web.Response:
         key = request[API_KEY]

@@ -1,0 +1,246 @@
+"""The Prometheus exporter against a real `tandem run` and a real `tandem sim smsc`: traffic
+through the HTTP API (delivered, undeliverable, cancelled, still queued for a link that is
+down), then a scrape that adds up (accepted = final outcomes + in flight), that promtool finds
+clean, whose series do not grow with the number of distinct recipients, that needs the
+metrics token on the HTTP port and not on the listener of its own; `/healthz` and `/readyz`
+without a key, the latter naming the route whose only link is down."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.daemon_processes import (
+    Process,
+    create_key,
+    daemon,
+    free_port,
+    link_toml,
+    simulator,
+    wait_http,
+    write_config,
+)
+
+FINAL = ("delivered", "undeliverable", "expired", "rejected", "deleted", "unknown", "failed")
+UP_ROUTE_NUMBERS = "+4474001"  # + 5 digits: the route whose link is up
+DOWN_PREFIX = "+4474009"  # the route whose only link points at a closed port
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Sample name -> (labels, value) of a scrape, parsed by prometheus-client's parser."""
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def total(scrape: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(
+        value
+        for sample_labels, value in scrape.get(name, [])
+        if all(sample_labels.get(key) == wanted for key, wanted in labels.items())
+    )
+
+
+@dataclass
+class Running:
+    http: str
+    metrics_port: int
+    key: str
+    token: str
+    workdir: Path
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    sim_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    closed_port = free_port()  # nothing listens here: the link "nowhere" stays down
+    routes = f"""
+[[routes]]
+name = "down"
+priority = 10
+prefixes = ["{DOWN_PREFIX}"]
+targets = ["nowhere"]
+[[routes]]
+name = "everything"
+priority = 100
+targets = ["carrier"]
+"""
+    config = write_config(
+        tmp_path,
+        http_port,
+        [link_toml("carrier", sim_port, window=20), link_toml("nowhere", closed_port)],
+        routes,
+        extra=f'[store]\nwriter = "thread"\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n',
+    )
+    key = create_key(config)
+    smsc = simulator(
+        tmp_path, "smsc", sim_port, dlr_delay=0.05, extra=["--undeliverable-fraction", "0.3"]
+    ).start()
+    tandem: Process = daemon(tmp_path, config).start()
+    try:
+        await wait_http(f"http://127.0.0.1:{http_port}/healthz")
+        token = (tmp_path / "data" / "metrics.token").read_text().strip()
+        yield Running(f"http://127.0.0.1:{http_port}", metrics_port, key, token, tmp_path)
+    finally:
+        tandem.stop()
+        smsc.stop()
+
+
+async def send(session: aiohttp.ClientSession, running: Running, numbers: list[str]) -> list[str]:
+    """One request per 500 recipients; the ids in order."""
+    ids: list[str] = []
+    for start in range(0, len(numbers), 500):
+        async with session.post(
+            f"{running.http}/v1/messages",
+            json={"to": numbers[start : start + 500], "from": "Tandem", "text": "metrics"},
+            headers={"Authorization": f"Bearer {running.key}"},
+        ) as response:
+            assert response.status == 202, await response.text()
+            body = await response.json()
+        ids += [item["id"] for item in body["messages"]]
+    return ids
+
+
+async def statuses(
+    session: aiohttp.ClientSession, running: Running, ids: list[str]
+) -> dict[str, str]:
+    found = {}
+    for message_id in ids:
+        async with session.get(
+            f"{running.http}/v1/messages/{message_id}",
+            headers={"Authorization": f"Bearer {running.key}"},
+        ) as response:
+            found[message_id] = (await response.json())["status"]
+    return found
+
+
+async def scrape(session: aiohttp.ClientSession, running: Running) -> str:
+    async with session.get(
+        f"{running.http}/metrics", headers={"Authorization": f"Bearer {running.token}"}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return await response.text()
+
+
+async def settled(session: aiohttp.ClientSession, running: Running, ids: list[str]) -> None:
+    """Until every message to the working route is final."""
+    for _ in range(300):
+        if all(status in FINAL for status in (await statuses(session, running, ids)).values()):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("messages did not reach a final status")
+
+
+async def test_counters_add_up_after_real_traffic_and_promtool_finds_the_scrape_clean(
+    running: Running,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        few = [f"{UP_ROUTE_NUMBERS}{n:05d}" for n in range(10)]
+        delivered_ids = await send(session, running, few)
+        queued_ids = await send(session, running, [f"{DOWN_PREFIX}{n:05d}" for n in range(6)])
+        for message_id in queued_ids[:2]:  # two of those waiting are cancelled: "deleted"
+            async with session.delete(
+                f"{running.http}/v1/messages/{message_id}",
+                headers={"Authorization": f"Bearer {running.key}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+        await settled(session, running, delivered_ids)
+        await scrape(session, running)  # so that /metrics's own answers are a series already
+        before = await scrape(session, running)
+
+        # 1,000 more distinct recipients: more counts, no more series.
+        many = [f"{UP_ROUTE_NUMBERS}{n:05d}" for n in range(10, 1010)]
+        more_ids = await send(session, running, many)
+        await settled(session, running, more_ids)
+        text = await scrape(session, running)
+        by_id = await statuses(session, running, delivered_ids + more_ids + queued_ids)
+
+    series_before = {
+        (n, tuple(sorted(lab.items()))) for n, s in samples(before).items() for lab, _ in s
+    }
+    series_after = {
+        (n, tuple(sorted(lab.items()))) for n, s in samples(text).items() for lab, _ in s
+    }
+    assert series_after == series_before  # bounded cardinality: no label per number or message
+    assert "44740010" not in text and not any(message_id in text for message_id in by_id)
+
+    scraped = samples(text)
+    accepted = total(scraped, "tandem_messages_accepted_total")
+    finals = {
+        status: total(scraped, "tandem_messages_final_total", status=status) for status in FINAL
+    }
+    in_flight = sum(1 for status in by_id.values() if status not in FINAL)
+    assert accepted == len(by_id) == 1016
+    assert accepted == sum(finals.values()) + in_flight
+    assert finals["deleted"] == 2 and in_flight == 4
+    assert finals["delivered"] == sum(1 for s in by_id.values() if s == "delivered")
+    assert finals["undeliverable"] == sum(1 for s in by_id.values() if s == "undeliverable") > 0
+    assert total(scraped, "tandem_messages_accepted_total", channel="http", route="down") == 6
+    assert total(scraped, "tandem_queue_messages", link="nowhere") == 4
+    assert total(scraped, "tandem_queue_oldest_age_seconds", link="nowhere") > 0
+    assert total(scraped, "tandem_link_up", link="carrier") == 1
+    assert total(scraped, "tandem_link_up", link="nowhere") == 0
+    assert total(scraped, "tandem_link_state", link="nowhere", tandem_link_state="up") == 0
+    assert total(scraped, "tandem_link_state", link="carrier", tandem_link_state="up") == 1
+    submitted = total(scraped, "tandem_messages_submitted_total", channel="http", link="carrier")
+    assert submitted == 1010
+    assert total(scraped, "tandem_smpp_submit_sm_resp_total", status="ESME_ROK") == 1010
+    assert total(scraped, "tandem_receipts_total", outcome="received") == 1010
+    assert total(scraped, "tandem_receipts_total", outcome="correlated") == 1010
+    assert total(scraped, "tandem_receipts_total", outcome="orphaned") == 0
+    assert total(scraped, "tandem_message_accept_to_final_seconds_count", link="carrier") == 1010
+    assert total(scraped, "tandem_submit_response_seconds_count") == 1010
+    assert total(scraped, "tandem_store_commits_total") > 0
+    assert total(scraped, "tandem_http_requests_total", route="/v1/messages", code="202") == 4
+    assert total(scraped, "tandem_http_requests_total", route="/v1/messages/{id}", code="200") > 0
+    assert total(scraped, "tandem_build_info") == 1
+    assert total(scraped, "tandem_event_loop_lag_seconds_count") > 0
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("no promtool (Debian: the prometheus package) to check the exposition")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
+
+
+async def test_metrics_needs_its_token_on_the_http_port_and_health_needs_none(
+    running: Running,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{running.http}/metrics") as response:
+            assert response.status == 401
+            assert "metrics.token" in (await response.json())["detail"]
+        async with session.get(
+            f"{running.http}/metrics", headers={"Authorization": "Bearer not-the-token"}
+        ) as response:
+            assert response.status == 401
+        async with session.get(f"http://127.0.0.1:{running.metrics_port}/metrics") as response:
+            assert response.status == 200  # its own listener: its address is the access control
+            assert "tandem_link_up" in await response.text()
+        async with session.get(f"{running.http}/healthz") as response:
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
+        # The route "down" has one target, and it is down: not ready, and the body says why.
+        async with session.get(f"{running.http}/readyz") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["store"]["writable"] is True
+        assert body["routes"]["down"] == {"targets": ["nowhere"], "up": [], "ready": False}
+        assert body["routes"]["everything"]["ready"] is True
+        assert body["links"]["carrier"]["state"] == "up"
+        assert body["links"]["nowhere"]["state"] in ("down", "starting")
+        async with session.get(f"http://127.0.0.1:{running.metrics_port}/readyz") as response:
+            assert response.status == 503
