@@ -605,22 +605,90 @@ class TandemCollector:
         if family is not None:
             yield family
 
-    # --- rooms that land later ------------------------------------------------------------------
+    # --- opt-outs, events, retention, inbound ------------------------------------------------
 
     def _later_rooms(self) -> Iterator[Metric]:
-        """Counters of rooms whose stats are exported by attribute name when present: inbound
-        (`InboundStats`), opt-outs (`OptOutStats`). Each is a slots dataclass of ints."""
-        for prefix, holder in (
-            ("tandem_inbound", getattr(self.gateway, "inbound", None)),
-            ("tandem_optouts", getattr(self.gateway, "optouts", None)),
-        ):
-            stats = getattr(holder, "stats", None)
-            if stats is None:
-                continue
-            for attribute in getattr(stats, "__slots__", ()):
-                value = getattr(stats, attribute, None)
+        gateway = self.gateway
+        optouts: Any = getattr(gateway, "optouts", None)
+        if optouts is not None:
+            stats = optouts.stats
+            yield GaugeMetricFamily(
+                "tandem_optouts_entries",
+                "Opt-outs in force (number and scope)",
+                value=stats.entries,
+            )
+            yield GaugeMetricFamily(
+                "tandem_optouts_numbers", "Numbers with at least one opt-out", value=stats.numbers
+            )
+            changes = CounterMetricFamily(
+                "tandem_optout_changes",
+                "Opt-out list changes, by kind: opt_out, opt_in, keyword (opt-outs by keyword), "
+                "lenient (keyword inside a short sentence), synced (from other writers)",
+                labels=["kind"],
+            )
+            for kind, attribute in (
+                ("opt_out", "opt_outs"),
+                ("opt_in", "opt_ins"),
+                ("keyword", "keyword_opt_outs"),
+                ("lenient", "lenient_opt_outs"),
+                ("synced", "synced_changes"),
+            ):
+                changes.add_metric([kind], getattr(stats, attribute))
+            yield changes
+            refused = CounterMetricFamily(
+                "tandem_optout_refusals",
+                "Messages refused because the recipient opted out, by channel",
+                labels=["channel"],
+            )
+            for channel in ("http", "smpp", "otp", "internal"):
+                refused.add_metric([channel], getattr(stats, f"refused_{channel}"))
+            yield refused
+            yield _counter(
+                "tandem_optout_write_failures", "Opt-out changes not written", stats.write_failures
+            )
+        events: Any = getattr(gateway, "events", None)
+        if events is not None:
+            by_sink = events.stats()
+            families = {
+                name: CounterMetricFamily(name, documentation, labels=["sink"])
+                for name, documentation in _EVENT_COUNTERS.items()
+            }
+            buffered = GaugeMetricFamily(
+                "tandem_event_sink_buffered", "Events waiting in a sink's buffer", labels=["sink"]
+            )
+            for sink in sorted(by_sink):
+                stats = by_sink[sink]
+                for name in families:
+                    families[name].add_metric([sink], getattr(stats, _EVENT_COUNTERS_FROM[name]))
+                buffered.add_metric([sink], stats.buffered)
+            yield from families.values()
+            yield buffered
+        retention: Any = getattr(gateway, "retention", None)
+        if retention is not None:
+            stats = retention.retention.stats
+            removed = CounterMetricFamily(
+                "tandem_retention_removed",
+                "Rows the retention purge removed, by kind",
+                labels=["kind"],
+            )
+            for kind, count in sorted(stats.removed.items()):
+                removed.add_metric([kind], count)
+            yield removed
+            yield _counter("tandem_retention_runs", "Retention purges run", stats.runs)
+            yield GaugeMetricFamily(
+                "tandem_retention_longest_op_seconds",
+                "The longest writer op of the purges (the stall it adds to a commit)",
+                value=stats.longest_op_seconds,
+            )
+        # Inbound (MOs after reassembly, webhooks): `gateway.inbound.stats`, a slots dataclass
+        # of counters, exported by attribute name until it has names of its own here.
+        inbound_stats = getattr(getattr(gateway, "inbound", None), "stats", None)
+        if inbound_stats is not None:
+            for attribute in getattr(inbound_stats, "__slots__", ()):
+                value = getattr(inbound_stats, attribute, None)
                 if isinstance(value, int) and not isinstance(value, bool):
-                    yield _counter(f"{prefix}_{attribute}", f"{prefix} {attribute}", value)
+                    name = f"tandem_inbound_{attribute}"
+                    yield _counter(name, f"Inbound: {attribute.replace('_', ' ')}", value)
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -673,6 +741,20 @@ _MODEM_GAUGES = {
     "tandem_modem_signal_dbm": "A modem's signal strength, dBm",
     "tandem_modem_sends_today": "Parts a modem sent today",
     "tandem_modem_daily_cap": "A modem's daily cap in parts",
+}
+_EVENT_COUNTERS = {
+    "tandem_event_sink_published": "Events handed to a sink",
+    "tandem_event_sink_sent": "Events a sink's transport took",
+    "tandem_event_sink_dropped": "Events lost (buffer full, or not encodable)",
+    "tandem_event_sink_connects": "Connections a sink made",
+    "tandem_event_sink_connect_failures": "Connection attempts of a sink that failed",
+}
+_EVENT_COUNTERS_FROM = {
+    "tandem_event_sink_published": "published",
+    "tandem_event_sink_sent": "sent",
+    "tandem_event_sink_dropped": "dropped",
+    "tandem_event_sink_connects": "connects",
+    "tandem_event_sink_connect_failures": "connect_failures",
 }
 _REGISTRATIONS = ("home", "roaming", "searching", "denied", "not registered", "unknown")
 _SIM_STATES = ("ready", "unknown")

@@ -8,6 +8,8 @@ without a key, the latter naming the route whose only link is down."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -82,6 +84,10 @@ targets = ["carrier"]
         routes,
         extra=f'[store]\nwriter = "thread"\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n',
     )
+    # The customer SMPP server on too (its families are on the dashboard).
+    text = config.read_text(encoding="utf-8")
+    smpp = f'[smpp_server]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    config.write_text(text.replace("[smpp_server]\nenabled = false\n", smpp), encoding="utf-8")
     key = create_key(config)
     smsc = simulator(
         tmp_path, "smsc", sim_port, dlr_delay=0.05, extra=["--undeliverable-fraction", "0.3"]
@@ -207,6 +213,8 @@ async def test_counters_add_up_after_real_traffic_and_promtool_finds_the_scrape_
     assert total(scraped, "tandem_http_requests_total", route="/v1/messages/{id}", code="200") > 0
     assert total(scraped, "tandem_build_info") == 1
     assert total(scraped, "tandem_event_loop_lag_seconds_count") > 0
+    assert "tandem_optouts_entries" in scraped  # the opt-out list's counters
+    assert total(scraped, "tandem_optout_refusals_total") == 0
 
     promtool = shutil.which("promtool")
     if promtool is None:
@@ -245,3 +253,53 @@ async def test_metrics_needs_its_token_on_the_http_port_and_health_needs_none(
         assert body["links"]["nowhere"]["state"] in ("down", "starting")
         async with session.get(f"http://127.0.0.1:{running.metrics_port}/readyz") as response:
             assert response.status == 503
+
+
+CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
+
+
+def names_in_scrape(text: str) -> set[str]:
+    """Every sample name of a scrape, and every family it declares (`# TYPE`), with the
+    sample names a histogram family has even before its first observation."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            if kind == "histogram":
+                names.update(f"{name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+        elif line and not line.startswith("#"):
+            names.add(line.split("{", 1)[0].split(" ", 1)[0])
+    return names
+
+
+def metric_names(path: Path) -> set[str]:
+    return set(re.findall(r"\btandem_[a-z0-9_]+", path.read_text(encoding="utf-8")))
+
+
+async def test_every_metric_the_alerts_and_the_dashboard_name_is_in_a_real_scrape(
+    running: Running,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await send(session, running, [f"{UP_ROUTE_NUMBERS}{n:05d}" for n in range(3)])
+        await settled(session, running, 3)
+        text = await scrape(session, running)
+    scraped = names_in_scrape(text)
+    alerts = CONTRIB / "prometheus" / "alerts.yml"
+    dashboard = CONTRIB / "grafana" / "tandem.json"
+    for path in (alerts, dashboard):
+        named = metric_names(path)
+        assert len(named) > 5, path
+        assert named <= scraped, f"{path.name} names what no scrape has: {named - scraped}"
+    json.loads(dashboard.read_text(encoding="utf-8"))  # Grafana imports JSON
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("no promtool (Debian: the prometheus package) to check the rules")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(alerts)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = re.findall(r"^\s+- alert: (\w+)", alerts.read_text(encoding="utf-8"), re.M)
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
+    body = alerts.read_text(encoding="utf-8")
+    assert body.count("summary:") == body.count("runbook:") == len(rules) >= 7
