@@ -44,7 +44,9 @@ from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
 from gateway.config import BUILTIN_SOURCE, ConfigError, LinkConfig, TandemConfig, load_config
 from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
+from gateway.egress import EgressPolicy
 from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload, sink_specs
+from gateway.inbound.handler import InboundHandler
 from gateway.inbound.model import InboundPart
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
@@ -65,7 +67,14 @@ from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.reload import ReloadPlan, ReloadReport, plan_reload
 from gateway.startup import startup_step
-from gateway.store.base import MessageStore, OptOutStore, SegmentReceipt, StatusChange, SubmitResult
+from gateway.store.base import (
+    InboundStore,
+    MessageStore,
+    OptOutStore,
+    SegmentReceipt,
+    StatusChange,
+    SubmitResult,
+)
 from gateway.store.retention import RetentionPurger
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
@@ -94,15 +103,6 @@ class StatusListener(Protocol):
     def message_status_changed(self, message: Message, change: StatusChange) -> None: ...
 
 
-class MoListener(Protocol):
-    """Offered every MO; the first taker wins. Returns False when it does not take it, True when
-    it took it, or an awaitable done once it has kept it durably (the carrier is answered
-    then). May raise `gateway.links.base.TemporarilyRefused` to have the carrier offer it again
-    later."""
-
-    def mo_received(self, link: str, part: InboundPart) -> bool | Awaitable[None]: ...
-
-
 @dataclass(slots=True)
 class GatewayStats:
     """Counters a sysadmin graphs; the metrics exporter reads them."""
@@ -117,8 +117,7 @@ class GatewayStats:
     receipts_held: int = 0
     expired: int = 0
     dlr_timeouts: int = 0
-    mo_received: int = 0
-    mo_unclaimed: int = 0
+    mo_received: int = 0  # MO parts links handed over (what became of them: `InboundStats`)
     # Messages that reached a final status, by (channel, link, status); link "" for one that
     # never left the queue. A message the DLR timeout made `unknown` and a late receipt then
     # settled is counted under both statuses.
@@ -148,7 +147,6 @@ class Gateway:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     stats: GatewayStats = field(default_factory=GatewayStats)
     status_listeners: list[StatusListener] = field(default_factory=list)
-    mo_listeners: list[MoListener] = field(default_factory=list)
     # The file the config came from (None: the built-in default): what a reload reads again.
     config_path: Path | None = None
 
@@ -207,6 +205,17 @@ class Gateway:
             enabled=self.config.optouts.enabled,
         )
         self.intake.policies.append(self.optout_policy)
+        # Every MO, link-neutral: reassembly, storage, routing, keywords (gateway.inbound).
+        self.inbound = InboundHandler(
+            cast(InboundStore, self.store),
+            self.config.inbound,
+            events=self.events,
+            egress=EgressPolicy.from_config(self.config.egress),
+            matcher=self.keywords,
+            groups=sender_groups,
+            clock=self.clock,
+        )
+        self.inbound.keyword_actions = self.optouts
         self.correlator: Correlator[LinkReceiptKey, _EarlyReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
@@ -312,6 +321,8 @@ class Gateway:
 
             with startup_step("http", f"{config.http.host}:{config.http.port}"):
                 self.http_api = await start_http_api(self)
+        with startup_step("inbound"):
+            await self.inbound.start()
         with startup_step("links"):
             for link in self.links.values():
                 await link.start()
@@ -369,6 +380,7 @@ class Gateway:
                 await self._sweeper
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.inbound.stop()
         await self.queue.close()
         await self.optouts.stop()
         stop_simulator = getattr(self.simulator, "stop", None)
@@ -612,15 +624,7 @@ class Gateway:
 
     def on_mo(self, link: str, part: InboundPart) -> Awaitable[None] | None:
         self.stats.mo_received += 1
-        for listener in self.mo_listeners:
-            taken = listener.mo_received(link, part)
-            if taken is True:
-                return None
-            if taken is not False:
-                return taken
-        self.stats.mo_unclaimed += 1
-        log.info("MO on %s from %s to %s not claimed", link, part.source, part.destination)
-        return None
+        return self.inbound.receive(part)
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         log.info("link %s is %s", link, state.value)
@@ -810,7 +814,8 @@ class Gateway:
             self.routes = self.intake.routes = routes
             self.intake.senders = config.senders
             self.backlog.limits = backlog_limits(config)
-            self.keywords = keywords
+            self.keywords = self.inbound.matcher = keywords
+            self.inbound.groups = groups
             self.optouts.set_groups(groups)
             self.optout_policy.enabled = config.optouts.enabled
             self.optout_policy.otp_exempt = frozenset(

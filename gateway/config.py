@@ -873,6 +873,74 @@ class RetentionConfig(BaseModel):
     batch: Annotated[int, Field(ge=1, le=100_000)] = 500
 
 
+class InboundRouteConfig(BaseModel):
+    """Where MOs to some of our numbers go (`[[inbound.routes]]`): matched on the number they
+    were sent to (`to`: exact numbers or short codes; `prefix`: number prefixes) and optionally
+    their first word (`keyword`, e.g. "JOIN"); sent to an SMPP account, an HTTP webhook and/or
+    a named event sink. The most specific route wins: a keyword route before one without, an
+    exact number before a prefix, a longer prefix before a shorter one."""
+
+    model_config = _SECTION
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    to: list[Annotated[str, Field(pattern=r"^\+?[0-9]{1,15}$")]] = Field(default_factory=list)
+    prefix: list[Annotated[str, Field(pattern=r"^\+?[0-9]{1,15}$")]] = Field(default_factory=list)
+    keyword: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    account: str | None = None  # an SMPP account's system_id: MOs go to its receiving binds
+    webhook: str | None = None  # an http(s) URL: MOs are POSTed there as JSON, signed
+    # The HMAC key of the webhook's X-Tandem-Signature (the receipt callbacks' scheme).
+    webhook_secret: str | None = None
+    event_sink: str | None = None  # a named event sink (`gateway.events`), e.g. "mqtt"
+
+    @model_validator(mode="after")
+    def _matches_and_goes_somewhere(self) -> InboundRouteConfig:
+        if not self.to and not self.prefix:
+            raise ValueError("give the numbers it matches: to and/or prefix")
+        if self.account is None and self.webhook is None and self.event_sink is None:
+            raise ValueError("give where MOs go: account, webhook and/or event_sink")
+        if self.webhook is not None and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError("webhook must be an http:// or https:// URL")
+        if self.webhook is not None and not self.webhook_secret:
+            raise ValueError("a webhook needs a webhook_secret to sign its requests with")
+        return self
+
+
+class InboundReplyConfig(BaseModel):
+    """The reply to an MO that matched a keyword class (`[[inbound.replies]]`), for a sender
+    group (none: every sender without a reply of its own) and a language (none: any)."""
+
+    model_config = _SECTION
+
+    kind: Literal["opt_out", "opt_in", "help"]
+    text: Annotated[str, Field(min_length=1, max_length=1600)]
+    sender_group: str | None = None
+    language: str | None = None
+
+
+class InboundConfig(BaseModel):
+    """Inbound messages (MO): reassembly, webhooks, routes, keyword replies. How long MOs are
+    kept is `[retention] inbound_days`."""
+
+    model_config = _SECTION
+
+    # Parts of one MO must all arrive within this (seconds since the last part); those whose
+    # whole never arrives are delivered as the parts they are.
+    reassembly_timeout: Seconds = 10.0
+    reassembly_max_pending: Annotated[int, Field(ge=1)] = 10_000  # messages waiting for parts
+    reassembly_max_bytes: Annotated[int, Field(ge=1)] = 16 << 20  # their octets
+    webhook_timeout: Seconds = 10.0
+    webhook_retry_initial: Seconds = 5.0
+    webhook_retry_max_delay: Seconds = 1800.0
+    webhook_retry_for: Seconds = 86_400.0
+    routes: list[InboundRouteConfig] = Field(default_factory=list)
+    replies: list[InboundReplyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _route_names_are_unique(self) -> InboundConfig:
+        _require_unique("inbound.routes", (route.name for route in self.routes), "name")
+        return self
+
+
 class TandemConfig(BaseModel):
     """The whole daemon configuration: one TOML file, validated once at start-up."""
 
@@ -902,6 +970,7 @@ class TandemConfig(BaseModel):
     sender_groups: list[SenderGroupConfig] = Field(default_factory=list)
     optouts: OptOutsConfig = OptOutsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
     # Record per-stage latency histograms (gateway.stages; GET /admin/stages shows them).
     stage_times: bool = False
 

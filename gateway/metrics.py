@@ -440,7 +440,7 @@ class TandemCollector:
             labels=["outcome"],
         )
         mos.add_metric(["received"], stats.mo_received)
-        mos.add_metric(["unclaimed"], stats.mo_unclaimed)
+        mos.add_metric(["unclaimed"], self.gateway.inbound.stats.unmatched)
         yield mos
 
     # --- customers: SMPP server, callbacks ----------------------------------------------------

@@ -326,8 +326,10 @@ class SmscSimulator:
         data_coding: int = 0,
         system_id: str | None = None,
         tlvs: dict[int, object] | None = None,
+        esm_class: int = 0,
     ) -> None:
-        """Queue an MO deliver_sm for `system_id` (default: the first bound receiver's)."""
+        """Queue an MO deliver_sm for `system_id` (default: the first bound receiver's);
+        `esm_class` 0x40 says `short_message` starts with a UDH (a part of several)."""
         if text is not None:
             data_coding, short_message = encode_text(text)
         target = system_id if system_id is not None else self._any_receiving_system_id()
@@ -340,6 +342,7 @@ class SmscSimulator:
             dest_addr_ton=1,
             dest_addr_npi=1,
             destination_addr=destination_addr,
+            esm_class=esm_class,
             data_coding=data_coding,
             short_message=short_message or b"",
             tlvs=dict(tlvs or {}),

@@ -49,10 +49,9 @@ from gateway.addresses import (
 )
 from gateway.batching import TurnBatch
 from gateway.config import SendersConfig, TandemConfig
-from gateway.inbound.model import InboundMessage, InboundPart
+from gateway.inbound.model import InboundMessage
 from gateway.inbound.smpp_pdus import deliver_sm_for_message, deliver_sm_for_part
 from gateway.intake import IntakeRefusal, MessageRequest
-from gateway.links.base import TemporarilyRefused
 from gateway.logs import message_fields
 from gateway.messages import Channel, Message, Tenant
 from gateway.smpp_binds import BindChecker, CredentialCache, PasswordVerifier, VerifierBusy
@@ -130,7 +129,9 @@ class ServerSettings:
     max_pdu_length: int = 65536
     write_buffer_high: int = 256 * 1024  # pause reading a bind whose output backs up
     write_stall_timeout: float = 30.0  # drop a bind that reads nothing for this long
-    reassembly_timeout: float = 10.0  # parts of a message must all arrive within this
+    reassembly_timeout: float = (
+        10.0  # parts of a submit must all arrive within this (MOs: [inbound])
+    )
     reassembly_max_pending: int = 1000  # per account
     reassembly_max_bytes: int = 1 << 20  # per account
     delivery_retry_initial: float = 1.0
@@ -194,14 +195,6 @@ class _Delivery:
 
 
 @dataclass(slots=True)
-class _HeldMo:
-    """An MO part held for reassembly, and its row in the MO outbox once kept."""
-
-    part: InboundPart
-    row_id: int | None = None
-
-
-@dataclass(slots=True)
 class _Held:
     """A submitted part kept until its message is complete (reassembly)."""
 
@@ -232,11 +225,6 @@ class _AccountRuntime:
             settings.reassembly_max_bytes,
         )
         self.held_seqnums: dict[tuple[object, int, int], set[int]] = {}
-        self.mo_parts = Reassembler(
-            settings.reassembly_timeout,
-            settings.reassembly_max_pending,
-            settings.reassembly_max_bytes,
-        )
 
     @property
     def system_id(self) -> str:
@@ -494,7 +482,7 @@ class CustomerSmppServer:
             self._servers.append(secure)
             self.tls_port = secure.sockets[0].getsockname()[1]
         self.gateway.status_listeners.append(self)
-        self.gateway.mo_listeners.append(self)
+        self.gateway.inbound.accounts = self
         self._ticker = asyncio.create_task(self._tick_forever(), name="smpp-server-tick")
         log.info(
             "SMPP server listening on %s:%s%s (%d accounts)",
@@ -507,8 +495,8 @@ class CustomerSmppServer:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.gateway.status_listeners.remove(self)
-        with contextlib.suppress(ValueError):
-            self.gateway.mo_listeners.remove(self)
+        if self.gateway.inbound.accounts is self:
+            self.gateway.inbound.accounts = None
         for server in self._servers:
             server.close()
         if self._ticker is not None:
@@ -895,81 +883,54 @@ class CustomerSmppServer:
             receipt=(message.id, status),
         )
 
-    def mo_received(self, link: str, part: InboundPart) -> bool | Awaitable[None]:
-        """MO listener: MOs to a number or short code an account owns go to its binds.
+    # --- MOs (gateway.inbound.handler.MoAccounts) -------------------------------------------
 
-        The carrier is answered once the MO (or the part, while its message is reassembled) is
-        kept in the store; with the account's outbox full it is refused for now, and the
-        carrier offers it again later."""
-        account = self.accounts.owner_of(part.destination)
-        if account is None:
-            return False
-        runtime = self.runtime(account.system_id)
+    def owner_of(self, number: str) -> str | None:
+        account = self.accounts.owner_of(number)
+        return account.system_id if account is not None else None
+
+    def has_room(self, account: str) -> bool:
+        runtime = self.runtime(account)
         if runtime is None:
-            return False
-        if len(runtime.outbox) + runtime.reserved >= account.config.delivery_queue_max:
+            return True  # not running: nothing to fill (the handler counts it)
+        full = len(runtime.outbox) + runtime.reserved >= runtime.account.config.delivery_queue_max
+        if full:
             self.stats.mo_refused_full += 1
-            raise TemporarilyRefused(f"{account.system_id}: delivery queue full, MO refused")
+        return not full
+
+    def deliver_mo(self, account: str, message: InboundMessage) -> Awaitable[None] | None:
+        """Queue an MO (reassembled by the gateway) for the account's binds: as one deliver_sm
+        for an account that reassembles, else as the parts it came in. Done once kept in the
+        store's MO outbox, so the carrier is answered after that."""
+        runtime = self.runtime(account)
+        if runtime is None:
+            return None
         self.stats.mo_queued += 1
-        concat = part.concat
-        if account.config.multipart == "reassemble" and concat is not None:
-            held = _HeldMo(part)
-            info = ConcatInfo(concat.reference, concat.total, concat.sequence, 16)
-            key = (link, part.source, part.destination)
-            whole = runtime.mo_parts.add(
-                key, ConcatPart(info, part.payload, part.data_coding, held), time.monotonic()
-            )
-            group = f"{link}\x1f{part.source}\x1f{part.destination}\x1f"
-            group += f"{concat.reference}\x1f{concat.total}"
-            if whole is None:  # held until its other parts arrive
-                return self._spawn(self._keep_mo_part(runtime, held, group))
-            joined = _joined_mo(whole)
-            parts = group if concat.total > 1 else None
-            return self._start_keeping_mo(runtime, joined, parts)
-        return self._start_keeping_mo(runtime, deliver_sm_for_part(part), None)
+        if runtime.account.config.multipart == "reassemble" or len(message.parts) == 1:
+            pdus = [deliver_sm_for_message(message)]
+        else:
+            pdus = [deliver_sm_for_part(part) for part in message.parts]
+        runtime.reserved += len(pdus)  # their places in the outbox, so nothing fills them
+        return self._spawn(self._keep_mos(runtime, pdus))
 
-    def _start_keeping_mo(
-        self, runtime: _AccountRuntime, pdu: DeliverSm, parts: str | None
-    ) -> asyncio.Future[None]:
-        runtime.reserved += 1  # its place in the outbox, so nothing fills it meanwhile
-        # Started now, not when the link gets to it: the parts of one message reach the store
-        # in the order they came, so a whole replaces parts that are already there.
-        return self._spawn(self._keep_mo(runtime, pdu, parts))
-
-    async def _keep_mo(self, runtime: _AccountRuntime, pdu: DeliverSm, parts: str | None) -> None:
-        """Store the MO (replacing its parts kept under `parts`), then queue it for a bind in
-        the place `_start_keeping_mo` reserved."""
+    async def _keep_mos(self, runtime: _AccountRuntime, pdus: list[DeliverSm]) -> None:
+        """Store the MOs, then queue them for a bind in the places `deliver_mo` reserved."""
         ttl = runtime.account.config.delivery_ttl
-        mo_id = None
+        ids: list[int | None] = [None] * len(pdus)
         try:
             if self._deliveries is not None:
                 now = time.time()
-                if parts is None:
-                    mo_id = await self._deliveries.queue_mo(
+                kept = [
+                    self._deliveries.queue_mo(
                         runtime.system_id, encode(pdu), received_at=now, expires_at=now + ttl
                     )
-                else:
-                    mo_id = await self._deliveries.join_mo(
-                        runtime.system_id,
-                        encode(pdu),
-                        part_of=parts,
-                        received_at=now,
-                        expires_at=now + ttl,
-                    )
+                    for pdu in pdus
+                ]
+                ids = list(await asyncio.gather(*kept))
         finally:
-            runtime.reserved -= 1
-        self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
-
-    async def _keep_mo_part(self, runtime: _AccountRuntime, held: _HeldMo, group: str) -> None:
-        if self._deliveries is not None:
-            now = time.time()
-            held.row_id = await self._deliveries.queue_mo(
-                runtime.system_id,
-                encode(deliver_sm_for_part(held.part)),
-                received_at=now,
-                expires_at=now + runtime.account.config.delivery_ttl,
-                part_of=group,
-            )
+            runtime.reserved -= len(pdus)
+        for pdu, mo_id in zip(pdus, ids, strict=True):
+            self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
 
     def _enqueue(
         self,
@@ -1286,11 +1247,6 @@ class CustomerSmppServer:
                     incomplete.total,
                 )
                 _answer_held(held, status=CommandStatus.ESME_RSUBMITFAIL)
-            for incomplete_mo in runtime.mo_parts.expire(now):
-                for part in incomplete_mo.parts:  # better the parts than nothing
-                    kept = part.context
-                    assert isinstance(kept, _HeldMo)
-                    self._enqueue(runtime, deliver_sm_for_part(kept.part), "mo", mo_id=kept.row_id)
             self.pump(runtime)
 
     def reconfigure(self, config: TandemConfig) -> list[str]:
@@ -1556,15 +1512,6 @@ def _answer_held(held: list[object], *, status: int = 0, message_id: str = "") -
             item.future.set_result(response_to(item.pdu, command_status=status))
         else:
             item.future.set_result(response_to(item.pdu, message_id=message_id))
-
-
-def _joined_mo(whole: ReassembledMessage) -> DeliverSm:
-    parts = []
-    for concat_part in whole.parts:
-        held = concat_part.context
-        assert isinstance(held, _HeldMo)
-        parts.append(held.part)
-    return deliver_sm_for_message(InboundMessage.joined(tuple(parts)))
 
 
 def _customer_receipt(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -392,14 +392,15 @@ async def test_a_stop_hands_back_the_message_the_sims_pace_still_holds(
 
 
 class MoRecorder:
-    """An MO listener that keeps what it is offered (as the inbound path does)."""
+    """Sits in front of the inbound handler and keeps a copy of each part it is handed."""
 
-    def __init__(self) -> None:
+    def __init__(self, receive: Callable[[InboundPart], Awaitable[None]]) -> None:
         self.parts: list[InboundPart] = []
+        self._receive = receive
 
-    def mo_received(self, link: str, part: InboundPart) -> bool:
+    def receive(self, part: InboundPart) -> Awaitable[None]:
         self.parts.append(part)
-        return True
+        return self._receive(part)
 
 
 @pytest.mark.parametrize("indications", ["stored", "direct"])
@@ -409,8 +410,8 @@ async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
     pool: Pool = await pools(
         {"sim": quick()}, links={"sim": {"indications": indications, "number": "+254712000001"}}
     )
-    recorder = MoRecorder()
-    pool.gateway.mo_listeners.append(recorder)
+    recorder = MoRecorder(pool.gateway.inbound.receive)
+    pool.gateway.inbound.receive = recorder.receive  # type: ignore[method-assign]
     pty = pool.modems["sim"]
     direct = indications == "direct"
     pty.modem.inject_mo("STOP", originator="+254712345678", direct=direct)

@@ -7,6 +7,7 @@ same rows it would remove; `tandem store purge` does both from the command line.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from dlr.status import MessageStatus, StatusSource
 from gateway.config import parse_config
 from gateway.messages import Channel, Message, MessageIdGenerator
-from gateway.store.base import IdempotencyRecord, OtpRecord
+from gateway.store.base import IdempotencyRecord, InboundRow, InboundState, OtpRecord
 from gateway.store.retention import DAY, Cutoffs, SqliteRetention
 from gateway.store.sqlite import SqliteMessageStore
 from tests.daemon_processes import ROOT, TANDEM
@@ -98,6 +99,28 @@ async def seed_other_rows(store: SqliteMessageStore) -> None:
         )
     for received_at in (OLD, NOW - 60):
         await store.queue_mo("acme", b"pdu", received_at=received_at, expires_at=received_at + DAY)
+    # Inbound MOs: an old one handed on (goes); an old one whose webhook is still owed, an old
+    # part waiting for its message and a recent one (stay).
+    for received_at, changes in (
+        (OLD, {}),
+        (OLD, {"webhook": "hooks", "webhook_next": NOW}),
+        (OLD, {"state": InboundState.HELD, "part_of": "sim/1/2/3/2"}),
+        (NOW - 60, {}),
+    ):
+        row = InboundRow(
+            InboundState.ROUTED,
+            "sim",
+            "447700900123",
+            "12345",
+            0,
+            "hi",
+            b"hi",
+            "[]",
+            1,
+            True,
+            received_at,
+        )
+        await store.record_inbound(dataclasses.replace(row, **changes))
 
 
 CONFIG = parse_config("[retention]\nbatch = 3\n", "test")  # small batches: several ops per step
@@ -121,6 +144,7 @@ async def test_the_purge_removes_what_is_old_and_done_and_keeps_the_rest(tmp_pat
             "final_messages": 7,
             "otp": 2,
             "idempotency": 2,
+            "inbound": 1,
         }
         removed = await retention.purge(cutoffs, batch=CONFIG.retention.batch)
         assert removed == counted
@@ -134,6 +158,7 @@ async def test_the_purge_removes_what_is_old_and_done_and_keeps_the_rest(tmp_pat
         assert table_count(path, "otp") == 1
         assert table_count(path, "idempotency") == 1
         assert table_count(path, "mo_outbox") == 1
+        assert table_count(path, "inbound") == 3
         assert await retention.count(cutoffs) == dict.fromkeys(counted, 0)
 
         # A hundred days later the owed receipt is given up (7 days), and then its message

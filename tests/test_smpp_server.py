@@ -610,7 +610,7 @@ async def test_an_mo_meeting_a_full_outbox_is_refused_for_now_and_lands_on_the_s
         await stop_tandem(tandem)
 
 
-async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive_a_restart(
+async def test_mo_parts_held_for_reassembly_are_replaced_by_the_whole_or_survive_a_restart(
     tmp_path: Path,
 ) -> None:
     accounts = [account("joiner", multipart="reassemble", mo_numbers=["777"])]
@@ -631,7 +631,9 @@ async def test_mo_parts_kept_for_reassembly_are_replaced_by_the_whole_or_survive
             await taken  # answered to the carrier only now: kept in the store
         store = tandem.gateway.message_store
         kept = await store.queued_mos()  # type: ignore[attr-defined]
-        assert [m.part_of is None for m in kept] == [True, False]  # the whole, then the half
+        assert [m.part_of is None for m in kept] == [True]  # the whole, for the account
+        held = await store.held_inbound()  # type: ignore[attr-defined]
+        assert [record.row.text for record in held] == ["half "]  # waits at the gateway
     finally:
         await stop_tandem(tandem)
 

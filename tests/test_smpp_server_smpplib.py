@@ -341,10 +341,14 @@ async def test_mo_waits_in_the_queue_until_a_receiver_binds(tandem: Tandem) -> N
     await in_thread(esme.close)
 
 
-async def test_mo_for_a_number_nobody_owns_is_not_claimed(tandem: Tandem) -> None:
+async def test_mo_for_a_number_nobody_owns_is_kept_and_counted_not_delivered(
+    tandem: Tandem,
+) -> None:
     tandem.simulator.inject_mo("447700900001", "99999", "stray", system_id="tandem")
-    await wait_for(lambda: tandem.gateway.stats.mo_unclaimed == 1, what="the MO")
+    await wait_for(lambda: tandem.gateway.inbound.stats.unmatched == 1, what="the MO")
     assert tandem.server.stats.mo_queued == 0
+    (kept,) = await tandem.gateway.message_store.list_inbound()  # type: ignore[attr-defined]
+    assert (kept.row.state, kept.row.text, kept.row.destination) == ("unmatched", "stray", "99999")
 
 
 async def test_smpplib_query_sm_reports_the_state_of_its_own_messages_only(

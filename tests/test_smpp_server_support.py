@@ -46,6 +46,7 @@ async def start_tandem(
     dlr_delay: float = 0.0,
     smpp_server: dict[str, Any] | None = None,
     routes: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Tandem:
     simulator = SmscSimulator(
         SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=dlr_delay),
@@ -78,6 +79,11 @@ async def start_tandem(
             ],
             "routes": routes or [{"name": "all", "priority": 100, "targets": ["sim"]}],
             "accounts": accounts,
+            # MOs are reassembled at the gateway; tests that hurry the server hurry it too.
+            "inbound": {
+                "reassembly_timeout": settings.reassembly_timeout if settings is not None else 10.0
+            },
+            **(extra or {}),
         }
     )
     gateway = Gateway(config)

@@ -668,3 +668,98 @@ class OptOutStore(Protocol):
         ...
 
     async def last_optout_audit_id(self) -> int: ...
+
+
+class InboundState(enum.StrEnum):
+    """Where a stored MO stands."""
+
+    HELD = "held"  # a part waiting for the rest of its message
+    ROUTED = "routed"  # handed to the destinations of an inbound route (or an account)
+    UNMATCHED = "unmatched"  # no route or account claims its number: kept and counted
+    BLOCKED = "blocked"  # from a number on the inbound block list: kept, not forwarded
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRow:
+    """An MO as the handler asks the store to keep it (`InboundStore.record_inbound`)."""
+
+    state: InboundState
+    link: str
+    source: str
+    destination: str
+    data_coding: int
+    text: str | None
+    payload: bytes
+    parts_json: str  # the parts it was made of (`gateway.store.inbound.parts_to_json`)
+    part_count: int
+    complete: bool
+    received_at: float
+    carrier_timestamp: float | None = None
+    part_of: str | None = None  # while HELD: the message it waits to join
+    keyword: str | None = None
+    keyword_class: str | None = None
+    lenient: bool = False
+    route: str | None = None  # the inbound route (or "account:<system_id>") it went to
+    webhook: str | None = None  # the route whose webhook is owed this MO
+    webhook_next: float | None = None  # when the webhook is next tried; None: nothing owed
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """A stored MO, as reads return it."""
+
+    id: int
+    row: InboundRow
+    webhook_attempts: int = 0
+    webhook_error: str | None = None
+
+
+class InboundStore(Protocol):
+    """MOs kept before the carrier is answered, the webhook deliveries owed for them, and the
+    inbound block list."""
+
+    async def record_inbound(self, row: InboundRow, *, replaces: str | None = None) -> int:
+        """Keep one MO (or a held part); with `replaces`, the held parts of that message go in
+        the same transaction. Returns its id. Durable when it returns."""
+        ...
+
+    async def release_held(self, ids: Sequence[int], row: InboundRow) -> None:
+        """Held parts whose message never completed become MOs of their own, in `row`'s state,
+        route and webhook (the rest of `row` is not used)."""
+        ...
+
+    async def held_inbound(self) -> list[InboundRecord]:
+        """The parts still waiting for their message (start-up puts them back)."""
+        ...
+
+    async def get_inbound(self, inbound_id: int) -> InboundRecord | None: ...
+
+    async def list_inbound(
+        self,
+        *,
+        number: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[InboundRecord]:
+        """Newest first; `number` matches the sender or the number it was sent to."""
+        ...
+
+    async def webhooks_owed(
+        self, *, after_id: int = 0, limit: int = 1000
+    ) -> list[InboundRecord]: ...
+
+    async def webhook_attempted(
+        self, inbound_id: int, *, next_at: float | None, error: str | None
+    ) -> None:
+        """Record one attempt: `next_at` None settles it (delivered or given up)."""
+        ...
+
+    async def block_inbound(self, number: str, *, at: float, reason: str) -> bool: ...
+
+    async def unblock_inbound(self, number: str) -> bool: ...
+
+    async def inbound_blocked(self) -> list[tuple[str, float, str]]:
+        """(number, since, reason) of every blocked number."""
+        ...

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dlr.status import MessageStatus, is_final
+from gateway.store import inbound
 
 if TYPE_CHECKING:
     from gateway.config import TandemConfig
@@ -210,7 +211,15 @@ PURGE_STEPS: list[PurgeStep] = [
         (float("-inf"), "", ""),
         _by_key,
     ),
-    # Inbound messages: `gateway.store.inbound` appends its step here, cutoff "inbound".
+    PurgeStep(
+        "inbound",
+        "inbound",
+        inbound.PURGE_CANDIDATES,
+        inbound.PURGE_COUNT,
+        inbound.purge_op,
+        (0,),
+        _by_key,
+    ),
 ]
 
 

@@ -19,6 +19,7 @@ from dlr.status import (
     MessageStatus,
     SegmentStatus,
 )
+from gateway.store.inbound import INBOUND_SCHEMA
 from gateway.store.optouts import OPTOUT_SCHEMA
 from gateway.store.rows import _OTP_KIND, _api_key_context, _message_context
 from gateway.store.sealing import (
@@ -208,6 +209,9 @@ _MIGRATIONS: tuple[str, ...] = (
     "seal",
     # 7: the opt-out list and its audit trail (`gateway.store.optouts`).
     OPTOUT_SCHEMA,
+    # 8: inbound messages (MO), the webhook deliveries owed for them, the inbound block list
+    # (`gateway.store.inbound`).
+    INBOUND_SCHEMA,
 )
 
 

@@ -105,6 +105,7 @@ from gateway.store.deliveries import (
     _insert_mo,
     _settle_receipts,
 )
+from gateway.store.inbound import SqliteInboundStore
 from gateway.store.keys import (
     _API_KEY_COLUMNS,
     _CANCEL_OTP,
@@ -295,7 +296,7 @@ class _WriteRequest:
     queued_at: float = 0.0  # when stage times are recorded (gateway.stages)
 
 
-class SqliteMessageStore(SqliteOptOutStore):
+class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
     """`MessageStore` on one SQLite file; see the module docstring for how writes are batched.
 
     `writer`: where the writer runs. "process" (the daemon's default) gives it a CPU of its

@@ -1,0 +1,496 @@
+"""The inbound handler: every MO a link receives, from its first part to its destinations.
+
+Owns `InboundHandler` and `InboundStats`. For each `InboundPart` a link hands the daemon:
+1. a part from a number on the inbound block list is kept as BLOCKED and goes nowhere;
+2. a part of several is held (kept in the store) until its message is whole: reassembly happens
+   once, here, with `[inbound]`'s timeout and bounds; parts whose whole never arrives are
+   delivered as the parts they are when it times out (and after a restart, held parts wait
+   again);
+3. the message is matched against the opt-out keywords and routed (`gateway.inbound.routing`);
+4. it is kept in the store (with the webhook delivery it is owed, in the same transaction), and,
+   for an SMPP account, queued in that account's durable outbox in the same commit;
+5. an opt-out or opt-in keyword changes the opt-out list (durable, audited);
+6. only then is the link's awaitable done, so the carrier is answered: a store failure answers
+   a temporary error and the carrier offers the MO again;
+7. after that: the event sink is told, the webhook is posted, keyword replies are sent through
+   the normal MT path (at most once per MO: they are not sent again after a restart).
+
+Never does: protocol work (links convert their PDUs), SQL (the store), HTTP (`webhooks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dlr.callback import RetrySchedule
+from gateway.config import InboundConfig
+from gateway.egress import EgressPolicy
+from gateway.events import EventKind, EventSinks, mo_payload
+from gateway.inbound.model import InboundMessage, InboundPart
+from gateway.inbound.routing import InboundRoute, InboundRouter, digits
+from gateway.inbound.webhooks import WebhookSender
+from gateway.links.base import TemporarilyRefused
+from gateway.optouts.keywords import KeywordClass, KeywordMatch, KeywordMatcher
+from gateway.optouts.registry import OptOutRegistry
+from gateway.optouts.senders import SenderGroups, sender_key
+from gateway.store.base import InboundRecord, InboundRow, InboundState, InboundStore, StoreError
+from gateway.store.inbound import parts_from_json, parts_to_json
+from smpp.reassembly import ConcatInfo, ConcatPart, Reassembler
+
+log = logging.getLogger("tandem.inbound")
+
+TICK_SECONDS = 0.25
+BLOCK_LIST_REFRESH_SECONDS = 2.0
+
+
+class MoAccounts(Protocol):
+    """SMPP accounts that take MOs (the customer SMPP server)."""
+
+    def owner_of(self, number: str) -> str | None:
+        """The account whose `mo_numbers` hold `number`, if any."""
+
+    def has_room(self, account: str) -> bool:
+        """False when the account's outbox is at its bound (the carrier is asked to retry)."""
+
+    def deliver_mo(self, account: str, message: InboundMessage) -> Awaitable[None] | None:
+        """Queue the MO for the account's binds; the awaitable is done once it is kept in the
+        account's durable outbox. None: no such account is running."""
+
+
+# Keyword replies go out through the normal MT path: (the MO, its stored id, the match, the
+# opt-out outcome that a confirmation may pass, or None).
+ReplySender = Callable[[InboundMessage, int, KeywordMatch, object], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class InboundStats:
+    """Counters a sysadmin graphs; the metrics exporter reads them (`Gateway.inbound.stats`)."""
+
+    parts: int = 0  # parts links handed us
+    messages: int = 0  # MOs kept (whole, single, or parts given up on)
+    reassembled: int = 0  # of those, joined from several parts
+    parts_held: int = 0  # parts kept waiting for the rest of their message
+    parts_timed_out: int = 0  # delivered as parts: the rest never arrived
+    routed: int = 0
+    to_accounts: int = 0
+    to_webhooks: int = 0
+    to_event_sinks: int = 0
+    event_sink_missing: int = 0
+    account_missing: int = 0  # routed to an account that is not running
+    unmatched: int = 0  # kept, claimed by no route or account
+    blocked: int = 0  # from a number on the block list: kept, not forwarded
+    refused_full: int = 0  # the account's outbox was full: the carrier offers it again
+    store_failures: int = 0  # answered with a temporary error: the carrier offers it again
+    keyword_opt_outs: int = 0
+    keyword_opt_ins: int = 0
+    keyword_help: int = 0
+    keyword_failures: int = 0
+    replies: int = 0  # keyword replies accepted by intake
+    replies_refused: int = 0
+
+
+@dataclass(slots=True)
+class _Held:
+    part: InboundPart
+    group: str
+    row_id: int | None = None
+
+
+def _group(part: InboundPart) -> str:
+    concat = part.concat
+    assert concat is not None
+    return "\x1f".join(
+        (part.link, part.source, part.destination, str(concat.reference), str(concat.total))
+    )
+
+
+class InboundHandler:
+    """See the module docstring. `receive(part)` is `LinkSink.on_mo`."""
+
+    def __init__(
+        self,
+        store: InboundStore,
+        config: InboundConfig,
+        *,
+        events: EventSinks | None = None,
+        egress: EgressPolicy | None = None,
+        matcher: KeywordMatcher | None = None,
+        groups: SenderGroups | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.events = events
+        self.matcher = matcher
+        self.groups = groups if groups is not None else SenderGroups()
+        self.clock = clock
+        self.stats = InboundStats()
+        self.accounts: MoAccounts | None = None
+        self.keyword_actions: OptOutRegistry | None = None  # what STOP and START change
+        self.reply: ReplySender | None = None
+        self.router = InboundRouter(config.routes, self._account_of)
+        self.blocked: set[str] = set()
+        self._parts = Reassembler(
+            config.reassembly_timeout, config.reassembly_max_pending, config.reassembly_max_bytes
+        )
+        self.webhooks = WebhookSender(
+            store,
+            self._webhook_route,
+            schedule=RetrySchedule(
+                initial_delay=config.webhook_retry_initial,
+                max_delay=config.webhook_retry_max_delay,
+                give_up_after=config.webhook_retry_for,
+            ),
+            timeout=config.webhook_timeout,
+            egress=egress if egress is not None else EgressPolicy(),
+            clock=clock,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh_block_list()
+        restored = 0
+        for record in await self.store.held_inbound():
+            for part in parts_from_json(record.row.parts_json):
+                if part.concat is None:
+                    continue
+                held = _Held(part, record.row.part_of or _group(part), record.id)
+                self._add_part(held)
+                restored += 1
+        if restored:
+            log.info("inbound: %d held MO parts wait for the rest of their messages", restored)
+        await self.webhooks.start()
+        self._ticker = asyncio.create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.webhooks.stop()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+
+    async def refresh_block_list(self) -> None:
+        self.blocked = {number for number, _, _ in await self.store.inbound_blocked()}
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _account_of(self, number: str) -> str | None:
+        return self.accounts.owner_of(number) if self.accounts is not None else None
+
+    def _webhook_route(self, name: str) -> InboundRoute | None:
+        config = self.router.routes.get(name)
+        if config is None:
+            return None
+        return InboundRoute(
+            name, config.account, config.webhook, config.webhook_secret, config.event_sink
+        )
+
+    # --- intake -------------------------------------------------------------------------------
+
+    def receive(self, part: InboundPart) -> Awaitable[None]:
+        """Take one part; the awaitable is done once it is kept (and, when it completes a
+        message, once that message is kept and handed on). Raises `TemporarilyRefused` when
+        the account it goes to cannot take it now."""
+        self.stats.parts += 1
+        if digits(part.source) in self.blocked:
+            self.stats.blocked += 1
+            return self._take(InboundMessage.single(part), state=InboundState.BLOCKED)
+        route = self.router.route(part.destination, part.text)
+        accounts = self.accounts
+        if (
+            route is not None
+            and route.account is not None
+            and accounts is not None
+            and not accounts.has_room(route.account)
+        ):
+            self.stats.refused_full += 1
+            raise TemporarilyRefused(f"{route.account}: delivery queue full, MO refused")
+        if part.is_part_of_several:
+            held = _Held(part, _group(part))
+            whole = self._add_part(held)
+            if whole is None:
+                self.stats.parts_held += 1
+                return self._spawn(self._hold(held))
+            self.stats.reassembled += 1
+            return self._take(whole, replaces=held.group)
+        return self._take(InboundMessage.single(part))
+
+    def _add_part(self, held: _Held) -> InboundMessage | None:
+        part = held.part
+        concat = part.concat
+        assert concat is not None
+        info = ConcatInfo(concat.reference, concat.total, concat.sequence, 16)
+        whole = self._parts.add(
+            (part.link, part.source, part.destination),
+            ConcatPart(info, part.payload, part.data_coding, held),
+            time.monotonic(),
+        )
+        if whole is None:
+            return None
+        parts = []
+        for each in whole.parts:
+            assert isinstance(each.context, _Held)
+            parts.append(each.context.part)
+        return InboundMessage.joined(tuple(parts))
+
+    async def _hold(self, held: _Held) -> None:
+        part = held.part
+        row = self._row(InboundMessage.single(part), InboundState.HELD, None, None)
+        row = _with(row, part_of=held.group)
+        try:
+            held.row_id = await self.store.record_inbound(row)
+        except StoreError as exc:
+            self.stats.store_failures += 1
+            raise TemporarilyRefused(f"keeping an MO part failed: {exc}") from exc
+
+    def _match(self, message: InboundMessage) -> KeywordMatch | None:
+        if self.matcher is None or message.text is None or not message.complete:
+            return None
+        sender = sender_key(message.destination)
+        group = self.groups.group_of(sender)
+        return self.matcher.match(
+            message.text,
+            sender=sender,
+            group=group.name if group is not None else None,
+            now=self.clock(),
+        )
+
+    def _row(
+        self,
+        message: InboundMessage,
+        state: InboundState,
+        route: InboundRoute | None,
+        match: KeywordMatch | None,
+    ) -> InboundRow:
+        owes_webhook = state is InboundState.ROUTED and route is not None and route.webhook
+        return InboundRow(
+            state=state,
+            link=message.link,
+            source=message.source,
+            destination=message.destination,
+            data_coding=message.data_coding,
+            text=message.text,
+            payload=message.payload,
+            parts_json=parts_to_json(message.parts),
+            part_count=len(message.parts),
+            complete=message.complete,
+            received_at=message.received_at,
+            carrier_timestamp=message.carrier_timestamp,
+            keyword=match.keyword if match is not None else None,
+            keyword_class=match.keyword_class.value if match is not None else None,
+            lenient=match.lenient if match is not None else False,
+            route=route.name if route is not None else None,
+            webhook=route.name if owes_webhook and route is not None else None,
+            webhook_next=self.clock() if owes_webhook else None,
+        )
+
+    def _take(
+        self,
+        message: InboundMessage,
+        *,
+        replaces: str | None = None,
+        held_ids: tuple[int, ...] = (),
+        state: InboundState | None = None,
+    ) -> asyncio.Task[None]:
+        """Route and hand on one message. The account's outbox place is taken now, in this
+        turn, so the next MO sees it full; both writes are queued before either is awaited."""
+        if state is InboundState.BLOCKED:
+            route = None
+            match = None
+        else:
+            route = self.router.route(message.destination, message.text)
+            state = InboundState.ROUTED if route is not None else InboundState.UNMATCHED
+            match = self._match(message) if message.complete else None
+        handed: Awaitable[None] | None = None
+        if route is not None and route.account is not None:
+            if self.accounts is not None:
+                handed = self.accounts.deliver_mo(route.account, message)
+            if handed is None:
+                self.stats.account_missing += 1
+                log.warning(
+                    "inbound route %s: account %s is not running", route.name, route.account
+                )
+            else:
+                self.stats.to_accounts += 1
+        return self._spawn(
+            self._keep(
+                message, route, match, state, replaces=replaces, held_ids=held_ids, handed=handed
+            )
+        )
+
+    async def _keep(
+        self,
+        message: InboundMessage,
+        route: InboundRoute | None,
+        match: KeywordMatch | None,
+        state: InboundState,
+        *,
+        replaces: str | None = None,
+        held_ids: tuple[int, ...] = (),
+        handed: Awaitable[None] | None = None,
+    ) -> None:
+        row = self._row(message, state, route, match)
+        if held_ids:
+            kept: Awaitable[Any] = self.store.release_held(held_ids, row)
+        else:
+            kept = self.store.record_inbound(row, replaces=replaces)
+        try:
+            inbound_id = await kept
+            if handed is not None:
+                await handed
+        except StoreError as exc:
+            self.stats.store_failures += 1
+            raise TemporarilyRefused(f"keeping an MO failed: {exc}") from exc
+        if held_ids:
+            inbound_id = held_ids[0]
+        self.stats.messages += 1
+        if state is InboundState.UNMATCHED:
+            self.stats.unmatched += 1
+            log.info(
+                "MO on %s from %s to %s matched no inbound route (kept as %d)",
+                message.link,
+                message.source,
+                message.destination,
+                inbound_id,
+            )
+        elif state is InboundState.ROUTED:
+            self.stats.routed += 1
+        outcome: object = None
+        if match is not None and state is not InboundState.BLOCKED:
+            outcome = await self._keyword(message, inbound_id, match)
+        # The carrier is answered once this returns; what follows does not hold it up.
+        if state is InboundState.ROUTED and route is not None:
+            self._hand_on(message, inbound_id, row, route)
+        if match is not None and state is not InboundState.BLOCKED and self.reply is not None:
+            self._spawn(self._reply(message, inbound_id, match, outcome))
+
+    async def _keyword(
+        self, message: InboundMessage, inbound_id: int, match: KeywordMatch
+    ) -> object:
+        """Apply an opt-out or opt-in before the carrier is answered (durable, audited)."""
+        actions = self.keyword_actions
+        if match.keyword_class is KeywordClass.HELP:
+            self.stats.keyword_help += 1
+            return None
+        if actions is None:
+            return None
+        from gateway.optouts.senders import InvalidOptOutNumber, number_key
+        from gateway.store.base import OptOutVia
+
+        try:
+            number = number_key(message.source)
+        except InvalidOptOutNumber:
+            log.info(
+                "MO %d: %r is not a number an opt-out can be kept for", inbound_id, message.source
+            )
+            return None
+        source = f"link:{message.link} mo:{inbound_id}"
+        try:
+            if match.keyword_class is KeywordClass.OPT_OUT:
+                self.stats.keyword_opt_outs += 1
+                return await actions.opt_out(
+                    number,
+                    sender=message.destination,
+                    all_senders=match.all_senders,
+                    via=OptOutVia.KEYWORD,
+                    keyword=match.keyword,
+                    lenient=match.lenient,
+                    source=source,
+                )
+            self.stats.keyword_opt_ins += 1
+            return await actions.opt_in(
+                number,
+                sender=message.destination,
+                via=OptOutVia.KEYWORD,
+                keyword=match.keyword,
+                source=source,
+            )
+        except StoreError as exc:
+            self.stats.keyword_failures += 1
+            raise TemporarilyRefused(f"recording the {match.keyword_class} failed: {exc}") from exc
+
+    async def _reply(
+        self, message: InboundMessage, inbound_id: int, match: KeywordMatch, outcome: object
+    ) -> None:
+        assert self.reply is not None
+        try:
+            await self.reply(message, inbound_id, match, outcome)
+        except Exception:
+            self.stats.replies_refused += 1
+            log.exception("MO %d: the %s reply was not sent", inbound_id, match.keyword_class)
+
+    def _hand_on(
+        self, message: InboundMessage, inbound_id: int, row: InboundRow, route: InboundRoute
+    ) -> None:
+        if row.webhook is not None:
+            self.stats.to_webhooks += 1
+            self.webhooks.owe(InboundRecord(inbound_id, row))
+        if route.event_sink is not None and self.events is not None:
+            payload = mo_payload(
+                link=message.link,
+                source=message.source,
+                destination=message.destination,
+                text=message.text,
+                received_at=message.received_at,
+                id=str(inbound_id),
+                parts=len(message.parts),
+                complete=message.complete,
+            )
+            if self.events.publish_to(
+                route.event_sink, EventKind.MO, digits(message.destination), payload
+            ):
+                self.stats.to_event_sinks += 1
+            else:
+                self.stats.event_sink_missing += 1
+
+    # --- timers -------------------------------------------------------------------------------
+
+    async def _tick_forever(self) -> None:
+        next_refresh = time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            for incomplete in self._parts.expire(now):
+                for each in incomplete.parts:  # better the parts than nothing
+                    held = each.context
+                    assert isinstance(held, _Held)
+                    self.stats.parts_timed_out += 1
+                    self._give_up(held)
+            try:
+                if now >= next_refresh:
+                    next_refresh = now + BLOCK_LIST_REFRESH_SECONDS
+                    await self.refresh_block_list()
+            except StoreError as exc:
+                log.warning("inbound: %s", exc)
+
+    def _give_up(self, held: _Held) -> None:
+        message = InboundMessage.single(held.part, complete=False)
+        ids = (held.row_id,) if held.row_id is not None else ()
+        self._take(message, held_ids=ids).add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("inbound: a part given up on was not handed on: %s", task.exception())
+
+
+def _with(row: InboundRow, **changes: Any) -> InboundRow:
+    import dataclasses
+
+    return dataclasses.replace(row, **changes)

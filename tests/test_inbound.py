@@ -1,0 +1,203 @@
+"""Inbound messages end to end over real sockets: the simulator sends MOs over SMPP to the
+carrier link; the gateway reassembles, keeps, routes them to an SMPP account (smpplib as the
+customer), a signed HTTP webhook (a real HTTP server) or nowhere (kept, counted), and keeps
+blocked numbers' MOs without forwarding them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from dlr.callback import SIGNATURE_HEADER, verify
+from tests.test_smpp_server_smpplib import Esme, in_thread
+from tests.test_smpp_server_support import (
+    PASSWORD,
+    Tandem,
+    account,
+    start_tandem,
+    stop_tandem,
+    wait_for,
+)
+
+SECRET = "webhook-secret-1"
+SUBSCRIBER = "447400123456"
+
+
+def udh_parts(text: bytes, reference: int, size: int = 150) -> list[bytes]:
+    chunks = [text[i : i + size] for i in range(0, len(text), size)]
+    return [
+        bytes((5, 0, 3, reference, len(chunks), seq)) + chunk
+        for seq, chunk in enumerate(chunks, start=1)
+    ]
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that keeps what it is POSTed; `fail` answers 503 first."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.got: list[tuple[dict[str, Any], bytes, str]] = []
+        self.fail = fail
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.fail > 0:
+            self.fail -= 1
+            return web.Response(status=503)
+        self.got.append((json.loads(body), body, request.headers.get(SIGNATURE_HEADER, "")))
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/mo", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver(fail=1) as running:
+        yield running
+
+
+async def start(tmp_path: Path, receiver: Receiver, **inbound: Any) -> Tandem:
+    routes = [
+        {
+            "name": "hooks",
+            "to": ["5555"],
+            "webhook": f"http://127.0.0.1:{receiver.port}/mo",
+            "webhook_secret": SECRET,
+        },
+        {"name": "join", "prefix": ["77"], "keyword": "JOIN", "account": "acme"},
+    ]
+    return await start_tandem(
+        tmp_path,
+        [account("acme", mo_numbers=["7777"], multipart="reassemble")],
+        extra={
+            "egress": {"allow": ["127.0.0.1"], "ports": [receiver.port]},
+            "inbound": {
+                "reassembly_timeout": 0.5,
+                "webhook_retry_initial": 0.05,
+                "routes": routes,
+                **inbound,
+            },
+        },
+    )
+
+
+async def test_a_multipart_mo_is_reassembled_and_posted_to_a_webhook_signed_and_retried(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    tandem = await start(tmp_path, receiver)
+    try:
+        text = b"A" * 150 + b"B" * 150 + b"C" * 20
+        for part in reversed(udh_parts(text, 42)):
+            tandem.simulator.inject_mo(
+                SUBSCRIBER, "5555", short_message=part, system_id="tandem", esm_class=0x40
+            )
+        await wait_for(lambda: bool(receiver.got), what="the webhook")
+        ((body, raw, signature),) = receiver.got
+        assert body["text"] == text.decode() and body["parts"] == 3 and body["complete"]
+        assert (body["from"], body["to"]) == (SUBSCRIBER, "5555")
+        assert verify(SECRET, raw, signature, time.time())
+        record = await tandem.gateway.message_store.get_inbound(int(body["id"]))  # type: ignore[attr-defined]
+        assert record.row.state == "routed" and record.row.route == "hooks"
+        await wait_for(lambda: tandem.gateway.inbound.webhooks.stats.delivered == 1)
+        assert tandem.gateway.inbound.webhooks.stats.retries == 1  # the 503 was tried again
+        owed = await tandem.gateway.message_store.webhooks_owed()  # type: ignore[attr-defined]
+        assert owed == []
+    finally:
+        await stop_tandem(tandem)
+
+
+async def test_a_multipart_mo_is_reassembled_for_an_smpp_account_read_by_smpplib(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    tandem = await start(tmp_path, receiver)
+    esme = Esme(tandem.port)
+    try:
+        assert await in_thread(esme.bind, "receiver", "acme", PASSWORD) == 0
+        text = b"x" * 150 + b"y" * 100
+        for part in udh_parts(text, 7):
+            tandem.simulator.inject_mo(
+                SUBSCRIBER, "7777", short_message=part, system_id="tandem", esm_class=0x40
+            )
+        await in_thread(esme.read_until, lambda: bool(esme.delivered))
+        (pdu,) = esme.delivered
+        assert pdu.short_message == text and not pdu.esm_class & 0x40
+        assert tandem.gateway.inbound.stats.reassembled == 1
+    finally:
+        await in_thread(esme.close)
+        await stop_tandem(tandem)
+
+
+async def test_the_keyword_route_takes_its_first_word_and_the_rest_stay_unmatched(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    tandem = await start(tmp_path, receiver)
+    try:
+        tandem.simulator.inject_mo(SUBSCRIBER, "7700", "join now", system_id="tandem")
+        tandem.simulator.inject_mo(SUBSCRIBER, "7700", "hello", system_id="tandem")
+        await wait_for(lambda: tandem.gateway.inbound.stats.messages == 2)
+        kept = await tandem.gateway.message_store.list_inbound(number="7700")  # type: ignore[attr-defined]
+        assert [(r.row.text, r.row.state, r.row.route) for r in kept] == [
+            ("hello", "unmatched", None),
+            ("join now", "routed", "join"),
+        ]
+        assert tandem.gateway.inbound.stats.unmatched == 1
+    finally:
+        await stop_tandem(tandem)
+
+
+async def test_parts_whose_whole_never_arrives_are_delivered_as_parts(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    tandem = await start(tmp_path, receiver)
+    try:
+        first, _second = udh_parts(b"a" * 150 + b"b" * 10, 9)
+        tandem.simulator.inject_mo(
+            SUBSCRIBER, "5555", short_message=first, system_id="tandem", esm_class=0x40
+        )
+        await wait_for(lambda: bool(receiver.got), what="the lone part")
+        body = receiver.got[0][0]
+        assert body["text"] == "a" * 150 and not body["complete"]
+        assert tandem.gateway.inbound.stats.parts_timed_out == 1
+        assert await tandem.gateway.message_store.held_inbound() == []  # type: ignore[attr-defined]
+    finally:
+        await stop_tandem(tandem)
+
+
+async def test_a_blocked_number_is_answered_kept_as_blocked_and_not_forwarded(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    tandem = await start(tmp_path, receiver)
+    store: Any = tandem.gateway.message_store
+    try:
+        assert await store.block_inbound(SUBSCRIBER, at=time.time(), reason="spam")
+        await tandem.gateway.inbound.refresh_block_list()
+        tandem.simulator.inject_mo(SUBSCRIBER, "5555", "buy now", system_id="tandem")
+        await wait_for(lambda: tandem.simulator.stats.mo_sent == 1, what="the answer")
+        await wait_for(lambda: tandem.gateway.inbound.stats.blocked == 1)
+        (kept,) = await store.list_inbound(number=SUBSCRIBER)
+        assert kept.row.state == "blocked" and kept.row.text == "buy now"
+        await asyncio.sleep(0.3)
+        assert receiver.got == []
+        assert await store.unblock_inbound(SUBSCRIBER)
+    finally:
+        await stop_tandem(tandem)
