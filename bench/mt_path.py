@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|ht
            [--concurrency 64] [--batch 1] [--window 100] [--sessions 1] [--dlr-delay 0]
            [--rate 0] [--loop uvloop|asyncio] [--record]
            [--receipt-mode same-write|timer|delayed|before-resp] [--stages]
-           [--modem-pool 0] [--modem-rate 30]
+           [--modem-pool 0] [--modem-rate 30] [--scrape 0] [--metrics on|off]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -30,6 +30,10 @@ modem of its own (`tandem sim modem` processes, on ptys, so their CPU is not the
 one `strategy = "even"` route for +254, and keeps them busy at `--modem-rate` parts a minute
 each (a fast real modem's pace) for the whole run: what a modem pool costs the SMPP path. Every
 figure below counts the SMPP link's messages only.
+
+`--scrape S` has a process of its own GET the daemon's /metrics every S seconds for the whole
+run (`[metrics] listen`, no token); `--metrics off` turns the exporter and its latency
+histograms off (bench/scrape.py). The scraper's CPU is not counted as the gateway's.
 
 Figures: accepted/s; submitted messages/s sustained (N over first accept -> last submit_sm_resp
 recorded); p50/p99 accept-to-submit latency (message created by the intake -> its submit_sm_resp
@@ -62,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench import stage_report
+from bench import scrape, stage_report
 from bench.cpu import cpu_seconds
 
 PYTHON = sys.executable
@@ -82,7 +86,9 @@ def destination(index: int) -> str:
     return f"+447911{index % 1_000_000:06d}"
 
 
-def write_config(workdir: Path, args: argparse.Namespace, smsc_port: int, http_port: int) -> Path:
+def write_config(
+    workdir: Path, args: argparse.Namespace, smsc_port: int, http_port: int, metrics_port: int
+) -> Path:
     path = workdir / "tandem.toml"
     path.write_text(
         f"""
@@ -113,7 +119,7 @@ dlr_id_format = "hex"
 name = "everything"
 priority = 100
 targets = ["sim"]
-{modem_pool_toml(workdir, args)}""",
+{modem_pool_toml(workdir, args)}{scrape.config_section(args, metrics_port)}""",
         encoding="utf-8",
     )
     return path
@@ -406,8 +412,13 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         sim_argv += ["--record", str(record)]
     smsc = start(sim_argv, workdir / "smsc.log")
     emulators = start_modem_emulators(workdir, args.modem_pool) if args.modem_pool else []
+    metrics_port = free_port()
+    scraper = scrape.Scraper(args, metrics_port, workdir / "scraper.log")
+    scraper.start()  # its first scrapes fail until the daemon listens: counted, not fatal
     others = (smsc.pid, *(emulator.pid for emulator in emulators))
-    config = write_config(workdir, args, smsc_port, http_port)
+    if scraper.pid is not None:
+        others += (scraper.pid,)
+    config = write_config(workdir, args, smsc_port, http_port, metrics_port)
     watch = StoreWatch(workdir / "data" / "tandem.db")
     daemon: subprocess.Popen[bytes] | None = None
     gateway: Any = None
@@ -464,6 +475,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         if args.stages and daemon is not None:
             await asyncio.to_thread(stage_report.print_from_daemon, http_port, workdir / "data")
     finally:
+        scraped = scraper.stop()
         for task in BACKGROUND:
             task.cancel()
         if gateway is not None:
@@ -493,6 +505,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             else ""
         )
     )
+    print(f"  metrics     {scrape.describe(args)}" + (f" ({scraped})" if scraped else ""))
     print(f"  accepted    {n} in {accept_seconds:6.2f} s = {n / accept_seconds:>8,.0f} msg/s")
     print(
         f"  submitted   {len(latencies)} in {last - first:6.2f} s = {submit_rate:>8,.0f} msg/s "
@@ -558,6 +571,7 @@ def main() -> int:
         "--modem-rate", type=float, default=30.0, help="parts a minute per modem (pool traffic)"
     )
     stage_report.add_arguments(parser)
+    scrape.add_arguments(parser)
     args = parser.parse_args()
     if args.modem_pool and args.accept != "intake":
         parser.error("--modem-pool needs --accept intake")

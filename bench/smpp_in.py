@@ -4,7 +4,7 @@ simulator and waits for every delivery receipt to come back to it.
 Usage: .venv/bin/python bench/smpp_in.py [--messages 100000] [--window 100] [--asyncio]
                                          [--link-window 100] [--link-sessions 1] [--profile]
                                          [--receipt-mode same-write|timer|delayed|before-resp]
-                                         [--stages] [--no-raw]
+                                         [--stages] [--no-raw] [--scrape 0] [--metrics on|off]
 
 Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`; each receipt in the same
 write as its submit_sm_resp by default, `--receipt-mode` for the others), Tandem
@@ -23,7 +23,9 @@ DELIVRD receipt per id. `--profile` writes a cProfile of the Tandem process and 
 
 First, unless `--no-raw`, the raw pipe: the same ESME (same window, same count) bound straight
 to the simulator, no gateway between; Tandem's end-to-end rate is then also given as a share of
-it. `--stages` prints where Tandem's messages waited (gateway.stages).
+it. `--stages` prints where Tandem's messages waited (gateway.stages). `--scrape S` has a
+process of its own GET Tandem's /metrics every S seconds while the ESME runs; `--metrics off`
+turns the exporter and its latency histograms off (bench/scrape.py).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from bench import stage_report
+from bench import scrape, stage_report
 from bench.cpu import cpu_seconds
 
 PYTHON = sys.executable
@@ -61,7 +63,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> str:
+def tandem_config(
+    data_dir: Path, sim_port: int, args: argparse.Namespace, metrics_port: int
+) -> str:
     from gateway.accounts import hash_password
 
     return f"""
@@ -93,7 +97,7 @@ targets = ["sim"]
 system_id = "{SYSTEM_ID}"
 password_hash = "{hash_password(PASSWORD)}"
 window = {max(args.window, 1)}
-"""
+{scrape.config_section(args, metrics_port)}"""
 
 
 # --- the Tandem process -------------------------------------------------------------------------
@@ -121,7 +125,7 @@ async def serve(config_path: Path, ready_file: Path) -> None:
     from gateway import stages
 
     recorder = stages.recording()
-    if recorder is not None:
+    if recorder is not None and gateway.config.stage_times:  # not the exporter's own
         ready_file.with_suffix(".stages").write_text(json.dumps(recorder.snapshot()))
     await gateway.stop()
     print(f"server stats: {server.stats}", file=sys.stderr)
@@ -288,6 +292,7 @@ def main() -> int:
         "--no-raw", dest="raw", action="store_false", help="skip the raw pipe measurement"
     )
     stage_report.add_arguments(parser)
+    scrape.add_arguments(parser)
     args = parser.parse_args()
     if args.serve:
         run_serve(args)
@@ -308,7 +313,10 @@ def main() -> int:
         cwd=ROOT,
     )
     config_path = work / "tandem.toml"
-    config_path.write_text(tandem_config(work / "data", sim_port, args))
+    metrics_port = free_port()
+    scraper = scrape.Scraper(args, metrics_port, work / "scraper.log")
+    scraped = ""
+    config_path.write_text(tandem_config(work / "data", sim_port, args, metrics_port))
     ready = work / "ready"
     profile_path = work / "tandem.prof"
     command = [PYTHON, __file__, "--serve", str(config_path), "--ready-file", str(ready)]
@@ -333,7 +341,10 @@ def main() -> int:
             command, stdout=tandem_log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
         port = int(wait_for_file(ready, tandem))
-        children = (simulator.pid, tandem.pid)
+        scraper.start()
+        children: tuple[int, ...] = (simulator.pid, tandem.pid)
+        if scraper.pid is not None:
+            children += (scraper.pid,)
         others_at_start = (
             cpu_seconds(simulator.pid),
             cpu_seconds(os.getpid(), exclude=children),
@@ -350,9 +361,11 @@ def main() -> int:
             f"load average {os.getloadavg()[0]:.2f}"
         )
     finally:
+        scraped = scraper.stop()
         if tandem is not None:
             stop(tandem)
         stop(simulator)
+    print(f"metrics             {scrape.describe(args)}" + (f" ({scraped})" if scraped else ""))
     cpu_file = ready.with_suffix(".cpu")
     if cpu_file.exists():
         cpu = float(cpu_file.read_text())
