@@ -48,6 +48,7 @@ from gateway.egress import EgressPolicy
 from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload, sink_specs
 from gateway.inbound.handler import InboundHandler
 from gateway.inbound.model import InboundPart
+from gateway.inbound.replies import KeywordReplies
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
     Link,
@@ -216,6 +217,7 @@ class Gateway:
             clock=self.clock,
         )
         self.inbound.keyword_actions = self.optouts
+        self.inbound.reply = KeywordReplies(self.config.inbound.replies, self.intake, sender_groups)
         self.correlator: Correlator[LinkReceiptKey, _EarlyReceipt] = Correlator(
             max_held=max(self.config.dlr.hold_max, 1), hold_seconds=self.config.dlr.hold_seconds
         )
@@ -818,6 +820,7 @@ class Gateway:
             self.backlog.limits = backlog_limits(config)
             self.keywords = self.inbound.matcher = keywords
             self.inbound.groups = groups
+            self.inbound.reply = KeywordReplies(config.inbound.replies, self.intake, groups)
             self.optouts.set_groups(groups)
             self.optout_policy.enabled = config.optouts.enabled
             self.optout_policy.otp_exempt = frozenset(

@@ -35,6 +35,7 @@ class Channel(StrEnum):
 
     HTTP = "http"
     SMPP = "smpp"
+    INTERNAL = "internal"  # the gateway's own messages: keyword replies (gateway.inbound)
 
 
 @dataclass(slots=True, frozen=True)

@@ -64,8 +64,8 @@ class MoAccounts(Protocol):
 
 
 # Keyword replies go out through the normal MT path: (the MO, its stored id, the match, the
-# opt-out outcome that a confirmation may pass, or None).
-ReplySender = Callable[[InboundMessage, int, KeywordMatch, object], Awaitable[None]]
+# opt-out outcome that a confirmation may pass, or None) -> whether a reply went out.
+ReplySender = Callable[[InboundMessage, int, KeywordMatch, object], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -430,7 +430,8 @@ class InboundHandler:
     ) -> None:
         assert self.reply is not None
         try:
-            await self.reply(message, inbound_id, match, outcome)
+            if await self.reply(message, inbound_id, match, outcome):
+                self.stats.replies += 1
         except Exception:
             self.stats.replies_refused += 1
             log.exception("MO %d: the %s reply was not sent", inbound_id, match.keyword_class)
