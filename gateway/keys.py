@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from gateway.store.base import ApiKeyRecord, ApiKeyStore
 
 KEY_PREFIX = "tdm_"
-SCOPES: tuple[str, ...] = ("messages", "otp", "optouts")
+SCOPES: tuple[str, ...] = ("messages", "otp", "optouts", "inbound")
 DEFAULT_SCOPES: tuple[str, ...] = ("messages", "otp")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _REGION = re.compile(r"^[A-Z]{2}$")

@@ -43,6 +43,7 @@ from gateway.http.auth_limits import FailedAuthLimits, FailedAuthStats
 from gateway.http.client_address import ClientAddresses
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
+from gateway.http.inbound import add_inbound_routes
 from gateway.http.limits import KeyLimits
 from gateway.http.openapi import docs_page, openapi_document
 from gateway.http.optouts import add_optout_routes
@@ -265,6 +266,7 @@ class HttpApi:
         app.router.add_post("/v1/otp/{id}/check", self.check_otp)
         app.router.add_post("/v1/otp/{id}/cancel", self.cancel_otp)
         add_optout_routes(app, self)  # /v1/optouts: the opt-out list, scope `optouts`
+        add_inbound_routes(app, self)  # /v1/inbound: the MOs kept, scope `inbound`
         exporter = getattr(self.gateway, "metrics", None)
         if exporter is not None:  # GET /metrics (metrics token), /healthz, /readyz (none)
             add_metrics_routes(app, exporter, token=True)

@@ -48,7 +48,7 @@ def add_keys(subparsers: Subparsers) -> None:
     _config_argument(create)
     create.add_argument("--name", required=True, help="unique name; also the account")
     create.add_argument(
-        "--scopes", default="messages,otp", help="comma-separated: messages,otp,optouts"
+        "--scopes", default="messages,otp", help="comma-separated: messages,otp,optouts,inbound"
     )
     create.add_argument("--senders", default=None, help="regex every 'from' must fully match")
     create.add_argument(

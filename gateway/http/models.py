@@ -440,3 +440,35 @@ class OptOutHistory(BaseModel):
     number: str
     history: list[OptOutHistoryEntry]
     next: str | None = None
+
+
+class InboundView(BaseModel):
+    """One inbound message (MO) as the gateway kept it."""
+
+    model_config = _RESPONSE
+
+    id: str
+    state: Literal["routed", "unmatched", "blocked"]
+    from_: str = Field(alias="from", examples=["+447911123456"])
+    to: str = Field(examples=["12345"])
+    text: str | None = Field(description="None for binary data (see payload_hex)")
+    payload_hex: str | None = None
+    data_coding: int
+    parts: int
+    complete: bool = Field(description="False: a part whose other parts never arrived")
+    link: str
+    received_at: datetime
+    carrier_timestamp: datetime | None = None
+    keyword: str | None = None
+    keyword_class: Literal["opt_out", "opt_in", "help"] | None = None
+    lenient: bool = False
+    route: str | None = None
+    webhook_pending: bool = False
+    webhook_error: str | None = None
+
+
+class InboundList(BaseModel):
+    model_config = _RESPONSE
+
+    inbound: list[InboundView]
+    next: str | None = Field(default=None, description="Pass as `after` for the next page")

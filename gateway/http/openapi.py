@@ -55,6 +55,7 @@ _PAGE_QUERY: tuple[tuple[str, str, dict[str, Any]], ...] = (
 )
 _MESSAGE_ID = r"^[0-9a-f]{20}$"
 _OTP_ID = r"^otp_[0-9a-f]{20}$"
+_INBOUND_ID = r"^[0-9]{1,19}$"
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -229,6 +230,36 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/v1/inbound",
+        "listInbound",
+        "Inbound messages (MO) kept, newest first",
+        "Every MO the carriers delivered: routed, unmatched or blocked. `number` matches the "
+        "sender or the number it was sent to; `since`/`until` are ISO 8601 instants.",
+        "inbound",
+        None,
+        {200: ("A page of inbound messages", models.InboundList)},
+        (*_AUTH_PROBLEMS, 422),
+        query=(
+            ("number", "Sent from or to this number", {"type": "string", "pattern": _NUMBER}),
+            ("since", "Received at or after", {"type": "string", "format": "date-time"}),
+            ("until", "Received before", {"type": "string", "format": "date-time"}),
+            *_PAGE_QUERY,
+        ),
+    ),
+    Operation(
+        "get",
+        "/v1/inbound/{id}",
+        "getInbound",
+        "One inbound message",
+        "",
+        "inbound",
+        None,
+        {200: ("The inbound message", models.InboundView)},
+        (*_AUTH_PROBLEMS, 404),
+        path_id=_INBOUND_ID,
+    ),
+    Operation(
+        "get",
         "/v1/optouts/{number}/history",
         "optOutHistory",
         "Every change of a number's opt-outs, oldest first",
@@ -273,6 +304,8 @@ def _schemas() -> dict[str, Any]:
         models.OptOutChanged,
         models.OptOutList,
         models.OptOutHistory,
+        models.InboundList,
+        models.InboundView,
         models.ProblemDocument,
     ]
     inputs = {models.SendMessageRequest, models.PreviewRequest, models.OptOutPutRequest}
