@@ -382,7 +382,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument(
         "--store-writer",
-        choices=("process", "thread"),
+        choices=("process", "thread", "inline"),
         default="process",
         help="where the store writer runs (the daemon default: process)",
     )

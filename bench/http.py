@@ -504,7 +504,7 @@ async def main() -> None:
     )
     parser.add_argument(
         "--store-writer",
-        choices=("process", "thread"),
+        choices=("process", "thread", "inline"),
         default="process",
         help="where the daemon's store writer runs (its default: process)",
     )

@@ -113,6 +113,7 @@ async def serve(config_path: Path, ready_file: Path) -> None:
     tune_interpreter_for_daemon()  # as `tandem run` does after start-up
     server = await start_customer_server(gateway)
     cpu_at_start = cpu_seconds(os.getpid())  # with the store writer process under it
+    loop_cpu_at_start = sum(os.times()[:2])  # this process alone: the event loop
     ready_file.write_text(str(server.port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -121,7 +122,8 @@ async def serve(config_path: Path, ready_file: Path) -> None:
     await stop.wait()
     # CPU seconds of the process and its store writer while it served the run.
     cpu_file = ready_file.with_suffix(".cpu")
-    cpu_file.write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f}")
+    loop_cpu = sum(os.times()[:2]) - loop_cpu_at_start
+    cpu_file.write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f} {loop_cpu:.3f}")
     from gateway import stages
 
     recorder = stages.recording()
@@ -277,7 +279,7 @@ def main() -> int:
     parser.add_argument("--link-window", type=int, default=100)
     parser.add_argument(
         "--store-writer",
-        choices=("process", "thread"),
+        choices=("process", "thread", "inline"),
         default="process",
         help="where the store writer runs (the daemon default: process)",
     )
@@ -368,10 +370,12 @@ def main() -> int:
     print(f"metrics             {scrape.describe(args)}" + (f" ({scraped})" if scraped else ""))
     cpu_file = ready.with_suffix(".cpu")
     if cpu_file.exists():
-        cpu = float(cpu_file.read_text())
+        cpu, loop_cpu = (float(field) for field in cpu_file.read_text().split())
         print(
             f"Tandem CPU          {cpu:.1f} s = {cpu / args.messages * 1e6:,.0f} us per message "
-            f"(~{args.messages / cpu:,.0f} msgs/s per core)"
+            f"(~{args.messages / cpu:,.0f} msgs/s per core); event loop process "
+            f"{loop_cpu / args.messages * 1e6:,.0f} us, store writer and the rest "
+            f"{(cpu - loop_cpu) / args.messages * 1e6:,.0f} us"
         )
     stages_file = ready.with_suffix(".stages")
     if stages_file.exists():

@@ -72,8 +72,9 @@ class StoreConfig(BaseModel):
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Where the one writer runs: a process of its own takes its work off the event loop's CPU
     # (bench/RESULTS.md has the figures); a thread of the daemon saves a process where there
-    # is one CPU only.
-    writer: Literal["process", "thread"] = "process"
+    # is one CPU only; "inline" commits on the event loop's own thread, with no hop to wait
+    # for (faster where the machine is shared and every wake-up waits for a CPU).
+    writer: Literal["process", "thread", "inline"] = "process"
 
 
 class SmppServerConfig(BaseModel):

@@ -44,11 +44,12 @@ def make_message(**fields: object) -> Message:
     return Message(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["thread", "process"])
+@pytest.fixture(params=["thread", "process", "inline"])
 async def store(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[SqliteMessageStore]:
-    # Every behaviour holds wherever the writer runs: in a thread, or in its own process.
+    # Every behaviour holds wherever the writer runs: in a thread, in its own process, or on
+    # the event loop's thread.
     s = SqliteMessageStore(tmp_path / "data" / "tandem.db", writer=request.param)
     await s.open()
     yield s
@@ -144,7 +145,7 @@ async def test_concurrent_accepts_share_a_few_commits(store: SqliteMessageStore)
     assert len(await store.load_pending()) == 500
 
 
-@pytest.mark.parametrize("writer", ["thread", "process"])
+@pytest.mark.parametrize("writer", ["thread", "process", "inline"])
 async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path, writer: str) -> None:
     db = tmp_path / "tandem.db"
     child = textwrap.dedent(

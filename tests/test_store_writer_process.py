@@ -125,14 +125,14 @@ async def test_a_process_writer_answers_exactly_what_a_thread_writer_answers(
     tmp_path: Path,
 ) -> None:
     answers = {}
-    for placement in ("thread", "process"):
+    for placement in ("thread", "process", "inline"):
         store = SqliteMessageStore(tmp_path / f"{placement}.db", writer=placement)  # type: ignore[arg-type]
         await store.open()
         try:
             answers[placement] = await traffic(store)
         finally:
             await store.close()
-    assert answers["process"] == answers["thread"]
+    assert answers["process"] == answers["thread"] == answers["inline"]
     submitted, receipts = answers["process"][0], answers["process"][1]
     assert isinstance(submitted, list) and all(isinstance(c, StatusChange) for c in submitted)
     assert isinstance(receipts, list)
@@ -239,7 +239,7 @@ async def test_the_writer_process_ignores_sigterm_and_sigint_and_ends_with_its_s
     assert process_gone(pid)
 
 
-@pytest.mark.parametrize("writer", ["thread", "process"])
+@pytest.mark.parametrize("writer", ["thread", "process", "inline"])
 async def test_a_damaged_database_file_is_named_with_the_reason(
     tmp_path: Path, writer: str
 ) -> None:

@@ -29,7 +29,9 @@ and their arguments, so replaying is safe). Reads go through aiosqlite on a seco
 Where the writer runs (`writer=`): in a process of its own (the daemon's default), batches and
 their results crossing a socket pair as pickles, so the writer's Python work runs on a second
 CPU instead of competing with the event loop for the GIL; or on one dedicated thread of this
-process, which costs nothing to start (tools, tests). The same ops run either way.
+process, which costs nothing to start (tools, tests); or inline, on the event loop's own
+thread, so a commit waits for no other thread or process to be scheduled. The same ops run
+every way.
 
 In-flight messages: the writer keeps the messages it has seen (accepted, submitted, awaiting
 receipts) in memory with their segments, and an index of carrier ids, so a submit result or a
@@ -164,7 +166,14 @@ from gateway.store.sealing import (
     UnsealError,
 )
 from gateway.store.transaction import _CarrierMap, _execute, _LiveMap, _Tx
-from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
+from gateway.store.writer import (
+    InlineWriter,
+    Op,
+    Outcomes,
+    ProcessWriter,
+    ThreadWriter,
+    WriterPlacement,
+)
 
 Synchronous = Literal["NORMAL", "FULL"]
 T = TypeVar("T")
@@ -300,7 +309,8 @@ class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
     """`MessageStore` on one SQLite file; see the module docstring for how writes are batched.
 
     `writer`: where the writer runs. "process" (the daemon's default) gives it a CPU of its
-    own; "thread" keeps it in this process (cheaper to start: tools and tests).
+    own; "thread" keeps it in this process (cheaper to start: tools and tests); "inline" runs
+    each batch on the event loop's thread, in the turn that sends it (no hop, no pickles).
     """
 
     def __init__(
@@ -315,8 +325,8 @@ class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
-        if writer not in ("thread", "process"):
-            raise ValueError(f"writer must be thread or process, not {writer!r}")
+        if writer not in ("thread", "process", "inline"):
+            raise ValueError(f"writer must be thread, process or inline, not {writer!r}")
         self.path = Path(path)
         # The key that seals OTP message content and callback secrets (gateway.store.sealing);
         # the daemon's is `<data_dir>/store.key` (`TandemConfig.store_key_path`).
@@ -331,7 +341,7 @@ class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
         self._pending: deque[_WriteRequest] = deque()
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
-        self._writer: ThreadWriter | ProcessWriter | None = None
+        self._writer: ThreadWriter | ProcessWriter | InlineWriter | None = None
         self._reader: aiosqlite.Connection | None = None
         self._read_lock = asyncio.Lock()  # get() runs three queries in one read transaction
         self._open = False
@@ -358,7 +368,13 @@ class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot use the store key {self.key_file}: {exc}") from exc
         core = _WriterCore(self.path, self.synchronous, self.live_messages, key)
-        writer = ProcessWriter(core) if self.writer_placement == "process" else ThreadWriter(core)
+        writer: ThreadWriter | ProcessWriter | InlineWriter
+        if self.writer_placement == "process":
+            writer = ProcessWriter(core)
+        elif self.writer_placement == "inline":
+            writer = InlineWriter(core)
+        else:
+            writer = ThreadWriter(core)
         try:
             await writer.start()  # creates or migrates the schema before the reader looks
         except (sqlite3.Error, OSError) as exc:  # a damaged file, a full or read-only disk
@@ -452,7 +468,9 @@ class SqliteMessageStore(SqliteOptOutStore, SqliteInboundStore):
                 await self._wakeup.wait()
                 continue
             while len(out) >= writer.depth:
-                await asyncio.wait((out.popleft(),))
+                oldest = out.popleft()
+                if not oldest.done():  # an inline writer's is: no turn spent waiting for it
+                    await asyncio.wait((oldest,))
             count = min(len(self._pending), self.max_batch)
             batch = [self._pending.popleft() for _ in range(count)]
             answer = writer.run([(r.op, r.args) for r in batch])
