@@ -352,6 +352,8 @@ async def test_openapi_document_and_docs_page_are_served_self_contained(daemon: 
         "/v1/optouts",
         "/v1/optouts/{number}",
         "/v1/optouts/{number}/history",
+        "/v1/inbound",
+        "/v1/inbound/{id}",
     }
     schema = document["components"]["schemas"]["SendMessageRequest"]
     assert "from" in schema["properties"] and "from_" not in schema["properties"]
