@@ -6,6 +6,7 @@ Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|ht
            [--rate 0] [--loop uvloop|asyncio] [--record]
            [--receipt-mode same-write|timer|delayed|before-resp] [--stages]
            [--modem-pool 0] [--modem-rate 30] [--scrape 0] [--metrics on|off]
+           [--mqtt mqtt://127.0.0.1:1883]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -34,6 +35,10 @@ figure below counts the SMPP link's messages only.
 `--scrape S` has a process of its own GET the daemon's /metrics every S seconds for the whole
 run (`[metrics] listen`, no token); `--metrics off` turns the exporter and its latency
 histograms off (bench/scrape.py). The scraper's CPU is not counted as the gateway's.
+
+`--mqtt URL` adds an `[mqtt]` event sink on that broker (its own topic prefix): every status
+the gateway records goes out as an event, so the run shows what publishing costs the path;
+(intake mode) the sink's counters are printed at the end.
 
 Figures: accepted/s; submitted messages/s sustained (N over first accept -> last submit_sm_resp
 recorded); p50/p99 accept-to-submit latency (message created by the intake -> its submit_sm_resp
@@ -119,10 +124,19 @@ dlr_id_format = "hex"
 name = "everything"
 priority = 100
 targets = ["sim"]
-{modem_pool_toml(workdir, args)}{scrape.config_section(args, metrics_port)}""",
+{modem_pool_toml(workdir, args)}{scrape.config_section(args, metrics_port)}{mqtt_toml(args)}""",
         encoding="utf-8",
     )
     return path
+
+
+def mqtt_toml(args: argparse.Namespace) -> str:
+    if not args.mqtt:
+        return ""
+    return (
+        f'\n[mqtt]\nurl = "{args.mqtt}"\ntopic_prefix = "bench-{os.getpid()}/"\n'
+        f'client_id = "bench-{os.getpid()}"\nbuffer = {args.mqtt_buffer}\n'
+    )
 
 
 def modem_device(workdir: Path, number: int) -> Path:
@@ -479,7 +493,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         for task in BACKGROUND:
             task.cancel()
         if gateway is not None:
+            events_before_stop = {n: str(s) for n, s in gateway.events.stats().items()}
             await gateway.stop()
+            for name, stats in events_before_stop.items():
+                print(f"  events      {name} at the end of the run: {stats}")
         for emulator in emulators:
             stop(emulator)
         if daemon is not None:
@@ -564,6 +581,8 @@ def main() -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--record", action="store_true", help="check every text at the SMSC")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--mqtt", default="", help="publish events to this broker (mqtt://...)")
+    parser.add_argument("--mqtt-buffer", type=int, default=10_000, help="[mqtt] buffer")
     parser.add_argument(
         "--modem-pool", type=int, default=0, help="GSM modem links beside the SMPP link"
     )

@@ -21,9 +21,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import ssl
 from collections import deque
+from typing import Any
 
 import aiomqtt
 
@@ -32,12 +34,17 @@ from gateway.events import EventKind, EventStats, Payload, SinkSpec
 
 log = logging.getLogger("tandem.mqtt")
 
-# Events sent concurrently per turn; paho keeps at most 20 unacknowledged at QoS > 0 by default.
+# Events published together, and batches on the wire at once: throughput is about
+# BATCH * BATCHES_IN_FLIGHT per round trip; aiomqtt's cost per publish grows with what is in
+# flight (it counts its pending calls each time), so the window stays modest.
 BATCH = 100
+BATCHES_IN_FLIGHT = 2
 STOP_FLUSH_SECONDS = 2.0
 # Characters a topic level must not contain: the wildcards, the level separator and NUL.
 _TOPIC_UNSAFE = str.maketrans({"+": "", "#": "_", "/": "_", "\0": "_"})
 _RETAINED_KINDS = frozenset({EventKind.LINK.value})
+# (topic, payload: a dict until the sender task encodes it, retained)
+_Event = tuple[str, Payload | bytes, bool]
 
 
 def topic_of(prefix: str, kind: str, key: str) -> str:
@@ -58,7 +65,7 @@ class MqttSink:
     def __init__(self, settings: MqttConfig) -> None:
         self.settings = settings
         self._stats = EventStats()
-        self._buffer: deque[tuple[str, Payload | bytes, bool]] = deque()
+        self._buffer: deque[_Event] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -177,40 +184,70 @@ class MqttSink:
                 await watcher
 
     async def _send_loop(self, client: aiomqtt.Client, watcher: asyncio.Task[None]) -> None:
+        """Keep up to BATCHES_IN_FLIGHT batches on the wire: the broker's round trip is paid
+        once per window, not once per batch. A batch that fails (no acknowledgement in time,
+        the connection lost) puts its unacknowledged events back at the front, in order,
+        and ends the connection."""
         buffer = self._buffer
         loop = asyncio.get_running_loop()
         flush_until: float | None = None
-        while True:
-            if not buffer:
+        in_flight: list[tuple[list[_Event], asyncio.Task[list[_Event]]]] = []
+        try:
+            while True:
+                while in_flight and in_flight[0][1].done():
+                    batch, task = in_flight.pop(0)
+                    failed = task.result()
+                    if failed:
+                        self._put_back(failed, [_unacknowledged(b, t) for b, t in in_flight])
+                        raise aiomqtt.MqttError("events not acknowledged in time")
                 if self._stopping:
-                    return
+                    flush_until = flush_until or loop.time() + STOP_FLUSH_SECONDS
+                    if (not buffer and not in_flight) or loop.time() > flush_until:
+                        return
+                if buffer and len(in_flight) < BATCHES_IN_FLIGHT:
+                    batch = [buffer.popleft() for _ in range(min(BATCH, len(buffer)))]
+                    in_flight.append((batch, asyncio.create_task(self._send_batch(client, batch))))
+                    continue
                 self._wakeup.clear()
                 woken = asyncio.ensure_future(self._wakeup.wait())
-                await asyncio.wait((woken, watcher), return_when=asyncio.FIRST_COMPLETED)
+                waits: list[asyncio.Future[Any]] = [woken, watcher]
+                if in_flight:
+                    waits.append(in_flight[0][1])
+                timeout = None if flush_until is None else max(flush_until - loop.time(), 0)
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
                 if watcher.done():
+                    # What was acknowledged before the connection went stays sent.
+                    self._put_back([], [_unacknowledged(b, task) for b, task in in_flight])
                     watcher.result()  # raises the MqttError of the lost connection
                     raise aiomqtt.MqttError("disconnected")
-                continue
-            if self._stopping:
-                flush_until = flush_until or loop.time() + STOP_FLUSH_SECONDS
-                if loop.time() > flush_until:
-                    return
-            batch = [buffer.popleft() for _ in range(min(BATCH, len(buffer)))]
-            outcomes = await asyncio.gather(
-                *(self._send(client, event) for event in batch), return_exceptions=True
-            )
-            failed = [event for event, error in zip(batch, outcomes, strict=True) if error]
-            if failed:
-                # Not acknowledged: back to the front, in order, for the next connection.
-                buffer.extendleft(reversed(failed))
-                while len(buffer) > self.settings.buffer:
-                    buffer.pop()
-                    self._stats.dropped += 1
-                first = next(e for e in outcomes if isinstance(e, BaseException))
-                raise first if isinstance(first, Exception) else aiomqtt.MqttError(str(first))
+        finally:
+            for _, task in in_flight:
+                task.cancel()
 
-    async def _send(self, client: aiomqtt.Client, event: tuple[str, Payload | bytes, bool]) -> None:
+    def _put_back(self, failed: list[_Event], later_batches: list[list[_Event]]) -> None:
+        """Unacknowledged events back at the front of the buffer, in their order; past the
+        bound the newest of them go (counted)."""
+        again = [*failed, *(event for batch in later_batches for event in batch)]
+        later_batches.clear()
+        self._buffer.extendleft(reversed(again))
+        while len(self._buffer) > self.settings.buffer:
+            self._buffer.pop()
+            self._stats.dropped += 1
+
+    async def _send_batch(self, client: aiomqtt.Client, batch: list[_Event]) -> list[_Event]:
+        """The events of `batch` not acknowledged (all of them when time ran out)."""
+        sending = asyncio.gather(
+            *(self._send(client, event) for event in batch), return_exceptions=True
+        )
+        try:
+            # One timer for the batch (aiomqtt's own would be a task per event).
+            outcomes = await asyncio.wait_for(sending, self.settings.timeout)
+        except TimeoutError:
+            return batch
+        return [event for event, error in zip(batch, outcomes, strict=True) if error]
+
+    async def _send(self, client: aiomqtt.Client, event: _Event) -> None:
         topic, payload, retain = event
         if not isinstance(payload, bytes):
             try:
@@ -219,14 +256,12 @@ class MqttSink:
                 self._stats.dropped += 1
                 log.warning("mqtt %s: an event for %s cannot be encoded", self.name, topic)
                 return
-        await client.publish(
-            topic, payload, qos=self.settings.qos, retain=retain, timeout=self.settings.timeout
-        )
+        await client.publish(topic, payload, qos=self.settings.qos, retain=retain, timeout=math.inf)
         self._stats.sent += 1
 
     def _client(self) -> aiomqtt.Client:
         settings = self.settings
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host,
             settings.port,
             username=settings.username,
@@ -237,7 +272,13 @@ class MqttSink:
             timeout=settings.timeout,
             tls_context=self._tls_context() if settings.use_tls else None,
             logger=log,
+            # No limit in paho: the sender bounds what is in flight (BATCHES_IN_FLIGHT), and
+            # paho's own limit costs a walk over every unacknowledged message per ack.
+            max_inflight_messages=0,
         )
+        # A batch in flight is normal here, not the "pending calls" aiomqtt warns about.
+        client.pending_calls_threshold = BATCH * BATCHES_IN_FLIGHT * 2
+        return client
 
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.settings
@@ -247,6 +288,12 @@ class MqttSink:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
         return context
+
+
+def _unacknowledged(batch: list[_Event], task: asyncio.Task[list[_Event]]) -> list[_Event]:
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    return batch
 
 
 async def _until_disconnected(client: aiomqtt.Client) -> None:
