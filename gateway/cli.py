@@ -35,6 +35,7 @@ from gateway.config import (
     load_config,
     validation_reason,
 )
+from gateway.inbound_cli import add_inbound_command, add_sim_mo
 from gateway.modem_sim_cli import add_sim_modem
 from gateway.optout_cli import add_optouts_command
 from gateway.reload_cli import add_reload_command
@@ -172,6 +173,7 @@ def _add_sim(subparsers: Subparsers) -> None:
     inbox.add_argument("--limit", type=int, default=20, help="the last N messages (default 20)")
     inbox.set_defaults(handler=_sim_inbox)
     add_sim_modem(kinds)
+    add_sim_mo(kinds)
 
 
 def _sim_smsc(args: argparse.Namespace) -> int:
@@ -254,6 +256,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     add_store_command,
     add_reload_command,
     add_optouts_command,
+    add_inbound_command,
 )
 
 

@@ -3,13 +3,16 @@ and time, newest first and paged, one by id, and the `inbound` key scope."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from gateway.cli import main
 from tests.test_http_harness import Daemon, running_daemon
 from tests.test_smpp_server_support import wait_for
 
@@ -61,3 +64,65 @@ async def test_a_key_without_the_inbound_scope_is_refused(tmp_path: Path) -> Non
     async with running_daemon(tmp_path, key_settings={"scopes": ["messages"]}) as daemon:
         status, problem, _ = await daemon.call("GET", "/v1/inbound")
         assert status == 403 and problem["code"] == "insufficient_scope"
+
+
+REPLIES = [
+    {"kind": "opt_out", "text": "Unsubscribed. Reply START to undo."},
+    {"kind": "opt_in", "text": "Subscribed again."},
+]
+
+
+async def test_tandem_sim_mo_sends_stop_the_confirmation_goes_out_and_the_next_send_is_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, extra={"inbound": {"replies": REPLIES}}) as daemon:
+        simulator: Any = daemon.gateway.simulator
+        await wait_for(lambda: bool(simulator.bound_system_ids), what="the link")
+        port = daemon.api.port
+        config = tmp_path / "cli.toml"
+        config.write_text(
+            f'data_dir = "{tmp_path / "data"}"\n[http]\nhost = "127.0.0.1"\nport = {port}\n'
+            "[simulator]\nenabled = true\n",
+            encoding="utf-8",
+        )
+        argv = ["sim", "mo", "-c", str(config), "--from", f"+{SUBSCRIBER}", "--to", "12345"]
+        assert await asyncio.to_thread(main, [*argv, "--text", "STOP"]) == 0
+
+        def replies() -> list[tuple[str, str]]:
+            return [
+                (r.source_addr, r.text)
+                for r in simulator.received
+                if r.destination_addr == SUBSCRIBER
+            ]
+
+        await wait_for(lambda: bool(replies()), what="the confirmation")
+        assert replies() == [("12345", REPLIES[0]["text"])]
+        status, problem, _ = await daemon.call(
+            "POST", "/v1/messages", {"to": f"+{SUBSCRIBER}", "from": "12345", "text": "Sale"}
+        )
+        assert status == 403 and problem["code"] == "recipient_opted_out"
+        assert await asyncio.to_thread(main, [*argv, "--text", "START"]) == 0
+        await wait_for(lambda: len(replies()) == 2, what="the opt-in reply")
+        status, _, _ = await daemon.call(
+            "POST", "/v1/messages", {"to": f"+{SUBSCRIBER}", "from": "12345", "text": "Sale"}
+        )
+        assert status == 202
+
+
+async def test_tandem_inbound_block_keeps_the_numbers_mos_out_of_every_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_daemon(tmp_path) as daemon:
+        config = tmp_path / "cli.toml"
+        config.write_text(f'data_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+        block = ["inbound", "block", "-c", str(config), f"+{SUBSCRIBER}", "--reason", "spam"]
+        assert await asyncio.to_thread(main, block) == 0
+        assert await asyncio.to_thread(main, ["inbound", "list", "-c", str(config)]) == 0
+        assert f"+{SUBSCRIBER}" in capsys.readouterr().out
+        await daemon.gateway.inbound.refresh_block_list()  # the daemon's own poll, at once
+        assert SUBSCRIBER in daemon.gateway.inbound.blocked
+        assert main(["inbound", "block", "-c", str(config), "not-a-number"]) == 2
+        unblock = ["inbound", "unblock", "-c", str(config), SUBSCRIBER]
+        assert await asyncio.to_thread(main, unblock) == 0
+        await daemon.gateway.inbound.refresh_block_list()
+        assert not daemon.gateway.inbound.blocked

@@ -61,6 +61,7 @@ from gateway.http.server_limits import (
     ConnectionStats,
     GuardedSite,
 )
+from gateway.http.sim_admin import add_sim_routes
 from gateway.intake import IntakeRefusal, MessageRequest, Prepared
 from gateway.keys import ApiKey, KeyRing
 from gateway.messages import Channel, MessageKind, Tenant
@@ -272,6 +273,7 @@ class HttpApi:
             add_metrics_routes(app, exporter, token=True)
         add_admin_routes(app, self.gateway)  # GET /admin/links: admin token, read-only
         add_reload_route(app, self.gateway)  # POST /admin/reload: admin token
+        add_sim_routes(app, self.gateway)  # POST /admin/sim/mo: admin token
         return app
 
     @web.middleware
