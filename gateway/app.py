@@ -49,6 +49,7 @@ from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payl
 from gateway.inbound.handler import InboundHandler
 from gateway.inbound.model import InboundPart
 from gateway.inbound.replies import KeywordReplies
+from gateway.inbound.routing import InboundRouter
 from gateway.intake import DEFAULT_MAX_PARTS, MessageIntake
 from gateway.links.base import (
     Link,
@@ -806,6 +807,9 @@ class Gateway:
                 )
                 new_links = {cfg.name: self._build_link(cfg, count=False) for cfg in plan.added}
                 restarted = {cfg.name: cfg for cfg in plan.changed}
+                inbound_router = InboundRouter(
+                    plan.config.inbound.routes, self.inbound.router.account_of
+                )
             except (ConfigError, TableFormatError, OSError, ValueError) as exc:
                 log.error("reload failed, the running config stays: %s", _one_line(exc))
                 self.last_reload = ReloadReport(False, source, error=_one_line(exc))
@@ -821,6 +825,8 @@ class Gateway:
             self.keywords = self.inbound.matcher = keywords
             self.inbound.groups = groups
             self.inbound.reply = KeywordReplies(config.inbound.replies, self.intake, groups)
+            self.inbound.config = config.inbound
+            self.inbound.router = inbound_router
             self.optouts.set_groups(groups)
             self.optout_policy.enabled = config.optouts.enabled
             self.optout_policy.otp_exempt = frozenset(

@@ -35,6 +35,7 @@ RELOADED = frozenset(
         "keywords",  # the MO keyword matcher (Gateway.keywords)
         "sender_groups",  # which senders share opt-outs (OptOutRegistry.groups)
         "optouts",  # only the fields in PARTLY_RELOADED
+        "inbound",  # only the fields in PARTLY_RELOADED
     }
 )
 # Sections a reload applies only in part: the fields listed follow; a change to any other field
@@ -59,6 +60,8 @@ PARTLY_RELOADED: dict[str, frozenset[str]] = {
     "dlr": frozenset({"dlr_timeout", "report"}),
     # Enforcement on or off and the OTP exemptions; the sync task's period is set at start.
     "optouts": frozenset({"enabled", "otp_exempt"}),
+    # Where MOs go and the keyword replies; reassembly and webhook retries are set up at start.
+    "inbound": frozenset({"routes", "replies"}),
 }
 
 

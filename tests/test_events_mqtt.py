@@ -270,3 +270,62 @@ def test_the_mqtt_section_is_checked_with_the_key_named(tmp_path: Path) -> None:
         assert caught.value.key == key, section
     settings = MqttConfig.model_validate({"url": "mqtts://broker.example"})
     assert settings.use_tls and settings.port == 8883 and settings.topic_prefix == "tandem/"
+
+
+def toml_of(section: str, values: dict[str, Any]) -> str:
+    return f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+async def test_an_mo_routed_to_the_sink_arrives_on_mo_topic_and_a_reload_moves_the_route(
+    tmp_path: Path, broker: int, prefix: str
+) -> None:
+    sim = SmscSimulator(simulator_settings())
+    await sim.start()
+
+    def write(to: str) -> Path:
+        path = tmp_path / "tandem.toml"
+        path.write_text(
+            f"data_dir = {json.dumps(str(tmp_path / 'data'))}\n"
+            + toml_of("smpp_server", {"enabled": False})
+            + toml_of("http", {"enabled": False})
+            + toml_of("mqtt", mqtt(broker, prefix))
+            + "[[links]]\n"
+            + "".join(
+                f"{k} = {json.dumps(v)}\n"
+                for k, v in {
+                    "type": "smpp",
+                    "name": "carrier",
+                    "host": "127.0.0.1",
+                    "port": sim.port,
+                    "system_id": "tandem",
+                }.items()
+            )
+            + f'[[inbound.routes]]\nname = "shortcode"\nto = ["{to}"]\nevent_sink = "mqtt"\n',
+            encoding="utf-8",
+        )
+        return path
+
+    gateway = Gateway(load_config(write("7700")))
+    subscriber = Subscriber(broker, prefix).start()
+    await gateway.start()
+    try:
+        await wait_for(lambda: "tandem" in sim.bound_system_ids, "the link to bind")
+        sim.inject_mo("447911123456", "7700", "hello mqtt", system_id="tandem")
+        await asyncio.to_thread(
+            subscriber.wait, lambda: subscriber.on(f"{prefix}mo/7700"), "the MO event"
+        )
+        event = json.loads(subscriber.on(f"{prefix}mo/7700")[0])
+        assert event["text"] == "hello mqtt" and event["from"].endswith("447911123456")
+
+        assert await gateway.reload(write("7701"))
+        sim.inject_mo("447911123456", "7700", "to the old route", system_id="tandem")
+        sim.inject_mo("447911123456", "7701", "to the new route", system_id="tandem")
+        await asyncio.to_thread(
+            subscriber.wait, lambda: subscriber.on(f"{prefix}mo/7701"), "the MO event"
+        )
+        assert len(subscriber.on(f"{prefix}mo/7700")) == 1  # the old route is gone
+        assert gateway.inbound.stats.to_event_sinks == 2
+    finally:
+        await gateway.stop()
+        await sim.stop()
+        subscriber.stop()
