@@ -293,6 +293,9 @@ class _CustomerBind(SmppHandler):
         self.window = 1
         self._paused_for_window = False
         self._write_paused = False
+        self._draining = False  # the server is stopping: no more requests are read
+        self._closing = False  # ... and the unbind follows: none is taken any more
+        self._all_answered: asyncio.Event | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
 
     # -- SmppHandler -------------------------------------------------------------------------
@@ -324,6 +327,8 @@ class _CustomerBind(SmppHandler):
         runtime = self.runtime
         if runtime is None:  # the session only lets bound peers through; belt and braces
             return response_to(request, command_status=CommandStatus.ESME_RINVBNDSTS)
+        if self._closing:
+            return response_to(request, command_status=CommandStatus.ESME_RX_T_APPN)
         if self.in_flight >= self.window:
             # More outstanding than its window allows: it ignored the window it was given.
             self.server.stats.throttled += 1
@@ -346,6 +351,24 @@ class _CustomerBind(SmppHandler):
         if self._paused_for_window and self.in_flight < self.window:
             self._paused_for_window = False
             self._update_reading()
+        if self.in_flight == 0 and self._all_answered is not None:
+            self._all_answered.set()
+
+    async def drain(self, seconds: float) -> None:
+        """Stop reading requests and wait, at most `seconds`, until every request read has
+        its answer (each submit stored and acknowledged); reading resumes after, for the
+        unbind's answer."""
+        self._draining = True
+        self._update_reading()
+        if self.in_flight:
+            self._all_answered = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_answered.wait(), seconds)
+        # Requests still in the last read's buffer, or sent after it: refused (not stored), as
+        # their answers could not reach the customer once the unbind is on its way.
+        self._closing = True
+        self._draining = False
+        self._update_reading()
 
     # -- back-pressure -----------------------------------------------------------------------
 
@@ -381,7 +404,9 @@ class _CustomerBind(SmppHandler):
 
     def _update_reading(self) -> None:
         if self.connection is not None:
-            self.connection.set_reading(not (self._paused_for_window or self._write_paused))
+            self.connection.set_reading(
+                not (self._paused_for_window or self._write_paused or self._draining)
+            )
 
     def can_deliver(self) -> bool:
         connection = self.connection
@@ -504,6 +529,10 @@ class CustomerSmppServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         binds = [bind for runtime in self._runtimes.values() for bind in runtime.binds]
+        # Every submit already read is answered (stored first) before its customer is unbound,
+        # within [shutdown] drain_seconds; nothing more is read meanwhile.
+        drain = self.gateway.config.shutdown.drain_seconds
+        await asyncio.gather(*(bind.drain(drain) for bind in binds), return_exceptions=True)
         await asyncio.gather(*(self._unbind(bind) for bind in binds), return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()

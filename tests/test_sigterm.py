@@ -11,6 +11,7 @@ Processes: `tandem sim smsc --record FILE`, `tandem run` (one SMPP link, two bin
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import sqlite3
 import time
@@ -114,3 +115,56 @@ async def test_sigterm_under_load_loses_nothing_acknowledged_and_resends_nothing
         for process in (first, second, smsc):
             if process is not None:
                 process.stop()
+
+
+async def test_a_stop_answers_every_customer_submit_it_read_before_unbinding(
+    tmp_path: Path,
+) -> None:
+    """SMPP customers: the server stops reading, answers what it read (each stored first),
+    then unbinds. So every message in the store was acknowledged to its customer: none would
+    come again as a duplicate when the customer resends what got no answer."""
+    from smpp.aio import SmppClient
+    from smpp.constants import CommandStatus
+    from tests.test_smpp_server import CLIENT, submit
+    from tests.test_smpp_server_support import PASSWORD, account, start_tandem, wait_for
+
+    tandem = await start_tandem(tmp_path, [account("acme", window=100)])
+    client = SmppClient(CLIENT)
+    await client.connect("127.0.0.1", tandem.port)
+    await client.bind("transceiver", "acme", PASSWORD)
+    acknowledged: set[str] = set()
+    errors: list[str] = []
+    stopping = False
+
+    async def sender(worker: int) -> None:
+        for n in itertools.count():
+            if stopping and n % 5 == 0:
+                await asyncio.sleep(0)
+            try:
+                answer = await client.submit(submit(f"drain {worker} {n}"), timeout=10)
+            except Exception as exc:  # unbound, closed: what was not answered is not acknowledged
+                errors.append(repr(exc))
+                return
+            if answer.command_status == CommandStatus.ESME_ROK:
+                acknowledged.add(answer.message_id)
+            else:
+                errors.append(f"status {answer.command_status:#x}")
+
+    senders = [asyncio.create_task(sender(worker)) for worker in range(50)]
+    try:
+        await wait_for(lambda: len(acknowledged) >= 500, timeout=60, what="500 acknowledged")
+        stopping = True
+        await tandem.gateway.stop()  # what SIGTERM does
+        await asyncio.wait_for(asyncio.gather(*senders), 30)
+    finally:
+        for task in senders:
+            task.cancel()
+        client.close()
+        await tandem.simulator.stop()
+    with sqlite3.connect(f"file:{tmp_path / 'tandem.db'}?mode=ro", uri=True) as connection:
+        stored = {
+            row[0]
+            for row in connection.execute("SELECT id FROM message_content WHERE account = 'acme'")
+        }
+    assert acknowledged <= stored  # nothing acknowledged is lost
+    assert stored - acknowledged == set(), (len(stored - acknowledged), sorted(set(errors)))
