@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from dlr.callback import verify
 from dlr.status import MessageStatus, SegmentStatus
 from gateway.app import Gateway
 from gateway.config import TandemConfig, default_config_text, parse_config
 from gateway.inbound.model import InboundPart
-from gateway.intake import MessageRequest
+from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links import LinkState, ModemLink
 from gateway.links.modem import correlation_key
 from gateway.messages import Channel
@@ -28,6 +29,7 @@ from gateway.queue import RetryPolicy
 from gateway.store.base import MessageRecord
 from modems.emulator import EmulatedModem, ModemSettings, PtyModem
 from tests.daemon_processes import free_port
+from tests.test_inbound import Receiver
 
 WAIT = 20.0
 DESTINATION = "+447911123456"
@@ -119,6 +121,7 @@ async def pools(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         links: dict[str, dict[str, Any]] | None = None,
         route: dict[str, Any] | None = None,
         wait_up: bool = True,
+        **sections: Any,
     ) -> Pool:
         emulators: dict[str, PtyModem] = {}
         for name, settings in modems.items():
@@ -138,6 +141,7 @@ async def pools(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                 "routes": [
                     {"name": "sims", "priority": 1, "targets": list(modems), **(route or {})}
                 ],
+                **sections,
             }
         )
         gateway = Gateway(config, retry=RetryPolicy(base=0.2, cap=1.0))
@@ -460,3 +464,57 @@ async def test_a_restart_keeps_the_sims_count_of_the_day(
         assert len(restarted.sent_to("sim")) == 3
     finally:
         await again.stop()
+
+
+SIM_NUMBER = "254712000001"
+SUBSCRIBER = "254712345678"
+
+
+async def test_mos_on_a_sim_reach_a_webhook_and_stop_opts_out_with_the_reply_over_the_sim(
+    pools: Callable[..., Any],
+) -> None:
+    async with Receiver() as receiver:
+        pool: Pool = await pools(
+            {"sim": quick()},
+            links={"sim": {"number": "+" + SIM_NUMBER}},
+            egress={"allow": ["127.0.0.1"], "ports": [receiver.port]},
+            inbound={
+                "routes": [
+                    {
+                        "name": "clinic",
+                        "to": [SIM_NUMBER],
+                        "webhook": f"http://127.0.0.1:{receiver.port}/mo",
+                        "webhook_secret": "clinic-secret",
+                    }
+                ],
+                "replies": [{"kind": "opt_out", "text": "Umejiondoa. Tuma START kurudi."}],
+            },
+        )
+        pty = pool.modems["sim"]
+        long_text = "Naomba kubadilisha miadi yangu ya kliniki hadi Ijumaa asubuhi. " * 4
+        pty.modem.inject_mo(long_text, originator="+" + SUBSCRIBER)  # two parts, +CMTI
+        pty.poke()
+        await wait_for(lambda: bool(receiver.got), "the webhook")
+        ((body, raw, signature),) = receiver.got
+        assert (body["text"], body["from"], body["to"]) == (long_text, SUBSCRIBER, SIM_NUMBER)
+        assert verify("clinic-secret", raw, signature, time.time())
+
+        pty.modem.inject_mo("STOP", originator="+" + SUBSCRIBER, direct=True)  # +CMT
+        pty.poke()
+        await wait_for(lambda: pool.gateway.optouts.blocks(SUBSCRIBER, SIM_NUMBER), "opt-out")
+        # The confirmation goes back from the SIM's number, over the SIM itself.
+        await wait_for(lambda: "Umejiondoa. Tuma START kurudi." in pool.sent_to("sim"), "the reply")
+        with pytest.raises(IntakeRefusal) as refused:
+            await pool.gateway.intake.accept(
+                [
+                    MessageRequest(
+                        account="clinic",
+                        channel=Channel.HTTP,
+                        to="+" + SUBSCRIBER,
+                        sender=SIM_NUMBER,
+                        text="Reminder",
+                    )
+                ]
+            )
+        assert refused.value.code == "recipient_opted_out"
+        await wait_for(lambda: not pty.modem.storage, "the stored MO to be deleted")
