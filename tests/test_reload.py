@@ -246,3 +246,45 @@ async def test_a_reload_brings_new_keywords_sender_groups_and_opt_out_settings(
     report = gateway.last_reload
     assert report is not None and report.needs_restart == ["optouts.sync_seconds"]
     assert gateway.config.optouts.sync_seconds == 1.0
+
+
+async def test_a_reload_brings_new_default_key_limits_and_callback_settings(
+    tmp_path: Path,
+) -> None:
+    from gateway.keys import create_key as mint
+
+    http_port = free_port()
+    config = write_files(tmp_path, route("island", ["Island Mobile"]), http_port=http_port)
+    running = Gateway(load_config(config))
+    await running.start()
+    try:
+        key = (await mint(running.message_store, "default-limits")).secret  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{http_port}/v1/otp/otp_{'0' * 20}"
+        headers = {"Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def statuses(count: int) -> list[int]:
+                found = []
+                for _ in range(count):
+                    async with session.get(url) as response:
+                        found.append(response.status)
+                return found
+
+            assert await statuses(3) == [404, 404, 404]  # [http] default: 50 per second
+            text = config.read_text(encoding="utf-8")
+            config.write_text(
+                text.replace("[http]\n", "[http]\nrequests_per_second = 1.0\n").replace(
+                    "[http]\n", '[http]\ncallback_events = "all"\n'
+                ),
+                encoding="utf-8",
+            )
+            assert await running.reload(config)
+            # The key has no limit of its own: the new default applies at once.
+            assert await statuses(3) == [404, 429, 429]
+        api = running.http_api
+        callbacks = getattr(api, "callbacks", None)
+        assert callbacks is not None and callbacks.events == "all"
+        report = running.last_reload
+        assert report is not None and "http settings" in report.changes
+    finally:
+        await running.stop()

@@ -214,3 +214,66 @@ def test_what_only_a_restart_can_change_keeps_its_running_value_and_is_named() -
     assert [c.name for c in plan.changed] == ["a"] and [c.name for c in plan.added] == ["b"]
     assert plan_reload(running, running).needs_restart == []
     assert not plan_reload(running, running).links_touched
+
+
+async def test_messages_waiting_for_a_removed_link_go_by_the_links_that_stay(
+    tmp_path: Path,
+) -> None:
+    from dlr.status import MessageStatus
+    from gateway.intake import MessageRequest
+    from gateway.messages import Channel
+
+    sims = {
+        name: SmscSimulator(
+            SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=0.0),
+            keep_received=True,
+        )
+        for name in ("keep", "remove")
+    }
+    for sim in sims.values():
+        await sim.start()
+    path = tmp_path / "tandem.toml"
+    both = '[[routes]]\nname = "all"\npriority = 1\ntargets = ["remove", "keep"]\n'
+    path.write_text(
+        config_text(tmp_path, sims, {"remove": {"tps": 1.0}, "keep": {}}, [], both).replace(
+            "[smpp_server]\n", "[smpp_server]\nenabled = false\n"
+        )
+    )
+    gateway = Gateway(load_config(path))
+    await gateway.start()
+    try:
+        for name in sims:
+            await wait_for(lambda n=name: sims[n].bound_system_ids == [n], f"{name} to bind")
+        requests = [
+            MessageRequest(account="a", channel=Channel.HTTP, to="+447911123456", text=f"m{n}")
+            for n in range(6)
+        ]
+        ids = [p.message.id for p in await gateway.intake.accept(requests)]
+        # One a second on "remove": most of them wait in its queue.
+        await wait_for(lambda: sims["remove"].stats.accepted >= 1, "the first at remove")
+        assert gateway.queue.size("remove") >= 3
+        path.write_text(
+            config_text(
+                tmp_path,
+                sims,
+                {"keep": {}},
+                [],
+                '[[routes]]\nname = "all"\npriority = 1\ntargets = ["keep"]\n',
+            ).replace("[smpp_server]\n", "[smpp_server]\nenabled = false\n")
+        )
+        assert await gateway.reload(path)
+        deadline = asyncio.get_running_loop().time() + 20
+        for message_id in ids:
+            while True:
+                record = await gateway.message_store.get(message_id)
+                if record is not None and record.message.status is MessageStatus.DELIVERED:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, f"{message_id} not delivered"
+                await asyncio.sleep(0.05)
+        at_remove, at_keep = sims["remove"].stats.accepted, sims["keep"].stats.accepted
+        assert at_remove + at_keep == 6 and at_keep >= 3  # each once, none lost
+        assert sims["remove"].stats.connections == 0 and sims["keep"].stats.connections_total == 1
+    finally:
+        await gateway.stop()
+        for sim in sims.values():
+            await sim.stop()
