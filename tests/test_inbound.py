@@ -118,8 +118,8 @@ async def test_a_multipart_mo_is_reassembled_and_posted_to_a_webhook_signed_and_
         assert verify(SECRET, raw, signature, time.time())
         record = await tandem.gateway.message_store.get_inbound(int(body["id"]))  # type: ignore[attr-defined]
         assert record.row.state == "routed" and record.row.route == "hooks"
-        await wait_for(lambda: tandem.gateway.inbound.webhooks.stats.delivered == 1)
-        assert tandem.gateway.inbound.webhooks.stats.retries == 1  # the 503 was tried again
+        await wait_for(lambda: tandem.gateway.inbound.stats.webhook_delivered == 1)
+        assert tandem.gateway.inbound.stats.webhook_retries == 1  # the 503 was tried again
         owed = await tandem.gateway.message_store.webhooks_owed()  # type: ignore[attr-defined]
         assert owed == []
     finally:

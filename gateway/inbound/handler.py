@@ -1,6 +1,6 @@
 """The inbound handler: every MO a link receives, from its first part to its destinations.
 
-Owns `InboundHandler` and `InboundStats`. For each `InboundPart` a link hands the daemon:
+Owns `InboundHandler` (its counters: `gateway.inbound.stats`). For each `InboundPart` a link hands the daemon:
 1. a part from a number on the inbound block list is kept as BLOCKED and goes nowhere;
 2. a part of several is held (kept in the store) until its message is whole: reassembly happens
    once, here, with `[inbound]`'s timeout and bounds; parts whose whole never arrives are
@@ -34,6 +34,7 @@ from gateway.egress import EgressPolicy
 from gateway.events import EventKind, EventSinks, mo_payload
 from gateway.inbound.model import InboundMessage, InboundPart
 from gateway.inbound.routing import InboundRoute, InboundRouter, digits
+from gateway.inbound.stats import InboundStats
 from gateway.inbound.webhooks import WebhookSender
 from gateway.links.base import TemporarilyRefused
 from gateway.optouts.keywords import KeywordClass, KeywordMatch, KeywordMatcher
@@ -66,33 +67,6 @@ class MoAccounts(Protocol):
 # Keyword replies go out through the normal MT path: (the MO, its stored id, the match, the
 # opt-out outcome that a confirmation may pass, or None) -> whether a reply went out.
 ReplySender = Callable[[InboundMessage, int, KeywordMatch, object], Awaitable[bool]]
-
-
-@dataclass(slots=True)
-class InboundStats:
-    """Counters a sysadmin graphs; the metrics exporter reads them (`Gateway.inbound.stats`)."""
-
-    parts: int = 0  # parts links handed us
-    messages: int = 0  # MOs kept (whole, single, or parts given up on)
-    reassembled: int = 0  # of those, joined from several parts
-    parts_held: int = 0  # parts kept waiting for the rest of their message
-    parts_timed_out: int = 0  # delivered as parts: the rest never arrived
-    routed: int = 0
-    to_accounts: int = 0
-    to_webhooks: int = 0
-    to_event_sinks: int = 0
-    event_sink_missing: int = 0
-    account_missing: int = 0  # routed to an account that is not running
-    unmatched: int = 0  # kept, claimed by no route or account
-    blocked: int = 0  # from a number on the block list: kept, not forwarded
-    refused_full: int = 0  # the account's outbox was full: the carrier offers it again
-    store_failures: int = 0  # answered with a temporary error: the carrier offers it again
-    keyword_opt_outs: int = 0
-    keyword_opt_ins: int = 0
-    keyword_help: int = 0
-    keyword_failures: int = 0
-    replies: int = 0  # keyword replies accepted by intake
-    replies_refused: int = 0
 
 
 @dataclass(slots=True)
@@ -150,6 +124,7 @@ class InboundHandler:
             timeout=config.webhook_timeout,
             egress=egress if egress is not None else EgressPolicy(),
             clock=clock,
+            stats=self.stats,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None

@@ -19,13 +19,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from dlr.callback import SIGNATURE_HEADER, RetrySchedule, is_retryable, sign
 from gateway.callbacks import HttpPoster
 from gateway.egress import EgressPolicy, EgressRefused, redact_url
 from gateway.inbound.routing import InboundRoute
+from gateway.inbound.stats import InboundStats
 from gateway.store.base import InboundRecord, InboundStore, StoreError
 
 log = logging.getLogger("tandem.inbound")
@@ -56,14 +56,6 @@ def webhook_body(record: InboundRecord) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(slots=True)
-class WebhookStats:
-    delivered: int = 0
-    attempts: int = 0
-    retries: int = 0
-    given_up: int = 0
-
-
 class WebhookSender:
     """Delivers owed inbound webhooks; `owe(record)` after the MO's row is committed."""
 
@@ -76,6 +68,7 @@ class WebhookSender:
         timeout: float,
         egress: EgressPolicy,
         clock: Callable[[], float] = time.time,
+        stats: InboundStats | None = None,
     ) -> None:
         self.store = store
         self.routes = routes  # route name -> its current config (None: no longer configured)
@@ -83,7 +76,7 @@ class WebhookSender:
         self.timeout = timeout
         self.egress = egress
         self.clock = clock
-        self.stats = WebhookStats()
+        self.stats = stats if stats is not None else InboundStats()
         self._due: list[tuple[float, int, int, InboundRecord]] = []  # (at, id, attempts, record)
         self._wake = asyncio.Event()
         self._ready: asyncio.Queue[tuple[InboundRecord, int]] = asyncio.Queue()
@@ -148,7 +141,7 @@ class WebhookSender:
         assert self._poster is not None
         route = self.routes(record.row.webhook or "")
         if route is None or route.webhook is None or route.webhook_secret is None:
-            self.stats.given_up += 1
+            self.stats.webhook_given_up += 1
             await self.store.webhook_attempted(
                 record.id, next_at=None, error="the route is no longer configured"
             )
@@ -159,7 +152,7 @@ class WebhookSender:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(route.webhook_secret, body, int(now)),
         }
-        self.stats.attempts += 1
+        self.stats.webhook_attempts += 1
         status: int | None
         error: str | None
         try:
@@ -170,7 +163,7 @@ class WebhookSender:
         except (OSError, TimeoutError, ValueError) as exc:
             status, error = None, f"{type(exc).__name__}: {exc}"
         if error is None:
-            self.stats.delivered += 1
+            self.stats.webhook_delivered += 1
             await self.store.webhook_attempted(record.id, next_at=None, error=None)
             return
         attempt = attempts + 1
@@ -180,7 +173,7 @@ class WebhookSender:
             else None
         )
         if next_at is None:
-            self.stats.given_up += 1
+            self.stats.webhook_given_up += 1
             log.warning(
                 "inbound webhook %s of MO %d given up: %s",
                 redact_url(route.webhook),
@@ -188,6 +181,6 @@ class WebhookSender:
                 error,
             )
         else:
-            self.stats.retries += 1
+            self.stats.webhook_retries += 1
             self._later(record, next_at, attempt)
         await self.store.webhook_attempted(record.id, next_at=next_at, error=error)
