@@ -1,6 +1,7 @@
 """The inbound handler: every MO a link receives, from its first part to its destinations.
 
-Owns `InboundHandler` (its counters: `gateway.inbound.stats`). For each `InboundPart` a link hands the daemon:
+Owns `InboundHandler` (its counters: `gateway.inbound.stats`). For each `InboundPart` a link
+hands the daemon:
 1. a part from a number on the inbound block list is kept as BLOCKED and goes nowhere;
 2. a part of several is held (kept in the store) until its message is whole: reassembly happens
    once, here, with `[inbound]`'s timeout and bounds; parts whose whole never arrives are
