@@ -1011,6 +1011,28 @@ class TandemConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _inbound_names_exist(self) -> TandemConfig:
+        # Imported here: gateway.events imports this module.
+        from gateway.events import sink_specs
+
+        sinks = set(sink_specs(self))
+        for index, route in enumerate(self.inbound.routes):
+            if route.event_sink is not None and route.event_sink not in sinks:
+                known = ", ".join(sorted(sinks)) or "none is configured"
+                raise _KeyedError(
+                    f"inbound.routes[{index}].event_sink",
+                    f"no event sink is named {route.event_sink!r} ({known})",
+                )
+        groups = {group.name for group in self.sender_groups}
+        for index, reply in enumerate(self.inbound.replies):
+            if reply.sender_group is not None and reply.sender_group not in groups:
+                raise _KeyedError(
+                    f"inbound.replies[{index}].sender_group",
+                    f"no sender group {reply.sender_group!r}",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _default_sender_is_a_sender(self) -> TandemConfig:
         # Imported here: gateway.addresses holds the rule and imports this module.
         from gateway.addresses import InvalidSender, check_sender

@@ -201,3 +201,18 @@ async def test_a_blocked_number_is_answered_kept_as_blocked_and_not_forwarded(
         assert await store.unblock_inbound(SUBSCRIBER)
     finally:
         await stop_tandem(tandem)
+
+
+def test_the_config_refuses_routes_and_replies_that_name_what_does_not_exist() -> None:
+    from gateway.config import ConfigError, parse_config
+
+    good = '[[inbound.routes]]\nname = "a"\nto = ["12345"]\naccount = "acme"\n'
+    assert parse_config(good, "t").inbound.routes[0].account == "acme"
+    for text, key in (
+        ('[[inbound.routes]]\nname = "a"\nto = ["1"]\nevent_sink = "mqtt"\n', "event_sink"),
+        ('[[inbound.routes]]\nname = "a"\nto = ["1"]\nwebhook = "https://x.example/"\n', "routes"),
+        ('[[inbound.routes]]\nname = "a"\naccount = "acme"\n', "routes"),
+        ('[[inbound.replies]]\nkind = "help"\ntext = "hi"\nsender_group = "nope"\n', "group"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            parse_config(text, "t")
