@@ -816,6 +816,8 @@ class Gateway:
                 return self.last_reload
             config = plan.config
             # No await until the swap is done: intake and dispatch see all old or all new.
+            if config.egress != self.config.egress:
+                self.inbound.webhooks.set_egress(EgressPolicy.from_config(config.egress))
             self.config = config
             self.numbers.config = config.numbering
             self.numbers.swap_tables(tables)

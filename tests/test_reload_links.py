@@ -277,3 +277,52 @@ async def test_messages_waiting_for_a_removed_link_go_by_the_links_that_stay(
         await gateway.stop()
         for sim in sims.values():
             await sim.stop()
+
+
+async def test_a_reload_of_the_egress_rule_reaches_inbound_webhooks(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    received: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/mo", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    receiver_port = runner.addresses[0][1]
+    sim = SmscSimulator(SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=0.0))
+    await sim.start()
+    path = tmp_path / "tandem.toml"
+
+    def write(allow: list[str]) -> None:
+        text = config_text(tmp_path, {"keep": sim}, {"keep": {}}, [], ROUTE_KEEP)
+        text = text.replace("[smpp_server]\n", "[smpp_server]\nenabled = false\n")
+        path.write_text(
+            text
+            + f'[egress]\nallow = {json.dumps(allow)}\nports = ["1-65535"]\n'
+            + '[[inbound.routes]]\nname = "hook"\nto = ["7700"]\n'
+            + f'webhook = "http://127.0.0.1:{receiver_port}/mo"\nwebhook_secret = "s3cret"\n'
+        )
+
+    write([])
+    gateway = Gateway(load_config(path))
+    await gateway.start()
+    try:
+        await wait_for(lambda: sim.bound_system_ids == ["keep"], "the link to bind")
+        webhooks = gateway.inbound.webhooks.stats
+        sim.inject_mo("447911123456", "7700", "before", system_id="keep")
+        await wait_for(lambda: webhooks.attempts >= 1, "a webhook attempt")
+        assert received == [] and webhooks.delivered == 0  # loopback: refused by the rule
+        write(["127.0.0.1"])
+        assert await gateway.reload(path)
+        sim.inject_mo("447911123456", "7700", "after", system_id="keep")
+        await wait_for(lambda: any(r.get("text") == "after" for r in received), "the webhook")
+    finally:
+        await gateway.stop()
+        await sim.stop()
+        await runner.cleanup()

@@ -107,6 +107,14 @@ class WebhookSender:
             self._poster.close()
             self._poster = None
 
+    def set_egress(self, egress: EgressPolicy) -> None:
+        """A reload: new connections follow the new rule; idle ones the old rule allowed are
+        closed (requests in flight finish)."""
+        self.egress = egress
+        if self._poster is not None:
+            self._poster.close_idle()
+            self._poster = HttpPoster(timeout=self.timeout, egress=egress)
+
     def owe(self, record: InboundRecord) -> None:
         self._ready.put_nowait((record, 0))
 
