@@ -216,3 +216,53 @@ def test_the_config_refuses_routes_and_replies_that_name_what_does_not_exist() -
     ):
         with pytest.raises(ConfigError, match=key):
             parse_config(text, "t")
+
+
+async def test_a_store_failure_answers_a_temporary_error_and_the_carriers_retry_is_kept(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from gateway.store.base import StoreError
+
+    tandem = await start(tmp_path, receiver)
+    store: Any = tandem.gateway.message_store
+    record = store.record_inbound
+    failures = [StoreError("disk full")]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return int(await record(*args, **kwargs))
+
+    store.record_inbound = failing_once
+    try:
+        tandem.simulator.inject_mo(SUBSCRIBER, "5555", "try again", system_id="tandem")
+        await wait_for(lambda: tandem.simulator.stats.deliveries_retried == 1, what="a retry")
+        await wait_for(lambda: tandem.simulator.stats.mo_sent == 1, what="the second offer")
+        assert tandem.gateway.inbound.stats.store_failures == 1
+        (kept,) = await store.list_inbound(number=SUBSCRIBER)
+        assert kept.row.text == "try again"
+    finally:
+        await stop_tandem(tandem)
+
+
+async def test_sar_parts_are_reassembled_too(tmp_path: Path, receiver: Receiver) -> None:
+    from smpp.constants import Tag
+
+    tandem = await start(tmp_path, receiver)
+    try:
+        for seq, chunk in ((2, b"world"), (1, b"hello ")):
+            tandem.simulator.inject_mo(
+                SUBSCRIBER,
+                "5555",
+                short_message=chunk,
+                system_id="tandem",
+                tlvs={
+                    Tag.SAR_MSG_REF_NUM: 700,
+                    Tag.SAR_TOTAL_SEGMENTS: 2,
+                    Tag.SAR_SEGMENT_SEQNUM: seq,
+                },
+            )
+        await wait_for(lambda: bool(receiver.got), what="the webhook")
+        assert receiver.got[0][0]["text"] == "hello world" and receiver.got[0][0]["parts"] == 2
+    finally:
+        await stop_tandem(tandem)
