@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 
 SCRAPER = r"""
-import sys, time, urllib.request
+import signal, sys, time, urllib.request
+def stop(*_):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)  # SIGINT may be ignored (a bench started in background)
 url, every = sys.argv[1], float(sys.argv[2])
 done = failed = size = 0
 slowest = 0.0
@@ -95,7 +98,7 @@ class Scraper:
             return ""
         import signal
 
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
