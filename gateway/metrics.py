@@ -48,6 +48,7 @@ from prometheus_client.exposition import generate_latest
 
 from gateway import stages
 from gateway.links.base import LinkState
+from gateway.links.modem import REGISTRATION_NAMES
 from smpp.constants import status_name
 
 if TYPE_CHECKING:
@@ -350,7 +351,11 @@ class TandemCollector:
         registration = StateSetMetricFamily(
             "tandem_modem_registration", "A modem's network registration", labels=["link"]
         )
-        sim = StateSetMetricFamily("tandem_modem_sim_state", "A modem's SIM", labels=["link"])
+        sim = GaugeMetricFamily(
+            "tandem_modem_sim_ready",
+            "1 while a modem's SIM is ready (the reason it is not is in the log and /status)",
+            labels=["link"],
+        )
         for name in sorted(gateway.links):
             link = gateway.links[name]
             current = link.state
@@ -394,18 +399,17 @@ class TandemCollector:
         stats: Any,
         gauges: dict[str, GaugeMetricFamily],
         registration: StateSetMetricFamily,
-        sim: StateSetMetricFamily,
+        sim: GaugeMetricFamily,
     ) -> None:
         if stats.signal_dbm is not None:
             gauges["tandem_modem_signal_dbm"].add_metric([name], stats.signal_dbm)
         gauges["tandem_modem_sends_today"].add_metric([name], stats.sends_today)
         if stats.daily_cap is not None:
             gauges["tandem_modem_daily_cap"].add_metric([name], stats.daily_cap)
-        # The states are the modem's own words: a bounded set, always shown with the current one.
+        # +CREG's words (gateway.links.modem): a bounded set, each shown 0 or 1.
         known = {*_REGISTRATIONS, stats.registration}
         registration.add_metric([name], {value: value == stats.registration for value in known})
-        states = {*_SIM_STATES, stats.sim_state}
-        sim.add_metric([name], {value: value == stats.sim_state for value in states})
+        sim.add_metric([name], 1.0 if stats.sim_state == "ready" else 0.0)
 
     # --- receipts and MOs ---------------------------------------------------------------------
 
@@ -680,15 +684,71 @@ class TandemCollector:
                 "The longest writer op of the purges (the stall it adds to a commit)",
                 value=stats.longest_op_seconds,
             )
-        # Inbound (MOs after reassembly, webhooks): `gateway.inbound.stats`, a slots dataclass
-        # of counters, exported by attribute name until it has names of its own here.
-        inbound_stats = getattr(getattr(gateway, "inbound", None), "stats", None)
-        if inbound_stats is not None:
-            for attribute in getattr(inbound_stats, "__slots__", ()):
-                value = getattr(inbound_stats, attribute, None)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    name = f"tandem_inbound_{attribute}"
-                    yield _counter(name, f"Inbound: {attribute.replace('_', ' ')}", value)
+        inbound: Any = getattr(gateway, "inbound", None)
+        if inbound is not None:
+            yield from _inbound(inbound.stats)
+
+
+# The inbound path's counters (`gateway.inbound.stats.InboundStats`, every field): field ->
+# (family, label value); a family's label name and help are in `_INBOUND_FAMILIES`.
+_INBOUND_FIELDS: dict[str, tuple[str, str | None]] = {
+    "parts": ("tandem_inbound_parts", None),
+    "messages": ("tandem_inbound_messages", None),
+    "reassembled": ("tandem_inbound_reassembled", None),
+    "parts_held": ("tandem_inbound_parts_held", None),
+    "parts_timed_out": ("tandem_inbound_parts_timed_out", None),
+    "routed": ("tandem_inbound_routed", None),
+    "to_accounts": ("tandem_inbound_forwarded", "account"),
+    "to_webhooks": ("tandem_inbound_forwarded", "webhook"),
+    "to_event_sinks": ("tandem_inbound_forwarded", "event_sink"),
+    "unmatched": ("tandem_inbound_not_forwarded", "unmatched"),
+    "blocked": ("tandem_inbound_not_forwarded", "blocked"),
+    "account_missing": ("tandem_inbound_not_forwarded", "account_missing"),
+    "event_sink_missing": ("tandem_inbound_not_forwarded", "event_sink_missing"),
+    "refused_full": ("tandem_inbound_not_forwarded", "refused_full"),
+    "store_failures": ("tandem_inbound_not_forwarded", "store_failure"),
+    "keyword_opt_outs": ("tandem_inbound_keywords", "opt_out"),
+    "keyword_opt_ins": ("tandem_inbound_keywords", "opt_in"),
+    "keyword_help": ("tandem_inbound_keywords", "help"),
+    "keyword_failures": ("tandem_inbound_keywords", "failure"),
+    "webhook_attempts": ("tandem_inbound_webhooks", "attempt"),
+    "webhook_delivered": ("tandem_inbound_webhooks", "delivered"),
+    "webhook_retries": ("tandem_inbound_webhooks", "retried"),
+    "webhook_given_up": ("tandem_inbound_webhooks", "given_up"),
+    "replies": ("tandem_inbound_keyword_replies", "accepted"),
+    "replies_refused": ("tandem_inbound_keyword_replies", "refused"),
+}
+_INBOUND_FAMILIES: dict[str, tuple[str, str | None]] = {
+    "tandem_inbound_parts": ("MO parts links handed to the gateway", None),
+    "tandem_inbound_messages": ("MOs kept (whole, single, or the parts of one given up on)", None),
+    "tandem_inbound_reassembled": ("MOs joined from several parts", None),
+    "tandem_inbound_parts_held": ("Parts kept waiting for the rest of their MO", None),
+    "tandem_inbound_parts_timed_out": ("Parts delivered as they were: the rest never came", None),
+    "tandem_inbound_routed": ("MOs an inbound route or account claimed", None),
+    "tandem_inbound_forwarded": ("MOs forwarded, by destination kind", "destination"),
+    "tandem_inbound_not_forwarded": (
+        "MOs not forwarded, by reason: unmatched, blocked, account_missing, event_sink_missing "
+        "(kept); refused_full, store_failure (the carrier offers them again)",
+        "reason",
+    ),
+    "tandem_inbound_keywords": ("Keyword MOs by class, and failures to act on one", "keyword"),
+    "tandem_inbound_webhooks": ("Inbound webhook POSTs, by outcome", "outcome"),
+    "tandem_inbound_keyword_replies": ("Keyword replies, by outcome", "outcome"),
+}
+
+
+def _inbound(stats: Any) -> Iterator[Metric]:
+    """The inbound path: MOs after reassembly, where they went, keywords, webhooks."""
+    families: dict[str, CounterMetricFamily] = {}
+    for name, (documentation, label) in _INBOUND_FAMILIES.items():
+        labels = [label] if label is not None else None
+        families[name] = CounterMetricFamily(name, documentation, labels=labels)
+    for attribute, (name, value) in _INBOUND_FIELDS.items():
+        count = getattr(stats, attribute, None)
+        if count is None:
+            continue
+        families[name].add_metric([value] if value is not None else [], count)
+    yield from families.values()
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
@@ -756,8 +816,7 @@ _EVENT_COUNTERS_FROM = {
     "tandem_event_sink_connects": "connects",
     "tandem_event_sink_connect_failures": "connect_failures",
 }
-_REGISTRATIONS = ("home", "roaming", "searching", "denied", "not registered", "unknown")
-_SIM_STATES = ("ready", "unknown")
+_REGISTRATIONS = tuple(REGISTRATION_NAMES.values())
 _SERVER_COUNTERS = {
     "tandem_customer_binds_accepted": ("Customer binds accepted", "binds"),
     "tandem_customer_bind_failures": ("Customer binds refused (credentials)", "bind_failures"),

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -303,3 +304,32 @@ async def test_every_metric_the_alerts_and_the_dashboard_name_is_in_a_real_scrap
     assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
     body = alerts.read_text(encoding="utf-8")
     assert body.count("summary:") == body.count("runbook:") == len(rules) >= 7
+
+
+def test_every_inbound_counter_is_exported_once() -> None:
+    """Each field of `InboundStats` lands in exactly one sample, under its own value."""
+    from dataclasses import fields
+
+    from prometheus_client.core import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from gateway.inbound.stats import InboundStats
+    from gateway.metrics import _inbound
+
+    stats = InboundStats()
+    names = [field.name for field in fields(InboundStats)]
+    for number, name in enumerate(names):
+        setattr(stats, name, 1000 + number)  # a value no other field has
+
+    class Collector:
+        def collect(self) -> Any:
+            return _inbound(stats)
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    values = sorted(
+        int(value)
+        for values in samples(generate_latest(registry).decode()).values()
+        for _, value in values
+    )
+    assert values == [1000 + number for number in range(len(names))]
