@@ -20,6 +20,16 @@ _SELECT_OWED_RECEIPTS = (
     + " ORDER BY s.updated_at, s.id LIMIT ?"
 )
 
+_INSERT_MO = (
+    "INSERT INTO mo_outbox (account, pdu, received_at, expires_at, part_of) "
+    "VALUES (?, ?, ?, ?, ?) RETURNING id"
+)
+_FORGET_OWED_RECEIPTS = (
+    "UPDATE message_state SET receipt_owed = NULL "
+    "WHERE receipt_owed IS NOT NULL AND updated_at < ? AND id IN (SELECT id FROM "
+    "message_content WHERE (? IS NULL OR channel = ?) AND (? IS NULL OR account = ?))"
+)
+
 
 def _settle_receipts(tx: _Tx, rows: list[tuple[str, str]]) -> None:
     tx.flush()  # a status update pending in this transaction sets the mark it may clear
@@ -32,12 +42,7 @@ def _insert_mo(tx: _Tx, row: tuple[Any, ...], parts_of: str | None) -> int:
     """Keep one MO; with `parts_of`, it is the whole of the parts kept under it, which go."""
     if parts_of is not None:
         tx.execute("DELETE FROM mo_outbox WHERE part_of = ?", (parts_of,))
-    cursor = tx.execute(
-        "INSERT INTO mo_outbox (account, pdu, received_at, expires_at, part_of) "
-        "VALUES (?, ?, ?, ?, ?)",
-        row,
-    )
-    return int(cursor.lastrowid or 0)
+    return int(tx.execute(_INSERT_MO, row).fetchone()[0])
 
 
 def _delete_mos(tx: _Tx, ids: list[tuple[int]]) -> None:

@@ -29,6 +29,7 @@ from gateway.store.base import (
 )
 from gateway.store.rows import (
     _CONTENT_ROW,
+    _HISTORY_COLUMNS,
     _MESSAGE_COLUMNS,
     _MESSAGE_WIDTH,
     _SEGMENT_COLUMNS,
@@ -65,6 +66,8 @@ _PENDING_REFS = (
 _IDS_PER_QUERY = 500
 
 
+_REDACT_MESSAGE = "UPDATE message_content SET text = NULL, body = x'' WHERE id = ?"
+_SELECT_HISTORY = f"SELECT {_HISTORY_COLUMNS} FROM history WHERE message_id = ? ORDER BY id"
 _SELECT_SEGMENTS = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE message_id = ? ORDER BY idx"
 _FIND_SEGMENT = (
     "SELECT message_id, idx FROM segments WHERE link = ? AND carrier_id = ? "
@@ -226,7 +229,7 @@ def _set_segment_status(
 
 
 def _redact_message(tx: _Tx, message_id: str) -> None:
-    tx.execute("UPDATE message_content SET text = NULL, body = x'' WHERE id = ?", (message_id,))
+    tx.execute(_REDACT_MESSAGE, (message_id,))
     entry = tx.live.get(message_id)
     if entry is not None:
         row, segment_rows = entry

@@ -8,9 +8,8 @@ writer core does that around a batch), nor decide a status (the ops do).
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 from gateway.messages import Message, Segment
 from gateway.store.rows import _HISTORY_COLUMNS, _SEGMENT_COLUMNS, _message_state, _segment_row
@@ -57,6 +56,27 @@ _LiveMap = dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]]
 _CarrierMap = dict[tuple[str, str], tuple[str, int]]
 
 
+class _Result(Protocol):
+    """What a statement answers (a sqlite3 cursor, or the PostgreSQL writer's result)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class _Connection(Protocol):
+    """The writer's connection as the ops see it: `sqlite3.Connection`'s two methods."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> _Result: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
 class _Tx:
     """The writer's view of the open transaction: the connection's execute methods, the
     in-memory messages, and the rows to write before COMMIT. Status updates are gathered per
@@ -75,7 +95,7 @@ class _Tx:
         "submitted",
     )
 
-    def __init__(self, conn: sqlite3.Connection, live: _LiveMap, carriers: _CarrierMap) -> None:
+    def __init__(self, conn: _Connection, live: _LiveMap, carriers: _CarrierMap) -> None:
         self.execute = conn.execute
         self.executemany = conn.executemany
         self.live, self.carriers = live, carriers
