@@ -23,7 +23,11 @@ from gateway.store import (
     SqliteMessageStore,
     StoreClosed,
 )
+from gateway.store.sqlstore import SqlMessageStore
 from tests.daemon_processes import process_ends
+from tests.store_backends import StoreFactory, make_store, store_factory
+
+__all__ = ["make_store"]  # the fixture, over both backends
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_800_000_000.0
@@ -44,20 +48,28 @@ def make_message(**fields: object) -> Message:
     return Message(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["thread", "process", "inline"])
-async def store(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[SqliteMessageStore]:
-    # Every behaviour holds wherever the writer runs: in a thread, in its own process, or on
-    # the event loop's thread.
-    s = SqliteMessageStore(tmp_path / "data" / "tandem.db", writer=request.param)
-    await s.open()
-    yield s
-    await s.close()
+# Every behaviour holds on both backends, and wherever the writer runs: in a thread, in its own
+# process, or on the event loop's thread.
+STORES = [
+    ("sqlite", "thread"),
+    ("sqlite", "process"),
+    ("sqlite", "inline"),
+    ("postgresql", "thread"),
+]
+
+
+@pytest.fixture(params=STORES, ids=["-".join(p) for p in STORES])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SqlMessageStore]:
+    backend, writer = request.param
+    async for make in store_factory(backend, tmp_path / "data"):
+        s = make("tandem.db", writer=writer)
+        await s.open()
+        yield s
+        await s.close()
 
 
 async def submit(
-    store: SqliteMessageStore, message: Message, carrier_ids: list[str], link: str = "smsc-a"
+    store: SqlMessageStore, message: Message, carrier_ids: list[str], link: str = "smsc-a"
 ) -> None:
     total = len(carrier_ids)
     segments = [Segment(message.id, i, total, carrier_id=c) for i, c in enumerate(carrier_ids)]
@@ -66,12 +78,12 @@ async def submit(
     )
 
 
-async def test_sqlite_store_satisfies_the_store_interface(store: SqliteMessageStore) -> None:
+async def test_sqlite_store_satisfies_the_store_interface(store: SqlMessageStore) -> None:
     assert isinstance(store, MessageStore)
 
 
 async def test_accepted_message_reads_back_field_for_field_with_its_history(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message(
         kind=MessageKind.OTP,
@@ -101,12 +113,12 @@ async def test_accepted_message_reads_back_field_for_field_with_its_history(
     assert entry.segment_index is None
 
 
-async def test_get_of_an_unknown_id_is_none(store: SqliteMessageStore) -> None:
+async def test_get_of_an_unknown_id_is_none(store: SqlMessageStore) -> None:
     assert await store.get("00000000000000000000") is None
 
 
 async def test_duplicate_id_keeps_nothing_of_that_call_and_spares_concurrent_callers(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     first = make_message()
     await store.accept([first])
@@ -130,7 +142,7 @@ async def test_duplicate_id_keeps_nothing_of_that_call_and_spares_concurrent_cal
     assert store.stats().failed_operations == 1
 
 
-async def test_concurrent_accepts_share_a_few_commits(store: SqliteMessageStore) -> None:
+async def test_concurrent_accepts_share_a_few_commits(store: SqlMessageStore) -> None:
     before = store.stats()
     messages = [make_message() for _ in range(500)]
 
@@ -200,9 +212,11 @@ async def test_acknowledged_ids_survive_sigkill_of_the_process(tmp_path: Path, w
         assert writer_pid == "None"
 
 
-async def test_restart_loads_every_unsent_message_most_urgent_first(tmp_path: Path) -> None:
-    db = tmp_path / "tandem.db"
-    store = SqliteMessageStore(db)
+async def test_restart_loads_every_unsent_message_most_urgent_first(
+    make_store: StoreFactory,
+) -> None:
+    db = "tandem.db"
+    store = make_store(db)
     await store.open()
     bulk = make_message(kind=MessageKind.BULK)
     otp = make_message(kind=MessageKind.OTP)
@@ -224,7 +238,7 @@ async def test_restart_loads_every_unsent_message_most_urgent_first(tmp_path: Pa
     )
     await store.close()
 
-    store = SqliteMessageStore(db)
+    store = make_store(db)
     await store.open()
     try:
         pending = await store.load_pending()
@@ -238,7 +252,7 @@ async def test_restart_loads_every_unsent_message_most_urgent_first(tmp_path: Pa
 
 
 async def test_submitted_message_is_correlated_by_link_and_carrier_id(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     other = make_message()
@@ -267,7 +281,7 @@ async def test_submitted_message_is_correlated_by_link_and_carrier_id(
 
 
 async def test_receipt_moves_segment_and_message_and_is_recorded(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -302,7 +316,7 @@ async def test_receipt_moves_segment_and_message_and_is_recorded(
 
 
 async def test_receipt_result_tells_which_customer_reports_are_due(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -330,7 +344,7 @@ async def test_receipt_result_tells_which_customer_reports_are_due(
 
 
 async def test_receipt_for_an_unknown_carrier_id_changes_nothing(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     change = await store.apply_segment_status(
         "smsc-a", "nope", SegmentStatus.DELIVERED, at=T0, source=StatusSource.RECEIPT
@@ -339,7 +353,7 @@ async def test_receipt_for_an_unknown_carrier_id_changes_nothing(
 
 
 async def test_late_receipt_after_a_final_status_is_recorded_but_changes_nothing(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -371,7 +385,7 @@ async def test_late_receipt_after_a_final_status_is_recorded_but_changes_nothing
 
 
 async def test_unknown_after_receipt_timeout_yields_to_a_later_definitive_receipt(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -390,7 +404,7 @@ async def test_unknown_after_receipt_timeout_yields_to_a_later_definitive_receip
 
 
 async def test_multipart_message_submitted_one_segment_at_a_time(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -428,7 +442,7 @@ async def test_multipart_message_submitted_one_segment_at_a_time(
 
 
 async def test_requeue_counts_the_attempt_and_keeps_error_and_backoff(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -470,7 +484,7 @@ async def test_requeue_counts_the_attempt_and_keeps_error_and_backoff(
 
 
 async def test_permanent_error_fails_the_message_with_the_smpp_status(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -503,7 +517,7 @@ async def test_permanent_error_fails_the_message_with_the_smpp_status(
 
 
 async def test_expire_due_marks_only_unsent_messages_whose_validity_ended(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     ended = make_message(validity_at=T0 + 10)
     later = make_message(validity_at=T0 + 100)
@@ -521,7 +535,7 @@ async def test_expire_due_marks_only_unsent_messages_whose_validity_ended(
     assert {m.id for m in await store.load_pending()} == {later.id, forever.id}
 
 
-async def test_cancel_works_only_while_the_message_is_unsent(store: SqliteMessageStore) -> None:
+async def test_cancel_works_only_while_the_message_is_unsent(store: SqlMessageStore) -> None:
     queued = make_message()
     sent = make_message()
     await store.accept([queued, sent])
@@ -541,7 +555,7 @@ async def test_cancel_works_only_while_the_message_is_unsent(store: SqliteMessag
 
 
 async def test_segments_awaiting_receipts_are_listed_by_submission_age(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     old, recent, finished = make_message(), make_message(), make_message()
     await store.accept([old, recent, finished])
@@ -563,7 +577,7 @@ async def test_segments_awaiting_receipts_are_listed_by_submission_age(
 
 
 async def test_record_history_adds_an_event_without_changing_status(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message()
     await store.accept([message])
@@ -581,17 +595,17 @@ async def test_record_history_adds_an_event_without_changing_status(
     assert not record.history[-1].event.changed
 
 
-async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
-    store = SqliteMessageStore(tmp_path / "t.db")
+async def test_writes_after_close_are_refused(make_store: StoreFactory) -> None:
+    store = make_store("t.db")
     await store.open()
     await store.close()
     with pytest.raises(StoreClosed):
         await store.accept([make_message()])
 
 
-async def test_close_waits_for_writes_already_requested(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
-    store = SqliteMessageStore(db)
+async def test_close_waits_for_writes_already_requested(make_store: StoreFactory) -> None:
+    db = "t.db"
+    store = make_store(db)
     await store.open()
     messages = [make_message() for _ in range(50)]
     pending = [asyncio.ensure_future(store.accept([m])) for m in messages]
@@ -599,7 +613,7 @@ async def test_close_waits_for_writes_already_requested(tmp_path: Path) -> None:
     await store.close()
     await asyncio.gather(*pending)
 
-    reopened = SqliteMessageStore(db, synchronous="FULL")
+    reopened = make_store(db, synchronous="FULL")
     await reopened.open()
     try:
         assert len(await reopened.load_pending()) == 50

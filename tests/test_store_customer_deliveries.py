@@ -3,28 +3,28 @@ and MOs waiting for a bind, across reopening the file, with both writer placemen
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Tenant
-from gateway.store import CustomerDeliveryStore, SqliteMessageStore
+from gateway.store import CustomerDeliveryStore
+from gateway.store.sqlstore import SqlMessageStore
+from tests.store_backends import StoreFactory, make_store
 from tests.test_store import T0, make_message, store, submit
 
-__all__ = ["store"]  # the fixture, parametrized over the writer placements
+__all__ = ["make_store", "store"]  # the fixture, parametrized over the writer placements
 
 
-async def receipt(store: SqliteMessageStore, carrier_id: str, status: SegmentStatus, at: float):
+async def receipt(store: SqlMessageStore, carrier_id: str, status: SegmentStatus, at: float):
     return await store.apply_segment_status(
         "smsc-a", carrier_id, status, at=at, source=StatusSource.RECEIPT
     )
 
 
-async def test_the_sqlite_store_keeps_customer_deliveries(store: SqliteMessageStore) -> None:
+async def test_the_sqlite_store_keeps_customer_deliveries(store: SqlMessageStore) -> None:
     assert isinstance(store, CustomerDeliveryStore)
 
 
 async def test_a_final_status_owes_the_receipt_the_customer_asked_for(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     wanted = make_message(channel=Channel.SMPP, registered_delivery=1)
     not_asked = make_message(channel=Channel.SMPP, registered_delivery=0)
@@ -46,7 +46,7 @@ async def test_a_final_status_owes_the_receipt_the_customer_asked_for(
 
 
 async def test_intermediate_receipts_are_owed_only_when_asked_and_the_latest_replaces_them(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message(channel=Channel.SMPP, registered_delivery=0x11)  # final + intermediate
     await store.accept([message])
@@ -60,7 +60,7 @@ async def test_intermediate_receipts_are_owed_only_when_asked_and_the_latest_rep
 
 
 async def test_a_multipart_message_owes_one_receipt_once_all_parts_are_final(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     message = make_message(channel=Channel.SMPP, registered_delivery=1)
     await store.accept([message])
@@ -73,7 +73,7 @@ async def test_a_multipart_message_owes_one_receipt_once_all_parts_are_final(
     assert [(o.status, o.segments) for o in owed] == [(MessageStatus.DELIVERED, 2)]
 
 
-async def test_settling_clears_only_the_status_it_names(store: SqliteMessageStore) -> None:
+async def test_settling_clears_only_the_status_it_names(store: SqlMessageStore) -> None:
     message = make_message(channel=Channel.SMPP, registered_delivery=0x11)
     await store.accept([message])
     await submit(store, message, ["s1"])
@@ -88,7 +88,7 @@ async def test_settling_clears_only_the_status_it_names(store: SqliteMessageStor
     assert await store.owed_receipts() == []
 
 
-async def test_a_failed_submit_owes_its_receipt_too(store: SqliteMessageStore) -> None:
+async def test_a_failed_submit_owes_its_receipt_too(store: SqlMessageStore) -> None:
     message = make_message(channel=Channel.SMPP, registered_delivery=1)
     await store.accept([message])
     await store.fail(
@@ -98,9 +98,9 @@ async def test_a_failed_submit_owes_its_receipt_too(store: SqliteMessageStore) -
     assert [o.status for o in await store.owed_receipts()] == [MessageStatus.FAILED]
 
 
-async def test_owed_receipts_and_mos_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "tandem.db"
-    first = SqliteMessageStore(path, writer="process")
+async def test_owed_receipts_and_mos_survive_reopening(make_store: StoreFactory) -> None:
+    path = "tandem.db"
+    first = make_store(path, writer="process")
     await first.open()
     message = make_message(channel=Channel.SMPP, registered_delivery=1)
     await first.accept([message])
@@ -109,7 +109,7 @@ async def test_owed_receipts_and_mos_survive_reopening(tmp_path: Path) -> None:
     mo_id = await first.queue_mo("acme", b"deliver_sm bytes", received_at=T0, expires_at=T0 + 60)
     await first.close()
 
-    second = SqliteMessageStore(path)
+    second = make_store(path)
     await second.open()
     try:
         owed = await second.owed_receipts()
@@ -124,7 +124,7 @@ async def test_owed_receipts_and_mos_survive_reopening(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_parts_are_replaced_by_their_whole_in_one_step(store: SqliteMessageStore) -> None:
+async def test_parts_are_replaced_by_their_whole_in_one_step(store: SqlMessageStore) -> None:
     kept = await store.queue_mo("acme", b"other", received_at=T0, expires_at=T0 + 60)
     for n in range(2):
         await store.queue_mo(
@@ -148,7 +148,7 @@ async def test_parts_are_replaced_by_their_whole_in_one_step(store: SqliteMessag
 
 
 async def test_receipts_owed_for_changes_older_than_a_cutoff_are_forgotten_in_bulk(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     old, recent = (make_message(channel=Channel.SMPP, registered_delivery=1) for _ in range(2))
     await store.accept([old, recent])
@@ -163,7 +163,7 @@ async def test_receipts_owed_for_changes_older_than_a_cutoff_are_forgotten_in_bu
 
 
 async def test_owed_receipts_are_read_per_account_oldest_first_up_to_a_limit(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     messages = [
         make_message(account=account, channel=Channel.SMPP, registered_delivery=1)
@@ -181,7 +181,7 @@ async def test_owed_receipts_are_read_per_account_oldest_first_up_to_a_limit(
 
 
 async def test_forgetting_owed_receipts_can_be_limited_to_one_account(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     mine, theirs = (
         make_message(account=account, channel=Channel.SMPP, registered_delivery=1)
@@ -197,7 +197,7 @@ async def test_forgetting_owed_receipts_can_be_limited_to_one_account(
 
 
 async def test_an_http_message_with_a_callback_url_owes_the_callback_of_its_final_status(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     with_url = make_message(channel=Channel.HTTP, callback_url="https://example.com/dlr")
     without = make_message(channel=Channel.HTTP)
@@ -216,7 +216,7 @@ async def test_an_http_message_with_a_callback_url_owes_the_callback_of_its_fina
     assert [o.message.id for o in await store.owed_receipts()] == [smpp.id]
 
 
-async def test_owed_receipts_page_by_change_time_then_id(store: SqliteMessageStore) -> None:
+async def test_owed_receipts_page_by_change_time_then_id(store: SqlMessageStore) -> None:
     messages = [make_message(channel=Channel.SMPP, registered_delivery=1) for _ in range(5)]
     await store.accept(messages)
     for n, message in enumerate(messages):
@@ -235,7 +235,7 @@ async def test_owed_receipts_page_by_change_time_then_id(store: SqliteMessageSto
 
 
 async def test_messages_are_found_by_reference_within_their_account(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     first = make_message(account="acme", channel=Channel.SMPP)
     others = [

@@ -17,15 +17,17 @@ from gateway.store.base import (
     OtpRecord,
     OtpStore,
 )
-from gateway.store.sqlite import SqliteMessageStore
+from gateway.store.sqlstore import SqlMessageStore
+from tests.store_backends import BACKENDS, store_factory
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteMessageStore]:
-    s = SqliteMessageStore(tmp_path / "tandem.db")
-    await s.open()
-    yield s
-    await s.close()
+@pytest.fixture(params=BACKENDS)
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SqlMessageStore]:
+    async for make in store_factory(request.param, tmp_path):
+        s = make("tandem.db")
+        await s.open()
+        yield s
+        await s.close()
 
 
 def api_key(name: str, key_id: str, key_hash: str) -> ApiKeyRecord:
@@ -43,7 +45,7 @@ def api_key(name: str, key_id: str, key_hash: str) -> ApiKeyRecord:
 
 
 async def test_the_sqlite_store_implements_every_http_state_protocol(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     assert isinstance(store, ApiKeyStore)
     assert isinstance(store, IdempotencyStore)
@@ -51,7 +53,7 @@ async def test_the_sqlite_store_implements_every_http_state_protocol(
 
 
 async def test_api_keys_are_found_by_hash_and_name_and_names_are_unique(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     shop = api_key("shop", "key_1", "h1")
     await store.save_api_key(shop)
@@ -65,7 +67,7 @@ async def test_api_keys_are_found_by_hash_and_name_and_names_are_unique(
         await store.save_api_key(api_key("shop", "key_333", "h3"))
 
 
-async def test_a_key_is_revoked_once_by_name_or_id(store: SqliteMessageStore) -> None:
+async def test_a_key_is_revoked_once_by_name_or_id(store: SqlMessageStore) -> None:
     await store.save_api_key(api_key("shop", "key_1", "h1"))
 
     assert await store.revoke_api_key("key_1", at=7.0)
@@ -75,7 +77,7 @@ async def test_a_key_is_revoked_once_by_name_or_id(store: SqliteMessageStore) ->
 
 
 async def test_idempotency_answers_are_kept_for_the_window_then_purged(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     first = IdempotencyRecord("key_1", "k-1", "fp", 202, b'{"id":"m1"}', created_at=100.0)
     await store.save_idempotency(first)
@@ -106,14 +108,14 @@ def verification(*, max_checks: int = 5, expires_at: float = 301.0) -> OtpRecord
     )
 
 
-async def test_an_otp_record_is_created_and_read_back(store: SqliteMessageStore) -> None:
+async def test_an_otp_record_is_created_and_read_back(store: SqlMessageStore) -> None:
     record = verification()
     await store.create_otp(record)
     assert await store.get_otp("otp_1") == record
     assert await store.get_otp("otp_2") is None
 
 
-async def test_the_right_code_approves_once(store: SqliteMessageStore) -> None:
+async def test_the_right_code_approves_once(store: SqlMessageStore) -> None:
     await store.create_otp(verification())
     first = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=10.0)
     assert first is not None and first.changed
@@ -126,7 +128,7 @@ async def test_the_right_code_approves_once(store: SqliteMessageStore) -> None:
     assert again == OtpChange(first.record, False)
 
 
-async def test_wrong_codes_count_down_to_max_attempts_reached(store: SqliteMessageStore) -> None:
+async def test_wrong_codes_count_down_to_max_attempts_reached(store: SqlMessageStore) -> None:
     await store.create_otp(verification(max_checks=3))
     changes = [
         await store.check_otp("otp_1", key_id="key_1", code_hash="wrong", now=10.0)
@@ -143,7 +145,7 @@ async def test_wrong_codes_count_down_to_max_attempts_reached(store: SqliteMessa
 
 
 async def test_a_check_at_or_after_expiry_marks_it_expired_and_uses_no_attempt(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     await store.create_otp(verification(expires_at=100.0))
     change = await store.check_otp("otp_1", key_id="key_1", code_hash="right", now=100.0)
@@ -152,7 +154,7 @@ async def test_a_check_at_or_after_expiry_marks_it_expired_and_uses_no_attempt(
 
 
 async def test_a_cancel_is_final_and_a_resend_changes_no_status(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     await store.create_otp(verification())
     resent = await store.record_otp_send(
@@ -175,7 +177,7 @@ async def test_a_cancel_is_final_and_a_resend_changes_no_status(
     assert check is not None and (check.changed, check.record.status) == (False, "canceled")
 
 
-async def test_another_keys_verification_is_not_found(store: SqliteMessageStore) -> None:
+async def test_another_keys_verification_is_not_found(store: SqlMessageStore) -> None:
     await store.create_otp(verification())
     assert await store.check_otp("otp_1", key_id="key_2", code_hash="right", now=10.0) is None
     assert await store.cancel_otp("otp_1", key_id="key_2", now=10.0) is None

@@ -1,17 +1,20 @@
-"""The SQLite store's write path: the writer's memory of in-flight messages and the rows it
+"""The store's write path: the writer's memory of in-flight messages and the rows it
 gathers per batch must always agree with what a fresh process reads from the file."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from dlr.status import MessageStatus, SegmentStatus, StatusSource
 from gateway.messages import Channel, Message, Segment
-from gateway.store import DuplicateMessageId, SqliteMessageStore
+from gateway.store import DuplicateMessageId
 from gateway.store.base import SegmentReceipt, SubmitResult
+from gateway.store.sqlstore import SqlMessageStore
+from tests.store_backends import StoreFactory, make_store
+
+__all__ = ["make_store"]  # the fixture: every test runs on both backends
 
 T0 = 1_800_000_000.0
 
@@ -33,17 +36,17 @@ def submitted(message: Message, carrier_id: str, index: int = 0, total: int = 1)
     return Segment(message.id, index, total, carrier_id=carrier_id)
 
 
-async def reopened(path: Path) -> SqliteMessageStore:
-    store = SqliteMessageStore(path)
+async def reopened(make_store: StoreFactory, name: str) -> SqlMessageStore:
+    store = make_store(name)
     await store.open()
     return store
 
 
 async def test_a_batch_rolled_back_by_one_bad_request_leaves_no_stale_state_in_memory(
-    tmp_path: Path,
+    make_store: StoreFactory,
 ) -> None:
-    path = tmp_path / "t.db"
-    store = await reopened(path)
+    path = "t.db"
+    store = await reopened(make_store, path)
     message, other = make_message(), make_message()
     await store.accept([message, other])
 
@@ -71,7 +74,7 @@ async def test_a_batch_rolled_back_by_one_bad_request_leaves_no_stale_state_in_m
     assert receipt.message.attempts == 1
     await store.close()
 
-    fresh = await reopened(path)
+    fresh = await reopened(make_store, path)
     record = await fresh.get(message.id)
     assert record is not None
     assert record.message.status is MessageStatus.DELIVERED and record.message.attempts == 1
@@ -79,7 +82,7 @@ async def test_a_batch_rolled_back_by_one_bad_request_leaves_no_stale_state_in_m
     await fresh.close()
 
 
-async def events_of_one_message(store: SqliteMessageStore, *, together: bool) -> str:
+async def events_of_one_message(store: SqlMessageStore, *, together: bool) -> str:
     """A submit result and three receipts for one two-part message, queued together (one
     transaction) or one after the other; the message id."""
     message = make_message()
@@ -113,18 +116,18 @@ async def events_of_one_message(store: SqliteMessageStore, *, together: bool) ->
 
 
 async def test_several_events_for_one_message_in_one_transaction_are_all_kept(
-    tmp_path: Path,
+    make_store: StoreFactory,
 ) -> None:
-    one_by_one = await reopened(tmp_path / "one.db")
+    one_by_one = await reopened(make_store, "one.db")
     expected_id = await events_of_one_message(one_by_one, together=False)
     expected = await one_by_one.get(expected_id)
     await one_by_one.close()
-    path = tmp_path / "together.db"
-    store = await reopened(path)
+    path = "together.db"
+    store = await reopened(make_store, path)
     message_id = await events_of_one_message(store, together=True)
     await store.close()
 
-    fresh = await reopened(path)
+    fresh = await reopened(make_store, path)
     record = await fresh.get(message_id)
     await fresh.close()
 
@@ -144,9 +147,9 @@ async def test_several_events_for_one_message_in_one_transaction_are_all_kept(
 
 @pytest.mark.parametrize("live_messages", [0, 2, 100])
 async def test_messages_the_writer_no_longer_holds_are_read_back_from_the_file(
-    tmp_path: Path, live_messages: int
+    make_store: StoreFactory, live_messages: int
 ) -> None:
-    store = SqliteMessageStore(tmp_path / "t.db", live_messages=live_messages)
+    store = make_store("t.db", live_messages=live_messages)
     await store.open()
     messages = [make_message() for _ in range(6)]
     await store.accept(messages)
@@ -174,9 +177,11 @@ async def test_messages_the_writer_no_longer_holds_are_read_back_from_the_file(
     await store.close()
 
 
-async def test_a_resubmitted_segment_answers_only_to_its_new_carrier_id(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
-    store = await reopened(path)
+async def test_a_resubmitted_segment_answers_only_to_its_new_carrier_id(
+    make_store: StoreFactory,
+) -> None:
+    path = "t.db"
+    store = await reopened(make_store, path)
     message = make_message()
     await store.accept([message])
     for carrier_id, at in (("old", T0 + 1), ("new", T0 + 2)):
@@ -194,7 +199,7 @@ async def test_a_resubmitted_segment_answers_only_to_its_new_carrier_id(tmp_path
     assert not stale.changed and stale.message is None
     await store.close()
 
-    fresh = await reopened(path)  # the same answer from the file alone
+    fresh = await reopened(make_store, path)  # the same answer from the file alone
     stale = await fresh.apply_segment_status(
         "smsc-a", "old", SegmentStatus.UNDELIVERABLE, at=T0 + 3, source=StatusSource.RECEIPT
     )
@@ -207,9 +212,9 @@ async def test_a_resubmitted_segment_answers_only_to_its_new_carrier_id(tmp_path
 
 
 async def test_a_carrier_id_reused_on_a_link_belongs_to_the_latest_submission(
-    tmp_path: Path,
+    make_store: StoreFactory,
 ) -> None:
-    store = await reopened(tmp_path / "t.db")
+    store = await reopened(make_store, "t.db")
     first, second = make_message(), make_message()
     await store.accept([first, second])
     for message, at in ((first, T0 + 1), (second, T0 + 2)):
@@ -232,9 +237,9 @@ async def test_a_carrier_id_reused_on_a_link_belongs_to_the_latest_submission(
 
 
 async def test_what_a_caller_does_to_a_returned_message_does_not_reach_the_store(
-    tmp_path: Path,
+    make_store: StoreFactory,
 ) -> None:
-    store = await reopened(tmp_path / "t.db")
+    store = await reopened(make_store, "t.db")
     message = make_message()
     await store.accept([message])
     message.status = MessageStatus.FAILED  # the caller's own object, after accept returned
@@ -259,8 +264,10 @@ async def test_what_a_caller_does_to_a_returned_message_does_not_reach_the_store
     await store.close()
 
 
-async def test_a_redacted_message_stays_redacted_while_still_in_flight(tmp_path: Path) -> None:
-    store = await reopened(tmp_path / "t.db")
+async def test_a_redacted_message_stays_redacted_while_still_in_flight(
+    make_store: StoreFactory,
+) -> None:
+    store = await reopened(make_store, "t.db")
     message = make_message()
     await store.accept([message])
     await store.redact_message(message.id)
@@ -280,8 +287,8 @@ async def test_a_redacted_message_stays_redacted_while_still_in_flight(tmp_path:
     await store.close()
 
 
-async def test_receipts_applied_in_bulk_answer_like_one_call_each(tmp_path: Path) -> None:
-    bulk, single = await reopened(tmp_path / "bulk.db"), await reopened(tmp_path / "one.db")
+async def test_receipts_applied_in_bulk_answer_like_one_call_each(make_store: StoreFactory) -> None:
+    bulk, single = await reopened(make_store, "bulk.db"), await reopened(make_store, "one.db")
     message = make_message()
     for store in (bulk, single):
         await store.accept([make_message_like(message)])
@@ -321,8 +328,10 @@ async def test_receipts_applied_in_bulk_answer_like_one_call_each(tmp_path: Path
     await single.close()
 
 
-async def test_submit_results_recorded_in_bulk_answer_like_one_call_each(tmp_path: Path) -> None:
-    bulk, single = await reopened(tmp_path / "bulk.db"), await reopened(tmp_path / "one.db")
+async def test_submit_results_recorded_in_bulk_answer_like_one_call_each(
+    make_store: StoreFactory,
+) -> None:
+    bulk, single = await reopened(make_store, "bulk.db"), await reopened(make_store, "one.db")
     first, second = make_message(), make_message()
     for store in (bulk, single):
         await store.accept([make_message_like(first), make_message_like(second)])
@@ -373,12 +382,12 @@ def make_message_like(message: Message) -> Message:
     return copy
 
 
-async def test_link_outcomes_are_applied_in_the_order_given(tmp_path: Path) -> None:
+async def test_link_outcomes_are_applied_in_the_order_given(make_store: StoreFactory) -> None:
     """A receipt finds the carrier id of a submit result given before it in the same call; one
     given before its submit result finds nothing (the caller holds it), and it all survives a
     reopen."""
-    path = tmp_path / "t.db"
-    store = await reopened(path)
+    path = "t.db"
+    store = await reopened(make_store, path)
     first, second = make_message(), make_message()
     await store.accept([first, second])
     submit_sm_resp = StatusSource.SUBMIT_RESP
@@ -397,7 +406,7 @@ async def test_link_outcomes_are_applied_in_the_order_given(tmp_path: Path) -> N
         (True, MessageStatus.SUBMITTED),
     ]
     await store.close()
-    store = await reopened(path)
+    store = await reopened(make_store, path)
     for message, status in ((first, MessageStatus.DELIVERED), (second, MessageStatus.SUBMITTED)):
         record = await store.get(message.id)
         assert record is not None and record.message.status is status

@@ -7,7 +7,6 @@ statement runs, so the promise holds with any number of writers on one database.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from gateway.store.base import (
@@ -15,13 +14,13 @@ from gateway.store.base import (
     OtpChange,
     OtpRecord,
 )
-from gateway.store.transaction import _Tx
+from gateway.store.transaction import INTEGRITY_ERRORS, _Tx
 
 
 def _insert_api_key(tx: _Tx, row: tuple[Any, ...]) -> None:
     try:
         tx.execute(f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES ({_13})", row)
-    except sqlite3.IntegrityError as exc:
+    except INTEGRITY_ERRORS as exc:
         raise DuplicateKeyName(f"an API key named {row[1]!r} exists") from exc
 
 

@@ -9,7 +9,6 @@ module applies them to the rows. Never does: I/O of its own, or anything with th
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +41,7 @@ from gateway.store.rows import (
     _segment_row,
 )
 from gateway.store.schema import _UNSENT, _UNSENT_SQL
-from gateway.store.transaction import _Live, _Tx
+from gateway.store.transaction import INTEGRITY_ERRORS, _Live, _Tx
 
 _INSERT_CONTENT = (
     "INSERT INTO message_content (id, account, channel, source_addr, source_ton, source_npi, "
@@ -91,7 +90,7 @@ def _insert_messages(tx: _Tx, rows: list[tuple[Any, ...]], history: list[tuple[A
     """The op of `accept`. Consecutive ones in a batch share one executemany."""
     try:
         tx.executemany(_INSERT_CONTENT, map(_CONTENT_ROW, rows))
-    except sqlite3.IntegrityError as exc:
+    except INTEGRITY_ERRORS as exc:
         raise DuplicateMessageId(str(exc)) from exc
     tx.executemany(_INSERT_STATE, map(_STATE_ROW, rows))
     tx.history.extend(history)

@@ -8,6 +8,7 @@ writer core does that around a batch), nor decide a status (the ops do).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -54,6 +55,15 @@ class _Live:
 _LiveMap = dict[str, tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]]]
 # (link, carrier id) -> (message id, segment index) of the latest submission seen by this writer.
 _CarrierMap = dict[tuple[str, str], tuple[str, int]]
+
+
+class ConstraintViolated(Exception):
+    """A statement broke a UNIQUE or other constraint (what `sqlite3.IntegrityError` says for
+    SQLite, raised by the PostgreSQL writer's connection), for the ops to name the conflict."""
+
+
+# What the ops catch for a broken constraint, whichever engine runs them.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, ConstraintViolated)
 
 
 class _Result(Protocol):

@@ -1,0 +1,384 @@
+"""The PostgreSQL `MessageStore` (`[store] backend = "postgresql"`): several Tandem nodes on one
+database, each with its own batching writer, all running the store's shared SQL and ops.
+
+Owns the PostgreSQL connections (the writer's, the readers' pool), the schema's versions there,
+and what only a shared database needs: the nodes table (who is alive, by a lease each node
+renews) and the claim on each unsent message (which node's queue holds it). Never does: status
+rules, batching policy or the statements of everyday traffic; those are shared with SQLite
+(`gateway.store.sqlstore`, `gateway.store.batch`, the ops modules), read through
+`gateway.store.dialect`.
+
+Theory of operation
+-------------------
+Writes: the same group commit as SQLite (`SqlMessageStore`), one writer per node. The ops are
+synchronous functions of the transaction; the writer (a thread, or a process of its own) drives
+its asyncpg connection from a private event loop, one statement per round trip (executemany
+pipelines its rows). The writer keeps no memory of messages between transactions (another node
+may change them): each op reads the message it changes with `FOR UPDATE` on its state row, so
+two nodes' ops on one message (a submit result here, a receipt there) take turns. A deadlock
+between two nodes' batches is PostgreSQL's to detect; the batch is replayed op by op and an op
+gets up to three transactions.
+
+Claims and leases: a message accepted by a node is claimed by it (`message_state.claimed_by`
+defaults to the writer session's `tandem.node` setting), and only that node's queue holds it.
+Each node renews its lease in `nodes` every `lease_seconds / 3`, by the database's clock (the
+nodes' clocks may disagree; the database has one). A node whose lease ran out is dead: any other
+node takes its unsent messages (`take_over`) with `FOR UPDATE SKIP LOCKED`, so each goes to
+exactly one survivor, which reads them into its queue. Delivery is at least once: a message the
+dead node had handed to its carrier but not yet recorded as submitted is sent again by the
+survivor; the bound is the dead node's submissions in flight (its links' windows) when it died.
+
+Secrets at rest: sealed on this side as with SQLite (`gateway.store.sealing`); every node of
+one database needs the same `store.key`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import asyncpg
+
+from gateway.private_files import read_or_create_key
+from gateway.store.base import PendingRef, StoreClosed, StoreError
+from gateway.store.batch import _BatchRunner
+from gateway.store.dialect import ddl, postgres, returns_rows
+from gateway.store.message_ops import _PENDING_REFS
+from gateway.store.schema import _MIGRATIONS, _UNSENT_SQL
+from gateway.store.sealing import KEY_BYTES, Sealer
+from gateway.store.sqlstore import Query, SqlMessageStore
+from gateway.store.transaction import ConstraintViolated, _CarrierMap, _LiveMap
+from gateway.store.writer import ProcessWriter, ThreadWriter, WriterPlacement
+
+# Migrations only a shared database needs, numbered apart from the shared `_MIGRATIONS` (each
+# list has its own row in `schema_version`), so either list can grow without renumbering the
+# other.
+_CLUSTER_MIGRATIONS: tuple[str, ...] = (
+    # 1: nodes and their leases; the claim on each message (set at intake by the writer
+    # session's `tandem.node`).
+    f"""
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL,
+        lease_until DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE message_state ADD COLUMN claimed_by TEXT
+        DEFAULT current_setting('tandem.node', true);
+    CREATE INDEX message_state_claims ON message_state (claimed_by, id)
+        WHERE status IN {_UNSENT_SQL};
+    """,
+)
+# The database's clock (the nodes' clocks may disagree): the start of the statement's
+# transaction, which for these single statements is the statement's own time.
+_NOW = "extract(epoch from now())"
+_HEARTBEAT = (
+    f"INSERT INTO nodes (name, started_at, seen_at, lease_until) VALUES ($1, {_NOW}, {_NOW}, "
+    f"{_NOW} + $2) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, "
+    "lease_until = excluded.lease_until, started_at = CASE WHEN nodes.lease_until < "
+    "excluded.seen_at THEN excluded.started_at ELSE nodes.started_at END "
+    "RETURNING started_at = seen_at"
+)
+# The unsent messages of dead nodes (and of none), for this node: SKIP LOCKED, so two survivors
+# taking over at once share them instead of waiting for each other or both taking one.
+_TAKE_OVER = (
+    "UPDATE message_state SET claimed_by = $1 WHERE id IN (SELECT s.id FROM message_state s "
+    f"WHERE s.status IN {_UNSENT_SQL} AND s.claimed_by IS DISTINCT FROM $1 AND NOT EXISTS "
+    f"(SELECT 1 FROM nodes n WHERE n.name = s.claimed_by AND n.lease_until > {_NOW}) "
+    "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+)
+_MINE = " AND s.claimed_by = $3 ORDER BY s.id"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class _PgResult:
+    """A statement's answer as the ops read a sqlite3 cursor's."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+
+def _changed(status: str) -> int:
+    """The row count of a command tag ("UPDATE 3", "INSERT 0 1", "DELETE 0")."""
+    count = status.rsplit(" ", 1)[-1]
+    return int(count) if count.isdigit() else 0
+
+
+class _PgConnection:
+    """The writer's asyncpg connection with sqlite3's `execute`/`executemany`, driven from a
+    private event loop on the writer's thread (nothing else runs on that loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any) -> None:
+        self._run = loop.run_until_complete
+        self.conn = conn
+        self.statements = 0  # round trips, for the figures of bench/scaleout.py
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _PgResult:
+        self.statements += 1
+        statement = postgres(sql)
+        try:
+            if returns_rows(sql):
+                rows = [tuple(r) for r in self._run(self.conn.fetch(statement, *parameters))]
+                return _PgResult(rows, len(rows))
+            return _PgResult([], _changed(self._run(self.conn.execute(statement, *parameters))))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintViolated(str(exc)) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
+        batch = list(rows)
+        if not batch:
+            return
+        self.statements += 1
+        try:
+            self._run(self.conn.executemany(postgres(sql), batch))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintViolated(str(exc)) from exc
+
+
+def _server_settings(schema: str, node: str) -> dict[str, str]:
+    return {"search_path": schema, "tandem.node": node, "application_name": f"tandem {node}"}
+
+
+async def migrate(conn: Any, schema: str) -> None:
+    """Bring a database (the schema `schema`) to the latest migrations of both lists, each in
+    its own transaction under an advisory lock, so nodes starting at once migrate it once."""
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (part TEXT PRIMARY KEY, version INTEGER)"
+    )
+    for part, scripts in (("store", _MIGRATIONS), ("cluster", _CLUSTER_MIGRATIONS)):
+        while True:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", schema)
+                version = await conn.fetchval(
+                    "SELECT version FROM schema_version WHERE part = $1", part
+                )
+                version = version or 0
+                if version >= len(scripts):
+                    break
+                script = scripts[version]
+                # "seal": SQLite files of older versions kept some values in clear; a
+                # PostgreSQL store was never written by those versions: nothing to seal.
+                if script != "seal":
+                    await conn.execute(ddl(script))
+                await conn.execute(
+                    "INSERT INTO schema_version (part, version) VALUES ($1, $2) "
+                    "ON CONFLICT (part) DO UPDATE SET version = excluded.version",
+                    part,
+                    version + 1,
+                )
+
+
+class _PgWriterCore(_BatchRunner):
+    """The writer's connection and batch runner; lives where the writer runs."""
+
+    ATTEMPTS: ClassVar[int] = 3
+
+    def __init__(self, dsn: str, schema: str, node: str) -> None:
+        self.dsn, self.schema, self.node = dsn, schema, node
+        self.path = Path(f"postgresql-{schema}")  # names the writer process
+        # No memory of messages across transactions: other nodes change them.
+        self.live_messages = 0
+        self.live: _LiveMap = {}
+        self.carriers: _CarrierMap = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pg: _PgConnection | None = None
+
+    def open(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            conn = loop.run_until_complete(
+                asyncpg.connect(
+                    self.dsn, server_settings=_server_settings(self.schema, self.node), timeout=10
+                )
+            )
+        except BaseException:
+            loop.close()
+            raise
+        try:
+            loop.run_until_complete(migrate(conn, self.schema))
+        except BaseException:
+            loop.run_until_complete(conn.close())
+            loop.close()
+            raise
+        self._loop, self._pg = loop, _PgConnection(loop, conn)
+
+    def close(self) -> None:
+        if self._pg is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(self._pg.conn.close(timeout=5))
+            self._loop.close()
+        self._pg = self._loop = None
+
+    def _connection(self) -> _PgConnection:
+        if self._pg is None:
+            raise StoreClosed(f"store postgresql schema {self.schema} is not open")
+        return self._pg
+
+    def _begin(self) -> None:
+        self._connection().execute("BEGIN")
+
+    def _commit(self) -> None:
+        self._connection().execute("COMMIT")
+
+    def _rollback(self) -> None:
+        pg = self._connection()
+        if pg.conn.is_in_transaction():
+            pg.execute("ROLLBACK")
+
+    def _retryable(self, exc: Exception) -> bool:
+        return isinstance(
+            exc, (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+        ) or isinstance(exc.__cause__, asyncpg.DeadlockDetectedError)
+
+
+class PostgresMessageStore(SqlMessageStore):
+    """`MessageStore` on PostgreSQL; see the module docstring for claims and leases.
+
+    `dsn`: an asyncpg DSN. `schema`: the schema the tables live in (created if missing; one
+    database can hold several Tandem clusters, or tests, side by side). `node`: this node's
+    name, unique among the nodes of one database. `lease_seconds`: how long a node that stops
+    renewing keeps its messages before another node takes them over.
+    """
+
+    # NULL is "no limit" in PostgreSQL's LIMIT (-1 is an error there).
+    _NO_LIMIT: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        key_file: str | Path,
+        schema: str = "tandem",
+        node: str = "tandem",
+        lease_seconds: float = 15.0,
+        max_batch: int = 2000,
+        writer: WriterPlacement = "thread",
+        pool_size: int = 10,
+    ) -> None:
+        if not _NAME.match(schema):
+            raise ValueError(f"schema must be a plain SQL name, not {schema!r}")
+        if writer not in ("thread", "process"):
+            raise ValueError(f"writer must be thread or process, not {writer!r}")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        super().__init__(max_batch=max_batch, live_messages=0)
+        self.dsn, self.schema, self.node = dsn, schema, node
+        self.key_file: Path = Path(key_file)
+        self.lease_seconds = lease_seconds
+        self.writer_placement: WriterPlacement = writer
+        self.pool_size = pool_size
+        self._pool: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"postgresql schema {self.schema}"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            self._sealer = Sealer(read_or_create_key(self.key_file, KEY_BYTES))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot use the store key {self.key_file}: {exc}") from exc
+        core = _PgWriterCore(self.dsn, self.schema, self.node)
+        writer = ProcessWriter(core) if self.writer_placement == "process" else ThreadWriter(core)
+        try:
+            await writer.start()  # migrates before the readers look
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot open the store ({self.label}): {exc}") from exc
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                server_settings=_server_settings(self.schema, self.node),
+                timeout=10,
+            )
+            await self._check_key()
+            await self.heartbeat()
+        except BaseException as exc:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            await writer.stop()
+            if isinstance(exc, (OSError, asyncpg.PostgresError)):
+                raise StoreError(f"cannot open the store ({self.label}): {exc}") from exc
+            raise
+        self._start(writer)
+
+    async def close(self) -> None:
+        if not await self._stop():
+            return
+        if self._pool is not None:
+            await self._pool.close()
+        self._pool = None
+
+    # --- reads --------------------------------------------------------------------------------
+    def _readers(self) -> Any:
+        if self._pool is None:
+            raise StoreClosed(f"store {self.label} is not open")
+        return self._pool
+
+    async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        return list(await self._readers().fetch(postgres(sql), *parameters))
+
+    async def _read_together(self, queries: Sequence[Query]) -> list[list[Any]]:
+        async with (
+            self._readers().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return [list(await conn.fetch(postgres(sql), *args)) for sql, args in queries]
+
+    async def _read_pages(
+        self, sql: str, parameters: Sequence[Any], page: int
+    ) -> AsyncIterator[list[Any]]:
+        async with self._readers().acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(postgres(sql), *parameters)
+            while rows := await cursor.fetch(page):
+                yield list(rows)
+
+    # --- the cluster: leases and claims -------------------------------------------------------
+    async def heartbeat(self) -> bool:
+        """Renew this node's lease. False if it had lapsed (another node may have taken this
+        node's messages meanwhile: the caller should say so loudly)."""
+        row = await self._readers().fetchrow(_HEARTBEAT, self.node, self.lease_seconds)
+        return not bool(row[0])
+
+    async def take_over(self, *, limit: int = 10_000) -> list[str]:
+        """Claim unsent messages whose node's lease ran out (or that no node holds); their
+        ids, for this node's queue to read. Each goes to one node only."""
+        rows = await self._readers().fetch(_TAKE_OVER, self.node, limit)
+        return [r[0] for r in rows]
+
+    async def live_nodes(self) -> list[str]:
+        rows = await self._readers().fetch(
+            f"SELECT name FROM nodes WHERE lease_until > {_NOW} ORDER BY name"
+        )
+        return [r[0] for r in rows]
+
+    async def pending_refs(
+        self, due_by: float, *, page: int = 10_000
+    ) -> AsyncIterator[list[PendingRef]]:
+        # What this node's queue holds at start: its own claims, after taking those of dead
+        # nodes (and of none); other live nodes' messages stay theirs.
+        await self.take_over(limit=1 << 30)
+        sql = postgres(_PENDING_REFS).replace(" ORDER BY s.id", _MINE)
+        async with self._readers().acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(sql, due_by, due_by, self.node)
+            while rows := await cursor.fetch(page):
+                yield list(rows)
