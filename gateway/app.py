@@ -77,6 +77,8 @@ from gateway.store.base import (
     StatusChange,
     SubmitResult,
 )
+from gateway.store.configured import store_from_config
+from gateway.store.postgres import PostgresMessageStore
 from gateway.store.retention import RetentionPurger
 from gateway.store.sqlite import SqliteMessageStore
 from gateway.store.writer import tune_collector
@@ -156,12 +158,7 @@ class Gateway:
         if self.store is None:
             with startup_step("data_dir", str(self.config.data_dir)):
                 private_data_dir(self.config.data_dir)
-            self.store = SqliteMessageStore(
-                self.config.store_path,
-                synchronous=self.config.store.synchronous,
-                writer=self.config.store.writer,
-                key_file=self.config.store_key_path,
-            )
+            self.store = store_from_config(self.config)
         # Named event sinks (MQTT, ...): receipts and link states go to all of them, an MO to
         # the one its inbound route names. None configured: publishing is a no-op.
         self.events = EventSinks.from_config(self.config)
@@ -238,6 +235,7 @@ class Gateway:
         )
         self._sweeper: asyncio.Task[None] | None = None
         self.retention: RetentionPurger | None = None  # [retention]: the periodic purge
+        self._cluster: asyncio.Task[None] | None = None  # lease and take-over (PostgreSQL)
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
@@ -345,6 +343,10 @@ class Gateway:
             day_started_at = getattr(link, "day_started_at", None)
             if restore is not None and day_started_at is not None:
                 restore(await self.message_store.count_submitted_since(link.name, day_started_at()))
+        if isinstance(self.store, PostgresMessageStore):
+            self._cluster = asyncio.create_task(
+                self._hold_lease_forever(self.store), name="tandem-cluster"
+            )
 
     async def _queue_pending(self) -> None:
         """Put what waits in the store back into the send queue: scheduled messages whole,
@@ -381,6 +383,10 @@ class Gateway:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._cluster is not None:
+            self._cluster.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cluster
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.inbound.stop()
@@ -732,6 +738,38 @@ class Gateway:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _hold_lease_forever(self, store: PostgresMessageStore) -> None:
+        """A node of a cluster: renew this node's lease, and take the unsent messages of
+        nodes whose lease ran out into this node's queue (each goes to one node only)."""
+        while True:
+            await asyncio.sleep(store.lease_seconds / 3)
+            try:
+                if not await store.heartbeat():
+                    log.error(
+                        "node %s: its lease had lapsed (a stall longer than %.0f s): other "
+                        "nodes may have taken over its unsent messages",
+                        store.node,
+                        store.lease_seconds,
+                    )
+                await self.take_over(store)
+            except Exception:
+                log.exception("node %s: lease renewal or take-over failed", store.node)
+
+    async def take_over(self, store: PostgresMessageStore) -> int:
+        """Queue here the unsent messages of dead nodes; how many."""
+        ids = await store.take_over()
+        if not ids:
+            return 0
+        messages = await store.load_waiting(ids)
+        log.warning(
+            "node %s: took over %d unsent messages of nodes whose lease ran out",
+            store.node,
+            len(messages),
+        )
+        for message in messages:
+            self.dispatcher.enqueue(message)
+        return len(messages)
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
@@ -1068,7 +1106,9 @@ async def serve(config: TandemConfig, config_path: Path | None = None) -> int:
 def run(config: TandemConfig, config_path: Path | None = None) -> int:
     from gateway.logs import configure_logging
 
-    configure_logging(config.log)
+    configure_logging(
+        config.log, node=config.node.name if config.store.backend == "postgresql" else None
+    )
     try:
         import uvloop
     except ImportError:  # uvloop is not available on every platform

@@ -35,6 +35,7 @@ from gateway.config import (
     load_config,
     validation_reason,
 )
+from gateway.db_cli import add_db_command
 from gateway.inbound_cli import add_inbound_command, add_sim_mo
 from gateway.modem_sim_cli import add_sim_modem
 from gateway.optout_cli import add_optouts_command
@@ -257,6 +258,7 @@ SUBCOMMANDS: tuple[SubcommandSetup, ...] = (
     add_reload_command,
     add_optouts_command,
     add_inbound_command,
+    add_db_command,
 )
 
 

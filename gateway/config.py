@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+import socket
 import tomllib
 import urllib.parse
 from collections.abc import Iterable
@@ -65,16 +66,47 @@ class ConfigError(Exception):
 class StoreConfig(BaseModel):
     model_config = _SECTION
 
-    backend: Literal["sqlite"] = "sqlite"
-    # None: `<data_dir>/tandem.db`; see `TandemConfig.store_path`.
+    # "sqlite": one file, one node (the zero-setup default). "postgresql": several nodes on one
+    # database (docs/scale-out.md); needs `dsn`.
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # None: `<data_dir>/tandem.db`; see `TandemConfig.store_path`. SQLite only.
     path: FilePath | None = None
     # FULL survives power loss at the cost of an fsync per commit; NORMAL survives process crashes.
+    # SQLite only (PostgreSQL's durability is its own `synchronous_commit`).
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # Where the one writer runs: a process of its own takes its work off the event loop's CPU
     # (bench/RESULTS.md has the figures); a thread of the daemon saves a process where there
     # is one CPU only; "inline" commits on the event loop's own thread, with no hop to wait
     # for (faster where the machine is shared and every wake-up waits for a CPU).
     writer: Literal["process", "thread", "inline"] = "process"
+    # PostgreSQL: an asyncpg DSN ("postgresql://user@host:5432/db"), the schema the tables live
+    # in (created if missing), the readers' pool size, and how long a node that stops renewing
+    # its lease keeps its unsent messages before a live node takes them over.
+    dsn: str | None = None
+    database_schema: str = Field(default="tandem", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pool_size: int = Field(default=10, ge=1, le=200)
+    lease_seconds: float = Field(default=15.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _postgresql_needs_a_dsn(self) -> StoreConfig:
+        if self.backend == "postgresql" and not self.dsn:
+            raise _KeyedError("store.dsn", 'backend = "postgresql" needs a dsn')
+        return self
+
+
+class NodeConfig(BaseModel):
+    """This Tandem node among several on one database (`[store] backend = "postgresql"`)."""
+
+    model_config = _SECTION
+
+    # Unique among the nodes of one database; in logs, /readyz and /status. Default: the host
+    # name.
+    name: str = Field(
+        default_factory=lambda: socket.gethostname() or "tandem",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
 
 
 class SmppServerConfig(BaseModel):
@@ -949,6 +981,7 @@ class TandemConfig(BaseModel):
 
     data_dir: FilePath = Path("data")
     store: StoreConfig = StoreConfig()
+    node: NodeConfig = NodeConfig()
     smpp_server: SmppServerConfig = SmppServerConfig()
     http: HttpConfig = HttpConfig()
     otp: OtpConfig = OtpConfig()

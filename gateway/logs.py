@@ -25,7 +25,7 @@ from typing import Any
 from gateway.config import LogConfig
 
 # Extra fields a log call may carry (`extra=`); json writes them as fields, text appends them.
-FIELDS = ("message_id", "link", "account")
+FIELDS = ("message_id", "link", "account", "node")
 _API_KEY = re.compile(r"tdm_[A-Za-z0-9_\-]{6,}")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -101,10 +101,25 @@ def _rfc3339(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def configure_logging(config: LogConfig) -> None:
-    """The root logger writes `config.format` lines at `config.level` to stderr."""
+class _NodeName(logging.Filter):
+    """Stamps each line with the node's name (several nodes on one database log alike)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node = self.node
+        return True
+
+
+def configure_logging(config: LogConfig, *, node: str | None = None) -> None:
+    """The root logger writes `config.format` lines at `config.level` to stderr; with `node`
+    (a node of a cluster), every line carries its name."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if config.format == "json" else TextFormatter())
+    if node is not None:
+        handler.addFilter(_NodeName(node))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -69,17 +69,26 @@ def add_keys(subparsers: Subparsers) -> None:
 
 def _store_path(config: TandemConfig) -> Path:
     """The daemon's store, absolute; says on stderr which one this command works on. Raises
-    `StateNotFound` rather than create a store where the daemon does not look."""
+    `StateNotFound` rather than create a store where the daemon does not look. (PostgreSQL:
+    the database the config names; the path is not used.)"""
+    if config.store.backend == "postgresql":
+        print(f"store: postgresql schema {config.store.database_schema}", file=sys.stderr)
+        return Path()
     path = daemon_state_path(config.store_path, "store")
     print(f"store: {path}", file=sys.stderr)
     return path
 
 
 async def _with_store(config: TandemConfig, path: Path, work: Any) -> Any:
+    from gateway.store.configured import store_from_config
     from gateway.store.sqlite import SqliteMessageStore
 
-    store = SqliteMessageStore(
-        path, synchronous=config.store.synchronous, key_file=config.store_key_path
+    store = (
+        SqliteMessageStore(
+            path, synchronous=config.store.synchronous, key_file=config.store_key_path
+        )
+        if config.store.backend == "sqlite"
+        else store_from_config(config, writer="thread")
     )
     await store.open()
     try:

@@ -63,6 +63,11 @@ _PENDING_REFS = (
     "AND coalesce(c.send_at, 0) <= ? AND coalesce(s.next_attempt_at, 0) <= ? ORDER BY s.id"
 )
 _IDS_PER_QUERY = 500
+_SELECT_SCHEDULED = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status IN {_UNSENT_SQL} "
+    "AND (coalesce(send_at, 0) > ? OR coalesce(next_attempt_at, 0) > ?) "
+    "ORDER BY priority, id"
+)
 
 
 _REDACT_MESSAGE = "UPDATE message_content SET text = NULL, body = x'' WHERE id = ?"

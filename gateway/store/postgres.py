@@ -43,11 +43,13 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from gateway.messages import Message
 from gateway.private_files import read_or_create_key
 from gateway.store.base import PendingRef, StoreClosed, StoreError
 from gateway.store.batch import _BatchRunner
 from gateway.store.dialect import ddl, postgres, returns_rows
-from gateway.store.message_ops import _PENDING_REFS
+from gateway.store.message_ops import _PENDING_REFS, _SELECT_SCHEDULED
+from gateway.store.rows import _message_from_row
 from gateway.store.schema import _MIGRATIONS, _UNSENT_SQL
 from gateway.store.sealing import KEY_BYTES, Sealer
 from gateway.store.sqlstore import Query, SqlMessageStore
@@ -289,6 +291,10 @@ class PostgresMessageStore(SqlMessageStore):
     def label(self) -> str:
         return f"postgresql schema {self.schema}"
 
+    async def schema_versions(self) -> dict[str, int]:
+        rows = await self._readers().fetch("SELECT part, version FROM schema_version ORDER BY part")
+        return {part: version for part, version in rows}
+
     # --- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
         try:
@@ -382,3 +388,13 @@ class PostgresMessageStore(SqlMessageStore):
             cursor = await conn.cursor(sql, due_by, due_by, self.node)
             while rows := await cursor.fetch(page):
                 yield list(rows)
+
+    async def load_scheduled(self, after: float) -> list[Message]:
+        # This node's own (see `pending_refs`).
+        await self.take_over(limit=1 << 30)
+        sql = postgres(_SELECT_SCHEDULED).replace(
+            " ORDER BY priority, id",
+            " AND id IN (SELECT id FROM message_state WHERE claimed_by = $3) ORDER BY priority, id",
+        )
+        rows = await self._readers().fetch(sql, after, after, self.node)
+        return [_message_from_row(r, self._sealer) for r in rows]

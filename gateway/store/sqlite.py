@@ -183,6 +183,10 @@ class SqliteMessageStore(SqlMessageStore):
     def label(self) -> str:
         return str(self.path)
 
+    async def schema_versions(self) -> dict[str, int]:
+        rows = await self._read("PRAGMA user_version", ())
+        return {"store": int(rows[0][0])}
+
     # --- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
         # 0700 and 0600 whatever the umask (the file holds messages, sealed secrets, OTP

@@ -68,6 +68,7 @@ from gateway.store.message_ops import (
     _PENDING_REFS,
     _SELECT_HISTORY,
     _SELECT_MESSAGE,
+    _SELECT_SCHEDULED,
     _SELECT_SEGMENTS,
     _apply_segment_statuses,
     _expire_due,
@@ -148,8 +149,20 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
         self._largest_batch = 0
 
     # --- what a backend provides ---------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, migrate, start the writer (`_start`)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Drain the writes queued (`_stop`), disconnect."""
+        raise NotImplementedError
+
     @property
     def label(self) -> str:
+        raise NotImplementedError
+
+    async def schema_versions(self) -> dict[str, int]:
+        """How far the database's schema is: migrations applied, per list."""
         raise NotImplementedError
 
     async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
@@ -488,12 +501,7 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
             yield rows
 
     async def load_scheduled(self, after: float) -> list[Message]:
-        rows = await self._read(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE status IN {_UNSENT_SQL} "
-            "AND (coalesce(send_at, 0) > ? OR coalesce(next_attempt_at, 0) > ?) "
-            "ORDER BY priority, id",
-            (after, after),
-        )
+        rows = await self._read(_SELECT_SCHEDULED, (after, after))
         return [_message_from_row(r, self._sealer) for r in rows]
 
     async def load_waiting(self, message_ids: Sequence[str]) -> list[Message]:
