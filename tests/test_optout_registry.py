@@ -15,6 +15,8 @@ from gateway.optouts.registry import OptOutRegistry
 from gateway.optouts.senders import SenderGroup, SenderGroups
 from gateway.store import SqliteMessageStore, StoreClosed
 from gateway.store.base import OptOutAction, OptOutScope, OptOutVia
+from gateway.store.sqlstore import SqlMessageStore
+from tests.store_backends import store_factory
 
 ALICE = "447700900001"
 BOB = "447700900002"
@@ -26,17 +28,20 @@ GROUPS = SenderGroups.of(
 )
 
 
-@pytest.fixture(params=["thread", "process"])
-async def store(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[SqliteMessageStore]:
-    s = SqliteMessageStore(tmp_path / "data" / "tandem.db", writer=request.param)
-    await s.open()
-    yield s
-    await s.close()
+STORES = [("sqlite", "thread"), ("sqlite", "process"), ("postgresql", "thread")]
 
 
-async def test_stop_to_a_sender_blocks_that_sender_only(store: SqliteMessageStore) -> None:
+@pytest.fixture(params=STORES, ids=["-".join(p) for p in STORES])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SqlMessageStore]:
+    backend, writer = request.param
+    async for make in store_factory(backend, tmp_path / "data"):
+        s = make("tandem.db", writer=writer)
+        await s.open()
+        yield s
+        await s.close()
+
+
+async def test_stop_to_a_sender_blocks_that_sender_only(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS)
     outcome = await registry.opt_out(ALICE, sender="+999", via=OptOutVia.KEYWORD, keyword="STOP")
     assert outcome.scopes == ((OptOutScope.SENDER, "999"),) and outcome.any_changed
@@ -45,7 +50,7 @@ async def test_stop_to_a_sender_blocks_that_sender_only(store: SqliteMessageStor
     assert not registry.blocks(BOB, "999")
 
 
-async def test_stop_to_a_group_member_blocks_the_group(store: SqliteMessageStore) -> None:
+async def test_stop_to_a_group_member_blocks_the_group(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS)
     outcome = await registry.opt_out(ALICE, sender="12345")
     assert outcome.scopes == ((OptOutScope.GROUP, "brand"),)
@@ -56,14 +61,14 @@ async def test_stop_to_a_group_member_blocks_the_group(store: SqliteMessageStore
     assert outcome.scopes == ((OptOutScope.SENDER, "777"),)
 
 
-async def test_stopall_blocks_every_sender_and_even_none(store: SqliteMessageStore) -> None:
+async def test_stopall_blocks_every_sender_and_even_none(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS)
     await registry.opt_out(ALICE, sender="12345", all_senders=True)
     assert registry.blocks(ALICE, "ACME") and registry.blocks(ALICE, "anyone")
     assert registry.blocks(ALICE, "")
 
 
-async def test_start_undoes_every_scope_that_stops_its_sender(store: SqliteMessageStore) -> None:
+async def test_start_undoes_every_scope_that_stops_its_sender(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS)
     await registry.opt_out(ALICE, sender="12345")  # group
     await registry.opt_out(ALICE, sender="999")  # sender
@@ -73,7 +78,7 @@ async def test_start_undoes_every_scope_that_stops_its_sender(store: SqliteMessa
     assert registry.blocks(ALICE, "999")  # another sender's opt-out stays
 
 
-async def test_every_change_is_audited_with_its_origin_details(store: SqliteMessageStore) -> None:
+async def test_every_change_is_audited_with_its_origin_details(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS, clock=lambda: 1_800_000_000.0)
     await registry.opt_out(
         ALICE, sender="999", via=OptOutVia.KEYWORD, keyword="STOP", lenient=True, source="smsc-a"
@@ -120,7 +125,7 @@ async def test_a_restarted_registry_loads_what_the_store_holds(tmp_path: Path) -
 
 
 async def test_changes_of_another_writer_reach_the_registry_by_sync(
-    store: SqliteMessageStore,
+    store: SqlMessageStore,
 ) -> None:
     daemon = OptOutRegistry(store, GROUPS)
     await daemon.load()
@@ -134,7 +139,7 @@ async def test_changes_of_another_writer_reach_the_registry_by_sync(
     assert not daemon.blocks(ALICE, "999")
 
 
-async def test_an_opt_out_blocks_from_the_moment_it_is_called(store: SqliteMessageStore) -> None:
+async def test_an_opt_out_blocks_from_the_moment_it_is_called(store: SqlMessageStore) -> None:
     registry = OptOutRegistry(store, GROUPS)
     task = asyncio.ensure_future(registry.opt_out(ALICE, sender="999"))
     await asyncio.sleep(0)  # the opt-out started; its write is not committed yet

@@ -61,7 +61,8 @@ _COLUMNS = (
     "received_at, carrier_timestamp, part_of, keyword, keyword_class, lenient, route, webhook, "
     "webhook_next"
 )
-_INSERT = f"INSERT INTO inbound ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+# RETURNING id rather than the cursor's lastrowid: PostgreSQL has no lastrowid.
+_INSERT = f"INSERT INTO inbound ({_COLUMNS}) VALUES ({', '.join('?' * 19)}) RETURNING id"
 _SELECT = f"SELECT id, {_COLUMNS}, webhook_attempts, webhook_error FROM inbound"
 
 _STATES = {state.value: state for state in InboundState}
@@ -180,8 +181,7 @@ def _record(r: Sequence[Any]) -> InboundRecord:
 def record_inbound_op(tx: _Executes, values: tuple[Any, ...], replaces: str | None) -> int:
     if replaces is not None:
         tx.execute("DELETE FROM inbound WHERE part_of = ?", (replaces,))
-    cursor = tx.execute(_INSERT, values)
-    return int(cursor.lastrowid)
+    return int(tx.execute(_INSERT, values).fetchone()[0])
 
 
 def release_held_op(

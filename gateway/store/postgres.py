@@ -141,15 +141,20 @@ class _PgConnection:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintViolated(str(exc)) from exc
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _PgResult:
+        """One pipelined round trip for all rows; its `rowcount` is -1 (asyncpg does not
+        count them), except for DELETE, run row by row so that a purge can say how many."""
         batch = list(rows)
         if not batch:
-            return
+            return _PgResult([], 0)
+        if sql.lstrip()[:6].upper() == "DELETE":
+            return _PgResult([], sum(self.execute(sql, row).rowcount for row in batch))
         self.statements += 1
         try:
             self._run(self.conn.executemany(postgres(sql), batch))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintViolated(str(exc)) from exc
+        return _PgResult([], -1)
 
 
 def _server_settings(schema: str, node: str) -> dict[str, str]:
