@@ -333,3 +333,45 @@ def test_every_inbound_counter_is_exported_once() -> None:
         for _, value in values
     )
     assert values == [1000 + number for number in range(len(names))]
+
+
+async def test_a_modem_links_signal_registration_and_sim_are_exported(tmp_path: Path) -> None:
+    """A daemon with a modem link on the emulator it runs itself (as `make run`'s default)."""
+    from gateway.app import Gateway
+    from gateway.config import TandemConfig
+    from gateway.links.base import LinkState
+
+    device = tmp_path / "modem-0"
+    config = TandemConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "store": {"writer": "thread"},
+            "smpp_server": {"enabled": False},
+            "http": {"enabled": False},
+            "modem_simulator": {"enabled": True, "devices": [str(device)]},
+            "links": [{"type": "modem", "name": "sim-a", "device": str(device), "daily_cap": 500}],
+            "routes": [{"name": "all", "priority": 100, "targets": ["sim-a"]}],
+        }
+    )
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        for _ in range(200):
+            if gateway.links["sim-a"].state is LinkState.UP:
+                break
+            await asyncio.sleep(0.05)
+        exporter: Any = gateway.metrics
+        scraped = samples(exporter.render().decode())
+    finally:
+        await gateway.stop()
+    assert total(scraped, "tandem_link_up", link="sim-a") == 1
+    assert total(scraped, "tandem_modem_sim_ready", link="sim-a") == 1
+    registered = {
+        labels["tandem_modem_registration"]
+        for labels, value in scraped["tandem_modem_registration"]
+        if value == 1
+    }
+    assert registered <= {"home", "roaming"} and len(registered) == 1
+    assert scraped["tandem_modem_signal_dbm"][0][1] < 0
+    assert total(scraped, "tandem_modem_daily_cap", link="sim-a") == 500
+    assert total(scraped, "tandem_modem_sends_today", link="sim-a") == 0
