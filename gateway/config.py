@@ -102,7 +102,9 @@ class NodeConfig(BaseModel):
     # Unique among the nodes of one database; in logs, /readyz and /status. Default: the host
     # name.
     name: str = Field(
-        default_factory=lambda: socket.gethostname() or "tandem",
+        default_factory=lambda: (
+            re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:63] or "tandem"
+        ),
         min_length=1,
         max_length=63,
         pattern=r"^[A-Za-z0-9_.-]+$",

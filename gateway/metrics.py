@@ -908,6 +908,8 @@ async def readiness(gateway: Gateway, probe: StoreProbe) -> tuple[bool, dict[str
     ready = store_ok and routes_ok
     return ready, {
         "status": "ready" if ready else "not ready",
+        # Which node answers (several behind one load balancer share a database).
+        "node": gateway.config.node.name,
         "store": {"writable": store_ok, "detail": store_reason, "free_bytes": free},
         "routes": routes,
         "links": links,

@@ -215,6 +215,7 @@ class OperatorView:
         ]
         return {
             "generated_at": now,
+            "node": gateway.config.node.name,  # several nodes on one database: which one
             "uptime_seconds": round(now - self.started_at, 1),
             "summary": service_status_line(gateway),
             "links": links,

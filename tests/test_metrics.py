@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -248,6 +249,7 @@ async def test_metrics_needs_its_token_on_the_http_port_and_health_needs_none(
             assert response.status == 503
             body = await response.json()
         assert body["store"]["writable"] is True
+        assert body["node"] == socket.gethostname()  # [node] name's default
         assert body["routes"]["down"] == {"targets": ["nowhere"], "up": [], "ready": False}
         assert body["routes"]["everything"]["ready"] is True
         assert body["links"]["carrier"]["state"] == "up"
