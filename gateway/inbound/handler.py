@@ -428,6 +428,8 @@ class InboundHandler:
                 id=str(inbound_id),
                 parts=len(message.parts),
                 complete=message.complete,
+                keyword=row.keyword,
+                keyword_class=row.keyword_class,
             )
             if self.events.publish_to(
                 route.event_sink, EventKind.MO, digits(message.destination), payload
