@@ -19,8 +19,9 @@ from gateway.store.base import InboundRecord, InboundRow, InboundState
 
 T = TypeVar("T")
 
+# IF NOT EXISTS: a store whose user_version was set back (tests of older stores) migrates again.
 INBOUND_SCHEMA = """
-CREATE TABLE inbound (
+CREATE TABLE IF NOT EXISTS inbound (
     id INTEGER PRIMARY KEY,
     state TEXT NOT NULL,
     link TEXT NOT NULL,
@@ -44,12 +45,12 @@ CREATE TABLE inbound (
     webhook_attempts INTEGER NOT NULL DEFAULT 0,
     webhook_error TEXT
 );
-CREATE INDEX inbound_by_time ON inbound (received_at);
-CREATE INDEX inbound_by_source ON inbound (source, id);
-CREATE INDEX inbound_by_destination ON inbound (destination, id);
-CREATE INDEX inbound_held ON inbound (part_of) WHERE part_of IS NOT NULL;
-CREATE INDEX inbound_webhook_owed ON inbound (id) WHERE webhook_next IS NOT NULL;
-CREATE TABLE inbound_blocked (
+CREATE INDEX IF NOT EXISTS inbound_by_time ON inbound (received_at);
+CREATE INDEX IF NOT EXISTS inbound_by_source ON inbound (source, id);
+CREATE INDEX IF NOT EXISTS inbound_by_destination ON inbound (destination, id);
+CREATE INDEX IF NOT EXISTS inbound_held ON inbound (part_of) WHERE part_of IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inbound_webhook_owed ON inbound (id) WHERE webhook_next IS NOT NULL;
+CREATE TABLE IF NOT EXISTS inbound_blocked (
     number TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
     reason TEXT NOT NULL

@@ -25,8 +25,9 @@ from gateway.store.base import (
 T = TypeVar("T")
 
 # The migration that creates both tables (appended to the backend's migrations).
+# IF NOT EXISTS: a store whose user_version was set back (tests of older stores) migrates again.
 OPTOUT_SCHEMA = """
-CREATE TABLE optouts (
+CREATE TABLE IF NOT EXISTS optouts (
     number TEXT NOT NULL,
     scope TEXT NOT NULL,
     target TEXT NOT NULL,
@@ -37,8 +38,8 @@ CREATE TABLE optouts (
     reason TEXT NOT NULL,
     PRIMARY KEY (number, scope, target)
 ) WITHOUT ROWID;
-CREATE INDEX optouts_by_target ON optouts (scope, target, number);
-CREATE TABLE optout_audit (
+CREATE INDEX IF NOT EXISTS optouts_by_target ON optouts (scope, target, number);
+CREATE TABLE IF NOT EXISTS optout_audit (
     id INTEGER PRIMARY KEY,
     number TEXT NOT NULL,
     action TEXT NOT NULL,
@@ -53,7 +54,7 @@ CREATE TABLE optout_audit (
     changed INTEGER NOT NULL,
     origin TEXT NOT NULL
 );
-CREATE INDEX optout_audit_by_number ON optout_audit (number, id);
+CREATE INDEX IF NOT EXISTS optout_audit_by_number ON optout_audit (number, id);
 """
 
 _INSERT = (
