@@ -35,16 +35,8 @@ SAMPLE_SECONDS = 10.0
 WINDOWS = (60, 300)  # the rates shown: the last minute and the last five minutes
 RECENT_ERRORS = 20
 # The counters sampled for rates, each a cumulative count since start.
-RATE_COUNTERS = (
-    "accepted",
-    "submitted",
-    "receipts",
-    "delivered",
-    "undeliverable",
-    "expired",
-    "failed",
-    "other_final",
-)
+FINAL_COUNTERS = ("delivered", "undeliverable", "expired", "failed", "other_final")
+RATE_COUNTERS = ("accepted", "submitted", "receipts", "inbound", *FINAL_COUNTERS)
 _FINAL_NAMES = {
     MessageStatus.DELIVERED: "delivered",
     MessageStatus.UNDELIVERABLE: "undeliverable",
@@ -160,8 +152,9 @@ class OperatorView:
             "accepted": accepted,
             "submitted": gateway.stats.submitted,
             "receipts": gateway.stats.receipts,
+            "inbound": gateway.stats.mo_received,  # MO parts the links handed over
         }
-        for name in RATE_COUNTERS[3:]:
+        for name in FINAL_COUNTERS:
             counts[name] = self.finals[name]
         return counts
 
@@ -179,7 +172,7 @@ class OperatorView:
                 continue
             span = now - base.at
             delta = {name: counts[name] - base.counts.get(name, 0) for name in RATE_COUNTERS}
-            finals = sum(delta[name] for name in RATE_COUNTERS[3:])
+            finals = sum(delta[name] for name in FINAL_COUNTERS)
             windows.append(
                 {
                     "seconds": seconds,
