@@ -211,3 +211,25 @@ def test_memory_always_matches_the_store_and_start_reopens_its_sender(
             await store.close()
 
     asyncio.run(run())
+
+
+async def test_the_load_reads_page_by_page_without_losing_a_number_split_across_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.optouts.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "LOAD_PAGE", 2)
+    store = SqliteMessageStore(tmp_path / "tandem.db")
+    await store.open()
+    try:
+        writer = OptOutRegistry(store, GROUPS)
+        await writer.opt_out(ALICE, sender="1")
+        await writer.opt_out(ALICE, sender="2")  # page 1 ends here
+        await writer.opt_out(ALICE, sender="3")  # page 2 starts with the same number
+        await writer.opt_out(BOB, all_senders=True)
+        loaded = OptOutRegistry(store, GROUPS)
+        await loaded.load()
+        assert [target for _, target in loaded.scopes_of(ALICE)] == ["1", "2", "3"]
+        assert loaded.blocks(BOB, "x") and len(loaded) == 4 and loaded.stats.numbers == 2
+    finally:
+        await store.close()

@@ -45,6 +45,7 @@ from gateway.store.base import (
 log = logging.getLogger("tandem.optouts")
 
 ALL_KEY = "*"
+LOAD_PAGE = 50_000  # opt-outs read per query at start-up
 # Distinct senders whose keys are remembered; a customer cycling sender ids cannot grow it.
 _SENDER_CACHE_MAX = 10_000
 
@@ -382,19 +383,35 @@ class OptOutRegistry:
         are picked up by `sync`."""
         started = time.perf_counter()
         last = await self.store.last_optout_audit_id()
-        rows = await self.store.optout_scopes()
+        # One key object per scope and target (a handful), shared by every number: a million
+        # opt-outs cost a dict entry and a number string each.
+        keys_of: dict[str, dict[str, str]] = {"sender": {}, "group": {}, "all": {}}
         by_number: dict[str, str | set[str]] = {}
-        for number, scope, target in rows:
-            key = ALL_KEY if scope == "all" else ("s:" if scope == "sender" else "g:") + target
-            held = by_number.get(number)
-            if held is None:
-                by_number[number] = key
-            elif isinstance(held, str):
+        setdefault = by_number.setdefault
+        more: list[tuple[str, str]] = []  # numbers with more than one opt-out
+        entries = 0
+        after: tuple[str, str, str] | None = None
+        while True:
+            rows = await self.store.optout_scopes(after=after, limit=LOAD_PAGE)
+            for number, scope, target in rows:
+                keys = keys_of[scope]
+                key = keys.get(target)
+                if key is None:
+                    key = keys[target] = scope_key(OptOutScope(scope), target)
+                if setdefault(number, key) is not key:
+                    more.append((number, key))
+            entries += len(rows)
+            if len(rows) < LOAD_PAGE:
+                break
+            after = rows[-1]
+        for number, key in more:
+            held = by_number[number]
+            if isinstance(held, str):
                 by_number[number] = {held, key}
             else:
                 held.add(key)
         self._by_number = by_number
-        self.stats.entries = len(rows)
+        self.stats.entries = entries
         self.stats.numbers = len(by_number)
         self._last_audit_id = last
         self.stats.load_seconds = time.perf_counter() - started

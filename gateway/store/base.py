@@ -634,8 +634,11 @@ class OptOutStore(Protocol):
         for each whether it changed the list. Durable when it returns."""
         ...
 
-    async def optout_scopes(self) -> list[tuple[str, str, str]]:
-        """Every opt-out in force as (number, scope, target): the registry's start-up load."""
+    async def optout_scopes(
+        self, *, after: tuple[str, str, str] | None = None, limit: int = 100_000
+    ) -> list[tuple[str, str, str]]:
+        """Opt-outs in force as (number, scope, target), in that order, those after `after`:
+        the registry's start-up load, a page at a time."""
         ...
 
     async def optouts_of(self, number: str) -> list[tuple[str, str]]:

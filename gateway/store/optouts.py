@@ -183,8 +183,20 @@ class SqliteOptOutStore:
         rows = [_change_row(change) for change in changes]
         return await self._write(change_optouts_op, rows, origin, rows=2 * len(rows))
 
-    async def optout_scopes(self) -> list[tuple[str, str, str]]:
-        return [tuple(r) for r in await self._read("SELECT number, scope, target FROM optouts", ())]
+    async def optout_scopes(
+        self, *, after: tuple[str, str, str] | None = None, limit: int = 100_000
+    ) -> list[tuple[str, str, str]]:
+        # Plain tuples from the reader, a page at a time: the load's peak memory is one page.
+        if after is None:
+            return await self._read(
+                "SELECT number, scope, target FROM optouts ORDER BY number, scope, target LIMIT ?",
+                (limit,),
+            )
+        return await self._read(
+            "SELECT number, scope, target FROM optouts WHERE (number, scope, target) > (?, ?, ?) "
+            "ORDER BY number, scope, target LIMIT ?",
+            (*after, limit),
+        )
 
     async def optouts_of(self, number: str) -> list[tuple[str, str]]:
         rows = await self._read("SELECT scope, target FROM optouts WHERE number = ?", (number,))
