@@ -314,10 +314,10 @@ async def test_a_reload_of_the_egress_rule_reaches_inbound_webhooks(tmp_path: Pa
     await gateway.start()
     try:
         await wait_for(lambda: sim.bound_system_ids == ["keep"], "the link to bind")
-        webhooks = gateway.inbound.webhooks.stats
+        webhooks = gateway.inbound.stats
         sim.inject_mo("447911123456", "7700", "before", system_id="keep")
-        await wait_for(lambda: webhooks.attempts >= 1, "a webhook attempt")
-        assert received == [] and webhooks.delivered == 0  # loopback: refused by the rule
+        await wait_for(lambda: webhooks.webhook_attempts >= 1, "a webhook attempt")
+        assert received == [] and webhooks.webhook_delivered == 0  # loopback: refused by the rule
         write(["127.0.0.1"])
         assert await gateway.reload(path)
         sim.inject_mo("447911123456", "7700", "after", system_id="keep")
