@@ -41,6 +41,10 @@ class _BatchRunner:
         """Roll back the open transaction, if one is open."""
         raise NotImplementedError
 
+    def _prefetch(self, tx: _Tx, batch: list[Op]) -> None:
+        """Read into `tx.live` what the batch's ops will read, before they run (a backend whose
+        reads are round trips reads them together). Default: nothing; the ops read on demand."""
+
     def _retryable(self, exc: Exception) -> bool:
         """Whether an op that failed with `exc` may succeed in a transaction of its own."""
         return False
@@ -52,6 +56,7 @@ class _BatchRunner:
         """
         tx = _Tx(self._connection(), self.live, self.carriers)
         self._begin()
+        self._prefetch(tx, batch)
         try:
             results: list[tuple[bool, Any]] = []
             start = 0
@@ -87,6 +92,7 @@ class _BatchRunner:
             for attempt in range(1, self.ATTEMPTS + 1):
                 tx = _Tx(self._connection(), self.live, self.carriers)
                 self._begin()
+                self._prefetch(tx, [(op, args)])
                 try:
                     value = op(tx, *args)
                     tx.flush()
