@@ -260,6 +260,14 @@ async def test_metrics_needs_its_token_on_the_http_port_and_health_needs_none(
         assert body["links"]["nowhere"]["state"] in ("down", "starting")
         async with session.get(f"http://127.0.0.1:{running.metrics_port}/readyz") as response:
             assert response.status == 503
+        # Paths that match no route are one series, whatever they are.
+        for path in ("/nothing/1", "/nothing/2", "/nothing/3/x"):
+            async with session.get(f"{running.http}{path}") as response:
+                assert response.status == 404
+        scraped = samples(await scrape(session, running))
+    routes = {labels["route"] for labels, _ in scraped["tandem_http_requests_total"]}
+    assert "other" in routes and not any("nothing" in route for route in routes)
+    assert total(scraped, "tandem_http_requests_total", route="other", code="404") == 3
 
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
@@ -381,3 +389,17 @@ async def test_a_modem_links_signal_registration_and_sim_are_exported(tmp_path: 
     assert scraped["tandem_modem_signal_dbm"][0][1] < 0
     assert total(scraped, "tandem_modem_daily_cap", link="sim-a") == 500
     assert total(scraped, "tandem_modem_sends_today", link="sim-a") == 0
+
+
+def test_a_loop_that_stopped_ticking_is_reported_not_alive() -> None:
+    import time
+
+    from gateway.metrics import STALLED_LOOP_SECONDS, LoopLag, health
+
+    lag = LoopLag(interval=0.5)
+    alive, document = health(None, lag)  # type: ignore[arg-type]
+    assert alive and document["status"] == "ok"
+    lag.last_tick = time.monotonic() - STALLED_LOOP_SECONDS - 1.0
+    alive, document = health(None, lag)  # type: ignore[arg-type]
+    assert not alive and document["status"] == "stalled"
+    assert document["loop_stalled_seconds"] >= STALLED_LOOP_SECONDS
