@@ -318,6 +318,15 @@ async def test_every_metric_the_alerts_and_the_dashboard_name_is_in_a_real_scrap
     assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
     body = alerts.read_text(encoding="utf-8")
     assert body.count("summary:") == body.count("runbook:") == len(rules) >= 7
+    # The rules' own unit tests: a link down fires after a minute, a ratio that drops fires.
+    tested = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=alerts.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
 
 def test_every_inbound_counter_is_exported_once() -> None:
