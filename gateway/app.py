@@ -245,6 +245,11 @@ class Gateway:
         self._stopping = False
 
     @property
+    def stopping(self) -> bool:
+        """`stop()` has begun (SIGTERM): readiness answers no from here on."""
+        return self._stopping
+
+    @property
     def message_store(self) -> MessageStore:
         assert self.store is not None
         return self.store

@@ -883,8 +883,8 @@ class StoreProbe:
 
 
 async def readiness(gateway: Gateway, probe: StoreProbe) -> tuple[bool, dict[str, Any]]:
-    """`GET /readyz`: the store takes writes, and every route with targets has one of them
-    up. The body says which link is in what state."""
+    """`GET /readyz`: the store takes writes, every route with targets has one of them up,
+    and the daemon is not stopping. The body says which link is in what state."""
     store_ok, store_reason = await probe.check(gateway)
     data_dir = gateway.config.data_dir
     free = _free_bytes(data_dir)
@@ -905,9 +905,10 @@ async def readiness(gateway: Gateway, probe: StoreProbe) -> tuple[bool, dict[str
         up = [name for name in targets if links.get(name, {}).get("state") == LinkState.UP.value]
         routes[route.name] = {"targets": targets, "up": up, "ready": bool(up)}
         routes_ok = routes_ok and bool(up)
-    ready = store_ok and routes_ok
+    stopping = gateway.stopping
+    ready = store_ok and routes_ok and not stopping
     return ready, {
-        "status": "ready" if ready else "not ready",
+        "status": "stopping" if stopping else "ready" if ready else "not ready",
         # Which node answers (several behind one load balancer share a database).
         "node": gateway.config.node.name,
         "store": {"writable": store_ok, "detail": store_reason, "free_bytes": free},

@@ -412,3 +412,33 @@ def test_a_loop_that_stopped_ticking_is_reported_not_alive() -> None:
     alive, document = health(None, lag)  # type: ignore[arg-type]
     assert not alive and document["status"] == "stalled"
     assert document["loop_stalled_seconds"] >= STALLED_LOOP_SECONDS
+
+
+async def test_readiness_is_withdrawn_as_soon_as_the_stop_begins(tmp_path: Path) -> None:
+    """Ready (store writable; no route has targets to serve), then "stopping" from the first
+    step of the stop, so a load balancer stops sending before the drain."""
+    from gateway.app import Gateway
+    from gateway.config import TandemConfig
+    from gateway.metrics import StoreProbe, readiness
+
+    config = TandemConfig.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "store": {"writer": "thread"},
+            "smpp_server": {"enabled": False},
+            "http": {"enabled": False},
+        }
+    )
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        ready, document = await readiness(gateway, StoreProbe())
+        assert ready and document["status"] == "ready"
+        assert document["store"]["writable"] is True
+        stopping = asyncio.ensure_future(gateway.stop())
+        await asyncio.sleep(0)  # the stop's first step
+        ready, document = await readiness(gateway, StoreProbe())
+        assert not ready and document["status"] == "stopping"
+        await stopping
+    finally:
+        await gateway.stop()
