@@ -778,6 +778,8 @@ _LINK_ATTRIBUTES = {
     "tandem_modem_port_opens": "opens",
     "tandem_modem_resets": "resets",
     "tandem_modem_unresponsive": "unresponsive",
+    "tandem_modem_handed_back": "handed_back",
+    "tandem_modem_unreadable_pdus": "unreadable",
 }
 _LINK_COUNTERS = {
     "tandem_link_submits": "submit_sm sent (segments, throttle retries included)",
@@ -796,6 +798,8 @@ _LINK_COUNTERS = {
     "tandem_modem_port_opens": "Serial ports opened (reconnects after the first)",
     "tandem_modem_resets": "Silent modems reset",
     "tandem_modem_unresponsive": "Times a modem stopped answering",
+    "tandem_modem_handed_back": "Messages a modem did not try (gone, at its cap): re-homed",
+    "tandem_modem_unreadable_pdus": "Stored or routed PDUs a modem could not decode",
 }
 _MODEM_GAUGES = {
     "tandem_modem_signal_dbm": "A modem's signal strength, dBm",

@@ -398,6 +398,8 @@ async def test_a_modem_links_signal_registration_and_sim_are_exported(tmp_path: 
     assert scraped["tandem_modem_signal_dbm"][0][1] < 0
     assert total(scraped, "tandem_modem_daily_cap", link="sim-a") == 500
     assert total(scraped, "tandem_modem_sends_today", link="sim-a") == 0
+    assert total(scraped, "tandem_modem_port_opens_total", link="sim-a") >= 1
+    assert total(scraped, "tandem_modem_handed_back_total", link="sim-a") == 0
 
 
 def test_a_loop_that_stopped_ticking_is_reported_not_alive() -> None:
