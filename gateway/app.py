@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
 from dlr.aggregate import ReportMode, reports
 from dlr.correlation import (
@@ -68,6 +68,7 @@ from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.private_files import private_data_dir
 from gateway.queue import AsyncSendQueue, RetryPolicy
 from gateway.reload import ReloadPlan, ReloadReport, plan_reload
+from gateway.services import StatusListener
 from gateway.startup import startup_step
 from gateway.store.base import (
     InboundStore,
@@ -99,12 +100,6 @@ ROUTE_LEVEL_STATUSES = frozenset(
 )
 SWEEP_INTERVAL = 1.0
 _DEFAULT_CAPABILITIES = LinkCapabilities(DEFAULT_MAX_PARTS, Concatenation.UDH8, None)
-
-
-class StatusListener(Protocol):
-    """Told of every status change that took effect (receipts to customers, callbacks)."""
-
-    def message_status_changed(self, message: Message, change: StatusChange) -> None: ...
 
 
 @dataclass(slots=True)

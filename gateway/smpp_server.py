@@ -94,7 +94,7 @@ from smpp.text import decode_text
 from smpp.timefmt import InvalidSmppTime, format_smpp_time, parse_smpp_time
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.services import GatewayServices
 
 log = logging.getLogger("tandem.smpp_server")
 T = TypeVar("T")
@@ -428,7 +428,7 @@ class CustomerSmppServer:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: GatewayServices,
         *,
         accounts: AccountBook | None = None,
         settings: ServerSettings | None = None,
@@ -1378,7 +1378,7 @@ def _settle(future: asyncio.Future[Pdu], answer: Pdu) -> None:
         future.set_result(answer)
 
 
-async def start_customer_server(gateway: Gateway) -> CustomerSmppServer:
+async def start_customer_server(gateway: GatewayServices) -> CustomerSmppServer:
     """Start the customer SMPP server of `gateway` and register its stop hook."""
     server = CustomerSmppServer(gateway)
     gateway.add_stop_hook(server.stop)  # first: a start cut short (a busy port) is undone too

@@ -27,8 +27,8 @@ from gateway.links.base import LinkState
 from gateway.logs import TextFormatter
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
     from gateway.messages import Message
+    from gateway.services import GatewayServices
     from gateway.store.base import StatusChange
 
 SAMPLE_SECONDS = 10.0
@@ -45,13 +45,13 @@ _FINAL_NAMES = {
 }
 
 
-def customer_binds(gateway: Gateway) -> list[tuple[str, str, str]]:
+def customer_binds(gateway: GatewayServices) -> list[tuple[str, str, str]]:
     """(system_id, bind kind, address) of every bound customer; [] without an SMPP server."""
     bound = getattr(gateway.smpp_server, "bound", None)
     return list(bound()) if bound is not None else []
 
 
-def service_status_line(gateway: Gateway) -> str:
+def service_status_line(gateway: GatewayServices) -> str:
     """One line for `systemctl status`: links up of links, customer binds, messages queued."""
     links = gateway.links
     up = sum(1 for link in links.values() if link.state is LinkState.UP)
@@ -96,7 +96,7 @@ class OperatorView:
     `start()` subscribes to final statuses and warnings and samples the counters every
     `SAMPLE_SECONDS`; `stop()` undoes it."""
 
-    def __init__(self, gateway: Gateway, clock: Any = time.time) -> None:
+    def __init__(self, gateway: GatewayServices, clock: Any = time.time) -> None:
         self.gateway = gateway
         self.clock = clock
         self.started_at = clock()

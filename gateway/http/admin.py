@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.stages import recording
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.services import GatewayServices
 
 JSON_TYPE = "application/json"
 LINKS_PATH = "/admin/links"
@@ -32,7 +32,7 @@ STATUS_PATH = "/admin/status"  # gateway.status as JSON (tandem status)
 STATUS_PAGE_PATH = "/status"  # the same as an HTML page; the admin token too
 
 
-def link_states(gateway: Gateway) -> dict[str, object]:
+def link_states(gateway: GatewayServices) -> dict[str, object]:
     """The document `GET /admin/links` answers: one entry per running link."""
     backlog = gateway.backlog
     links = []
@@ -51,7 +51,7 @@ def link_states(gateway: Gateway) -> dict[str, object]:
     return {"links": links}
 
 
-def add_admin_routes(app: web.Application, gateway: Gateway) -> None:
+def add_admin_routes(app: web.Application, gateway: GatewayServices) -> None:
     async def links(request: web.Request) -> web.Response:
         return web.Response(
             body=json.dumps(link_states(gateway)).encode(), content_type="application/json"

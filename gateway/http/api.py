@@ -80,9 +80,9 @@ from smpp.segmentation import Concatenation, describe_text, split_bytes
 from smpp.text import DATA_CODING_OF, TextEncodingError
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
     from gateway.callbacks import CallbackSender
     from gateway.config import TandemConfig
+    from gateway.services import GatewayServices
 
 log = logging.getLogger("tandem.http")
 
@@ -139,7 +139,7 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
 class HttpApi:
     """The HTTP channel of one daemon."""
 
-    def __init__(self, gateway: Gateway, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, gateway: GatewayServices, *, clock: Callable[[], float] = time.time) -> None:
         self.gateway = gateway
         self.config = gateway.config.http
         self.clock = clock
@@ -855,7 +855,7 @@ def message_details(record: MessageRecord) -> models.MessageDetails:
     )
 
 
-async def start_http_api(gateway: Gateway) -> HttpApi:
+async def start_http_api(gateway: GatewayServices) -> HttpApi:
     """Start the HTTP API and the receipt callbacks on the daemon's loop; stops with it."""
     from gateway.callbacks import CallbackSender
 

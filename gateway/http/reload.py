@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.services import GatewayServices
 
 RELOAD_PATH = "/admin/reload"
 
 
-def add_reload_route(app: web.Application, gateway: Gateway) -> None:
+def add_reload_route(app: web.Application, gateway: GatewayServices) -> None:
     async def reload(request: web.Request) -> web.Response:
         report = await gateway.reload_report(gateway.config_path)
         return web.Response(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.services import GatewayServices
 
 SIM_MO_PATH = "/admin/sim/mo"
 
@@ -28,7 +28,7 @@ def _answer(status: int, document: dict[str, Any]) -> web.Response:
     )
 
 
-def add_sim_routes(app: web.Application, gateway: Gateway) -> None:
+def add_sim_routes(app: web.Application, gateway: GatewayServices) -> None:
     async def inject_mo(request: web.Request) -> web.Response:
         from gateway.simulator import SmscSimulator
 
