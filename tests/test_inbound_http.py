@@ -60,6 +60,17 @@ async def test_mos_are_listed_by_number_newest_first_in_pages_and_read_by_id(
     assert status == 422 and problem["field"] == "since"
 
 
+@pytest.mark.parametrize("raw_id", ["99999999999999999999", "9223372036854775808", "%C2%B2"])
+async def test_an_id_no_row_can_have_is_not_found_not_a_server_error(
+    daemon: Daemon, raw_id: str
+) -> None:
+    # Past a 64-bit integer, or a Unicode digit that int() refuses: no row has it.
+    status, problem, _ = await daemon.call("GET", f"/v1/inbound/{raw_id}")
+    assert status == 404, problem
+    status, problem, _ = await daemon.call("GET", f"/v1/inbound?limit={raw_id}")
+    assert status == 422 and problem["field"] == "limit"
+
+
 async def test_a_key_without_the_inbound_scope_is_refused(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, key_settings={"scopes": ["messages"]}) as daemon:
         status, problem, _ = await daemon.call("GET", "/v1/inbound")

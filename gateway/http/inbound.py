@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.http import models
-from gateway.http.optouts import decode_cursor, encode_cursor
+from gateway.http.optouts import MAX_ROW_ID, decode_cursor, encode_cursor, whole_number
 from gateway.http.problems import Problem
 from gateway.keys import ApiKey
 from gateway.store.base import InboundRecord, InboundState, InboundStore
@@ -115,12 +115,12 @@ class InboundHandlers:
         number = query.get("number")
         if number is not None:
             number = number.strip().removeprefix("+")
-            if not number.isdigit() or len(number) > 15:
+            if not (number.isascii() and number.isdigit()) or len(number) > 15:
                 raise Problem(422, "invalid_number", "number is digits.", field="number")
         raw_limit = query.get("limit")
         limit = DEFAULT_PAGE
         if raw_limit is not None:
-            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+            if whole_number(raw_limit) is None or not 1 <= int(raw_limit) <= MAX_PAGE:
                 raise Problem(
                     422, "invalid_limit", f"limit is a whole number from 1 to {MAX_PAGE}.", "limit"
                 )
@@ -128,7 +128,7 @@ class InboundHandlers:
         before_id = None
         if "after" in query:
             (before_id,) = decode_cursor(query["after"], 1)
-            if not isinstance(before_id, int):
+            if not isinstance(before_id, int) or not 0 <= before_id <= MAX_ROW_ID:
                 raise Problem(
                     422, "invalid_cursor", "after is not a cursor this API gave.", "after"
                 )
@@ -150,7 +150,8 @@ class InboundHandlers:
     async def get(self, request: web.Request) -> web.Response:
         self._key(request)
         raw = request.match_info["id"]
-        record = await self.store.get_inbound(int(raw)) if raw.isdigit() else None
+        row_id = whole_number(raw)
+        record = await self.store.get_inbound(row_id) if row_id is not None else None
         if record is None or record.row.state is InboundState.HELD:
             raise Problem(404, "not_found", "No inbound message has this id.")
         return _json(inbound_view(record))

@@ -94,6 +94,19 @@ def history_view(record: OptOutAuditRecord) -> models.OptOutHistoryEntry:
     )
 
 
+# Row ids are 64-bit signed integers in both stores; a larger number names no row.
+MAX_ROW_ID = 2**63 - 1
+
+
+def whole_number(raw: str) -> int | None:
+    """ASCII digits within a row id's range, else None (str.isdigit alone admits '²', which
+    int() refuses, and numbers too large for the database to bind)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_ROW_ID else None
+
+
 def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
@@ -173,7 +186,7 @@ class OptOutHandlers:
         raw = request.query.get("limit")
         if raw is None:
             return DEFAULT_PAGE
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        if whole_number(raw) is None or not 1 <= int(raw) <= MAX_PAGE:
             raise Problem(
                 422,
                 "invalid_limit",
@@ -310,7 +323,7 @@ class OptOutHandlers:
         after_id = 0
         if "after" in request.query:
             values = decode_cursor(request.query["after"], 1)
-            if not isinstance(values[0], int):
+            if not isinstance(values[0], int) or not 0 <= values[0] <= MAX_ROW_ID:
                 raise Problem(
                     422, "invalid_cursor", "after is not a cursor this API gave.", "after"
                 )
