@@ -146,7 +146,8 @@ class HttpConfig(BaseModel):
     requests_per_second: Annotated[float, Field(gt=0)] = 50.0
     messages_per_second: Annotated[float, Field(gt=0)] = 50.0
     max_recipients: Annotated[int, Field(ge=1, le=1000)] = 1000
-    # A repeated Idempotency-Key returns the first answer for this long (24 h).
+    # A repeated Idempotency-Key returns the first answer for this long (24 h). Older answers
+    # are never replayed; `[retention]` deletes them (with it disabled they stay in the store).
     idempotency_seconds: Seconds = 86_400.0
     # Revoking a key with the CLI reaches a running daemon within this long.
     key_cache_seconds: Annotated[float, Field(ge=0)] = 5.0

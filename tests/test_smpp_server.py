@@ -716,9 +716,15 @@ async def test_receipts_owed_past_their_ttl_are_not_sent_after_a_restart(tmp_pat
         owed = await store.owed_receipts()  # type: ignore[attr-defined]
         assert [o.message.id for o in owed] == [ids["patient"]]
         got: list[DeliverSm] = []
-        for system_id in ("brief", "patient"):
-            client = await bound_client(again, system_id, "receiver", handler=collector(got))
-            await asyncio.sleep(0.2)
+        receivers = [
+            await bound_client(again, system_id, "receiver", handler=collector(got))
+            for system_id in ("brief", "patient")
+        ]
+        # brief bound first: had its receipt been owed, it would be on its way before this.
+        await wait_for(lambda: bool(got), what="patient's receipt")
+        brief = again.server.runtime("brief")
+        assert brief is not None and not brief.outbox  # nothing waits for brief either
+        for client in receivers:
             await client.unbind()
         assert receipted_ids(got) == [ids["patient"]]
     finally:

@@ -100,7 +100,6 @@ _PAGE_CHALLENGE = 'Basic realm="tandem-admin", charset="UTF-8"'
 _JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON}))
 _JSON_REPLAYED = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON, REPLAYED_HEADER: "true"}))
 SWEEP_SECONDS = 30.0
-PURGE_SECONDS = 3600.0
 
 API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of a /v1 request
 Model = TypeVar("Model", bound=BaseModel)
@@ -240,15 +239,12 @@ class HttpApi:
         return changes
 
     async def _housekeep(self) -> None:
-        last_purge = 0.0
+        # Idempotency answers past `[http] idempotency_seconds` leave the store with the
+        # retention purge (gateway.store.retention), not here.
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 self.otp.sweep()
-                now = time.monotonic()
-                if now - last_purge >= PURGE_SECONDS:
-                    last_purge = now
-                    await self.idempotency.purge()
             except Exception:
                 log.exception("HTTP housekeeping failed")
 

@@ -11,7 +11,8 @@ Only successful answers (2xx) are kept: a refused request sent nothing, so repea
 and may succeed later (after a rate limit, say). The answer is stored after the message is
 accepted; a crash between the two can let one retry send again (at-least-once).
 
-Never does: authentication, parsing, sending.
+Never does: authentication, parsing, sending, purging (answers past `idempotency_seconds` leave
+the store with `[retention]`, gateway.store.retention).
 """
 
 from __future__ import annotations
@@ -141,6 +142,3 @@ class Idempotency:
                 )
             )
         return answer
-
-    async def purge(self) -> int:
-        return await self.store.purge_idempotency(self.clock() - self.keep_seconds)
