@@ -1,21 +1,6 @@
-"""The SMPP server our customers (ESMEs) bind to: to them Tandem is an SMSC.
-
-Owns: the listeners (plain and TLS), bind checks (accounts, passwords, source networks, bind
-types, concurrent binds, the failed-bind guard), turning submit_sm / data_sm / submit_multi into
-`MessageRequest`s for `gateway.intake` (the one place checks happen) and answering with our
-message id once the message is durable, query_sm and cancel_sm limited to the account's own
-messages, multipart submits and MOs (reassembled or passed through as parts, per account), and
-delivering receipts and MOs as deliver_sm to each account's receiving binds (round robin, queued
-while none is bound, bounded, with expiry and retries; the queue is kept in the store, so a
-restart or kill -9 loses none of it).
-
-Isolation of binds: every bind has its own bounded decoder (the session's `max_pdu_length`), a
-count of requests it has outstanding (reading pauses at its window, so a flood waits in its own
-socket buffer), a write buffer limit (a client that does not read is paused, then dropped), a
-bind timeout for connections that never bind and enquire_link probes for half-open TCP.
-
-Must never: decide routing or policy (intake does), touch SQL (the store does) or parse SMPP
-bytes itself (smpp.codec / smpp.session do).
+"""The customer SMPP server itself (see the package docstring): listeners, binds and their
+connections, each account's runtime (binds, outbox, tps, reassembly), submit intake in batches,
+query/cancel, and delivering receipts and MOs from the outbox.
 """
 
 from __future__ import annotations
@@ -28,27 +13,13 @@ import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from dlr.customer_receipt import build_customer_receipt, wants_receipt
+from dlr.customer_receipt import wants_receipt
 from dlr.status import MessageStatus, StatusSource, is_final, is_intermediate, message_state
-from gateway.accounts import (
-    Account,
-    AccountBook,
-    BindGuard,
-    TokenBucket,
-    accounts_file,
-)
-from gateway.addresses import (
-    InvalidSender,
-    check_sender,
-    source_address_type,
-    source_ton_problem,
-)
+from gateway.accounts import Account, AccountBook, BindGuard, TokenBucket, accounts_file
 from gateway.batching import TurnBatch
-from gateway.config import SendersConfig, TandemConfig
+from gateway.config import TandemConfig
 from gateway.inbound.model import InboundMessage
 from gateway.inbound.smpp_pdus import deliver_sm_for_message, deliver_sm_for_part
 from gateway.intake import IntakeRefusal, MessageRequest
@@ -59,11 +30,8 @@ from gateway.startup import startup_step
 from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
 from smpp.aio import RequestResult, SmppConnection, SmppConnectionClosed, SmppHandler
 from smpp.codec import PduError, decode, encode
-from smpp.constants import ESM_CLASS_UDHI, CommandStatus, Tag
+from smpp.constants import CommandStatus
 from smpp.pdu import (
-    BindReceiver,
-    BindTransceiver,
-    BindTransmitter,
     CancelSm,
     DataSm,
     DeliverSm,
@@ -75,131 +43,30 @@ from smpp.pdu import (
     SubmitSm,
     UnsuccessSme,
 )
-from smpp.reassembly import (
-    ConcatInfo,
-    ConcatPart,
-    MalformedUdh,
-    ReassembledMessage,
-    Reassembler,
-    concat_part_of,
-)
-from smpp.session import (
-    Role,
-    SessionConfig,
-    SessionError,
-    SessionState,
-    response_to,
-)
-from smpp.text import decode_text
-from smpp.timefmt import InvalidSmppTime, format_smpp_time, parse_smpp_time
+from smpp.reassembly import ConcatPart, ReassembledMessage, Reassembler
+from smpp.session import Role, SessionConfig, SessionError, response_to
+from smpp.timefmt import format_smpp_time
 
 if TYPE_CHECKING:
     from gateway.services import GatewayServices
+from gateway.smpp_server.receipts import _customer_receipt
+from gateway.smpp_server.settings import (
+    ACCOUNTS_RELOAD_SECONDS,
+    BIND_KINDS,
+    RECEIVING_STATES,
+    SYSTEM_ID,
+    TEMPORARY_DELIVERY_ERRORS,
+    TICK_SECONDS,
+    CustomerServerStats,
+    ServerSettings,
+    _Delivery,
+    _Held,
+    _Refused,
+)
+from gateway.smpp_server.submits import _answer_held, _Content, _content_of
 
 log = logging.getLogger("tandem.smpp_server")
 T = TypeVar("T")
-
-SYSTEM_ID = "tandem"
-BIND_KINDS: dict[type[Pdu], str] = {
-    BindTransmitter: "transmitter",
-    BindReceiver: "receiver",
-    BindTransceiver: "transceiver",
-}
-RECEIVING_STATES = frozenset({SessionState.BOUND_RX, SessionState.BOUND_TRX})
-# deliver_sm_resp statuses that mean "try again later"; any other error drops the delivery.
-TEMPORARY_DELIVERY_ERRORS = frozenset(
-    {
-        CommandStatus.ESME_RTHROTTLED,
-        CommandStatus.ESME_RMSGQFUL,
-        CommandStatus.ESME_RX_T_APPN,
-        CommandStatus.ESME_RSYSERR,
-    }
-)
-TICK_SECONDS = 0.2
-ACCOUNTS_RELOAD_SECONDS = 2.0
-
-
-@dataclass(slots=True, frozen=True)
-class ServerSettings:
-    """Knobs of the customer server that are not per account. Times are seconds."""
-
-    bind_timeout: float = 10.0  # a connection that has not bound by then is closed
-    enquire_link_interval: float = 30.0  # probe a silent peer (half-open TCP)
-    response_timeout: float = 30.0  # for our deliver_sm and enquire_link
-    max_pdu_length: int = 65536
-    write_buffer_high: int = 256 * 1024  # pause reading a bind whose output backs up
-    write_stall_timeout: float = 30.0  # drop a bind that reads nothing for this long
-    reassembly_timeout: float = (
-        10.0  # parts of a submit must all arrive within this (MOs: [inbound])
-    )
-    reassembly_max_pending: int = 1000  # per account
-    reassembly_max_bytes: int = 1 << 20  # per account
-    delivery_retry_initial: float = 1.0
-    delivery_retry_max: float = 60.0
-    max_deliver_window: int = 100  # our own deliver_sm in flight per bind
-    forget_expired_interval: float = 600.0  # how often receipts owed past their ttl are cleared
-    # Password checks: a bind whose check would wait longer than this is refused at once (the
-    # client retries; it would otherwise time out after using a check), as is one beyond
-    # bind_checks_pending queued or running, or beyond bind_checks_per_address for its address.
-    bind_check_wait: float = 5.0
-    bind_checks_pending: int = 256
-    bind_checks_per_address: int = 8
-    credential_cache_seconds: float = 3600.0  # a verified system_id+password binds unchecked
-
-
-@dataclass(slots=True)
-class CustomerServerStats:
-    """Counters a sysadmin graphs."""
-
-    connections: int = 0
-    binds: int = 0
-    bind_failures: int = 0
-    bind_refused_banned: int = 0
-    bind_refused_network: int = 0
-    bind_refused_busy: int = 0  # refused at once: the password checks were at their bound
-    binds_cached: int = 0  # credentials verified recently: bound without a check
-    submits_accepted: int = 0
-    submits_refused: int = 0
-    throttled: int = 0
-    receipts_queued: int = 0
-    mo_queued: int = 0
-    mo_refused_full: int = 0  # answered "try later" to the carrier: the outbox was at its bound
-    delivered: int = 0
-    delivery_retries: int = 0
-    delivery_failed: int = 0  # permanent deliver_sm_resp errors: dropped and recorded
-    delivery_expired: int = 0
-    delivery_dropped_full: int = 0
-    receipts_deferred: int = 0  # left owed in the store while the outbox was full
-    receipts_refilled: int = 0  # taken from the store into the outbox since
-    dropped_slow_readers: int = 0
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-@dataclass(slots=True)
-class _Delivery:
-    """A deliver_sm waiting for (or on its way to) a receiving bind. What the store keeps of it
-    (`receipt` or `mo_id`) is settled once it is taken, refused for good, or expires."""
-
-    pdu: DeliverSm
-    kind: str  # "receipt" | "mo"
-    expires_at: float  # loop clock (time.monotonic)
-    not_before: float = 0.0
-    attempts: int = 0
-    receipt: tuple[str, MessageStatus] | None = None  # the owed receipt: (message id, status)
-    mo_id: int | None = None  # its row in the store's MO outbox
-
-
-@dataclass(slots=True)
-class _Held:
-    """A submitted part kept until its message is complete (reassembly)."""
-
-    pdu: Pdu
-    future: asyncio.Future[Pdu]
 
 
 class _AccountRuntime:
@@ -1385,198 +1252,3 @@ async def start_customer_server(gateway: GatewayServices) -> CustomerSmppServer:
     gateway.add_reconfigure_hook(server.reconfigure)
     await server.start()
     return server
-
-
-# --- conversions ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Content:
-    """What a submit asks for, validated; `part` is set for one part of a concatenated one."""
-
-    account: str
-    source: str
-    destination: str
-    body: bytes
-    esm_class: int
-    segments: int
-    part: ConcatPart | None
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def request(
-        self,
-        pdu: Pdu,
-        destination: str,
-        *,
-        body: bytes | None = None,
-        esm_class: int | None = None,
-    ) -> MessageRequest:
-        return MessageRequest(
-            account=self.account,
-            channel=Channel.SMPP,
-            to=destination,
-            sender=self.source,
-            body=self.body if body is None else body,
-            esm_class=self.esm_class if esm_class is None else esm_class,
-            **self.fields,
-        )
-
-
-def _content_of(
-    account: Account, pdu: Pdu, destination: str, now: float, senders: SendersConfig
-) -> _Content:
-    """Validate a submit_sm / data_sm / submit_multi; raises _Refused with the SMPP status."""
-    source = str(getattr(pdu, "source_addr", ""))
-    source_ton, source_npi = _source_type(account, pdu, source, senders)
-    if not account.allows_sender(source):
-        raise _Refused(CommandStatus.ESME_RINVSRCADR, f"sender {source!r} not allowed")
-    if not destination:
-        raise _Refused(CommandStatus.ESME_RINVDSTADR, "no destination")
-    esm_class = int(getattr(pdu, "esm_class", 0))
-    if esm_class & 0x3C:  # message type bits: a submit is never a receipt or an ack
-        raise _Refused(CommandStatus.ESME_RINVESMCLASS, "esm_class message type set")
-    tlvs: dict[int, object] = getattr(pdu, "tlvs", {})
-    short_message: bytes = getattr(pdu, "short_message", b"")
-    payload = tlvs.get(Tag.MESSAGE_PAYLOAD)
-    if payload is not None and short_message:
-        raise _Refused(CommandStatus.ESME_RINVOPTPARAMVAL, "short_message and message_payload")
-    user_data = payload if isinstance(payload, bytes) else short_message
-    if not user_data:
-        raise _Refused(CommandStatus.ESME_RINVMSGLEN, "empty message")
-    data_coding = int(getattr(pdu, "data_coding", 0))
-    try:
-        validity_at = parse_smpp_time(str(getattr(pdu, "validity_period", "")), now)
-    except InvalidSmppTime as exc:
-        raise _Refused(CommandStatus.ESME_RINVEXPIRY, str(exc)) from None
-    try:
-        send_at = parse_smpp_time(str(getattr(pdu, "schedule_delivery_time", "")), now)
-    except InvalidSmppTime as exc:
-        raise _Refused(CommandStatus.ESME_RINVSCHED, str(exc)) from None
-    try:
-        part = concat_part_of(short_message, esm_class, data_coding, tlvs)
-    except MalformedUdh as exc:
-        raise _Refused(CommandStatus.ESME_RINVESMCLASS, str(exc)) from None
-    if part is not None:
-        # Passed through as a part: it keeps (or, for SAR, gains) its UDH.
-        body = user_data if esm_class & ESM_CLASS_UDHI else _udh(part.concat) + user_data
-        esm = ESM_CLASS_UDHI
-        segments = 1
-    else:
-        body = user_data
-        esm = esm_class & ESM_CLASS_UDHI  # a UDH without concatenation (ports): kept
-        segments = 1 if esm else estimate_segments(len(body), data_coding)
-    return _Content(
-        account=account.system_id,
-        source=source,
-        destination=destination,
-        body=body,
-        esm_class=esm,
-        segments=segments,
-        part=part,
-        fields={
-            "data_coding": data_coding,
-            "kind": account.config.default_kind,
-            "tags": account.route_tags,
-            "source_ton": source_ton,
-            "source_npi": source_npi,
-            "registered_delivery": int(getattr(pdu, "registered_delivery", 0)),
-            "validity_at": validity_at,
-            "send_at": send_at if send_at is not None and send_at > now else None,
-            "assume_international": int(getattr(pdu, "dest_addr_ton", 0)) == 1,
-            "optout_status": account.config.optout_status,
-        },
-    )
-
-
-def _source_type(
-    account: Account, pdu: Pdu, source: str, senders: SendersConfig
-) -> tuple[int, int]:
-    """The TON/NPI a submit's sender goes with; refuses a malformed or over-long sender
-    (never shortened) and, per the account's `source_ton_npi`, a TON that does not fit it."""
-    ton = int(getattr(pdu, "source_addr_ton", 0))
-    npi = int(getattr(pdu, "source_addr_npi", 0))
-    if not source:
-        return ton, npi
-    try:
-        kind = check_sender(source, senders, ton=ton)
-    except InvalidSender as exc:
-        raise _Refused(CommandStatus.ESME_RINVSRCADR, str(exc)) from None
-    problem = source_ton_problem(kind, ton)
-    if problem is None:
-        return ton, npi
-    if account.config.source_ton_npi == "check":
-        raise _Refused(CommandStatus.ESME_RINVSRCTON, problem)
-    return source_address_type(source)
-
-
-def estimate_segments(octets: int, data_coding: int) -> int:
-    """How many SMS parts a body of `octets` needs (for tps counting before intake runs).
-
-    GSM 7-bit bodies are one octet per septet; 8-bit and UCS-2 bodies are octets. Concatenated
-    parts lose 7 septets (6 octets) to the UDH.
-    """
-    if data_coding in (0, 1):
-        single, multi = 160, 153
-    else:
-        single, multi = 140, 134
-    if octets <= single:
-        return 1
-    return -(-octets // multi)
-
-
-def _udh(concat: ConcatInfo) -> bytes:
-    if concat.reference <= 0xFF:
-        return bytes((5, 0x00, 3, concat.reference, concat.total, concat.seqnum))
-    return bytes(
-        (6, 0x08, 4, concat.reference >> 8, concat.reference & 0xFF, concat.total, concat.seqnum)
-    )
-
-
-def _answer_held(held: list[object], *, status: int = 0, message_id: str = "") -> None:
-    for item in held:
-        assert isinstance(item, _Held)
-        if item.future.done():
-            continue
-        if status:
-            item.future.set_result(response_to(item.pdu, command_status=status))
-        else:
-            item.future.set_result(response_to(item.pdu, message_id=message_id))
-
-
-def _customer_receipt(
-    message: Message, status: MessageStatus, error: int | str, segments: int
-) -> DeliverSm:
-    receipt = build_customer_receipt(
-        # A submit_multi's destinations after the first carry the id it was answered with.
-        message_id=message.reference or message.id,
-        status=status,
-        submitted_at=_utc(message.created_at),
-        done_at=_utc(message.updated_at),
-        text=_text_of(message),
-        original_source=message.source_addr,
-        original_destination=message.destination,
-        original_source_ton=message.source_ton,
-        original_source_npi=message.source_npi,
-        original_destination_ton=1,
-        original_destination_npi=1,
-        intermediate=is_intermediate(status),
-        error=error,
-        submitted_count=segments,
-    )
-    return receipt.to_deliver_sm()
-
-
-def _text_of(message: Message) -> str:
-    if message.text is not None:
-        return message.text
-    body = message.body
-    if message.esm_class & ESM_CLASS_UDHI and body:
-        body = body[1 + body[0] :]
-    try:
-        return decode_text(body, message.data_coding)
-    except (ValueError, LookupError):
-        return ""
-
-
-def _utc(instant: float) -> datetime:
-    return datetime.fromtimestamp(instant, UTC)
