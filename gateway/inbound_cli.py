@@ -132,7 +132,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _sim_mo(args: argparse.Namespace) -> int:
-    from gateway.http.admin_token import admin_token_path, read_admin_token
+    from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
     from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
 
     try:
@@ -144,12 +144,10 @@ def _sim_mo(args: argparse.Namespace) -> int:
     if not config.http.enabled or config.http.port == 0:
         return fail("sim mo: the config has no fixed HTTP port to reach the daemon on")
     url = daemon_url(config.http)
-    token_path = admin_token_path(config)
     try:
-        token = read_admin_token(token_path)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return fail(f"sim mo: cannot read the admin token {token_path}: {reason}", EXIT_FAILURE)
+        token = admin_token_of(config)
+    except AdminTokenUnreadable as exc:
+        return fail(f"sim mo: {exc}", EXIT_FAILURE)
     body = json.dumps({"from": args.source, "to": args.destination, "text": args.text})
     request = urllib.request.Request(
         url + SIM_MO_PATH,

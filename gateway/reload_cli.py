@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, load_config
-from gateway.http.admin_token import admin_token_path, read_admin_token
+from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
 
 RELOAD_PATH = "/admin/reload"  # gateway.http.reload.RELOAD_PATH (not imported: keeps aiohttp out)
@@ -45,12 +45,10 @@ def _reload(args: argparse.Namespace) -> int:
     if not config.http.enabled or config.http.port == 0:
         return fail("reload: the config has no fixed HTTP port; send the daemon SIGHUP instead")
     url = daemon_url(config.http)
-    token_path = admin_token_path(config)
     try:
-        token = read_admin_token(token_path)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return fail(f"reload: cannot read the admin token {token_path}: {reason}", EXIT_FAILURE)
+        token = admin_token_of(config)
+    except AdminTokenUnreadable as exc:
+        return fail(f"reload: {exc}", EXIT_FAILURE)
     request = urllib.request.Request(
         url + RELOAD_PATH, method="POST", headers={"Authorization": f"Bearer {token}"}
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, HttpConfig, TandemConfig, load_config
-from gateway.http.admin_token import admin_token_path, read_admin_token
+from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from routing import (
     LinkStatus,
     MessageKind,
@@ -88,12 +88,10 @@ def ask_daemon(config: TandemConfig, timeout: float = DAEMON_TIMEOUT) -> LiveSta
     url = daemon_url(config.http)
     if not config.http.enabled or config.http.port == 0:
         return LiveState(url, None, "the config has no fixed HTTP port to ask")
-    token_path = admin_token_path(config)
     try:
-        token = read_admin_token(token_path)
-    except (OSError, ValueError) as exc:  # no daemon has run with this config, or not ours
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return LiveState(url, None, f"cannot read the admin token {token_path}: {reason}")
+        token = admin_token_of(config)
+    except AdminTokenUnreadable as exc:  # no daemon has run with this config, or not ours
+        return LiveState(url, None, str(exc))
     request = urllib.request.Request(url + LINKS_PATH, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

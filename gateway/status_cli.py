@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, load_config
-from gateway.http.admin_token import admin_token_path, read_admin_token
+from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
 
 STATUS_PATH = "/admin/status"  # gateway.http.admin.STATUS_PATH (not imported: keeps aiohttp out)
@@ -41,12 +41,10 @@ def _status(args: argparse.Namespace) -> int:
     url = daemon_url(config.http)
     if not config.http.enabled or config.http.port == 0:
         return fail("status: the config has no fixed HTTP port to ask the daemon on")
-    token_path = admin_token_path(config)
     try:
-        token = read_admin_token(token_path)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return fail(f"status: cannot read the admin token {token_path}: {reason}", EXIT_FAILURE)
+        token = admin_token_of(config)
+    except AdminTokenUnreadable as exc:
+        return fail(f"status: {exc}", EXIT_FAILURE)
     headers = {"Authorization": f"Bearer {token}"}
     request = urllib.request.Request(url + STATUS_PATH, headers=headers)
     try:

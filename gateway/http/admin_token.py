@@ -39,6 +39,24 @@ def read_admin_token(path: Path) -> str:
     return token
 
 
+class AdminTokenUnreadable(Exception):
+    """The `tandem` command cannot read the daemon's token; says which file and why."""
+
+
+def admin_token_of(config: TandemConfig) -> str:
+    """The token of the daemon running with `config`, for a `tandem` command that asks it.
+
+    Raises AdminTokenUnreadable ("cannot read the admin token <file>: <reason>") when the file
+    is missing (no daemon has run with this config), unreadable (not our user) or empty.
+    """
+    path = admin_token_path(config)
+    try:
+        return read_admin_token(path)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise AdminTokenUnreadable(f"cannot read the admin token {path}: {reason}") from None
+
+
 def load_or_create_admin_token(path: Path) -> str:
     """The daemon's token, written (mode 0600, whatever the umask) on first start."""
     try:
