@@ -306,3 +306,24 @@ def test_concatenation_is_segmentations_enum(tmp_path: Path) -> None:
     )
     error = error_for(tmp_path, LINK + 'concatenation = "udh7"\n')
     assert error.key == "links[0].concatenation" and "'udh7'" in error.reason
+
+
+def test_a_postgresql_store_needs_a_dsn_and_a_plain_schema_name(tmp_path: Path) -> None:
+    missing = error_for(tmp_path, '[store]\nbackend = "postgresql"\n')
+    assert missing.key == "store.dsn"
+    bad_schema = error_for(
+        tmp_path,
+        '[store]\nbackend = "postgresql"\ndsn = "postgresql://db/t"\ndatabase_schema = "x; drop"\n',
+    )
+    assert "database_schema" in bad_schema.key
+    config = load_config(
+        write(
+            tmp_path,
+            '[store]\nbackend = "postgresql"\ndsn = "postgresql://db/t"\n[node]\nname = "n-1"\n',
+        )
+    )
+    assert (config.store.backend, config.store.dsn, config.node.name) == (
+        "postgresql",
+        "postgresql://db/t",
+        "n-1",
+    )
