@@ -5,6 +5,7 @@ process of its own, as the daemon runs it.
 
 Usage: .venv/bin/python bench/scaleout.py [--messages 20000] [--concurrency 32] [--batch 20]
            [--dsn postgresql://postgres@127.0.0.1:5432/test] [--runs sqlite,pg1,pg2]
+           [--rounds 1]
 
 Each node is a process of its own (its event loop, its store, its writer process); `concurrency`
 tasks per node each take `batch` messages through accept -> mark_submitted_many ->
@@ -185,12 +186,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--runs", default="sqlite,pg1,pg2")
+    parser.add_argument("--rounds", type=int, default=1, help="take turns this many times")
     options = parser.parse_args()
     print(
         f"load before: {os.getloadavg()[0]:.2f}; {options.messages} messages, concurrency "
         f"{options.concurrency} x batch {options.batch} per node"
     )
-    for name in options.runs.split(","):
+    for name in options.runs.split(",") * options.rounds:
         kind, nodes = ("sqlite", 1) if name == "sqlite" else ("pg", int(name[2:]))
         workdir = Path(tempfile.mkdtemp(prefix="scaleout-"))
         try:
