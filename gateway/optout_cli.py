@@ -197,17 +197,29 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add(args: argparse.Namespace) -> int:
+def _number_and_scope(
+    args: argparse.Namespace, command: str
+) -> tuple[_Context, str, tuple[OptOutScope, str]] | int:
+    """What `optouts add|remove` work on: the context, the number and the scope; or the exit
+    code of a refusal already said."""
     context = _context(args)
     if isinstance(context, int):
         return context
     try:
         number = resolve_number(context.numbers, args.number)
     except InvalidNumber as exc:
-        return fail(f"optouts add: {args.number}: {exc.reason}")
+        return fail(f"optouts {command}: {args.number}: {exc.reason}")
     scope = _scope_of(context, args)
     if isinstance(scope, str):
-        return fail(f"optouts add: {scope}")
+        return fail(f"optouts {command}: {scope}")
+    return context, number, scope
+
+
+def _add(args: argparse.Namespace) -> int:
+    chosen = _number_and_scope(args, "add")
+    if isinstance(chosen, int):
+        return chosen
+    context, number, scope = chosen
     if not (args.sender or args.group or args.all):
         return fail("optouts add: name --sender, --group or --all")
 
@@ -230,17 +242,11 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    context = _context(args)
-    if isinstance(context, int):
-        return context
-    try:
-        number = resolve_number(context.numbers, args.number)
-    except InvalidNumber as exc:
-        return fail(f"optouts remove: {args.number}: {exc.reason}")
+    chosen = _number_and_scope(args, "remove")
+    if isinstance(chosen, int):
+        return chosen
+    context, number, scope = chosen
     named = args.sender or args.group or args.all
-    scope = _scope_of(context, args)
-    if isinstance(scope, str):
-        return fail(f"optouts remove: {scope}")
 
     async def work(store: OptOutStore) -> list[tuple[OptOutScope, str]]:
         registry = context.registry(store)
