@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dlr.aggregate import ReportMode
 from dlr.ids import MessageIdFormat
+from gateway.optouts import keywords
 from routing.config import MessageKind, NumberingConfig, RouteList
 from smpp.segmentation import Concatenation
 
@@ -820,29 +821,18 @@ class KeywordsConfig(BaseModel):
 
     model_config = _SECTION
 
-    opt_out: list[str] = Field(
-        default_factory=lambda: [
-            "STOP",
-            "STOPALL",
-            "UNSUBSCRIBE",
-            "CANCEL",
-            "END",
-            "QUIT",
-            "REVOKE",
-            "OPTOUT",
-            "OPT OUT",
-        ]
-    )
-    opt_in: list[str] = Field(default_factory=lambda: ["START", "YES", "UNSTOP"])
-    help: list[str] = Field(default_factory=lambda: ["HELP", "INFO"])
+    # The default words are the matcher's own (gateway.optouts.keywords.DEFAULT_*).
+    opt_out: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_OUT))
+    opt_in: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_OPT_IN))
+    help: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_HELP))
     # Opt-out words that stop every sender, not only the one they were sent to.
-    all_senders: list[str] = Field(default_factory=lambda: ["STOPALL"])
+    all_senders: list[str] = Field(default_factory=lambda: list(keywords.DEFAULT_ALL_SENDERS))
     # The language of the words above.
     language: str = "en"
     # Also take a short message containing an opt-out word ("please stop") as an opt-out; the
     # audit trail says it was matched leniently.
     lenient: bool = False
-    lenient_max_words: Annotated[int, Field(ge=1, le=20)] = 4
+    lenient_max_words: Annotated[int, Field(ge=1, le=20)] = keywords.DEFAULT_LENIENT_MAX_WORDS
     extra: list[KeywordWordsConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
