@@ -3,7 +3,8 @@
 Owns start-up (echo off, verbose errors, SIM state with the PIN entered at most once, network
 registration, operator, signal, PDU mode, service centre override, storage, new-message
 indications, then reading the messages already stored), sending SMS-SUBMIT TPDUs one part
-after another with the TP-MR each got, receiving SMS-DELIVER (parts joined) and
+after another with the TP-MR each got, receiving SMS-DELIVER (parts joined, unless the caller
+joins them itself: `SessionSettings.join_parts`) and
 SMS-STATUS-REPORT whether stored (+CMTI/+CDSI, read with +CMGR) or routed (+CMT/+CDS), and
 the health polls (signal, registration while unregistered, stored messages for modems that do
 not announce them) whose timeouts tell a modem that stopped answering.
@@ -52,6 +53,9 @@ class SessionSettings:
     registration_interval: float = 5.0  # +CREG? poll while not registered
     poll_interval: float | None = None  # +CMGL poll for modems that send no +CMTI
     unresponsive_after: int = 2  # consecutive command timeouts that make a modem "silent"
+    # False: each SMS-DELIVER part is its own MessageReceived (its concatenation element left in
+    # its user data), for a caller that joins parts from all its links in one place.
+    join_parts: bool = True
     reassembly_timeout: float = 600.0
     reassembly_max_pending: int = 100
     reassembly_max_bytes: int = 256 * 1024
@@ -144,8 +148,9 @@ class SendFailed:
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
-    """An SMS-DELIVER, its parts joined. `storage_indexes`: where its parts sit in the modem's
-    storage (delete them once kept); empty for +CMT."""
+    """An SMS-DELIVER, its parts joined (with `join_parts` off: one part as it came, its
+    concatenation in `user_data[0].concat`). `storage_indexes`: where its parts sit in the
+    modem's storage (delete them once kept); empty for +CMT."""
 
     originator: str
     text: str
@@ -666,7 +671,7 @@ class ModemSession:
 
     def _take_deliver(self, deliver: SmsDeliver, index: int | None, now: float) -> None:
         concat = deliver.user_data.concat
-        if concat is None or concat.total == 1:
+        if concat is None or concat.total == 1 or not self.settings.join_parts:
             self._emit_message([(deliver, index)])
             return
         part = ConcatPart(

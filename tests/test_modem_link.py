@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from dlr.callback import verify
 from dlr.status import MessageStatus, SegmentStatus
 from gateway.app import Gateway
 from gateway.config import TandemConfig, default_config_text, parse_config
-from gateway.inbound.model import InboundPart
+from gateway.inbound.model import Concat, ConcatScheme, InboundPart
 from gateway.intake import IntakeRefusal, MessageRequest
 from gateway.links import LinkState, ModemLink
 from gateway.links.modem import correlation_key
@@ -28,6 +29,8 @@ from gateway.messages import Channel
 from gateway.queue import RetryPolicy
 from gateway.store.base import MessageRecord
 from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.tpdu import Address, SmsDeliver, split_text_user_data
+from smpp.segmentation import Concatenation
 from tests.daemon_processes import free_port
 from tests.test_inbound import Receiver
 
@@ -408,7 +411,7 @@ class MoRecorder:
 
 
 @pytest.mark.parametrize("indications", ["stored", "direct"])
-async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
+async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_part_by_part_joined_by_the_gateway(
     pools: Callable[..., Any], indications: str
 ) -> None:
     pool: Pool = await pools(
@@ -422,16 +425,31 @@ async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
     long_text = "Naomba kubadilisha miadi yangu ya kliniki hadi Ijumaa asubuhi. " * 4
     assert pty.modem.inject_mo(long_text, originator="+254712345678", direct=direct) == 2
     pty.modem.inject_mo("Zdravo 👋", originator="Clinic", direct=direct)
+    # A handset that numbers its parts with a 16-bit reference, parts arriving out of order.
+    wide_text = "Habari za asubuhi, daktari. " * 9
+    wide = split_text_user_data(wide_text, concatenation=Concatenation.UDH16, reference=0x1234)
+    assert len(wide) == 2
+    for user_data in reversed(wide):
+        deliver = SmsDeliver(Address.parse("+254712345679"), datetime.now(UTC), user_data)
+        pty.modem.inject_pdu(deliver.encode(), direct=direct)
     pty.poke()
-    await wait_for(lambda: len(recorder.parts) == 3, "three MOs")
-    stop, joined, emoji = recorder.parts
+    await wait_for(lambda: len(recorder.parts) == 6, "six MO parts")
+    stop, first, second, emoji, wide_second, wide_first = recorder.parts
     assert (stop.text, stop.source, stop.destination, stop.source_ton) == (
         "STOP",
         "254712345678",
         "254712000001",
         1,
     )
-    assert joined.text == long_text and joined.concat is None and joined.link == "sim"
+    assert stop.concat is None
+    # Each part as it came, with its place, as an SMPP carrier's parts are.
+    assert first.concat is not None and second.concat is not None
+    assert (first.concat.total, first.concat.sequence, second.concat.sequence) == (2, 1, 2)
+    assert first.concat.reference == second.concat.reference
+    assert first.concat.scheme is ConcatScheme.UDH8 and first.link == "sim"
+    assert (first.text or "") + (second.text or "") == long_text
+    assert wide_first.concat == Concat(0x1234, 2, 1, ConcatScheme.UDH16)
+    assert wide_second.concat == Concat(0x1234, 2, 2, ConcatScheme.UDH16)
     assert (emoji.text, emoji.source, emoji.source_ton, emoji.data_coding) == (
         "Zdravo 👋",
         "Clinic",
@@ -439,9 +457,13 @@ async def test_mos_by_cmti_and_cmt_reach_the_inbound_path_multipart_joined(
         8,
     )
     assert emoji.carrier_timestamp is not None
-    # Stored copies go once kept; direct ones were never stored.
+    # The gateway joined them, once: four MOs kept, two of them from two parts each.
+    stats = pool.gateway.inbound.stats
+    await wait_for(lambda: stats.messages == 4, "four MOs kept")
+    assert (stats.parts, stats.reassembled, stats.parts_timed_out) == (6, 2, 0)
+    # Stored copies go once kept (a lone part once held); direct ones were never stored.
     await wait_for(lambda: not pty.modem.storage, "the stored MOs to be deleted")
-    assert pool.gateway.stats.mo_received == 3
+    assert pool.gateway.stats.mo_received == 6
 
 
 async def test_a_restart_keeps_the_sims_count_of_the_day(
@@ -470,13 +492,14 @@ SIM_NUMBER = "254712000001"
 SUBSCRIBER = "254712345678"
 
 
+@pytest.mark.parametrize("indications", ["stored", "direct"])
 async def test_mos_on_a_sim_reach_a_webhook_and_stop_opts_out_with_the_reply_over_the_sim(
-    pools: Callable[..., Any],
+    pools: Callable[..., Any], indications: str
 ) -> None:
     async with Receiver() as receiver:
         pool: Pool = await pools(
             {"sim": quick()},
-            links={"sim": {"number": "+" + SIM_NUMBER}},
+            links={"sim": {"number": "+" + SIM_NUMBER, "indications": indications}},
             egress={"allow": ["127.0.0.1"], "ports": [receiver.port]},
             inbound={
                 "routes": [
@@ -492,12 +515,20 @@ async def test_mos_on_a_sim_reach_a_webhook_and_stop_opts_out_with_the_reply_ove
         )
         pty = pool.modems["sim"]
         long_text = "Naomba kubadilisha miadi yangu ya kliniki hadi Ijumaa asubuhi. " * 4
-        pty.modem.inject_mo(long_text, originator="+" + SUBSCRIBER)  # two parts, +CMTI
+        direct = indications == "direct"
+        parts = pty.modem.inject_mo(long_text, originator="+" + SUBSCRIBER, direct=direct)
+        assert parts == 2  # +CMTI (stored) or +CMT (direct), one indication per part
         pty.poke()
         await wait_for(lambda: bool(receiver.got), "the webhook")
         ((body, raw, signature),) = receiver.got
         assert (body["text"], body["from"], body["to"]) == (long_text, SUBSCRIBER, SIM_NUMBER)
+        assert body["parts"] == 2  # joined by the gateway, not by the link
         assert verify("clinic-secret", raw, signature, time.time())
+        stats = pool.gateway.inbound.stats
+        assert (stats.parts, stats.parts_held, stats.reassembled) == (2, 1, 1)
+        assert pool.gateway.store is not None
+        (kept,) = await pool.gateway.store.list_inbound(number=SIM_NUMBER)
+        assert kept.row.part_count == 2 and kept.row.text == long_text
 
         pty.modem.inject_mo("STOP", originator="+" + SUBSCRIBER, direct=True)  # +CMT
         pty.poke()

@@ -228,6 +228,22 @@ def test_mo_stored_multipart_is_joined_and_deleted_when_kept() -> None:
     assert bench.modem.storage == {}
 
 
+def test_mo_parts_come_one_by_one_when_the_caller_joins_them() -> None:
+    bench = BackToBack(session=SessionSettings(join_parts=False)).start()
+    text = "Lieber Kunde, " * 20 + "€ {ok}"
+    assert bench.modem.inject_mo(text, "+491701234567") == 2
+    bench.pump()
+    first, second = bench.of(MessageReceived)
+    assert first.user_data[0].concat is not None and second.user_data[0].concat is not None
+    assert [first.user_data[0].concat.seqnum, second.user_data[0].concat.seqnum] == [1, 2]
+    assert first.user_data[0].concat.total == 2
+    assert first.text + second.text == text
+    assert len(first.storage_indexes) == len(second.storage_indexes) == 1
+    bench.session.delete(first.storage_indexes + second.storage_indexes, bench.now)
+    bench.pump()
+    assert bench.modem.storage == {}
+
+
 def test_mo_routed_with_cmt_and_reports_with_cds() -> None:
     bench = BackToBack(session=SessionSettings(new_message_indications="2,2,0,1,0")).start()
     bench.modem.inject_mo("Γειά 😀 " * 12, "Tandem", direct=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import inspect
 import logging
 import time
@@ -537,8 +536,8 @@ class ModemLink:
         self._after_recorded(result, event.storage_index)
 
     def _on_message(self, event: MessageReceived) -> None:
-        """An MO (its parts joined by the session) into the inbound path; its stored copies
-        are deleted once every part handed over is kept."""
+        """An MO part into the inbound path (the gateway joins parts, not the link); its
+        stored copy is deleted once the part is kept (held for its siblings or delivered)."""
         self.stats.mos += 1
         parts = inbound_parts(self.name, event, self.config.number, self._clock())
         results: list[Awaitable[None]] = []
@@ -615,32 +614,13 @@ _CODING_OF_ALPHABET = {Alphabet.GSM7: 0x00, Alphabet.EIGHT_BIT: 0x04, Alphabet.U
 def inbound_parts(
     link: str, received: MessageReceived, own_number: str | None, now: float
 ) -> list[InboundPart]:
-    """An MO as the inbound path takes it. A whole message (every part arrived; the session
-    joined them) is one part with no concatenation; one whose other parts never came is given
-    part by part, each with its place, so the inbound path treats it as it treats an SMPP
-    carrier's lone parts."""
+    """An MO as the inbound path takes it: each SMS-DELIVER part as it came, with its place
+    (reference, total, sequence from its UDH), as an SMPP carrier's parts are; the gateway
+    joins them. (The link's session hands parts over unjoined, so this is one part.)"""
     first = received.user_data[0]
     coding = _CODING_OF_ALPHABET[first.alphabet]
     source, source_ton, source_npi = _originator(received.originator)
     stamp = received.service_centre_time
-    whole = b"".join(part.payload for part in received.user_data)
-    message = InboundPart(
-        link=link,
-        source=source,
-        destination=own_number or "",
-        data_coding=coding,
-        payload=whole,
-        text=decoded_text(whole, coding),
-        received_at=now,
-        carrier_timestamp=stamp.timestamp() if stamp is not None else None,
-        source_ton=source_ton,
-        source_npi=source_npi,
-        destination_ton=TypeOfNumber.INTERNATIONAL if own_number else TypeOfNumber.UNKNOWN,
-        destination_npi=NPI_ISDN,
-        udh_elements=_other_elements(first.header),
-    )
-    if received.complete:
-        return [message]
     parts = []
     for user_data in received.user_data:
         found = user_data.concat
@@ -648,9 +628,24 @@ def inbound_parts(
         if found is not None:
             scheme = ConcatScheme.UDH16 if found.reference_bits == 16 else ConcatScheme.UDH8
             concat = Concat(found.reference, found.total, found.seqnum, scheme)
-        payload = user_data.payload
-        text = decoded_text(payload, coding)
-        parts.append(dataclasses.replace(message, payload=payload, text=text, concat=concat))
+        parts.append(
+            InboundPart(
+                link=link,
+                source=source,
+                destination=own_number or "",
+                data_coding=coding,
+                payload=user_data.payload,
+                text=decoded_text(user_data.payload, coding),
+                concat=concat,
+                received_at=now,
+                carrier_timestamp=stamp.timestamp() if stamp is not None else None,
+                source_ton=source_ton,
+                source_npi=source_npi,
+                destination_ton=TypeOfNumber.INTERNATIONAL if own_number else TypeOfNumber.UNKNOWN,
+                destination_npi=NPI_ISDN,
+                udh_elements=_other_elements(user_data.header),
+            )
+        )
     return parts
 
 
@@ -694,6 +689,7 @@ def session_settings(config: ModemLinkConfig) -> SessionSettings:
         send_timeout=config.send_timeout,
         signal_interval=config.signal_interval,
         poll_interval=config.poll_interval,
+        join_parts=False,  # the gateway's inbound path joins every link's parts, once
     )
 
 
