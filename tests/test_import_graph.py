@@ -21,10 +21,6 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
         # The exporter types against the whole `Gateway` for many of its counters: it is next
         # to move onto `gateway.services.GatewayServices`.
         ("gateway.metrics", "gateway.app"),
-        # The /v1/inbound and /v1/optouts routes reach back for `HttpApi` (a type) and API_KEY
-        # (the request key): both belong in a module of their own below gateway.http.api.
-        ("gateway.http.inbound", "gateway.http.api"),
-        ("gateway.http.optouts", "gateway.http.api"),
         # Config validation calls rules that live beside their users (function-local imports):
         # the sender-id rule and the event-sink specs, which in turn import config types.
         ("gateway.config", "gateway.addresses"),

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -55,6 +55,7 @@ from gateway.http.problems import (
     problem_response,
 )
 from gateway.http.reload import add_reload_route
+from gateway.http.route_host import API_KEY, Model
 from gateway.http.server_limits import (
     ConnectionGuard,
     ConnectionLimits,
@@ -101,8 +102,6 @@ _JSON_HEADERS = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON}))
 _JSON_REPLAYED = CIMultiDictProxy(CIMultiDict({"Content-Type": JSON, REPLAYED_HEADER: "true"}))
 SWEEP_SECONDS = 30.0
 
-API_KEY = web.RequestKey("api_key", ApiKey)  # the authenticated key of a /v1 request
-Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -407,7 +406,7 @@ class HttpApi:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    async def _parse(self, request: web.Request, model: type[Model]) -> Model:
+    async def parse_body(self, request: web.Request, model: type[Model]) -> Model:
         body = await request.read()
         try:
             return model.model_validate_json(body)
@@ -487,7 +486,7 @@ class HttpApi:
     async def send_messages(self, request: web.Request) -> web.Response:
         key = request[API_KEY]
         self._require_scope(key, "messages")
-        body = await self._parse(request, models.SendMessageRequest)
+        body = await self.parse_body(request, models.SendMessageRequest)
         if (error := body.content_error()) is not None:
             raise Problem(422, error.code, error.sentence, field=error.field)
         recipients = body.recipients()
@@ -619,7 +618,7 @@ class HttpApi:
     async def preview_message(self, request: web.Request) -> web.Response:
         key = request[API_KEY]
         self._require_scope(key, "messages")
-        body = await self._parse(request, models.PreviewRequest)
+        body = await self.parse_body(request, models.PreviewRequest)
         if (error := body.content_error()) is not None:
             raise Problem(422, error.code, error.sentence, field=error.field)
         explanation = explain_route(
@@ -679,7 +678,7 @@ class HttpApi:
     async def send_otp(self, request: web.Request) -> web.Response:
         key = request[API_KEY]
         self._require_scope(key, "otp")
-        body = await self._parse(request, models.OtpSendRequest)
+        body = await self.parse_body(request, models.OtpSendRequest)
         self._require_sender(key, body.from_ or self.gateway.config.otp.default_sender)
         self._take_messages(key, 1)
 
@@ -730,7 +729,7 @@ class HttpApi:
 
     async def check_otp(self, request: web.Request) -> web.Response:
         key, otp_id = await self._own_otp(request)
-        body = await self._parse(request, models.OtpCheckRequest)
+        body = await self.parse_body(request, models.OtpCheckRequest)
         try:
             record, outcome = await self.otp.check(key, otp_id, body.code)
         except OtpRefusal as refusal:

@@ -8,25 +8,23 @@ newest first, paginated) and `GET /v1/inbound/{id}`, and turning stored MOs into
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from gateway.http import models
 from gateway.http.optouts import MAX_ROW_ID, decode_cursor, encode_cursor, whole_number
 from gateway.http.problems import Problem
+from gateway.http.route_host import API_KEY, ApiHost
 from gateway.keys import ApiKey
 from gateway.store.base import InboundRecord, InboundState, InboundStore
-
-if TYPE_CHECKING:
-    from gateway.http.api import HttpApi
 
 SCOPE = "inbound"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
 
-def add_inbound_routes(app: web.Application, api: HttpApi) -> None:
+def add_inbound_routes(app: web.Application, api: ApiHost) -> None:
     handlers = InboundHandlers(api)
     app.router.add_get("/v1/inbound", handlers.list)
     app.router.add_get("/v1/inbound/{id}", handlers.get)
@@ -77,7 +75,7 @@ def inbound_view(record: InboundRecord) -> models.InboundView:
 
 
 class InboundHandlers:
-    def __init__(self, api: HttpApi) -> None:
+    def __init__(self, api: ApiHost) -> None:
         self.api = api
         self.gateway = api.gateway
 
@@ -88,8 +86,6 @@ class InboundHandlers:
 
     @staticmethod
     def _key(request: web.Request) -> ApiKey:
-        from gateway.http.api import API_KEY
-
         key: ApiKey = request[API_KEY]
         if not key.allows_scope(SCOPE):
             raise Problem(403, "insufficient_scope", f"This key does not have the '{SCOPE}' scope.")

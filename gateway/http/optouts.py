@@ -18,12 +18,13 @@ import base64
 import binascii
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from gateway.http import models
 from gateway.http.problems import Problem
+from gateway.http.route_host import API_KEY, ApiHost
 from gateway.keys import ApiKey
 from gateway.optouts.senders import resolve_number, sender_key
 from gateway.store.base import (
@@ -35,15 +36,12 @@ from gateway.store.base import (
 )
 from routing import InvalidNumber
 
-if TYPE_CHECKING:
-    from gateway.http.api import HttpApi
-
 SCOPE = "optouts"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
 
-def add_optout_routes(app: web.Application, api: HttpApi) -> None:
+def add_optout_routes(app: web.Application, api: ApiHost) -> None:
     handlers = OptOutHandlers(api)
     app.router.add_get("/v1/optouts", handlers.list)
     app.router.add_put("/v1/optouts/{number}", handlers.put)
@@ -122,7 +120,7 @@ def decode_cursor(text: str, length: int) -> list[Any]:
 
 
 class OptOutHandlers:
-    def __init__(self, api: HttpApi) -> None:
+    def __init__(self, api: ApiHost) -> None:
         self.api = api
         self.gateway = api.gateway
 
@@ -133,8 +131,6 @@ class OptOutHandlers:
 
     # --- helpers ----------------------------------------------------------------------------
     def _key(self, request: web.Request) -> ApiKey:
-        from gateway.http.api import API_KEY
-
         key: ApiKey = request[API_KEY]
         if not key.allows_scope(SCOPE):
             raise Problem(403, "insufficient_scope", f"This key does not have the '{SCOPE}' scope.")
@@ -233,7 +229,7 @@ class OptOutHandlers:
     async def put(self, request: web.Request) -> web.Response:
         key = self._key(request)
         number = self._number(request.match_info["number"])
-        body = await self.api._parse(request, models.OptOutPutRequest)
+        body = await self.api.parse_body(request, models.OptOutPutRequest)
         scope = OptOutScope(body.scope)
         if scope is OptOutScope.SENDER:
             if body.sender is None or body.group is not None:
