@@ -13,15 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http import models
-from gateway.http.optouts import MAX_ROW_ID, decode_cursor, encode_cursor, whole_number
+from gateway.http.paging import decode_row_id_cursor, encode_cursor, page_limit, whole_number
 from gateway.http.problems import Problem
 from gateway.http.route_host import API_KEY, ApiHost
 from gateway.keys import ApiKey
 from gateway.store.base import InboundRecord, InboundState, InboundStore
 
 SCOPE = "inbound"
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 
 
 def add_inbound_routes(app: web.Application, api: ApiHost) -> None:
@@ -113,21 +111,8 @@ class InboundHandlers:
             number = number.strip().removeprefix("+")
             if not (number.isascii() and number.isdigit()) or len(number) > 15:
                 raise Problem(422, "invalid_number", "number is digits.", field="number")
-        raw_limit = query.get("limit")
-        limit = DEFAULT_PAGE
-        if raw_limit is not None:
-            if whole_number(raw_limit) is None or not 1 <= int(raw_limit) <= MAX_PAGE:
-                raise Problem(
-                    422, "invalid_limit", f"limit is a whole number from 1 to {MAX_PAGE}.", "limit"
-                )
-            limit = int(raw_limit)
-        before_id = None
-        if "after" in query:
-            (before_id,) = decode_cursor(query["after"], 1)
-            if not isinstance(before_id, int) or not 0 <= before_id <= MAX_ROW_ID:
-                raise Problem(
-                    422, "invalid_cursor", "after is not a cursor this API gave.", "after"
-                )
+        limit = page_limit(query)
+        before_id = decode_row_id_cursor(query["after"]) if "after" in query else None
         records = await self.store.list_inbound(
             number=number,
             since=self._time(query.get("since"), "since"),

@@ -14,15 +14,19 @@ Never does: SQL (the store), or deciding scopes of keywords (the registry).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.http import models
+from gateway.http.paging import (
+    MAX_PAGE,
+    decode_cursor,
+    decode_row_id_cursor,
+    encode_cursor,
+    page_limit,
+)
 from gateway.http.problems import Problem
 from gateway.http.route_host import API_KEY, ApiHost
 from gateway.keys import ApiKey
@@ -37,8 +41,6 @@ from gateway.store.base import (
 from routing import InvalidNumber
 
 SCOPE = "optouts"
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 
 
 def add_optout_routes(app: web.Application, api: ApiHost) -> None:
@@ -90,33 +92,6 @@ def history_view(record: OptOutAuditRecord) -> models.OptOutHistoryEntry:
         changed=record.changed,
         at=_at(record.at),
     )
-
-
-# Row ids are 64-bit signed integers in both stores; a larger number names no row.
-MAX_ROW_ID = 2**63 - 1
-
-
-def whole_number(raw: str) -> int | None:
-    """ASCII digits within a row id's range, else None (str.isdigit alone admits '²', which
-    int() refuses, and numbers too large for the database to bind)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
-        return None
-    value = int(raw)
-    return value if value <= MAX_ROW_ID else None
-
-
-def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str, length: int) -> list[Any]:
-    try:
-        values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        values = None
-    if not isinstance(values, list) or len(values) != length:
-        raise Problem(422, "invalid_cursor", "after is not a cursor this API gave.", field="after")
-    return values
 
 
 class OptOutHandlers:
@@ -177,20 +152,6 @@ class OptOutHandlers:
                 422, "invalid_scope", "scope is one of sender, group, all.", field=field
             ) from None
 
-    @staticmethod
-    def _limit(request: web.Request) -> int:
-        raw = request.query.get("limit")
-        if raw is None:
-            return DEFAULT_PAGE
-        if whole_number(raw) is None or not 1 <= int(raw) <= MAX_PAGE:
-            raise Problem(
-                422,
-                "invalid_limit",
-                f"limit is a whole number from 1 to {MAX_PAGE}.",
-                field="limit",
-            )
-        return int(raw)
-
     # --- handlers ---------------------------------------------------------------------------
     async def list(self, request: web.Request) -> web.Response:
         key = self._key(request)
@@ -211,7 +172,7 @@ class OptOutHandlers:
                 raise Problem(422, "conflicting_filters", "group goes with scope group.", "scope")
             scope, target = OptOutScope.GROUP, group
         self._require_sender_allowed(key, sender, "sender" if sender is not None else "any")
-        limit = self._limit(request)
+        limit = page_limit(request.query)
         after = None
         if "after" in query:
             values = decode_cursor(query["after"], 3)
@@ -315,15 +276,10 @@ class OptOutHandlers:
                 403, "sender_not_allowed", "A key limited to some senders cannot read histories."
             )
         number = self._number(request.match_info["number"])
-        limit = self._limit(request)
+        limit = page_limit(request.query)
         after_id = 0
         if "after" in request.query:
-            values = decode_cursor(request.query["after"], 1)
-            if not isinstance(values[0], int) or not 0 <= values[0] <= MAX_ROW_ID:
-                raise Problem(
-                    422, "invalid_cursor", "after is not a cursor this API gave.", "after"
-                )
-            after_id = values[0]
+            after_id = decode_row_id_cursor(request.query["after"])
         records = await self.store.optout_history(number, after_id=after_id, limit=limit + 1)
         page = records[:limit]
         next_cursor = encode_cursor([page[-1].id]) if len(records) > limit else None
