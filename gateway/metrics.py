@@ -707,6 +707,7 @@ _INBOUND_FIELDS: dict[str, tuple[str, str | None]] = {
     "event_sink_missing": ("tandem_inbound_not_forwarded", "event_sink_missing"),
     "refused_full": ("tandem_inbound_not_forwarded", "refused_full"),
     "store_failures": ("tandem_inbound_not_forwarded", "store_failure"),
+    "duplicate_parts": ("tandem_inbound_not_forwarded", "duplicate_part"),
     "keyword_opt_outs": ("tandem_inbound_keywords", "opt_out"),
     "keyword_opt_ins": ("tandem_inbound_keywords", "opt_in"),
     "keyword_help": ("tandem_inbound_keywords", "help"),
@@ -728,7 +729,8 @@ _INBOUND_FAMILIES: dict[str, tuple[str, str | None]] = {
     "tandem_inbound_forwarded": ("MOs forwarded, by destination kind", "destination"),
     "tandem_inbound_not_forwarded": (
         "MOs not forwarded, by reason: unmatched, blocked, account_missing, event_sink_missing "
-        "(kept); refused_full, store_failure (the carrier offers them again)",
+        "(kept); refused_full, store_failure (the carrier offers them again); duplicate_part "
+        "(a part resent after its MO was joined: answered, dropped)",
         "reason",
     ),
     "tandem_inbound_keywords": ("Keyword MOs by class, and failures to act on one", "keyword"),

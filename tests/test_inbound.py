@@ -147,6 +147,41 @@ async def test_a_multipart_mo_is_reassembled_for_an_smpp_account_read_by_smpplib
         await stop_tandem(tandem)
 
 
+async def test_a_part_resent_after_its_message_was_joined_is_answered_not_delivered_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # A carrier resends a deliver_sm whose resp it lost; by then the message may be whole.
+    tandem = await start(tmp_path, receiver, reassembly_timeout=30.0)
+    stats = tandem.gateway.inbound.stats
+    try:
+        text = b"A" * 150 + b"B" * 150 + b"C" * 20
+        parts = udh_parts(text, 43)
+        for part in parts:
+            tandem.simulator.inject_mo(
+                SUBSCRIBER, "5555", short_message=part, system_id="tandem", esm_class=0x40
+            )
+        await wait_for(lambda: bool(receiver.got), what="the webhook")
+        held = stats.parts_held
+        tandem.simulator.inject_mo(
+            SUBSCRIBER, "5555", short_message=parts[1], system_id="tandem", esm_class=0x40
+        )
+        await wait_for(lambda: tandem.simulator.stats.mo_sent == 4, what="the resent part's resp")
+        assert stats.duplicate_parts == 1
+        assert stats.parts_held == held  # not held as the start of a new message
+        # The same reference from another subscriber is a message of its own.
+        tandem.simulator.inject_mo(
+            "447400999999", "5555", short_message=parts[1], system_id="tandem", esm_class=0x40
+        )
+        await wait_for(lambda: stats.parts_held == held + 1, what="the other sender's part")
+        assert stats.duplicate_parts == 1 and tandem.simulator.stats.deliveries_retried == 0
+        store: Any = tandem.gateway.message_store
+        kept = await store.list_inbound(number=SUBSCRIBER)
+        assert [record.row.part_count for record in kept] == [3]
+        assert len(receiver.got) == 1 and stats.messages == 1
+    finally:
+        await stop_tandem(tandem)
+
+
 async def test_the_keyword_route_takes_its_first_word_and_the_rest_stay_unmatched(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -6,7 +6,9 @@ hands the daemon:
 2. a part of several is held (kept in the store) until its message is whole: reassembly happens
    once, here, with `[inbound]`'s timeout and bounds; parts whose whole never arrives are
    delivered as the parts they are when it times out (and after a restart, held parts wait
-   again);
+   again); a part offered again after its message was joined (a carrier resends a part
+   whose answer it lost) is answered but not delivered a second time, for one reassembly
+   window after the join;
 3. the message is matched against the opt-out keywords and routed (`gateway.inbound.routing`);
 4. it is kept in the store (with the webhook delivery it is owed, in the same transaction), and,
    for an SMPP account, queued in that account's durable outbox in the same commit;
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -114,6 +117,9 @@ class InboundHandler:
         self._parts = Reassembler(
             config.reassembly_timeout, config.reassembly_max_pending, config.reassembly_max_bytes
         )
+        # Messages joined lately (group -> until when a part of it is a resend), oldest first,
+        # at most `reassembly_max_pending` of them.
+        self._joined: OrderedDict[str, float] = OrderedDict()
         self.webhooks = WebhookSender(
             store,
             self._webhook_route,
@@ -199,13 +205,61 @@ class InboundHandler:
             raise TemporarilyRefused(f"{route.account}: delivery queue full, MO refused")
         if part.is_part_of_several:
             held = _Held(part, _group(part))
+            if self._resent_after_join(held.group):
+                self.stats.duplicate_parts += 1
+                concat = part.concat
+                assert concat is not None
+                log.info(
+                    "MO part %d/%d from %s to %s on %s came again after its message was "
+                    "joined: answered, not delivered again",
+                    concat.sequence,
+                    concat.total,
+                    part.source,
+                    part.destination,
+                    part.link,
+                )
+                return self._spawn(_answered())
             whole = self._add_part(held)
             if whole is None:
                 self.stats.parts_held += 1
                 return self._spawn(self._hold(held))
             self.stats.reassembled += 1
-            return self._take(whole, replaces=held.group)
+            taken = self._take(whole, replaces=held.group)
+            self._remember_joined(held.group, taken)
+            return taken
         return self._take(InboundMessage.single(part))
+
+    def _resent_after_join(self, group: str) -> bool:
+        """True when `group`'s message was joined within the last reassembly window: every
+        part of it was there, so this one is a copy."""
+        until = self._joined.get(group)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._joined[group]
+        return False
+
+    def _remember_joined(self, group: str, taken: asyncio.Task[None]) -> None:
+        self._joined.pop(group, None)
+        self._joined[group] = time.monotonic() + self.config.reassembly_timeout
+        while len(self._joined) > self.config.reassembly_max_pending:
+            self._joined.popitem(last=False)
+
+        def forget_unless_kept(task: asyncio.Task[None]) -> None:
+            # Not kept: the carrier is answered with an error and offers the part again,
+            # which must then count.
+            if task.cancelled() or task.exception() is not None:
+                self._joined.pop(group, None)
+
+        taken.add_done_callback(forget_unless_kept)
+
+    def _forget_old_joins(self, now: float) -> None:
+        while self._joined:
+            group, until = next(iter(self._joined.items()))
+            if until > now:
+                return
+            del self._joined[group]
 
     def _add_part(self, held: _Held) -> InboundMessage | None:
         part = held.part
@@ -445,6 +499,7 @@ class InboundHandler:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
+            self._forget_old_joins(now)
             for incomplete in self._parts.expire(now):
                 for each in incomplete.parts:  # better the parts than nothing
                     held = each.context
@@ -462,6 +517,10 @@ class InboundHandler:
         message = InboundMessage.single(held.part, complete=False)
         ids = (held.row_id,) if held.row_id is not None else ()
         self._take(message, held_ids=ids).add_done_callback(_log_failure)
+
+
+async def _answered() -> None:
+    """What a resent part waits for: nothing, it is answered at once."""
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

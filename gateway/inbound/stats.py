@@ -14,6 +14,7 @@ class InboundStats:
     reassembled: int = 0  # of those, joined from several parts
     parts_held: int = 0  # parts kept waiting for the rest of their message
     parts_timed_out: int = 0  # delivered as parts: the rest never arrived
+    duplicate_parts: int = 0  # offered again after their message was joined: answered, dropped
     routed: int = 0
     to_accounts: int = 0
     to_webhooks: int = 0
