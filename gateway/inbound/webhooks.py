@@ -149,10 +149,12 @@ class WebhookSender:
         assert self._poster is not None
         route = self.routes(record.row.webhook or "")
         if route is None or route.webhook is None or route.webhook_secret is None:
-            self.stats.webhook_given_up += 1
-            await self.store.webhook_attempted(
-                record.id, next_at=None, error="the route is no longer configured"
-            )
+            try:
+                await self.store.webhook_attempted(
+                    record.id, next_at=None, error="the route is no longer configured"
+                )
+            finally:
+                self.stats.webhook_given_up += 1
             return
         body = webhook_body(record)
         now = self.clock()
@@ -170,9 +172,13 @@ class WebhookSender:
             status, error = 403, f"refused by [egress]: {exc}"
         except (OSError, TimeoutError, ValueError) as exc:
             status, error = None, f"{type(exc).__name__}: {exc}"
+        # Each outcome is counted once the store has the attempt (or refused it): whoever reads
+        # the stats finds the row in the state they say, and a delivered MO is no longer owed.
         if error is None:
-            self.stats.webhook_delivered += 1
-            await self.store.webhook_attempted(record.id, next_at=None, error=None)
+            try:
+                await self.store.webhook_attempted(record.id, next_at=None, error=None)
+            finally:
+                self.stats.webhook_delivered += 1
             return
         attempt = attempts + 1
         next_at = (
@@ -181,7 +187,6 @@ class WebhookSender:
             else None
         )
         if next_at is None:
-            self.stats.webhook_given_up += 1
             log.warning(
                 "inbound webhook %s of MO %d given up: %s",
                 redact_url(route.webhook),
@@ -189,6 +194,13 @@ class WebhookSender:
                 error,
             )
         else:
-            self.stats.webhook_retries += 1
+            # Queued before the write; the store applies writes in the order they were asked
+            # for, so this attempt is recorded before the next one can be.
             self._later(record, next_at, attempt)
-        await self.store.webhook_attempted(record.id, next_at=next_at, error=error)
+        try:
+            await self.store.webhook_attempted(record.id, next_at=next_at, error=error)
+        finally:
+            if next_at is None:
+                self.stats.webhook_given_up += 1
+            else:
+                self.stats.webhook_retries += 1
