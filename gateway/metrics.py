@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import platform
@@ -85,7 +86,9 @@ STORE_PROBE_SECONDS = 1.0
 STORE_PROBE_TIMEOUT = 5.0
 
 
+@functools.cache
 def _version() -> str:
+    """Read once: the installed metadata is parsed from disk (milliseconds a scrape)."""
     try:
         return metadata.version("tandem")
     except metadata.PackageNotFoundError:
@@ -145,15 +148,18 @@ def _histogram(
             label_names = _HISTOGRAM_LABELS.get(name, [])
             family = HistogramMetricFamily(name, documentation, labels=label_names)
         cumulative, running = [], 0
-        for bound, in_bucket in zip((*stages.BOUNDS, float("inf")), histogram.counts):
+        for le, in_bucket in zip(_LE, histogram.counts):
             running += in_bucket
-            cumulative.append((_le(bound), float(running)))
+            cumulative.append((le, float(running)))
         family.add_metric(list(values), cumulative, sum_value=histogram.total)
     return family
 
 
 def _le(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(f"{bound:.6g}"))
+
+
+_LE = tuple(_le(bound) for bound in (*stages.BOUNDS, float("inf")))  # the buckets' `le`, once
 
 
 _HISTOGRAM_LABELS: dict[str, list[str]] = {

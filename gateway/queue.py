@@ -78,17 +78,45 @@ class _Entry:
     ready: bool = False  # in the ready heap (counted against `in_memory`)
 
     @property
-    def ready_key(self) -> tuple[int, float, int]:
+    def ready_key(self) -> tuple[float, int, _Entry]:
         m = self.message
-        return (m.priority, max(m.due_at, m.created_at), self.sequence)
+        return (max(m.due_at, m.created_at), self.sequence, self)
 
 
 @dataclass(slots=True)
 class _LinkQueue:
-    # (priority, sendable since, sequence, entry): what may go now.
-    ready: list[tuple[int, float, int, _Entry]] = field(default_factory=list)
+    # What may go now: a heap of (sendable since, sequence, entry) per priority, so that the
+    # head of each is its longest-waiting message (the oldest age costs no scan).
+    ready: dict[int, list[tuple[float, int, _Entry]]] = field(default_factory=dict)
+    priorities: list[int] = field(default_factory=list)  # the keys of `ready`, sorted
     # (wake at, sequence, entry): not due yet; wake at due time or at validity end if sooner.
     waiting: list[tuple[float, int, _Entry]] = field(default_factory=list)
+
+    def push_ready(self, entry: _Entry) -> None:
+        priority = entry.message.priority
+        heap = self.ready.get(priority)
+        if heap is None:
+            heap = self.ready[priority] = []
+            self.priorities.append(priority)
+            self.priorities.sort()
+        heapq.heappush(heap, entry.ready_key)
+
+    def ready_entries(self) -> Iterator[_Entry]:
+        """Every entry of the ready heaps, removed ones included (in no order)."""
+        for heap in self.ready.values():
+            for item in heap:
+                yield item[2]
+
+    def oldest_ready_at(self) -> float | None:
+        """The earliest `sendable since` of what may go now: the heads of the heaps, once
+        entries taken out (lazily deleted) are dropped from them."""
+        oldest: float | None = None
+        for heap in self.ready.values():
+            while heap and heap[0][2].removed:
+                heapq.heappop(heap)
+            if heap and (oldest is None or heap[0][0] < oldest):
+                oldest = heap[0][0]
+        return oldest
 
 
 class StoredRef(NamedTuple):
@@ -367,15 +395,18 @@ class SendQueue:
         if queue is None:
             return None
         self._promote(queue, now)
-        while queue.ready:
-            entry = heapq.heappop(queue.ready)[3]
-            if entry.removed:
-                continue
-            self._forget(entry)
-            if entry.message.is_expired(now):
-                self._expired.append(entry.message)
-                continue
-            return entry.message
+        ready = queue.ready
+        for priority in queue.priorities:  # most urgent first
+            heap = ready[priority]
+            while heap:
+                entry = heapq.heappop(heap)[2]
+                if entry.removed:
+                    continue
+                self._forget(entry)
+                if entry.message.is_expired(now):
+                    self._expired.append(entry.message)
+                    continue
+                return entry.message
         return None
 
     def take_expired(self) -> list[Message]:
@@ -414,7 +445,7 @@ class SendQueue:
         queue = self._links.get(from_link)
         if queue is None or from_link == to_link:
             return 0
-        entries = [item[3] for item in queue.ready] + [item[2] for item in queue.waiting]
+        entries = [*queue.ready_entries(), *(item[2] for item in queue.waiting)]
         entries = [e for e in entries if not e.removed and (only is None or only(e.message))]
         entries.sort(key=lambda e: e.sequence)
         for entry in entries:
@@ -430,15 +461,11 @@ class SendQueue:
 
     def oldest_ready_at(self, link: str) -> float | None:
         """When the longest-waiting message of `link` that may go now became sendable (unix
-        seconds), or None when none waits; scheduled messages not yet due do not count. Scans
-        the link's whole messages (at most `in_memory` per priority): for the operator's
-        views, not the message path."""
-        oldest: float | None = None
+        seconds), or None when none waits; scheduled messages not yet due do not count. Reads
+        the head of each priority's heap and of each backlog of references: what a scrape
+        pays does not grow with the queue."""
         queue = self._links.get(link)
-        if queue is not None:
-            for _, since, _, entry in queue.ready:
-                if not entry.removed and (oldest is None or since < oldest):
-                    oldest = since
+        oldest = queue.oldest_ready_at() if queue is not None else None
         for (name, _), refs in self._refs.items():
             if name != link or not refs.live:
                 continue
@@ -476,7 +503,7 @@ class SendQueue:
         if due <= now:
             entry.ready = True
             self._ready[(link, message.priority)] += 1
-            heapq.heappush(queue.ready, (*entry.ready_key, entry))
+            queue.push_ready(entry)
         else:
             wake = due if message.validity_at is None else min(due, message.validity_at)
             heapq.heappush(queue.waiting, (wake, sequence, entry))
@@ -493,7 +520,7 @@ class SendQueue:
             elif entry.message.due_at <= now:
                 entry.ready = True
                 self._ready[(entry.link, entry.message.priority)] += 1
-                heapq.heappush(queue.ready, (*entry.ready_key, entry))
+                queue.push_ready(entry)
             else:  # woke for a validity end that has not come yet (clock granularity)
                 heapq.heappush(queue.waiting, (entry.message.due_at, sequence, entry))
 

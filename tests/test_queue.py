@@ -224,6 +224,34 @@ def test_pop_returns_exactly_the_due_messages_in_priority_then_age_order(
     assert len(queue) == len(messages) - len(due)
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 9),  # priority
+            st.floats(0, 100, allow_nan=False),  # created offset
+            st.sampled_from(["stay", "pop", "remove"]),
+        ),
+        max_size=40,
+    ),
+)
+def test_the_oldest_ready_age_follows_pops_and_removals_across_priorities(
+    specs: list[tuple[int, float, str]],
+) -> None:
+    queue = SendQueue()
+    messages = [make_message(priority=p, created_at=T0 + c) for p, c, _ in specs]
+    for message in messages:
+        queue.put(message, "l", T0 + 100)
+    assert queue.oldest_ready_at("l") == (min(m.created_at for m in messages) if messages else None)
+    pops = sum(1 for *_, fate in specs if fate == "pop")
+    popped = [queue.pop("l", T0 + 100) for _ in range(pops)]
+    for message, (*_, fate) in zip(messages, specs, strict=True):
+        if fate == "remove" and message not in popped:
+            queue.remove(message.id)
+    left = [m for m, (*_, fate) in zip(messages, specs, strict=True) if m.id in queue]
+    assert len(left) == len(queue)
+    assert queue.oldest_ready_at("l") == (min(m.created_at for m in left) if left else None)
+
+
 async def test_get_waits_for_a_put() -> None:
     queue = AsyncSendQueue(on_expired=lambda expired: None)
     waiter = asyncio.create_task(queue.get("smsc-a"))
