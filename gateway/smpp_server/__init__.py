@@ -17,9 +17,13 @@ bind timeout for connections that never bind and enquire_link probes for half-op
 Must never: decide routing or policy (intake does), touch SQL (the store does) or parse SMPP
 bytes itself (smpp.codec / smpp.session do).
 
-The package, by concern: `server` (listeners, binds, account runtimes, intake batches,
-query/cancel, the receipt and MO outbox), `submits` (validating a submit into a request),
-`receipts` (the deliver_sm receipt), `settings` (settings, counters, shared records).
+The package, by concern: `server` (listeners, life cycle, account runtimes, which part answers
+which request, housekeeping, reloads), `binds` (one connection: its window, back-pressure and
+draining; the per-account runtime), `bind_decisions` (credentials, the guard, bind limits),
+`submit_intake` (submits into intake in batches, tps, held multipart submits), `submits`
+(validating a submit into a request), `queries` (query_sm and cancel_sm on the account's own
+messages), `outbox` (receipts and MOs to customers, backed by the store), `receipts` (the
+deliver_sm receipt), `settings` (settings, counters, shared records).
 """
 
 from gateway.smpp_server.server import CustomerSmppServer, start_customer_server

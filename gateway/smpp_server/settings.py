@@ -1,17 +1,22 @@
 """The customer SMPP server's settings, counters and the small records its parts share: what is
 queued for delivery (`_Delivery`), a submitted part held for reassembly (`_Held`), a refusal
-with its SMPP status (`_Refused`). Plain data: no I/O, no server state.
+with its SMPP status (`_Refused`), and `Spawn` (how the server's parts start work it waits for
+when it stops). Plain data: no I/O, no server state.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from dlr.status import MessageStatus
 from smpp.constants import CommandStatus
 from smpp.pdu import BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, Pdu
 from smpp.session import SessionState
+
+T = TypeVar("T")
 
 SYSTEM_ID = "tandem"
 BIND_KINDS: dict[type[Pdu], str] = {
@@ -114,3 +119,9 @@ class _Held:
 
     pdu: Pdu
     future: asyncio.Future[Pdu]
+
+
+class Spawn(Protocol):
+    """Runs `work` as a task the server awaits when it stops."""
+
+    def __call__(self, work: Awaitable[T], /) -> asyncio.Future[T]: ...

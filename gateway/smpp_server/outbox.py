@@ -1,0 +1,443 @@
+"""Receipts and MOs to customers: each account's outbox of deliver_sm, handed to its receiving
+binds round robin, retried on a temporary refusal, dropped on a permanent one or at expiry, and
+bounded (an MO the carrier was answered for keeps its reserved place; a receipt beyond the bound
+waits in the store and is refilled when the outbox is down to half).
+
+The outbox in memory is backed by the store (`CustomerDeliveryStore`): what a customer has not
+taken yet is offered again after a restart, and a delivery over (taken, refused for good,
+expired) is settled there in batches. A store without that support keeps it in memory only.
+
+Must never: read requests from customers (`submit_intake` does) or build a receipt's text
+itself (`receipts` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from dlr.customer_receipt import wants_receipt
+from dlr.status import MessageStatus, StatusSource, is_intermediate
+from gateway.accounts import AccountBook
+from gateway.batching import TurnBatch
+from gateway.inbound.model import InboundMessage
+from gateway.inbound.smpp_pdus import deliver_sm_for_message, deliver_sm_for_part
+from gateway.logs import message_fields
+from gateway.messages import Channel, Message
+from gateway.smpp_server.binds import AccountRuntime, CustomerBind
+from gateway.smpp_server.receipts import _customer_receipt
+from gateway.smpp_server.settings import (
+    TEMPORARY_DELIVERY_ERRORS,
+    CustomerServerStats,
+    ServerSettings,
+    Spawn,
+    _Delivery,
+)
+from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
+from smpp.aio import SmppConnectionClosed
+from smpp.codec import PduError, decode, encode
+from smpp.constants import CommandStatus
+from smpp.pdu import DeliverSm, Pdu
+from smpp.session import SessionError
+
+if TYPE_CHECKING:
+    from gateway.services import GatewayServices
+
+log = logging.getLogger("tandem.smpp_server")
+
+
+class CustomerOutbox:
+    """Every account's deliveries: a status listener (receipts for SMPP customers who asked for
+    one) and the inbound path's `MoAccounts` (MOs for numbers an account owns)."""
+
+    def __init__(
+        self,
+        gateway: GatewayServices,
+        *,
+        accounts: AccountBook,
+        settings: ServerSettings,
+        stats: CustomerServerStats,
+        runtime_of: Callable[[str], AccountRuntime | None],
+        spawn: Spawn,
+    ) -> None:
+        self.gateway = gateway
+        self.accounts = accounts
+        self.settings = settings
+        self.stats = stats
+        self._runtime_of = runtime_of
+        self._spawn = spawn
+        message_store = gateway.message_store
+        self.store = message_store if isinstance(message_store, CustomerDeliveryStore) else None
+        self._receipts_settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(
+            self._settle_receipts, spawn
+        )
+        self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, spawn)
+        # Receipts settled in memory whose settling the store has not committed yet: a refill
+        # reading the store meanwhile must not take them for owed.
+        self._settling: set[tuple[str, MessageStatus]] = set()
+
+    # -- receipts (a status listener) ----------------------------------------------------------
+
+    def message_status_changed(self, message: Message, change: StatusChange) -> None:
+        """Status listener: a receipt for SMPP customers who asked for one."""
+        if message.channel != Channel.SMPP:
+            return
+        status = message.status
+        intermediate = is_intermediate(status)
+        if not wants_receipt(message.registered_delivery, status, intermediate):
+            return
+        runtime = self._runtime_of(message.account)
+        if runtime is None:
+            return
+        segment = change.segment
+        error: int | str = 0
+        if segment is not None and segment.error:
+            error = segment.error
+        elif message.last_error:
+            error = message.last_error
+        total = segment.total if segment is not None else 1
+        self.stats.receipts_queued += 1
+        self._enqueue(
+            runtime,
+            _customer_receipt(message, status, error, total),
+            "receipt",
+            receipt=(message.id, status),
+        )
+
+    # --- MOs (gateway.inbound.handler.MoAccounts) -------------------------------------------
+
+    def owner_of(self, number: str) -> str | None:
+        account = self.accounts.owner_of(number)
+        return account.system_id if account is not None else None
+
+    def has_room(self, account: str) -> bool:
+        runtime = self._runtime_of(account)
+        if runtime is None:
+            return True  # not running: nothing to fill (the handler counts it)
+        full = len(runtime.outbox) + runtime.reserved >= runtime.account.config.delivery_queue_max
+        if full:
+            self.stats.mo_refused_full += 1
+        return not full
+
+    def deliver_mo(self, account: str, message: InboundMessage) -> Awaitable[None] | None:
+        """Queue an MO (reassembled by the gateway) for the account's binds: as one deliver_sm
+        for an account that reassembles, else as the parts it came in. Done once kept in the
+        store's MO outbox, so the carrier is answered after that."""
+        runtime = self._runtime_of(account)
+        if runtime is None:
+            return None
+        self.stats.mo_queued += 1
+        if runtime.account.config.multipart == "reassemble" or len(message.parts) == 1:
+            pdus = [deliver_sm_for_message(message)]
+        else:
+            pdus = [deliver_sm_for_part(part) for part in message.parts]
+        runtime.reserved += len(pdus)  # their places in the outbox, so nothing fills them
+        return self._spawn(self._keep_mos(runtime, pdus))
+
+    async def _keep_mos(self, runtime: AccountRuntime, pdus: list[DeliverSm]) -> None:
+        """Store the MOs, then queue them for a bind in the places `deliver_mo` reserved."""
+        ttl = runtime.account.config.delivery_ttl
+        ids: list[int | None] = [None] * len(pdus)
+        try:
+            if self.store is not None:
+                now = time.time()
+                kept = [
+                    self.store.queue_mo(
+                        runtime.system_id, encode(pdu), received_at=now, expires_at=now + ttl
+                    )
+                    for pdu in pdus
+                ]
+                ids = list(await asyncio.gather(*kept))
+        finally:
+            runtime.reserved -= len(pdus)
+        for pdu, mo_id in zip(pdus, ids, strict=True):
+            self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def _enqueue(
+        self,
+        runtime: AccountRuntime,
+        pdu: DeliverSm,
+        kind: str,
+        *,
+        expires_at: float | None = None,
+        receipt: tuple[str, MessageStatus] | None = None,
+        mo_id: int | None = None,
+        reserved: bool = False,
+    ) -> None:
+        """Queue a deliver_sm for the account's binds. Beyond the outbox's bound a receipt is
+        left to wait in the store (refilled later); anything else is dropped and counted, unless
+        its place was `reserved` (an MO the carrier was answered for)."""
+        config = runtime.account.config
+        if expires_at is None:
+            expires_at = time.monotonic() + config.delivery_ttl
+        item = _Delivery(pdu, kind, expires_at, receipt=receipt, mo_id=mo_id)
+        full = len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max
+        if full and receipt is not None and self.store is not None:
+            # Owed in the store already: it waits there until the outbox has room again.
+            runtime.receipts_in_store = True
+            self.stats.receipts_deferred += 1
+            return
+        if receipt is not None:
+            runtime.receipts_held[receipt] += 1
+        if full and not reserved:
+            self.stats.delivery_dropped_full += 1
+            if self.stats.delivery_dropped_full % 1000 == 1:
+                log.warning(
+                    "%s: delivery queue full (%d); dropping %s",
+                    runtime.system_id,
+                    len(runtime.outbox),
+                    kind,
+                )
+            self._settle(runtime, item, "not sent: the delivery queue was full")
+            return
+        runtime.outbox.append(item)
+        self.pump(runtime)
+
+    def pump(self, runtime: AccountRuntime) -> None:
+        """Hand queued deliveries to receiving binds while they have room; when receipts wait
+        in the store and the outbox is down to half, fetch the next of them."""
+        outbox = runtime.outbox
+        if (
+            runtime.receipts_in_store
+            and not runtime.refilling
+            and len(outbox) <= runtime.account.config.delivery_queue_max // 2
+            and any(bind.can_deliver() for bind in runtime.binds)
+        ):
+            runtime.refilling = True  # one refill at a time; it clears this when done
+            self._spawn(self._refill_and_pump(runtime))
+        if not outbox:
+            return
+        now = time.monotonic()
+        while outbox:
+            item = outbox[0]
+            if item.expires_at <= now:
+                outbox.popleft()
+                self.stats.delivery_expired += 1
+                self._settle(runtime, item, "not sent: no receiving bind took it before it expired")
+                continue
+            if item.not_before > now:
+                return
+            bind = runtime.receiving_bind()
+            if bind is None:
+                return
+            connection = bind.connection
+            assert connection is not None
+            try:
+                future = connection.send_request_nowait(item.pdu)
+            except (SessionError, SmppConnectionClosed):
+                return  # that bind is going away; the next pump finds another
+            outbox.popleft()
+            bind.delivering += 1
+            future.add_done_callback(functools.partial(self._delivered, runtime, bind, item))
+
+    def _delivered(
+        self,
+        runtime: AccountRuntime,
+        bind: CustomerBind,
+        item: _Delivery,
+        future: asyncio.Future[Pdu],
+    ) -> None:
+        bind.delivering -= 1
+        status: int | None
+        if future.cancelled() or future.exception() is not None:
+            status = None  # no answer (timeout, connection gone): try again
+        else:
+            status = future.result().command_status
+        if status == CommandStatus.ESME_ROK:
+            self.stats.delivered += 1
+            self._settle(runtime, item)
+        elif status is None or status in TEMPORARY_DELIVERY_ERRORS:
+            item.attempts += 1
+            delay = min(
+                self.settings.delivery_retry_max,
+                self.settings.delivery_retry_initial * 2 ** (item.attempts - 1),
+            )
+            item.not_before = time.monotonic() + (0.0 if status is None else delay)
+            self.stats.delivery_retries += 1
+            runtime.outbox.appendleft(item)
+        else:
+            self.stats.delivery_failed += 1
+            self._settle(runtime, item, f"refused by the customer with 0x{status:08X}")
+            log.warning(
+                "%s refused a %s deliver_sm with 0x%08X; dropped (to %s from %s)",
+                runtime.system_id,
+                item.kind,
+                status,
+                item.pdu.destination_addr,
+                item.pdu.source_addr,
+            )
+        self.pump(runtime)
+
+    # -- what the store keeps of it ------------------------------------------------------------
+
+    def _settle(self, runtime: AccountRuntime, item: _Delivery, failure: str | None = None) -> None:
+        """The delivery is over (taken, refused for good, expired, dropped): the store may
+        forget it. A receipt that did not reach the customer says so in its message's history."""
+        if item.receipt is not None:
+            held = runtime.receipts_held
+            held[item.receipt] -= 1
+            if held[item.receipt] <= 0:  # the last one out settles the mark
+                del held[item.receipt]
+                self._settling.add(item.receipt)
+                self._receipts_settled.add(item.receipt)
+            if failure is not None:
+                self._spawn(self._record_receipt_failure(*item.receipt, failure))
+        elif item.mo_id is not None:
+            self._mos_settled.add(item.mo_id)
+
+    async def _record_receipt_failure(
+        self, message_id: str, status: MessageStatus, failure: str
+    ) -> None:
+        try:
+            await self.gateway.message_store.record_history(
+                message_id,
+                status=status,
+                source=StatusSource.SMPP_RECEIPT,
+                at=time.time(),
+                detail=f"receipt {failure}",
+            )
+        except StoreError as exc:
+            log.warning(
+                "recording the receipt failure of %s failed: %s",
+                message_id,
+                exc,
+                extra=message_fields(message_id),
+            )
+
+    async def _settle_receipts(self, settled: list[tuple[str, MessageStatus]]) -> None:
+        try:
+            if self.store is not None:
+                await self.store.receipts_settled(settled)
+        except StoreError as exc:  # they stay owed: offered again after a restart
+            log.warning("recording %d receipts as delivered failed: %s", len(settled), exc)
+        finally:
+            self._settling.difference_update(settled)
+
+    async def _settle_mos(self, ids: list[int]) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.mos_settled(ids)
+        except StoreError as exc:
+            log.warning("recording %d MOs as delivered failed: %s", len(ids), exc)
+
+    async def restore(self) -> None:
+        """Queue what customers were owed when the daemon last stopped (or died)."""
+        store = self.store
+        if store is None:
+            return
+        wall, loop_now = time.time(), time.monotonic()
+        expired = await self.forget_expired()
+        restored = 0
+        for account in list(self.accounts):
+            runtime = self._runtime_of(account.system_id)
+            if runtime is not None:
+                runtime.receipts_in_store = True
+                restored += await self._refill(runtime)
+        gone_mos: list[int] = []
+        for mo in await store.queued_mos():
+            runtime = self._runtime_of(mo.account)
+            try:
+                pdu = decode(mo.pdu)
+            except PduError:
+                pdu = None
+            if runtime is None or mo.expires_at <= wall or not isinstance(pdu, DeliverSm):
+                gone_mos.append(mo.id)
+                continue
+            # A part held for reassembly goes as the part it is (as when reassembly times out).
+            self._enqueue(
+                runtime, pdu, "mo", expires_at=loop_now + (mo.expires_at - wall), mo_id=mo.id
+            )
+            restored += 1
+        if gone_mos:
+            await store.mos_settled(gone_mos)
+        if restored or expired or gone_mos:
+            log.info(
+                "customer outboxes: %d receipts and MOs restored, %d expired or for removed "
+                "accounts",
+                restored,
+                expired + len(gone_mos),
+            )
+
+    async def forget_expired(self) -> int:
+        """Clear the marks of receipts owed past their account's delivery_ttl (and, past the
+        longest ttl, of accounts since removed); returns how many."""
+        store = self.store
+        if store is None:
+            return 0
+        wall = time.time()
+        accounts = list(self.accounts)
+        longest_ttl = max((a.config.delivery_ttl for a in accounts), default=0.0)
+        try:
+            forgotten = await store.forget_owed_receipts(
+                before=wall - longest_ttl, channel=Channel.SMPP
+            )
+            for account in accounts:
+                forgotten += await store.forget_owed_receipts(
+                    before=wall - account.config.delivery_ttl,
+                    channel=Channel.SMPP,
+                    account=account.system_id,
+                )
+        except StoreError as exc:
+            log.warning("clearing expired receipts failed: %s", exc)
+            return 0
+        return forgotten
+
+    async def _refill_and_pump(self, runtime: AccountRuntime) -> None:
+        if await self._refill(runtime):
+            self.pump(runtime)
+
+    async def _refill(self, runtime: AccountRuntime) -> int:
+        """Take receipts that wait in the store into the account's outbox while it has room;
+        returns how many it took."""
+        store = self.store
+        taken = 0
+        if store is None:
+            runtime.refilling = False
+            return 0
+        runtime.refilling = True
+        try:
+            config = runtime.account.config
+            room = config.delivery_queue_max - len(runtime.outbox) - runtime.reserved
+            if room <= 0:
+                return 0
+            # Taken before the read: what is settled while it runs may still be in its answer.
+            skip = set(runtime.receipts_held) | self._settling
+            limit = room + len(skip)
+            wall, loop_now = time.time(), time.monotonic()
+            owed = await store.owed_receipts(
+                channel=Channel.SMPP,
+                since=wall - config.delivery_ttl,
+                account=runtime.system_id,
+                limit=limit,
+            )
+            runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
+            for receipt in owed:
+                message = receipt.message
+                key = (message.id, receipt.status)
+                if key in skip or key in runtime.receipts_held:
+                    continue
+                if len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
+                    runtime.receipts_in_store = True
+                    break
+                self._enqueue(
+                    runtime,
+                    _customer_receipt(message, receipt.status, message.last_error or 0,
+                                      receipt.segments),
+                    "receipt",
+                    expires_at=loop_now + (message.updated_at + config.delivery_ttl - wall),
+                    receipt=key,
+                )  # fmt: skip
+                taken += 1
+        except StoreError as exc:
+            log.warning("%s: reading receipts owed failed: %s", runtime.system_id, exc)
+        finally:
+            runtime.refilling = False
+        self.stats.receipts_refilled += taken
+        return taken
