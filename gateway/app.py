@@ -42,7 +42,14 @@ from dlr.status import MessageStatus, SegmentStatus, StatusSource, is_final
 from gateway import stages
 from gateway.backlog import Backlog, BacklogLimits
 from gateway.batching import TurnBatch
-from gateway.config import BUILTIN_SOURCE, ConfigError, LinkConfig, TandemConfig, load_config
+from gateway.config import (
+    BUILTIN_SOURCE,
+    ConfigError,
+    LinkConfig,
+    SmppLinkConfig,
+    TandemConfig,
+    load_config,
+)
 from gateway.dispatch import DailyUsage, Dispatcher, LinkStateView
 from gateway.egress import EgressPolicy
 from gateway.events import EventKind, EventSinks, ReceiptEvents, link_state_payload, sink_specs
@@ -59,6 +66,7 @@ from gateway.links.base import (
     SendFailure,
     SubmittedSegment,
 )
+from gateway.links.budget import BudgetedLink, LinkBudgets
 from gateway.messages import Message, Segment
 from gateway.optouts.from_config import matcher_and_groups
 from gateway.optouts.keywords import KeywordMatcher
@@ -231,6 +239,12 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self.retention: RetentionPurger | None = None  # [retention]: the periodic purge
         self._cluster: asyncio.Task[None] | None = None  # lease and take-over (PostgreSQL)
+        # The carrier budgets a cluster shares (PostgreSQL): each SMPP link binds only the
+        # slots this node holds; None on SQLite, where a link binds all its sessions.
+        self.budgets: LinkBudgets | None = None
+        if isinstance(self.store, PostgresMessageStore):
+            self.budgets = LinkBudgets(self.store, self.store.node)
+        self._rebalance_now = asyncio.Event()
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
@@ -299,7 +313,7 @@ class Gateway:
             self.modem_simulator = modem_simulator
         with startup_step("links"):
             for link_config in config.links:
-                if link_config.enabled:
+                if link_config.enabled and self._runs_here(link_config):
                     self.links[link_config.name] = self._build_link(link_config)
         with startup_step("store", str(config.store_path)):
             await self._restore_daily_counts()
@@ -326,7 +340,7 @@ class Gateway:
             await self.inbound.start()
         with startup_step("links"):
             for link in self.links.values():
-                await link.start()
+                await self._start_link(link)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
         store = self.message_store
         if config.retention.enabled and isinstance(store, SqliteMessageStore):
@@ -374,19 +388,24 @@ class Gateway:
         for hook in reversed(self._background):
             with contextlib.suppress(Exception):
                 await hook()
+        if self._cluster is not None:  # no budget round may open binds from here on
+            self._cluster.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cluster
         # All links at once: each waits up to `[shutdown] drain_seconds` for the answers to
         # what it sent, so the whole stop takes that once, not once per link.
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
+        if self.budgets is not None and self._cluster is not None:
+            try:  # the binds are closed: other nodes may have their slots now
+                await self.budgets.leave()
+            except Exception:
+                log.exception("could not give back this node's bind slots")
         if self.retention is not None:
             await self.retention.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        if self._cluster is not None:
-            self._cluster.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cluster
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.inbound.stop()
@@ -409,6 +428,28 @@ class Gateway:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+    def _runs_here(self, link_config: LinkConfig) -> bool:
+        """Whether this node runs the link: a link pinned to named nodes runs on those only."""
+        return not link_config.nodes or self.config.node.name in link_config.nodes
+
+    async def _start_link(self, link: Link) -> None:
+        """Start a link; in a cluster an SMPP link starts with no binds, and binds the slots
+        its node holds from the next budget round (asked for at once)."""
+        if self.budgets is not None and isinstance(link, BudgetedLink):
+            await link.set_budget(0, None)
+            self._rebalance_now.set()
+        await link.start()
+
+    def _budgeted_links(self) -> dict[str, BudgetedLink]:
+        return {name: link for name, link in self.links.items() if isinstance(link, BudgetedLink)}
+
+    def _budget_limits(self) -> dict[str, tuple[int, float | None]]:
+        limits: dict[str, tuple[int, float | None]] = {}
+        for link_config in self.config.links:
+            if isinstance(link_config, SmppLinkConfig):
+                limits[link_config.name] = (link_config.sessions, link_config.tps)
+        return limits
 
     def _build_link(self, link_config: LinkConfig, *, count: bool = True) -> Link:
         from gateway.links import build_link
@@ -739,21 +780,40 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _hold_lease_forever(self, store: PostgresMessageStore) -> None:
-        """A node of a cluster: renew this node's lease, and take the unsent messages of
-        nodes whose lease ran out into this node's queue (each goes to one node only)."""
+        """A node of a cluster: renew this node's lease, take the unsent messages of nodes
+        whose lease ran out into this node's queue (each goes to one node only), and move
+        its links' binds to this node's share of their budgets. A node that cannot renew
+        closes its binds before its lease can lapse: its bind slots are free from then on."""
+        period = store.lease_seconds / 3
+        renewed_at = time.monotonic()  # `open()` renewed it
         while True:
-            await asyncio.sleep(store.lease_seconds / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rebalance_now.wait(), period)
+            self._rebalance_now.clear()
+            started = time.monotonic()
             try:
-                if not await store.heartbeat():
+                renewed = await asyncio.wait_for(store.heartbeat(), period)
+                renewed_at = started
+                if not renewed:
                     log.error(
                         "node %s: its lease had lapsed (a stall longer than %.0f s): other "
-                        "nodes may have taken over its unsent messages",
+                        "nodes may have taken over its unsent messages and bind slots",
                         store.node,
                         store.lease_seconds,
                     )
                 await self.take_over(store)
+                if self.budgets is not None:
+                    async with self._reloading:  # a reload's links settle first
+                        await self.budgets.rebalance(self._budgeted_links(), self._budget_limits())
             except Exception:
                 log.exception("node %s: lease renewal or take-over failed", store.node)
+                if self.budgets is not None and time.monotonic() - renewed_at >= 2 * period:
+                    log.error(
+                        "node %s: lease not renewed for %.1f s: closing its carrier binds",
+                        store.node,
+                        time.monotonic() - renewed_at,
+                    )
+                    await self.budgets.shed_all(self._budgeted_links())
 
     async def take_over(self, store: PostgresMessageStore) -> int:
         """Queue here the unsent messages of dead nodes; how many."""
@@ -843,7 +903,11 @@ class Gateway:
                 plan, tables, routes, keywords, groups = await loop.run_in_executor(
                     None, self._read_reloadable, config_path
                 )
-                new_links = {cfg.name: self._build_link(cfg, count=False) for cfg in plan.added}
+                new_links = {
+                    cfg.name: self._build_link(cfg, count=False)
+                    for cfg in plan.added
+                    if self._runs_here(cfg)
+                }
                 restarted = {cfg.name: cfg for cfg in plan.changed}
                 inbound_router = InboundRouter(
                     plan.config.inbound.routes, self.inbound.router.account_of
@@ -885,7 +949,7 @@ class Gateway:
                 changes += reconfigure(config)
             # Links: each on its own, every other bind untouched.
             for link in new_links.values():
-                await link.start()
+                await self._start_link(link)
                 changes.append(f"link {link.name} added")
             for link in removed:
                 await link.stop()
@@ -913,9 +977,12 @@ class Gateway:
         try:
             if old is not None:
                 await old.stop()
+            if not self._runs_here(link_config):  # pinned to other nodes now
+                self.links.pop(name, None)
+                return
             link = self._build_link(link_config)
             self.links[name] = link
-            await link.start()
+            await self._start_link(link)
         finally:
             self._restarting.discard(name)
 

@@ -95,6 +95,9 @@ class StoreConfig(BaseModel):
         return self
 
 
+_NODE_NAME = r"^[A-Za-z0-9_.-]+$"
+
+
 class NodeConfig(BaseModel):
     """This Tandem node among several on one database (`[store] backend = "postgresql"`)."""
 
@@ -108,8 +111,21 @@ class NodeConfig(BaseModel):
         ),
         min_length=1,
         max_length=63,
-        pattern=r"^[A-Za-z0-9_.-]+$",
+        pattern=_NODE_NAME,
     )
+
+
+# The nodes a link is pinned to (`nodes = ["node-a", "node-b"]`): only those run it; empty:
+# every node does. Several nodes on PostgreSQL only.
+PinnedNodes = list[Annotated[str, Field(min_length=1, max_length=63, pattern=_NODE_NAME)]]
+
+
+def _check_pinned(nodes: list[str]) -> None:
+    seen: set[str] = set()
+    for node in nodes:
+        if node in seen:
+            raise ValueError(f"nodes names {node!r} twice")
+        seen.add(node)
 
 
 class SmppServerConfig(BaseModel):
@@ -328,10 +344,14 @@ class SmppLinkConfig(BaseModel):
     source_npi: AddressByte | None = None
     destination_ton: AddressByte = 1
     destination_npi: AddressByte = 1
+    # Binds of the whole link. With several nodes on PostgreSQL, `sessions` and `tps` are the
+    # carrier account's limits shared by the live nodes that run the link, not each node's
+    # (gateway.links.budget).
     sessions: Annotated[int, Field(gt=0, le=64)] = 1
     window: Annotated[int, Field(gt=0, le=10_000)] = 10
     # Segments per second for the whole link (all its sessions); None: no limit.
     tps: Annotated[float, Field(gt=0)] | None = None
+    nodes: PinnedNodes = Field(default_factory=list)
     enquire_link_interval: Seconds = 30.0
     response_timeout: Seconds = 10.0
     reconnect_initial: Seconds = 1.0
@@ -352,6 +372,7 @@ class SmppLinkConfig(BaseModel):
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> SmppLinkConfig:
+        _check_pinned(self.nodes)
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be at least reconnect_initial")
         if self.tls_ca_file is not None and not self.tls:
@@ -373,6 +394,8 @@ class ModemLinkConfig(BaseModel):
     type: Literal["modem"]
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     enabled: bool = True
+    # The node whose machine has the modem, when several nodes share one configuration.
+    nodes: PinnedNodes = Field(default_factory=list)
     # /dev/ttyUSB0, a stable /dev/serial/by-id/... link, or rfc2217://host:port and
     # socket://host:port for network modem servers.
     device: Annotated[str, Field(min_length=1)]
@@ -465,6 +488,7 @@ class ModemLinkConfig(BaseModel):
 
     @model_validator(mode="after")
     def _backoff_is_ordered(self) -> ModemLinkConfig:
+        _check_pinned(self.nodes)
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be at least reconnect_initial")
         return self
@@ -1010,6 +1034,17 @@ class TandemConfig(BaseModel):
             for target in route.targets:
                 if target not in link_names:
                     raise _KeyedError(f"routes[{index}].targets", f"no link is named {target!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _pinning_needs_a_cluster(self) -> TandemConfig:
+        for index, link in enumerate(self.links):
+            if link.nodes and self.store.backend != "postgresql":
+                raise _KeyedError(
+                    f"links[{index}].nodes",
+                    'pins the link to cluster nodes, which needs [store] backend = "postgresql" '
+                    "(one SQLite node runs every link)",
+                )
         return self
 
     @model_validator(mode="after")

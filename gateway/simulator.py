@@ -174,6 +174,9 @@ class SimulatorStats:
     connections_total: int = 0
     binds: int = 0
     binds_refused: int = 0
+    # The most sessions bound at once (as a carrier counts an account's binds), this bind
+    # included when it was granted.
+    most_bound: int = 0
     submits: int = 0  # every submit_sm and data_sm received, answered or not
     accepted: int = 0
     throttled: int = 0
@@ -305,6 +308,11 @@ class SmscSimulator:
         """Close every connection without an unbind (the client sees the TCP connection drop)."""
         for connection in list(self._connections):
             connection.close()
+
+    @property
+    def sessions_bound(self) -> int:
+        """Sessions bound now."""
+        return sum(1 for c in self._connections if c.bound)
 
     @property
     def bound_system_ids(self) -> list[str]:
@@ -658,6 +666,8 @@ class _SmscConnection(SmppHandler):
         status = simulator._bind_decision(request)
         if status == CommandStatus.ESME_ROK:
             simulator.stats.binds += 1
+            stats = simulator.stats
+            stats.most_bound = max(stats.most_bound, simulator.sessions_bound + 1)
             self.system_id = str(getattr(request, "system_id", ""))
         else:
             simulator.stats.binds_refused += 1

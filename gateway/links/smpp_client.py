@@ -286,6 +286,10 @@ class SmppLink:
         self._rng = rng if rng is not None else random.Random()
         self._pacer = RatePacer(config.tps)
         self._binds = [_Bind(index, ThrottleGovernor()) for index in range(config.sessions)]
+        # The sessions this node may bind: all of them, unless a cluster shares the link's
+        # binds among its nodes (`gateway.links.budget`, through `set_budget`).
+        self._budget = config.sessions
+        self._budget_changing = asyncio.Lock()
         self._state = LinkState.STOPPED
         self._stopping = False
         self.drain_seconds = STOP_DRAIN_SECONDS
@@ -332,6 +336,11 @@ class SmppLink:
         return total
 
     @property
+    def budget(self) -> int:
+        """The sessions this node may bind now (`set_budget`)."""
+        return self._budget
+
+    @property
     def throttle_level(self) -> float:
         levels = [b.governor.level for b in self._binds if b.client is not None]
         return max(levels) if levels else 0.0
@@ -343,10 +352,54 @@ class SmppLink:
             return
         self._stopping = False
         self._set_state(LinkState.STARTING)
-        for bind in self._binds:
-            bind.runner = asyncio.create_task(
-                self._run_session(bind), name=f"link {self.name} session {bind.index}"
-            )
+        self._start_sessions()
+
+    def _start_sessions(self) -> None:
+        for bind in self._binds[: self._budget]:
+            if bind.runner is None:
+                bind.runner = asyncio.create_task(
+                    self._run_session(bind), name=f"link {self.name} session {bind.index}"
+                )
+
+    async def set_budget(self, binds: int, tps: float | None) -> None:
+        """Bind at most `binds` sessions and send at most `tps` segments per second: the share
+        of the carrier's limits a cluster gives this node. Fewer binds: the sessions above are
+        drained (what they sent is answered or handed back) and unbound before this returns,
+        so the caller may give their slots away. Before `start()` it only sets the budget."""
+        binds = max(0, min(binds, len(self._binds)))
+        async with self._budget_changing:
+            if binds > 0:
+                # Lower before closing and raise before opening: the slots are held by then.
+                self._pacer.rate = tps
+            if binds < self._budget:
+                self._budget = binds
+                await asyncio.gather(*(self._close_session(b) for b in self._binds[binds:]))
+            elif binds > self._budget:
+                self._budget = binds
+                if self._state is not LinkState.STOPPED and not self._stopping:
+                    self._start_sessions()
+
+    async def _close_session(self, bind: _Bind) -> None:
+        """Stop one session beyond the budget: no new sends, answers to what it sent waited
+        for (unbind does), then unbound."""
+        runner, sender = bind.runner, bind.sender
+        if runner is None:
+            return
+        if sender is not None:
+            sender.cancel()  # a message caught mid-send is handed back by its flight
+            await asyncio.gather(sender, return_exceptions=True)
+        client = bind.client
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.unbind(), self.config.response_timeout)
+            except (TimeoutError, SmppConnectionClosed, SessionError):
+                client.close()
+            await asyncio.wait({runner}, timeout=self.config.response_timeout)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        if bind.client is not None:  # the runner was cancelled before its cleanup ran
+            bind.client.close()
+        bind.runner = None
 
     async def stop(self, drain_seconds: float | None = None) -> None:
         """Stop sending, wait up to `drain_seconds` (default: `self.drain_seconds`, the
@@ -395,7 +448,7 @@ class SmppLink:
     async def _run_session(self, bind: _Bind) -> None:
         config = self.config
         failures = 0
-        while not self._stopping:
+        while not self._stopping and bind.index < self._budget:
             try:
                 client = await self._open_session(bind)
             except BindError as exc:
@@ -412,7 +465,7 @@ class SmppLink:
                 bind.bound_once = True
                 failures = 0
                 await self._serve(bind, client)
-                if self._stopping:
+                if self._stopping or bind.index >= self._budget:
                     return
                 failures = 1  # the next attempt waits the initial backoff
             delay = reconnect_delay(

@@ -88,6 +88,23 @@ _CLUSTER_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX message_state_claims ON message_state (claimed_by, id)
         WHERE status IN {_UNSENT_SQL};
     """,
+    # 2: carrier budgets shared by the nodes (`gateway.links.budget`): which node runs which
+    # link, and the link's bind slots (a link's `sessions` of them), each held by one node at
+    # a time; a slot whose node's lease ran out is free.
+    """
+    CREATE TABLE node_links (
+        node TEXT NOT NULL,
+        link TEXT NOT NULL,
+        PRIMARY KEY (link, node)
+    );
+    CREATE TABLE link_slots (
+        link TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        node TEXT NOT NULL,
+        PRIMARY KEY (link, slot)
+    );
+    CREATE INDEX link_slots_by_node ON link_slots (node);
+    """,
 )
 # The database's clock (the nodes' clocks may disagree): the start of the statement's
 # transaction, which for these single statements is the statement's own time.
@@ -108,6 +125,27 @@ _TAKE_OVER = (
     "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
 )
 _MINE = " AND s.claimed_by = $3 ORDER BY s.id"
+# A node's links, named again each round; a link it no longer runs is forgotten.
+_REGISTER_LINKS = (
+    "WITH gone AS (DELETE FROM node_links WHERE node = $1 AND NOT link = ANY($2::text[])) "
+    "INSERT INTO node_links (node, link) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING"
+)
+# The live nodes that run each link.
+_LINK_NODES = (
+    "SELECT l.link, l.node FROM node_links l JOIN nodes n ON n.name = l.node "
+    f"WHERE n.lease_until > {_NOW} ORDER BY l.link, l.node"
+)
+# Up to $4 of link $1's slots 0..$3-1 that no live node holds, for node $2. Two nodes claiming
+# one free slot at once: the second's INSERT waits for the first's row, then its conflict
+# update finds a live holder and changes nothing.
+_LIVE_HOLDER = f"SELECT 1 FROM nodes n WHERE n.name = {{}} AND n.lease_until > {_NOW}"
+_CLAIM_SLOTS = (
+    "INSERT INTO link_slots (link, slot, node) SELECT $1, s, $2 FROM generate_series(0, $3 - 1) s "
+    "WHERE NOT EXISTS (SELECT 1 FROM link_slots h WHERE h.link = $1 AND h.slot = s AND "
+    f"(h.node = $2 OR EXISTS ({_LIVE_HOLDER.format('h.node')}))) ORDER BY s LIMIT $4 "
+    "ON CONFLICT (link, slot) DO UPDATE SET node = excluded.node "
+    f"WHERE NOT EXISTS ({_LIVE_HOLDER.format('link_slots.node')}) RETURNING slot"
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -474,6 +512,49 @@ class PostgresMessageStore(SqlMessageStore):
             f"SELECT name FROM nodes WHERE lease_until > {_NOW} ORDER BY name"
         )
         return [r[0] for r in rows]
+
+    async def register_links(self, links: Sequence[str]) -> None:
+        """Say which links this node runs (the others forget it for a link not named)."""
+        await self._readers().execute(_REGISTER_LINKS, self.node, list(links))
+
+    async def link_nodes(self) -> dict[str, list[str]]:
+        """The live nodes that run each link, by name."""
+        nodes: dict[str, list[str]] = {}
+        for link, node in await self._readers().fetch(_LINK_NODES):
+            nodes.setdefault(link, []).append(node)
+        return nodes
+
+    async def held_slots(self) -> dict[str, list[int]]:
+        """The bind slots this node holds, by link."""
+        rows = await self._readers().fetch(
+            "SELECT link, slot FROM link_slots WHERE node = $1 ORDER BY link, slot", self.node
+        )
+        held: dict[str, list[int]] = {}
+        for link, slot in rows:
+            held.setdefault(link, []).append(slot)
+        return held
+
+    async def claim_slots(self, link: str, sessions: int, count: int) -> list[int]:
+        """Take up to `count` of the link's slots `0..sessions-1` that no live node holds."""
+        if count <= 0:
+            return []
+        rows = await self._readers().fetch(_CLAIM_SLOTS, link, self.node, sessions, count)
+        return sorted(r[0] for r in rows)
+
+    async def release_slots(self, link: str, slots: Sequence[int]) -> None:
+        """Give slots back (this node closed their binds first)."""
+        await self._readers().execute(
+            "DELETE FROM link_slots WHERE link = $1 AND node = $2 AND slot = ANY($3::int[])",
+            link,
+            self.node,
+            list(slots),
+        )
+
+    async def leave_links(self) -> None:
+        """This node runs no link any more (it stops): its slots are free at once."""
+        async with self._readers().acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM link_slots WHERE node = $1", self.node)
+            await conn.execute("DELETE FROM node_links WHERE node = $1", self.node)
 
     async def pending_refs(
         self, due_by: float, *, page: int = 10_000

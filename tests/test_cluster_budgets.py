@@ -1,0 +1,210 @@
+"""A link's carrier limits are the cluster's, not each node's: two Gateways (nodes "a" and "b")
+on one PostgreSQL schema, one SMPP link to one SMSC simulator. Seen from the simulator, the
+nodes together never hold more than the link's `sessions` binds and never send faster than its
+`tps`; a node that joins gets its share as the other gives it back, and a node that dies (its
+lease stops being renewed) leaves its share to the survivor within the lease. Pinning names
+are checked by the config. Skips, saying why, where PostgreSQL is absent."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.app import Gateway
+from gateway.config import SimulatorConfig, TandemConfig
+from gateway.intake import MessageRequest
+from gateway.links.budget import fair_share, tps_share
+from gateway.links.smpp_client import SmppLink
+from gateway.messages import Channel
+from gateway.simulator import SmscSimulator
+from tests.store_backends import POSTGRES_DSN, StoreFactory, store_factory
+
+LINK = "carrier"
+LEASE = 1.5
+WAIT = 30.0  # generous: the machine is shared; conditions are polled, never slept on
+
+
+async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def node_config(data_dir: Path, node: str, schema: str, port: int, **link: Any) -> dict[str, Any]:
+    return {
+        "data_dir": str(data_dir),
+        "store": {
+            "backend": "postgresql",
+            "dsn": POSTGRES_DSN,
+            "database_schema": schema,
+            "lease_seconds": LEASE,
+            "writer": "thread",
+            "pool_size": 3,
+        },
+        "node": {"name": node},
+        "smpp_server": {"enabled": False},
+        "http": {"enabled": False},
+        "links": [
+            {
+                "type": "smpp",
+                "name": LINK,
+                "host": "127.0.0.1",
+                "port": port,
+                "system_id": "tandem",
+                "window": 20,
+                "reconnect_initial": 0.1,
+                "reconnect_max": 0.5,
+                **link,
+            }
+        ],
+        "routes": [{"name": "all", "priority": 100, "targets": [LINK]}],
+    }
+
+
+class Cluster:
+    """Nodes of one schema, started and stopped by the test; all stopped at the end."""
+
+    def __init__(self, directory: Path, factory: StoreFactory, simulator: SmscSimulator) -> None:
+        self.directory, self.simulator = directory, simulator
+        self.schema = factory.schema("budgets")
+        self.nodes: dict[str, Gateway] = {}
+
+    async def start(self, node: str, **link: Any) -> Gateway:
+        data_dir = self.directory / node
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        first = self.directory / "a" / "store.key"
+        if first.exists() and node != "a":  # every node seals with one key
+            shutil.copy2(first, data_dir / "store.key")
+        config = TandemConfig.model_validate(
+            node_config(data_dir, node, self.schema, self.simulator.port, **link)
+        )
+        gateway = Gateway(config)
+        await gateway.start()
+        self.nodes[node] = gateway
+        return gateway
+
+    async def stop(self) -> None:
+        for gateway in self.nodes.values():
+            if not gateway.stopping:
+                await gateway.stop()
+
+
+def binds(gateway: Gateway) -> int:
+    link = gateway.links[LINK]
+    assert isinstance(link, SmppLink)
+    return link.stats.sessions_up
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async for factory in store_factory("postgresql", tmp_path):
+        settings = SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=0.0)
+        async with SmscSimulator(settings) as simulator:
+            nodes = Cluster(tmp_path, factory, simulator)
+            try:
+                yield nodes
+            finally:
+                await nodes.stop()
+
+
+def test_binds_split_evenly_by_node_name_and_tps_rides_with_them() -> None:
+    assert [fair_share(5, ["b", "a"], n) for n in ("a", "b")] == [3, 2]
+    assert [fair_share(1, ["a", "b", "c"], n) for n in ("a", "b", "c")] == [1, 0, 0]
+    assert fair_share(4, [], "a") == 4  # alone (its own row not read yet)
+    assert sum(fair_share(7, ["a", "b", "c"], n) for n in ("a", "b", "c")) == 7
+    assert tps_share(100.0, 1, 4) == 25.0 and tps_share(None, 1, 4) is None
+
+
+async def test_never_more_binds_than_sessions_and_a_dead_nodes_share_goes_to_the_survivor(
+    cluster: Cluster,
+) -> None:
+    simulator = cluster.simulator
+    a = await cluster.start("a", sessions=3)
+    await wait_for(lambda: simulator.sessions_bound == 3, "node a alone to bind all 3 sessions")
+    b = await cluster.start("b", sessions=3)
+    # a (first by name) keeps 2, b gets 1, once a has given one back.
+    await wait_for(
+        lambda: (binds(a), binds(b), simulator.sessions_bound) == (2, 1, 3),
+        "the binds to split 2/1",
+    )
+    assert simulator.stats.most_bound == 3
+
+    # Node a dies: its lease stops being renewed and its connections drop, but its slots stay
+    # its own in the database until the lease runs out.
+    assert a._cluster is not None
+    a._cluster.cancel()
+    await asyncio.gather(a._cluster, return_exceptions=True)
+    died = time.monotonic()
+    await a.links[LINK].stop(drain_seconds=0)
+    await wait_for(lambda: binds(b) == 3, "the survivor to bind all 3 sessions")
+    taken = time.monotonic() - died
+    # Within the lease, one renewal period and slack for a loaded machine.
+    assert taken <= LEASE + LEASE / 3 + 3.0, taken
+    assert simulator.sessions_bound == 3
+    assert simulator.stats.most_bound == 3
+
+
+async def test_a_stopping_node_gives_its_binds_back_at_once(cluster: Cluster) -> None:
+    simulator = cluster.simulator
+    a = await cluster.start("a", sessions=2)
+    b = await cluster.start("b", sessions=2)
+    await wait_for(lambda: (binds(a), binds(b)) == (1, 1), "one bind each")
+    await a.stop()
+    stopped = time.monotonic()
+    await wait_for(lambda: binds(b) == 2, "node b to bind both sessions")
+    # Given back at stop, not at the end of the lease: b's next round takes them.
+    assert time.monotonic() - stopped <= LEASE / 3 + 3.0
+    assert simulator.stats.most_bound == 2
+
+
+async def test_the_links_tps_holds_across_two_nodes(cluster: Cluster) -> None:
+    simulator = cluster.simulator
+    tps = 40.0
+    a = await cluster.start("a", sessions=2, tps=tps)
+    b = await cluster.start("b", sessions=2, tps=tps)
+    await wait_for(lambda: (binds(a), binds(b)) == (1, 1), "one bind each")
+    per_node = 120
+    for gateway in (a, b):
+        requests = [
+            MessageRequest(
+                account="acme", channel=Channel.HTTP, to="+447911123456", text=f"tps {n}"
+            )
+            for n in range(per_node)
+        ]
+        await gateway.intake.accept(requests)
+    await wait_for(lambda: len(simulator.received) >= 2 * per_node, "every message at the SMSC", 60)
+    times = sorted(r.at for r in simulator.received)
+    # Each node alone would send at the link's whole tps: twice the budget together.
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    assert busiest <= tps * 1.15 + 2, busiest  # a 50 ms burst allowance per node
+    overall = (len(times) - 1) / (times[-1] - times[0])
+    assert overall <= tps * 1.1, overall
+
+
+def test_pinning_names_are_checked() -> None:
+    base = node_config(Path("data"), "a", "s", 2775, nodes=["a", "b"])
+    assert TandemConfig.model_validate(base).links[0].nodes == ["a", "b"]
+    for nodes in (["a", "a"], ["bad name"], [""]):
+        with pytest.raises(ValidationError):
+            TandemConfig.model_validate(node_config(Path("data"), "a", "s", 2775, nodes=nodes))
+    sqlite = {**base, "store": {"backend": "sqlite"}}
+    with pytest.raises(ValidationError, match="postgresql"):
+        TandemConfig.model_validate(sqlite)
+
+
+async def test_a_link_pinned_to_another_node_does_not_bind_here(cluster: Cluster) -> None:
+    simulator = cluster.simulator
+    a = await cluster.start("a", sessions=2, nodes=["b"])
+    b = await cluster.start("b", sessions=2, nodes=["b"])
+    assert LINK not in a.links
+    await wait_for(lambda: binds(b) == 2, "the pinned node to bind both sessions")
+    assert simulator.stats.most_bound == 2
