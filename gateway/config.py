@@ -421,7 +421,9 @@ class ModemLinkConfig(BaseModel):
     storage: Literal["SM", "ME", "MT"] = "SM"
     # How the modem hands over MOs and reports: "stored" keeps each in `storage` and announces
     # it (+CMTI/+CDSI), deleted once the daemon has kept it; "direct" passes it at once
-    # (+CMT/+CDS) without a stored copy, for modems whose storage is small or slow.
+    # (+CMT/+CDS) without a stored copy, for modems whose storage is small or slow, with
+    # +CSMS service 1 so that each is acknowledged (+CNMA) only once the daemon has kept it
+    # (refused with RP-ERROR when it could not: the network offers it again).
     indications: Literal["stored", "direct"] = "stored"
     # Seconds between reads of the storage, for modems that announce nothing (+CMTI); None: off.
     poll_interval: Seconds | None = None

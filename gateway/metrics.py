@@ -788,6 +788,9 @@ _LINK_ATTRIBUTES = {
     "tandem_modem_unresponsive": "unresponsive",
     "tandem_modem_handed_back": "handed_back",
     "tandem_modem_unreadable_pdus": "unreadable",
+    "tandem_modem_routed_acknowledged": "routed_acknowledged",
+    "tandem_modem_routed_refused": "routed_rejected",
+    "tandem_modem_acknowledgements_late": "acknowledgements_late",
 }
 _LINK_COUNTERS = {
     "tandem_link_submits": "submit_sm sent (segments, throttle retries included)",
@@ -807,7 +810,10 @@ _LINK_COUNTERS = {
     "tandem_modem_resets": "Silent modems reset",
     "tandem_modem_unresponsive": "Times a modem stopped answering",
     "tandem_modem_handed_back": "Messages a modem did not try (gone, at its cap): re-homed",
-    "tandem_modem_unreadable_pdus": "Stored or routed PDUs a modem could not decode",
+    "tandem_modem_unreadable_pdus": "PDUs a modem could not decode: logged in hex, then deleted",
+    "tandem_modem_routed_acknowledged": "Routed MOs/reports acknowledged (+CNMA) once kept",
+    "tandem_modem_routed_refused": "Routed MOs/reports not kept: RP-ERROR, offered again",
+    "tandem_modem_acknowledgements_late": "+CNMA the modem refused or ignored (it gave up)",
 }
 _MODEM_GAUGES = {
     "tandem_modem_signal_dbm": "A modem's signal strength, dBm",

@@ -247,6 +247,7 @@ class AtChannel:
         self.settle_after_timeout = settle_after_timeout
         self._settle_until: float | None = None
         self._queue: deque[AtCommand] = deque()
+        self._urgent: deque[AtCommand] = deque()
         self._current: AtCommand | None = None
         self._deadline: float | None = None
         self._lines: list[str] = []
@@ -267,18 +268,26 @@ class AtChannel:
         return self._current
 
     @property
-    def queued(self) -> int:
-        return len(self._queue)
+    def urgent_queued(self) -> int:
+        return len(self._urgent)
 
-    def send(self, command: AtCommand, now: float) -> None:
-        """Queue a command; it is written when every earlier one has completed or timed out."""
-        self._queue.append(command)
+    @property
+    def queued(self) -> int:
+        return len(self._urgent) + len(self._queue)
+
+    def send(self, command: AtCommand, now: float, *, urgent: bool = False) -> None:
+        """Queue a command; it is written when every earlier one has completed or timed out.
+        `urgent` commands (+CNMA, which the network waits for) go before every non-urgent
+        queued one, in the order they were sent, once the running command is done."""
+        (self._urgent if urgent else self._queue).append(command)
         self._start_next(now)
 
     def clear(self) -> list[AtCommand]:
         """Forget the running and queued commands (the port closed); returns them, running
         first, so the caller can fail what waited on them."""
-        dropped = ([self._current] if self._current is not None else []) + list(self._queue)
+        dropped = ([self._current] if self._current is not None else []) + list(self._urgent)
+        dropped += list(self._queue)
+        self._urgent.clear()
         self._queue.clear()
         self._finish()
         self._settle_until = None
@@ -297,7 +306,8 @@ class AtChannel:
     def deadline(self) -> float | None:
         """When to call `check_timeout`: the running command's deadline, or the end of the
         pause after a timeout when commands wait; None when there is nothing to time."""
-        if self._current is None and self._queue and self._settle_until is not None:
+        waiting = bool(self._urgent or self._queue)
+        if self._current is None and waiting and self._settle_until is not None:
             return self._settle_until
         return self._deadline
 
@@ -319,13 +329,13 @@ class AtChannel:
         return [event]
 
     def _start_next(self, now: float) -> None:
-        if self._current is not None or not self._queue:
+        if self._current is not None or not (self._urgent or self._queue):
             return
         if self._settle_until is not None:
             if now < self._settle_until:
                 return
             self._settle_until = None
-        command = self._queue.popleft()
+        command = (self._urgent or self._queue).popleft()
         self._current = command
         self._deadline = now + command.timeout
         self._lines = []
@@ -387,7 +397,9 @@ class AtChannel:
             if _is_hex(line):
                 events.append(self._two_line_urc(header, bytes.fromhex(line)))
                 return
-            events.append(MalformedUnsolicited(header, "the PDU line is not hexadecimal"))
+            events.append(
+                MalformedUnsolicited(header, f"the PDU line is not hexadecimal: {line[:400]!r}")
+            )
         command = self._current
         if command is not None and self._is_echo(command, line):
             return

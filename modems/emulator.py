@@ -8,10 +8,18 @@ pseudo-terminal whose slave side is the device path a link opens, exactly as it 
 What it does: echo (ATE0/ATE1), AT+CMEE, +CPIN (PIN entry, wrong PINs counted, PUK after three),
 +CFUN (AT+CFUN=1,1 reboots it, and revives it when it went silent),
 +CREG/+CEREG (with URCs), +COPS, +CSQ, +CMGF (PDU mode only), +CNMI (+CMTI stored or +CMT direct
-MO, +CDS direct or +CDSI stored reports), +CSCA, +CPMS, +CMGL/+CMGR/+CMGD, +CMGS (decodes the
-SMS-SUBMIT, answers its TP-MR, and sends an SMS-STATUS-REPORT after a delay when asked), MO
-injection (multipart too), and faults: +CMS ERROR on the next sends, a dropped response line, a
-silent modem, and (adapter) an unplug that closes the pty and removes the device link.
+MO, +CDS direct or +CDSI stored reports), +CSMS and +CNMA (below), +CSCA, +CPMS,
++CMGL/+CMGR/+CMGD, +CMGS (decodes the SMS-SUBMIT, answers its TP-MR, and sends an
+SMS-STATUS-REPORT after a delay when asked), MO injection (multipart too), and faults: +CMS ERROR
+on the next sends, a dropped response line, a silent modem, and (adapter) an unplug that closes
+the pty and removes the device link.
+
+Acknowledgement of routed messages (TS 27.005 3.4.4): with +CSMS service 1, each +CMT/+CDS waits
+for the host's +CNMA and the next one is held back until then. An RP-ACK (AT+CNMA, =0, =1) ends
+it; an RP-ERROR (AT+CNMA=2, with or without an SMS-DELIVER-REPORT PDU) makes the "network" offer
+it again after `redelivery_delay`; no answer within `ack_timeout` is an RP-ERROR too, and the
+modem turns routing off (+CNMI <mt> and <ds> to 0), so the next offer is stored unannounced, as
+the standard says. Every answer is kept in `acknowledgements`, every timeout counted.
 
 Must never be a phone network: every report it sends is invented. Must never import gateway.
 """
@@ -36,6 +44,7 @@ from modems.tpdu import (
     SmsSubmit,
     TpduError,
     decode_submit,
+    deliver_report_failure_cause,
     parse_hex,
     split_service_centre,
     split_text_user_data,
@@ -55,6 +64,7 @@ CMS_INVALID_PDU_PARAMETER = 304
 CMS_SIM_PIN_REQUIRED = 311
 CMS_INVALID_MEMORY_INDEX = 321
 CMS_NO_NETWORK = 331
+CMS_NO_ACKNOWLEDGEMENT_EXPECTED = 340
 
 STAT_UNREAD, STAT_READ = 0, 1
 
@@ -88,6 +98,28 @@ class ModemSettings:
     echo: bool = True  # as a modem comes out of reset
     reset_command: str = "AT+CFUN=1,1"  # full functionality with a reset (TS 27.007 8.2)
     pdu_mode_supported: bool = True  # False: a text-mode-only modem (AT+CMGF=0 is an ERROR)
+    ack_timeout: float = 10.0  # +CSMS service 1: how long a +CMT/+CDS waits for its +CNMA
+    redelivery_delay: float = 1.0  # the network's next offer after an RP-ERROR
+    cnma_report_supported: bool = True  # False: AT+CNMA=2,<length> is refused (bare =2 works)
+
+
+@dataclass(slots=True)
+class Routed:
+    """A +CMT or +CDS given to the host with service 1: it waits for +CNMA."""
+
+    kind: str  # "+CMT" or "+CDS"
+    tpdu: bytes
+    deadline: float | None = None  # None: shown, its clock starts at the next `now`
+
+
+@dataclass(slots=True)
+class Acknowledgement:
+    """One +CNMA the host sent, for tests to look at: which message, RP-ACK or RP-ERROR, and
+    the SMS-DELIVER-REPORT's TP-FCS when an RP-ERROR carried one."""
+
+    routed: Routed
+    accepted: bool
+    failure_cause: int | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +163,15 @@ class EmulatedModem:
         self._next_reference = 0
         self._mo_reference = 0
         self._timers: list[_Timer] = []
+        self.service = 0  # +CSMS: 1 routes +CMT/+CDS only after the host's +CNMA
+        self.acknowledgements: list[Acknowledgement] = []
+        self.ack_timeouts = 0  # routed messages the host did not answer in time
+        self.redelivered = 0  # offers after an RP-ERROR or a timeout
+        self._awaiting: Routed | None = None  # shown, waiting for +CNMA
+        self._held_back: deque[Routed] = deque()  # not shown until the one before is answered
+        self._redeliveries: list[tuple[float | None, Routed]] = []
+        self._pdu_command = "+CMGS"  # what the PDU after "> " is for
+        self._cnma_accepted = False
 
     # --- the byte stream -------------------------------------------------------------------
 
@@ -140,6 +181,7 @@ class EmulatedModem:
         return data
 
     def feed(self, data: bytes, now: float) -> None:
+        self._start_clocks(now)
         if self.faults.silent:
             self._listen_for_reset(data)
             return
@@ -157,13 +199,55 @@ class EmulatedModem:
                 self._line.append(byte)
 
     def deadline(self) -> float | None:
-        return min((timer.at for timer in self._timers), default=None)
+        if self._clocks_to_start():
+            return 0.0  # something was shown or refused between calls: tick now to time it
+        times = [timer.at for timer in self._timers]
+        times += [at for at, _ in self._redeliveries if at is not None]
+        if self._awaiting is not None and self._awaiting.deadline is not None:
+            times.append(self._awaiting.deadline)
+        return min(times, default=None)
 
     def tick(self, now: float) -> None:
+        self._start_clocks(now)
         due = [timer for timer in self._timers if timer.at <= now]
         self._timers = [timer for timer in self._timers if timer.at > now]
         for timer in due:
             self._deliver_report(timer.report)
+        awaiting = self._awaiting
+        if awaiting is not None and awaiting.deadline is not None and now >= awaiting.deadline:
+            # TS 27.005 3.4.4: RP-ERROR to the network, and routing to the host turned off.
+            self.ack_timeouts += 1
+            self._awaiting = None
+            self.cnmi = (self.cnmi[0], 0, self.cnmi[2], 0, self.cnmi[4])
+            self._offer_again(awaiting, now)
+            self._show_next()
+        offers = [routed for at, routed in self._redeliveries if at is not None and at <= now]
+        self._redeliveries = [(at, r) for at, r in self._redeliveries if at is None or at > now]
+        for routed in offers:
+            self.redelivered += 1
+            if routed.kind == "+CMT":
+                self._receive(routed.tpdu, direct=True)
+            else:
+                self._deliver_tpdu_report(routed.tpdu)
+
+    def _clocks_to_start(self) -> bool:
+        awaiting = self._awaiting
+        pending = awaiting is not None and awaiting.deadline is None
+        return pending or any(at is None for at, _ in self._redeliveries)
+
+    def _start_clocks(self, now: float) -> None:
+        """Timers of what was shown or refused between calls (an injection has no `now`)."""
+        if self._awaiting is not None and self._awaiting.deadline is None:
+            self._awaiting.deadline = now + self.settings.ack_timeout
+        if any(at is None for at, _ in self._redeliveries):
+            delay = self.settings.redelivery_delay
+            self._redeliveries = [
+                (now + delay if at is None else at, r) for at, r in self._redeliveries
+            ]
+
+    def _offer_again(self, routed: Routed, now: float | None) -> None:
+        at = now + self.settings.redelivery_delay if now is not None else None
+        self._redeliveries.append((at, Routed(routed.kind, routed.tpdu)))
 
     # --- what tests and the CLI do to it ---------------------------------------------------
 
@@ -227,6 +311,11 @@ class EmulatedModem:
         self.sim_state = "SIM PIN" if self.settings.pin else "READY"
         self.creg_mode = self.cereg_mode = 0
         self.cnmi = (0, 0, 0, 0, 0)
+        self.service = 0
+        for routed in ([self._awaiting] if self._awaiting else []) + list(self._held_back):
+            self._offer_again(routed, None)  # never answered: the network tries again
+        self._awaiting = None
+        self._held_back.clear()
         self._line.clear()
         self._pdu_expected = None
         self.resets += 1
@@ -426,6 +515,53 @@ class EmulatedModem:
         self.cnmi = (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4])
         self._ok()
 
+    def _csms(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit(f"+CSMS: {self.service},1,1,1")
+            self._ok()
+        elif argument in ("0", "1"):
+            self.service = int(argument)
+            self._emit("+CSMS: 1,1,1")
+            self._ok()
+        else:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+
+    def _cnma(self, argument: str, now: float) -> None:
+        if argument == "?":
+            self._emit("+CNMA: (0-2)")
+            self._ok()
+            return
+        values = [value.strip() for value in argument.split(",")] if argument else []
+        kind = values[0] if values else "0"
+        if kind not in ("0", "1", "2") or len(values) > 2:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        if self._awaiting is None or self.service != 1:
+            self._cms(CMS_NO_ACKNOWLEDGEMENT_EXPECTED)
+            return
+        if len(values) == 2:
+            if not values[1].isdigit() or (kind == "2" and not self.settings.cnma_report_supported):
+                self._cms(CMS_INVALID_PDU_PARAMETER)
+                return
+            self._pdu_command = "+CNMA"
+            self._cnma_accepted = kind != "2"
+            self._pdu_expected = int(values[1])
+            self._out += b"\r\n> "
+            return
+        self._answer_routed(kind != "2", None, now)
+
+    def _answer_routed(self, accepted: bool, failure_cause: int | None, now: float) -> None:
+        routed = self._awaiting
+        if routed is None:
+            self._cms(CMS_NO_ACKNOWLEDGEMENT_EXPECTED)
+            return
+        self._awaiting = None
+        self.acknowledgements.append(Acknowledgement(routed, accepted, failure_cause))
+        self._ok()
+        if not accepted:
+            self._offer_again(routed, now)
+        self._show_next()
+
     def _csca(self, argument: str, now: float) -> None:
         if argument == "?":
             self._emit(f'+CSCA: "{self.service_centre}",145')
@@ -496,6 +632,7 @@ class EmulatedModem:
     def _pdu_byte(self, byte: int, now: float) -> None:
         if byte == ESC:
             self._pdu_expected = None
+            self._pdu_command = "+CMGS"
             self._line.clear()
             self._ok()  # cancelled, as 27.005 says
             return
@@ -506,7 +643,30 @@ class EmulatedModem:
         expected, self._pdu_expected = self._pdu_expected, None
         text = self._line.decode("latin-1")
         self._line.clear()
+        if self._pdu_command == "+CNMA":
+            self._pdu_command = "+CMGS"
+            self._report_pdu(text, expected or 0, now)
+            return
         self._send_pdu(text, expected or 0, now)
+
+    def _report_pdu(self, text: str, expected: int, now: float) -> None:
+        """The SMS-DELIVER-REPORT after AT+CNMA=<n>,<length>: the TPDU alone, no SC address."""
+        try:
+            report = parse_hex(text)
+        except TpduError:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        if len(report) != expected:
+            self._cms(CMS_INVALID_PDU_PARAMETER)
+            return
+        cause = None
+        if not self._cnma_accepted:
+            try:
+                cause = deliver_report_failure_cause(report)
+            except TpduError:
+                self._cms(CMS_INVALID_PDU_PARAMETER)
+                return
+        self._answer_routed(self._cnma_accepted, cause, now)
 
     def _send_pdu(self, text: str, expected: int, now: float) -> None:
         try:
@@ -552,24 +712,52 @@ class EmulatedModem:
 
     def _receive(self, tpdu: bytes, *, direct: bool) -> None:
         mode = self.cnmi[1]
-        pdu = with_service_centre(tpdu, Address.parse(self.service_centre))
         if direct and mode in (2, 3):
-            self._emit_pdu(f"+CMT: ,{len(tpdu)}", pdu)
+            self._route(Routed("+CMT", tpdu))
             return
         index = self._store(tpdu)
         if index is not None and mode in (1, 2, 3):
             self._emit(f'+CMTI: "SM",{index}')
 
     def _deliver_report(self, report: SmsStatusReport) -> None:
-        tpdu = report.encode()
+        self._deliver_tpdu_report(report.encode())
+
+    def _deliver_tpdu_report(self, tpdu: bytes) -> None:
         mode = self.cnmi[3]
         if mode == 1:
-            pdu = with_service_centre(tpdu, Address.parse(self.service_centre))
-            self._emit_pdu(f"+CDS: {len(tpdu)}", pdu)
+            self._route(Routed("+CDS", tpdu))
             return
         index = self._store(tpdu)
         if index is not None and mode == 2:
             self._emit(f'+CDSI: "SM",{index}')
+
+    def _route(self, routed: Routed) -> None:
+        """Show a +CMT/+CDS; with service 1, one at a time, each waiting for its +CNMA."""
+        if self.service != 1:
+            self._show(routed)
+            return
+        if self._awaiting is not None:
+            self._held_back.append(routed)
+            return
+        self._awaiting = routed
+        self._show(routed)
+
+    def _show_next(self) -> None:
+        while self._held_back and self._awaiting is None:
+            routed = self._held_back.popleft()
+            if routed.kind == "+CMT" and self.cnmi[1] not in (2, 3):
+                self._receive(routed.tpdu, direct=False)  # routing went off meanwhile
+            elif routed.kind == "+CDS" and self.cnmi[3] != 1:
+                self._deliver_tpdu_report(routed.tpdu)
+            else:
+                self._route(routed)
+
+    def _show(self, routed: Routed) -> None:
+        pdu = with_service_centre(routed.tpdu, Address.parse(self.service_centre))
+        if routed.kind == "+CMT":
+            self._emit_pdu(f"+CMT: ,{len(routed.tpdu)}", pdu)
+        else:
+            self._emit_pdu(f"+CDS: {len(routed.tpdu)}", pdu)
 
 
 _IDENTITY = {
@@ -604,6 +792,8 @@ _HANDLERS = {
     "+CFUN": EmulatedModem._cfun,
     "+CMGF": EmulatedModem._cmgf,
     "+CNMI": EmulatedModem._cnmi,
+    "+CSMS": EmulatedModem._csms,
+    "+CNMA": EmulatedModem._cnma,
     "+CSCA": EmulatedModem._csca,
     "+CPMS": EmulatedModem._cpms,
     "+CMGL": EmulatedModem._cmgl,
@@ -680,6 +870,8 @@ class PtyModem:
 
     def poke(self) -> None:
         """Write whatever the modem has to say now (after an injection from outside)."""
+        if self._loop is not None:
+            self.modem.tick(self._now())
         self._flush()
 
     def _now(self) -> float:

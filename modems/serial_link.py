@@ -118,6 +118,15 @@ class ModemPort:
         self.session.delete(indexes, self._loop.time())
         self._flush()
 
+    def acknowledge(self, token: int | None, accepted: bool) -> None:
+        """Answer a routed arrival (its `acknowledgement`) once kept, or refuse it
+        (`ModemSession.acknowledge`). Nothing when the port has closed since: that modem's
+        answer is past, the network offers the message again."""
+        if self._loop is None or token is None or self.closed.is_set():
+            return
+        self.session.acknowledge(token, accepted, self._loop.time())
+        self._flush()
+
     def close(self, reason: str = "closed") -> None:
         if self._transport is not None:
             self._transport.close()

@@ -17,11 +17,23 @@ SIM.
 
 Stored messages are deleted only when the caller says so (`delete`), after it has kept them:
 a message on the SIM is the only copy until then.
+
+Routed messages (+CMT, +CDS) are acknowledged the same way. With +CNMI routing them to us, the
+session asks for +CSMS service 1 (TS 27.005 3.2.1, "phase 2+"): the modem then leaves the
+network's RP-ACK to us, and the network keeps its copy until we send it. Each routed arrival
+carries an `acknowledgement` token; the caller answers it with `acknowledge(token, accepted)`
+once the message is kept (AT+CNMA, an RP-ACK) or when keeping it failed (AT+CNMA=2 with an
+SMS-DELIVER-REPORT of TP-FCS "unspecified", an RP-ERROR: the network offers it again later).
++CNMA names no message, so answers go out in arrival order, ahead of queued commands (the
+network waits seconds, not minutes). A modem that gave up waiting (TS 27.005: it then sends
+RP-ERROR itself and turns routing off, and answers a late +CNMA with +CMS ERROR 340) gets its
++CNMI again, and its storage is read, where a network's next offer lands meanwhile.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +47,7 @@ from modems.tpdu import (
     TpduError,
     UserData,
     decode_from_network,
+    deliver_report_error,
     split_service_centre,
 )
 from smpp.reassembly import ConcatPart, Reassembler
@@ -55,10 +68,26 @@ class SessionSettings:
     unresponsive_after: int = 2  # consecutive command timeouts that make a modem "silent"
     # False: each SMS-DELIVER part is its own MessageReceived (its concatenation element left in
     # its user data), for a caller that joins parts from all its links in one place.
+    # With join_parts on, a routed part held for its siblings is acknowledged at once (the modem
+    # routes nothing more until it is): only the completing part waits for the caller.
     join_parts: bool = True
+    # Routed MOs/reports (+CNMI mt 2/3, ds 1): ask for +CSMS service 1, so that each waits for
+    # the caller's `acknowledge` rather than being acknowledged by the modem on arrival.
+    acknowledge_routed: bool = True
     reassembly_timeout: float = 600.0
     reassembly_max_pending: int = 100
     reassembly_max_bytes: int = 256 * 1024
+
+
+CMS_NO_ACKNOWLEDGEMENT_EXPECTED = 340  # +CNMA with nothing to answer (or answered too late)
+
+
+def routes_to_us(indications: str) -> bool:
+    """Whether +CNMI `indications` route MOs (<mt> 2 or 3) or reports (<ds> 1) to the TE."""
+    values = [value.strip() for value in indications.split(",")]
+    mt = values[1] if len(values) > 1 else ""
+    ds = values[3] if len(values) > 3 else ""
+    return mt in ("2", "3") or ds == "1"
 
 
 # Answers to AT+CMGF=0 that mean the modem cannot do PDU mode at all.
@@ -158,21 +187,38 @@ class MessageReceived:
     service_centre_time: datetime | None
     storage_indexes: tuple[int, ...]
     complete: bool = True  # False: reassembly gave up waiting for the missing parts
+    acknowledgement: int | None = None  # routed (+CMT) with service 1: answer with acknowledge()
 
 
 @dataclass(frozen=True, slots=True)
 class StatusReportReceived:
     report: SmsStatusReport
     storage_index: int | None
+    acknowledgement: int | None = None  # routed (+CDS) with service 1: answer with acknowledge()
 
 
 @dataclass(frozen=True, slots=True)
 class UnreadableMessage:
-    """A stored or routed PDU that does not decode; kept (not deleted) unless the caller does."""
+    """A stored or routed PDU that does not decode (`pdu`: the octets as the modem gave them,
+    with the service centre prefix; the text itself when it was not hexadecimal). Kept (not
+    deleted, not acknowledged) until the caller says so."""
 
     storage_index: int | None
     pdu: bytes
     reason: str
+    acknowledgement: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgementRefused:
+    """The modem refused or did not answer a +CNMA. `routing_lost`: it had given up waiting
+    (+CMS ERROR 340, or no answer), so the network takes the message as not delivered and
+    offers it again, and the modem may have turned routing off: the session sets +CNMI again
+    and reads the storage."""
+
+    accepted: bool
+    reason: str
+    routing_lost: bool
 
 
 SessionEvent = (
@@ -187,6 +233,7 @@ SessionEvent = (
     | MessageReceived
     | StatusReportReceived
     | UnreadableMessage
+    | AcknowledgementRefused
 )
 
 
@@ -198,6 +245,12 @@ class NotReady(RuntimeError):
 
 Outcome = at.CommandCompleted | at.CommandTimedOut
 Handler = Callable[[Outcome, float], None]
+
+
+@dataclass(slots=True)
+class _Acknowledgement:
+    token: int
+    accepted: bool | None = None  # None: the caller has not answered yet
 
 
 @dataclass(slots=True)
@@ -226,6 +279,10 @@ class ModemSession:
         self._next_signal: float | None = None
         self._next_registration: float | None = None
         self._next_poll: float | None = None
+        # Routed arrivals waiting for (or holding back, in order) their +CNMA.
+        self.acknowledging = False  # the modem said yes to +CSMS service 1
+        self._acknowledgements: deque[_Acknowledgement] = deque()
+        self._tokens = itertools.count(1)
         self._reassembler = Reassembler(
             self.settings.reassembly_timeout,
             self.settings.reassembly_max_pending,
@@ -289,6 +346,23 @@ class ModemSession:
         for index in indexes:
             self._command(f"AT+CMGD={index}", self._after_delete(index), now)
 
+    def acknowledge(self, token: int | None, accepted: bool, now: float) -> None:
+        """Answer a routed arrival (its `acknowledgement`): RP-ACK once the caller has kept it,
+        RP-ERROR (`accepted` False) when it could not, so the network offers it again.
+        Answers go out in arrival order: one the caller has not answered holds the later ones."""
+        if token is None:
+            return
+        for waiting in self._acknowledgements:
+            if waiting.token == token:
+                if waiting.accepted is None:
+                    waiting.accepted = accepted
+                break
+        else:
+            return  # answered already, or from before the port was reopened
+        while self._acknowledgements and self._acknowledgements[0].accepted is not None:
+            answered = self._acknowledgements.popleft()
+            self._send_acknowledgement(bool(answered.accepted), now)
+
     def stop(self, reason: str) -> list[SessionEvent]:
         """The port is gone: fail what waits, stop."""
         self.channel.clear()
@@ -311,12 +385,18 @@ class ModemSession:
         *,
         timeout: float | None = None,
         pdu: str | None = None,
+        urgent: bool = False,
     ) -> None:
         if self.state is SessionState.STOPPED:
             return
-        self._handlers.append(handler)
         command = at.AtCommand(line, timeout or self.settings.command_timeout, pdu)
-        self.channel.send(command, now)
+        # Handlers are matched to outcomes by the order commands run in; an urgent one runs
+        # before the queued ones (after the running one and earlier urgent ones).
+        if urgent:
+            self._handlers.insert(self._urgent_handlers(), handler)
+        else:
+            self._handlers.append(handler)
+        self.channel.send(command, now, urgent=urgent)
 
     def _on_at_event(self, event: at.AtEvent, now: float) -> None:
         if isinstance(event, at.CommandCompleted | at.CommandTimedOut):
@@ -335,7 +415,13 @@ class ModemSession:
         if isinstance(event, at.MessageStored | at.StatusReportStored):
             self._read_stored(event.index, now)
         elif isinstance(event, at.MessageArrived | at.StatusReportArrived):
-            self._take_pdu(event.pdu, None, now)
+            self._take_pdu(event.pdu, None, now, self._routed_arrival())
+        elif isinstance(event, at.MalformedUnsolicited) and _prefix(event.line) in _ROUTED:
+            # The modem waits for an answer to this one too.
+            token = self._routed_arrival()
+            self._events.append(
+                UnreadableMessage(None, event.line.encode("latin-1"), event.reason, token)
+            )
         elif isinstance(event, at.RegistrationChanged):
             self._registration_changed(event.status, event.prefix, now)
         elif isinstance(event, at.SignalChanged):
@@ -501,12 +587,17 @@ class ModemSession:
             self._command(line, self._ignore, now)
         storage = self.settings.storage
         self._command(f'AT+CPMS="{storage}","{storage}","{storage}"', self._ignore, now)
-        self._command(
-            f"AT+CNMI={self.settings.new_message_indications}", self._after_indications, now
-        )
+        indications = self.settings.new_message_indications
+        if self.settings.acknowledge_routed and routes_to_us(indications):
+            self._command("AT+CSMS=1", self._after_message_service, now)
+        self._command(f"AT+CNMI={indications}", self._after_indications, now)
 
     def _ignore(self, outcome: Outcome, now: float) -> None:
         pass
+
+    def _after_message_service(self, outcome: Outcome, now: float) -> None:
+        # Refused (a phase 2 modem): it acknowledges routed messages itself, on arrival.
+        self.acknowledging = self._ok(outcome)
 
     def _after_indications(self, outcome: Outcome, now: float) -> None:
         self.state = SessionState.READY
@@ -650,29 +741,35 @@ class ModemSession:
             return
         self._take_pdu(pdu, index, now)
 
-    def _unreadable(self, index: int | None, pdu: bytes, reason: str) -> None:
+    def _unreadable(
+        self, index: int | None, pdu: bytes, reason: str, acknowledgement: int | None = None
+    ) -> None:
         if index is not None:
             self._held_indexes.add(index)
-        self._events.append(UnreadableMessage(index, pdu, reason))
+        self._events.append(UnreadableMessage(index, pdu, reason, acknowledgement))
 
-    def _take_pdu(self, pdu: bytes, index: int | None, now: float) -> None:
+    def _take_pdu(
+        self, pdu: bytes, index: int | None, now: float, acknowledgement: int | None = None
+    ) -> None:
         try:
             _, tpdu = split_service_centre(pdu)
             message = decode_from_network(tpdu)
         except TpduError as error:
-            self._unreadable(index, pdu, str(error))
+            self._unreadable(index, pdu, str(error), acknowledgement)
             return
         if index is not None:
             self._held_indexes.add(index)
         if isinstance(message, SmsStatusReport):
-            self._events.append(StatusReportReceived(message, index))
+            self._events.append(StatusReportReceived(message, index, acknowledgement))
             return
-        self._take_deliver(message, index, now)
+        self._take_deliver(message, index, now, acknowledgement)
 
-    def _take_deliver(self, deliver: SmsDeliver, index: int | None, now: float) -> None:
+    def _take_deliver(
+        self, deliver: SmsDeliver, index: int | None, now: float, acknowledgement: int | None
+    ) -> None:
         concat = deliver.user_data.concat
         if concat is None or concat.total == 1 or not self.settings.join_parts:
-            self._emit_message([(deliver, index)])
+            self._emit_message([(deliver, index)], acknowledgement=acknowledgement)
             return
         part = ConcatPart(
             concat, deliver.user_data.payload, deliver.user_data.dcs, (deliver, index)
@@ -680,10 +777,19 @@ class ModemSession:
         key = (str(deliver.originator), deliver.user_data.alphabet)
         whole = self._reassembler.add(key, part, now)
         if whole is not None:
-            self._emit_message([_context(part) for part in whole.parts])
+            self._emit_message(
+                [_context(part) for part in whole.parts], acknowledgement=acknowledgement
+            )
+        else:
+            # Held here, in memory: the modem routes no next part until this one is answered.
+            self.acknowledge(acknowledgement, True, now)
 
     def _emit_message(
-        self, parts: list[tuple[SmsDeliver, int | None]], *, complete: bool = True
+        self,
+        parts: list[tuple[SmsDeliver, int | None]],
+        *,
+        complete: bool = True,
+        acknowledgement: int | None = None,
     ) -> None:
         delivers = [deliver for deliver, _ in parts]
         indexes = tuple(index for _, index in parts if index is not None)
@@ -697,8 +803,64 @@ class ModemSession:
                 service_centre_time=first.service_centre_time,
                 storage_indexes=indexes,
                 complete=complete,
+                acknowledgement=acknowledgement,
             )
         )
+
+    # --- acknowledging routed messages ---------------------------------------------------------
+
+    def _routed_arrival(self) -> int | None:
+        """A token for a +CMT/+CDS the modem waits for us to answer; None when it does not."""
+        if not self.acknowledging:
+            return None
+        token = next(self._tokens)
+        self._acknowledgements.append(_Acknowledgement(token))
+        return token
+
+    def _urgent_handlers(self) -> int:
+        """Where an urgent command's handler goes: after the running command's and the urgent
+        ones already waiting."""
+        running = 1 if self.channel.busy else 0
+        return min(running + self.channel.urgent_queued, len(self._handlers))
+
+    def _send_acknowledgement(self, accepted: bool, now: float) -> None:
+        if accepted:
+            self._command("AT+CNMA", self._after_acknowledgement(True), now, urgent=True)
+            return
+        report = deliver_report_error()
+        self._command(
+            f"AT+CNMA=2,{len(report)}",
+            self._after_acknowledgement(False, with_report=True),
+            now,
+            pdu=report.hex().upper(),
+            urgent=True,
+        )
+
+    def _after_acknowledgement(self, accepted: bool, *, with_report: bool = False) -> Handler:
+        def handle(outcome: Outcome, now: float) -> None:
+            if self._ok(outcome):
+                return
+            late = isinstance(outcome, at.CommandTimedOut) or (
+                outcome.result.kind is at.ResultKind.CMS_ERROR
+                and outcome.result.code == CMS_NO_ACKNOWLEDGEMENT_EXPECTED
+            )
+            if with_report and not late:
+                # A modem that takes no report with its RP-ERROR still takes a bare one.
+                self._command("AT+CNMA=2", self._after_acknowledgement(False), now, urgent=True)
+                return
+            self._events.append(AcknowledgementRefused(accepted, self._describe(outcome), True))
+            if self.state is SessionState.READY:
+                self._command(f"AT+CNMI={self.settings.new_message_indications}", self._ignore, now)
+                self._list_stored(now)
+
+        return handle
+
+
+_ROUTED = frozenset({"+CMT", "+CDS"})
+
+
+def _prefix(line: str) -> str:
+    return line.partition(":")[0].strip().upper()
 
 
 def _context(part: ConcatPart) -> tuple[SmsDeliver, int | None]:

@@ -735,6 +735,28 @@ def decode_submit(tpdu: bytes) -> SmsSubmit:
     return _decode_submit(tpdu)
 
 
+# --- SMS-DELIVER-REPORT (what +CNMA may carry back) --------------------------------------------
+
+# TS 23.040 9.2.3.22 TP-Failure-Cause values for an SMS-DELIVER-REPORT.
+FCS_MEMORY_CAPACITY_EXCEEDED = 0xD3  # the SC then waits for the MS to say it has room: avoid
+FCS_UNSPECIFIED = 0xFF
+
+
+def deliver_report_error(failure_cause: int = FCS_UNSPECIFIED) -> bytes:
+    """An SMS-DELIVER-REPORT for RP-ERROR (TS 23.040 9.2.2.1a): TP-MTI 0, no UDH, TP-FCS,
+    TP-PI 0 (no optional fields). The TPDU only: +CNMA takes no service centre address."""
+    if not 0x80 <= failure_cause <= 0xFF:
+        raise TpduError(f"TP-FCS 0x{failure_cause:02X} is not a failure cause (0x80-0xFF)")
+    return bytes((MTI_DELIVER, failure_cause, 0x00))
+
+
+def deliver_report_failure_cause(tpdu: bytes) -> int:
+    """The TP-FCS of an SMS-DELIVER-REPORT for RP-ERROR. Raises TpduError."""
+    if len(tpdu) < 3 or tpdu[0] & 0x03 != MTI_DELIVER:
+        raise TpduError("not an SMS-DELIVER-REPORT for RP-ERROR")
+    return tpdu[1]
+
+
 # --- text into parts ---------------------------------------------------------------------------
 
 

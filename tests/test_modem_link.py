@@ -549,3 +549,158 @@ async def test_mos_on_a_sim_reach_a_webhook_and_stop_opts_out_with_the_reply_ove
             )
         assert refused.value.code == "recipient_opted_out"
         await wait_for(lambda: not pty.modem.storage, "the stored MO to be deleted")
+
+
+class HeldMo:
+    """In front of the inbound handler: each part is kept as usual, but the link hears it was
+    kept only once `release` is set."""
+
+    def __init__(self, receive: Callable[[InboundPart], Awaitable[None]]) -> None:
+        self.parts: list[InboundPart] = []
+        self.release = asyncio.Event()
+        self._receive = receive
+
+    def receive(self, part: InboundPart) -> Awaitable[None]:
+        self.parts.append(part)
+        kept = self._receive(part)
+
+        async def when_released() -> None:
+            await self.release.wait()
+            await kept
+
+        return when_released()
+
+
+async def test_a_routed_mo_is_acknowledged_with_cnma_only_once_it_is_kept(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools(
+        {"sim": quick()}, links={"sim": {"indications": "direct", "number": "+" + SIM_NUMBER}}
+    )
+    held = HeldMo(pool.gateway.inbound.receive)
+    pool.gateway.inbound.receive = held.receive  # type: ignore[method-assign]
+    pty = pool.modems["sim"]
+    assert pty.modem.service == 1  # the link asked for +CSMS phase 2+
+    pty.modem.inject_mo("Hello clinic", originator="+" + SUBSCRIBER, direct=True)
+    pty.modem.inject_mo("second one", originator="+" + SUBSCRIBER, direct=True)
+    pty.poke()
+    await wait_for(lambda: len(held.parts) == 1, "the routed MO")
+    await asyncio.sleep(0.3)
+    assert pty.modem.acknowledgements == [] and len(held.parts) == 1  # the next waits too
+    held.release.set()
+    await wait_for(lambda: len(pty.modem.acknowledgements) == 2, "both +CNMA")
+    assert [a.accepted for a in pty.modem.acknowledgements] == [True, True]
+    assert [part.text for part in held.parts] == ["Hello clinic", "second one"]
+    assert pool.gateway.store is not None
+    kept = await pool.gateway.store.list_inbound(number=SIM_NUMBER)
+    assert sorted(record.row.text or "" for record in kept) == ["Hello clinic", "second one"]
+    assert pool.link("sim").stats.routed_acknowledged == 2
+    assert pty.modem.ack_timeouts == 0 and pty.modem.redelivered == 0
+
+
+async def test_a_routed_mo_the_store_failed_to_keep_is_refused_and_kept_when_offered_again(
+    pools: Callable[..., Any],
+) -> None:
+    from gateway.store.base import StoreError
+
+    pool: Pool = await pools(
+        {"sim": quick(redelivery_delay=0.3)},
+        links={"sim": {"indications": "direct", "number": "+" + SIM_NUMBER}},
+    )
+    store: Any = pool.gateway.inbound.store
+    record = store.record_inbound
+    failures = [StoreError("disk full")]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return int(await record(*args, **kwargs))
+
+    store.record_inbound = failing_once
+    pty = pool.modems["sim"]
+    pty.modem.inject_mo("kept the second time", originator="+" + SUBSCRIBER, direct=True)
+    pty.poke()
+    await wait_for(lambda: len(pty.modem.acknowledgements) == 2, "a refusal, then an RP-ACK")
+    refused, accepted = pty.modem.acknowledgements
+    assert (refused.accepted, refused.failure_cause) == (False, 0xFF)  # RP-ERROR, TP-FCS FF
+    assert accepted.accepted and pty.modem.redelivered == 1
+    stats = pool.link("sim").stats
+    assert (stats.routed_rejected, stats.routed_acknowledged) == (1, 1)
+    (kept,) = await store.list_inbound(number=SIM_NUMBER)
+    assert kept.row.text == "kept the second time"
+    assert pool.gateway.inbound.stats.store_failures == 1 and pty.modem.ack_timeouts == 0
+
+
+async def test_routed_status_reports_are_acknowledged_once_recorded(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools({"sim": quick()}, links={"sim": {"indications": "direct"}})
+    message_id = await pool.send("with a report")
+    await pool.wait_status(message_id, MessageStatus.DELIVERED)
+    pty = pool.modems["sim"]
+    await wait_for(lambda: len(pty.modem.acknowledgements) == 1, "the +CDS answer")
+    (answer,) = pty.modem.acknowledgements
+    assert answer.routed.kind == "+CDS" and answer.accepted
+
+
+async def test_a_part_the_network_offers_again_after_the_join_is_not_delivered_twice(
+    pools: Callable[..., Any],
+) -> None:
+    pool: Pool = await pools(
+        {"sim": quick()},
+        links={"sim": {"indications": "direct", "number": "+" + SIM_NUMBER}},
+        inbound={"reassembly_timeout": 30.0},
+    )
+    pty = pool.modems["sim"]
+    text = "Naomba kubadilisha miadi yangu ya kliniki hadi Ijumaa asubuhi. " * 4
+    parts = split_text_user_data(text, reference=77)
+    delivers = [
+        SmsDeliver(Address.parse("+" + SUBSCRIBER), datetime.now(UTC), user_data).encode()
+        for user_data in parts
+    ]
+    for deliver in delivers:
+        pty.modem.inject_pdu(deliver, direct=True)
+    pty.poke()
+    stats = pool.gateway.inbound.stats
+    await wait_for(lambda: stats.messages == 1, "the joined MO")
+    pty.modem.inject_pdu(delivers[1], direct=True)  # its RP-ACK was lost, say
+    pty.poke()
+    await wait_for(lambda: len(pty.modem.acknowledgements) == 3, "the copy's answer")
+    assert pty.modem.acknowledgements[-1].accepted  # answered, so the network stops
+    assert stats.duplicate_parts == 1 and stats.parts_held == 1 and stats.messages == 1
+
+
+async def test_an_unreadable_stored_pdu_is_logged_in_hex_counted_and_deleted(
+    pools: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pool: Pool = await pools({"sim": quick()}, links={"sim": {"poll_interval": 0.2}})
+    pty = pool.modems["sim"]
+    caplog.set_level("WARNING", logger="tandem.modem")
+    pty.modem.inject_pdu(b"\x04\x0b\x91\x44")  # an SMS-DELIVER cut after its address type
+    pty.poke()
+    link = pool.link("sim")
+    await wait_for(lambda: link.stats.unreadable == 1, "the unreadable PDU")
+    await wait_for(lambda: not pty.modem.storage, "the SIM to be emptied")
+    polls = pty.modem.commands.count("AT+CMGL=4")
+    await wait_for(lambda: pty.modem.commands.count("AT+CMGL=4") >= polls + 2, "two more polls")
+    assert link.stats.unreadable == 1  # not read again
+    (line,) = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "040B9144" in line and "storage index 0" in line
+    # Readable messages after it still arrive.
+    pty.modem.inject_mo("after the garbage", originator="+" + SUBSCRIBER)
+    pty.poke()
+    await wait_for(lambda: link.stats.mos == 1, "the next MO")
+
+
+async def test_an_unreadable_routed_pdu_is_logged_and_acknowledged(
+    pools: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pool: Pool = await pools({"sim": quick()}, links={"sim": {"indications": "direct"}})
+    pty = pool.modems["sim"]
+    caplog.set_level("WARNING", logger="tandem.modem")
+    pty.modem.inject_pdu(b"\x04\x0b\x91\x44", direct=True)
+    pty.poke()
+    await wait_for(lambda: len(pty.modem.acknowledgements) == 1, "the answer")
+    assert pty.modem.acknowledgements[0].accepted  # a retry would not decode either
+    assert pool.link("sim").stats.unreadable == 1
+    assert any("040B9144" in r.getMessage() for r in caplog.records)

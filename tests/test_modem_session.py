@@ -252,10 +252,21 @@ def test_mo_routed_with_cmt_and_reports_with_cds() -> None:
     assert message.text == "Γειά 😀 " * 12
     assert message.originator == "Tandem"
     assert message.storage_indexes == ()
+    assert bench.session.acknowledging and bench.modem.service == 1
     bench.send_text("m", "hi")
     bench.advance(2.0)
+    assert not bench.of(StatusReportReceived)  # held back: the MO is not answered yet
+    bench.session.acknowledge(message.acknowledgement, True, bench.now)
+    bench.pump()
     (report,) = bench.of(StatusReportReceived)
     assert report.storage_index is None
+    bench.session.acknowledge(report.acknowledgement, True, bench.now)
+    bench.pump()
+    answered = [(a.routed.kind, a.accepted) for a in bench.modem.acknowledgements]
+    # Two parts: the first, held for its sibling, was answered at once (the modem routes no
+    # next part before); the second, which completed the message, when the caller said so.
+    assert answered == [("+CMT", True), ("+CMT", True), ("+CDS", True)]
+    assert bench.modem.ack_timeouts == 0
 
 
 def test_a_send_whose_answer_is_lost_may_have_gone() -> None:
@@ -391,3 +402,118 @@ def test_random_bytes_never_crash_the_emulator(chunks: list[bytes]) -> None:
         modem.outgoing()
     modem.feed(b"AT+CMGS=10\r" + chunks[0] + b"\x1a" if chunks else b"AT\r", 0.0)
     modem.tick(100.0)
+
+
+# --- routed messages and +CNMA (TS 27.005 3.4.4) ----------------------------------------------
+
+DIRECT = SessionSettings(new_message_indications="2,2,0,1,0", join_parts=False)
+
+
+def direct_bench(**modem: object) -> BackToBack:
+    return BackToBack(ModemSettings(**modem), DIRECT).start()  # type: ignore[arg-type]
+
+
+def test_a_routed_mo_waits_for_the_callers_answer_and_holds_back_the_next() -> None:
+    bench = direct_bench()
+    assert "AT+CSMS=1" in bench.modem.commands and bench.session.acknowledging
+    bench.modem.inject_mo("first", direct=True)
+    bench.modem.inject_mo("second", direct=True)
+    bench.pump()
+    (first,) = bench.of(MessageReceived)
+    assert first.text == "first" and first.acknowledgement is not None
+    assert bench.modem.acknowledgements == []  # nothing is answered before the caller says so
+    bench.session.acknowledge(first.acknowledgement, True, bench.now)
+    bench.pump()
+    first_again, second = bench.of(MessageReceived)
+    assert first_again is first and second.text == "second"
+    assert "AT+CNMA" in bench.modem.commands
+    bench.session.acknowledge(second.acknowledgement, True, bench.now)
+    bench.pump()
+    assert [a.accepted for a in bench.modem.acknowledgements] == [True, True]
+    bench.advance(60)
+    assert bench.modem.ack_timeouts == 0 and bench.modem.redelivered == 0
+
+
+def test_a_routed_mo_not_kept_is_refused_with_rp_error_and_offered_again() -> None:
+    bench = direct_bench(redelivery_delay=5.0)
+    bench.modem.inject_mo("keep me", direct=True)
+    bench.pump()
+    (offered,) = bench.of(MessageReceived)
+    bench.session.acknowledge(offered.acknowledgement, False, bench.now)
+    bench.pump()
+    (refusal,) = bench.modem.acknowledgements
+    assert not refusal.accepted and refusal.failure_cause == 0xFF  # TP-FCS unspecified
+    assert any(line.startswith("AT+CNMA=2,3") for line in bench.modem.commands)
+    bench.advance(6)
+    offered, again = bench.of(MessageReceived)
+    assert again.text == "keep me" and again.acknowledgement != offered.acknowledgement
+    bench.session.acknowledge(again.acknowledgement, True, bench.now)
+    bench.pump()
+    assert [a.accepted for a in bench.modem.acknowledgements] == [False, True]
+    assert bench.modem.redelivered == 1
+
+
+def test_a_modem_that_takes_no_report_gets_a_bare_rp_error() -> None:
+    bench = direct_bench(cnma_report_supported=False)
+    bench.modem.inject_mo("no report", direct=True)
+    bench.pump()
+    (offered,) = bench.of(MessageReceived)
+    bench.session.acknowledge(offered.acknowledgement, False, bench.now)
+    bench.pump()
+    (refusal,) = bench.modem.acknowledgements
+    assert not refusal.accepted and refusal.failure_cause is None
+    assert "AT+CNMA=2" in bench.modem.commands
+
+
+def test_answers_go_out_in_arrival_order_whatever_order_the_caller_answers_in() -> None:
+    bench = direct_bench()
+    session = bench.session
+    deliver = SmsDeliver(
+        Address.parse("+15551234"),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        split_text_user_data("x")[0],
+    )
+    routed = f"\r\n+CMT: ,{len(deliver.encode())}\r\n00{deliver.encode().hex().upper()}\r\n"
+    bench.events += session.feed(routed.encode() * 2, bench.now)
+    first, second = bench.of(MessageReceived)
+    session.acknowledge(second.acknowledgement, False, bench.now)
+    assert b"CNMA" not in session.outgoing()  # the first is still unanswered
+    session.acknowledge(first.acknowledgement, True, bench.now)
+    assert session.outgoing() == b"AT+CNMA\r"
+
+
+def test_an_unanswered_routed_mo_times_out_and_the_modem_turns_routing_off() -> None:
+    bench = direct_bench(ack_timeout=5.0, redelivery_delay=2.0)
+    bench.modem.inject_mo("nobody answers", direct=True)
+    bench.pump()
+    bench.advance(6)
+    assert bench.modem.ack_timeouts == 1
+    assert bench.modem.cnmi[1] == 0 and bench.modem.cnmi[3] == 0  # TS 27.005: routing off
+    bench.advance(3)
+    assert bench.modem.redelivered == 1 and len(bench.modem.storage) == 1  # stored, unannounced
+
+
+def test_a_late_answer_sets_routing_again_and_reads_what_was_stored_meanwhile() -> None:
+    from modems.session import AcknowledgementRefused
+
+    bench = direct_bench(ack_timeout=5.0, redelivery_delay=2.0)
+    bench.modem.inject_mo("slow to keep", direct=True)
+    bench.pump()
+    (offered,) = bench.of(MessageReceived)
+    bench.advance(8)  # the modem gave up; the network's next offer is on the SIM
+    bench.session.acknowledge(offered.acknowledgement, True, bench.now)
+    bench.pump()
+    (late,) = bench.of(AcknowledgementRefused)
+    assert late.routing_lost and "340" in late.reason
+    assert bench.modem.cnmi == (2, 2, 0, 1, 0)
+    offered, stored = bench.of(MessageReceived)
+    assert stored.text == "slow to keep" and stored.storage_indexes == (0,)
+
+
+def test_a_routed_pdu_that_does_not_decode_is_reported_with_its_answer_token() -> None:
+    bench = direct_bench()
+    bench.modem.inject_pdu(b"\x00\x01", direct=True)
+    bench.pump()
+    (unreadable,) = bench.of(UnreadableMessage)
+    assert unreadable.storage_index is None and unreadable.acknowledgement is not None
+    assert unreadable.pdu.endswith(b"\x00\x01")

@@ -7,9 +7,16 @@ pulling messages from the send queue one at a time, cutting each into SMS-SUBMIT
 same parts an SMPP link sends), pacing them to the SIM's rate and stopping at its daily cap
 (`modems.limits`), and reporting to the sink: submitted with each part's correlation key,
 temporary or permanent failures (+CMS ERROR codes by `modems.errors`), status reports as
-receipts in the one status model, MOs into the inbound path, and the link's state. Counters a
-sysadmin needs (signal, registration, operator, SIM state, sends today against the cap) are in
-`ModemLinkStats`.
+receipts in the one status model, MOs into the inbound path, and the link's state. What the
+modem holds for us (a stored message, or a routed +CMT/+CDS the network waits to hear about) is
+let go only once the daemon has kept it: stored copies are deleted, routed ones acknowledged
+(+CNMA); a failure to keep one leaves the stored copy for the next read, and answers a routed
+one with RP-ERROR so the network offers it again (rather than letting the modem time out, which
+holds back every later routed message and makes the modem turn routing off). A PDU that does
+not decode is logged with its octets in hex at WARNING, counted (`unreadable`), and then
+deleted or acknowledged: it would never decode on the next read either, and would fill the SIM.
+Counters a sysadmin needs (signal, registration, operator, SIM state, sends today against the
+cap) are in `ModemLinkStats`.
 
 Must never: decide a message's status, touch the store, or keep a message the daemon does not
 know about. Messages it could not try (the modem went away, the SIM reached its cap) go back
@@ -52,9 +59,10 @@ from gateway.logs import message_fields
 from gateway.messages import Message
 from modems.errors import FailureKind, cms_error_name
 from modems.limits import SimSendLimits
-from modems.serial_link import ModemSupervisor, PortLost
+from modems.serial_link import ModemPort, ModemSupervisor, PortLost
 from modems.session import (
     REGISTERED,
+    AcknowledgementRefused,
     MessageReceived,
     MessageSent,
     NotReady,
@@ -146,7 +154,10 @@ class ModemLinkStats:
     handed_back: int = 0  # not tried (modem gone, cap reached): re-homed at once
     receipts: int = 0
     mos: int = 0
-    unreadable: int = 0  # stored or routed PDUs that do not decode (left on the SIM)
+    unreadable: int = 0  # stored or routed PDUs that do not decode (logged in hex, deleted)
+    routed_acknowledged: int = 0  # +CMT/+CDS answered with RP-ACK once kept
+    routed_rejected: int = 0  # answered with RP-ERROR (not kept): the network offers them again
+    acknowledgements_late: int = 0  # +CNMA the modem refused or ignored (it gave up waiting)
     opens: int = 0  # ports opened (reconnects after the first)
     resets: int = 0  # silent modem reset with the reset command
     unresponsive: int = 0
@@ -505,11 +516,14 @@ class ModemLink:
                 self.config.reset_command,
             )
         elif isinstance(event, UnreadableMessage):
-            stats.unreadable += 1
+            self._on_unreadable(event)
+        elif isinstance(event, AcknowledgementRefused):
+            stats.acknowledgements_late += 1
             log.warning(
-                "link %s: unreadable message (storage index %s): %s; left on the SIM",
+                "link %s: the modem did not take our %s (%s); the network offers that message "
+                "again, routing set again and the storage read",
                 self.name,
-                event.storage_index,
+                "acknowledgement" if event.accepted else "refusal",
                 event.reason,
             )
 
@@ -525,21 +539,47 @@ class ModemLink:
         log.warning("link %s: modem down: %s", self.name, event.reason)
         self._set_state(LinkState.DOWN)
 
+    def _on_unreadable(self, event: UnreadableMessage) -> None:
+        """Kept as the log line (its octets in hex), then let go: it would never decode at
+        the next read either, and a SIM full of them takes no more messages."""
+        self.stats.unreadable += 1
+        where = (
+            f"storage index {event.storage_index}"
+            if event.storage_index is not None
+            else "routed to us"
+        )
+        log.warning(
+            "link %s: unreadable message (%s): %s; pdu=%s; deleted from the modem, this line "
+            "is the only copy",
+            self.name,
+            where,
+            event.reason,
+            event.pdu.hex().upper(),
+        )
+        port = self._port()
+        if port is not None:
+            port.acknowledge(event.acknowledgement, True)
+        self._delete([event.storage_index] if event.storage_index is not None else [])
+
     def _on_status_report(self, event: StatusReportReceived) -> None:
         self.stats.receipts += 1
         report = receipt_report(event.report)
+        port = self._port()
         try:
             result = self._sink.on_receipt(self.name, report)
         except Exception:
             log.exception("link %s: sink failed on a status report", self.name)
-            return  # left on the SIM (when stored): read again at the next start
-        self._after_recorded(result, event.storage_index)
+            # Left on the SIM (when stored): read again at the next start; refused when routed.
+            self._refuse(port, event.acknowledgement)
+            return
+        self._after_recorded(result, event.storage_index, port, event.acknowledgement)
 
     def _on_message(self, event: MessageReceived) -> None:
         """An MO part into the inbound path (the gateway joins parts, not the link); its
         stored copy is deleted once the part is kept (held for its siblings or delivered)."""
         self.stats.mos += 1
         parts = inbound_parts(self.name, event, self.config.number, self._clock())
+        port = self._port()
         results: list[Awaitable[None]] = []
         try:
             for part in parts:
@@ -548,19 +588,36 @@ class ModemLink:
                     results.append(result)
         except TemporarilyRefused as refusal:
             log.warning(
-                "link %s: MO from %s left on the modem: %s", self.name, part.source, refusal
+                "link %s: MO from %s left with the modem or the network: %s",
+                self.name,
+                part.source,
+                refusal,
             )
+            self._refuse(port, event.acknowledgement)
             return
         except Exception:
-            log.exception("link %s: sink failed on an MO; left on the modem", self.name)
+            log.exception("link %s: sink failed on an MO; left with the modem", self.name)
+            self._refuse(port, event.acknowledgement)
             return
-        self._after_recorded(_all_of(results) if results else None, event.storage_indexes)
+        self._after_recorded(
+            _all_of(results) if results else None,
+            event.storage_indexes,
+            port,
+            event.acknowledgement,
+        )
 
-    def _after_recorded(self, result: SinkResult, storage: int | tuple[int, ...] | None) -> None:
-        """Delete the stored copies once the daemon has kept what they said."""
+    def _after_recorded(
+        self,
+        result: SinkResult,
+        storage: int | tuple[int, ...] | None,
+        port: ModemPort | None,
+        acknowledgement: int | None,
+    ) -> None:
+        """Delete the stored copies, or acknowledge the routed one, once the daemon has kept
+        what they said; refuse a routed one it could not keep."""
         indexes = [storage] if isinstance(storage, int) else list(storage or ())
         if result is None or not inspect.isawaitable(result):
-            self._delete(indexes)
+            self._let_go(port, acknowledgement, indexes)
             return
         recorded = asyncio.ensure_future(result)
         self._recordings.add(recorded)
@@ -574,10 +631,31 @@ class ModemLink:
                         self.name,
                         exc_info=future.exception(),
                     )
+                self._refuse(port, acknowledgement)
                 return
-            self._delete(indexes)
+            self._let_go(port, acknowledgement, indexes)
 
         recorded.add_done_callback(done)
+
+    def _let_go(
+        self, port: ModemPort | None, acknowledgement: int | None, indexes: list[int]
+    ) -> None:
+        if acknowledgement is not None and port is not None:
+            self.stats.routed_acknowledged += 1
+            port.acknowledge(acknowledgement, True)
+        self._delete(indexes)
+
+    def _refuse(self, port: ModemPort | None, acknowledgement: int | None) -> None:
+        """RP-ERROR for a routed message the daemon did not keep: the network offers it again
+        (its retry schedule), and the modem goes on routing the next ones at once."""
+        if acknowledgement is not None and port is not None:
+            self.stats.routed_rejected += 1
+            port.acknowledge(acknowledgement, False)
+
+    def _port(self) -> ModemPort | None:
+        """The port the session that reported an event runs on (acknowledgements go to it,
+        never to one opened since)."""
+        return self._supervisor.port if self._supervisor is not None else None
 
     def _delete(self, indexes: list[int]) -> None:
         supervisor = self._supervisor
