@@ -5,15 +5,19 @@ short codes as the `[senders]` section configures them), the TON/NPI a sender im
 (`source_address_type`) and whether a TON given with a sender fits it (`source_ton_problem`).
 The HTTP models, the intake and the SMPP server all call these; none keeps a rule of its own.
 
-Must never: truncate or rewrite a sender (a sender that breaks the rule is refused), or know
-about channels (callers turn `InvalidSender` into a 422 naming `from` or ESME_RINVSRCADR).
+Must never: truncate or rewrite a sender (a sender that breaks the rule is refused), know
+about channels (callers turn `InvalidSender` into a 422 naming `from` or ESME_RINVSRCADR), or
+import `gateway.config`: the config checks its `[otp] default_sender` with this rule, so the
+rule sits below it and reads `[senders]` through `SenderSettings`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from gateway.config import SendersConfig
 from smpp.gsm7 import BASIC_TABLE
 
 ALPHANUMERIC_MAX = 11  # what TP-OA carries packed (11 septets); carriers state the same
@@ -26,7 +30,9 @@ ALPHANUMERIC_SYMBOLS = " &'+-._!"
 _GSM_LETTERS = frozenset(char for char in BASIC_TABLE if char.isalpha() and ord(char) < 256)
 _ALPHANUMERIC_CHARS = _GSM_LETTERS | frozenset("0123456789") | frozenset(ALPHANUMERIC_SYMBOLS)
 TON_INTERNATIONAL, TON_NATIONAL, TON_ALPHANUMERIC = 1, 2, 5
-DEFAULT_SENDERS = SendersConfig()
+# Numeric senders without '+' of at most this many digits are short codes (the default of
+# `[senders] short_code_max_digits`).
+SHORT_CODE_MAX_DIGITS = 8
 
 # For the OpenAPI document: the shape `check_sender` accepts with the default `[senders]`.
 _SYMBOLS_SHOWN = " ".join(ALPHANUMERIC_SYMBOLS.strip())
@@ -49,8 +55,29 @@ class InvalidSender(ValueError):
     """A sender that breaks the rule; `str()` is a sentence for the customer."""
 
 
+class SenderSettings(Protocol):
+    """What the rule reads of `[senders]` (`gateway.config.SendersConfig`)."""
+
+    @property
+    def short_code_max_digits(self) -> int: ...
+
+    @property
+    def short_codes(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _DefaultSenders:
+    """`[senders]` as it is when the config leaves it out."""
+
+    short_code_max_digits: int = SHORT_CODE_MAX_DIGITS
+    short_codes: tuple[str, ...] = ()
+
+
+DEFAULT_SENDERS: SenderSettings = _DefaultSenders()
+
+
 def check_sender(
-    sender: str, senders: SendersConfig = DEFAULT_SENDERS, *, ton: int | None = None
+    sender: str, senders: SenderSettings = DEFAULT_SENDERS, *, ton: int | None = None
 ) -> SenderKind:
     """What kind of sender `sender` is; raises `InvalidSender` saying why it cannot be one.
 

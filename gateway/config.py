@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dlr.aggregate import ReportMode
 from dlr.ids import MessageIdFormat
+from gateway.addresses import SHORT_CODE_MAX_DIGITS, InvalidSender, check_sender
 from gateway.optouts import keywords
 from routing.config import MessageKind, NumberingConfig, RouteList
 from smpp.segmentation import Concatenation
@@ -572,7 +573,7 @@ class SendersConfig(BaseModel):
     model_config = _SECTION
 
     # Numeric senders without '+' of at most this many digits are short codes, not numbers.
-    short_code_max_digits: Annotated[int, Field(ge=3, le=15)] = 8
+    short_code_max_digits: Annotated[int, Field(ge=3, le=15)] = SHORT_CODE_MAX_DIGITS
     # The short codes messages may come from; empty: any of 3 to short_code_max_digits digits.
     short_codes: list[Annotated[str, Field(pattern=r"^[0-9]{3,15}$")]] = Field(default_factory=list)
 
@@ -1075,10 +1076,7 @@ class TandemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _inbound_names_exist(self) -> TandemConfig:
-        # Imported here: gateway.events imports this module.
-        from gateway.events import sink_specs
-
-        sinks = set(sink_specs(self))
+        sinks = set(self.event_sink_sections())
         for index, route in enumerate(self.inbound.routes):
             if route.event_sink is not None and route.event_sink not in sinks:
                 known = ", ".join(sorted(sinks)) or "none is configured"
@@ -1097,14 +1095,19 @@ class TandemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _default_sender_is_a_sender(self) -> TandemConfig:
-        # Imported here: gateway.addresses holds the rule and imports this module.
-        from gateway.addresses import InvalidSender, check_sender
-
         try:
             check_sender(self.otp.default_sender, self.senders)
         except InvalidSender as exc:
             raise _KeyedError("otp.default_sender", str(exc)) from None
         return self
+
+    def event_sink_sections(self) -> dict[str, MqttConfig]:
+        """The event sinks this config turns on, by name: the sections `gateway.events` builds
+        them from (a new kind of sink adds its section here) and the names inbound routes may
+        send to."""
+        if self.mqtt is None or not self.mqtt.enabled:
+            return {}
+        return {self.mqtt.name: self.mqtt}
 
     @property
     def store_path(self) -> Path:

@@ -95,11 +95,12 @@ SinkKind = Callable[["TandemConfig"], Iterable[SinkSpec]]
 
 def _mqtt_specs(config: TandemConfig) -> Iterable[SinkSpec]:
     # Imported only here: aiomqtt loads only when a config has an [mqtt] section.
-    if config.mqtt is None or not config.mqtt.enabled:
+    sections = config.event_sink_sections().values()
+    if not sections:
         return ()
     from gateway.mqtt_sink import mqtt_sink_spec
 
-    return (mqtt_sink_spec(config.mqtt),)
+    return [mqtt_sink_spec(section) for section in sections]
 
 
 SINK_KINDS: dict[str, SinkKind] = {"mqtt": _mqtt_specs}

@@ -21,10 +21,6 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
         # The exporter types against the whole `Gateway` for many of its counters: it is next
         # to move onto `gateway.services.GatewayServices`.
         ("gateway.metrics", "gateway.app"),
-        # Config validation calls rules that live beside their users (function-local imports):
-        # the sender-id rule and the event-sink specs, which in turn import config types.
-        ("gateway.config", "gateway.addresses"),
-        ("gateway.config", "gateway.events"),
         ("gateway.events", "gateway.mqtt_sink"),
     }
 )
