@@ -8,112 +8,20 @@ are checked by the config. Skips, saying why, where PostgreSQL is absent."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.app import Gateway
-from gateway.config import SimulatorConfig, TandemConfig
+from gateway.config import TandemConfig
 from gateway.intake import MessageRequest
 from gateway.links.budget import fair_share, tps_share
 from gateway.links.smpp_client import SmppLink
 from gateway.messages import Channel
-from gateway.simulator import SmscSimulator
-from tests.store_backends import POSTGRES_DSN, StoreFactory, store_factory
+from tests.cluster_nodes import LEASE, LINK, Cluster, binds, cluster, node_config, wait_for
 
-LINK = "carrier"
-LEASE = 1.5
-WAIT = 30.0  # generous: the machine is shared; conditions are polled, never slept on
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def node_config(data_dir: Path, node: str, schema: str, port: int, **link: Any) -> dict[str, Any]:
-    return {
-        "data_dir": str(data_dir),
-        "store": {
-            "backend": "postgresql",
-            "dsn": POSTGRES_DSN,
-            "database_schema": schema,
-            "lease_seconds": LEASE,
-            "writer": "thread",
-            "pool_size": 3,
-        },
-        "node": {"name": node},
-        "smpp_server": {"enabled": False},
-        "http": {"enabled": False},
-        "links": [
-            {
-                "type": "smpp",
-                "name": LINK,
-                "host": "127.0.0.1",
-                "port": port,
-                "system_id": "tandem",
-                "window": 20,
-                "reconnect_initial": 0.1,
-                "reconnect_max": 0.5,
-                **link,
-            }
-        ],
-        "routes": [{"name": "all", "priority": 100, "targets": [LINK]}],
-    }
-
-
-class Cluster:
-    """Nodes of one schema, started and stopped by the test; all stopped at the end."""
-
-    def __init__(self, directory: Path, factory: StoreFactory, simulator: SmscSimulator) -> None:
-        self.directory, self.simulator = directory, simulator
-        self.schema = factory.schema("budgets")
-        self.nodes: dict[str, Gateway] = {}
-
-    async def start(self, node: str, **link: Any) -> Gateway:
-        data_dir = self.directory / node
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        first = self.directory / "a" / "store.key"
-        if first.exists() and node != "a":  # every node seals with one key
-            shutil.copy2(first, data_dir / "store.key")
-        config = TandemConfig.model_validate(
-            node_config(data_dir, node, self.schema, self.simulator.port, **link)
-        )
-        gateway = Gateway(config)
-        await gateway.start()
-        self.nodes[node] = gateway
-        return gateway
-
-    async def stop(self) -> None:
-        for gateway in self.nodes.values():
-            if not gateway.stopping:
-                await gateway.stop()
-
-
-def binds(gateway: Gateway) -> int:
-    link = gateway.links[LINK]
-    assert isinstance(link, SmppLink)
-    return link.stats.sessions_up
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async for factory in store_factory("postgresql", tmp_path):
-        settings = SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=0.0)
-        async with SmscSimulator(settings) as simulator:
-            nodes = Cluster(tmp_path, factory, simulator)
-            try:
-                yield nodes
-            finally:
-                await nodes.stop()
+__all__ = ["cluster"]  # the fixture
 
 
 def test_binds_split_evenly_by_node_name_and_tps_rides_with_them() -> None:
@@ -144,7 +52,9 @@ async def test_never_more_binds_than_sessions_and_a_dead_nodes_share_goes_to_the
     a._cluster.cancel()
     await asyncio.gather(a._cluster, return_exceptions=True)
     died = time.monotonic()
-    await a.links[LINK].stop(drain_seconds=0)
+    link = a.links[LINK]
+    assert isinstance(link, SmppLink)
+    await link.stop(drain_seconds=0)
     await wait_for(lambda: binds(b) == 3, "the survivor to bind all 3 sessions")
     taken = time.monotonic() - died
     # Within the lease, one renewal period and slack for a loaded machine.

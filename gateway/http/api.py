@@ -44,7 +44,7 @@ from gateway.http.client_address import ClientAddresses
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.inbound import add_inbound_routes
-from gateway.http.limits import KeyLimits
+from gateway.http.limits import KeyLimits, SharedWindows, shared_wait
 from gateway.http.openapi import docs_page, openapi_document
 from gateway.http.optouts import add_optout_routes
 from gateway.http.problems import (
@@ -76,6 +76,7 @@ from gateway.otp import (
     current_status,
 )
 from gateway.store.base import MessageRecord, OtpRecord, StatusChange
+from gateway.store.postgres import PostgresMessageStore
 from routing import InvalidNumber, explain_route
 from smpp.segmentation import Concatenation, describe_text, split_bytes
 from smpp.text import DATA_CODING_OF, TextEncodingError
@@ -149,6 +150,11 @@ class HttpApi:
             cache_seconds=self.config.key_cache_seconds,
         )
         self.limits = KeyLimits()
+        # Several nodes on one database: each key's limits are counted there too, so that
+        # together they let a key through at its rate (gateway.http.limits).
+        self.shared_limits: SharedWindows | None = (
+            store if isinstance(store, PostgresMessageStore) else None
+        )
         self.idempotency = Idempotency(store, keep_seconds=self.config.idempotency_seconds)
         self.otp = OtpService(
             gateway.config.otp,
@@ -344,6 +350,8 @@ class HttpApi:
         wait = self.limits.request(
             key.id, key.requests_per_second, key.messages_per_second, time.monotonic()
         )
+        if not wait and self.shared_limits is not None:
+            wait = await shared_wait(self.shared_limits, key.id, "r", key.requests_per_second, 1)
         if wait:
             self.stats.rate_limited += 1
             raise Problem(
@@ -428,10 +436,14 @@ class HttpApi:
                 field="from",
             )
 
-    def _take_messages(self, key: ApiKey, count: int) -> None:
+    async def _take_messages(self, key: ApiKey, count: int) -> None:
         wait = self.limits.messages(
             key.id, key.requests_per_second, key.messages_per_second, count, time.monotonic()
         )
+        if not wait and self.shared_limits is not None:
+            wait = await shared_wait(
+                self.shared_limits, key.id, "m", key.messages_per_second, count
+            )
         if wait:
             self.stats.rate_limited += 1
             raise Problem(
@@ -503,7 +515,7 @@ class HttpApi:
         self._require_sender(key, sender)
         if key.record.countries is not None:
             self._require_countries(key, recipients, many=not isinstance(body.to, str))
-        self._take_messages(key, len(recipients))
+        await self._take_messages(key, len(recipients))
         send_at = None if body.send_at is None else body.send_at.timestamp()
         # Validity counts from the scheduled time: a message scheduled for tomorrow with one
         # hour of validity may be delivered until tomorrow plus one hour.
@@ -680,7 +692,7 @@ class HttpApi:
         self._require_scope(key, "otp")
         body = await self.parse_body(request, models.OtpSendRequest)
         self._require_sender(key, body.from_ or self.gateway.config.otp.default_sender)
-        self._take_messages(key, 1)
+        await self._take_messages(key, 1)
 
         async def work() -> Answer:
             try:

@@ -5,6 +5,13 @@ Owns `TokenBucket` and `KeyLimits` (one pair of buckets per API key). Sans-IO: c
 
 Never does: sleep or queue requests. Over the limit, a request is refused (429) at once.
 
+Several nodes on one PostgreSQL (docs/scale-out.md) share each key's limits: a request that
+passes its node's buckets is also counted in the key's fixed window in the database
+(`SharedWindows`, one round trip), so N nodes behind a load balancer let a key through at its
+rate, not N times it. A window lasts one second (or 1/rate for rates under one per second) by
+the database's clock and admits `rate x length` (at least one); a batch larger than that is let
+through into an empty window only.
+
 A bucket holds up to one second of its rate (at least one token). A request that needs more
 tokens than the bucket can ever hold (a batch of 1,000 recipients on a 50 messages/s key) is let
 through when the bucket is full and leaves it in debt, so batches pay for themselves by making
@@ -14,6 +21,7 @@ the next requests wait instead of being impossible.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(slots=True)
@@ -71,3 +79,32 @@ class KeyLimits:
     def messages(self, key_id: str, rps: float, mps: float, count: int, now: float) -> float:
         """`count` messages about to be sent: 0.0 or the seconds to wait."""
         return self._pair(key_id, rps, mps)[1].take(count, now)
+
+
+class SharedWindows(Protocol):
+    """The database side (`gateway.store.postgres.PostgresMessageStore.count_in_window`)."""
+
+    async def count_in_window(
+        self, key_id: str, kind: str, amount: float, seconds: float
+    ) -> tuple[float, float]:
+        """Add `amount` to the key's current window of `kind`; (the window's total with it,
+        seconds until the window ends)."""
+        ...
+
+
+def window_of(rate: float) -> tuple[float, float]:
+    """(length in seconds, amount admitted) of the fixed window for `rate` per second."""
+    seconds = max(1.0, 1.0 / rate)
+    return seconds, rate * seconds
+
+
+async def shared_wait(
+    windows: SharedWindows, key_id: str, kind: str, rate: float, amount: float
+) -> float:
+    """Count `amount` in the key's shared window: 0.0 when within `rate`, else the seconds
+    until the window ends."""
+    seconds, allowed = window_of(rate)
+    used, left = await windows.count_in_window(key_id, kind, amount, seconds)
+    if used <= allowed + 1e-9 or used == amount:  # within, or a batch into an empty window
+        return 0.0
+    return max(left, 0.001)

@@ -105,6 +105,17 @@ _CLUSTER_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX link_slots_by_node ON link_slots (node);
     """,
+    # 3: the HTTP keys' rate limits shared by the nodes (`gateway.http.limits`): one row per
+    # key and kind ("r" requests, "m" messages), the current fixed window and what it used.
+    """
+    CREATE TABLE key_windows (
+        key_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        window_start DOUBLE PRECISION NOT NULL,
+        used DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (key_id, kind)
+    );
+    """,
 )
 # The database's clock (the nodes' clocks may disagree): the start of the statement's
 # transaction, which for these single statements is the statement's own time.
@@ -125,6 +136,16 @@ _TAKE_OVER = (
     "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
 )
 _MINE = " AND s.claimed_by = $3 ORDER BY s.id"
+# A key's fixed window of $4 seconds (by the database's clock): $3 more used in it, or in a new
+# one; the total and the seconds left. One statement, one round trip, one row per key and kind.
+_WINDOW_START = "floor(extract(epoch from clock_timestamp()) / $4) * $4"
+_COUNT_IN_WINDOW = (
+    f"INSERT INTO key_windows (key_id, kind, window_start, used) VALUES ($1, $2, {_WINDOW_START}, "
+    "$3) ON CONFLICT (key_id, kind) DO UPDATE SET used = CASE WHEN key_windows.window_start = "
+    "excluded.window_start THEN key_windows.used + excluded.used ELSE excluded.used END, "
+    "window_start = excluded.window_start "
+    "RETURNING used, window_start + $4 - extract(epoch from clock_timestamp())"
+)
 # A node's links, named again each round; a link it no longer runs is forgotten.
 _REGISTER_LINKS = (
     "WITH gone AS (DELETE FROM node_links WHERE node = $1 AND NOT link = ANY($2::text[])) "
@@ -549,6 +570,15 @@ class PostgresMessageStore(SqlMessageStore):
             self.node,
             list(slots),
         )
+
+    async def count_in_window(
+        self, key_id: str, kind: str, amount: float, seconds: float
+    ) -> tuple[float, float]:
+        """Add `amount` to a key's shared fixed window (`gateway.http.limits.SharedWindows`)."""
+        row = await self._readers().fetchrow(
+            _COUNT_IN_WINDOW, key_id, kind, float(amount), float(seconds)
+        )
+        return float(row[0]), float(row[1])
 
     async def leave_links(self) -> None:
         """This node runs no link any more (it stops): its slots are free at once."""
