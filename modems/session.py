@@ -74,6 +74,10 @@ class SessionSettings:
     # Routed MOs/reports (+CNMI mt 2/3, ds 1): ask for +CSMS service 1, so that each waits for
     # the caller's `acknowledge` rather than being acknowledged by the modem on arrival.
     acknowledge_routed: bool = True
+    # A routed arrival the caller has not answered after this long is given up on (the modem
+    # has long since answered the network with RP-ERROR and turned routing off): routing is
+    # set again and the storage read, so one lost answer does not hold back all later ones.
+    acknowledgement_wait: float = 120.0
     reassembly_timeout: float = 600.0
     reassembly_max_pending: int = 100
     reassembly_max_bytes: int = 256 * 1024
@@ -250,6 +254,7 @@ Handler = Callable[[Outcome, float], None]
 @dataclass(slots=True)
 class _Acknowledgement:
     token: int
+    since: float
     accepted: bool | None = None  # None: the caller has not answered yet
 
 
@@ -310,6 +315,7 @@ class ModemSession:
             self._next_registration,
             self._next_poll,
             self._reassembler.next_deadline(),
+            self._unanswered_deadline(),
         ]
         return min((c for c in candidates if c is not None), default=None)
 
@@ -329,6 +335,7 @@ class ModemSession:
             self._list_stored(now)
         for incomplete in self._reassembler.expire(now):
             self._emit_message([_context(part) for part in incomplete.parts], complete=False)
+        self._give_up_unanswered(now)
         return self._take_events()
 
     def send(self, key: Hashable, tpdus: Sequence[bytes], now: float) -> None:
@@ -415,10 +422,10 @@ class ModemSession:
         if isinstance(event, at.MessageStored | at.StatusReportStored):
             self._read_stored(event.index, now)
         elif isinstance(event, at.MessageArrived | at.StatusReportArrived):
-            self._take_pdu(event.pdu, None, now, self._routed_arrival())
+            self._take_pdu(event.pdu, None, now, self._routed_arrival(now))
         elif isinstance(event, at.MalformedUnsolicited) and _prefix(event.line) in _ROUTED:
             # The modem waits for an answer to this one too.
-            token = self._routed_arrival()
+            token = self._routed_arrival(now)
             self._events.append(
                 UnreadableMessage(None, event.line.encode("latin-1"), event.reason, token)
             )
@@ -809,13 +816,39 @@ class ModemSession:
 
     # --- acknowledging routed messages ---------------------------------------------------------
 
-    def _routed_arrival(self) -> int | None:
+    def _routed_arrival(self, now: float) -> int | None:
         """A token for a +CMT/+CDS the modem waits for us to answer; None when it does not."""
         if not self.acknowledging:
             return None
         token = next(self._tokens)
-        self._acknowledgements.append(_Acknowledgement(token))
+        self._acknowledgements.append(_Acknowledgement(token, now))
         return token
+
+    def _unanswered_deadline(self) -> float | None:
+        if not self._acknowledgements:
+            return None
+        return self._acknowledgements[0].since + self.settings.acknowledgement_wait
+
+    def _give_up_unanswered(self, now: float) -> None:
+        deadline = self._unanswered_deadline()
+        if deadline is None or now < deadline:
+            return
+        self._acknowledgements.popleft()
+        wait = self.settings.acknowledgement_wait
+        reason = f"a routed message got no answer from the caller in {wait:g} s"
+        self._events.append(AcknowledgementRefused(True, reason, True))
+        self._routing_lost(now)
+        # Those answered behind it go now (the modem takes them as answers to later ones).
+        while self._acknowledgements and self._acknowledgements[0].accepted is not None:
+            answered = self._acknowledgements.popleft()
+            self._send_acknowledgement(bool(answered.accepted), now)
+
+    def _routing_lost(self, now: float) -> None:
+        """The modem gave up waiting for an answer, and may have turned routing off (TS 27.005
+        3.4.4): set it again, and read what was stored meanwhile."""
+        if self.state is SessionState.READY:
+            self._command(f"AT+CNMI={self.settings.new_message_indications}", self._ignore, now)
+            self._list_stored(now)
 
     def _urgent_handlers(self) -> int:
         """Where an urgent command's handler goes: after the running command's and the urgent
@@ -849,9 +882,7 @@ class ModemSession:
                 self._command("AT+CNMA=2", self._after_acknowledgement(False), now, urgent=True)
                 return
             self._events.append(AcknowledgementRefused(accepted, self._describe(outcome), True))
-            if self.state is SessionState.READY:
-                self._command(f"AT+CNMI={self.settings.new_message_indications}", self._ignore, now)
-                self._list_stored(now)
+            self._routing_lost(now)
 
         return handle
 

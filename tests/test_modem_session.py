@@ -517,3 +517,52 @@ def test_a_routed_pdu_that_does_not_decode_is_reported_with_its_answer_token() -
     (unreadable,) = bench.of(UnreadableMessage)
     assert unreadable.storage_index is None and unreadable.acknowledgement is not None
     assert unreadable.pdu.endswith(b"\x00\x01")
+
+
+def test_an_answer_goes_before_queued_commands_and_gets_its_own_result() -> None:
+    from modems.session import AcknowledgementRefused
+
+    bench = direct_bench()
+    session = bench.session
+    deliver = SmsDeliver(
+        Address.parse("+15551234"),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        split_text_user_data("x")[0],
+    ).encode()
+    session.delete([1, 2], bench.now)  # AT+CMGD=1 runs, AT+CMGD=2 waits
+    assert session.outgoing() == b"AT+CMGD=1\r"
+    routed = f"\r\n+CMT: ,{len(deliver)}\r\n00{deliver.hex().upper()}\r\n"
+    bench.events += session.feed(routed.encode(), bench.now)
+    (message,) = bench.of(MessageReceived)
+    session.acknowledge(message.acknowledgement, True, bench.now)
+    assert session.outgoing() == b""  # AT+CMGD=1 still runs
+    bench.events += session.feed(b"\r\nOK\r\n", bench.now)
+    assert session.outgoing() == b"AT+CNMA\r"
+    bench.events += session.feed(b"\r\nOK\r\n", bench.now)
+    assert session.outgoing() == b"AT+CMGD=2\r"
+    bench.events += session.feed(b"\r\n+CMS ERROR: 321\r\n", bench.now)
+    assert not bench.of(AcknowledgementRefused)  # the error was the delete's, not the answer's
+
+
+def test_a_routed_mo_the_caller_never_answers_is_given_up_and_routing_set_again() -> None:
+    from modems.session import AcknowledgementRefused
+
+    settings = SessionSettings(
+        new_message_indications="2,2,0,1,0", join_parts=False, acknowledgement_wait=30.0
+    )
+    bench = BackToBack(ModemSettings(ack_timeout=20.0, redelivery_delay=2.0), settings).start()
+    bench.modem.inject_mo("forgotten", direct=True)
+    bench.pump()
+    bench.advance(31)
+    (given_up,) = bench.of(AcknowledgementRefused)
+    assert given_up.routing_lost and "30" in given_up.reason
+    assert bench.modem.cnmi == (2, 2, 0, 1, 0)  # set again after the modem turned it off
+    _, stored = bench.of(MessageReceived)
+    assert stored.text == "forgotten" and stored.storage_indexes == (0,)
+    # A later routed MO is not held behind the forgotten one.
+    bench.modem.inject_mo("next", direct=True)
+    bench.pump()
+    latest = bench.of(MessageReceived)[-1]
+    bench.session.acknowledge(latest.acknowledgement, True, bench.now)
+    bench.pump()
+    assert bench.modem.acknowledgements[-1].accepted

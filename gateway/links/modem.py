@@ -520,10 +520,9 @@ class ModemLink:
         elif isinstance(event, AcknowledgementRefused):
             stats.acknowledgements_late += 1
             log.warning(
-                "link %s: the modem did not take our %s (%s); the network offers that message "
-                "again, routing set again and the storage read",
+                "link %s: a routed message's answer did not reach the network (%s): it offers "
+                "that message again; routing set again and the storage read",
                 self.name,
-                "acknowledgement" if event.accepted else "refusal",
                 event.reason,
             )
 
@@ -578,11 +577,10 @@ class ModemLink:
         """An MO part into the inbound path (the gateway joins parts, not the link); its
         stored copy is deleted once the part is kept (held for its siblings or delivered)."""
         self.stats.mos += 1
-        parts = inbound_parts(self.name, event, self.config.number, self._clock())
         port = self._port()
         results: list[Awaitable[None]] = []
         try:
-            for part in parts:
+            for part in inbound_parts(self.name, event, self.config.number, self._clock()):
                 result = self._sink.on_mo(self.name, part)
                 if result is not None and inspect.isawaitable(result):
                     results.append(result)
@@ -590,7 +588,7 @@ class ModemLink:
             log.warning(
                 "link %s: MO from %s left with the modem or the network: %s",
                 self.name,
-                part.source,
+                event.originator,
                 refusal,
             )
             self._refuse(port, event.acknowledgement)
