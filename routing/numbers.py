@@ -118,8 +118,14 @@ def normalise_number(
         raise InvalidNumber(
             raw, InvalidNumberCode.NOT_A_NUMBER, f"The destination {raw!r} is empty."
         )
+    canonical = _canonical_e164_parts(text)
     try:
-        parsed = _parse_canonical_e164(text) or phonenumbers.parse(text, default_region)
+        if canonical is not None:
+            parsed = phonenumbers.PhoneNumber(
+                country_code=canonical[0], national_number=int(canonical[1])
+            )
+        else:
+            parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             if not text.startswith("+") and default_region is None:
@@ -138,20 +144,29 @@ def normalise_number(
             exc.error_type, (InvalidNumberCode.NOT_A_NUMBER, "is not a phone number")
         )
         raise InvalidNumber(raw, code, f"The destination {raw!r} {why}.") from exc
-    possibility = phonenumbers.is_possible_number_with_reason(parsed)
+    if canonical is not None:
+        country_code, national = canonical
+        possibility = _possibility(country_code, national, parsed)
+    else:
+        country_code = parsed.country_code or 0
+        national = phonenumbers.national_significant_number(parsed)
+        possibility = phonenumbers.is_possible_number_with_reason(parsed)
     if possibility != phonenumbers.ValidationResult.IS_POSSIBLE:
         code, why = _POSSIBILITY_ERRORS.get(
             possibility, (InvalidNumberCode.NOT_POSSIBLE, "is not a possible number")
         )
         raise InvalidNumber(raw, code, f"The destination {raw!r} {why}.")
-    region, valid = region_and_validity(parsed)
+    region, valid = _region_and_validity(country_code, national)
     if accept == "valid" and not valid:
         raise InvalidNumber(
             raw,
             InvalidNumberCode.NOT_ALLOCATED,
             f"The destination {raw!r} is not in any allocated number range of its country.",
         )
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if canonical is not None:
+        e164 = text  # what format_number gives back: '+', the calling code, no leading zero
+    else:
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return NormalisedNumber(e164, None if region in _NON_GEOGRAPHIC else region, parsed)
 
 
@@ -243,10 +258,15 @@ def _region_patterns(country_code: int) -> tuple[_RegionPatterns, ...]:
 def region_and_validity(parsed: phonenumbers.PhoneNumber) -> tuple[str | None, bool]:
     """The number's region and whether it is valid there: what `region_code_for_number` and
     `is_valid_number_for_region` answer together, at a tenth of their cost."""
-    regions = _region_patterns(parsed.country_code or 0)
+    return _region_and_validity(
+        parsed.country_code or 0, phonenumbers.national_significant_number(parsed)
+    )
+
+
+def _region_and_validity(country_code: int, national: str) -> tuple[str | None, bool]:
+    regions = _region_patterns(country_code)
     if not regions:
         return None, False
-    national = phonenumbers.national_significant_number(parsed)
     if len(regions) == 1:
         return regions[0].region, regions[0].is_valid(national)
     # A shared calling code: the first region whose leading digits match, or else whose
@@ -276,6 +296,24 @@ def _national_prefix_pattern(country_code: int) -> re.Pattern[str] | None:
     return pattern
 
 
+# phonenumbers' possibility check looks at nothing but the calling code and the length of the
+# national significant number (its leading zeros aside, which the canonical parse never keeps):
+# one answer per pair, kept, saves its metadata walk on every message.
+_POSSIBILITY: dict[tuple[int, int], int] = {}
+
+
+def _possibility(country_code: int, national: str, parsed: phonenumbers.PhoneNumber) -> int:
+    key = (country_code, len(national))
+    try:
+        return _POSSIBILITY[key]
+    except KeyError:
+        pass
+    answer = int(phonenumbers.is_possible_number_with_reason(parsed))
+    if len(_POSSIBILITY) < 10_000:  # bounded by calling codes x lengths (a few thousand)
+        _POSSIBILITY[key] = answer
+    return answer
+
+
 def _parse_canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
     """`phonenumbers.parse` for input already in E.164 form ('+' and digits), at a fraction
     of its cost; None hands anything less plain to the full parser.
@@ -285,6 +323,15 @@ def _parse_canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
     this returns None, so the result is always the one `phonenumbers.parse` gives
     (tests/test_routing_fast_parse.py compares the two).
     """
+    parts = _canonical_e164_parts(text)
+    if parts is None:
+        return None
+    return phonenumbers.PhoneNumber(country_code=parts[0], national_number=int(parts[1]))
+
+
+def _canonical_e164_parts(text: str) -> tuple[int, str] | None:
+    """(calling code, national significant number) of `text` where `_parse_canonical_e164`
+    would parse it, else None."""
     digits = text[1:]
     if text[:1] != "+" or not digits.isdigit() or not digits.isascii() or len(digits) > 17:
         return None
@@ -300,7 +347,7 @@ def _parse_canonical_e164(text: str) -> phonenumbers.PhoneNumber | None:
     pattern = _national_prefix_pattern(country_code)
     if pattern is not None and pattern.match(national):
         return None
-    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    return country_code, national
 
 
 class NumberResolver:

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from routing import NumberResolver, RouteTable
 from routing.config import RouteConfig
-from routing.numbers import _parse_canonical_e164, region_and_validity
+from routing.errors import InvalidNumber
+from routing.numbers import _parse_canonical_e164, normalise_number, region_and_validity
 
 CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
@@ -25,6 +26,45 @@ def test_fast_parse_gives_what_phonenumbers_parse_gives(calling_code: int, natio
     if fast is None:
         return  # handed to the full parser
     assert fast == phonenumbers.parse(text, None)
+
+
+def _phonenumbers_normalise(text: str) -> tuple[str, bool] | None:
+    """(E.164, valid) as phonenumbers alone answers it, or None where it is not possible."""
+    parsed = phonenumbers.parse(text, None)
+    if (
+        phonenumbers.is_possible_number_with_reason(parsed)
+        != phonenumbers.ValidationResult.IS_POSSIBLE
+    ):
+        return None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164, phonenumbers.is_valid_number(parsed)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    calling_code=st.sampled_from(CALLING_CODES),
+    national=st.text(alphabet="0123456789", min_size=1, max_size=14),
+)
+def test_normalise_on_plain_e164_agrees_with_phonenumbers(calling_code: int, national: str) -> None:
+    text = f"+{calling_code}{national}"
+    try:
+        expected = _phonenumbers_normalise(text)
+    except phonenumbers.NumberParseException:
+        expected = None
+    try:
+        number = normalise_number(text, accept="possible")
+    except InvalidNumber:
+        assert expected is None
+        return
+    assert expected is not None
+    assert number.e164 == expected[0]
+    assert number.parsed == phonenumbers.parse(text, None)
+    try:
+        normalise_number(text)
+    except InvalidNumber:
+        assert not expected[1]
+    else:
+        assert expected[1]
 
 
 @pytest.mark.parametrize(
