@@ -28,7 +28,7 @@ import socket
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -105,6 +105,11 @@ class EgressPolicy:
     allowed_hosts: frozenset[str] = frozenset()
     ports: tuple[tuple[int, int], ...] = _port_ranges(DEFAULT_EGRESS_PORTS)
     proxy: tuple[str, int] | None = None  # (host, port) of the operator's HTTP proxy
+    # url_refusal's answers by URL: a customer sends most messages with the same callback URL,
+    # and the answer depends on nothing but the URL and this (immutable) policy.
+    _refusals: dict[str, str | None] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     @classmethod
     def from_config(cls, config: EgressConfig) -> EgressPolicy:
@@ -139,6 +144,17 @@ class EgressPolicy:
     def url_refusal(self, url: str) -> str | None:
         """What can be told from the URL alone (scheme, port, a literal address), e.g. when a
         customer submits it; names are judged when they are resolved, at every connect."""
+        try:
+            return self._refusals[url]
+        except KeyError:
+            pass
+        refusal = self._url_refusal(url)
+        if len(self._refusals) >= 4096:  # many distinct URLs: start over rather than grow
+            self._refusals.clear()
+        self._refusals[url] = refusal
+        return refusal
+
+    def _url_refusal(self, url: str) -> str | None:
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port

@@ -210,3 +210,17 @@ async def test_a_url_that_is_not_http_is_refused() -> None:
     poster = HttpPoster(timeout=1.0)
     with pytest.raises(ValueError, match="not an http"):
         await poster.post("ftp://example.com/x", b"{}", {})
+
+
+def test_a_url_judged_once_is_judged_the_same_again_and_each_policy_judges_for_itself() -> None:
+    closed = EgressPolicy()
+    opened = EgressPolicy.from_config(EgressConfig(allow=["127.0.0.1"], ports=["1024-65535"]))
+    url = "http://127.0.0.1:40000/receipts"
+    assert closed.url_refusal(url) == "port 40000 not allowed"
+    assert closed.url_refusal(url) == "port 40000 not allowed"  # the kept answer
+    assert opened.url_refusal(url) is None
+    assert opened.url_refusal(url) is None
+    assert opened.url_refusal("http://10.0.0.1:40000/") == "private address"
+    assert opened == EgressPolicy.from_config(
+        EgressConfig(allow=["127.0.0.1"], ports=["1024-65535"])
+    )
