@@ -100,6 +100,8 @@ def _receipt_text(text: str) -> str:
     # The receipt is sent in the default alphabet; anything outside printable ASCII becomes "?"
     # so a customer's parser never meets a control character or a stray octet.
     head = text[:RECEIPT_TEXT_LENGTH]
+    if head.isascii() and head.isprintable():  # the common case: nothing to replace
+        return head
     return "".join(char if " " <= char <= "~" else "?" for char in head)
 
 

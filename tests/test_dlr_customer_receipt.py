@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dlr.customer_receipt import _date, build_customer_receipt, wants_receipt
+from dlr.customer_receipt import _date, _receipt_text, build_customer_receipt, wants_receipt
 from dlr.receipt import DeliveryReceipt, NetworkError, is_receipt
 from dlr.status import MessageStatus, SegmentStatus, is_final
 from smpp.codec import decode, encode
@@ -208,3 +208,11 @@ def test_customer_receipt_survives_the_wire_as_a_deliver_sm() -> None:
 @given(moment=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2199, 12, 31)))
 def test_receipt_dates_are_what_strftime_gives(moment: datetime) -> None:
     assert _date(moment) == moment.strftime("%y%m%d%H%M")
+
+
+@given(st.text(max_size=30))
+def test_receipt_text_is_the_first_20_characters_with_anything_unprintable_as_a_question_mark(
+    text: str,
+) -> None:
+    expected = "".join(char if " " <= char <= "~" else "?" for char in text[:20])
+    assert _receipt_text(text) == expected
