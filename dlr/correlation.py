@@ -190,6 +190,16 @@ class Correlator(Generic[KeyT, ReceiptT]):
             order.popleft()
         return order[0].deadline if order else None
 
+    def held_keys(self, limit: int | None = None) -> list[KeyT]:
+        """The keys receipts are held for, oldest first (at most `limit`): where another
+        process records submit results, the caller asks the store for these again."""
+        keys: list[KeyT] = []
+        for key in self._by_key:
+            if limit is not None and len(keys) >= limit:
+                break
+            keys.append(key)
+        return keys
+
     def held_for(self, key: KeyT) -> list[ReceiptT]:
         return [entry.receipt for entry in self._by_key.get(key, ())]
 

@@ -107,6 +107,8 @@ ROUTE_LEVEL_STATUSES = frozenset(
     }
 )
 SWEEP_INTERVAL = 1.0
+# Held receipts looked up again per sweep on a cluster (`Gateway._apply_held_elsewhere`).
+_HELD_LOOKUPS = 1000
 _DEFAULT_CAPABILITIES = LinkCapabilities(DEFAULT_MAX_PARTS, Concatenation.UDH8, None)
 
 
@@ -582,6 +584,20 @@ class Gateway:
             self._spawn(self._apply_raced(raced))
         return later
 
+    async def _apply_held_elsewhere(self, now: float) -> None:
+        """Receipts held here whose submit result another node has recorded since (the
+        carrier sent the receipt to this node's bind before that node's submit_sm_resp was
+        recorded): looked up again each sweep, applied once found. The carrier is answered
+        only then, so a node that dies holding them loses none: the carrier offers them again."""
+        correlator = self.correlator
+        released: list[_EarlyReceipt] = []
+        for key in correlator.held_keys(limit=_HELD_LOOKUPS):
+            target = await self.message_store.find_segment(key.link, key.carrier_id)
+            if target is not None:
+                released += [r.receipt for r in correlator.on_submit_resp(key, target, now)]
+        if released:
+            await self._apply_raced(released)
+
     async def _apply_raced(self, receipts: list[_EarlyReceipt]) -> None:
         """Receipts whose store lookup ran just before their submit result was recorded: one
         op for all of them, off the path that frees the links' window slots."""
@@ -842,6 +858,8 @@ class Gateway:
         """Periodic work: drop early receipts nobody claimed, expire what outlived its
         validity, give up on receipts that never came."""
         now = self.clock()
+        if isinstance(self.store, PostgresMessageStore):
+            await self._apply_held_elsewhere(now)
         self._log_unmatched(self.correlator.expire(now))
         for message_id in await self.message_store.expire_due(now, source=StatusSource.TIMEOUT):
             self.stats.expired += 1

@@ -1,19 +1,27 @@
 """What one node of a cluster does binds the others: two Gateways (nodes "a" and "b") on one
 PostgreSQL schema. An API key's rate limits hold across both nodes' HTTP APIs (a client
-alternating between them gets the key's rate, not twice it). Skips, saying why, where
+alternating between them gets the key's rate, not twice it); a receipt held on one node for a
+submit the other has not recorded yet is applied once it has. Skips, saying why, where
 PostgreSQL is absent."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any
 
 import aiohttp
 
+from dlr.receipt import DeliveryReceipt
+from dlr.status import MessageStatus, StatusSource
 from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, mint_key
-from tests.cluster_nodes import Cluster, cluster
+from gateway.links.base import SubmittedSegment
+from gateway.links.smpp_client import receipt_report
+from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
+from tests.cluster_nodes import LINK, Cluster, cluster, wait_for
+from tests.test_store import make_message
 
 __all__ = ["cluster"]  # the fixture
 
@@ -72,3 +80,34 @@ async def test_a_keys_message_rate_holds_across_two_nodes(cluster: Cluster) -> N
     body = {"to": "+447911123456", "from": "Shop", "text": "limited"}
     passed, took = await alternate(urls, key, "POST", "/v1/messages", 3.0, body)
     assert 0 < passed <= rate * (math.ceil(took) + 1), (passed, took)
+
+
+async def test_a_receipt_held_on_one_node_is_applied_when_the_other_records_its_submit(
+    cluster: Cluster,
+) -> None:
+    """The carrier hands node b the receipt of a message node a submitted, before a has
+    recorded its submit_sm_resp: b holds it (the carrier is not answered yet) and applies it
+    once a's record is in the store."""
+    a = await cluster.start("a")
+    b = await cluster.start("b")
+    message = make_message()
+    await a.message_store.accept([message])
+    body = (
+        b"id:cross-id sub:001 dlvrd:001 submit date:2611220900 done date:2611220901"
+        b" stat:DELIVRD err:000 text:"
+    )
+    receipt = DeliveryReceipt.parse(body, {}, ESM_CLASS_DELIVERY_RECEIPT)
+    recorded = b.on_receipt(LINK, receipt_report(receipt, "cross-id"))
+    assert recorded is not None
+    answered = asyncio.ensure_future(recorded)
+    await wait_for(lambda: b.stats.receipts_held == 1, "node b to hold the receipt")
+    await asyncio.sleep(1.5)  # a sweep or more: nothing to find yet
+    assert not answered.done() and b.correlator.stats.held == 1
+
+    await a.on_submitted(LINK, message, [SubmittedSegment(0, 1, "cross-id", "cross-id")])
+    await asyncio.wait_for(answered, 15.0)  # b's sweeps look it up again
+    record = await a.message_store.get(message.id)
+    assert record is not None and record.message.status is MessageStatus.DELIVERED
+    sources = [entry.event.source for entry in record.history if entry.segment_index == 0]
+    assert sources.index(StatusSource.SUBMIT_RESP) < sources.index(StatusSource.RECEIPT)
+    assert b.correlator.stats.applied_after_hold == 1 and b.stats.receipts_unmatched == 0
