@@ -27,8 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,18 +40,14 @@ ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from bench.cpu import cpu_seconds
+from bench.customer_server import running_gateway, stop_signal
+from bench.processes import free_port, stop, wait_for_file
 
 PYTHON = sys.executable
 SYSTEM_ID = "bench"
 PASSWORD = "bench1"
 LINK = "sim"
 SIMULATOR = (PYTHON, "-m", "gateway.cli", "sim", "smsc")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tandem_config(data_dir: Path, sim_port: int, args: argparse.Namespace) -> str:
@@ -150,28 +144,17 @@ def rss_mb(pid: int) -> float:
 
 
 async def serve(config_path: Path, ready_file: Path) -> None:
-    from gateway.app import Gateway, tune_interpreter_for_daemon
-    from gateway.config import load_config
-    from gateway.smpp_server import start_customer_server
-
-    gateway = Gateway(load_config(config_path))
-    await gateway.start()
-    tune_interpreter_for_daemon()  # as `tandem run` does after start-up
-    server = await start_customer_server(gateway)
-    ready_file.write_text(str(server.port))
-    status_file = ready_file.with_suffix(".status")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    refs = getattr(gateway.queue.core, "refs_waiting", lambda: 0)
-    while not stop.is_set():
-        queued = sum(gateway.queue.depth().get(LINK, {}).values())
-        status = {"queued": queued, "references": refs(), "sent": gateway.stats.submitted}
-        status_file.write_text(json.dumps(status))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-    await gateway.stop()
+    async with running_gateway(config_path) as (gateway, server):
+        ready_file.write_text(str(server.port))
+        status_file = ready_file.with_suffix(".status")
+        stopping = stop_signal()
+        refs = getattr(gateway.queue.core, "refs_waiting", lambda: 0)
+        while not stopping.is_set():
+            queued = sum(gateway.queue.depth().get(LINK, {}).values())
+            status = {"queued": queued, "references": refs(), "sent": gateway.stats.submitted}
+            status_file.write_text(json.dumps(status))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.5)
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -281,30 +264,10 @@ async def prefill(config_path: Path, count: int) -> float:
 # --- orchestration ------------------------------------------------------------------------------
 
 
-def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 600.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text():
-        if process.poll() is not None:
-            raise SystemExit(f"process {process.args} exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {path}")
-        time.sleep(0.02)
-    return path.read_text()
-
-
 def read_status(path: Path) -> dict[str, int]:
     with contextlib.suppress(OSError, ValueError):
         return dict(json.loads(path.read_text()))
     return {}
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(120)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def start_daemon(
@@ -320,7 +283,7 @@ def start_daemon(
         env=env,
         cwd=ROOT,
     )
-    wait_for_file(ready, process)
+    wait_for_file(ready, process, timeout=600.0)
     took = time.perf_counter() - started
     print(
         f"  daemon started in {took:.1f} s, {cpu_seconds(process.pid):.1f} s of CPU "
@@ -384,7 +347,7 @@ def main() -> int:
         time.sleep(1.0)
         print(f"  queue: {read_status(status_file)}; {memory(tandem.pid)}")
         if not args.skip_restart:
-            stop(tandem)
+            stop(tandem, timeout=120.0)
             tandem, ready, took = start_daemon(work, config_path, "tandem-2", env)
             processes.append(tandem)
             status_file = ready.with_suffix(".status")
@@ -428,7 +391,7 @@ def main() -> int:
         )
     finally:
         for process in reversed(processes):
-            stop(process)
+            stop(process, timeout=120.0)
     return 0
 
 

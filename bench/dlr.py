@@ -58,6 +58,7 @@ import uvloop
 
 from bench import stage_report
 from bench.cpu import cpu_seconds
+from bench.processes import free_port
 from dlr.status import MessageStatus
 from gateway.app import Gateway, tune_interpreter_for_daemon
 from gateway.config import TandemConfig
@@ -68,12 +69,6 @@ from gateway.store.base import StatusChange
 
 TEXT = "Your parcel 4711 arrives today between 10:00 and 12:00."
 GIVE_UP_AFTER = 900.0  # seconds without completion: report what was reached
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def number(index: int) -> str:

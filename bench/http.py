@@ -38,8 +38,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -56,18 +54,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench import stage_report
 from bench.cpu import cpu_seconds
+from bench.processes import free_port, start, stop
 from dlr.callback import SIGNATURE_HEADER, verify
 
 PYTHON = sys.executable
 KEYS_CREATE = (PYTHON, "-m", "gateway.cli", "keys", "create")
 SIM_SMSC = (PYTHON, "-m", "gateway.cli", "sim", "smsc")
 TEXT = "Your parcel 4711 arrives today between 10:00 and 12:00."
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def number(index: int, prefix: str = "447911") -> str:
@@ -197,21 +190,6 @@ async def wait_http(url: str, timeout: float = 30.0) -> None:
                 await asyncio.sleep(0.1)
 
 
-def start(argv: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
-    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 # --- Tandem ---------------------------------------------------------------------------------
 
 
@@ -332,7 +310,7 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             print(await bench_otp(args, base, headers, daemon.pid))
         return result
     finally:
-        stop(daemon)
+        stop(daemon, timeout=15.0)
         await site.cleanup()
 
 
@@ -485,8 +463,8 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             time.process_time() - load_started,
         )
     finally:
-        stop(smsbox)
-        stop(bearerbox)
+        stop(smsbox, timeout=15.0)
+        stop(bearerbox, timeout=15.0)
         await site.cleanup()
 
 
@@ -565,7 +543,7 @@ async def main() -> None:
                 + f" (lowest {min(ratios):.2f}x)"
             )
     finally:
-        stop(simulator)
+        stop(simulator, timeout=15.0)
         if args.keep:
             print(f"work directory: {workdir}")
         else:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -37,7 +36,8 @@ ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from bench.cpu import cpu_seconds
-from bench.smpp_in import free_port, stop, wait_for_file
+from bench.customer_server import running_gateway, stop_signal
+from bench.processes import free_port, stop, wait_for_file
 
 PYTHON = sys.executable
 SYSTEM_ID = "bench"
@@ -83,24 +83,13 @@ delivery_queue_max = 100000
 
 
 async def serve(config_path: Path, ready_file: Path) -> None:
-    from gateway.app import Gateway, tune_interpreter_for_daemon
-    from gateway.config import load_config
-    from gateway.smpp_server import start_customer_server
-
-    gateway = Gateway(load_config(config_path))
-    await gateway.start()
-    tune_interpreter_for_daemon()
-    server = await start_customer_server(gateway)
-    cpu_at_start = cpu_seconds(os.getpid())
-    ready_file.write_text(str(server.port))
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopped.set)
-    await stopped.wait()
-    ready_file.with_suffix(".cpu").write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f}")
-    print(f"inbound stats: {gateway.inbound.stats}", file=sys.stderr)
-    await gateway.stop()
+    async with running_gateway(config_path) as (gateway, server):
+        cpu_at_start = cpu_seconds(os.getpid())
+        ready_file.write_text(str(server.port))
+        await stop_signal().wait()
+        cpu = cpu_seconds(os.getpid()) - cpu_at_start
+        ready_file.with_suffix(".cpu").write_text(f"{cpu:.3f}")
+        print(f"inbound stats: {gateway.inbound.stats}", file=sys.stderr)
 
 
 async def drive(args: argparse.Namespace, work: Path, sim_port: int) -> bool:

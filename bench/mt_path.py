@@ -54,8 +54,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -73,18 +71,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench import scrape, stage_report
 from bench.cpu import cpu_seconds
+from bench.processes import free_port, start, stop
 
 PYTHON = sys.executable
 TANDEM = (PYTHON, "-m", "gateway.cli")
 TEXT = "Bench {index:07d}: your parcel arrives today between 10:00 and 12:00."
 POLL_SECONDS = 0.25
 UNLIMITED = ("--rps", "1e6", "--mps", "1e6")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def destination(index: int) -> str:
@@ -183,6 +176,7 @@ def start_modem_emulators(workdir: Path, count: int) -> list[subprocess.Popen[by
                 "1",
             ],
             workdir / f"modem{n}.log",
+            cwd=ROOT,
         )
         for n in range(count)
     ]
@@ -374,21 +368,6 @@ async def accept_over_http(args: argparse.Namespace, http_port: int, key: str) -
 # --- the run ----------------------------------------------------------------------------------
 
 
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def simulator_accepted(log: Path) -> int:
     found = re.findall(r"\baccepted=(\d+)", log.read_text(encoding="utf-8", errors="replace"))
     return int(found[-1]) if found else -1
@@ -424,7 +403,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     ]
     if args.record:
         sim_argv += ["--record", str(record)]
-    smsc = start(sim_argv, workdir / "smsc.log")
+    smsc = start(sim_argv, workdir / "smsc.log", cwd=ROOT)
     emulators = start_modem_emulators(workdir, args.modem_pool) if args.modem_pool else []
     metrics_port = free_port()
     scraper = scrape.Scraper(args, metrics_port, workdir / "scraper.log")
@@ -467,7 +446,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
                 "    sys.exit(uvloop.run(serve(config)))\n"
                 "sys.exit(asyncio.run(serve(config)))\n"
             )
-            daemon = start([PYTHON, "-c", runner, args.loop, str(config)], workdir / "tandem.log")
+            daemon = start(
+                [PYTHON, "-c", runner, args.loop, str(config)], workdir / "tandem.log", cwd=ROOT
+            )
             gateway_pid = daemon.pid
             cpu_at_start = {
                 "gateway": cpu_seconds(gateway_pid, exclude=others),

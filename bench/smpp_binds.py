@@ -45,6 +45,8 @@ _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+from bench.customer_server import running_gateway, stop_signal
+
 PASSWORD = "good1234"
 OK, BIND_TRANSMITTER = 0, 0x00000002
 
@@ -72,40 +74,31 @@ enabled = false
 
 async def serve(config_path: Path, ready_file: Path) -> None:
     from gateway.accounts import BindGuard
-    from gateway.app import Gateway
-    from gateway.config import load_config
-    from gateway.smpp_server import start_customer_server
 
-    gateway = Gateway(load_config(config_path))
-    await gateway.start()
-    server = await start_customer_server(gateway)
-    # The failed-bind guard's delays and bans off: the answers measure the checks themselves
-    # (with them on, every failure past the free ones waits the same added delay either way).
-    quiet = {
-        "free_failures": 10**9,
-        "ban_after": 10**9,
-        "address_free_failures": 10**9,
-        "address_ban_after": 10**9,
-        "account_free_failures": 10**9,
-    }
-    accepted = inspect.signature(BindGuard).parameters
-    server.guard = BindGuard(**{k: v for k, v in quiet.items() if k in accepted})
-    ready_file.write_text(str(server.port))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    stats = server.stats
-    ready_file.with_suffix(".stats").write_text(
-        json.dumps(
-            {
-                name: getattr(stats, name, None)
-                for name in ("binds", "bind_failures", "bind_refused_busy", "binds_cached")
-            }
+    async with running_gateway(config_path, tune=False) as (_, server):
+        # The failed-bind guard's delays and bans off: the answers measure the checks
+        # themselves (with them on, every failure past the free ones waits the same added
+        # delay either way).
+        quiet = {
+            "free_failures": 10**9,
+            "ban_after": 10**9,
+            "address_free_failures": 10**9,
+            "address_ban_after": 10**9,
+            "account_free_failures": 10**9,
+        }
+        accepted = inspect.signature(BindGuard).parameters
+        server.guard = BindGuard(**{k: v for k, v in quiet.items() if k in accepted})
+        ready_file.write_text(str(server.port))
+        await stop_signal().wait()
+        stats = server.stats
+        ready_file.with_suffix(".stats").write_text(
+            json.dumps(
+                {
+                    name: getattr(stats, name, None)
+                    for name in ("binds", "bind_failures", "bind_refused_busy", "binds_cached")
+                }
+            )
         )
-    )
-    await gateway.stop()
 
 
 # --- the clients ----------------------------------------------------------------------------------

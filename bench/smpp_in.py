@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,16 +48,12 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from bench import scrape, stage_report
 from bench.cpu import cpu_seconds
+from bench.customer_server import running_gateway, stop_signal
+from bench.processes import free_port, stop, wait_for_file, wait_for_port
 
 PYTHON = sys.executable
 SYSTEM_ID = "bench"
 PASSWORD = "bench1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tandem_config(
@@ -104,32 +97,20 @@ window = {max(args.window, 1)}
 
 
 async def serve(config_path: Path, ready_file: Path) -> None:
-    from gateway.app import Gateway, tune_interpreter_for_daemon
-    from gateway.config import load_config
-    from gateway.smpp_server import start_customer_server
+    async with running_gateway(config_path) as (gateway, server):
+        cpu_at_start = cpu_seconds(os.getpid())  # with the store writer process under it
+        loop_cpu_at_start = sum(os.times()[:2])  # this process alone: the event loop
+        ready_file.write_text(str(server.port))
+        await stop_signal().wait()
+        # CPU seconds of the process and its store writer while it served the run.
+        cpu_file = ready_file.with_suffix(".cpu")
+        loop_cpu = sum(os.times()[:2]) - loop_cpu_at_start
+        cpu_file.write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f} {loop_cpu:.3f}")
+        from gateway import stages
 
-    gateway = Gateway(load_config(config_path))
-    await gateway.start()
-    tune_interpreter_for_daemon()  # as `tandem run` does after start-up
-    server = await start_customer_server(gateway)
-    cpu_at_start = cpu_seconds(os.getpid())  # with the store writer process under it
-    loop_cpu_at_start = sum(os.times()[:2])  # this process alone: the event loop
-    ready_file.write_text(str(server.port))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    # CPU seconds of the process and its store writer while it served the run.
-    cpu_file = ready_file.with_suffix(".cpu")
-    loop_cpu = sum(os.times()[:2]) - loop_cpu_at_start
-    cpu_file.write_text(f"{cpu_seconds(os.getpid()) - cpu_at_start:.3f} {loop_cpu:.3f}")
-    from gateway import stages
-
-    recorder = stages.recording()
-    if recorder is not None and gateway.config.stage_times:  # not the exporter's own
-        ready_file.with_suffix(".stages").write_text(json.dumps(recorder.snapshot()))
-    await gateway.stop()
+        recorder = stages.recording()
+        if recorder is not None and gateway.config.stage_times:  # not the exporter's own
+            ready_file.with_suffix(".stages").write_text(json.dumps(recorder.snapshot()))
     print(f"server stats: {server.stats}", file=sys.stderr)
 
 
@@ -241,35 +222,6 @@ def run_esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
 
 
 # --- orchestration ------------------------------------------------------------------------------
-
-
-def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text():
-        if process.poll() is not None:
-            raise SystemExit(f"process {process.args} exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {path}")
-        time.sleep(0.05)
-    return path.read_text()
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def main() -> int:
