@@ -70,7 +70,7 @@ from gateway.links.budget import BudgetedLink, LinkBudgets
 from gateway.messages import Message, Segment
 from gateway.optouts.from_config import matcher_and_groups
 from gateway.optouts.keywords import KeywordMatcher
-from gateway.optouts.policy import OptOutPolicy
+from gateway.optouts.policy import QUEUED_REFUSAL, OptOutPolicy
 from gateway.optouts.registry import OptOutRegistry, OptOutStats
 from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.private_files import private_data_dir
@@ -209,6 +209,8 @@ class Gateway:
             enabled=self.config.optouts.enabled,
         )
         self.intake.policies.append(self.optout_policy)
+        # ... and again as a link takes a message: a STOP stops what was queued before it.
+        self.queue.stop_before_send = self._stopped_by_optout
         # Every MO, link-neutral: reassembly, storage, routing, keywords (gateway.inbound).
         self.inbound = InboundHandler(
             cast(InboundStore, self.store),
@@ -789,6 +791,17 @@ class Gateway:
             self._spawn(
                 self._fail(message, MessageStatus.EXPIRED, "validity ended", count_attempt=False)
             )
+
+    def _stopped_by_optout(self, message: Message) -> bool:
+        """A queued message whose recipient opted out since it was accepted: finished REJECTED
+        (its customer gets the receipt or callback of any final status), not sent."""
+        if not self.optout_policy.stops_queued(message):
+            return False
+        self.dispatcher.forget(message.id)
+        self._spawn(
+            self._fail(message, MessageStatus.REJECTED, QUEUED_REFUSAL, count_attempt=False)
+        )
+        return True
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

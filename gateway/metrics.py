@@ -647,10 +647,11 @@ class TandemCollector:
             yield changes
             refused = CounterMetricFamily(
                 "tandem_optout_refusals",
-                "Messages refused because the recipient opted out, by channel",
+                "Messages refused because the recipient opted out, by channel (queued: "
+                "accepted before the opt-out, stopped as a link took them)",
                 labels=["channel"],
             )
-            for channel in ("http", "smpp", "otp", "internal"):
+            for channel in ("http", "smpp", "otp", "internal", "queued"):
                 refused.add_metric([channel], getattr(stats, f"refused_{channel}"))
             yield refused
             yield _counter(

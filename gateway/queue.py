@@ -565,6 +565,9 @@ class AsyncSendQueue:
         self._load = load
         self._page = page
         self.place: Callable[[Message], str | None] | None = None
+        # The last word before a message goes to its link: True takes it out for good (the
+        # callable records why; the gateway's opt-out check for messages queued before a STOP).
+        self.stop_before_send: Callable[[Message], bool] | None = None
         self._paging: dict[str, asyncio.Task[None]] = {}  # per link: one page at a time
 
     def put(self, message: Message, link: str) -> None:
@@ -589,7 +592,10 @@ class AsyncSendQueue:
             if core.refs_waiting(link):  # a backlog waits in the store: read ahead
                 self._read_page(link)
             if message is not None:
-                return message
+                stop = self.stop_before_send
+                if stop is None or not stop(message):
+                    return message
+                continue
             wake_at = core.next_wake(link)
             wakeup.clear()
             timeout = None if wake_at is None else max(wake_at - now, 0.0)

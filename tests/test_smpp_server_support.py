@@ -47,6 +47,7 @@ async def start_tandem(
     smpp_server: dict[str, Any] | None = None,
     routes: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
+    link: dict[str, Any] | None = None,
 ) -> Tandem:
     simulator = SmscSimulator(
         SimulatorConfig(enabled=True, host="127.0.0.1", port=0, dlr_delay=dlr_delay),
@@ -75,6 +76,7 @@ async def start_tandem(
                     "enquire_link_interval": 30.0,
                     "submit_id_format": "hex",
                     "dlr_id_format": "hex",
+                    **(link or {}),
                 }
             ],
             "routes": routes or [{"name": "all", "priority": 100, "targets": ["sim"]}],

@@ -9,6 +9,12 @@ that has no opt-out (every message pays for it).
 What passes an opt-out: an OTP from a sender marked `[optouts] otp_exempt` (a login code is
 not marketing), and the confirmation of the opt-out itself (`MessageRequest.confirms_optout`,
 set by the inbound handler only): it passes the opt-out it confirms and no other.
+
+Queued before the STOP: a message accepted before its recipient opted out is checked again when
+a link takes it from the send queue (`stops_queued`, the same O(1) lookup), and finishes REJECTED
+instead of going out. The gateway's own keyword replies (the internal channel) are not checked
+there: they answered the subscriber's own MO and were checked at intake, and the confirmation of
+a STOP is queued after the opt-out it confirms.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import functools
 from collections.abc import Iterable
 
 from gateway.intake import IntakeRefusal, MessageRequest
-from gateway.messages import Channel, MessageKind
+from gateway.messages import Channel, Message, MessageKind
 from gateway.optouts.registry import OptOutRegistry, OptOutStats
 from gateway.optouts.senders import sender_key
 from routing import ResolvedNumber, RouteDecision
@@ -76,6 +82,22 @@ class OptOutPolicy:
             DEFAULT_SMPP_STATUS if status is None else status,
             count=functools.partial(_count_refusal, stats, request),
         )
+
+    def stops_queued(self, message: Message) -> bool:
+        """Has the recipient of this queued message opted out of its sender since it was
+        accepted? Called as a link takes it (see the module docstring); counts what it stops."""
+        if not self.enabled or message.channel is Channel.INTERNAL:
+            return False
+        sender = message.source_addr
+        if not self.registry.blocks(message.destination, sender):
+            return False
+        if message.kind is MessageKind.OTP and sender_key(sender) in self.otp_exempt:
+            return False
+        self.stats.refused_queued += 1
+        return True
+
+
+QUEUED_REFUSAL = f"{REFUSAL_CODE}: the recipient opted out after the message was accepted"
 
 
 def _count_refusal(stats: OptOutStats, request: MessageRequest) -> None:

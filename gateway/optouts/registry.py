@@ -76,6 +76,7 @@ class OptOutStats:
     refused_smpp: int = 0
     refused_otp: int = 0
     refused_internal: int = 0
+    refused_queued: int = 0  # accepted before the opt-out, stopped as a link took them
     confirmations_passed: int = 0  # opt-out confirmations let past the opt-out they confirm
     otp_exempt_passed: int = 0  # OTPs from an otp_exempt sender let past an opt-out
     synced_changes: int = 0  # changes learned from other writers (CLI, other daemons)
