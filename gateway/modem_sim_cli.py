@@ -38,6 +38,13 @@ def add_sim_modem(kinds: Subparsers) -> None:
     modem.add_argument(
         "--mo-interval", type=float, default=None, help="receive an MO message every N seconds"
     )
+    modem.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=10.0,
+        help="with AT+CSMS=1, seconds a +CMT/+CDS waits for its +CNMA before the network is "
+        "told RP-ERROR and routing is turned off",
+    )
     modem.set_defaults(handler=_sim_modem)
 
 
@@ -51,6 +58,8 @@ def _sim_modem(args: argparse.Namespace) -> int:
         return fail("sim modem: --report-status: must be 0-255")
     if args.report_delay < 0 or (args.mo_interval is not None and args.mo_interval <= 0):
         return fail("sim modem: --report-delay and --mo-interval must be positive")
+    if args.ack_timeout <= 0:
+        return fail("sim modem: --ack-timeout: must be positive")
     if args.pin is not None and not (args.pin.isdigit() and 4 <= len(args.pin) <= 8):
         return fail("sim modem: --pin: must be 4-8 digits")
     settings = ModemSettings(
@@ -59,6 +68,7 @@ def _sim_modem(args: argparse.Namespace) -> int:
         signal=args.signal,
         report_delay=args.report_delay,
         report_status=args.report_status,
+        ack_timeout=args.ack_timeout,
     )
 
     def announce(message: str) -> None:

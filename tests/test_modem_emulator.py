@@ -126,3 +126,47 @@ def test_tandem_sim_modem_refuses_a_bad_option() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "tandem: sim modem: --signal: must be 0-31"
+
+
+async def test_raw_cnma_over_the_pty_holds_back_the_next_cmt_and_refuses_a_stray_one() -> None:
+    modem = EmulatedModem(ModemSettings(echo=False, ack_timeout=WAIT, redelivery_delay=0.2))
+    pty_modem = PtyModem(modem)
+    device = pty_modem.plug()
+    routed = re.compile(rb"\+CMT: ,\d+\r\n[0-9A-F]+\r\n")
+    try:
+        reader, writer = await serial_asyncio_fast.open_serial_connection(url=device)
+        assert b"+CSMS: 1,1,1" in await exchange(reader, writer, b"AT+CSMS=1\r", b"OK\r\n")
+        await exchange(reader, writer, b"AT+CNMI=2,2,0,1,0\r", b"OK\r\n")
+        modem.inject_mo("one", direct=True)
+        modem.inject_mo("two", direct=True)
+        pty_modem.poke()
+        first = b""
+        while not routed.search(first):
+            first += await asyncio.wait_for(reader.read(1024), WAIT)
+        try:
+            more = await asyncio.wait_for(reader.read(1024), 0.5)
+        except TimeoutError:
+            more = b""
+        assert b"+CMT" not in more  # the second waits for the answer to the first
+        second = await exchange(reader, writer, b"AT+CNMA\r", b"+CMT:")
+        assert b"OK" in second
+        refused = await exchange(reader, writer, b"AT+CNMA=2,3\r", b"> ")
+        assert refused.endswith(b"> ")
+        modem.settings.ack_timeout = 0.3  # the next offer: nobody answers it
+        answer = await exchange(reader, writer, b"00FF00\x1a", b"OK\r\n")
+        while not routed.search(answer):  # the network offers the refused one again
+            answer += await asyncio.wait_for(reader.read(1024), WAIT)
+        assert [(a.accepted, a.failure_cause) for a in modem.acknowledgements] == [
+            (True, None),
+            (False, 0xFF),
+        ]
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while modem.ack_timeouts == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no timeout"
+            await asyncio.sleep(0.05)
+        assert modem.cnmi[1] == 0 and modem.cnmi[3] == 0  # routing turned off
+        stray = await exchange(reader, writer, b"AT+CNMA\r", b"+CMS ERROR: 340\r\n")
+        assert b"+CMS ERROR: 340" in stray
+        writer.close()
+    finally:
+        pty_modem.close()

@@ -566,3 +566,38 @@ def test_a_routed_mo_the_caller_never_answers_is_given_up_and_routing_set_again(
     bench.session.acknowledge(latest.acknowledgement, True, bench.now)
     bench.pump()
     assert bench.modem.acknowledgements[-1].accepted
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    *LIKELY_LINES,
+                    b"+CMT: ,5\r\n00040000\r\n",
+                    b"+CMT: ,5\r\nnot hex\r\n",
+                    b"+CMS ERROR: 340\r\n",
+                    b"+CSMS: 1,1,1\r\n",
+                ]
+            ),
+            st.tuples(st.integers(0, 12), st.booleans()),
+        ),
+        max_size=40,
+    )
+)
+def test_answers_in_any_order_never_crash_an_acknowledging_session(
+    steps: list[bytes | tuple[int, bool]],
+) -> None:
+    session = ModemSession(DIRECT)
+    session.acknowledging = True
+    now = 0.0
+    session.start(now)
+    for step in steps:
+        if isinstance(step, tuple):
+            session.acknowledge(step[0], step[1], now)
+        else:
+            session.feed(step, now)
+        now += 7.0
+        session.check_timers(now)
+        session.outgoing()
