@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.sim_journal import SimulatorJournal
-from gateway.simulator import DELIVERED, ReceivedSubmit, build_receipt
+from gateway.simulator_records import DELIVERED, ReceivedSubmit, build_receipt
 
 
 def received(number: int) -> ReceivedSubmit:

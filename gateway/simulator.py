@@ -7,6 +7,7 @@ tick, with or without jitter, or in the same write as the submit_sm_resp, behind
 it), throttling a fraction of submits with ESME_RTHROTTLED, per-receipt outcome
 policies, mobile-originated messages (injected in-process or generated periodically), and a record
 of what it received (counters, an optional in-memory list, an optional one-line-per-submit file).
+The records and the receipt text themselves are data in `gateway.simulator_records`.
 
 Must never: be imported by the production send path (the daemon starts it only when
 `[simulator] enabled`), or block: it is the peer of the throughput benchmarks. So one timer tick
@@ -23,27 +24,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import random
 import signal
 import ssl
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import IO, Any
 
-from dlr.status import SegmentStatus, message_state, stat_word
+from dlr.status import SegmentStatus
 from gateway.config import SimulatorConfig
 from gateway.sim_journal import SimulatorJournal
+from gateway.simulator_records import (
+    DELIVERED,
+    UNDELIVERABLE,
+    IdText,
+    OutcomePolicy,
+    ReceiptOutcome,
+    ReceivedSubmit,
+    SubmitPolicy,
+    build_receipt,
+    concat_of,
+)
 from smpp.aio import SmppConnection, SmppConnectionClosed, SmppHandler, serve_smpp
 from smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
-    ESM_CLASS_UDHI,
     REGISTERED_DELIVERY_RECEIPT_ALWAYS,
     REGISTERED_DELIVERY_RECEIPT_MASK,
     REGISTERED_DELIVERY_RECEIPT_ON_FAILURE,
@@ -59,14 +66,13 @@ from smpp.session import (
     SessionError,
     response_to,
 )
-from smpp.text import decode_text, encode_text
+from smpp.text import encode_text
 
 TICK_SECONDS = 0.01
 SYSTEM_ID = "tandem-sim"
 RETRY_RECEIPT_AFTER = 0.5  # a receipt the client refused or did not answer goes out again
-RECEIPT_TEXT_CHARS = 20
 # Receipts and MOs kept for a system_id no receiver has collected; the oldest go first.
-MAX_PENDING_PER_SYSTEM_ID = 1_000_000  # appendix B: the first 20 characters of the original message
+MAX_PENDING_PER_SYSTEM_ID = 1_000_000
 
 _SERVER_SESSION = SessionConfig(
     window=1000,  # receipts and MOs in flight towards one client
@@ -79,93 +85,6 @@ _RECEIVING = frozenset({BOUND_RX, BOUND_TRX})
 _RECEIPT_REQUESTS = frozenset(
     {REGISTERED_DELIVERY_RECEIPT_ALWAYS, REGISTERED_DELIVERY_RECEIPT_ON_FAILURE}
 )
-
-
-@dataclass(slots=True, frozen=True)
-class Concat:
-    """How a received part says it belongs to a multi-part message."""
-
-    kind: str  # "udh8", "udh16" or "sar"
-    reference: int
-    total: int
-    index: int  # 1-based
-
-
-@dataclass(slots=True)
-class ReceivedSubmit:
-    """One submit_sm or data_sm as the simulator saw it, and what it answered."""
-
-    at: float  # wall-clock seconds
-    system_id: str
-    operation: str  # "submit_sm" or "data_sm"
-    source_addr: str
-    destination_addr: str
-    data_coding: int
-    esm_class: int
-    registered_delivery: int
-    payload: bytes  # short_message (or message_payload), UDH included
-    tlvs: dict[int, object]
-    status: int = 0  # the command_status answered
-    message_id: str = ""  # empty when refused
-    concat: Concat | None = None
-
-    @property
-    def user_data(self) -> bytes:
-        """The payload without its UDH."""
-        if self.esm_class & ESM_CLASS_UDHI and self.payload:
-            return self.payload[1 + self.payload[0] :]
-        return self.payload
-
-    @property
-    def text(self) -> str:
-        return decode_text(self.user_data, self.data_coding)
-
-    def record_line(self) -> str:
-        """One JSON object per line, for `--record FILE` (crash tests count these)."""
-        concat = self.concat
-        return json.dumps(
-            {
-                "at": round(self.at, 6),
-                "system_id": self.system_id,
-                "op": self.operation,
-                "source": self.source_addr,
-                "destination": self.destination_addr,
-                "data_coding": self.data_coding,
-                "esm_class": self.esm_class,
-                "status": self.status,
-                "message_id": self.message_id,
-                "payload_hex": self.payload.hex(),
-                "text": self.text,
-                "concat": None
-                if concat is None
-                else {
-                    "kind": concat.kind,
-                    "reference": concat.reference,
-                    "total": concat.total,
-                    "index": concat.index,
-                },
-            },
-            ensure_ascii=False,
-        )
-
-
-@dataclass(slots=True, frozen=True)
-class ReceiptOutcome:
-    """What a receipt reports: a final (or intermediate) status and the `err:` code."""
-
-    status: SegmentStatus
-    error: int = 0
-
-
-DELIVERED = ReceiptOutcome(SegmentStatus.DELIVERED)
-UNDELIVERABLE = ReceiptOutcome(SegmentStatus.UNDELIVERABLE, error=1)
-
-# Hooks for tests: decide a submit's command_status (0 accepts), or a receipt's outcome.
-SubmitPolicy = Callable[[ReceivedSubmit], int]
-OutcomePolicy = Callable[[ReceivedSubmit], ReceiptOutcome]
-# Hook for tests: write id `number` for "submit_sm_resp" or "receipt" (carriers' quirks: leading
-# zeros, lower case, opaque strings); None writes it as the settings' id formats say.
-IdText = Callable[[int, str], str]
 
 
 @dataclass(slots=True)
@@ -428,7 +347,7 @@ class SmscSimulator:
             registered_delivery=request.registered_delivery,
             payload=payload,
             tlvs=request.tlvs,
-            concat=_concat_of(request.esm_class, payload, request.tlvs),
+            concat=concat_of(request.esm_class, payload, request.tlvs),
         )
         settings = self.settings
         if not self.answer_submits:
@@ -697,69 +616,8 @@ class _SmscConnection(SmppHandler):
             self.connection.close()
 
 
-# --- receipts -----------------------------------------------------------------------------------
-
-
-def build_receipt(received: ReceivedSubmit, receipt_id: str, outcome: ReceiptOutcome) -> DeliverSm:
-    """The deliver_sm an SMSC sends for `received`: appendix B text plus the standard TLVs."""
-    stamp = _receipt_date(received.at)
-    done = _receipt_date(time.time())
-    delivered = 1 if outcome.status is SegmentStatus.DELIVERED else 0
-    excerpt = received.text[:RECEIPT_TEXT_CHARS]
-    text = (
-        f"id:{receipt_id} sub:001 dlvrd:{delivered:03d} submit date:{stamp} done date:{done} "
-        f"stat:{stat_word(outcome.status)} err:{outcome.error:03d} text:{excerpt}"
-    )
-    return DeliverSm(
-        source_addr_ton=1,
-        source_addr_npi=1,
-        source_addr=received.destination_addr,
-        dest_addr_ton=0,
-        dest_addr_npi=0,
-        destination_addr=received.source_addr,
-        esm_class=ESM_CLASS_DELIVERY_RECEIPT,
-        short_message=text.encode("latin-1", "replace"),
-        tlvs={
-            Tag.RECEIPTED_MESSAGE_ID: receipt_id,
-            Tag.MESSAGE_STATE: message_state(outcome.status),
-        },
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _receipt_minute(minute: int) -> str:
-    return time.strftime("%y%m%d%H%M", time.localtime(minute * 60))
-
-
-def _receipt_date(wall_clock: float) -> str:
-    """Appendix B dates (YYMMDDhhmm, local time), computed once per minute."""
-    return _receipt_minute(int(wall_clock // 60))
-
-
 def _format_id(number: int, fmt: str) -> str:
     return f"{number:X}" if fmt == "hex" else str(number)
-
-
-def _concat_of(esm_class: int, payload: bytes, tlvs: dict[int, object]) -> Concat | None:
-    total = tlvs.get(Tag.SAR_TOTAL_SEGMENTS)
-    if isinstance(total, int):
-        reference = tlvs.get(Tag.SAR_MSG_REF_NUM)
-        index = tlvs.get(Tag.SAR_SEGMENT_SEQNUM)
-        if isinstance(reference, int) and isinstance(index, int):
-            return Concat("sar", reference, total, index)
-    if not esm_class & ESM_CLASS_UDHI or not payload:
-        return None
-    header = payload[1 : 1 + payload[0]]
-    position = 0
-    while position + 2 <= len(header):
-        iei, length = header[position], header[position + 1]
-        data = header[position + 2 : position + 2 + length]
-        if iei == 0x00 and length == 3 and len(data) == 3:
-            return Concat("udh8", data[0], data[1], data[2])
-        if iei == 0x08 and length == 4 and len(data) == 4:
-            return Concat("udh16", data[0] << 8 | data[1], data[2], data[3])
-        position += 2 + length
-    return None
 
 
 # --- standalone ---------------------------------------------------------------------------------
@@ -789,9 +647,3 @@ async def run_simulator(settings: SimulatorConfig) -> None:
 def _stats_line(stats: SimulatorStats) -> str:
     fields: dict[str, Any] = {name: getattr(stats, name) for name in stats.__slots__}
     return " ".join(f"{name}={value}" for name, value in fields.items())
-
-
-def record_lines(path: Path) -> list[dict[str, Any]]:
-    """Read a `--record` file back: one dict per received submit."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]

@@ -21,7 +21,8 @@ from gateway.app import Gateway
 from gateway.config import TandemConfig
 from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, create_key
-from gateway.simulator import ReceivedSubmit, SmscSimulator
+from gateway.simulator import SmscSimulator
+from gateway.simulator_records import ReceivedSubmit
 
 # The default [egress] refuses internal addresses; the tests' callback receivers listen on
 # 127.0.0.1 at free ports, so test configs allow exactly that.

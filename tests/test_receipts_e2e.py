@@ -31,14 +31,14 @@ from gateway.keys import create_key
 from gateway.links.base import SubmittedSegment
 from gateway.links.smpp_client import receipt_report
 from gateway.messages import Channel, Message
-from gateway.simulator import (
+from gateway.simulator import SmscSimulator
+from gateway.simulator_records import (
     DELIVERED,
     UNDELIVERABLE,
     IdText,
     OutcomePolicy,
     ReceiptOutcome,
     ReceivedSubmit,
-    SmscSimulator,
 )
 from gateway.store.base import MessageRecord, StatusChange
 from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT

@@ -171,7 +171,7 @@ def test_the_sandbox_gives_up_on_a_missing_receipt_within_minutes() -> None:
 
 
 def journal_submits(journal: SimulatorJournal, numbers: range) -> None:
-    from gateway.simulator import DELIVERED, ReceivedSubmit, build_receipt
+    from gateway.simulator_records import DELIVERED, ReceivedSubmit, build_receipt
 
     for number in numbers:
         received = ReceivedSubmit(

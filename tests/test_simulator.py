@@ -19,13 +19,8 @@ from dlr.ids import MessageIdFormat, canonical_message_id
 from dlr.receipt import DeliveryReceipt
 from dlr.status import SegmentStatus
 from gateway.config import SimulatorConfig
-from gateway.simulator import (
-    UNDELIVERABLE,
-    ReceiptOutcome,
-    ReceivedSubmit,
-    SmscSimulator,
-    record_lines,
-)
+from gateway.simulator import SmscSimulator
+from gateway.simulator_records import UNDELIVERABLE, ReceiptOutcome, ReceivedSubmit, record_lines
 from smpp.aio import BindError, SmppClient
 from smpp.codec import PduDecoder, encode
 from smpp.constants import CommandStatus, Tag

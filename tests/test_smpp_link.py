@@ -27,7 +27,8 @@ from gateway.links.smpp_client import (
 )
 from gateway.messages import Channel, Message
 from gateway.queue import AsyncSendQueue
-from gateway.simulator import ReceivedSubmit, SmscSimulator
+from gateway.simulator import SmscSimulator
+from gateway.simulator_records import ReceivedSubmit
 from smpp.codec import PduDecoder, encode
 from smpp.constants import CommandStatus
 from smpp.pdu import BindTransceiver
