@@ -182,6 +182,30 @@ async def test_a_part_resent_after_its_message_was_joined_is_answered_not_delive
         await stop_tandem(tandem)
 
 
+async def test_a_part_resent_after_the_reassembly_window_is_a_new_part_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # The memory of joined messages is bounded by the window: past it a reference may be reused.
+    tandem = await start(tmp_path, receiver, reassembly_timeout=0.3)
+    stats = tandem.gateway.inbound.stats
+    try:
+        parts = udh_parts(b"D" * 150 + b"E" * 20, 44)
+        for part in parts:
+            tandem.simulator.inject_mo(
+                SUBSCRIBER, "5555", short_message=part, system_id="tandem", esm_class=0x40
+            )
+        await wait_for(lambda: stats.reassembled == 1, what="the joined MO")
+        await asyncio.sleep(0.6)
+        held = stats.parts_held
+        tandem.simulator.inject_mo(
+            SUBSCRIBER, "5555", short_message=parts[0], system_id="tandem", esm_class=0x40
+        )
+        await wait_for(lambda: stats.parts_held == held + 1, what="the part held anew")
+        assert stats.duplicate_parts == 0
+    finally:
+        await stop_tandem(tandem)
+
+
 async def test_the_keyword_route_takes_its_first_word_and_the_rest_stay_unmatched(
     tmp_path: Path, receiver: Receiver
 ) -> None:
