@@ -22,9 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli_store import daemon_store_path, with_daemon_store
 from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, load_config
-from gateway.state_paths import StateNotFound, daemon_state_path
+from gateway.state_paths import StateNotFound
 
 SIM_MO_PATH = "/admin/sim/mo"  # gateway.http.sim_admin.SIM_MO_PATH (not imported: no aiohttp)
 
@@ -69,27 +70,13 @@ def _number(raw: str) -> str | None:
 
 
 def _with_store(args: argparse.Namespace, command: str, work: Any) -> int:
-    from gateway.store.sqlite import SqliteMessageStore
-
     try:
         config = load_config(args.config)
-        path = daemon_state_path(config.store_path, "store")
+        path = daemon_store_path(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(f"inbound {command}: {exc}")
-    print(f"store: {path}", file=sys.stderr)
-
-    async def main() -> int:
-        store = SqliteMessageStore(
-            path, synchronous=config.store.synchronous, key_file=config.store_key_path
-        )
-        await store.open()
-        try:
-            result: int = await work(store)
-            return result
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    result: int = asyncio.run(with_daemon_store(config, path, work))
+    return result
 
 
 def _block(args: argparse.Namespace) -> int:

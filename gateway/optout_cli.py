@@ -26,12 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.cli_store import daemon_store_path, with_daemon_store
 from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.optouts.from_config import sender_groups
 from gateway.optouts.registry import OptOutRegistry
 from gateway.optouts.senders import resolve_number, sender_key
-from gateway.state_paths import StateNotFound, daemon_state_path
+from gateway.state_paths import StateNotFound
 from gateway.store.base import (
     OptOutAction,
     OptOutChange,
@@ -110,29 +111,13 @@ class _Context:
     @classmethod
     def of(cls, args: argparse.Namespace) -> _Context:
         config = load_config(args.config)
-        path = daemon_state_path(config.store_path, "store")
-        print(f"store: {path}", file=sys.stderr)
-        return cls(config, path, NumberResolver(config.numbering))
+        return cls(config, daemon_store_path(config), NumberResolver(config.numbering))
 
     def registry(self, store: OptOutStore) -> OptOutRegistry:
         return OptOutRegistry(store, sender_groups(self.config.sender_groups), origin=_origin())
 
     def run(self, work: Any) -> Any:
-        from gateway.store.sqlite import SqliteMessageStore
-
-        async def main() -> Any:
-            store = SqliteMessageStore(
-                self.path,
-                synchronous=self.config.store.synchronous,
-                key_file=self.config.store_key_path,
-            )
-            await store.open()
-            try:
-                return await work(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
+        return asyncio.run(with_daemon_store(self.config, self.path, work))
 
 
 def _origin() -> str:

@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.cli_store import daemon_store_path, with_daemon_store
 from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
 from gateway.config import ConfigError, TandemConfig, load_config
-from gateway.state_paths import StateNotFound, daemon_state_path
+from gateway.state_paths import StateNotFound
 
 KEY_ENVIRONMENT = "TANDEM_API_KEY"
 
@@ -67,43 +68,13 @@ def add_keys(subparsers: Subparsers) -> None:
     revoke.set_defaults(handler=_keys_revoke)
 
 
-def _store_path(config: TandemConfig) -> Path:
-    """The daemon's store, absolute; says on stderr which one this command works on. Raises
-    `StateNotFound` rather than create a store where the daemon does not look. (PostgreSQL:
-    the database the config names; the path is not used.)"""
-    if config.store.backend == "postgresql":
-        print(f"store: postgresql schema {config.store.database_schema}", file=sys.stderr)
-        return Path()
-    path = daemon_state_path(config.store_path, "store")
-    print(f"store: {path}", file=sys.stderr)
-    return path
-
-
-async def _with_store(config: TandemConfig, path: Path, work: Any) -> Any:
-    from gateway.store.configured import store_from_config
-    from gateway.store.sqlite import SqliteMessageStore
-
-    store = (
-        SqliteMessageStore(
-            path, synchronous=config.store.synchronous, key_file=config.store_key_path
-        )
-        if config.store.backend == "sqlite"
-        else store_from_config(config, writer="thread")
-    )
-    await store.open()
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
 def _keys_create(args: argparse.Namespace) -> int:
     from gateway.keys import InvalidKeySettings, create_key
     from gateway.store.base import DuplicateKeyName
 
     try:
         config = _load(args)
-        path = _store_path(config)
+        path = daemon_store_path(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
     if args.callback_url is not None:
@@ -122,7 +93,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     }
     try:
         minted = asyncio.run(
-            _with_store(config, path, lambda store: create_key(store, args.name, **settings))
+            with_daemon_store(config, path, lambda store: create_key(store, args.name, **settings))
         )
     except InvalidKeySettings as exc:
         return fail(f"keys create: {exc}")
@@ -149,10 +120,10 @@ def _keys_list(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args)
-        path = _store_path(config)
+        path = daemon_store_path(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
-    records = asyncio.run(_with_store(config, path, list_keys))
+    records = asyncio.run(with_daemon_store(config, path, list_keys))
     print(f"{'ID':<17} {'NAME':<20} {'PREFIX':<11} {'SCOPES':<20} {'CREATED':<17} REVOKED")
     for r in records:
         print(
@@ -167,11 +138,11 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args)
-        path = _store_path(config)
+        path = daemon_store_path(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(str(exc))
     revoked = asyncio.run(
-        _with_store(config, path, lambda store: revoke_key(store, args.name_or_id))
+        with_daemon_store(config, path, lambda store: revoke_key(store, args.name_or_id))
     )
     if not revoked:
         return fail(f"keys revoke: no active key named or with id {args.name_or_id!r}", 1)
