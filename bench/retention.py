@@ -8,7 +8,7 @@ Seeds a store with `--old` delivered messages 100 days old (each with one segmen
 history rows, as a delivered one-part message has), written straight into the file. Then the
 store is opened as the daemon opens it and `--callers` tasks keep accepting one message each,
 awaiting each until durable (what an HTTP request or a customer's submit_sm waits for). Three
-phases: traffic alone; traffic while `SqliteRetention.purge` removes the old messages (`--batch`
+phases: traffic alone; traffic while `StoreRetention.purge` removes the old messages (`--batch`
 per writer op, paced to take at most `--share` of the writer's time), in alternating windows of
 `--window` seconds with the purge running and paused, so the machine's load falls on both
 alike; traffic alone again. For each: accepts per second and the accept latency (p50, p99,
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config import parse_config
 from gateway.messages import Channel, Message, MessageIdGenerator
-from gateway.store.retention import DAY, Cutoffs, SqliteRetention
+from gateway.store.retention import DAY, Cutoffs, StoreRetention
 from gateway.store.sqlite import SqliteMessageStore
 
 
@@ -149,7 +149,7 @@ async def main(args: argparse.Namespace) -> None:
         store = SqliteMessageStore(path, writer=args.writer)
         await store.open()
         config = parse_config(f"[retention]\nbatch = {args.batch}\n", "bench")
-        retention = SqliteRetention(store)
+        retention = StoreRetention(store)
         traffic = Traffic(store, args.callers)
         callers = [asyncio.create_task(traffic.caller()) for _ in range(args.callers)]
         try:

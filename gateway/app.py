@@ -89,7 +89,7 @@ from gateway.store.base import (
 from gateway.store.configured import store_from_config
 from gateway.store.postgres import PostgresMessageStore
 from gateway.store.retention import RetentionPurger
-from gateway.store.sqlite import SqliteMessageStore
+from gateway.store.sqlstore import SqlMessageStore
 from gateway.store.writer import tune_collector
 from routing import NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
@@ -346,11 +346,11 @@ class Gateway:
             for link in self.links.values():
                 await self._start_link(link)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="tandem-sweeper")
-        store = self.message_store
-        if config.retention.enabled and isinstance(store, SqliteMessageStore):
-            from gateway.store.retention import SqliteRetention
+        store = self.store
+        if config.retention.enabled and isinstance(store, SqlMessageStore):  # either backend
+            from gateway.store.retention import StoreRetention
 
-            self.retention = RetentionPurger(SqliteRetention(store), config)
+            self.retention = RetentionPurger(StoreRetention(store), config)
             self.retention.start()
 
     async def _restore_daily_counts(self) -> None:

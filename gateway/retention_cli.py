@@ -1,8 +1,9 @@
 """`tandem store purge [--dry-run]`: run the retention purge (`[retention]`) once, now.
 
-Works on the daemon's store (found as `tandem keys` finds it, never a new one), beside a running
-daemon or without one: the purge goes in transactions of `[retention] batch` rows, so a running
-daemon's writer keeps its turn. `--dry-run` only counts what would go.
+Works on the daemon's store, SQLite (found as `tandem keys` finds it, never a new one) or
+PostgreSQL (`[store] backend`), beside a running daemon or without one: the purge goes in
+transactions of `[retention] batch` rows, so a running daemon's writer keeps its turn.
+`--dry-run` only counts what would go.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.cli_support import EXIT_OK, Subparsers, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail, run_async
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound, daemon_state_path
 
@@ -31,29 +32,39 @@ def add_store_command(subparsers: Subparsers) -> None:
 
 
 def _purge(args: argparse.Namespace) -> int:
+    from gateway.store.base import StoreError
+
     try:
         config = load_config(args.config)
-        path = daemon_state_path(config.store_path, "store")
+        where = _where(config)
     except (ConfigError, StateNotFound) as exc:
         return fail(f"store purge: {exc}")
-    print(f"store: {path}", file=sys.stderr)
-    counts: dict[str, int] = run_async(_run(config, path, dry_run=args.dry_run))
+    print(f"store: {where}", file=sys.stderr)
+    try:
+        counts: dict[str, int] = run_async(_run(config, dry_run=args.dry_run))
+    except (StoreError, OSError) as exc:
+        return fail(f"store purge: {exc}", EXIT_FAILURE)
     verb = "would remove" if args.dry_run else "removed"
     for name, count in counts.items():
         print(f"{verb} {count:>10}  {name.replace('_', ' ')}")
     return EXIT_OK
 
 
-async def _run(config: TandemConfig, path: Path, *, dry_run: bool) -> dict[str, int]:
-    from gateway.store.retention import Cutoffs, SqliteRetention
-    from gateway.store.sqlite import SqliteMessageStore
+def _where(config: TandemConfig) -> str:
+    """What the purge works on; a SQLite file must exist already (never a new, empty one)."""
+    if config.store.backend == "postgresql":
+        return f"postgresql schema {config.store.database_schema}"
+    return str(daemon_state_path(config.store_path, "store"))
 
-    store = SqliteMessageStore(
-        path, synchronous=config.store.synchronous, key_file=config.store_key_path
-    )
+
+async def _run(config: TandemConfig, *, dry_run: bool) -> dict[str, int]:
+    from gateway.store.configured import store_from_config
+    from gateway.store.retention import Cutoffs, StoreRetention
+
+    store = store_from_config(config, writer="thread")
     await store.open()
     try:
-        retention = SqliteRetention(store)
+        retention = StoreRetention(store)
         cutoffs = Cutoffs.from_config(config, time.time())
         if dry_run:
             return await retention.count(cutoffs)

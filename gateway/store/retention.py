@@ -3,7 +3,7 @@
 Owns the purge (`[retention]`): final messages with their segments and history, receipts and
 MOs owed to customers who never took them, OTP verifications past their expiry, idempotency
 answers past `[http] idempotency_seconds`, and (through `PURGE_STEPS`) any table a later module
-adds, such as inbound messages. `SqliteRetention` runs it on a `SqliteMessageStore`;
+adds, such as inbound messages. `StoreRetention` runs it on a store of either backend;
 `RetentionPurger` runs it every `interval_seconds` in the daemon; `tandem store purge` runs it
 once, or with `--dry-run` only counts.
 
@@ -24,16 +24,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dlr.status import MessageStatus, is_final
 from gateway.store import inbound
+from gateway.store.message_ops import _IDS_PER_QUERY
 
 if TYPE_CHECKING:
     from gateway.config import TandemConfig
-    from gateway.store.sqlite import SqliteMessageStore
+    from gateway.store.sqlstore import SqlMessageStore
 
 log = logging.getLogger("tandem.retention")
 
@@ -91,61 +92,81 @@ class PurgeStep:
     params: Callable[[float, tuple[Any, ...], int], tuple[Any, ...]]
 
 
+def _chunks(keys: Sequence[Any], size: int = _IDS_PER_QUERY) -> Iterator[Sequence[Any]]:
+    """Keys a statement's worth at a time (both engines bound a statement's parameters)."""
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
 def _delete_final_messages(tx: Any, keys: list[tuple[str]], cutoff: float) -> int:
     tx.flush()  # ops earlier in this transaction may have left rows of these to write
-    marks = ", ".join("?" * len(keys))
-    ids = [key[0] for key in keys]
-    still = [
-        (row[0],)
-        for row in tx.execute(
-            f"SELECT id FROM message_state WHERE id IN ({marks}) AND status IN {_FINAL_SQL} "
-            "AND updated_at < ? AND receipt_owed IS NULL",
-            (*ids, cutoff),
-        )
-    ]
-    if not still:
-        return 0
-    tx.executemany("DELETE FROM history WHERE message_id = ?", still)
-    tx.executemany("DELETE FROM segments WHERE message_id = ?", still)
-    tx.executemany("DELETE FROM message_content WHERE id = ?", still)
-    tx.executemany("DELETE FROM message_state WHERE id = ?", still)
-    live = tx.live
-    for (message_id,) in still:
-        live.pop(message_id, None)
-    return len(still)
+    removed = 0
+    for chunk in _chunks([key[0] for key in keys]):
+        still = [
+            row[0]
+            for row in tx.execute(
+                f"SELECT id FROM message_state WHERE id IN ({_marks(len(chunk))}) "
+                f"AND status IN {_FINAL_SQL} AND updated_at < ? AND receipt_owed IS NULL",
+                (*chunk, cutoff),
+            )
+        ]
+        if not still:
+            continue
+        # One statement per table, not one per message: on PostgreSQL each is a round trip.
+        marks = _marks(len(still))
+        tx.execute(f"DELETE FROM history WHERE message_id IN ({marks})", still)
+        tx.execute(f"DELETE FROM segments WHERE message_id IN ({marks})", still)
+        tx.execute(f"DELETE FROM message_content WHERE id IN ({marks})", still)
+        tx.execute(f"DELETE FROM message_state WHERE id IN ({marks})", still)
+        live = tx.live
+        for message_id in still:
+            live.pop(message_id, None)
+        removed += len(still)
+    return removed
+
+
+def _by_ids(table_and_condition: str) -> Callable[[Any, list[tuple[Any]], float], int]:
+    """An op that runs `UPDATE/DELETE ... WHERE id IN (the keys) AND <condition>` (the
+    condition's one `?` is the cutoff), a statement per chunk; the rows it changed."""
+
+    def op(tx: Any, keys: list[tuple[Any]], cutoff: float) -> int:
+        changed = 0
+        for chunk in _chunks([key[0] for key in keys]):
+            statement = table_and_condition.replace("(KEYS)", f"({_marks(len(chunk))})")
+            changed += int(tx.execute(statement, (*chunk, cutoff)).rowcount)
+        return changed
+
+    return op
 
 
 def _give_up_owed_receipts(tx: Any, keys: list[tuple[str]], cutoff: float) -> int:
     tx.flush()
-    cursor = tx.executemany(
-        "UPDATE message_state SET receipt_owed = NULL "
-        "WHERE id = ? AND receipt_owed IS NOT NULL AND updated_at < ?",
-        [(key[0], cutoff) for key in keys],
-    )
-    return int(cursor.rowcount)
+    return _GIVE_UP_OWED(tx, keys, cutoff)
 
 
-def _delete_owed_mos(tx: Any, keys: list[tuple[int]], cutoff: float) -> int:
-    cursor = tx.executemany(
-        "DELETE FROM mo_outbox WHERE id = ? AND received_at < ?",
-        [(key[0], cutoff) for key in keys],
-    )
-    return int(cursor.rowcount)
-
-
-def _delete_otps(tx: Any, keys: list[tuple[str]], cutoff: float) -> int:
-    cursor = tx.executemany(
-        "DELETE FROM otp WHERE id = ? AND expires_at < ?", [(key[0], cutoff) for key in keys]
-    )
-    return int(cursor.rowcount)
+_GIVE_UP_OWED = _by_ids(
+    "UPDATE message_state SET receipt_owed = NULL "
+    "WHERE id IN (KEYS) AND receipt_owed IS NOT NULL AND updated_at < ?"
+)
+_delete_owed_mos = _by_ids("DELETE FROM mo_outbox WHERE id IN (KEYS) AND received_at < ?")
+_delete_otps = _by_ids("DELETE FROM otp WHERE id IN (KEYS) AND expires_at < ?")
 
 
 def _delete_idempotency(tx: Any, keys: list[tuple[float, str, str]], cutoff: float) -> int:
-    cursor = tx.executemany(
-        "DELETE FROM idempotency WHERE key_id = ? AND idempotency_key = ? AND created_at < ?",
-        [(key[1], key[2], cutoff) for key in keys],
-    )
-    return int(cursor.rowcount)
+    removed = 0
+    for chunk in _chunks(keys):
+        pairs = ", ".join(["(?, ?)"] * len(chunk))
+        cursor = tx.execute(
+            f"DELETE FROM idempotency WHERE (key_id, idempotency_key) IN (VALUES {pairs}) "
+            "AND created_at < ?",
+            (*(value for key in chunk for value in key[1:]), cutoff),
+        )
+        removed += int(cursor.rowcount)
+    return removed
 
 
 def _by_key(cutoff: float, after: tuple[Any, ...], limit: int) -> tuple[Any, ...]:
@@ -236,10 +257,11 @@ class RetentionStats:
     last_run_seconds: float = 0.0
 
 
-class SqliteRetention:
-    """The purge on one open `SqliteMessageStore` (its read connection and its writer)."""
+class StoreRetention:
+    """The purge on one open store, SQLite or PostgreSQL (its reads and its writer: the
+    statements are the shared SQL both engines run, `gateway.store.dialect`)."""
 
-    def __init__(self, store: SqliteMessageStore, steps: Sequence[PurgeStep] | None = None):
+    def __init__(self, store: SqlMessageStore, steps: Sequence[PurgeStep] | None = None):
         self.store = store
         self.steps = list(PURGE_STEPS if steps is None else steps)
         self.stats = RetentionStats()
@@ -299,7 +321,7 @@ class RetentionPurger:
 
     def __init__(
         self,
-        retention: SqliteRetention,
+        retention: StoreRetention,
         config: TandemConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
