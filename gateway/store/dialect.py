@@ -2,15 +2,19 @@
 in the SQL both engines accept (see `gateway.store.sqlite`); this module turns one into what
 PostgreSQL runs, and holds the few statements that must differ.
 
-Owns the translation (placeholders, DDL types) and the PostgreSQL versions of the statements
-that use SQLite-only functions or need PostgreSQL-only clauses (row locks, typed NULL tests).
-Never does: I/O. Pure functions of text, cached: a statement is translated once per process.
+Owns the translation (placeholders, DDL types, the set-based form of a statement run for many
+rows) and the PostgreSQL versions of the statements that use SQLite-only functions or need
+PostgreSQL-only clauses (row locks, typed NULL tests). Never does: I/O. Pure functions of text,
+cached: a statement is translated once per process (per connection for the set-based form).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from gateway.store.deliveries import _FORGET_OWED_RECEIPTS, _SELECT_OWED_RECEIPTS
 from gateway.store.message_ops import (
@@ -84,6 +88,11 @@ _OVERRIDES: dict[str, str] = {
 }
 
 
+def postgres_version(sql: str) -> str:
+    """One of the store's statements as PostgreSQL needs it, still with `?` placeholders."""
+    return _OVERRIDES.get(sql, sql)
+
+
 @functools.lru_cache(maxsize=4096)
 def postgres(sql: str) -> str:
     """The statement PostgreSQL runs for one of the store's statements."""
@@ -94,3 +103,141 @@ def returns_rows(sql: str) -> bool:
     """Whether a statement answers rows (fetch) or only a count of changed rows (execute)."""
     head = sql.lstrip()[:6].upper()
     return head in ("SELECT", "WITH R", "VALUES") or " RETURNING " in sql
+
+
+# --- many rows in one statement ------------------------------------------------------------------
+# A statement run for many rows (`executemany`) is, in PostgreSQL, one execution per row: the
+# executor starts, plans and locks per row. Its set-based form takes each parameter as an array
+# (one element per row) and joins `unnest` of them, so the rows go in one execution.
+_INSERT_FORM = re.compile(r"\s*INSERT INTO (\w+) \(([^()]*)\) VALUES \(([?,\s]*)\)(.*)\Z", re.S)
+_UPDATE_FORM = re.compile(r"\s*UPDATE (\w+) SET (.*?) WHERE (.*)\Z", re.S)
+_CONFLICT_UPDATE = re.compile(r"\s*ON CONFLICT \(([^()]*)\) DO UPDATE ")
+_ASSIGN_FORM = re.compile(r"(\w+) = (\?|COALESCE\(\?, (\w+)\))\Z")
+_CONDITION_FORM = re.compile(r"(\w+) (=|<|<=|>|>=) \?\Z")
+_ROWS = "tandem_rows"  # the alias of the parameters' rows in an UPDATE
+
+
+@dataclass(frozen=True, slots=True)
+class SetBased:
+    """The set-based form of a statement: `sql` (`?` placeholders, one array per parameter of
+    the original), the table it writes, and the parameters that must not repeat across rows
+    (an UPDATE's `=` keys, an upsert's conflict columns): with a repeat the statement would
+    change one row twice, which row by row means "the last wins" and set-based is an error or
+    an arbitrary choice."""
+
+    sql: str
+    table: str
+    keys: tuple[int, ...]
+
+    def takes(self, rows: Sequence[Sequence[Any]]) -> bool:
+        """Whether the rows can go in one execution (no key repeats)."""
+        keys = self.keys
+        if not keys or len(rows) < 2:
+            return True
+        if len(keys) == 1:
+            index = keys[0]
+            return len({row[index] for row in rows}) == len(rows)
+        return len({tuple(row[i] for i in keys) for row in rows}) == len(rows)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """`a = ?, b = COALESCE(?, b)` at its top-level commas."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _arrays(types: Sequence[str]) -> str:
+    return ", ".join(f"?::{t}[]" for t in types)
+
+
+def set_based(sql: str, columns: Mapping[str, Mapping[str, str]]) -> SetBased | None:
+    """The set-based form of a plain `INSERT ... VALUES (?, ...)` (with or without ON CONFLICT)
+    or `UPDATE t SET c = ?, ... WHERE k = ? AND ...`, or None for any other statement (which
+    then runs row by row). `columns`: each table's column types, as the database has them."""
+    if "?" not in sql or " RETURNING " in sql:
+        return None
+    insert = _INSERT_FORM.match(sql)
+    if insert is not None:
+        table, names, marks, rest = insert.groups()
+        names_list = [n.strip() for n in names.split(",")]
+        types = columns.get(table, {})
+        if marks.count("?") != len(names_list) or "?" in rest:
+            return None
+        if any(n not in types for n in names_list):
+            return None
+        keys: tuple[int, ...] = ()
+        conflict = _CONFLICT_UPDATE.match(rest)
+        if conflict is not None:
+            keyed = [n.strip() for n in conflict.group(1).split(",")]
+            if any(n not in names_list for n in keyed):
+                return None
+            keys = tuple(names_list.index(n) for n in keyed)
+        arrays = _arrays([types[n] for n in names_list])
+        return SetBased(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){rest}", table, keys
+        )
+    update = _UPDATE_FORM.match(sql)
+    if update is None:
+        return None
+    table, assignments, conditions = update.groups()
+    types = columns.get(table, {})
+    if any(c.startswith("c") and c[1:].isdigit() for c in types):
+        return None  # a column named like the parameters' rows' columns
+    param_types: list[str] = []
+    keys_list: list[int] = []
+    set_parts: list[str] = []
+    for assignment in _split_top_level(assignments):
+        if "?" not in assignment:
+            set_parts.append(assignment)
+            continue
+        found = _ASSIGN_FORM.match(assignment)
+        if found is None or found.group(1) not in types:
+            return None
+        name, value, coalesced = found.groups()
+        param_types.append(types[coalesced or name])
+        column = f"{_ROWS}.c{len(param_types)}"
+        set_parts.append(
+            f"{name} = {column}" if value == "?" else f"{name} = COALESCE({column}, {coalesced})"
+        )
+    where_parts: list[str] = []
+    for condition in conditions.split(" AND "):
+        condition = condition.strip()
+        if "?" not in condition:
+            where_parts.append(condition)
+            continue
+        found = _CONDITION_FORM.match(condition)
+        if found is None or found.group(1) not in types:
+            return None
+        name, operator_ = found.groups()
+        param_types.append(types[name])
+        if operator_ == "=":
+            keys_list.append(len(param_types) - 1)
+        where_parts.append(f"{name} {operator_} {_ROWS}.c{len(param_types)}")
+    if not keys_list or sql.count("?") != len(param_types):
+        return None
+    aliases = ", ".join(f"c{i}" for i in range(1, len(param_types) + 1))
+    return SetBased(
+        f"UPDATE {table} SET {', '.join(set_parts)} FROM unnest({_arrays(param_types)}) "
+        f"AS {_ROWS}({aliases}) WHERE {' AND '.join(where_parts)}",
+        table,
+        tuple(keys_list),
+    )
+
+
+def together(statements: Sequence[str]) -> str:
+    """Several data-changing statements (`?` placeholders, in order) as one: all but the last
+    in a WITH, so they go in one execution. Only for statements that change different rows: the
+    parts of one statement see one snapshot and not each other's changes."""
+    if len(statements) == 1:
+        return statements[0]
+    parts = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(statements[:-1]))
+    return f"WITH {parts} {statements[-1]}"

@@ -94,10 +94,14 @@ _SELECT_MESSAGE_WITH_SEGMENTS = (
 def _insert_messages(tx: _Tx, rows: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> None:
     """The op of `accept`. Consecutive ones in a batch share one executemany."""
     try:
-        tx.executemany(_INSERT_CONTENT, map(_CONTENT_ROW, rows))
+        tx.write_together(
+            [
+                (_INSERT_CONTENT, map(_CONTENT_ROW, rows)),
+                (_INSERT_STATE, map(_STATE_ROW, rows)),
+            ]
+        )
     except INTEGRITY_ERRORS as exc:
         raise DuplicateMessageId(str(exc)) from exc
-    tx.executemany(_INSERT_STATE, map(_STATE_ROW, rows))
     tx.history.extend(history)
     live = tx.live
     for row in rows:

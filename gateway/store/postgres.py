@@ -49,7 +49,16 @@ from gateway.messages import Message
 from gateway.private_files import read_or_create_key
 from gateway.store.base import PendingRef, StoreClosed, StoreError
 from gateway.store.batch import _BatchRunner
-from gateway.store.dialect import ddl, postgres, returns_rows
+from gateway.store.dialect import (
+    SetBased,
+    ddl,
+    numbered,
+    postgres,
+    postgres_version,
+    returns_rows,
+    set_based,
+    together,
+)
 from gateway.store.message_ops import (
     _PENDING_REFS,
     _SELECT_MESSAGE_WITH_SEGMENTS,
@@ -196,11 +205,20 @@ def _changed(status: str) -> int:
 
 class _PgConnection:
     """The writer's asyncpg connection with sqlite3's `execute`/`executemany`, driven from a
-    private event loop on the writer's thread (nothing else runs on that loop)."""
+    private event loop on the writer's thread (nothing else runs on that loop).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, conn: Any) -> None:
+    `executemany` of a plain INSERT or UPDATE runs its set-based form (`dialect.set_based`: one
+    execution for all rows, not one per row), and `write_together` runs several such writes as
+    one statement: a batch's writes cost one round trip and one execution each, not one per row.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, conn: Any, columns: dict[str, dict[str, str]]
+    ) -> None:
         self._run = loop.run_until_complete
         self.conn = conn
+        self.columns = columns  # each table's column types, for the set-based forms
+        self._set_based: dict[str, SetBased | None] = {}
         self.statements = 0  # round trips, for the figures of bench/scaleout.py
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _PgResult:
@@ -214,12 +232,23 @@ class _PgConnection:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintViolated(str(exc)) from exc
 
+    def _form(self, sql: str) -> SetBased | None:
+        try:
+            return self._set_based[sql]
+        except KeyError:
+            form = self._set_based[sql] = set_based(postgres_version(sql), self.columns)
+            return form
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> _PgResult:
-        """One pipelined round trip for all rows; its `rowcount` is -1 (asyncpg does not
-        count them), except for DELETE, run row by row so that a purge can say how many."""
-        batch = list(rows)
+        """All rows in one execution (the set-based form) where the statement has one, else
+        one pipelined round trip whose `rowcount` is -1 (asyncpg does not count them), except
+        for DELETE, run row by row so that a purge can say how many."""
+        batch = rows if isinstance(rows, list) else list(rows)
         if not batch:
             return _PgResult([], 0)
+        form = self._form(sql)
+        if form is not None and form.takes(batch):
+            return self._write_set_based([(form, batch)])
         if sql.lstrip()[:6].upper() == "DELETE":
             return _PgResult([], sum(self.execute(sql, row).rowcount for row in batch))
         self.statements += 1
@@ -228,6 +257,41 @@ class _PgConnection:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise ConstraintViolated(str(exc)) from exc
         return _PgResult([], -1)
+
+    def write_together(self, statements: Iterable[tuple[str, Iterable[Sequence[Any]]]]) -> None:
+        """Run several executemany writes, in order, as one statement where each has a
+        set-based form (else one after the other). The caller vouches that they change
+        different rows (the parts of one statement do not see each other's changes)."""
+        forms: list[tuple[SetBased, Sequence[Sequence[Any]]]] = []
+        for sql, rows in statements:
+            batch = rows if isinstance(rows, list) else list(rows)
+            if not batch:
+                continue
+            form = self._form(sql)
+            if form is None or not form.takes(batch):
+                if forms:
+                    self._write_set_based(forms)
+                    forms = []
+                self.executemany(sql, batch)
+            else:
+                forms.append((form, batch))
+        if forms:
+            self._write_set_based(forms)
+
+    def _write_set_based(
+        self, forms: Sequence[tuple[SetBased, Sequence[Sequence[Any]]]]
+    ) -> _PgResult:
+        """One statement, one round trip: each form's rows as one array per column."""
+        arrays: list[Any] = []
+        for _, rows in forms:
+            arrays += map(list, zip(*rows, strict=True))
+        statement = numbered(together([form.sql for form, _ in forms]))
+        self.statements += 1
+        try:
+            status = self._run(self.conn.execute(statement, *arrays))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise ConstraintViolated(str(exc)) from exc
+        return _PgResult([], _changed(status))
 
 
 def _server_settings(schema: str, node: str) -> dict[str, str]:
@@ -262,6 +326,21 @@ async def migrate(conn: Any, schema: str) -> None:
                     part,
                     version + 1,
                 )
+
+
+async def column_types(conn: Any, schema: str) -> dict[str, dict[str, str]]:
+    """Each table's columns and their types in `schema` (after the migrations), which the
+    set-based forms of the writes need to type their arrays."""
+    rows = await conn.fetch(
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped",
+        schema,
+    )
+    columns: dict[str, dict[str, str]] = {}
+    for table, column, type_name in rows:
+        columns.setdefault(table, {})[column] = type_name
+    return columns
 
 
 # What each op will read: message ids, and (link, carrier id) pairs of receipts.
@@ -344,11 +423,12 @@ class _PgWriterCore(_BatchRunner):
             raise
         try:
             loop.run_until_complete(migrate(conn, self.schema))
+            columns = loop.run_until_complete(column_types(conn, self.schema))
         except BaseException:
             loop.run_until_complete(conn.close())
             loop.close()
             raise
-        self._loop, self._pg = loop, _PgConnection(loop, conn)
+        self._loop, self._pg = loop, _PgConnection(loop, conn, columns)
 
     def close(self) -> None:
         if self._pg is not None and self._loop is not None:

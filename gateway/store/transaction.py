@@ -9,7 +9,7 @@ writer core does that around a batch), nor decide a status (the ops do).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from gateway.messages import Message, Segment
@@ -80,11 +80,16 @@ class _Result(Protocol):
 
 
 class _Connection(Protocol):
-    """The writer's connection as the ops see it: `sqlite3.Connection`'s two methods."""
+    """The writer's connection as the ops see it: `sqlite3.Connection`'s two methods (a
+    connection may also have `write_together`: see `_Tx.write_together`)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> _Result: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+# Several executemany writes: (statement, rows) each.
+Writes = list[tuple[str, Iterable[Sequence[Any]]]]
 
 
 class _Tx:
@@ -103,17 +108,31 @@ class _Tx:
         "live",
         "states",
         "submitted",
+        "together",
     )
 
     def __init__(self, conn: _Connection, live: _LiveMap, carriers: _CarrierMap) -> None:
         self.execute = conn.execute
         self.executemany = conn.executemany
+        # A connection whose round trips cost more than its calls (PostgreSQL's) sends
+        # several writes as one statement; sqlite3's runs them one after the other.
+        self.together: Callable[[Writes], None] | None = getattr(conn, "write_together", None)
         self.live, self.carriers = live, carriers
         self.history: list[tuple[Any, ...]] = []
         self.states: dict[str, Message] = {}  # message_state rows to update
         self.submitted: dict[tuple[str, int], Segment] = {}  # segment rows to upsert
         self.changed: dict[tuple[str, int], Segment] = {}  # segment statuses to update
         self.finished: list[str] = []  # messages done with: forgotten after COMMIT
+
+    def write_together(self, writes: Writes) -> None:
+        """Run executemany writes that change different rows, in order (as one statement where
+        the connection can)."""
+        if self.together is not None:
+            self.together(writes)
+            return
+        executemany = self.executemany
+        for sql, rows in writes:
+            executemany(sql, rows)
 
     def flush_submitted(self) -> None:
         """Write the pending segment upserts now; later changes to them become updates."""
@@ -124,30 +143,42 @@ class _Tx:
             self.submitted.clear()
 
     def flush(self) -> None:
-        self.flush_submitted()
+        """Write what the transaction has gathered: the segments submitted (upserts), the
+        segment and message statuses changed, the history; different rows each, so they go
+        together (one statement on PostgreSQL)."""
+        writes: Writes = []
+        if self.submitted:
+            writes.append((_UPSERT_SEGMENT, [_segment_row(s) for s in self.submitted.values()]))
+            for key in self.submitted:
+                self.changed.pop(key, None)  # the upsert carries their latest state
+            self.submitted.clear()
         if self.changed:
-            self.executemany(
-                _UPDATE_SEGMENT,
-                [
-                    (
-                        s.status._value_,
-                        s.changed_at,
-                        s.done_at,
-                        s.error,
-                        s.network_error,
-                        s.message_id,
-                        s.index,
-                    )
-                    for s in self.changed.values()
-                ],
+            writes.append(
+                (
+                    _UPDATE_SEGMENT,
+                    [
+                        (
+                            s.status._value_,
+                            s.changed_at,
+                            s.done_at,
+                            s.error,
+                            s.network_error,
+                            s.message_id,
+                            s.index,
+                        )
+                        for s in self.changed.values()
+                    ],
+                )
             )
+            self.changed.clear()
         if self.states:
-            self.executemany(_UPDATE_STATE, [_message_state(m) for m in self.states.values()])
+            writes.append((_UPDATE_STATE, [_message_state(m) for m in self.states.values()]))
+            self.states.clear()
         if self.history:
-            self.executemany(_INSERT_HISTORY, self.history)
-        self.changed.clear()
-        self.states.clear()
-        self.history.clear()
+            writes.append((_INSERT_HISTORY, self.history))
+            self.history = []
+        if writes:
+            self.write_together(writes)
 
 
 def _execute(tx: _Tx, sql: str, parameters: Sequence[Any]) -> int:
