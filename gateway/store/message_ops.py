@@ -41,7 +41,7 @@ from gateway.store.rows import (
     _segment_row,
 )
 from gateway.store.schema import _UNSENT, _UNSENT_SQL
-from gateway.store.transaction import INTEGRITY_ERRORS, _Live, _Tx
+from gateway.store.transaction import _INSERT_HISTORY, INTEGRITY_ERRORS, _Live, _Tx
 
 _INSERT_CONTENT = (
     "INSERT INTO message_content (id, account, channel, source_addr, source_ton, source_npi, "
@@ -92,17 +92,18 @@ _SELECT_MESSAGE_WITH_SEGMENTS = (
 
 
 def _insert_messages(tx: _Tx, rows: list[tuple[Any, ...]], history: list[tuple[Any, ...]]) -> None:
-    """The op of `accept`. Consecutive ones in a batch share one executemany."""
+    """The op of `accept`. Consecutive ones in a batch share one executemany per table, and
+    their history goes with them: a batch of intakes alone is one statement on PostgreSQL."""
     try:
         tx.write_together(
             [
                 (_INSERT_CONTENT, map(_CONTENT_ROW, rows)),
                 (_INSERT_STATE, map(_STATE_ROW, rows)),
+                (_INSERT_HISTORY, history),
             ]
         )
     except INTEGRITY_ERRORS as exc:
         raise DuplicateMessageId(str(exc)) from exc
-    tx.history.extend(history)
     live = tx.live
     for row in rows:
         live[row[0]] = (row, ())

@@ -66,6 +66,7 @@ from gateway.store.message_ops import (
     _apply_segment_statuses,
     _fail,
     _finish_unsent,
+    _insert_messages,
     _mark_submitted,
     _mark_submitted_many,
     _record_link_outcomes,
@@ -77,7 +78,7 @@ from gateway.store.schema import _MIGRATIONS, _UNSENT_SQL
 from gateway.store.sealing import KEY_BYTES, Sealer
 from gateway.store.sqlstore import Query, SqlMessageStore
 from gateway.store.transaction import ConstraintViolated, _CarrierMap, _LiveMap, _Tx
-from gateway.store.writer import Op, ProcessWriter, ThreadWriter, WriterPlacement
+from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
 
 # Migrations only a shared database needs, numbered apart from the shared `_MIGRATIONS` (each
 # list has its own row in `schema_version`), so either list can grow without renumbering the
@@ -220,8 +221,42 @@ class _PgConnection:
         self.columns = columns  # each table's column types, for the set-based forms
         self._set_based: dict[str, SetBased | None] = {}
         self.statements = 0  # round trips, for the figures of bench/scaleout.py
+        # A transaction expected to be one statement (`begin(alone=True)`): its BEGIN waits,
+        # and is sent only if a statement comes that cannot go alone.
+        self._begin_waits = False
+        self._sent_alone = False
+
+    def begin(self, *, alone: bool = False) -> None:
+        """Start a transaction; with `alone`, one that is expected to be a single
+        `write_together` statement, which then runs on its own (atomic by itself) without
+        BEGIN and COMMIT round trips."""
+        self._sent_alone = False
+        self._begin_waits = alone
+        if not alone:
+            self.execute("BEGIN")
+
+    def commit(self) -> None:
+        if self._begin_waits or self._sent_alone:  # nothing sent, or the one statement
+            self._begin_waits = self._sent_alone = False
+            return
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if one is open."""
+        self._begin_waits = self._sent_alone = False
+        if self.conn.is_in_transaction():
+            self.execute("ROLLBACK")
+
+    def _in_transaction(self) -> None:
+        """Before a statement: the BEGIN that waited goes first."""
+        if self._sent_alone:
+            raise StoreError("a one-statement transaction went on after its statement")
+        if self._begin_waits:
+            self._begin_waits = False
+            self.execute("BEGIN")
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _PgResult:
+        self._in_transaction()
         self.statements += 1
         statement = postgres(sql)
         try:
@@ -251,6 +286,7 @@ class _PgConnection:
             return self._write_set_based([(form, batch)])
         if sql.lstrip()[:6].upper() == "DELETE":
             return _PgResult([], sum(self.execute(sql, row).rowcount for row in batch))
+        self._in_transaction()
         self.statements += 1
         try:
             self._run(self.conn.executemany(postgres(sql), batch))
@@ -269,6 +305,7 @@ class _PgConnection:
                 continue
             form = self._form(sql)
             if form is None or not form.takes(batch):
+                self._in_transaction()  # more than one statement: a transaction of its own
                 if forms:
                     self._write_set_based(forms)
                     forms = []
@@ -276,12 +313,18 @@ class _PgConnection:
             else:
                 forms.append((form, batch))
         if forms:
-            self._write_set_based(forms)
+            self._write_set_based(forms, alone=self._begin_waits)
 
     def _write_set_based(
-        self, forms: Sequence[tuple[SetBased, Sequence[Sequence[Any]]]]
+        self, forms: Sequence[tuple[SetBased, Sequence[Sequence[Any]]]], *, alone: bool = False
     ) -> _PgResult:
-        """One statement, one round trip: each form's rows as one array per column."""
+        """One statement, one round trip: each form's rows as one array per column. `alone`:
+        the transaction's only statement, sent without the BEGIN that waits."""
+        if alone:
+            self._begin_waits = False
+            self._sent_alone = True
+        else:
+            self._in_transaction()
         arrays: list[Any] = []
         for _, rows in forms:
             arrays += map(list, zip(*rows, strict=True))
@@ -381,18 +424,25 @@ _TOUCHES: dict[Callable[..., Any], _Touches] = {
     _finish_unsent: _touches_first,
     _set_segment_status: _touches_first,
 }
-# The latest submission of each (link, carrier id), as `_FIND_SEGMENT` answers one.
-_PREFETCH_CARRIERS = (
-    "SELECT DISTINCT ON (g.link, g.carrier_id) g.link, g.carrier_id, g.message_id, g.idx "
-    "FROM segments g JOIN unnest(?::text[], ?::text[]) AS k(link, carrier_id) "
-    "ON g.link = k.link AND g.carrier_id = k.carrier_id "
-    "ORDER BY g.link, g.carrier_id, g.submitted_at DESC"
-)
-# `_SELECT_MESSAGE_WITH_SEGMENTS` (as PostgreSQL runs it) for many ids, locked in id order.
+# `_SELECT_MESSAGE_WITH_SEGMENTS` (as PostgreSQL runs it) for many messages, locked in id
+# order: those named by id, and those with a segment submitted under one of the (link, carrier
+# id) pairs (the carrier ids of the receipts in the batch), in one round trip.
 _PREFETCH_MESSAGES = postgres(_SELECT_MESSAGE_WITH_SEGMENTS).replace(
     "WHERE c.id = $1 FOR UPDATE OF st",
-    "WHERE c.id = ANY(?::text[]) ORDER BY c.id, g.idx FOR UPDATE OF st",
+    "WHERE c.id IN (SELECT unnest(?::text[]) UNION ALL SELECT s.message_id FROM segments s "
+    "JOIN unnest(?::text[], ?::text[]) AS k(link, carrier_id) "
+    "ON s.link = k.link AND s.carrier_id = k.carrier_id) ORDER BY c.id, g.idx FOR UPDATE OF st",
 )
+# Where a segment row's link, carrier id and submission time are (`_SEGMENT_COLUMNS`).
+_LINK, _CARRIER_ID, _SUBMITTED_AT = _MESSAGE_WIDTH + 4, _MESSAGE_WIDTH + 5, _MESSAGE_WIDTH + 6
+
+
+def _later(submitted_at: float | None, than: float | None) -> bool:
+    """Whether a submission is later than another, as `_FIND_SEGMENT`'s `ORDER BY
+    submitted_at DESC` ranks them in PostgreSQL (NULL first)."""
+    if submitted_at is None:
+        return than is not None
+    return than is not None and submitted_at > than
 
 
 class _PgWriterCore(_BatchRunner):
@@ -409,6 +459,7 @@ class _PgWriterCore(_BatchRunner):
         self.carriers: _CarrierMap = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pg: _PgConnection | None = None
+        self._one_statement = False  # the batch in hand runs without BEGIN and COMMIT
 
     def open(self) -> None:
         loop = asyncio.new_event_loop()
@@ -442,43 +493,59 @@ class _PgWriterCore(_BatchRunner):
             raise StoreClosed(f"store postgresql schema {self.schema} is not open")
         return self._pg
 
+    def run_batch(self, batch: list[Op]) -> Outcomes:
+        # A batch of intakes alone is one statement (`_insert_messages`), atomic by itself:
+        # no BEGIN and COMMIT round trips around it.
+        self._one_statement = all(op is _insert_messages for op, _ in batch)
+        try:
+            return super().run_batch(batch)
+        finally:
+            self._one_statement = False
+
     def _begin(self) -> None:
-        self._connection().execute("BEGIN")
+        self._connection().begin(alone=self._one_statement)
 
     def _commit(self) -> None:
-        self._connection().execute("COMMIT")
+        self._connection().commit()
 
     def _rollback(self) -> None:
-        pg = self._connection()
-        if pg.conn.is_in_transaction():
-            pg.execute("ROLLBACK")
+        self._connection().rollback()
 
     def _prefetch(self, tx: _Tx, batch: list[Op]) -> None:
-        """The messages the batch's ops will change, read and locked in two statements (by
-        carrier id, then by id in id order: one lock order for every node) instead of one
-        round trip per op; the ops find them in `tx.live`."""
+        """The messages the batch's ops will change, read and locked in one statement (in id
+        order: one lock order for every node) instead of one round trip per op; the ops find
+        them in `tx.live`, and the receipts' carrier ids in `tx.carriers` (the latest
+        submission of each, as `_FIND_SEGMENT` answers)."""
         ids: set[str] = set()
         carrier_keys: set[tuple[str, str]] = set()
         for op, args in batch:
             _TOUCHES.get(op, _touches_nothing)(args, ids, carrier_keys)
-        pg = self._connection()
-        if carrier_keys:
-            links, carrier_ids = zip(*carrier_keys, strict=True)
-            for link, carrier_id, message_id, index in pg.execute(
-                _PREFETCH_CARRIERS, (list(links), list(carrier_ids))
-            ):
-                tx.carriers[(link, carrier_id)] = (message_id, index)
-                ids.add(message_id)
         ids.difference_update(tx.live)
-        if not ids:
+        if not ids and not carrier_keys:
             return
-        rows = pg.execute(_PREFETCH_MESSAGES, (sorted(ids),)).fetchall()
+        links, carrier_ids = zip(*carrier_keys, strict=True) if carrier_keys else ((), ())
+        rows = (
+            self._connection()
+            .execute(_PREFETCH_MESSAGES, (sorted(ids), list(links), list(carrier_ids)))
+            .fetchall()
+        )
+        latest: dict[tuple[str, str], tuple[str, int, float | None]] = {}
         for message_id, group in itertools.groupby(rows, key=operator.itemgetter(0)):
             group_rows = list(group)
-            tx.live[message_id] = (
-                group_rows[0][:_MESSAGE_WIDTH],
-                tuple(r[_MESSAGE_WIDTH:] for r in group_rows if r[_MESSAGE_WIDTH] is not None),
-            )
+            segment_rows = [r for r in group_rows if r[_MESSAGE_WIDTH] is not None]
+            if message_id not in tx.live:
+                tx.live[message_id] = (
+                    group_rows[0][:_MESSAGE_WIDTH],
+                    tuple(r[_MESSAGE_WIDTH:] for r in segment_rows),
+                )
+            for r in segment_rows:
+                key = (r[_LINK], r[_CARRIER_ID])
+                if key in carrier_keys:
+                    best = latest.get(key)
+                    if best is None or _later(r[_SUBMITTED_AT], best[2]):
+                        latest[key] = (message_id, r[_MESSAGE_WIDTH + 1], r[_SUBMITTED_AT])
+        for key, (message_id, index, _) in latest.items():
+            tx.carriers[key] = (message_id, index)
 
     def _retryable(self, exc: Exception) -> bool:
         return isinstance(
