@@ -19,6 +19,7 @@ import itertools
 import json
 import shutil
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -138,7 +139,15 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
         async def all_reached() -> bool:
             return set(acked) <= set(accepted_texts(record))
 
-        await wait_until(all_reached, 120, "every acknowledged message at the SMSC")
+        try:
+            await wait_until(all_reached, 120, "every acknowledged message at the SMSC")
+        except AssertionError:
+            missing = set(acked) - set(accepted_texts(record))
+            found = await statuses(schema, [acked[text] for text in missing])
+            raise AssertionError(
+                f"{len(missing)} of {len(acked)} acknowledged messages never reached the SMSC; "
+                f"their statuses: {sorted(Counter(found.values()).items())}"
+            ) from None
         # The survivor's log says when it took node a's messages (its lines start with the
         # local time): within the lease, plus one renewal period, plus slack for a loaded host.
         taken = [
