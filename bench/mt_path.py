@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/mt_path.py [--messages 100000] [--accept intake|ht
            [--rate 0] [--loop uvloop|asyncio] [--record]
            [--receipt-mode same-write|timer|delayed|before-resp] [--stages]
            [--modem-pool 0] [--modem-rate 30] [--scrape 0] [--metrics on|off]
-           [--mqtt mqtt://127.0.0.1:1883]
+           [--mqtt mqtt://127.0.0.1:1883] [--store sqlite|postgresql] [--dsn DSN] [--count-db]
 
 Accept side, two options:
   intake  the gateway runs in this process and `concurrency` tasks call `gateway.intake.accept`
@@ -14,7 +14,10 @@ Accept side, two options:
           durable store, dispatch), so the figure is the daemon's path without HTTP parsing.
   http    the gateway runs as `tandem run` in its own process and `concurrency` connections
           POST /v1/messages (one recipient each) with aiohttp.
-Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), one SMPP link with
+Either way the daemon has a SQLite store (WAL, synchronous=NORMAL), or with `--store postgresql`
+a PostgreSQL one (a schema of the run's own at `--dsn`, dropped after; `--count-db` relays its
+connections through bench/pgwire.py and prints statements and round trips per message), one
+SMPP link with
 `sessions` binds of `window`, no tps cap; the simulator answers every submit and sends the
 receipt as `--receipt-mode` says: in the same write as the submit_sm_resp (the default, as
 SMSCs that answer fast do), or after `dlr-delay` seconds on its timer (timer), plus jitter
@@ -69,7 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench import scrape, stage_report
+from bench import pgstore, scrape, stage_report
 from bench.cpu import cpu_seconds
 from bench.processes import free_port, start, stop
 
@@ -85,14 +88,19 @@ def destination(index: int) -> str:
 
 
 def write_config(
-    workdir: Path, args: argparse.Namespace, smsc_port: int, http_port: int, metrics_port: int
+    workdir: Path,
+    args: argparse.Namespace,
+    smsc_port: int,
+    http_port: int,
+    metrics_port: int,
+    store: pgstore.StoreRun,
 ) -> Path:
     path = workdir / "tandem.toml"
     path.write_text(
         f"""
 data_dir = "{workdir / "data"}"
 {stage_report.config_line(args)}[store]
-synchronous = "NORMAL"
+{store.toml()}synchronous = "NORMAL"
 writer = "{args.store_writer}"
 [smpp_server]
 enabled = false
@@ -194,12 +202,16 @@ MODEM_SENT = [0]
 
 
 class StoreWatch:
-    """Read-only looks into the daemon's SQLite file (WAL lets a second reader in)."""
+    """Read-only looks into the daemon's store: its SQLite file (WAL lets a second reader in),
+    or its PostgreSQL schema."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path, store: pgstore.StoreRun) -> None:
         self.database = database
+        self.store = store
 
     def _query(self, sql: str) -> list[Any]:
+        if self.store.postgresql:
+            return self.store.query(sql)
         with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=30) as db:
             return db.execute(sql).fetchall()
 
@@ -255,7 +267,9 @@ async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> 
 # --- accept side ------------------------------------------------------------------------------
 
 
-async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tuple[float, Any]:
+async def accept_in_process(
+    args: argparse.Namespace, config_path: Path, store: pgstore.StoreRun
+) -> tuple[float, Any]:
     """The gateway in this process; `concurrency` tasks feed `gateway.intake.accept`."""
     from gateway.app import Gateway, tune_interpreter_for_daemon
     from gateway.config import load_config
@@ -274,6 +288,7 @@ async def accept_in_process(args: argparse.Namespace, config_path: Path) -> tupl
     if args.modem_pool:
         BACKGROUND.append(asyncio.create_task(modem_traffic(gateway, args)))
     indexes = iter(range(args.messages))
+    store.traffic_starts()
     started = time.perf_counter()
     # --rate paces the offered load (all callers together); 0 offers as fast as intake takes.
     interval = args.batch / args.rate if args.rate else 0.0
@@ -326,7 +341,9 @@ async def modem_traffic(gateway: Any, args: argparse.Namespace) -> None:
         await asyncio.sleep(interval)
 
 
-async def accept_over_http(args: argparse.Namespace, http_port: int, key: str) -> float:
+async def accept_over_http(
+    args: argparse.Namespace, http_port: int, key: str, store: pgstore.StoreRun
+) -> float:
     import aiohttp
 
     url = f"http://127.0.0.1:{http_port}/v1/messages"
@@ -357,6 +374,7 @@ async def accept_over_http(args: argparse.Namespace, http_port: int, key: str) -
                     if response.status != 202:
                         failures[str(response.status)] += 1
 
+        store.traffic_starts()
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - started
@@ -411,8 +429,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
     others = (smsc.pid, *(emulator.pid for emulator in emulators))
     if scraper.pid is not None:
         others += (scraper.pid,)
-    config = write_config(workdir, args, smsc_port, http_port, metrics_port)
-    watch = StoreWatch(workdir / "data" / "tandem.db")
+    store = pgstore.StoreRun(args, workdir)
+    config = write_config(workdir, args, smsc_port, http_port, metrics_port, store)
+    watch = StoreWatch(workdir / "data" / "tandem.db", store)
     daemon: subprocess.Popen[bytes] | None = None
     gateway: Any = None
     n = args.messages
@@ -426,7 +445,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
                 "gateway": cpu_seconds(gateway_pid, exclude=others),
                 "smsc": cpu_seconds(smsc.pid),
             }
-            accept_seconds, gateway = await accept_in_process(args, config)
+            accept_seconds, gateway = await accept_in_process(args, config, store)
         else:
             created = subprocess.run(
                 [*TANDEM, "keys", "create", "-c", str(config), "--name", "bench", *UNLIMITED],
@@ -454,7 +473,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
                 "gateway": cpu_seconds(gateway_pid, exclude=others),
                 "smsc": cpu_seconds(smsc.pid),
             }
-            accept_seconds = await accept_over_http(args, http_port, key)
+            accept_seconds = await accept_over_http(args, http_port, key, store)
         await wait_for(lambda: watch.submitted() >= n, args.timeout, "every submit")
         await wait_for(
             lambda: watch.count_by_status().get("delivered", 0) >= n, args.timeout, "receipts"
@@ -463,6 +482,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             "gateway": cpu_seconds(gateway_pid, exclude=others),
             "smsc": cpu_seconds(smsc.pid),
         }
+        store.traffic_ends()
         first, last, latencies = await asyncio.to_thread(watch.timings)
         delivered_after = time.time() - first
         statuses = await asyncio.to_thread(watch.count_by_status)
@@ -483,6 +503,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         if daemon is not None:
             stop(daemon)
         stop(smsc)
+        store.close()
     at_smsc = simulator_accepted(workdir / "smsc.log")
     submit_rate = n / (last - first)
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
@@ -495,7 +516,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
             if args.receipt_mode in ("same-write", "before-resp")
             else f"{args.receipt_mode} (dlr delay {args.dlr_delay} s)"
         )
-        + f", {args.loop}"
+        + f", {args.loop}, store {store.describe()}"
         + (
             f"; beside {args.modem_pool} modem links ({args.modem_rate:g} parts/min each, "
             f"{MODEM_SENT[0]} messages to them)"
@@ -504,6 +525,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> bool:
         )
     )
     print(f"  metrics     {scrape.describe(args)}" + (f" ({scraped})" if scraped else ""))
+    if store.per_message(n):
+        print(f"  database    {store.per_message(n)}")
     print(f"  accepted    {n} in {accept_seconds:6.2f} s = {n / accept_seconds:>8,.0f} msg/s")
     print(
         f"  submitted   {len(latencies)} in {last - first:6.2f} s = {submit_rate:>8,.0f} msg/s "
@@ -572,6 +595,7 @@ def main() -> int:
     )
     stage_report.add_arguments(parser)
     scrape.add_arguments(parser)
+    pgstore.add_arguments(parser)
     args = parser.parse_args()
     if args.modem_pool and args.accept != "intake":
         parser.error("--modem-pool needs --accept intake")

@@ -5,6 +5,7 @@ Usage: .venv/bin/python bench/smpp_in.py [--messages 100000] [--window 100] [--a
                                          [--link-window 100] [--link-sessions 1] [--profile]
                                          [--receipt-mode same-write|timer|delayed|before-resp]
                                          [--stages] [--no-raw] [--scrape 0] [--metrics on|off]
+                                         [--store sqlite|postgresql] [--dsn DSN] [--count-db]
 
 Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`; each receipt in the same
 write as its submit_sm_resp by default, `--receipt-mode` for the others), Tandem
@@ -25,7 +26,10 @@ First, unless `--no-raw`, the raw pipe: the same ESME (same window, same count) 
 to the simulator, no gateway between; Tandem's end-to-end rate is then also given as a share of
 it. `--stages` prints where Tandem's messages waited (gateway.stages). `--scrape S` has a
 process of its own GET Tandem's /metrics every S seconds while the ESME runs; `--metrics off`
-turns the exporter and its latency histograms off (bench/scrape.py).
+turns the exporter and its latency histograms off (bench/scrape.py). `--store postgresql` gives
+Tandem a PostgreSQL store (a schema of the run's own at `--dsn`, dropped after) instead of
+SQLite; `--count-db` relays its connections through bench/pgwire.py and prints statements and
+round trips per message (bench/pgstore.py).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from bench import scrape, stage_report
+from bench import pgstore, scrape, stage_report
 from bench.cpu import cpu_seconds
 from bench.customer_server import running_gateway, stop_signal
 from bench.processes import free_port, stop, wait_for_file, wait_for_port
@@ -57,14 +61,18 @@ PASSWORD = "bench1"
 
 
 def tandem_config(
-    data_dir: Path, sim_port: int, args: argparse.Namespace, metrics_port: int
+    data_dir: Path,
+    sim_port: int,
+    args: argparse.Namespace,
+    metrics_port: int,
+    store: pgstore.StoreRun,
 ) -> str:
     from gateway.accounts import hash_password
 
     return f"""
 data_dir = "{data_dir}"
 {stage_report.config_line(args)}[store]
-synchronous = "NORMAL"
+{store.toml()}synchronous = "NORMAL"
 writer = "{args.store_writer}"
 [smpp_server]
 enabled = false    # started by this script
@@ -247,6 +255,7 @@ def main() -> int:
     )
     stage_report.add_arguments(parser)
     scrape.add_arguments(parser)
+    pgstore.add_arguments(parser)
     args = parser.parse_args()
     if args.serve:
         run_serve(args)
@@ -270,7 +279,8 @@ def main() -> int:
     metrics_port = free_port()
     scraper = scrape.Scraper(args, metrics_port, work / "scraper.log")
     scraped = ""
-    config_path.write_text(tandem_config(work / "data", sim_port, args, metrics_port))
+    store = pgstore.StoreRun(args, work)
+    config_path.write_text(tandem_config(work / "data", sim_port, args, metrics_port, store))
     ready = work / "ready"
     profile_path = work / "tandem.prof"
     command = [PYTHON, __file__, "--serve", str(config_path), "--ready-file", str(ready)]
@@ -284,7 +294,10 @@ def main() -> int:
     try:
         wait_for_port(sim_port)
         loop_name = "asyncio" if args.asyncio else "uvloop"
-        print(f"receipts {args.receipt_mode}; loop {loop_name}; logs in {work}")
+        print(
+            f"receipts {args.receipt_mode}; loop {loop_name}; store {store.describe()}; "
+            f"logs in {work}"
+        )
         if args.raw:
             print(f"-- raw pipe: the ESME (window {args.window}) bound to the simulator itself")
             raw_ok, raw_rate = run_esme(sim_port, args)
@@ -305,7 +318,11 @@ def main() -> int:
         )
         print(f"ESME window {args.window}; link window {args.link_window} x "
               f"{args.link_sessions} session(s)")  # fmt: skip
+        store.traffic_starts()
         ok, rate = run_esme(port, args)
+        store.traffic_ends()
+        if store.per_message(args.messages):
+            print(f"database            {store.per_message(args.messages)}")
         if raw_rate:
             print(f"share of raw pipe   {rate / raw_rate:.0%} ({rate:,.0f} of {raw_rate:,.0f})")
         simulator_cpu = cpu_seconds(simulator.pid) - others_at_start[0]
@@ -319,6 +336,7 @@ def main() -> int:
         if tandem is not None:
             stop(tandem)
         stop(simulator)
+        store.close()
     print(f"metrics             {scrape.describe(args)}" + (f" ({scraped})" if scraped else ""))
     cpu_file = ready.with_suffix(".cpu")
     if cpu_file.exists():
