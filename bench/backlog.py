@@ -41,6 +41,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 from bench.cpu import cpu_seconds
 from bench.customer_server import running_gateway, stop_signal
+from bench.esme import SubmitAnswers, bench_submit
 from bench.processes import free_port, stop, wait_for_file
 
 PYTHON = sys.executable
@@ -168,24 +169,10 @@ def run_serve(args: argparse.Namespace) -> None:
 
 async def submit_all(port: int, daemon_pid: int, args: argparse.Namespace) -> int:
     from smpp.aio import SmppClient
-    from smpp.constants import CommandStatus
-    from smpp.pdu import Pdu, SubmitSm
     from smpp.session import SessionConfig
 
     total = args.messages
-    accepted = 0
-    refused: dict[int, int] = {}
-
-    def on_resp(future: asyncio.Future[Pdu]) -> None:
-        nonlocal accepted
-        if future.exception() is not None:
-            refused[-1] = refused.get(-1, 0) + 1
-            return
-        status = future.result().command_status
-        if status == CommandStatus.ESME_ROK:
-            accepted += 1
-        else:
-            refused[status] = refused.get(status, 0) + 1
+    answers = SubmitAnswers()
 
     client = SmppClient(SessionConfig(window=args.window, response_timeout=60.0))
     await client.connect("127.0.0.1", port)
@@ -196,25 +183,17 @@ async def submit_all(port: int, daemon_pid: int, args: argparse.Namespace) -> in
     step = max(total // 10, 1)
     for n in range(total):
         await client.wait_for_window()
-        submit = SubmitSm(
-            source_addr_ton=5,
-            source_addr="Bench",
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=f"4479111{n % 100000:05d}",
-            short_message=b"Bulk campaign message number %d, sent while the carrier is down" % n,
-            registered_delivery=0,
-        )
-        client.send_request_nowait(submit).add_done_callback(on_resp)
+        text = b"Bulk campaign message number %d, sent while the carrier is down" % n
+        submit = bench_submit(n, text, registered_delivery=0)
+        client.send_request_nowait(submit).add_done_callback(answers)
         if (n + 1) % step == 0:
-            while accepted + sum(refused.values()) < n + 1:
-                await asyncio.sleep(0.01)
+            await answers.wait_for(n + 1)
             grown = (rss_mb(daemon_pid) - base) * 1024 / (n + 1) * 1024
             print(f"  queued {n + 1:>8}: {memory(daemon_pid)}, {grown:5.0f} bytes per message")
-    while accepted + sum(refused.values()) < total:
-        await asyncio.sleep(0.01)
+    await answers.wait_for(total)
     took = time.perf_counter() - started
     await client.unbind()
+    accepted, refused = answers.accepted, answers.refused
     print(f"  accepted {accepted} in {took:.1f} s ({total / took:,.0f}/s), refused {refused}")
     return accepted
 

@@ -53,6 +53,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 from bench import pgstore, scrape, stage_report
 from bench.cpu import cpu_seconds
 from bench.customer_server import running_gateway, stop_signal
+from bench.esme import SubmitAnswers, bench_submit
 from bench.processes import free_port, stop, wait_for_file, wait_for_port
 
 PYTHON = sys.executable
@@ -148,17 +149,15 @@ def run_serve(args: argparse.Namespace) -> None:
 
 async def esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
     from smpp.aio import SmppClient
-    from smpp.constants import CommandStatus, Tag
-    from smpp.pdu import DeliverSm, Pdu, SubmitSm
+    from smpp.constants import Tag
+    from smpp.pdu import DeliverSm, Pdu
     from smpp.session import SessionConfig
 
     total = args.messages
-    ids: set[str] = set()
-    refused: dict[int, int] = {}
+    answers = SubmitAnswers(keep_ids=True)
     receipts: dict[str, bytes] = {}
     duplicate_receipts = 0
     done = asyncio.Event()
-    last_resp_at = 0.0
 
     def on_request(pdu: Pdu) -> Pdu:
         nonlocal duplicate_receipts
@@ -171,18 +170,6 @@ async def esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
                 done.set()
         return pdu.response()
 
-    def on_resp(future: asyncio.Future[Pdu]) -> None:
-        nonlocal last_resp_at
-        last_resp_at = time.perf_counter()
-        if future.exception() is not None:
-            refused[-1] = refused.get(-1, 0) + 1
-            return
-        response = future.result()
-        if response.command_status != CommandStatus.ESME_ROK:
-            refused[response.command_status] = refused.get(response.command_status, 0) + 1
-        else:
-            ids.add(response.message_id)  # type: ignore[attr-defined]
-
     config = SessionConfig(window=args.window, response_timeout=60.0)
     client = SmppClient(config, request_handler=on_request)
     await client.connect("127.0.0.1", port)
@@ -190,19 +177,11 @@ async def esme(port: int, args: argparse.Namespace) -> tuple[bool, float]:
     started = time.perf_counter()
     for n in range(total):
         await client.wait_for_window()
-        submit = SubmitSm(
-            source_addr_ton=5,
-            source_addr="Bench",
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=f"4479111{n % 100000:05d}",
-            short_message=b"Bench message %d" % n,
-            registered_delivery=1,
-        )
-        client.send_request_nowait(submit).add_done_callback(on_resp)
-    while len(ids) + sum(refused.values()) < total:
-        await asyncio.sleep(0.01)
-    submitted_in = last_resp_at - started
+        submit = bench_submit(n, b"Bench message %d" % n, registered_delivery=1)
+        client.send_request_nowait(submit).add_done_callback(answers)
+    await answers.wait_for(total)
+    submitted_in = answers.last_at - started
+    ids, refused = answers.ids, answers.refused
     try:
         await asyncio.wait_for(done.wait(), args.receipt_timeout)
     except TimeoutError:
