@@ -1,14 +1,20 @@
 """Command line tools that work on the daemon's state (`tandem keys`, `tandem accounts`) find the
 store the daemon uses, or say they cannot: run from another directory, a relative data_dir (the
 built-in default's `data`) does not silently become a new, empty store there. Every command
-names the store it worked on. Real `tandem` processes in real directories."""
+names the store it worked on. Real `tandem` processes in real directories; and `tandem inbound`
+works on the store the config names, a SQLite file or PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from gateway.cli import main
 from tests.daemon_processes import TANDEM
+from tests.store_backends import BACKENDS, POSTGRES_DSN, store_factory
 
 
 def tandem(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -78,3 +84,32 @@ def test_accounts_add_elsewhere_names_the_missing_data_directory(tmp_path: Path)
     added = tandem(home, "accounts", "add", "acme", "--password", "secret12")
     assert added.returncode == 0, added.stderr
     assert f"added acme to {home / 'data' / 'accounts.toml'}" in added.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_inbound_block_works_on_the_store_the_config_names(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    async for make in store_factory(backend, data_dir):
+        section = ""
+        if backend == "postgresql":
+            section = (
+                f'[store]\nbackend = "postgresql"\ndsn = "{POSTGRES_DSN}"\n'
+                f'database_schema = "{make.schema("tandem.db")}"\n'
+            )
+        config = tmp_path / "tandem.toml"
+        config.write_text(f'data_dir = "{data_dir}"\n{section}', encoding="utf-8")
+        store = make()
+        await store.open()  # the daemon's store, as the daemon made it
+        await store.close()
+        argv = ["inbound", "block", "-c", str(config), "+447700900123", "--reason", "spam"]
+        # The command runs its own event loop: off this test's loop, on a thread.
+        assert await asyncio.to_thread(main, argv) == 0
+        assert ("postgresql schema" in capsys.readouterr().err) == (backend == "postgresql")
+        store = make()
+        await store.open()
+        try:
+            assert [number for number, _, _ in await store.inbound_blocked()] == ["447700900123"]
+        finally:
+            await store.close()
