@@ -13,10 +13,12 @@ apply_segment_statuses, as a link's turn batches them. Figure: messages per seco
 nodes, first accept to last receipt. Then, on PostgreSQL, one node with its writer on a thread
 counts the statements (each one round trip; an executemany is one) and commits per message.
 
-What it is not: the whole daemon (no HTTP, no SMPP, no queue); bench/mt_path.py measures that
-on SQLite. On this 2-core machine the nodes, their writers and PostgreSQL share the two cores,
-so two nodes cannot show more than the machine has; the statements per message are what
-decides how far a bigger database takes it.
+What it is not: the whole daemon (no HTTP, no SMPP, no queue); bench/mt_path.py and
+bench/smpp_in.py measure that, one node, on either backend (`--store postgresql`, with
+`--count-db` for the statements and round trips of every connection, counted on the wire).
+On this 2-core machine the nodes, their writers and PostgreSQL share the two cores, so two
+nodes cannot show more than the machine has; the statements per message are what decides how
+far a bigger database takes it.
 """
 
 from __future__ import annotations
