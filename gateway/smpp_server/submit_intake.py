@@ -37,7 +37,7 @@ class SubmitIntake:
         self.gateway = gateway
         self.stats = stats
         self._spawn = spawn
-        self._batch = _IntakeBatch(self)
+        self._batch = _IntakeBatch(self, spawn)
 
     def submit(self, runtime: AccountRuntime, pdu: Pdu) -> RequestResult:
         """A submit_sm or data_sm."""
@@ -196,8 +196,9 @@ class _IntakeBatch:
     by one and each gets its own answer (prepare is pure, running it twice changes nothing).
     """
 
-    def __init__(self, intake: SubmitIntake) -> None:
+    def __init__(self, intake: SubmitIntake, spawn: Spawn) -> None:
         self.intake = intake
+        self._spawn = spawn
         self.pending: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]] = []
 
     def add(self, pdu: Pdu, request: MessageRequest) -> asyncio.Future[Pdu]:
@@ -210,7 +211,7 @@ class _IntakeBatch:
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        self.intake._spawn(self._accept(batch))
+        self._spawn(self._accept(batch))
 
     async def _accept(self, batch: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]]) -> None:
         intake = self.intake
