@@ -1,7 +1,8 @@
 """What one node of a cluster does binds the others: two Gateways (nodes "a" and "b") on one
 PostgreSQL schema. An API key's rate limits hold across both nodes' HTTP APIs (a client
 alternating between them gets the key's rate, not twice it); a receipt held on one node for a
-submit the other has not recorded yet is applied once it has. Skips, saying why, where
+submit the other has not recorded yet is applied once it has; an SMPP customer's receipts reach
+it through whichever node it is bound to, once each. Skips, saying why, where
 PostgreSQL is absent."""
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, mint_key
 from gateway.links.base import SubmittedSegment
 from gateway.links.smpp_client import receipt_report
-from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
+from gateway.smpp_server import CustomerSmppServer
+from smpp.aio import SmppClient
+from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, CommandStatus
+from smpp.pdu import DeliverSm, SubmitSmResp
 from tests.cluster_nodes import LINK, Cluster, cluster, wait_for
+from tests.test_smpp_server import CLIENT, collector, receipted_ids, submit
+from tests.test_smpp_server_support import PASSWORD, account
 from tests.test_store import make_message
 
 __all__ = ["cluster"]  # the fixture
@@ -111,3 +117,61 @@ async def test_a_receipt_held_on_one_node_is_applied_when_the_other_records_its_
     sources = [entry.event.source for entry in record.history if entry.segment_index == 0]
     assert sources.index(StatusSource.SUBMIT_RESP) < sources.index(StatusSource.RECEIPT)
     assert b.correlator.stats.applied_after_hold == 1 and b.stats.receipts_unmatched == 0
+
+
+def smpp_sections() -> dict[str, Any]:
+    return {
+        "smpp_server": {"enabled": True, "host": "127.0.0.1", "port": 0},
+        "accounts": [account("shop", allowed_senders=["Shop"])],
+    }
+
+
+async def customer(cluster: Cluster, node: str, kind: str, handler: object = None) -> SmppClient:
+    server = cluster.nodes[node].smpp_server
+    assert isinstance(server, CustomerSmppServer) and server.port is not None
+    client = SmppClient(CLIENT, request_handler=handler)  # type: ignore[arg-type]
+    await client.connect("127.0.0.1", server.port)
+    await client.bind(kind, "shop", PASSWORD)
+    return client
+
+
+async def test_a_customers_receipt_reaches_it_through_the_node_it_is_bound_to_now(
+    cluster: Cluster,
+) -> None:
+    """Submitted on node a; the customer then unbinds there and binds on node b only: the
+    receipt, made on a (where the carrier's receipt came in), reaches it through b."""
+    cluster.simulator.settings.dlr_delay = 3.0  # the customer moves before the receipt
+    await cluster.start("a", smpp_sections())
+    await cluster.start("b", smpp_sections())
+    sender = await customer(cluster, "a", "transmitter")
+    answer = await sender.submit(submit(registered_delivery=1))
+    assert isinstance(answer, SubmitSmResp) and answer.command_status == CommandStatus.ESME_ROK
+    await sender.unbind()
+    deliveries: list[DeliverSm] = []
+    receiver = await customer(cluster, "b", "receiver", collector(deliveries))
+    try:
+        await wait_for(lambda: bool(deliveries), "the receipt through node b", 30.0)
+        await asyncio.sleep(2.0)  # a second copy would come within a refill or two
+    finally:
+        await receiver.unbind()
+    assert receipted_ids(deliveries) == [answer.message_id]
+
+
+async def test_a_customer_bound_to_both_nodes_gets_each_receipt_once(cluster: Cluster) -> None:
+    # A bind each: the carrier's receipts come in on both nodes.
+    await cluster.start("a", smpp_sections(), sessions=2)
+    await cluster.start("b", smpp_sections(), sessions=2)
+    deliveries: list[DeliverSm] = []
+    receivers = [
+        await customer(cluster, node, "receiver", collector(deliveries)) for node in ("a", "b")
+    ]
+    sender = await customer(cluster, "b", "transmitter")
+    try:
+        answers = [await sender.submit(submit(f"m{n}", registered_delivery=1)) for n in range(20)]
+        ids = sorted(answer.message_id for answer in answers if isinstance(answer, SubmitSmResp))
+        await wait_for(lambda: len(deliveries) >= len(ids), "every receipt", 30.0)
+        await asyncio.sleep(2.0)  # a second copy would come within a refill or two
+    finally:
+        for client in (*receivers, sender):
+            await client.unbind()
+    assert sorted(receipted_ids(deliveries)) == ids

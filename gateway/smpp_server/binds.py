@@ -84,6 +84,10 @@ class AccountRuntime:
     def system_id(self) -> str:
         return self.account.system_id
 
+    def receives(self) -> bool:
+        """Whether any of the account's binds here takes deliveries (room or not)."""
+        return any(bind.receives() for bind in self.binds)
+
     def receiving_bind(self) -> CustomerBind | None:
         """The next receiving bind with room, round robin; None when none can take one now."""
         count = len(self.binds)
@@ -272,6 +276,10 @@ class CustomerBind(SmppHandler):
             self.connection.set_reading(
                 not (self._paused_for_window or self._write_paused or self._draining)
             )
+
+    def receives(self) -> bool:
+        connection = self.connection
+        return connection is not None and connection.state in RECEIVING_STATES
 
     def can_deliver(self) -> bool:
         connection = self.connection

@@ -7,6 +7,12 @@ The outbox in memory is backed by the store (`CustomerDeliveryStore`): what a cu
 taken yet is offered again after a restart, and a delivery over (taken, refused for good,
 expired) is settled there in batches. A store without that support keeps it in memory only.
 
+Several nodes on one PostgreSQL (docs/scale-out.md): a customer's binds may be on any node, and
+a receipt is made where its carrier receipt arrived. A node queues a receipt only for an
+account it has a receiving bind of, and only once it holds the receipt's claim in the store
+(`ReceiptClaims`), so two nodes with binds of one account do not both deliver it; the others
+leave it owed, and each node with a receiving bind looks for owed receipts every second.
+
 Must never: read requests from customers (`submit_intake` does) or build a receipt's text
 itself (`receipts` does).
 """
@@ -17,8 +23,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from dlr.customer_receipt import wants_receipt
 from dlr.status import MessageStatus, StatusSource, is_intermediate
@@ -38,6 +44,7 @@ from gateway.smpp_server.settings import (
     _Delivery,
 )
 from gateway.store.base import CustomerDeliveryStore, StatusChange, StoreError
+from gateway.store.postgres import PostgresMessageStore
 from smpp.aio import SmppConnectionClosed
 from smpp.codec import PduError, decode, encode
 from smpp.constants import CommandStatus
@@ -48,6 +55,16 @@ if TYPE_CHECKING:
     from gateway.services import GatewayServices
 
 log = logging.getLogger("tandem.smpp_server")
+
+
+class ReceiptClaims(Protocol):
+    """Which node delivers an owed receipt (`gateway.store.postgres.PostgresMessageStore`)."""
+
+    async def claim_receipts(
+        self, receipts: Sequence[tuple[str, MessageStatus]], *, stale_after: float = 30.0
+    ) -> set[tuple[str, MessageStatus]]: ...
+
+    async def forget_receipt_claims(self, *, older_than: float = 600.0) -> int: ...
 
 
 class CustomerOutbox:
@@ -72,6 +89,10 @@ class CustomerOutbox:
         self._spawn = spawn
         message_store = gateway.message_store
         self.store = message_store if isinstance(message_store, CustomerDeliveryStore) else None
+        # A cluster: receipts are claimed before they are queued (see the module docstring).
+        self.claims: ReceiptClaims | None = (
+            message_store if isinstance(message_store, PostgresMessageStore) else None
+        )
         self._receipts_settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(
             self._settle_receipts, spawn
         )
@@ -100,13 +121,27 @@ class CustomerOutbox:
         elif message.last_error:
             error = message.last_error
         total = segment.total if segment is not None else 1
+        pdu = _customer_receipt(message, status, error, total)
+        if self.claims is not None:
+            if runtime.receives():  # else it stays owed for a node the customer is bound to
+                self._spawn(self._claim_and_enqueue(runtime, pdu, (message.id, status)))
+            return
         self.stats.receipts_queued += 1
-        self._enqueue(
-            runtime,
-            _customer_receipt(message, status, error, total),
-            "receipt",
-            receipt=(message.id, status),
-        )
+        self._enqueue(runtime, pdu, "receipt", receipt=(message.id, status))
+
+    async def _claim_and_enqueue(
+        self, runtime: AccountRuntime, pdu: DeliverSm, receipt: tuple[str, MessageStatus]
+    ) -> None:
+        assert self.claims is not None
+        try:
+            claimed = await self.claims.claim_receipts([receipt])
+        except StoreError as exc:  # it stays owed: a refill offers it again
+            log.warning("%s: claiming a receipt failed: %s", runtime.system_id, exc)
+            runtime.receipts_in_store = True
+            return
+        if claimed:
+            self.stats.receipts_queued += 1
+            self._enqueue(runtime, pdu, "receipt", receipt=receipt)
 
     # --- MOs (gateway.inbound.handler.MoAccounts) -------------------------------------------
 
@@ -384,6 +419,8 @@ class CustomerOutbox:
                     channel=Channel.SMPP,
                     account=account.system_id,
                 )
+            if self.claims is not None:
+                await self.claims.forget_receipt_claims()
         except StoreError as exc:
             log.warning("clearing expired receipts failed: %s", exc)
             return 0
@@ -418,6 +455,12 @@ class CustomerOutbox:
                 limit=limit,
             )
             runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
+            if self.claims is not None:  # only those this node is to deliver
+                candidates = [
+                    (r.message.id, r.status) for r in owed if (r.message.id, r.status) not in skip
+                ]
+                mine = await self.claims.claim_receipts(candidates)
+                owed = [r for r in owed if (r.message.id, r.status) in mine]
             for receipt in owed:
                 message = receipt.message
                 key = (message.id, receipt.status)

@@ -23,6 +23,7 @@ from gateway.smpp_server.outbox import CustomerOutbox
 from gateway.smpp_server.queries import OwnMessages
 from gateway.smpp_server.settings import (
     ACCOUNTS_RELOAD_SECONDS,
+    OWED_CHECK_SECONDS,
     TICK_SECONDS,
     CustomerServerStats,
     ServerSettings,
@@ -93,6 +94,7 @@ class CustomerSmppServer:
         )
         self._next_reload = 0.0
         self._next_forget = time.monotonic() + self.settings.forget_expired_interval
+        self._next_owed_check = 0.0
         self.outbox = CustomerOutbox(
             gateway,
             accounts=self.accounts,
@@ -253,8 +255,14 @@ class CustomerSmppServer:
             self._next_reload = now + ACCOUNTS_RELOAD_SECONDS
             if self.accounts.reload_if_changed():
                 self._accounts_reloaded()
+        look_for_owed = self.outbox.claims is not None and now >= self._next_owed_check
+        if look_for_owed:
+            # A cluster: receipts other nodes left owed for this node's binds (the outbox).
+            self._next_owed_check = now + OWED_CHECK_SECONDS
         for runtime in self._runtimes.values():
             self.submits.expire_parts(runtime, now)
+            if look_for_owed and runtime.receives():
+                runtime.receipts_in_store = True
             self.outbox.pump(runtime)
 
     def reconfigure(self, config: TandemConfig) -> list[str]:

@@ -36,6 +36,8 @@ TEMPORARY_DELIVERY_ERRORS = frozenset(
 )
 TICK_SECONDS = 0.2
 ACCOUNTS_RELOAD_SECONDS = 2.0
+# A cluster: how often a node with receiving binds looks for receipts other nodes left owed.
+OWED_CHECK_SECONDS = 1.0
 
 
 @dataclass(slots=True, frozen=True)

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from dlr.status import MessageStatus
 from gateway.messages import Message
 from gateway.private_files import read_or_create_key
 from gateway.store.base import PendingRef, StoreClosed, StoreError
@@ -126,6 +127,17 @@ _CLUSTER_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (key_id, kind)
     );
     """,
+    # 4: which node delivers an owed receipt to its SMPP customer (`claim_receipts`): one
+    # claim per receipt, so two nodes with binds of one account do not both deliver it.
+    """
+    CREATE TABLE receipt_claims (
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        node TEXT NOT NULL,
+        claimed_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (message_id, status)
+    );
+    """,
 )
 # The database's clock (the nodes' clocks may disagree): the start of the statement's
 # transaction, which for these single statements is the statement's own time.
@@ -176,6 +188,16 @@ _CLAIM_SLOTS = (
     f"(h.node = $2 OR EXISTS ({_LIVE_HOLDER.format('h.node')}))) ORDER BY s LIMIT $4 "
     "ON CONFLICT (link, slot) DO UPDATE SET node = excluded.node "
     f"WHERE NOT EXISTS ({_LIVE_HOLDER.format('link_slots.node')}) RETURNING slot"
+)
+# Owed receipts for this node to deliver: new claims, this node's own, and those of a node that
+# died or has not delivered them for $4 seconds (its customer's bind may have moved).
+_CLAIM_RECEIPTS = (
+    "INSERT INTO receipt_claims (message_id, status, node, claimed_at) SELECT m, s, $3, "
+    f"{_NOW} FROM unnest($1::text[], $2::text[]) AS k(m, s) ON CONFLICT (message_id, status) "
+    "DO UPDATE SET node = excluded.node, claimed_at = excluded.claimed_at "
+    "WHERE receipt_claims.node = excluded.node OR receipt_claims.claimed_at < "
+    f"excluded.claimed_at - $4 OR NOT EXISTS ({_LIVE_HOLDER.format('receipt_claims.node')}) "
+    "RETURNING message_id, status"
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -726,6 +748,28 @@ class PostgresMessageStore(SqlMessageStore):
             _COUNT_IN_WINDOW, key_id, kind, float(amount), float(seconds)
         )
         return float(row[0]), float(row[1])
+
+    async def claim_receipts(
+        self, receipts: Sequence[tuple[str, MessageStatus]], *, stale_after: float = 30.0
+    ) -> set[tuple[str, MessageStatus]]:
+        """Of these owed receipts, the ones this node is to deliver (the rest are another live
+        node's, claimed less than `stale_after` seconds ago)."""
+        if not receipts:
+            return set()
+        ids = [message_id for message_id, _ in receipts]
+        statuses = [status.value for _, status in receipts]
+        rows = await self._readers().fetch(_CLAIM_RECEIPTS, ids, statuses, self.node, stale_after)
+        return {(r[0], MessageStatus(r[1])) for r in rows}
+
+    async def forget_receipt_claims(self, *, older_than: float = 600.0) -> int:
+        """Forget claims made more than `older_than` seconds ago: their receipts were settled
+        long since, or their claims went stale anyway. (A claim is not forgotten when its
+        receipt is settled: another node's refill that read the receipt as owed a moment
+        before would claim it again.)"""
+        status = await self._readers().execute(
+            f"DELETE FROM receipt_claims WHERE claimed_at < {_NOW} - $1", older_than
+        )
+        return _changed(status)
 
     async def leave_links(self) -> None:
         """This node runs no link any more (it stops): its slots are free at once."""
