@@ -67,6 +67,16 @@ class ReceiptClaims(Protocol):
     async def forget_receipt_claims(self, *, older_than: float = 600.0) -> int: ...
 
 
+# A receipt to claim before it is queued: the account, its deliver_sm, (message id, status).
+_Claim = tuple[AccountRuntime, DeliverSm, tuple[str, MessageStatus]]
+
+
+def _consume(waiter: asyncio.Future[None]) -> None:
+    """Nobody awaits a claim's outcome (failures are logged by the batch): read it."""
+    if not waiter.cancelled():
+        waiter.exception()
+
+
 class CustomerOutbox:
     """Every account's deliveries: a status listener (receipts for SMPP customers who asked for
     one) and the inbound path's `MoAccounts` (MOs for numbers an account owns)."""
@@ -97,6 +107,8 @@ class CustomerOutbox:
             self._settle_receipts, spawn
         )
         self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, spawn)
+        # A cluster: one turn's receipts claimed with one statement.
+        self._to_claim: TurnBatch[_Claim] = TurnBatch(self._claim_and_enqueue, spawn)
         # Receipts settled in memory whose settling the store has not committed yet: a refill
         # reading the store meanwhile must not take them for owed.
         self._settling: set[tuple[str, MessageStatus]] = set()
@@ -124,24 +136,25 @@ class CustomerOutbox:
         pdu = _customer_receipt(message, status, error, total)
         if self.claims is not None:
             if runtime.receives():  # else it stays owed for a node the customer is bound to
-                self._spawn(self._claim_and_enqueue(runtime, pdu, (message.id, status)))
+                waiter = self._to_claim.add((runtime, pdu, (message.id, status)))
+                waiter.add_done_callback(_consume)
             return
         self.stats.receipts_queued += 1
         self._enqueue(runtime, pdu, "receipt", receipt=(message.id, status))
 
-    async def _claim_and_enqueue(
-        self, runtime: AccountRuntime, pdu: DeliverSm, receipt: tuple[str, MessageStatus]
-    ) -> None:
+    async def _claim_and_enqueue(self, batch: list[_Claim]) -> None:
         assert self.claims is not None
         try:
-            claimed = await self.claims.claim_receipts([receipt])
-        except StoreError as exc:  # it stays owed: a refill offers it again
-            log.warning("%s: claiming a receipt failed: %s", runtime.system_id, exc)
-            runtime.receipts_in_store = True
+            claimed = await self.claims.claim_receipts([receipt for _, _, receipt in batch])
+        except StoreError as exc:  # they stay owed: a refill offers them again
+            log.warning("claiming %d receipts failed: %s", len(batch), exc)
+            for runtime, _, _ in batch:
+                runtime.receipts_in_store = True
             return
-        if claimed:
-            self.stats.receipts_queued += 1
-            self._enqueue(runtime, pdu, "receipt", receipt=receipt)
+        for runtime, pdu, receipt in batch:
+            if receipt in claimed:
+                self.stats.receipts_queued += 1
+                self._enqueue(runtime, pdu, "receipt", receipt=receipt)
 
     # --- MOs (gateway.inbound.handler.MoAccounts) -------------------------------------------
 
