@@ -16,7 +16,9 @@ hands the daemon:
 6. only then is the link's awaitable done, so the carrier is answered: a store failure answers
    a temporary error and the carrier offers the MO again;
 7. after that: the event sink is told, the webhook is posted, keyword replies are sent through
-   the normal MT path (at most once per MO: they are not sent again after a restart).
+   the normal MT path. A reply is owed in the store from the MO's own transaction until it is
+   stored as an MT, so a restart in between sends it then (`_resend_owed`); at most once per
+   MO: one already stored (found by its reference) is not sent again.
 
 Never does: protocol work (links convert their PDUs), SQL (the store), HTTP (`webhooks`).
 """
@@ -40,6 +42,7 @@ from gateway.inbound.model import InboundMessage, InboundPart
 from gateway.inbound.routing import InboundRoute, InboundRouter, digits
 from gateway.inbound.stats import InboundStats
 from gateway.inbound.webhooks import WebhookSender
+from gateway.intake import IntakeRefusal
 from gateway.links.base import TemporarilyRefused
 from gateway.optouts.keywords import KeywordClass, KeywordMatch, KeywordMatcher
 from gateway.optouts.registry import OptOutRegistry
@@ -68,9 +71,20 @@ class MoAccounts(Protocol):
         account's durable outbox. None: no such account is running."""
 
 
-# Keyword replies go out through the normal MT path: (the MO, its stored id, the match, the
-# opt-out outcome that a confirmation may pass, or None) -> whether a reply went out.
-ReplySender = Callable[[InboundMessage, int, KeywordMatch, object], Awaitable[bool]]
+class ReplySender(Protocol):
+    """Keyword replies through the normal MT path (`gateway.inbound.replies.KeywordReplies`)."""
+
+    def owes(self, match: KeywordMatch, sender: str) -> bool:
+        """Is a reply configured for this keyword sent to `sender`?"""
+
+    async def sent_already(self, inbound_id: int) -> bool:
+        """Is the reply to this MO stored as an MT already?"""
+
+    async def __call__(
+        self, message: InboundMessage, inbound_id: int, match: KeywordMatch, outcome: object
+    ) -> bool:
+        """Send the reply (the opt-out outcome a confirmation may pass, or None); True when
+        intake accepted it. Raises `IntakeRefusal` when intake refused it."""
 
 
 @dataclass(slots=True)
@@ -135,6 +149,8 @@ class InboundHandler:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._replying: set[int] = set()  # MOs whose reply is being sent now
+        self._replies_owed = True  # the store may hold replies owed: look on the next tick
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -289,7 +305,7 @@ class InboundHandler:
             self.stats.store_failures += 1
             raise TemporarilyRefused(f"keeping an MO part failed: {exc}") from exc
 
-    def _match(self, message: InboundMessage) -> KeywordMatch | None:
+    def _match(self, message: InboundMessage, now: float | None = None) -> KeywordMatch | None:
         if self.matcher is None or message.text is None or not message.complete:
             return None
         sender = sender_key(message.destination)
@@ -298,7 +314,7 @@ class InboundHandler:
             message.text,
             sender=sender,
             group=group.name if group is not None else None,
-            now=self.clock(),
+            now=self.clock() if now is None else now,
         )
 
     def _row(
@@ -376,10 +392,16 @@ class InboundHandler:
         handed: Awaitable[None] | None = None,
     ) -> None:
         row = self._row(message, state, route, match)
+        owes_reply = (
+            match is not None
+            and state is not InboundState.BLOCKED
+            and self.reply is not None
+            and self.reply.owes(match, message.destination)
+        )
         if held_ids:
             kept: Awaitable[Any] = self.store.release_held(held_ids, row)
         else:
-            kept = self.store.record_inbound(row, replaces=replaces)
+            kept = self.store.record_inbound(row, replaces=replaces, owes_reply=owes_reply)
         try:
             inbound_id = await kept
             if handed is not None:
@@ -407,7 +429,7 @@ class InboundHandler:
         # The carrier is answered once this returns; what follows does not hold it up.
         if state is InboundState.ROUTED and route is not None:
             self._hand_on(message, inbound_id, row, route)
-        if match is not None and state is not InboundState.BLOCKED and self.reply is not None:
+        if owes_reply and match is not None:
             self._spawn(self._reply(message, inbound_id, match, outcome))
 
     async def _keyword(
@@ -458,13 +480,83 @@ class InboundHandler:
     async def _reply(
         self, message: InboundMessage, inbound_id: int, match: KeywordMatch, outcome: object
     ) -> None:
+        """Send the reply owed for an MO and settle what the store owes: once intake stored
+        it, or refused it for good; a refusal for now (backlog full, store failure) leaves it
+        owed, and a later tick sends it."""
         assert self.reply is not None
+        self._replying.add(inbound_id)
         try:
-            if await self.reply(message, inbound_id, match, outcome):
-                self.stats.replies += 1
+            try:
+                if await self.reply(message, inbound_id, match, outcome):
+                    self.stats.replies += 1
+            except IntakeRefusal as refusal:
+                if refusal.retry_after is not None:
+                    raise
+                self.stats.replies_refused += 1
+                log.warning(
+                    "MO %d: the %s reply was refused: %s", inbound_id, match.keyword_class, refusal
+                )
+            await self.store.reply_settled(inbound_id)
+        except (IntakeRefusal, StoreError) as exc:
+            self._replies_owed = True
+            log.warning(
+                "MO %d: the %s reply stays owed (%s); sent again later",
+                inbound_id,
+                match.keyword_class,
+                exc,
+            )
         except Exception:
-            self.stats.replies_refused += 1
-            log.exception("MO %d: the %s reply was not sent", inbound_id, match.keyword_class)
+            self._replies_owed = True
+            log.exception(
+                "MO %d: the %s reply was not sent; it stays owed", inbound_id, match.keyword_class
+            )
+        finally:
+            self._replying.discard(inbound_id)
+
+    async def _resend_owed(self) -> None:
+        """Send the replies the store still owes (a restart came between answering the carrier
+        and storing the reply, or the reply was refused for now). A STOP's confirmation goes
+        only while the opt-out it confirms holds, a START's only while nothing stops the
+        sender; one already stored as an MT is not sent again."""
+        self._replies_owed = False
+        if self.reply is None:
+            return
+        for record in await self.store.replies_owed():
+            if record.id in self._replying:
+                continue
+            row = record.row
+            parts = parts_from_json(row.parts_json)
+            message = (
+                InboundMessage.joined(parts) if len(parts) > 1 else InboundMessage.single(parts[0])
+            )
+            match = self._match(message, now=row.received_at)
+            outcome = self._still_holds(message, match) if match is not None else False
+            if outcome is False or await self.reply.sent_already(record.id):
+                await self.store.reply_settled(record.id)
+                continue
+            assert match is not None
+            log.info("MO %d: sending the %s reply it is owed", record.id, match.keyword_class)
+            await self._reply(message, record.id, match, outcome)
+
+    def _still_holds(self, message: InboundMessage, match: KeywordMatch) -> object:
+        """For an owed reply: the outcome its keyword still has (what a confirmation passes;
+        None for HELP), or False when the reply no longer says the truth."""
+        actions = self.keyword_actions
+        if match.keyword_class is KeywordClass.HELP or actions is None:
+            return None
+        from gateway.optouts.registry import OptOutOutcome, scope_key
+        from gateway.optouts.senders import InvalidOptOutNumber, number_key
+
+        try:
+            number = number_key(message.source)
+        except InvalidOptOutNumber:
+            return None
+        if match.keyword_class is KeywordClass.OPT_IN:
+            return None if not actions.blocks(number, message.destination) else False
+        scope = actions.opt_out_scope(message.destination, all_senders=match.all_senders)
+        if scope_key(*scope) not in actions.scope_keys_of(number):
+            return False
+        return OptOutOutcome((scope,), (True,))
 
     def _hand_on(
         self, message: InboundMessage, inbound_id: int, row: InboundRow, route: InboundRoute
@@ -510,7 +602,10 @@ class InboundHandler:
                 if now >= next_refresh:
                     next_refresh = now + BLOCK_LIST_REFRESH_SECONDS
                     await self.refresh_block_list()
+                    if self._replies_owed:
+                        await self._resend_owed()
             except StoreError as exc:
+                self._replies_owed = True
                 log.warning("inbound: %s", exc)
 
     def _give_up(self, held: _Held) -> None:

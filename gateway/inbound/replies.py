@@ -8,21 +8,24 @@ receipts), on the internal channel. The confirmation of an opt-out carries the o
 confirms (`MessageRequest.confirms_optout`): the only message the opt-out policy lets past it.
 
 Never does: decide what a keyword changes (the handler and the opt-out registry), or send more
-than one reply per MO (the handler calls it once, and not again after a restart).
+than one reply per MO (each reply carries the reference `mo:<id>`; the handler asks
+`sent_already` before it sends a reply the store still owed after a restart).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
 from gateway.config import InboundReplyConfig
 from gateway.inbound.model import InboundMessage
 from gateway.intake import MessageIntake, MessageRequest
-from gateway.messages import Channel
+from gateway.messages import Channel, Tenant
 from gateway.optouts.keywords import KeywordClass, KeywordMatch
 from gateway.optouts.registry import OptOutOutcome
 from gateway.optouts.senders import SenderGroups, sender_key
+from gateway.store.base import CustomerDeliveryStore
 
 log = logging.getLogger("tandem.inbound")
 
@@ -62,6 +65,15 @@ class KeywordReplies:
                 best, text = score, reply.text
         return text
 
+    def owes(self, match: KeywordMatch, sender: str) -> bool:
+        return self.pick(match.keyword_class, sender, match.language) is not None
+
+    async def sent_already(self, inbound_id: int) -> bool:
+        # The gateway's one store is every store interface; intake types it as MessageStore.
+        store = cast(CustomerDeliveryStore, self.intake.store)
+        tenant = Tenant(Channel.INTERNAL, REPLY_ACCOUNT)
+        return bool(await store.find_references(tenant, _reference(inbound_id)))
+
     async def __call__(
         self,
         message: InboundMessage,
@@ -82,9 +94,13 @@ class KeywordReplies:
             to=message.source,
             sender=message.destination,
             text=text,
-            reference=f"mo:{inbound_id}",
+            reference=_reference(inbound_id),
             assume_international=True,
             confirms_optout=confirms,
         )
         await self.intake.accept([request])
         return True
+
+
+def _reference(inbound_id: int) -> str:
+    return f"mo:{inbound_id}"

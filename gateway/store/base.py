@@ -721,9 +721,20 @@ class InboundStore(Protocol):
     """MOs kept before the carrier is answered, the webhook deliveries owed for them, and the
     inbound block list."""
 
-    async def record_inbound(self, row: InboundRow, *, replaces: str | None = None) -> int:
+    async def record_inbound(
+        self, row: InboundRow, *, replaces: str | None = None, owes_reply: bool = False
+    ) -> int:
         """Keep one MO (or a held part); with `replaces`, the held parts of that message go in
-        the same transaction. Returns its id. Durable when it returns."""
+        the same transaction, and with `owes_reply` the keyword reply owed for it (settled by
+        `reply_settled`). Returns its id. Durable when it returns."""
+        ...
+
+    async def replies_owed(self) -> list[InboundRecord]:
+        """The MOs whose keyword reply is owed (not yet stored as an MT), oldest first."""
+        ...
+
+    async def reply_settled(self, inbound_id: int) -> None:
+        """The MO's keyword reply is stored as an MT, or will never be sent."""
         ...
 
     async def release_held(self, ids: Sequence[int], row: InboundRow) -> None:

@@ -1,7 +1,8 @@
 """Inbound messages (MO) in SQLite: the schema, the write ops and the reads (`SqliteInboundStore`).
 
 Owns the `inbound` table (every MO, and the parts held for reassembly, kept before the carrier
-is answered; the webhook delivery owed for each) and `inbound_blocked` (the inbound block list),
+is answered; the webhook delivery owed for each), `inbound_reply_owed` (the keyword replies owed,
+kept in the MO's own transaction) and `inbound_blocked` (the inbound block list),
 and the row codec of an MO's parts. Never does: reassembly, routing, keyword matching or
 delivery (`gateway.inbound`).
 """
@@ -55,6 +56,16 @@ CREATE TABLE IF NOT EXISTS inbound_blocked (
     created_at REAL NOT NULL,
     reason TEXT NOT NULL
 ) WITHOUT ROWID
+"""
+
+# The keyword reply (STOP's confirmation, START's, HELP's) an MO is owed: written in the same
+# transaction as the MO, settled once the reply is stored as an MT (or will never be), so a
+# restart between answering the carrier and queueing the reply sends it then.
+INBOUND_REPLY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbound_reply_owed (
+    inbound_id INTEGER PRIMARY KEY,
+    owed_at REAL NOT NULL
+)
 """
 
 _COLUMNS = (
@@ -179,10 +190,22 @@ def _record(r: Sequence[Any]) -> InboundRecord:
     return InboundRecord(int(r[0]), row, int(r[20]), r[21])
 
 
-def record_inbound_op(tx: _Executes, values: tuple[Any, ...], replaces: str | None) -> int:
+def record_inbound_op(
+    tx: _Executes, values: tuple[Any, ...], replaces: str | None, owes_reply: bool = False
+) -> int:
     if replaces is not None:
         tx.execute("DELETE FROM inbound WHERE part_of = ?", (replaces,))
-    return int(tx.execute(_INSERT, values).fetchone()[0])
+    inbound_id = int(tx.execute(_INSERT, values).fetchone()[0])
+    if owes_reply:
+        tx.execute(
+            "INSERT INTO inbound_reply_owed (inbound_id, owed_at) VALUES (?, ?)",
+            (inbound_id, values[10]),  # received_at
+        )
+    return inbound_id
+
+
+def reply_settled_op(tx: _Executes, inbound_id: int) -> None:
+    tx.execute("DELETE FROM inbound_reply_owed WHERE inbound_id = ?", (inbound_id,))
 
 
 def release_held_op(
@@ -255,8 +278,19 @@ class SqliteInboundStore:
 
         async def _read(self, sql: str, parameters: Sequence[Any]) -> list[Any]: ...
 
-    async def record_inbound(self, row: InboundRow, *, replaces: str | None = None) -> int:
-        return await self._write(record_inbound_op, _values(row), replaces)
+    async def record_inbound(
+        self, row: InboundRow, *, replaces: str | None = None, owes_reply: bool = False
+    ) -> int:
+        return await self._write(record_inbound_op, _values(row), replaces, owes_reply)
+
+    async def replies_owed(self) -> list[InboundRecord]:
+        rows = await self._read(
+            f"{_SELECT} WHERE id IN (SELECT inbound_id FROM inbound_reply_owed) ORDER BY id", ()
+        )
+        return [_record(r) for r in rows]
+
+    async def reply_settled(self, inbound_id: int) -> None:
+        await self._write(reply_settled_op, inbound_id)
 
     async def release_held(self, ids: Sequence[int], row: InboundRow) -> None:
         await self._write(

@@ -19,7 +19,7 @@ from dlr.status import (
     MessageStatus,
     SegmentStatus,
 )
-from gateway.store.inbound import INBOUND_SCHEMA
+from gateway.store.inbound import INBOUND_REPLY_SCHEMA, INBOUND_SCHEMA
 from gateway.store.optouts import OPTOUT_SCHEMA
 from gateway.store.rows import _OTP_KIND, _api_key_context, _message_context
 from gateway.store.sealing import (
@@ -212,6 +212,8 @@ _MIGRATIONS: tuple[str, ...] = (
     # 8: inbound messages (MO), the webhook deliveries owed for them, the inbound block list
     # (`gateway.store.inbound`).
     INBOUND_SCHEMA,
+    # 9: the keyword replies owed for MOs, kept in the MO's transaction (`gateway.store.inbound`).
+    INBOUND_REPLY_SCHEMA,
 )
 
 
