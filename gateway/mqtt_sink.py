@@ -11,8 +11,9 @@ with backoff. Topics, under `[mqtt] topic_prefix` (default `tandem/`):
 
 Must never: block or fail the message path. `publish` appends to a deque and sets an event; when
 the buffer is full the oldest event is dropped and counted. JSON is encoded in the sender task.
-Events go out in batches (two of 100 on the wire at once) published through aiomqtt's paho
-client with one future per batch; aiomqtt owns the connection, the will and the keepalive.
+Events go out in batches (two of 100 on the wire at once), each event through aiomqtt's
+`publish`, the batch's acknowledgements awaited together; aiomqtt owns the connection, the will,
+the keepalive and TLS (`[mqtt] url = "mqtts://..."`, `tls_ca_file`, a client certificate).
 Delivery is at least once at QoS 1 and 2 across reconnects (an event whose acknowledgement was
 lost with the connection is sent again), at most once at QoS 0.
 """
@@ -23,10 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import ssl
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
@@ -130,7 +131,7 @@ class MqttSink:
         delay = settings.reconnect_initial
         while not self._stopping:
             try:
-                async with self._client() as client:
+                async with self._new_client() as client:
                     self._stats.connects += 1
                     delay = settings.reconnect_initial
                     log.info("mqtt %s: connected to %s", self.name, settings.url)
@@ -158,7 +159,7 @@ class MqttSink:
                 else:
                     self._stats.connect_failures += 1
                     log.warning(
-                        "mqtt %s: cannot connect to %s: %s (again in %.0f s)",
+                        "mqtt %s: cannot connect to %s: %s (again in %.1f s)",
                         self.name,
                         settings.url,
                         _one_line(exc),
@@ -238,51 +239,47 @@ class MqttSink:
             self._stats.dropped += 1
 
     async def _send_batch(self, client: aiomqtt.Client, batch: list[_Event]) -> list[_Event]:
-        """The events of `batch` not acknowledged (all of them when time ran out).
+        """The events of `batch` not acknowledged (in time, or at all), in their order.
 
-        Published through aiomqtt's paho client directly, with one future for the batch:
-        aiomqtt's `publish` costs a task, an event and a count of its pending calls per
-        message, which was most of the sink's CPU (bench/events.py)."""
-        paho = client._client
-        waiting = _Acks(asyncio.get_running_loop().create_future())
-        acks: dict[int, _Acks] | None = getattr(paho, "_tandem_acks", None)
-        if acks is None:  # a new connection's client
-            acks = {}
-            _hook_acknowledgements(paho, acks, self._stats)
-        failed: list[_Event] = []
-        qos = self.settings.qos
-        for event in batch:
-            topic, payload, retain = event
-            if not isinstance(payload, bytes):
-                try:
-                    payload = json.dumps(payload, separators=(",", ":"), default=str).encode()
-                except (TypeError, ValueError):
-                    self._stats.dropped += 1
-                    log.warning("mqtt %s: an event for %s cannot be encoded", self.name, topic)
-                    continue
-            info = paho.publish(topic, payload, qos, retain)
-            if info.rc != 0:
-                failed.append(event)
-            elif info.is_published():
-                self._stats.sent += 1
-            else:
-                waiting.events[info.mid] = event
-                acks[info.mid] = waiting
-        if failed:
-            for mid in waiting.events:
-                acks.pop(mid, None)
-            return [*failed, *waiting.events.values()]
-        if not waiting.events:
-            return []
+        Each goes through aiomqtt's `publish`, all of them at once: the batch costs one
+        round trip, not one per event. They wait for their acknowledgements (QoS 1 and 2)
+        together, up to `[mqtt] timeout` for the batch: one timer, not one per event (a
+        timeout per `publish` costs a task of its own per event)."""
+        settings = self.settings
+        sendable: list[_Event] = []
+        publishes: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait_for(asyncio.shield(waiting.done), self.settings.timeout)
-        except TimeoutError:
-            for mid in waiting.events:
-                acks.pop(mid, None)
-            return list(waiting.events.values())
-        return []
+            for event in batch:
+                topic, payload, retain = event
+                if not isinstance(payload, bytes):
+                    try:
+                        payload = json.dumps(payload, separators=(",", ":"), default=str).encode()
+                    except (TypeError, ValueError):
+                        self._stats.dropped += 1
+                        log.warning("mqtt %s: an event for %s cannot be encoded", self.name, topic)
+                        continue
+                sendable.append(event)
+                publishes.append(
+                    asyncio.ensure_future(
+                        client.publish(
+                            topic, payload, qos=settings.qos, retain=retain, timeout=math.inf
+                        )
+                    )
+                )
+            if publishes:
+                await asyncio.wait(publishes, timeout=settings.timeout)
+            failed = [
+                event
+                for event, task in zip(sendable, publishes, strict=True)
+                if not task.done() or task.cancelled() or task.exception() is not None
+            ]
+        finally:
+            for task in publishes:
+                task.cancel()  # those still waiting: unacknowledged, sent again
+        self._stats.sent += len(sendable) - len(failed)
+        return failed
 
-    def _client(self) -> aiomqtt.Client:
+    def _new_client(self) -> aiomqtt.Client:
         settings = self.settings
         client = aiomqtt.Client(
             settings.host,
@@ -311,33 +308,6 @@ class MqttSink:
         if settings.tls_cert_file is not None and settings.tls_key_file is not None:
             context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
         return context
-
-
-@dataclass(slots=True, eq=False)
-class _Acks:
-    """One batch's events still waiting for the broker's acknowledgement, by message id."""
-
-    done: asyncio.Future[None]
-    events: dict[int, _Event] = field(default_factory=dict)
-
-
-def _hook_acknowledgements(paho: Any, acks: dict[int, _Acks], stats: EventStats) -> None:
-    """Chain our acknowledgement bookkeeping behind aiomqtt's on_publish (called on the loop:
-    aiomqtt drives the paho client from the loop's reader and writer callbacks)."""
-    previous = paho.on_publish
-
-    def on_publish(client: Any, userdata: Any, mid: int, *rest: Any) -> None:
-        if previous is not None:
-            previous(client, userdata, mid, *rest)
-        waiting = acks.pop(mid, None)
-        if waiting is None or waiting.events.pop(mid, None) is None:
-            return
-        stats.sent += 1
-        if not waiting.events and not waiting.done.done():
-            waiting.done.set_result(None)
-
-    paho.on_publish = on_publish
-    paho._tandem_acks = acks
 
 
 def _unacknowledged(batch: list[_Event], task: asyncio.Task[list[_Event]]) -> list[_Event]:

@@ -3,7 +3,7 @@
 `broker_port()`: the project's broker at 127.0.0.1:1883; where Mosquitto is installed but not
 running, it is started (as `make services` / `.ci/services.sh` would); otherwise the calling test
 skips and says why. `private_broker(port)`: a Mosquitto of the test's own on a free port, for tests
-that stop and start the broker. `Subscriber`: `mosquitto_sub` (libmosquitto, not the paho/aiomqtt
+that stop and start the broker or need a TLS listener. `Subscriber`: `mosquitto_sub` (libmosquitto, not the paho/aiomqtt
 code under test) printing every message under a topic prefix; paho-mqtt where mosquitto_sub is
 not installed.
 
@@ -69,29 +69,50 @@ def mosquitto_binary() -> str:
     return binary
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A TLS listener of a private broker: its port and the server's certificate files."""
+
+    port: int
+    cert_file: Path
+    key_file: Path
+
+
 @dataclass
 class PrivateBroker:
-    """A Mosquitto of one test's own, on a free port; `stop()` and `start()` again at will."""
+    """A Mosquitto of one test's own, on a free port (plain TCP), and on `tls.port` with TLS
+    where `tls` is given; `stop()` and `start()` again at will."""
 
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    tls: TlsListener | None = None
 
     def start(self) -> PrivateBroker:
         config = self.workdir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n",
-            encoding="utf-8",
-        )
+        lines = [f"listener {self.port} {HOST}", "allow_anonymous true", "persistence false"]
+        if self.tls is not None:
+            lines += [
+                f"listener {self.tls.port} {HOST}",
+                f"certfile {self.tls.cert_file}",
+                f"keyfile {self.tls.key_file}",
+            ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # it would switch to `mosquitto`, who cannot read them
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         log = (self.workdir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(
             [mosquitto_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + 10
-        while not port_open(self.port):
+        ports = [self.port] + ([self.tls.port] if self.tls is not None else [])
+        while not all(port_open(port) for port in ports):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"mosquitto did not start on port {self.port}")
+                raise AssertionError(
+                    f"mosquitto did not start on ports {ports}: "
+                    + (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.05)
         return self
 
