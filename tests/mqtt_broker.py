@@ -2,10 +2,10 @@
 
 `broker_port()`: the project's broker at 127.0.0.1:1883; where Mosquitto is installed but not
 running, it is started (as `make services` / `.ci/services.sh` would); otherwise the calling test
-skips and says why. `private_broker(port)`: a Mosquitto of the test's own on a free port, for tests
-that stop and start the broker or need a TLS listener. `Subscriber`: `mosquitto_sub` (libmosquitto, not the paho/aiomqtt
-code under test) printing every message under a topic prefix; paho-mqtt where mosquitto_sub is
-not installed.
+skips and says why. `PrivateBroker`: a Mosquitto of the test's own on a free port, for tests that
+stop and start the broker or need a TLS listener. `Subscriber`: `mosquitto_sub` (libmosquitto,
+not the paho/aiomqtt code under test) printing every message under a topic prefix; paho-mqtt
+where mosquitto_sub is not installed.
 
 Holds no tests.
 """
