@@ -3,7 +3,8 @@
 Owns `EventSink` (what a sink is: `publish(kind, key, payload)` that never blocks and never
 raises, plus `start`/`stop`), `EventStats` (each sink's counters), `SinkSpec` (one configured
 sink: its name, its settings and how to build it), `SINK_KINDS` (config -> specs, one entry per
-kind of sink: MQTT today; a new kind is a new entry, nothing else changes) and `EventSinks`, the
+kind of sink: MQTT today, a `SinkPlugin` naming `gateway.mqtt_sink`; a new kind is a new entry,
+nothing else changes) and `EventSinks`, the
 Gateway's registry (`gateway.events`) that fans an event out to every sink or hands it to one
 named sink (the inbound routing's "event sink" destination), and swaps sinks on reload.
 
@@ -21,6 +22,7 @@ may encode it later), so callers build a fresh dict per event.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -93,17 +95,27 @@ class SinkSpec:
 SinkKind = Callable[["TandemConfig"], Iterable[SinkSpec]]
 
 
-def _mqtt_specs(config: TandemConfig) -> Iterable[SinkSpec]:
-    # Imported only here: aiomqtt loads only when a config has an [mqtt] section.
-    sections = config.event_sink_sections().values()
-    if not sections:
-        return ()
-    from gateway.mqtt_sink import mqtt_sink_spec
+@dataclass(frozen=True, slots=True)
+class SinkPlugin:
+    """A kind of sink whose code lives in a module of its own, named here and loaded only
+    when a config has a section of that kind (MQTT's module loads aiomqtt). The module
+    provides `sink_spec(section) -> SinkSpec`; this module never imports it by name, so a
+    sink's module may import this one (for `SinkSpec`, `EventStats`, ...) freely."""
 
-    return [mqtt_sink_spec(section) for section in sections]
+    sections: Callable[[TandemConfig], Iterable[Any]]
+    module: str
+
+    def __call__(self, config: TandemConfig) -> list[SinkSpec]:
+        sections = list(self.sections(config))
+        if not sections:
+            return []
+        sink_spec: Callable[[Any], SinkSpec] = importlib.import_module(self.module).sink_spec
+        return [sink_spec(section) for section in sections]
 
 
-SINK_KINDS: dict[str, SinkKind] = {"mqtt": _mqtt_specs}
+SINK_KINDS: dict[str, SinkKind] = {
+    "mqtt": SinkPlugin(lambda config: config.event_sink_sections().values(), "gateway.mqtt_sink"),
+}
 
 
 def sink_specs(config: TandemConfig) -> dict[str, SinkSpec]:

@@ -58,7 +58,8 @@ def topic_of(prefix: str, kind: str, key: str) -> str:
     return f"{prefix}{kind}/{level}"
 
 
-def mqtt_sink_spec(settings: MqttConfig) -> SinkSpec:
+def sink_spec(settings: MqttConfig) -> SinkSpec:
+    """One `[mqtt]` section as a sink (`gateway.events.SinkPlugin` calls it)."""
     return SinkSpec(settings.name, "mqtt", settings, lambda: MqttSink(settings))
 
 

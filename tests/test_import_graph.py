@@ -21,7 +21,6 @@ KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
         # The exporter types against the whole `Gateway` for many of its counters: it is next
         # to move onto `gateway.services.GatewayServices`.
         ("gateway.metrics", "gateway.app"),
-        ("gateway.events", "gateway.mqtt_sink"),
     }
 )
 
