@@ -12,6 +12,10 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from gateway.messages import Channel, Message, MessageKind
+from gateway.optouts.policy import OptOutPolicy
+from gateway.optouts.registry import OptOutRegistry
+from gateway.store import SqliteMessageStore
 from smpp.aio import SmppClient
 from smpp.constants import Tag
 from smpp.pdu import DeliverSm, Pdu, SubmitSm
@@ -102,3 +106,34 @@ async def test_messages_queued_before_a_stop_are_rejected_not_submitted(tmp_path
     assert all("opted out" in finals[m] for m in rejected)
     by_id = {str(r.tlvs[Tag.RECEIPTED_MESSAGE_ID]): r.short_message for r in receipts}
     assert all(b"stat:REJECTD" in by_id[m] for m in rejected), by_id
+
+
+async def test_the_queue_check_spares_internal_replies_and_exempt_otps_and_counts_the_rest(
+    tmp_path: Path,
+) -> None:
+    store = SqliteMessageStore(tmp_path / "tandem.db", writer="thread")
+    await store.open()
+    try:
+        registry = OptOutRegistry(store)
+        policy = OptOutPolicy(registry, otp_exempt=["Secure"])
+        await registry.opt_out(SUBSCRIBER, all_senders=True)
+
+        def queued(
+            sender: str,
+            *,
+            to: str = SUBSCRIBER,
+            channel: Channel = Channel.SMPP,
+            kind: MessageKind = MessageKind.TRANSACTIONAL,
+        ) -> Message:
+            return Message("acme", channel, sender, to, b"x", kind=kind)
+
+        assert policy.stops_queued(queued("Shop"))
+        assert not policy.stops_queued(queued("Shop", to="447400123457"))
+        assert not policy.stops_queued(queued("12345", channel=Channel.INTERNAL))
+        assert not policy.stops_queued(queued("Secure", kind=MessageKind.OTP))
+        assert policy.stops_queued(queued("Secure"))  # exempt for OTPs only
+        assert registry.stats.refused_queued == 2
+        policy.enabled = False
+        assert not policy.stops_queued(queued("Shop"))
+    finally:
+        await store.close()
