@@ -249,6 +249,7 @@ class Gateway:
         if isinstance(self.store, PostgresMessageStore):
             self.budgets = LinkBudgets(self.store, self.store.node)
         self._rebalance_now = asyncio.Event()
+        self._renewed_at = time.monotonic()  # when this node's lease was last renewed
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
@@ -809,40 +810,60 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _hold_lease_forever(self, store: PostgresMessageStore) -> None:
-        """A node of a cluster: renew this node's lease, take the unsent messages of nodes
-        whose lease ran out into this node's queue (each goes to one node only), and move
-        its links' binds to this node's share of their budgets. A node that cannot renew
-        closes its binds before its lease can lapse: its bind slots are free from then on."""
+        """A node of a cluster: renew this node's lease every `lease_seconds / 3`, on a fixed
+        cadence that nothing else delays (the take-over and budget work runs beside it, in
+        `_cluster_work_forever`, woken by each renewal)."""
         period = store.lease_seconds / 3
-        renewed_at = time.monotonic()  # `open()` renewed it
+        work = asyncio.create_task(self._cluster_work_forever(store), name="tandem-cluster-work")
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    renewed = await asyncio.wait_for(store.heartbeat(), store.lease_seconds / 2)
+                except Exception:
+                    log.exception("node %s: lease renewal failed", store.node)
+                else:
+                    self._renewed_at = started
+                    if not renewed:
+                        log.error(
+                            "node %s: its lease had lapsed (a stall longer than %.0f s): other "
+                            "nodes may have taken over its unsent messages and bind slots",
+                            store.node,
+                            store.lease_seconds,
+                        )
+                    self._rebalance_now.set()
+                await asyncio.sleep(max(0.0, started + period - time.monotonic()))
+        finally:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+
+    async def _cluster_work_forever(self, store: PostgresMessageStore) -> None:
+        """After each renewal: take the unsent messages of nodes whose lease ran out into
+        this node's queue (each goes to one node only), and move the links' binds to this
+        node's share of their budgets. A node whose lease was not renewed for two periods
+        closes its binds before the lease can lapse: its bind slots are free from then on."""
+        period = store.lease_seconds / 3
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._rebalance_now.wait(), period)
             self._rebalance_now.clear()
-            started = time.monotonic()
+            silent = time.monotonic() - self._renewed_at
             try:
-                renewed = await asyncio.wait_for(store.heartbeat(), period)
-                renewed_at = started
-                if not renewed:
-                    log.error(
-                        "node %s: its lease had lapsed (a stall longer than %.0f s): other "
-                        "nodes may have taken over its unsent messages and bind slots",
-                        store.node,
-                        store.lease_seconds,
-                    )
+                if silent >= 2 * period:
+                    if self.budgets is not None:
+                        log.error(
+                            "node %s: lease not renewed for %.1f s: closing its carrier binds",
+                            store.node,
+                            silent,
+                        )
+                        await self.budgets.shed_all(self._budgeted_links())
+                    continue
                 await self.take_over(store)
                 if self.budgets is not None:
                     async with self._reloading:  # a reload's links settle first
                         await self.budgets.rebalance(self._budgeted_links(), self._budget_limits())
             except Exception:
-                log.exception("node %s: lease renewal or take-over failed", store.node)
-                if self.budgets is not None and time.monotonic() - renewed_at >= 2 * period:
-                    log.error(
-                        "node %s: lease not renewed for %.1f s: closing its carrier binds",
-                        store.node,
-                        time.monotonic() - renewed_at,
-                    )
-                    await self.budgets.shed_all(self._budgeted_links())
+                log.exception("node %s: take-over or budget round failed", store.node)
 
     async def take_over(self, store: PostgresMessageStore) -> int:
         """Queue here the unsent messages of dead nodes; how many."""
