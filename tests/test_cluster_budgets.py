@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from gateway.config import TandemConfig
 from gateway.intake import MessageRequest
-from gateway.links.budget import fair_share, tps_share
+from gateway.links.budget import LinkBudgets, fair_share, tps_share
 from gateway.links.smpp_client import SmppLink
 from gateway.messages import Channel
 from tests.cluster_nodes import LEASE, LINK, Cluster, binds, cluster, node_config, wait_for
@@ -118,3 +119,60 @@ async def test_a_link_pinned_to_another_node_does_not_bind_here(cluster: Cluster
     assert LINK not in a.links
     await wait_for(lambda: binds(b) == 2, "the pinned node to bind both sessions")
     assert simulator.stats.most_bound == 2
+
+
+class FakeLink:
+    """A link that records its budget changes into the shared event log."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.name, self.budget, self.events = LINK, 0, events
+
+    async def set_budget(self, binds: int, tps: float | None) -> None:
+        if binds != self.budget:
+            self.events.append(f"binds {self.budget}->{binds} at {tps}")
+        self.budget = binds
+
+
+class FakeSlots:
+    """The database side in memory: slots of one link, and the live nodes running it."""
+
+    def __init__(self, events: list[str], nodes: list[str], held: list[int], free: int) -> None:
+        self.events, self.nodes, self.held, self.free = events, nodes, held, free
+
+    async def register_links(self, links: Sequence[str]) -> None:
+        return None
+
+    async def link_nodes(self) -> dict[str, list[str]]:
+        return {LINK: self.nodes}
+
+    async def held_slots(self) -> dict[str, list[int]]:
+        return {LINK: list(self.held)} if self.held else {}
+
+    async def claim_slots(self, link: str, sessions: int, count: int) -> list[int]:
+        taken = list(range(sessions))[len(self.held) :][: min(count, self.free)]
+        self.held += taken
+        self.events.append(f"claimed {taken}")
+        return taken
+
+    async def release_slots(self, link: str, slots: Sequence[int]) -> None:
+        self.held = [slot for slot in self.held if slot not in slots]
+        self.events.append(f"released {list(slots)}")
+
+    async def leave_links(self) -> None:
+        return None
+
+
+async def test_a_node_closes_binds_before_giving_slots_back_and_claims_before_binding() -> None:
+    events: list[str] = []
+    link = FakeLink(events)
+    slots = FakeSlots(events, nodes=["a"], held=[], free=4)
+    budgets = LinkBudgets(slots, "a")
+    await budgets.rebalance({LINK: link}, {LINK: (4, 100.0)})
+    assert events == ["claimed [0, 1, 2, 3]", "binds 0->4 at 100.0"]
+    events.clear()
+    slots.nodes = ["a", "b", "c"]  # two nodes joined: a keeps 2 of 4 (first by name)
+    await budgets.rebalance({LINK: link}, {LINK: (4, 100.0)})
+    assert events == ["binds 4->2 at 50.0", "released [2, 3]"]
+    events.clear()
+    await budgets.shed_all({LINK: link})  # the lease could not be renewed
+    assert events == ["binds 2->0 at 0.0"]
