@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -55,7 +55,48 @@ from smpp.constants import status_name
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.app import Gateway
+    from dlr.correlation import Correlator
+    from gateway.services import GatewayCounters, GatewayServices
+
+    class ExportedCounters(GatewayCounters, Protocol):
+        """What the exporter reads of `gateway.app.GatewayStats` beyond the channels' view."""
+
+        @property
+        def submitted_by(self) -> dict[tuple[str, str], int]: ...
+        @property
+        def finals(self) -> dict[tuple[str, str, str], int]: ...
+        @property
+        def temporary_failures(self) -> int: ...
+        @property
+        def failovers(self) -> int: ...
+        @property
+        def expired(self) -> int: ...
+        @property
+        def receipts_correlated(self) -> int: ...
+        @property
+        def receipts_held(self) -> int: ...
+        @property
+        def receipts_unmatched(self) -> int: ...
+        @property
+        def receipts_unparseable(self) -> int: ...
+        @property
+        def dlr_timeouts(self) -> int: ...
+        @property
+        def accept_to_final(self) -> dict[str, stages.Histogram]: ...
+
+    class MetricsSource(GatewayServices, Protocol):
+        """The running gateway as the exporter reads it: the channels' interface and a few
+        counters more. `gateway.app.Gateway` satisfies it; typing against it, not against
+        `Gateway`, keeps `gateway.app` (which starts the exporter) out of this module's
+        imports."""
+
+        @property
+        def stats(self) -> ExportedCounters: ...
+        @property
+        def correlator(self) -> Correlator[Any, Any]: ...
+        @property
+        def stopping(self) -> bool: ...
+
 
 log = logging.getLogger("tandem.metrics")
 
@@ -171,7 +212,7 @@ _HISTOGRAM_LABELS: dict[str, list[str]] = {
 class TandemCollector:
     """Reads the running daemon's counters when Prometheus scrapes (`collect`)."""
 
-    def __init__(self, gateway: Gateway, loop_lag: LoopLag | None = None) -> None:
+    def __init__(self, gateway: MetricsSource, loop_lag: LoopLag | None = None) -> None:
         self.gateway = gateway
         self.loop_lag = loop_lag
         self.started_at = time.time()
@@ -857,7 +898,7 @@ _SERVER_COUNTERS = {
 # --- health and readiness -------------------------------------------------------------------
 
 
-def health(gateway: Gateway, loop_lag: LoopLag | None) -> tuple[bool, dict[str, Any]]:
+def health(gateway: MetricsSource, loop_lag: LoopLag | None) -> tuple[bool, dict[str, Any]]:
     """`GET /healthz`: the process answers, and its loop ticks (a stuck loop would not
     answer at all; a loop that ticks rarely is reported stalled)."""
     stalled = loop_lag.stalled_for(time.monotonic()) if loop_lag is not None else 0.0
@@ -879,7 +920,7 @@ class StoreProbe:
     reason: str = "not checked yet"
     _running: asyncio.Task[None] | None = None
 
-    async def check(self, gateway: Gateway) -> tuple[bool, str]:
+    async def check(self, gateway: MetricsSource) -> tuple[bool, str]:
         now = time.monotonic()
         if now - self.checked_at >= STORE_PROBE_SECONDS:
             if self._running is None or self._running.done():
@@ -890,7 +931,7 @@ class StoreProbe:
                 self.ok, self.reason = False, f"no commit within {STORE_PROBE_TIMEOUT:g} s"
         return self.ok, self.reason
 
-    async def _probe(self, gateway: Gateway) -> None:
+    async def _probe(self, gateway: MetricsSource) -> None:
         store: Any = gateway.message_store  # every backend keeps idempotency records
         try:
             await store.purge_idempotency(0.0)  # nothing is that old: commits, changes nothing
@@ -901,7 +942,7 @@ class StoreProbe:
         self.checked_at = time.monotonic()
 
 
-async def readiness(gateway: Gateway, probe: StoreProbe) -> tuple[bool, dict[str, Any]]:
+async def readiness(gateway: MetricsSource, probe: StoreProbe) -> tuple[bool, dict[str, Any]]:
     """`GET /readyz`: the store takes writes, every route with targets has one of them up,
     and the daemon is not stopping. The body says which link is in what state."""
     store_ok, store_reason = await probe.check(gateway)
@@ -950,7 +991,7 @@ class MetricsExporter:
     """The daemon's exporter: registry, collector, loop lag, store probe, token, and the
     listener of its own when `[metrics] listen` is set."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: MetricsSource) -> None:
         self.gateway = gateway
         self.config = gateway.config.metrics
         self.loop_lag = LoopLag(self.config.loop_lag_interval)
@@ -1003,7 +1044,7 @@ class MetricsExporter:
         log.info("metrics on http://%s:%d%s", host, self.port, METRICS_PATH)
 
 
-def metrics_token_path(gateway: Gateway) -> Path:
+def metrics_token_path(gateway: MetricsSource) -> Path:
     configured = gateway.config.metrics.token_file
     return configured if configured is not None else gateway.config.data_dir / TOKEN_FILE
 
@@ -1051,7 +1092,7 @@ def add_routes(app: web.Application, exporter: MetricsExporter, *, token: bool) 
     app.router.add_get(READY_PATH, readyz)
 
 
-async def start_metrics(gateway: Gateway) -> MetricsExporter:
+async def start_metrics(gateway: MetricsSource) -> MetricsExporter:
     exporter = MetricsExporter(gateway)
     gateway.add_stop_hook(exporter.stop)
     await exporter.start()
