@@ -151,6 +151,11 @@ class InboundHandler:
         self._ticker: asyncio.Task[None] | None = None
         self._replying: set[int] = set()  # MOs whose reply is being sent now
         self._replies_owed = True  # the store may hold replies owed: look on the next tick
+        # Which owed replies the tick sends: those of MOs from before this start (the ones
+        # after it are sent by their own `_keep`, which may not have got to it yet) and
+        # those refused for now since.
+        self._started_at = clock()
+        self._retry_replies: set[int] = set()
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -499,6 +504,7 @@ class InboundHandler:
             await self.store.reply_settled(inbound_id)
         except (IntakeRefusal, StoreError) as exc:
             self._replies_owed = True
+            self._retry_replies.add(inbound_id)
             log.warning(
                 "MO %d: the %s reply stays owed (%s); sent again later",
                 inbound_id,
@@ -507,6 +513,7 @@ class InboundHandler:
             )
         except Exception:
             self._replies_owed = True
+            self._retry_replies.add(inbound_id)
             log.exception(
                 "MO %d: the %s reply was not sent; it stays owed", inbound_id, match.keyword_class
             )
@@ -524,6 +531,9 @@ class InboundHandler:
         for record in await self.store.replies_owed():
             if record.id in self._replying:
                 continue
+            if record.row.received_at >= self._started_at and record.id not in self._retry_replies:
+                continue
+            self._retry_replies.discard(record.id)
             row = record.row
             parts = parts_from_json(row.parts_json)
             message = (
