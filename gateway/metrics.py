@@ -240,6 +240,11 @@ class TandemCollector:
             "The running Tandem's version and Python",
             value={"version": _version(), "python": platform.python_version()},
         )
+        yield InfoMetricFamily(
+            "tandem_node",
+            "This node's [node] name (several nodes on one PostgreSQL database tell apart)",
+            value={"node": self.gateway.config.node.name},
+        )
         yield GaugeMetricFamily(
             "tandem_start_time_seconds",
             "When the daemon started, unix seconds",

@@ -218,6 +218,7 @@ async def test_counters_add_up_after_real_traffic_and_promtool_finds_the_scrape_
     assert total(scraped, "tandem_http_requests_total", route="/v1/messages", code="202") == 4
     assert total(scraped, "tandem_http_requests_total", route="/v1/messages/{id}", code="200") > 0
     assert total(scraped, "tandem_build_info") == 1
+    assert total(scraped, "tandem_node_info", node=socket.gethostname()) == 1  # [node] name
     assert total(scraped, "tandem_event_loop_lag_seconds_count") > 0
     assert "tandem_optouts_entries" in scraped  # the opt-out list's counters
     assert total(scraped, "tandem_optout_refusals_total") == 0
