@@ -286,7 +286,8 @@ def main() -> int:
         tandem = subprocess.Popen(
             command, stdout=tandem_log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
-        port = int(wait_for_file(ready, tandem))
+        # A loaded host starting Tandem (on PostgreSQL: migrating a new schema) may take a while.
+        port = int(wait_for_file(ready, tandem, timeout=120.0))
         scraper.start()
         children: tuple[int, ...] = (simulator.pid, tandem.pid)
         if scraper.pid is not None:
