@@ -109,6 +109,8 @@ class CustomerOutbox:
         self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, spawn)
         # A cluster: one turn's receipts claimed with one statement.
         self._to_claim: TurnBatch[_Claim] = TurnBatch(self._claim_and_enqueue, spawn)
+        # Receipts being claimed for the outbox: a refill meanwhile must not queue them too.
+        self._claiming: set[tuple[str, MessageStatus]] = set()
         # Receipts settled in memory whose settling the store has not committed yet: a refill
         # reading the store meanwhile must not take them for owed.
         self._settling: set[tuple[str, MessageStatus]] = set()
@@ -136,6 +138,7 @@ class CustomerOutbox:
         pdu = _customer_receipt(message, status, error, total)
         if self.claims is not None:
             if runtime.receives():  # else it stays owed for a node the customer is bound to
+                self._claiming.add((message.id, status))
                 waiter = self._to_claim.add((runtime, pdu, (message.id, status)))
                 waiter.add_done_callback(_consume)
             return
@@ -151,8 +154,12 @@ class CustomerOutbox:
             for runtime, _, _ in batch:
                 runtime.receipts_in_store = True
             return
+        finally:
+            self._claiming.difference_update(receipt for _, _, receipt in batch)
         for runtime, pdu, receipt in batch:
-            if receipt in claimed:
+            # A refill may have queued it (or even delivered it) meanwhile.
+            taken = receipt in runtime.receipts_held or receipt in self._settling
+            if receipt in claimed and not taken:
                 self.stats.receipts_queued += 1
                 self._enqueue(runtime, pdu, "receipt", receipt=receipt)
 
@@ -458,7 +465,7 @@ class CustomerOutbox:
             if room <= 0:
                 return 0
             # Taken before the read: what is settled while it runs may still be in its answer.
-            skip = set(runtime.receipts_held) | self._settling
+            skip = set(runtime.receipts_held) | self._settling | self._claiming
             limit = room + len(skip)
             wall, loop_now = time.time(), time.monotonic()
             owed = await store.owed_receipts(
