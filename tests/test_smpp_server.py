@@ -128,12 +128,10 @@ async def test_submits_above_the_account_tps_are_throttled_and_counted_per_segme
     # 5 tps with a burst of 5: a 3-part message and two singles fit; the next part does not.
     long_text = b"x" * 400  # 3 segments of 153 GSM septets
     long_submit = submit(short_message=b"", tlvs={Tag.MESSAGE_PAYLOAD: long_text})
-    statuses = [
-        (await client.submit(long_submit)).command_status,
-        (await client.submit(submit())).command_status,
-        (await client.submit(submit())).command_status,
-        (await client.submit(submit())).command_status,
-    ]
+    # Written at once (the window is 10), so they all meet the bucket within one refill of
+    # 0.2 s even on a busy machine; awaited one by one, a slow turn could let a token back in.
+    pending = [client.send_request_nowait(p) for p in (long_submit, submit(), submit(), submit())]
+    statuses = [(await answer).command_status for answer in pending]
     await client.unbind()
     assert statuses == [0, 0, 0, CommandStatus.ESME_RTHROTTLED]
     assert tandem.server.stats.throttled == 1
@@ -167,7 +165,9 @@ async def window_flood(port: int) -> tuple[int, int]:
     decoder = PduDecoder(65536)
     answers: list[Pdu] = []
     while not answers:
-        answers.extend(p for p in decoder.feed(await reader.read(4096)) if isinstance(p, Pdu))
+        data = await asyncio.wait_for(reader.read(4096), 10)
+        assert data, "the connection was closed before the bind was answered"
+        answers.extend(p for p in decoder.feed(data) if isinstance(p, Pdu))
     assert answers[0].command_status == 0
     burst = b"".join(encode(submit(sequence_number=n)) for n in range(2, 2002))
     writer.write(burst)
@@ -516,7 +516,9 @@ async def test_temporary_deliver_sm_errors_are_retried_and_permanent_ones_droppe
             mo_part(source_addr="447700900001", destination_addr="12345", short_message=text),
         )
     await wait_for(lambda: tandem.server.stats.delivery_failed == 1, what="the refusal")
-    await asyncio.sleep(0.3)
+    # The busy one is offered again after the retry delay (a wrongly retried refusal would be
+    # offered again on the same schedule, by then).
+    await wait_for(lambda: tandem.server.stats.delivered == 1, what="the retried delivery")
     await client.unbind()
     assert sorted(seen) == [b"busy", b"busy", b"refused"]  # retried once, the refused dropped
     assert tandem.server.stats.delivered == 1
