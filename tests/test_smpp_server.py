@@ -5,6 +5,7 @@ deliver_sm_resp error handling. (smpplib interop lives in test_smpp_server_smppl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import ssl
@@ -270,6 +271,11 @@ async def test_repeated_bind_failures_are_slowed_down_then_banned_even_with_good
     tandem: Tandem,
 ) -> None:
     tandem.server.guard = BindGuard(free_failures=1, base_delay=0.3, ban_after=3, ban_seconds=60)
+    # The third answer waits 0.6 s plus a password check: more than the fixture's 1 s bind
+    # timeout on a busy machine, which would close the connection before the answer.
+    tandem.server.session_config = dataclasses.replace(
+        tandem.server.session_config, bind_timeout=10.0
+    )
     timings = []
     for _ in range(3):
         client = SmppClient(CLIENT)
