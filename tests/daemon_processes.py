@@ -179,7 +179,7 @@ def create_key(config: Path, name: str = "tests") -> str:
     return created.split("key:", 1)[1].split()[0]
 
 
-async def wait_http(url: str, timeout: float = 20.0) -> None:
+async def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while True:

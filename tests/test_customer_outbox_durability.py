@@ -69,7 +69,7 @@ mo_numbers = ["12345"]
     return path
 
 
-async def wait_until(condition: object, what: str, timeout: float = 20.0) -> None:
+async def wait_until(condition: object, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:

@@ -126,7 +126,7 @@ class Daemon:
             return response.status, document, response.headers
 
     async def wait_for(
-        self, condition: Callable[[], Awaitable[bool]], timeout: float = 5.0
+        self, condition: Callable[[], Awaitable[bool]], timeout: float = 20.0
     ) -> None:
         deadline = time.monotonic() + timeout
         while not await condition():

@@ -82,7 +82,7 @@ class RecordingSink:
         self.states.append(state)
         self.changed.set()
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
             remaining = deadline - time.monotonic()

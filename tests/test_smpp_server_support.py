@@ -106,7 +106,7 @@ async def stop_tandem(tandem: Tandem) -> None:
 
 
 async def wait_for(
-    condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+    condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
