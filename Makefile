@@ -38,8 +38,12 @@ types: $(TSTAMP)
 services:
 	@bash .ci/services.sh || echo "services: not all external services are available; tests that need them will say so"
 
+# Most tests wait on sockets, timers and child daemons rather than the CPU: more workers than
+# cores pays (pytest-xdist; every test has its own tmp dir, ports, schema and MQTT topics).
+# `make pytest PYTEST_WORKERS=0` runs them in one process.
+PYTEST_WORKERS ?= 3
 pytest: $(TSTAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test-slow: $(TSTAMP)
 	$(BIN)/python -m pytest -m slow
