@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 import shutil
 import time
 from collections import Counter
@@ -80,7 +81,7 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
     reason = await postgres_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    schema = f"scaleout_{int(time.time() * 1000) % 10**9}"
+    schema = f"scaleout_{secrets.token_hex(4)}"  # its own, whichever worker runs it
     smsc_port, port_a, port_b = free_port(), free_port(), free_port()
     smsc = simulator(tmp_path, "smsc", smsc_port, dlr_delay=0.5).start()
     config_a = node_config(tmp_path / "a", "node-a", port_a, smsc_port, schema)
