@@ -115,32 +115,26 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 if name != "parked"
             ):
                 await asyncio.sleep(0.05)
-            requests = [
-                MessageRequest(
-                    account="bench",
-                    channel=Channel.HTTP,
-                    to=f"+447911{n:06d}",
-                    sender="Bench",
-                    text=f"scrape {n}",
-                )
-                for n in range(args.messages)
-            ]
-            for start in range(0, len(requests), 100):
-                await gateway.intake.accept(requests[start : start + 100])
+
+            async def accept(count: int, number: str, text: str) -> None:
+                """Accept `count` messages to `number` (a format with the index), 100 a call."""
+                requests = [
+                    MessageRequest(
+                        account="bench",
+                        channel=Channel.HTTP,
+                        to=number.format(n),
+                        sender="Bench",
+                        text=f"{text} {n}",
+                    )
+                    for n in range(count)
+                ]
+                for start in range(0, len(requests), 100):
+                    await gateway.intake.accept(requests[start : start + 100])
+
+            await accept(args.messages, "+447911{:06d}", "scrape")
             while sum(gateway.stats.finals.values()) < args.messages:
                 await asyncio.sleep(0.05)
-            parked = [
-                MessageRequest(
-                    account="bench",
-                    channel=Channel.HTTP,
-                    to=f"+2547{n:08d}",
-                    sender="Bench",
-                    text=f"parked {n}",
-                )
-                for n in range(args.queued)
-            ]
-            for start in range(0, len(parked), 100):
-                await gateway.intake.accept(parked[start : start + 100])
+            await accept(args.queued, "+2547{:08d}", "parked")
             exporter = gateway.metrics
             assert exporter is not None
             body = exporter.render()  # type: ignore[attr-defined]
