@@ -33,18 +33,11 @@ from modems.tpdu import Address, SmsDeliver, split_text_user_data
 from smpp.segmentation import Concatenation
 from tests.daemon_processes import free_port
 from tests.test_inbound import Receiver
+from tests.test_receipts_e2e import wait_for
 
 WAIT = 20.0
 DESTINATION = "+447911123456"
 THREE_PART_TEXT = ("Your appointment at the clinic is confirmed. " * 9)[:400]
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
