@@ -108,12 +108,19 @@ class StoreRun:
             time.sleep(0.5)  # the relay writes its counts every 0.2 s
         self._after = pgwire.read_counts(self.counts_file)
 
+    def counted(self) -> tuple[int, int] | None:
+        """Statements and round trips during the traffic (None without counts)."""
+        if not self._after:
+            return None
+        statements = self._after["statements"] - self._before.get("statements", 0)
+        return statements, self._after["round_trips"] - self._before.get("round_trips", 0)
+
     def per_message(self, messages: int) -> str:
         """Statements and round trips per message during the traffic ('' without counts)."""
-        if not self._after:
+        counts = self.counted()
+        if counts is None:
             return ""
-        statements = self._after["statements"] - self._before.get("statements", 0)
-        trips = self._after["round_trips"] - self._before.get("round_trips", 0)
+        statements, trips = counts
         return (
             f"{statements / messages:.3f} statements and {trips / messages:.3f} round trips "
             f"per message ({statements} and {trips} for {messages} messages, every connection "

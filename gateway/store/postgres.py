@@ -242,7 +242,7 @@ class _PgConnection:
         self.conn = conn
         self.columns = columns  # each table's column types, for the set-based forms
         self._set_based: dict[str, SetBased | None] = {}
-        self.statements = 0  # round trips, for the figures of bench/scaleout.py
+        self.statements = 0  # round trips, for the figures of bench/scaleout_store.py
         # A transaction expected to be one statement (`begin(alone=True)`): its BEGIN waits,
         # and is sent only if a statement comes that cannot go alone.
         self._begin_waits = False
