@@ -115,6 +115,13 @@ class StoreRun:
         statements = self._after["statements"] - self._before.get("statements", 0)
         return statements, self._after["round_trips"] - self._before.get("round_trips", 0)
 
+    def by_statement(self) -> dict[str, int]:
+        """Executions of each statement (its text, shortened) during the traffic."""
+        before = self._before.get("by_statement", {})
+        after = self._after.get("by_statement", {})
+        runs = {text: n - before.get(text, 0) for text, n in after.items()}
+        return {text: n for text, n in runs.items() if n > 0}
+
     def per_message(self, messages: int) -> str:
         """Statements and round trips per message during the traffic ('' without counts)."""
         counts = self.counted()

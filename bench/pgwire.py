@@ -20,7 +20,9 @@ import asyncio
 import json
 import signal
 import struct
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 _LENGTH = struct.Struct("!I")
 _SSL_REQUEST = 80877103
@@ -32,12 +34,26 @@ class Counts:
     def __init__(self) -> None:
         self.totals = dict.fromkeys(COUNTED.values(), 0)
         self.totals["connections"] = 0
+        # Executions by statement text (its first line, whitespace folded): which statements
+        # the work per message is made of.
+        self.by_statement: Counter[str] = Counter()
 
-    def snapshot(self) -> dict[str, int]:
-        totals = dict(self.totals)
+    def snapshot(self) -> dict[str, Any]:
+        totals: dict[str, Any] = dict(self.totals)
         totals["statements"] = totals["executes"] + totals["queries"]
         totals["round_trips"] = totals["syncs"] + totals["queries"]
+        totals["by_statement"] = dict(self.by_statement)
         return totals
+
+
+def _cstring(body: bytes, start: int = 0) -> tuple[str, int]:
+    """The NUL-terminated string at `start` of a message body, and where the next begins."""
+    end = body.index(b"\0", start)
+    return body[start:end].decode("utf-8", "replace"), end + 1
+
+
+def _short(query: str) -> str:
+    return " ".join(query.split())[:160]
 
 
 async def _client_to_server(
@@ -52,6 +68,8 @@ async def _client_to_server(
         if code not in (_SSL_REQUEST, _GSS_REQUEST):
             break
     totals = counts.totals
+    prepared: dict[str, str] = {}  # statement name -> text, this connection's
+    portals: dict[str, str] = {}  # portal name -> statement text
     while True:
         kind = await reader.readexactly(1)
         raw_length = await reader.readexactly(4)
@@ -59,6 +77,16 @@ async def _client_to_server(
         name = COUNTED.get(kind.decode("latin-1"))
         if name is not None:
             totals[name] += 1
+        if kind == b"P":
+            statement, rest = _cstring(body)
+            prepared[statement] = _short(_cstring(body, rest)[0])
+        elif kind == b"B":
+            portal, rest = _cstring(body)
+            portals[portal] = prepared.get(_cstring(body, rest)[0], "?")
+        elif kind == b"E":
+            counts.by_statement[portals.get(_cstring(body)[0], "?")] += 1
+        elif kind == b"Q":
+            counts.by_statement[_short(_cstring(body)[0])] += 1
         writer.write(kind + raw_length + body)
         await writer.drain()
 
@@ -102,7 +130,7 @@ async def relay(port: int, upstream: tuple[str, int], counts_file: Path) -> None
     counts_file.write_text(json.dumps(counts.snapshot()))
 
 
-def read_counts(counts_file: Path) -> dict[str, int]:
+def read_counts(counts_file: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(counts_file.read_text()))
     except (OSError, ValueError):

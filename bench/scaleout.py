@@ -79,6 +79,7 @@ TEXT = "Bench {index:07d}: your parcel arrives today between 10:00 and 12:00."
 SYSTEM_ID = "bench"
 PASSWORD = "bench1"
 CONFIGURATIONS = {"sqlite": ("sqlite", 1), "pg1": ("postgresql", 1), "pg2": ("postgresql", 2)}
+TOP_STATEMENTS = 8
 GRACE = 1.0  # seconds after the last receipt for a duplicate to show
 LABELS = {"sqlite": "SQLite, 1 node", "pg1": "PostgreSQL, 1 node", "pg2": "PostgreSQL, 2 nodes"}
 
@@ -120,6 +121,7 @@ class Outcome:
     cpu: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
     counts: tuple[int, int] = (0, 0)  # statements, round trips (counted runs)
+    by_statement: dict[str, int] = field(default_factory=dict)  # counted runs
 
     @property
     def rate(self) -> float:
@@ -532,6 +534,7 @@ async def one_run(
         else:
             await smpp_in_load(nodes, args, out, at_end)
         out.counts = store.counted() or (0, 0)
+        out.by_statement = store.by_statement()
         if args.stages:
             for node in nodes:
                 if node.process is not None and node.process.poll() is None:
@@ -612,6 +615,10 @@ def count_table(outcomes: list[Outcome]) -> str:
             f"{out.path:<8} {LABELS[out.run]:<20} {statements / out.messages:>14.3f} "
             f"{trips / out.messages:>15.3f}   ({out.check()})"
         )
+    for out in outcomes:
+        lines.append(f"{out.path} on {LABELS[out.run]}, the most run statements, per message:")
+        top = sorted(out.by_statement.items(), key=lambda item: -item[1])[:TOP_STATEMENTS]
+        lines += [f"  {n / out.messages:7.3f}  {text}" for text, n in top]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from gateway.messages import Segment
 from gateway.store.base import SegmentReceipt, SubmitResult
 from gateway.store.dialect import set_based
 from gateway.store.message_ops import _INSERT_CONTENT, _INSERT_STATE
-from gateway.store.postgres import PostgresMessageStore
+from gateway.store.postgres import _HEARTBEAT, PostgresMessageStore
 from gateway.store.transaction import (
     _INSERT_HISTORY,
     _UPDATE_SEGMENT,
@@ -190,3 +190,14 @@ async def test_a_set_based_update_says_how_many_rows_it_changed(
         return int(tx.executemany(sql, rows).rowcount)  # type: ignore[attr-defined]
 
     assert await store._write(update) == 3
+
+
+async def test_a_readers_call_is_one_round_trip(store: PostgresMessageStore) -> None:
+    sent: list[str] = []
+    async with store._pool.acquire() as conn:  # type: ignore[union-attr]
+        # The pool's one idle connection: the calls below run on it, one after the other.
+        conn.add_query_logger(lambda record: sent.append(record.query))
+    for _ in range(3):
+        await store.heartbeat()
+    # Only the leases' own statement: no reset of the session after each call.
+    assert sent == [_HEARTBEAT] * 3

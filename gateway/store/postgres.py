@@ -359,6 +359,13 @@ class _PgConnection:
         return _PgResult([], _changed(status))
 
 
+async def _keep_session(conn: Any) -> None:
+    """A readers' connection going back to the pool keeps its session: asyncpg's default reset
+    is one more round trip after every reader call (`RESET ALL`, `UNLISTEN *`, ...), and the
+    readers leave nothing to reset (no SET, LISTEN or session lock; an open transaction is
+    still rolled back by the pool)."""
+
+
 def _server_settings(schema: str, node: str) -> dict[str, str]:
     return {"search_path": schema, "tandem.node": node, "application_name": f"tandem {node}"}
 
@@ -640,6 +647,7 @@ class PostgresMessageStore(SqlMessageStore):
                 max_size=self.pool_size,
                 server_settings=_server_settings(self.schema, self.node),
                 timeout=10,
+                reset=_keep_session,
             )
             await self._check_key()
             await self.heartbeat()
