@@ -91,6 +91,7 @@ from gateway.store.postgres import PostgresMessageStore
 from gateway.store.retention import RetentionPurger
 from gateway.store.sqlstore import SqlMessageStore
 from gateway.store.writer import tune_collector
+from gateway.tasks import cancel_and_settle, cancel_and_wait
 from routing import NumberResolver, OperatorTables, RouteTable, TableFormatError
 from smpp.constants import CommandStatus, status_name
 from smpp.segmentation import Concatenation
@@ -394,9 +395,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await hook()
         if self._cluster is not None:  # no budget round may open binds from here on
-            self._cluster.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cluster
+            await cancel_and_wait(self._cluster)
         # All links at once: each waits up to `[shutdown] drain_seconds` for the answers to
         # what it sent, so the whole stop takes that once, not once per link.
         await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
@@ -408,9 +407,7 @@ class Gateway:
         if self.retention is not None:
             await self.retention.stop()
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.inbound.stop()
@@ -834,8 +831,7 @@ class Gateway:
                     self._rebalance_now.set()
                 await asyncio.sleep(max(0.0, started + period - time.monotonic()))
         finally:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
+            await cancel_and_settle(work)
 
     async def _cluster_work_forever(self, store: PostgresMessageStore) -> None:
         """After each renewal: take the unsent messages of nodes whose lease ran out into

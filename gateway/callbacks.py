@@ -44,7 +44,6 @@ Never does: change a message's status, or block the listener call (work goes to 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -69,6 +68,7 @@ from gateway.logs import message_fields, url_for_log
 from gateway.messages import Channel, Message
 from gateway.stages import recording
 from gateway.store.base import CustomerDeliveryStore, MessageStore, StatusChange, StoreError
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.callbacks")
 
@@ -239,18 +239,12 @@ class CallbackSender:
 
     async def stop(self) -> None:
         if self._restoring is not None:
-            self._restoring.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._restoring
+            await cancel_and_wait(self._restoring)
             self._restoring = None
         for handle in self._retries:
             handle.cancel()
         self._retries.clear()
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._workers)
         self._workers = []
         if self._tasks:  # settlings under way reach the store before it closes
             await asyncio.gather(*self._tasks, return_exceptions=True)

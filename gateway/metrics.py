@@ -50,6 +50,7 @@ from prometheus_client.exposition import generate_latest
 from gateway import stages
 from gateway.links.base import LinkState
 from gateway.links.modem import REGISTRATION_NAMES
+from gateway.tasks import cancel_and_wait
 from smpp.constants import status_name
 
 if TYPE_CHECKING:
@@ -156,9 +157,7 @@ class LoopLag:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

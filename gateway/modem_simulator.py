@@ -11,11 +11,11 @@ Must never be mistaken for a phone network: every report and MO is invented.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from gateway.config import ModemSimulatorConfig
+from gateway.tasks import cancel_and_wait
 from modems.emulator import EmulatedModem, ModemSettings, PtyModem
 
 log = logging.getLogger("tandem.modem_simulator")
@@ -58,9 +58,7 @@ class DaemonModemSimulator:
 
     async def stop(self) -> None:
         if self._mo_task is not None:
-            self._mo_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._mo_task
+            await cancel_and_wait(self._mo_task)
         for modem in self.modems:
             modem.close()
         self.modems.clear()

@@ -34,6 +34,7 @@ import aiomqtt
 
 from gateway.config import MqttConfig
 from gateway.events import EventKind, EventStats, Payload, SinkSpec
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.mqtt")
 
@@ -116,9 +117,7 @@ class MqttSink:
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_FLUSH_SECONDS + self.settings.timeout)
         except (TimeoutError, Exception):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait(task, suppress=(Exception,))
         if self._buffer:
             # Never sent: the broker was away for the whole flush.
             self._stats.dropped += len(self._buffer)
@@ -183,9 +182,7 @@ class MqttSink:
         try:
             await self._send_loop(client, watcher)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await watcher
+            await cancel_and_wait(watcher, suppress=(aiomqtt.MqttError,))
 
     async def _send_loop(self, client: aiomqtt.Client, watcher: asyncio.Task[None]) -> None:
         """Keep up to BATCHES_IN_FLIGHT batches on the wire: the broker's round trip is paid

@@ -24,7 +24,6 @@ Times are unix seconds, like the message fields they come from.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.messages import Message
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.queue")
 
@@ -637,11 +637,7 @@ class AsyncSendQueue:
     async def close(self) -> None:
         """Stop reading pages (the store is closing); what they held stays in the store."""
         tasks = list(self._paging.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
     def _read_page(self, link: str) -> None:
         if link in self._paging or self._load is None:

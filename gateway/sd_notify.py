@@ -15,12 +15,13 @@ counted), or raise when there is no systemd (every call is then a no-op).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.systemd")
 
@@ -135,9 +136,7 @@ class ServiceHeartbeat:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def beat(self) -> None:

@@ -48,6 +48,7 @@ from gateway.simulator_records import (
     build_receipt,
     concat_of,
 )
+from gateway.tasks import cancel_and_wait
 from smpp.aio import SmppConnection, SmppConnectionClosed, SmppHandler, serve_smpp
 from smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
@@ -189,9 +190,7 @@ class SmscSimulator:
     async def stop(self) -> None:
         """Stop listening and drop every connection, as an SMSC that goes down would."""
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
             self._ticker = None
         if self._server is not None:
             self._server.close()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dlr.status import MessageStatus, is_final
 from gateway.links.base import LinkState
 from gateway.logs import TextFormatter
+from gateway.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.messages import Message
@@ -120,9 +121,7 @@ class OperatorView:
             self.gateway.status_listeners.remove(self)
         logging.getLogger().removeHandler(self.errors)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _sample_forever(self) -> None:

@@ -77,6 +77,7 @@ from gateway.otp import (
 )
 from gateway.store.base import MessageRecord, OtpRecord, StatusChange
 from gateway.store.postgres import PostgresMessageStore
+from gateway.tasks import cancel_and_wait
 from routing import InvalidNumber, explain_route
 from smpp.segmentation import Concatenation, describe_text, split_bytes
 from smpp.text import DATA_CODING_OF, TextEncodingError
@@ -203,9 +204,7 @@ class HttpApi:
 
     async def stop(self) -> None:
         if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+            await cancel_and_wait(self._housekeeping)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

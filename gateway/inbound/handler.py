@@ -26,7 +26,6 @@ Never does: protocol work (links convert their PDUs), SQL (the store), HTTP (`we
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -49,6 +48,7 @@ from gateway.optouts.registry import OptOutRegistry
 from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.store.base import InboundRecord, InboundRow, InboundState, InboundStore, StoreError
 from gateway.store.inbound import parts_from_json, parts_to_json
+from gateway.tasks import cancel_and_wait
 from smpp.reassembly import ConcatInfo, ConcatPart, Reassembler
 
 log = logging.getLogger("tandem.inbound")
@@ -176,9 +176,7 @@ class InboundHandler:
 
     async def stop(self) -> None:
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
             self._ticker = None
         await self.webhooks.stop()
         if self._tasks:

@@ -27,6 +27,7 @@ from gateway.egress import EgressPolicy, EgressRefused, redact_url
 from gateway.inbound.routing import InboundRoute
 from gateway.inbound.stats import InboundStats
 from gateway.store.base import InboundRecord, InboundStore, StoreError
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.inbound")
 
@@ -97,11 +98,7 @@ class WebhookSender:
             after = page[-1].id
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         if self._poster is not None:
             self._poster.close()

@@ -57,6 +57,7 @@ from gateway.links.base import (
 )
 from gateway.logs import message_fields
 from gateway.messages import Message
+from gateway.tasks import cancel_and_wait
 from modems.errors import FailureKind, cms_error_name
 from modems.limits import SimSendLimits
 from modems.serial_link import ModemPort, ModemSupervisor, PortLost
@@ -259,9 +260,7 @@ class ModemLink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), drain)
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait(self._sender)
         if self._supervisor is not None:
             self._supervisor.close()
         if self._runner is not None:

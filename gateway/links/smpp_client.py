@@ -25,7 +25,6 @@ back to the daemon through `on_temporary_failure`, which requeues with backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
@@ -55,6 +54,7 @@ from gateway.links.base import (
 from gateway.messages import Message
 from gateway.stages import now as stage_clock
 from gateway.stages import recording
+from gateway.tasks import cancel_and_settle, cancel_and_wait
 from smpp.aio import BindError, SmppClient, SmppConnection, SmppConnectionClosed, SmppHandler
 from smpp.constants import (
     ESM_CLASS_UDHI,
@@ -386,8 +386,8 @@ class SmppLink:
         if runner is None:
             return
         if sender is not None:
-            sender.cancel()  # a message caught mid-send is handed back by its flight
-            await asyncio.gather(sender, return_exceptions=True)
+            # A message caught mid-send is handed back by its flight.
+            await cancel_and_settle(sender)
         client = bind.client
         if client is not None:
             try:
@@ -395,8 +395,7 @@ class SmppLink:
             except (TimeoutError, SmppConnectionClosed, SessionError):
                 client.close()
             await asyncio.wait({runner}, timeout=self.config.response_timeout)
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        await cancel_and_settle(runner)
         if bind.client is not None:  # the runner was cancelled before its cleanup ran
             bind.client.close()
         bind.runner = None
@@ -410,9 +409,8 @@ class SmppLink:
             drain_seconds = self.drain_seconds
         self._stopping = True
         senders = [b.sender for b in self._binds if b.sender is not None]
-        for sender in senders:
-            sender.cancel()  # a message caught mid-send is handed back by its flight
-        await asyncio.gather(*senders, return_exceptions=True)
+        # A message caught mid-send is handed back by its flight.
+        await cancel_and_settle(*senders)
         # One-part messages still waiting for their answer drain and report like the rest.
         waiting, self._answering = list(self._answering.values()), {}
         for one_part in waiting:
@@ -420,9 +418,7 @@ class SmppLink:
         if self._flights:
             await asyncio.wait(set(self._flights), timeout=drain_seconds)
         abandoned = list(self._flights)
-        for flight in abandoned:
-            flight.cancel()
-        await asyncio.gather(*abandoned, return_exceptions=True)
+        await cancel_and_settle(*abandoned)
         for bind in self._binds:
             client = bind.client
             if client is None:
@@ -435,9 +431,7 @@ class SmppLink:
             except (TimeoutError, SmppConnectionClosed, SessionError):
                 client.close()
         runners = [b.runner for b in self._binds if b.runner is not None]
-        for runner in runners:
-            runner.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
+        await cancel_and_settle(*runners)
         for bind in self._binds:
             bind.runner = bind.sender = bind.client = None
         self.stats.sessions_up = 0
@@ -512,9 +506,7 @@ class SmppLink:
             await closed
         finally:
             if bind.sender is not None and not bind.sender.done():
-                bind.sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await bind.sender
+                await cancel_and_wait(bind.sender)
             bind.sender = None
             bind.client = None
             self.stats.sessions_up -= 1

@@ -41,6 +41,7 @@ from gateway.store.base import (
     OptOutStore,
     OptOutVia,
 )
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("tandem.optouts")
 
@@ -470,11 +471,7 @@ class OptOutRegistry:
 
     async def stop(self) -> None:
         tasks = [t for t in (self._sync_task, *self._background) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         self._sync_task = None
 
 

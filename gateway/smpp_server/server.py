@@ -30,6 +30,7 @@ from gateway.smpp_server.settings import (
 )
 from gateway.smpp_server.submit_intake import SubmitIntake
 from gateway.startup import startup_step
+from gateway.tasks import cancel_and_wait
 from smpp.aio import RequestResult, SmppConnectionClosed
 from smpp.constants import CommandStatus
 from smpp.pdu import CancelSm, DataSm, Pdu, QuerySm, ReplaceSm, SubmitMulti, SubmitSm
@@ -162,9 +163,7 @@ class CustomerSmppServer:
         for server in self._servers:
             server.close()
         if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await cancel_and_wait(self._ticker)
         binds = [bind for runtime in self._runtimes.values() for bind in runtime.binds]
         # Every submit already read is answered (stored first) before its customer is unbound,
         # within [shutdown] drain_seconds; nothing more is read meanwhile.

@@ -21,7 +21,6 @@ owed mark is given up first, after `owed_receipts_days`); touch API keys or acco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from dlr.status import MessageStatus, is_final
 from gateway.store import inbound
 from gateway.store.message_ops import _IDS_PER_QUERY
+from gateway.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from gateway.config import TandemConfig
@@ -335,9 +335,7 @@ class RetentionPurger:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def run_once(self) -> dict[str, int]:
