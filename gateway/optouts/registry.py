@@ -2,8 +2,10 @@
 
 Owns `OptOutRegistry` (the list in memory, loaded from the store at start, written through on
 every change, and kept in step with changes other writers make: the CLI, another daemon on the
-same store) and `OptOutStats`. Never does: keyword matching (`gateway.optouts.keywords`),
-replies (the inbound handler), or refusing messages (`gateway.optouts.policy`).
+same store; on a store that announces changes as they commit (`OptOutFeed`, PostgreSQL: several
+nodes), within milliseconds, with the periodic sync as the safety net) and `OptOutStats`.
+Never does: keyword matching (`gateway.optouts.keywords`), replies (the inbound handler), or
+refusing messages (`gateway.optouts.policy`).
 
 Scopes: an opt-out is kept per number under one key per scope, "s:<sender>", "g:<group>" or "*"
 (every sender). `blocks(number, sender)` is one dict lookup for the number (most numbers have
@@ -37,6 +39,8 @@ from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.store.base import (
     OptOutAction,
     OptOutChange,
+    OptOutFeed,
+    OptOutNotice,
     OptOutScope,
     OptOutStore,
     OptOutVia,
@@ -81,6 +85,7 @@ class OptOutStats:
     confirmations_passed: int = 0  # opt-out confirmations let past the opt-out they confirm
     otp_exempt_passed: int = 0  # OTPs from an otp_exempt sender let past an opt-out
     synced_changes: int = 0  # changes learned from other writers (CLI, other daemons)
+    heard_changes: int = 0  # changes announced by the store as they committed (a cluster)
     write_failures: int = 0
     load_seconds: float = 0.0
 
@@ -454,8 +459,37 @@ class OptOutRegistry:
             seen += len(numbers)
             self.stats.synced_changes += len(numbers)
 
+    def hear(self, notice: OptOutNotice) -> None:
+        """A change committed by any writer (this daemon's own too), announced by the store in
+        commit order: memory follows at once. An opt-in leaves an opt-out of this daemon's
+        that is being written in place (its own write puts it back anyway)."""
+        key = scope_key(notice.scope, notice.target)
+        if notice.action is OptOutAction.OPT_OUT:
+            self._add(notice.number, key)
+        elif not self._pending.get((notice.number, key)):
+            self._remove(notice.number, key)
+        if notice.origin != self.origin:
+            self.stats.heard_changes += 1
+
+    def _sync_soon(self) -> None:
+        """Read what the announcements may have missed (listening started or restarted)."""
+
+        async def sync_once() -> None:
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("opt-outs: cannot read changes from the store")
+
+        task = asyncio.get_running_loop().create_task(sync_once())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def start_sync(self, interval: float) -> None:
-        """Sync every `interval` seconds until `stop`."""
+        """Sync every `interval` seconds until `stop`; on a store that announces changes, apply
+        each as it commits too (the sync is then the safety net for announcements missed while
+        the store's listening connection was down)."""
+        if isinstance(self.store, OptOutFeed):
+            self.store.watch_optouts(self.hear, self._sync_soon)
 
         async def sync_forever() -> None:
             while True:

@@ -68,7 +68,10 @@ class AccountRuntime:
         # How many of each (message id, status) are queued or in flight: in "segment" report
         # mode several parts' receipts can share one.
         self.receipts_held: Counter[tuple[str, MessageStatus]] = Counter()
-        self.receipts_in_store = False  # receipts wait in the store for room in the outbox
+        self.mos_held: set[int] = set()  # ids of the MOs queued or in flight
+        # Deliveries wait in the store: receipts for room in the outbox; on a cluster, receipts
+        # and MOs that other nodes left owed.
+        self.owed_in_store = False
         self.refilling = False
         self.next_receiver = 0
         tps = account.config.tps

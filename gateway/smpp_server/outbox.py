@@ -7,11 +7,13 @@ The outbox in memory is backed by the store (`CustomerDeliveryStore`): what a cu
 taken yet is offered again after a restart, and a delivery over (taken, refused for good,
 expired) is settled there in batches. A store without that support keeps it in memory only.
 
-Several nodes on one PostgreSQL (docs/scale-out.md): a customer's binds may be on any node, and
-a receipt is made where its carrier receipt arrived. A node queues a receipt only for an
-account it has a receiving bind of, and only once it holds the receipt's claim in the store
-(`ReceiptClaims`), so two nodes with binds of one account do not both deliver it; the others
-leave it owed, and each node with a receiving bind looks for owed receipts every second.
+Several nodes on one PostgreSQL (docs/scale-out.md): a customer's binds may be on any node, a
+receipt is made where its carrier receipt arrived and an MO is kept where its carrier's
+deliver_sm arrived. Both are customer deliveries owed in the store (a receipt's mark, an MO's
+`mo_outbox` row) and go the same way: a node queues one only for an account it has a receiving
+bind of, and only once it holds the delivery's claim in the store (`DeliveryClaims`), so two
+nodes with binds of one account do not both deliver it; the others leave it owed, and each node
+with a receiving bind looks for the account's owed deliveries every second.
 
 Must never: read requests from customers (`submit_intake` does) or build a receipt's text
 itself (`receipts` does).
@@ -20,10 +22,11 @@ itself (`receipts` does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from dlr.customer_receipt import wants_receipt
@@ -57,18 +60,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("tandem.smpp_server")
 
 
-class ReceiptClaims(Protocol):
-    """Which node delivers an owed receipt (`gateway.store.postgres.PostgresMessageStore`)."""
-
-    async def claim_receipts(
-        self, receipts: Sequence[tuple[str, MessageStatus]], *, stale_after: float = 30.0
-    ) -> set[tuple[str, MessageStatus]]: ...
-
-    async def forget_receipt_claims(self, *, older_than: float = 600.0) -> int: ...
+# What a claim names: a receipt's (message id, status), an MO's (its id in the store, "mo").
+DeliveryKey = tuple[str, str]
+MO_KIND = "mo"
 
 
-# A receipt to claim before it is queued: the account, its deliver_sm, (message id, status).
-_Claim = tuple[AccountRuntime, DeliverSm, tuple[str, MessageStatus]]
+class DeliveryClaims(Protocol):
+    """Which node delivers an owed receipt or MO (`gateway.store.postgres`)."""
+
+    async def claim_deliveries(
+        self, keys: Sequence[DeliveryKey], *, stale_after: float = 30.0
+    ) -> set[DeliveryKey]: ...
+
+    async def forget_delivery_claims(self, *, older_than: float = 600.0) -> int: ...
+
+
+def mo_key(mo_id: int) -> DeliveryKey:
+    return (str(mo_id), MO_KIND)
+
+
+def delivery_key(item: _Delivery) -> DeliveryKey | None:
+    """The claim's name of what the store keeps of a delivery (None: nothing kept)."""
+    if item.receipt is not None:
+        return item.receipt
+    return mo_key(item.mo_id) if item.mo_id is not None else None
+
+
+# A delivery to claim before it is queued, and the account it is for.
+_Claim = tuple[AccountRuntime, _Delivery]
 
 
 def _consume(waiter: asyncio.Future[None]) -> None:
@@ -99,21 +118,24 @@ class CustomerOutbox:
         self._spawn = spawn
         message_store = gateway.message_store
         self.store = message_store if isinstance(message_store, CustomerDeliveryStore) else None
-        # A cluster: receipts are claimed before they are queued (see the module docstring).
-        self.claims: ReceiptClaims | None = (
+        # A cluster: deliveries are claimed before they are queued (see the module docstring).
+        self.claims: DeliveryClaims | None = (
             message_store if isinstance(message_store, PostgresMessageStore) else None
         )
         self._receipts_settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(
             self._settle_receipts, spawn
         )
         self._mos_settled: TurnBatch[int] = TurnBatch(self._settle_mos, spawn)
-        # A cluster: one turn's receipts claimed with one statement.
+        # A cluster: one turn's deliveries claimed with one statement.
         self._to_claim: TurnBatch[_Claim] = TurnBatch(self._claim_and_enqueue, spawn)
-        # Receipts being claimed for the outbox: a refill meanwhile must not queue them too.
-        self._claiming: set[tuple[str, MessageStatus]] = set()
-        # Receipts settled in memory whose settling the store has not committed yet: a refill
+        # Deliveries being claimed for the outbox: a refill meanwhile must not queue them too.
+        self._claiming: set[DeliveryKey] = set()
+        # Deliveries settled in memory whose settling the store has not committed yet: a refill
         # reading the store meanwhile must not take them for owed.
-        self._settling: set[tuple[str, MessageStatus]] = set()
+        self._settling: set[DeliveryKey] = set()
+        # Of each claim or refill in flight, what was settled since it began: what it read as
+        # owed (or claimed) may be over by the time it answers.
+        self._settle_watchers: list[set[DeliveryKey]] = []
 
     # -- receipts (a status listener) ----------------------------------------------------------
 
@@ -137,31 +159,55 @@ class CustomerOutbox:
         total = segment.total if segment is not None else 1
         pdu = _customer_receipt(message, status, error, total)
         if self.claims is not None:
-            if runtime.receives():  # else it stays owed for a node the customer is bound to
-                self._claiming.add((message.id, status))
-                waiter = self._to_claim.add((runtime, pdu, (message.id, status)))
-                waiter.add_done_callback(_consume)
+            item = self._delivery(runtime, pdu, "receipt", receipt=(message.id, status))
+            self._claim(runtime, item)
             return
         self.stats.receipts_queued += 1
         self._enqueue(runtime, pdu, "receipt", receipt=(message.id, status))
 
+    # -- a cluster: claims ---------------------------------------------------------------------
+
+    def _claim(self, runtime: AccountRuntime, item: _Delivery) -> None:
+        """Queue a delivery the store keeps once this node holds its claim; without a receiving
+        bind here it stays owed for a node the customer is bound to."""
+        key = delivery_key(item)
+        assert key is not None
+        if not runtime.receives():
+            return
+        self._claiming.add(key)
+        self._to_claim.add((runtime, item)).add_done_callback(_consume)
+
     async def _claim_and_enqueue(self, batch: list[_Claim]) -> None:
         assert self.claims is not None
-        try:
-            claimed = await self.claims.claim_receipts([receipt for _, _, receipt in batch])
-        except StoreError as exc:  # they stay owed: a refill offers them again
-            log.warning("claiming %d receipts failed: %s", len(batch), exc)
-            for runtime, _, _ in batch:
-                runtime.receipts_in_store = True
-            return
-        finally:
-            self._claiming.difference_update(receipt for _, _, receipt in batch)
-        for runtime, pdu, receipt in batch:
+        keys = [key for _, item in batch if (key := delivery_key(item)) is not None]
+        with self._watching_settles() as settled:
+            try:
+                claimed = await self.claims.claim_deliveries(keys)
+            except StoreError as exc:  # they stay owed: a refill offers them again
+                log.warning("claiming %d customer deliveries failed: %s", len(batch), exc)
+                for runtime, _ in batch:
+                    runtime.owed_in_store = True
+                return
+            finally:
+                self._claiming.difference_update(keys)
+        for runtime, item in batch:
+            key = delivery_key(item)
             # A refill may have queued it (or even delivered it) meanwhile.
-            taken = receipt in runtime.receipts_held or receipt in self._settling
-            if receipt in claimed and not taken:
+            over = key in settled or key in self._settling
+            if key not in claimed or self._held(runtime, key) or over:
+                continue
+            if item.receipt is not None:
                 self.stats.receipts_queued += 1
-                self._enqueue(runtime, pdu, "receipt", receipt=receipt)
+            self._queue(runtime, item, reserved=item.mo_id is not None)
+
+    @staticmethod
+    def _held(runtime: AccountRuntime, key: DeliveryKey | None) -> bool:
+        """Whether the account's outbox here has the delivery queued or in flight."""
+        if key is None:
+            return False
+        if key[1] == MO_KIND:
+            return int(key[0]) in runtime.mos_held
+        return key in runtime.receipts_held
 
     # --- MOs (gateway.inbound.handler.MoAccounts) -------------------------------------------
 
@@ -210,9 +256,26 @@ class CustomerOutbox:
         finally:
             runtime.reserved -= len(pdus)
         for pdu, mo_id in zip(pdus, ids, strict=True):
-            self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
+            if self.claims is not None and mo_id is not None:
+                self._claim(runtime, self._delivery(runtime, pdu, "mo", mo_id=mo_id))
+            else:
+                self._enqueue(runtime, pdu, "mo", mo_id=mo_id, reserved=True)
 
     # -- the outbox ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _delivery(
+        runtime: AccountRuntime,
+        pdu: DeliverSm,
+        kind: str,
+        *,
+        expires_at: float | None = None,
+        receipt: tuple[str, MessageStatus] | None = None,
+        mo_id: int | None = None,
+    ) -> _Delivery:
+        if expires_at is None:
+            expires_at = time.monotonic() + runtime.account.config.delivery_ttl
+        return _Delivery(pdu, kind, expires_at, receipt=receipt, mo_id=mo_id)
 
     def _enqueue(
         self,
@@ -225,21 +288,27 @@ class CustomerOutbox:
         mo_id: int | None = None,
         reserved: bool = False,
     ) -> None:
+        item = self._delivery(
+            runtime, pdu, kind, expires_at=expires_at, receipt=receipt, mo_id=mo_id
+        )
+        self._queue(runtime, item, reserved=reserved)
+
+    def _queue(self, runtime: AccountRuntime, item: _Delivery, *, reserved: bool) -> None:
         """Queue a deliver_sm for the account's binds. Beyond the outbox's bound a receipt is
         left to wait in the store (refilled later); anything else is dropped and counted, unless
         its place was `reserved` (an MO the carrier was answered for)."""
         config = runtime.account.config
-        if expires_at is None:
-            expires_at = time.monotonic() + config.delivery_ttl
-        item = _Delivery(pdu, kind, expires_at, receipt=receipt, mo_id=mo_id)
+        receipt, kind = item.receipt, item.kind
         full = len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max
         if full and receipt is not None and self.store is not None:
             # Owed in the store already: it waits there until the outbox has room again.
-            runtime.receipts_in_store = True
+            runtime.owed_in_store = True
             self.stats.receipts_deferred += 1
             return
         if receipt is not None:
             runtime.receipts_held[receipt] += 1
+        elif item.mo_id is not None:
+            runtime.mos_held.add(item.mo_id)
         if full and not reserved:
             self.stats.delivery_dropped_full += 1
             if self.stats.delivery_dropped_full % 1000 == 1:
@@ -259,7 +328,7 @@ class CustomerOutbox:
         in the store and the outbox is down to half, fetch the next of them."""
         outbox = runtime.outbox
         if (
-            runtime.receipts_in_store
+            runtime.owed_in_store
             and not runtime.refilling
             and len(outbox) <= runtime.account.config.delivery_queue_max // 2
             and any(bind.can_deliver() for bind in runtime.binds)
@@ -339,12 +408,30 @@ class CustomerOutbox:
             held[item.receipt] -= 1
             if held[item.receipt] <= 0:  # the last one out settles the mark
                 del held[item.receipt]
-                self._settling.add(item.receipt)
+                self._settling_now(item.receipt)
                 self._receipts_settled.add(item.receipt)
             if failure is not None:
                 self._spawn(self._record_receipt_failure(*item.receipt, failure))
         elif item.mo_id is not None:
+            runtime.mos_held.discard(item.mo_id)
+            if self.claims is not None:
+                self._settling_now(mo_key(item.mo_id))
             self._mos_settled.add(item.mo_id)
+
+    def _settling_now(self, key: DeliveryKey) -> None:
+        self._settling.add(key)
+        for settled in self._settle_watchers:
+            settled.add(key)
+
+    @contextlib.contextmanager
+    def _watching_settles(self) -> Iterator[set[DeliveryKey]]:
+        """The deliveries settled while the block runs (see `_settle_watchers`)."""
+        settled: set[DeliveryKey] = set()
+        self._settle_watchers.append(settled)
+        try:
+            yield settled
+        finally:
+            self._settle_watchers.remove(settled)
 
     async def _record_receipt_failure(
         self, message_id: str, status: MessageStatus, failure: str
@@ -381,9 +468,13 @@ class CustomerOutbox:
             await self.store.mos_settled(ids)
         except StoreError as exc:
             log.warning("recording %d MOs as delivered failed: %s", len(ids), exc)
+        finally:
+            self._settling.difference_update(mo_key(mo_id) for mo_id in ids)
 
     async def restore(self) -> None:
-        """Queue what customers were owed when the daemon last stopped (or died)."""
+        """Queue what customers were owed when the daemon last stopped (or died). A cluster
+        queues nothing yet: each owed delivery goes to a node with a receiving bind of its
+        account once that node claims it (`_refill`, every second)."""
         store = self.store
         if store is None:
             return
@@ -393,23 +484,21 @@ class CustomerOutbox:
         for account in list(self.accounts):
             runtime = self._runtime_of(account.system_id)
             if runtime is not None:
-                runtime.receipts_in_store = True
-                restored += await self._refill(runtime)
+                runtime.owed_in_store = True
+                if self.claims is None:
+                    restored += await self._refill(runtime)
         gone_mos: list[int] = []
         for mo in await store.queued_mos():
             runtime = self._runtime_of(mo.account)
-            try:
-                pdu = decode(mo.pdu)
-            except PduError:
-                pdu = None
-            if runtime is None or mo.expires_at <= wall or not isinstance(pdu, DeliverSm):
+            pdu = _decoded(mo.pdu)
+            if runtime is None or mo.expires_at <= wall or pdu is None:
                 gone_mos.append(mo.id)
-                continue
-            # A part held for reassembly goes as the part it is (as when reassembly times out).
-            self._enqueue(
-                runtime, pdu, "mo", expires_at=loop_now + (mo.expires_at - wall), mo_id=mo.id
-            )
-            restored += 1
+            elif self.claims is None:
+                # A part held for reassembly goes as the part it is (as when reassembly times
+                # out).
+                expires_at = loop_now + (mo.expires_at - wall)
+                self._enqueue(runtime, pdu, "mo", expires_at=expires_at, mo_id=mo.id)
+                restored += 1
         if gone_mos:
             await store.mos_settled(gone_mos)
         if restored or expired or gone_mos:
@@ -440,7 +529,7 @@ class CustomerOutbox:
                     account=account.system_id,
                 )
             if self.claims is not None:
-                await self.claims.forget_receipt_claims()
+                await self.claims.forget_delivery_claims()
         except StoreError as exc:
             log.warning("clearing expired receipts failed: %s", exc)
             return 0
@@ -451,8 +540,8 @@ class CustomerOutbox:
             self.pump(runtime)
 
     async def _refill(self, runtime: AccountRuntime) -> int:
-        """Take receipts that wait in the store into the account's outbox while it has room;
-        returns how many it took."""
+        """Take deliveries that wait in the store into the account's outbox while it has room
+        (receipts; on a cluster MOs too, kept by other nodes); returns how many it took."""
         store = self.store
         taken = 0
         if store is None:
@@ -460,47 +549,110 @@ class CustomerOutbox:
             return 0
         runtime.refilling = True
         try:
-            config = runtime.account.config
-            room = config.delivery_queue_max - len(runtime.outbox) - runtime.reserved
-            if room <= 0:
-                return 0
-            # Taken before the read: what is settled while it runs may still be in its answer.
-            skip = set(runtime.receipts_held) | self._settling | self._claiming
-            limit = room + len(skip)
-            wall, loop_now = time.time(), time.monotonic()
-            owed = await store.owed_receipts(
-                channel=Channel.SMPP,
-                since=wall - config.delivery_ttl,
-                account=runtime.system_id,
-                limit=limit,
-            )
-            runtime.receipts_in_store = len(owed) == limit  # a full answer: there may be more
-            if self.claims is not None:  # only those this node is to deliver
-                candidates = [
-                    (r.message.id, r.status) for r in owed if (r.message.id, r.status) not in skip
-                ]
-                mine = await self.claims.claim_receipts(candidates)
-                owed = [r for r in owed if (r.message.id, r.status) in mine]
-            for receipt in owed:
-                message = receipt.message
-                key = (message.id, receipt.status)
-                if key in skip or key in runtime.receipts_held:
-                    continue
-                if len(runtime.outbox) + runtime.reserved >= config.delivery_queue_max:
-                    runtime.receipts_in_store = True
-                    break
-                self._enqueue(
-                    runtime,
-                    _customer_receipt(message, receipt.status, message.last_error or 0,
-                                      receipt.segments),
-                    "receipt",
-                    expires_at=loop_now + (message.updated_at + config.delivery_ttl - wall),
-                    receipt=key,
-                )  # fmt: skip
-                taken += 1
+            with self._watching_settles() as settled:
+                taken = await self._refill_receipts(runtime, store, settled)
+            if self.claims is not None:
+                with self._watching_settles() as settled:
+                    taken += await self._refill_mos(runtime, store, settled)
         except StoreError as exc:
-            log.warning("%s: reading receipts owed failed: %s", runtime.system_id, exc)
+            log.warning("%s: reading deliveries owed failed: %s", runtime.system_id, exc)
         finally:
             runtime.refilling = False
+        return taken
+
+    def _room(self, runtime: AccountRuntime) -> int:
+        config = runtime.account.config
+        return config.delivery_queue_max - len(runtime.outbox) - runtime.reserved
+
+    async def _refill_receipts(
+        self, runtime: AccountRuntime, store: CustomerDeliveryStore, settled: set[DeliveryKey]
+    ) -> int:
+        taken = 0
+        config = runtime.account.config
+        room = self._room(runtime)
+        if room <= 0:
+            return 0
+        # Taken before the read: what is settled while it runs may still be in its answer.
+        skip = set(runtime.receipts_held) | self._settling | self._claiming
+        limit = room + len(skip)
+        wall, loop_now = time.time(), time.monotonic()
+        owed = await store.owed_receipts(
+            channel=Channel.SMPP,
+            since=wall - config.delivery_ttl,
+            account=runtime.system_id,
+            limit=limit,
+        )
+        runtime.owed_in_store = len(owed) == limit  # a full answer: there may be more
+        if self.claims is not None:  # only those this node is to deliver
+            candidates: list[DeliveryKey] = [
+                (r.message.id, r.status) for r in owed if (r.message.id, r.status) not in skip
+            ]
+            mine = await self.claims.claim_deliveries(candidates)
+            owed = [r for r in owed if (r.message.id, r.status) in mine]
+        for receipt in owed:
+            message = receipt.message
+            key = (message.id, receipt.status)
+            if key in skip or key in runtime.receipts_held or key in settled:
+                continue
+            if self._room(runtime) <= 0:
+                runtime.owed_in_store = True
+                break
+            self._enqueue(
+                runtime,
+                _customer_receipt(message, receipt.status, message.last_error or 0,
+                                  receipt.segments),
+                "receipt",
+                expires_at=loop_now + (message.updated_at + config.delivery_ttl - wall),
+                receipt=key,
+            )  # fmt: skip
+            taken += 1
         self.stats.receipts_refilled += taken
         return taken
+
+    async def _refill_mos(
+        self, runtime: AccountRuntime, store: CustomerDeliveryStore, settled: set[DeliveryKey]
+    ) -> int:
+        """A cluster: the account's MOs that other nodes kept (their carrier binds received
+        them) and left owed, claimed for this node's binds."""
+        assert self.claims is not None
+        room = self._room(runtime)
+        if room <= 0:
+            return 0
+        skip = {mo_key(mo_id) for mo_id in runtime.mos_held} | self._settling | self._claiming
+        limit = room + len(skip)
+        wall, loop_now = time.time(), time.monotonic()
+        owed = await store.queued_mos(account=runtime.system_id, limit=limit)
+        if len(owed) == limit:  # a full answer: there may be more
+            runtime.owed_in_store = True
+        pdus = {mo.id: _decoded(mo.pdu) for mo in owed}
+        gone = [mo.id for mo in owed if mo.expires_at <= wall or pdus[mo.id] is None]
+        if gone:  # expired before any bind took them (or not a deliver_sm at all)
+            await store.mos_settled(gone)
+            self.stats.delivery_expired += len(gone)
+        candidates = [
+            mo_key(mo.id) for mo in owed if mo.id not in gone and mo_key(mo.id) not in skip
+        ]
+        mine = await self.claims.claim_deliveries(candidates)
+        taken = 0
+        for mo in owed:
+            pdu = pdus[mo.id]
+            key = mo_key(mo.id)
+            if key not in mine or mo.id in runtime.mos_held or key in settled or pdu is None:
+                continue
+            if self._room(runtime) <= 0:
+                runtime.owed_in_store = True
+                break
+            expires_at = loop_now + (mo.expires_at - wall)
+            self._enqueue(runtime, pdu, "mo", expires_at=expires_at, mo_id=mo.id, reserved=True)
+            taken += 1
+        self.stats.mos_refilled += taken
+        return taken
+
+
+def _decoded(pdu: bytes) -> DeliverSm | None:
+    """A kept MO's deliver_sm (None if what is kept is not one)."""
+    try:
+        decoded = decode(pdu)
+    except PduError:
+        return None
+    return decoded if isinstance(decoded, DeliverSm) else None

@@ -256,12 +256,12 @@ class CustomerSmppServer:
                 self._accounts_reloaded()
         look_for_owed = self.outbox.claims is not None and now >= self._next_owed_check
         if look_for_owed:
-            # A cluster: receipts other nodes left owed for this node's binds (the outbox).
+            # A cluster: receipts and MOs other nodes left owed for this node's binds.
             self._next_owed_check = now + OWED_CHECK_SECONDS
         for runtime in self._runtimes.values():
             self.submits.expire_parts(runtime, now)
             if look_for_owed and runtime.receives():
-                runtime.receipts_in_store = True
+                runtime.owed_in_store = True
             self.outbox.pump(runtime)
 
     def reconfigure(self, config: TandemConfig) -> list[str]:

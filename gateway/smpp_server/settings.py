@@ -92,6 +92,7 @@ class CustomerServerStats:
     delivery_dropped_full: int = 0
     receipts_deferred: int = 0  # left owed in the store while the outbox was full
     receipts_refilled: int = 0  # taken from the store into the outbox since
+    mos_refilled: int = 0  # a cluster: MOs other nodes kept, taken into the outbox
     dropped_slow_readers: int = 0
 
 

@@ -36,7 +36,7 @@ backend objects over the same writer; nothing here needs rewriting for them.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -539,8 +539,11 @@ class CustomerDeliveryStore(Protocol):
     async def mos_settled(self, ids: Sequence[int]) -> None:
         """Those MOs were taken, refused for good, or expired: forget them."""
 
-    async def queued_mos(self) -> list[QueuedMo]:
-        """Every MO still kept, in arrival order (held parts included)."""
+    async def queued_mos(
+        self, *, account: str | None = None, limit: int | None = None
+    ) -> list[QueuedMo]:
+        """Every MO still kept (of one account's), in arrival order (held parts included), at
+        most `limit`."""
 
     async def find_references(self, tenant: Tenant, reference: str) -> list[str]:
         """Ids of the tenant's messages whose `reference` is `reference` (a submit_multi's
@@ -671,6 +674,31 @@ class OptOutStore(Protocol):
         ...
 
     async def last_optout_audit_id(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutNotice:
+    """One opt-out change as the store announces it at its commit (`OptOutFeed`)."""
+
+    number: str
+    action: OptOutAction
+    scope: OptOutScope
+    target: str
+    origin: str
+
+
+@runtime_checkable
+class OptOutFeed(Protocol):
+    """A store shared by several daemons that announces opt-out changes as they commit
+    (`gateway.store.postgres`), so each daemon's list in memory follows at once."""
+
+    def watch_optouts(
+        self, on_change: Callable[[OptOutNotice], None], on_gap: Callable[[], None]
+    ) -> None:
+        """From now until the store closes, call `on_change` with every change committed (by
+        any daemon or tool), in commit order; `on_gap` each time listening (re)starts: changes
+        committed while it was not listening are not announced, the caller reads them."""
+        ...
 
 
 class InboundState(enum.StrEnum):

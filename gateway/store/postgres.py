@@ -37,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import logging
 import operator
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -45,10 +47,16 @@ from typing import Any, ClassVar
 
 import asyncpg
 
-from dlr.status import MessageStatus
 from gateway.messages import Message
 from gateway.private_files import read_or_create_key
-from gateway.store.base import PendingRef, StoreClosed, StoreError
+from gateway.store.base import (
+    OptOutAction,
+    OptOutNotice,
+    OptOutScope,
+    PendingRef,
+    StoreClosed,
+    StoreError,
+)
 from gateway.store.batch import _BatchRunner
 from gateway.store.dialect import (
     SetBased,
@@ -81,6 +89,9 @@ from gateway.store.sqlstore import Query, SqlMessageStore
 from gateway.store.transaction import ConstraintViolated, _CarrierMap, _LiveMap, _Tx
 from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
 
+# The channel of opt-out changes, then the schema's name (channels are the database's, and one
+# database may hold several clusters' schemas).
+_OPTOUT_CHANNEL = "tandem_optouts_"
 # Migrations only a shared database needs, numbered apart from the shared `_MIGRATIONS` (each
 # list has its own row in `schema_version`), so either list can grow without renumbering the
 # other.
@@ -138,6 +149,26 @@ _CLUSTER_MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (message_id, status)
     );
     """,
+    # 5: the claims cover every customer delivery (`claim_deliveries`): a receipt is (message
+    # id, status), an MO (its `mo_outbox` id, "mo").
+    """
+    ALTER TABLE receipt_claims RENAME TO delivery_claims;
+    ALTER TABLE delivery_claims RENAME COLUMN message_id TO item;
+    ALTER TABLE delivery_claims RENAME COLUMN status TO kind;
+    """,
+    # 6: every opt-out change any node (or tool) commits is announced to the listening nodes
+    # at its commit (`watch_optouts`), so each node's list in memory follows within a few ms.
+    f"""
+    CREATE FUNCTION announce_optout_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(left('{_OPTOUT_CHANNEL}' || TG_TABLE_SCHEMA, 63), json_build_object(
+            'id', NEW.id, 'origin', NEW.origin, 'action', NEW.action, 'number', NEW.number,
+            'scope', NEW.scope, 'target', NEW.target)::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER optout_audit_announce AFTER INSERT ON optout_audit
+        FOR EACH ROW WHEN (NEW.changed <> 0) EXECUTE FUNCTION announce_optout_change();
+    """,
 )
 # The database's clock (the nodes' clocks may disagree): the start of the statement's
 # transaction, which for these single statements is the statement's own time.
@@ -189,17 +220,20 @@ _CLAIM_SLOTS = (
     "ON CONFLICT (link, slot) DO UPDATE SET node = excluded.node "
     f"WHERE NOT EXISTS ({_LIVE_HOLDER.format('link_slots.node')}) RETURNING slot"
 )
-# Owed receipts for this node to deliver: new claims, this node's own, and those of a node that
-# died or has not delivered them for $4 seconds (its customer's bind may have moved).
-_CLAIM_RECEIPTS = (
-    "INSERT INTO receipt_claims (message_id, status, node, claimed_at) SELECT m, s, $3, "
-    f"{_NOW} FROM unnest($1::text[], $2::text[]) AS k(m, s) ON CONFLICT (message_id, status) "
+# Owed customer deliveries for this node to deliver: new claims, this node's own, and those of
+# a node that died or has not delivered them for $4 seconds (its customer's bind may have moved).
+_CLAIM_DELIVERIES = (
+    "INSERT INTO delivery_claims (item, kind, node, claimed_at) SELECT i, k, $3, "
+    f"{_NOW} FROM unnest($1::text[], $2::text[]) AS c(i, k) ON CONFLICT (item, kind) "
     "DO UPDATE SET node = excluded.node, claimed_at = excluded.claimed_at "
-    "WHERE receipt_claims.node = excluded.node OR receipt_claims.claimed_at < "
-    f"excluded.claimed_at - $4 OR NOT EXISTS ({_LIVE_HOLDER.format('receipt_claims.node')}) "
-    "RETURNING message_id, status"
+    "WHERE delivery_claims.node = excluded.node OR delivery_claims.claimed_at < "
+    f"excluded.claimed_at - $4 OR NOT EXISTS ({_LIVE_HOLDER.format('delivery_claims.node')}) "
+    "RETURNING item, kind"
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+LISTEN_RETRY_SECONDS = 1.0  # between attempts to listen again after the connection was lost
+
+log = logging.getLogger("tandem.store")
 
 
 class _PgResult:
@@ -619,6 +653,7 @@ class PostgresMessageStore(SqlMessageStore):
         self.writer_placement: WriterPlacement = writer
         self.pool_size = pool_size
         self._pool: Any = None
+        self._watching: asyncio.Task[None] | None = None  # `watch_optouts`
 
     @property
     def label(self) -> str:
@@ -662,6 +697,11 @@ class PostgresMessageStore(SqlMessageStore):
         self._start(writer)
 
     async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
+            self._watching = None
         if not await self._stop():
             return
         if self._pool is not None:
@@ -757,27 +797,80 @@ class PostgresMessageStore(SqlMessageStore):
         )
         return float(row[0]), float(row[1])
 
-    async def claim_receipts(
-        self, receipts: Sequence[tuple[str, MessageStatus]], *, stale_after: float = 30.0
-    ) -> set[tuple[str, MessageStatus]]:
-        """Of these owed receipts, the ones this node is to deliver (the rest are another live
-        node's, claimed less than `stale_after` seconds ago)."""
-        if not receipts:
+    async def claim_deliveries(
+        self, keys: Sequence[tuple[str, str]], *, stale_after: float = 30.0
+    ) -> set[tuple[str, str]]:
+        """Of these owed customer deliveries (`gateway.smpp_server.outbox.delivery_key`: a
+        receipt's (message id, status), an MO's (id, "mo")), the ones this node is to deliver
+        (the rest are another live node's, claimed less than `stale_after` seconds ago)."""
+        if not keys:
             return set()
-        ids = [message_id for message_id, _ in receipts]
-        statuses = [status.value for _, status in receipts]
-        rows = await self._readers().fetch(_CLAIM_RECEIPTS, ids, statuses, self.node, stale_after)
-        return {(r[0], MessageStatus(r[1])) for r in rows}
+        items = [item for item, _ in keys]
+        kinds = [str(kind) for _, kind in keys]
+        rows = await self._readers().fetch(_CLAIM_DELIVERIES, items, kinds, self.node, stale_after)
+        mine = {(r[0], r[1]) for r in rows}
+        return {key for key in keys if (key[0], str(key[1])) in mine}
 
-    async def forget_receipt_claims(self, *, older_than: float = 600.0) -> int:
-        """Forget claims made more than `older_than` seconds ago: their receipts were settled
+    async def forget_delivery_claims(self, *, older_than: float = 600.0) -> int:
+        """Forget claims made more than `older_than` seconds ago: their deliveries were settled
         long since, or their claims went stale anyway. (A claim is not forgotten when its
-        receipt is settled: another node's refill that read the receipt as owed a moment
-        before would claim it again.)"""
+        delivery is settled: another node's refill that read it as owed a moment before would
+        claim it again.)"""
         status = await self._readers().execute(
-            f"DELETE FROM receipt_claims WHERE claimed_at < {_NOW} - $1", older_than
+            f"DELETE FROM delivery_claims WHERE claimed_at < {_NOW} - $1", older_than
         )
         return _changed(status)
+
+    # --- opt-out changes as they commit (`OptOutFeed`) ----------------------------------------
+    def watch_optouts(
+        self, on_change: Callable[[OptOutNotice], None], on_gap: Callable[[], None]
+    ) -> None:
+        """LISTEN on a connection of its own to what `optout_audit_announce` notifies (see
+        `OptOutFeed`); PostgreSQL delivers a transaction's notifications at its commit, in
+        commit order. A lost connection is opened again every `LISTEN_RETRY_SECONDS`."""
+        if self._watching is None:
+            self._watching = asyncio.get_running_loop().create_task(
+                self._listen_forever(on_change, on_gap), name="optout-listen"
+            )
+
+    async def _listen_forever(
+        self, on_change: Callable[[OptOutNotice], None], on_gap: Callable[[], None]
+    ) -> None:
+        channel = (_OPTOUT_CHANNEL + self.schema)[:63]
+
+        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                notice = _optout_notice(payload)
+            except (ValueError, KeyError, TypeError):
+                log.warning("opt-outs: an announcement not understood: %.200s", payload)
+                on_gap()  # read the change from the store instead
+                return
+            on_change(notice)
+
+        while True:
+            try:
+                await self._listen(channel, heard, on_gap)
+                log.warning("opt-outs: the connection listening for changes was lost")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("opt-outs: cannot listen for changes: %s", exc)
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def _listen(
+        self, channel: str, heard: Callable[..., None], on_gap: Callable[[], None]
+    ) -> None:
+        """Listen on one connection until it is lost."""
+        lost = asyncio.Event()
+        conn = await asyncpg.connect(
+            self.dsn, server_settings=_server_settings(self.schema, self.node), timeout=10
+        )
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(channel, heard)
+            on_gap()  # what committed before the LISTEN took effect is read, not heard
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close(timeout=2))
 
     async def leave_links(self) -> None:
         """This node runs no link any more (it stops): its slots are free at once."""
@@ -806,3 +899,15 @@ class PostgresMessageStore(SqlMessageStore):
         )
         rows = await self._readers().fetch(sql, after, after, self.node)
         return [_message_from_row(r, self._sealer) for r in rows]
+
+
+def _optout_notice(payload: str) -> OptOutNotice:
+    """An announcement of `optout_audit_announce` (JSON) as the registry applies it."""
+    fields = json.loads(payload)
+    return OptOutNotice(
+        number=str(fields["number"]),
+        action=OptOutAction(fields["action"]),
+        scope=OptOutScope(fields["scope"]),
+        target=str(fields["target"]),
+        origin=str(fields["origin"]),
+    )

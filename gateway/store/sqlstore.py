@@ -730,10 +730,13 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
         )
         return [r[0] for r in rows]
 
-    async def queued_mos(self) -> list[QueuedMo]:
+    async def queued_mos(
+        self, *, account: str | None = None, limit: int | None = None
+    ) -> list[QueuedMo]:
         rows = await self._read(
-            "SELECT id, account, pdu, received_at, expires_at, part_of FROM mo_outbox ORDER BY id",
-            (),
+            "SELECT id, account, pdu, received_at, expires_at, part_of FROM mo_outbox "
+            "WHERE (CAST(? AS TEXT) IS NULL OR account = ?) ORDER BY id LIMIT ?",
+            (account, account, self._NO_LIMIT if limit is None else limit),
         )
         return [QueuedMo(*r) for r in rows]
 
