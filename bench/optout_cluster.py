@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # standard library's http, which aiohttp (imported by the gateway) needs.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-import asyncpg  # noqa: E402
+import asyncpg
 
-from bench.pgstore import DEFAULT_DSN  # noqa: E402
-from gateway.optouts.registry import OptOutRegistry  # noqa: E402
-from gateway.store.postgres import PostgresMessageStore  # noqa: E402
+from bench.pgstore import DEFAULT_DSN
+from gateway.optouts.registry import OptOutRegistry
+from gateway.store.postgres import PostgresMessageStore
 
 SENDER = "Shop"
 

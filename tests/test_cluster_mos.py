@@ -18,6 +18,7 @@ from tests.test_smpp_server_support import PASSWORD, account
 __all__ = ["cluster"]  # the fixture
 
 MO_NUMBER = "12345"
+LINK_ID = "tandem"  # the system_id the nodes' carrier link binds with
 
 
 def mo_sections() -> dict[str, Any]:
@@ -81,7 +82,7 @@ async def test_an_mo_received_on_one_node_reaches_a_customer_bound_only_to_the_o
     await wait_for(lambda: cluster.simulator.sessions_bound == 1, "node a's carrier bind")
     esme = await receiver(b)
     try:
-        cluster.simulator.inject_mo("447700900001", MO_NUMBER, "hello via b", system_id="tandem")
+        cluster.simulator.inject_mo("447700900001", MO_NUMBER, "hello via b", system_id=LINK_ID)
         await wait_for(lambda: cluster.simulator.stats.mo_sent == 1, "the carrier answered")
         await in_thread(esme.read_until, lambda: bool(esme.delivered), 30.0)
         await wait_settled(a)
@@ -102,7 +103,7 @@ async def test_a_customer_bound_to_both_nodes_gets_each_mo_once(cluster: Cluster
     sent = [f"mo {n}".encode() for n in range(20)]
     try:
         for text in sent:
-            cluster.simulator.inject_mo("447700900001", MO_NUMBER, text.decode(), system_id="tandem")
+            cluster.simulator.inject_mo("447700900001", MO_NUMBER, text.decode(), system_id=LINK_ID)
         await wait_for(lambda: cluster.simulator.stats.mo_sent == len(sent), "the carrier answered")
         await in_thread(read_until, esmes, len(sent))
         await wait_settled(a)

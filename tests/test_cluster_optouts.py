@@ -63,8 +63,10 @@ async def test_a_stop_on_one_node_refuses_a_send_posted_to_the_other_right_after
             assert status == 202, (n, accepted)
             sent_after_start.append(number.lstrip("+"))
     await wait_for(
-        lambda: sorted(s.destination_addr for s in cluster.simulator.received)
-        == sorted(sent_after_start),
+        lambda: (
+            sorted(s.destination_addr for s in cluster.simulator.received)
+            == sorted(sent_after_start)
+        ),
         "the sends after each START at the carrier",
     )
     assert b.optout_stats.refused_http == ROUNDS
