@@ -34,7 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 from dlr.aggregate import SegmentState, SegmentUpdate
 from dlr.status import Advance, StatusEvent
@@ -46,6 +46,9 @@ WriterPlacement = Literal["thread", "process", "inline"]
 Op = tuple[Callable[..., Any], tuple[Any, ...]]
 # Each op's (ok, result or exception), and the number of commits made.
 Outcomes = tuple[list[tuple[bool, Any]], int]
+# Called with a batch's future as soon as it is settled, in the same turn: the store hands each
+# op its result without waiting a turn for a done callback.
+AnswerHook = Callable[["asyncio.Future[Outcomes]"], None]
 
 
 class WriterCore(Protocol):
@@ -72,9 +75,9 @@ class ThreadWriter:
     def __init__(self, core: WriterCore) -> None:
         self._core = core
         self._loop = asyncio.get_running_loop()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], Any], asyncio.Future[Any], AnswerHook | None] | None
+        ] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -85,8 +88,8 @@ class ThreadWriter:
             await self.stop()
             raise
 
-    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
-        return self._submit(functools.partial(self._core.run_batch, batch))
+    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
+        return self._submit(functools.partial(self._core.run_batch, batch), on_answer)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):  # closing is best effort; the thread must end
@@ -94,20 +97,22 @@ class ThreadWriter:
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
-    def _submit(self, job: Callable[[], T]) -> asyncio.Future[T]:
+    def _submit(
+        self, job: Callable[[], T], on_answer: AnswerHook | None = None
+    ) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((job, future))
+        self._jobs.put((job, future, on_answer))
         return future
 
     def _run(self) -> None:
         while (item := self._jobs.get()) is not None:
-            job, future = item
+            job, future, on_answer = item
             try:
                 result = job()
             except BaseException as exc:  # handed to the awaiting coroutine, raised there
-                self._answer(_fail_future, future, exc)
+                self._answer(_fail_future, future, exc, on_answer)
             else:
-                self._answer(_resolve_future, future, result)
+                self._answer(_resolve_future, future, result, on_answer)
 
     def _answer(self, how: Callable[[asyncio.Future[Any], Any], None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits any more
@@ -128,26 +133,36 @@ class InlineWriter:
     async def start(self) -> None:
         self._core.open()
 
-    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
+    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
         future: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
         try:
             future.set_result(self._core.run_batch(batch))
         except Exception as exc:  # the commit itself failed (disk full, I/O error)
             future.set_exception(exc)
+        if on_answer is not None:
+            on_answer(future)
         return future
 
     async def stop(self) -> None:
         self._core.close()
 
 
-def _resolve_future(future: asyncio.Future[Any], result: Any) -> None:
+def _resolve_future(
+    future: asyncio.Future[Any], result: Any, on_answer: AnswerHook | None = None
+) -> None:
     if not future.done():
         future.set_result(result)
+        if on_answer is not None:
+            on_answer(future)
 
 
-def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
+def _fail_future(
+    future: asyncio.Future[Any], error: BaseException, on_answer: AnswerHook | None = None
+) -> None:
     if not future.done():
         future.set_exception(error)
+        if on_answer is not None:
+            on_answer(future)
 
 
 _FRAME = struct.Struct("!I")
@@ -220,10 +235,13 @@ class ProcessWriter:
     def __init__(self, core: WriterCore) -> None:
         self._core = core
         self.process: multiprocessing.process.BaseProcess | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._answers: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[Any]] = deque()  # one per batch out, oldest first
+        self._transport: asyncio.Transport | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._failing: asyncio.Future[None] | None = None  # settling what was out, once closed
+        # One per batch out (the first: the answer to opening the database), oldest first,
+        # each with what to call as soon as its answer is read.
+        self._waiting: deque[tuple[asyncio.Future[Any], AnswerHook | None]] = deque()
+        self._unread = bytearray()
         self._broken: str | None = None
         self._stopping = False
 
@@ -248,53 +266,68 @@ class ProcessWriter:
         finally:
             theirs.close()
         _writer_channels.add(ours)
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**26)
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((opened, None))
+        self._closed = loop.create_future()
+        await loop.create_unix_connection(lambda: _AnswerReader(self), sock=ours)
         try:
-            ok, error = await self._read_answer()  # to opening the database
-        except (OSError, EOFError, asyncio.IncompleteReadError):
-            ok, error = False, StoreError(await self._ended())
-        if not ok:
+            await opened
+        except BaseException:
             await self.stop()
-            raise error
-        self._answers = asyncio.create_task(self._read_answers(), name="store-writer-answers")
+            raise
 
-    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
+    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._broken is not None or self._writer is None:
+        if self._broken is not None or self._transport is None:
             future.set_exception(StoreError(self._broken or "store writer process stopped"))
+            if on_answer is not None:
+                on_answer(future)
             return future
         payload = dumps(batch)
-        self._writer.write(_FRAME.pack(len(payload)) + payload)
-        self._waiting.append(future)
+        self._transport.write(_FRAME.pack(len(payload)) + payload)
+        self._waiting.append((future, on_answer))
         return future
 
-    async def _read_answer(self) -> tuple[bool, Any]:
-        reader = self._reader
-        assert reader is not None
-        size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
-        answer: tuple[bool, Any] = pickle.loads(await reader.readexactly(size))
-        return answer
+    def _received(self, data: bytes) -> None:
+        """Answers read from the socket: each batch's future is settled, and its hook called,
+        in the same turn (no reader task, no done-callback turn in between)."""
+        unread = self._unread
+        unread += data
+        start, end = 0, len(unread)
+        header = _FRAME.size
+        while end - start >= header:
+            (size,) = _FRAME.unpack_from(unread, start)
+            if end - start - header < size:
+                break
+            ok, value = pickle.loads(memoryview(unread)[start + header : start + header + size])
+            start += header + size
+            future, on_answer = self._waiting.popleft()
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+            if on_answer is not None:
+                on_answer(future)
+        del unread[:start]
 
-    async def _read_answers(self) -> None:
-        """Settle the batches out, in order, until the socket closes."""
-        try:
-            while True:
-                ok, value = await self._read_answer()
-                future = self._waiting.popleft()
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-        except (OSError, EOFError, asyncio.IncompleteReadError):
-            if self._stopping and not self._waiting:
-                return
+    def _lost(self) -> None:
+        self._transport = None
+        self._failing = asyncio.ensure_future(self._fail_waiting())
+
+    async def _fail_waiting(self) -> None:
+        if not (self._stopping and not self._waiting):
             self._broken = await self._ended()
         while self._waiting:
-            future = self._waiting.popleft()
+            future, on_answer = self._waiting.popleft()
             if not future.done():
-                future.set_exception(StoreError(self._broken))
+                future.set_exception(StoreError(self._broken or "store writer process stopped"))
+                if on_answer is not None:
+                    on_answer(future)
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     async def _ended(self) -> str:
         code = None
@@ -305,12 +338,10 @@ class ProcessWriter:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._writer is not None:
-            self._writer.close()  # the child finishes the batches in hand, sees EOF, and ends
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
-        if self._answers is not None:
-            await self._answers
+        if self._transport is not None:
+            self._transport.close()  # the child finishes the batches in hand, sees EOF, and ends
+        if self._closed is not None:
+            await self._closed
         process = self.process
         if process is not None:
             loop = asyncio.get_running_loop()
@@ -318,7 +349,23 @@ class ProcessWriter:
             if process.exitcode is None:  # stuck (a disk that never answers): do not hang
                 process.kill()
                 await loop.run_in_executor(None, process.join)
-        self._reader = self._writer = self.process = self._answers = None
+        self._transport = self._closed = self._failing = self.process = None
+
+
+class _AnswerReader(asyncio.Protocol):
+    """The daemon's end of the writer process's socket."""
+
+    def __init__(self, writer: ProcessWriter) -> None:
+        self._writer = writer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._writer._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._writer._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._writer._lost()
 
 
 def tune_collector() -> None:
