@@ -36,21 +36,19 @@ class TurnBatch(Generic[T]):
         self._waiters: list[asyncio.Future[None]] = []
 
     def add(self, item: T) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
         if not self._items:
-            loop.call_soon(self._close)
+            # A task's first step runs on the loop's next turn, after every callback already
+            # due in this one: it closes the batch then, one turn sooner than a callback that
+            # would close it and start the task.
+            self._spawn(self._run())
         self._items.append(item)
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         return waiter
 
-    def _close(self) -> None:
+    async def _run(self) -> None:
         items, waiters = self._items, self._waiters
         self._items, self._waiters = [], []
-        if items:
-            self._spawn(self._run(items, waiters))
-
-    async def _run(self, items: list[T], waiters: list[asyncio.Future[None]]) -> None:
         try:
             later = await self._handle(items)
         except asyncio.CancelledError:

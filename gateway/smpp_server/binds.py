@@ -206,19 +206,28 @@ class CustomerBind(SmppHandler):
             self.server.stats.throttled += 1
             return response_to(request, command_status=CommandStatus.ESME_RTHROTTLED)
         result = self.server.handle_request(self, runtime, request)
-        if result is None or isinstance(result, Pdu):
+        if isinstance(result, Pdu):
             return result
-        # A future, not a coroutine: no task per request. This callback is registered before
-        # smpp.aio's, so the count drops before the answer is written.
-        pending = asyncio.ensure_future(result)
         self.in_flight += 1
         if self.in_flight >= self.window and not self._paused_for_window:
             self._paused_for_window = True
             self._update_reading()
+        if result is None:
+            return None  # answered through `answer` (a batch of submits, once stored)
+        # A future, not a coroutine: no task per request. This callback is registered before
+        # smpp.aio's, so the count drops before the answer is written.
+        pending = asyncio.ensure_future(result)
         pending.add_done_callback(self._answered)
         return pending
 
-    def _answered(self, _: asyncio.Future[Pdu]) -> None:
+    def answer(self, response: Pdu) -> None:
+        """Answer a request `handle_request` took to answer later (it returned None): written
+        with the other answers of this turn, no future or callback per request."""
+        self._answered(None)
+        if self.connection is not None:
+            self.connection.respond(response)
+
+    def _answered(self, _: asyncio.Future[Pdu] | None) -> None:
         self.in_flight -= 1
         if self._paused_for_window and self.in_flight < self.window:
             self._paused_for_window = False

@@ -217,7 +217,7 @@ class CustomerSmppServer:
     ) -> RequestResult:
         kind = type(request)
         if kind is SubmitSm or kind is DataSm:
-            return self.submits.submit(runtime, request)
+            return self.submits.submit(runtime, request, bind.answer)
         if kind is QuerySm:
             assert isinstance(request, QuerySm)
             return self.own_messages.query(runtime, request)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.intake import IntakeRefusal, MessageRequest
@@ -39,8 +40,11 @@ class SubmitIntake:
         self._spawn = spawn
         self._batch = _IntakeBatch(self, spawn)
 
-    def submit(self, runtime: AccountRuntime, pdu: Pdu) -> RequestResult:
-        """A submit_sm or data_sm."""
+    def submit(
+        self, runtime: AccountRuntime, pdu: Pdu, answer: Callable[[Pdu], None]
+    ) -> RequestResult:
+        """A submit_sm or data_sm. None: `answer` is called with the response once the
+        message is stored (or refused)."""
         account = runtime.account
         try:
             destination = str(getattr(pdu, "destination_addr", ""))
@@ -62,7 +66,8 @@ class SubmitIntake:
             and part.concat.total <= account.config.window
         ):
             return self._hold_part(runtime, pdu, content)
-        return self._batch.add(pdu, content.request(pdu, destination))
+        self._batch.add(pdu, content.request(pdu, destination), answer)
+        return None
 
     async def accept_one(self, pdu: Pdu, request: MessageRequest) -> Pdu:
         try:
@@ -190,7 +195,9 @@ class SubmitIntake:
 
 
 class _IntakeBatch:
-    """Submits read in one loop iteration go to intake together: one `accept`, one store write.
+    """Submits read in one loop iteration go to intake together: one `accept`, one store write,
+    and their answers are written together, each through its bind's `answer` (no future or
+    callback per submit).
 
     Intake is all or nothing per call, so when a batch is refused the requests are accepted one
     by one and each gets its own answer (prepare is pure, running it twice changes nothing).
@@ -199,21 +206,17 @@ class _IntakeBatch:
     def __init__(self, intake: SubmitIntake, spawn: Spawn) -> None:
         self.intake = intake
         self._spawn = spawn
-        self.pending: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]] = []
+        self.pending: list[tuple[Pdu, MessageRequest, Callable[[Pdu], None]]] = []
 
-    def add(self, pdu: Pdu, request: MessageRequest) -> asyncio.Future[Pdu]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Pdu] = loop.create_future()
+    def add(self, pdu: Pdu, request: MessageRequest, answer: Callable[[Pdu], None]) -> None:
         if not self.pending:
-            loop.call_soon(self._flush)
-        self.pending.append((pdu, request, future))
-        return future
+            # The task's first step runs on the next turn, after the rest of this turn's
+            # submits: it takes the batch then.
+            self._spawn(self._accept())
+        self.pending.append((pdu, request, answer))
 
-    def _flush(self) -> None:
+    async def _accept(self) -> None:
         batch, self.pending = self.pending, []
-        self._spawn(self._accept(batch))
-
-    async def _accept(self, batch: list[tuple[Pdu, MessageRequest, asyncio.Future[Pdu]]]) -> None:
         intake = self.intake
         stats = intake.stats
         try:
@@ -222,30 +225,25 @@ class _IntakeBatch:
             )
         except IntakeRefusal as refusal:
             if len(batch) == 1:
-                pdu, request, future = batch[0]
+                pdu, request, answer = batch[0]
                 stats.submits_refused += 1
                 log.debug("%s: submit refused: %s", request.account, refusal)
-                _settle(future, response_to(pdu, command_status=refusal.smpp_status))
+                answer(response_to(pdu, command_status=refusal.smpp_status))
                 return
             answers = await asyncio.gather(
                 *(intake.accept_one(pdu, request) for pdu, request, _ in batch),
                 return_exceptions=True,
             )
-            for (pdu, _, future), answer in zip(batch, answers, strict=True):
-                if isinstance(answer, BaseException):
-                    answer = response_to(pdu, command_status=CommandStatus.ESME_RSYSERR)
-                _settle(future, answer)
+            for (pdu, _, answer), response in zip(batch, answers, strict=True):
+                if isinstance(response, BaseException):
+                    response = response_to(pdu, command_status=CommandStatus.ESME_RSYSERR)
+                answer(response)
             return
         except Exception:
             log.exception("storing %d submits failed", len(batch))
-            for pdu, _, future in batch:
-                _settle(future, response_to(pdu, command_status=CommandStatus.ESME_RSYSERR))
+            for pdu, _, answer in batch:
+                answer(response_to(pdu, command_status=CommandStatus.ESME_RSYSERR))
             return
         stats.submits_accepted += len(batch)
-        for (pdu, _, future), item in zip(batch, prepared, strict=True):
-            _settle(future, response_to(pdu, message_id=item.message.id))
-
-
-def _settle(future: asyncio.Future[Pdu], answer: Pdu) -> None:
-    if not future.done():  # cancelled when its connection went away
-        future.set_result(answer)
+        for (pdu, _, answer), item in zip(batch, prepared, strict=True):
+            answer(response_to(pdu, message_id=item.message.id))
