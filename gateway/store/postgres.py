@@ -88,6 +88,7 @@ from gateway.store.sealing import KEY_BYTES, Sealer
 from gateway.store.sqlstore import Query, SqlMessageStore
 from gateway.store.transaction import ConstraintViolated, _CarrierMap, _LiveMap, _Tx
 from gateway.store.writer import Op, Outcomes, ProcessWriter, ThreadWriter, WriterPlacement
+from gateway.tasks import cancel_and_wait
 
 # The channel of opt-out changes, then the schema's name (channels are the database's, and one
 # database may hold several clusters' schemas).
@@ -698,9 +699,7 @@ class PostgresMessageStore(SqlMessageStore):
 
     async def close(self) -> None:
         if self._watching is not None:
-            self._watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watching
+            await cancel_and_wait(self._watching)
             self._watching = None
         if not await self._stop():
             return
