@@ -115,3 +115,25 @@ async def test_a_dead_nodes_unsent_messages_go_to_exactly_one_survivor(
     mine = [ref[0] async for page in c.pending_refs(T0 + 10) for ref in page]
     assert sorted(mine) == sorted(taken_c)
     await a.open()  # for the fixture's close
+
+
+async def test_a_dead_nodes_claimed_mo_goes_to_one_node_with_a_bind(
+    nodes: list[PostgresMessageStore],
+) -> None:
+    """Node a claimed an MO for its customer's bind and died before the customer took it:
+    once a's lease ran out, the next node that claims it gets it, and only one node does.
+    A live node's claim is its own (the same key claimed again by it is still its)."""
+    a, b, c = nodes
+    mo_id = await a.queue_mo("shop", b"pdu", received_at=T0, expires_at=T0 + 3600)
+    key = (str(mo_id), "mo")
+    assert await a.claim_deliveries([key]) == {key}
+    assert await b.claim_deliveries([key]) == set()  # a is alive and claimed it just now
+    assert await a.claim_deliveries([key]) == {key}
+    await a.close()
+    for _ in range(12):
+        await asyncio.sleep(0.25)
+        await b.heartbeat()
+        await c.heartbeat()
+    got_b, got_c = await asyncio.gather(b.claim_deliveries([key]), c.claim_deliveries([key]))
+    assert [got_b, got_c].count({key}) == 1 and [got_b, got_c].count(set()) == 1
+    await a.open()  # for the fixture's close
