@@ -2,7 +2,7 @@
 on PostgreSQL and two nodes on one PostgreSQL, taking turns, every message checked delivered
 exactly once, and the database work per message counted.
 
-Usage: .venv/bin/python bench/scaleout.py [--messages 3000] [--rounds 2] [--paths mt,smpp-in]
+Usage: .venv/bin/python bench/scaleout.py [--messages 2000] [--rounds 2] [--paths mt,smpp-in]
            [--runs sqlite,pg1,pg2] [--concurrency 64] [--esme-binds 2] [--window 100]
            [--sessions 2] [--dsn postgresql://postgres@127.0.0.1:5432/test] [--no-count]
            [--receipt-mode same-write|timer|delayed|before-resp] [--stages] [--keep]
@@ -28,7 +28,8 @@ configuration: only the nodes and the store differ.
 
 Checked every run: every request answered 202 (every submit_sm ESME_ROK) with a distinct id,
 every id given exactly one final callback (receipt) saying delivered, none for an unknown id,
-and the simulator accepted exactly `messages` submits (a duplicate submit shows there).
+the simulator accepted exactly `messages` submits (a duplicate submit shows there), and it never
+saw more than `sessions` carrier binds at once.
 
 CPU per message, from /proc (user + system): each node's process tree (daemon and its store
 writer), PostgreSQL's backends serving the nodes' connections (application_name "tandem
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -118,6 +120,8 @@ class Outcome:
     not_delivered: int = 0
     unknown: int = 0  # final receipts for ids never acknowledged
     at_smsc: int = -1  # submits the simulator accepted
+    most_bound: int = -1  # the most carrier binds the simulator saw at once
+    sessions: int = 0  # the link's budget of binds across the nodes
     cpu: dict[str, float] = field(default_factory=dict)
     load: tuple[float, float] = (0.0, 0.0)
     counts: tuple[int, int] = (0, 0)  # statements, round trips (counted runs)
@@ -144,6 +148,7 @@ class Outcome:
             and self.duplicates == 0
             and self.not_delivered == 0
             and self.at_smsc == self.messages
+            and 0 <= self.most_bound <= self.sessions
         )
 
     def check(self) -> str:
@@ -156,6 +161,7 @@ class Outcome:
             f"{self.duplicates} duplicate receipts" if self.duplicates else "",
             f"{self.not_delivered} not delivered" if self.not_delivered else "",
             f"SMSC accepted {self.at_smsc}" if self.at_smsc != self.messages else "",
+            f"{self.most_bound} carrier binds at once" if self.most_bound > self.sessions else "",
         ]
         return "; ".join(p for p in problems if p)
 
@@ -414,10 +420,13 @@ async def smpp_in_load(
     last_receipt = [0.0]
     done = asyncio.Event()
 
-    def on_request(pdu: Pdu) -> Pdu:
+    arrivals: dict[str, list[tuple[float, int]]] = {}  # id -> (when, bind) of each copy
+
+    def on_request(pdu: Pdu, bind: int) -> Pdu:
         if isinstance(pdu, DeliverSm) and pdu.esm_class & 0x04:
             receipt_id = str(pdu.tlvs.get(Tag.RECEIPTED_MESSAGE_ID, ""))
             finals[receipt_id] += 1
+            arrivals.setdefault(receipt_id, []).append((time.perf_counter(), bind))
             if b"stat:DELIVRD" in pdu.short_message:
                 delivered.add(receipt_id)
             if finals[receipt_id] == 1:
@@ -429,7 +438,8 @@ async def smpp_in_load(
     clients = []
     for number in range(args.esme_binds):
         client = SmppClient(
-            SessionConfig(window=args.window, response_timeout=60.0), request_handler=on_request
+            SessionConfig(window=args.window, response_timeout=60.0),
+            request_handler=functools.partial(on_request, bind=number),
         )
         await client.connect("127.0.0.1", nodes[number % len(nodes)].smpp_port)
         await client.bind("transceiver", SYSTEM_ID, PASSWORD)
@@ -459,6 +469,13 @@ async def smpp_in_load(
     out.finals = finals
     out.not_delivered = len(finals) - len(delivered.intersection(finals))
     out.unknown = sum(1 for message in finals if message not in answers.ids)
+    twice = [(copies, receipt_id) for receipt_id, copies in arrivals.items() if len(copies) > 1]
+    if twice:
+        print(f"  receipts twice ({len(twice)}; first ones: seconds after the first submit, bind):")
+        for copies, receipt_id in sorted(twice)[:5]:
+            when = ", ".join(f"{at - started:.2f} s on {b}" for at, b in copies)
+            print(f"    {receipt_id}: {when}")
+        print(f"    last: {sorted(twice)[-1]}")
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -470,8 +487,9 @@ async def stop_nodes(nodes: list[Node]) -> None:
     )
 
 
-def simulator_accepted(log: Path) -> int:
-    found = re.findall(r"\baccepted=(\d+)", log.read_text(encoding="utf-8", errors="replace"))
+def simulator_stat(log: Path, name: str) -> int:
+    """A figure of the line the simulator prints when it stops (-1: none)."""
+    found = re.findall(rf"\b{name}=(\d+)", log.read_text(encoding="utf-8", errors="replace"))
     return int(found[-1]) if found else -1
 
 
@@ -480,7 +498,7 @@ async def one_run(
 ) -> Outcome:
     backend, node_count = CONFIGURATIONS[run]
     workdir = Path(tempfile.mkdtemp(prefix=f"scaleout-{path}-{run}-"))
-    out = Outcome(path, run, round_number, args.messages)
+    out = Outcome(path, run, round_number, args.messages, sessions=args.sessions)
     args.path = path
     store = pgstore.StoreRun(
         argparse.Namespace(store=backend, dsn=args.dsn, count_db=count), workdir
@@ -546,7 +564,8 @@ async def one_run(
         await stop_nodes(nodes)
         stop(smsc)
         store.close()
-        out.at_smsc = simulator_accepted(workdir / "smsc.log")
+        out.at_smsc = simulator_stat(workdir / "smsc.log", "accepted")
+        out.most_bound = simulator_stat(workdir / "smsc.log", "most_bound")
         if args.keep or not out.exact:
             print(f"  logs of {path} {run} round {round_number}: {workdir}")
         else:
@@ -664,7 +683,7 @@ async def bench(args: argparse.Namespace) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=3000, help="messages a run")
+    parser.add_argument("--messages", type=int, default=2000, help="messages a run")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every configuration")
     parser.add_argument("--paths", default="mt,smpp-in")
     parser.add_argument("--runs", default="sqlite,pg1,pg2")
