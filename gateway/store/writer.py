@@ -294,14 +294,16 @@ class ProcessWriter:
         in the same turn (no reader task, no done-callback turn in between)."""
         unread = self._unread
         unread += data
-        start, end = 0, len(unread)
-        header = _FRAME.size
+        answers: list[tuple[bool, Any]] = []
+        start, end, header = 0, len(unread), _FRAME.size
         while end - start >= header:
             (size,) = _FRAME.unpack_from(unread, start)
             if end - start - header < size:
                 break
-            ok, value = pickle.loads(memoryview(unread)[start + header : start + header + size])
+            answers.append(pickle.loads(unread[start + header : start + header + size]))
             start += header + size
+        del unread[:start]
+        for ok, value in answers:
             future, on_answer = self._waiting.popleft()
             if future.done():
                 continue
@@ -311,7 +313,6 @@ class ProcessWriter:
                 future.set_exception(value)
             if on_answer is not None:
                 on_answer(future)
-        del unread[:start]
 
     def _lost(self) -> None:
         self._transport = None
