@@ -74,7 +74,7 @@ from gateway.optouts.policy import QUEUED_REFUSAL, OptOutPolicy
 from gateway.optouts.registry import OptOutRegistry, OptOutStats
 from gateway.optouts.senders import SenderGroups, sender_key
 from gateway.private_files import private_data_dir
-from gateway.queue import AsyncSendQueue, RetryPolicy
+from gateway.queue import AsyncSendQueue, RetryPolicy, SendGate
 from gateway.reload import ReloadPlan, ReloadReport, plan_reload
 from gateway.services import StatusListener
 from gateway.startup import startup_step
@@ -108,6 +108,8 @@ ROUTE_LEVEL_STATUSES = frozenset(
     }
 )
 SWEEP_INTERVAL = 1.0
+# How often a cluster node hands off what waits here for links it has no bind on.
+HANDOFF_INTERVAL = 0.5
 # Held receipts looked up again per sweep on a cluster (`Gateway._apply_held_elsewhere`).
 _HELD_LOOKUPS = 1000
 _DEFAULT_CAPABILITIES = LinkCapabilities(DEFAULT_MAX_PARTS, Concatenation.UDH8, None)
@@ -247,10 +249,16 @@ class Gateway:
         # The carrier budgets a cluster shares (PostgreSQL): each SMPP link binds only the
         # slots this node holds; None on SQLite, where a link binds all its sessions.
         self.budgets: LinkBudgets | None = None
+        self._renewed_at = time.monotonic()  # when this node's lease was last renewed
         if isinstance(self.store, PostgresMessageStore):
             self.budgets = LinkBudgets(self.store, self.store.node)
+            # Links send only while this node's lease is surely its own (see `_renewed`).
+            self.queue.gate = SendGate(self._renewed_at + self.store.lease_seconds)
         self._rebalance_now = asyncio.Event()
-        self._renewed_at = time.monotonic()  # when this node's lease was last renewed
+        # Links this node ran with no bind slot at the end of the last budget round: what
+        # waits here for them is handed off to the nodes that have one (`_hand_off_forever`).
+        self._no_bind: set[str] = set()
+        self._claim_checks = 0  # checks of this node's claims after a lease lapsed, so far
         self._stopped = asyncio.Event()
         self._background: list[Callable[[], Awaitable[None]]] = []  # stop hooks of channels
         self._reloading = asyncio.Lock()
@@ -624,9 +632,16 @@ class Gateway:
         self.stats.temporary_failures += 1
         if failure.not_attempted:
             # Never tried (its SIM is at the day's cap): another target now, no attempt spent.
-            self.dispatcher.enqueue(message)
-            return None
+            return self._queue_again(message)
         return self._requeue(link, message, failure)
+
+    def _queue_again(self, message: Message) -> Awaitable[None] | None:
+        """A message a link handed back goes back into the queue: at once on one node; in a
+        cluster once this node is known to still hold it (`_queue_if_still_held`)."""
+        if isinstance(self.store, PostgresMessageStore):
+            return self._queue_if_still_held(self.store, message)
+        self.dispatcher.enqueue(message)
+        return None
 
     async def _requeue(self, link: str, message: Message, failure: SendFailure) -> None:
         now = self.clock()
@@ -648,7 +663,9 @@ class Gateway:
         message.next_attempt_at = next_attempt
         message.last_error = error
         message.status = MessageStatus.QUEUED
-        self.dispatcher.enqueue(message)
+        again = self._queue_again(message)
+        if again is not None:
+            await again
 
     def on_permanent_failure(
         self, link: str, message: Message, failure: SendFailure
@@ -657,7 +674,9 @@ class Gateway:
         if failure.status in ROUTE_LEVEL_STATUSES and self.dispatcher.exclude(message, link):
             self.stats.failovers += 1
             message.link = None
-            self.dispatcher.enqueue(message)
+            again = self._queue_again(message)
+            if again is not None:
+                self._spawn(again)
             return self.message_store.record_history(
                 message.id,
                 status=MessageStatus.QUEUED,
@@ -809,35 +828,97 @@ class Gateway:
     async def _hold_lease_forever(self, store: PostgresMessageStore) -> None:
         """A node of a cluster: renew this node's lease every `lease_seconds / 3`, on a fixed
         cadence that nothing else delays (the take-over and budget work runs beside it, in
-        `_cluster_work_forever`, woken by each renewal)."""
+        `_cluster_work_forever`, woken by each renewal; hand-offs in `_hand_off_forever`)."""
         period = store.lease_seconds / 3
         work = asyncio.create_task(self._cluster_work_forever(store), name="tandem-cluster-work")
+        hand_off = asyncio.create_task(self._hand_off_forever(store), name="tandem-hand-off")
+        store.watch_handoffs(self._rebalance_now.set)
         try:
             while True:
                 started = time.monotonic()
                 try:
                     renewed = await asyncio.wait_for(store.heartbeat(), store.lease_seconds / 2)
+                    await self._renewed(store, started, renewed)
                 except Exception:
                     log.exception("node %s: lease renewal failed", store.node)
                 else:
-                    self._renewed_at = started
-                    if not renewed:
-                        log.error(
-                            "node %s: its lease had lapsed (a stall longer than %.0f s): other "
-                            "nodes may have taken over its unsent messages and bind slots",
-                            store.node,
-                            store.lease_seconds,
-                        )
                     self._rebalance_now.set()
                 await asyncio.sleep(max(0.0, started + period - time.monotonic()))
         finally:
-            await cancel_and_settle(work)
+            await cancel_and_settle(work, hand_off)
+
+    async def _renewed(self, store: PostgresMessageStore, started: float, renewed: bool) -> None:
+        """A renewal sent at `started` (monotonic) went through: the lease is this node's
+        until `started + lease_seconds` at least, and the links may send until then. If the
+        lease may have lapsed since the last renewal (the database says so, or the last one
+        that went through was sent `lease_seconds` ago or more: one that timed out here may
+        have been the one that found it lapsed), other nodes may have taken this node's
+        messages over: they leave its queue first (`_drop_taken_over`), with the links held.
+        A take-over locks the dead node's row to its commit, so this renewal came after any
+        take-over of this node's messages, and the check below sees all it took."""
+        gate = self.queue.gate
+        assert gate is not None
+        lapsed = not renewed or time.monotonic() - self._renewed_at >= store.lease_seconds
+        if lapsed:
+            gate.open_until(0.0)  # shut until the check is done
+            log.error(
+                "node %s: its lease %s (a stall longer than %.0f s): other nodes may have "
+                "taken over its unsent messages and bind slots",
+                store.node,
+                "had lapsed" if not renewed else "may have lapsed",
+                store.lease_seconds,
+            )
+            dropped = await self._drop_taken_over(store)
+            if dropped:
+                log.error(
+                    "node %s: dropped %d queued messages another node took over",
+                    store.node,
+                    dropped,
+                )
+        self._renewed_at = started
+        gate.open_until(started + store.lease_seconds)
+
+    async def _drop_taken_over(self, store: PostgresMessageStore) -> int:
+        """Take out of the queue every message this node no longer holds (another node took
+        it over while this node's lease had lapsed, and sends it); how many. References not
+        yet read are checked as they are read (`load_waiting` reads this node's only)."""
+        self._claim_checks += 1
+        held = self.queue.core.held_ids()
+        mine = await store.still_claimed(held)
+        dropped = 0
+        for message_id in held:
+            if message_id not in mine and self.queue.remove(message_id):
+                self.dispatcher.forget(message_id)
+                dropped += 1
+        return dropped
+
+    async def _queue_if_still_held(self, store: PostgresMessageStore, message: Message) -> None:
+        """A message a link handed back (a retry, another route target) goes back into this
+        node's queue only if this node still holds it: its link took it before a lapse of
+        this node's lease that another node may have used to take it over. Checked again
+        if a check of this node's claims began meanwhile (it did not see this message)."""
+        while True:
+            checks = self._claim_checks
+            try:
+                held = await store.still_claimed([message.id])
+            except Exception:
+                if self._stopping:  # it waits in the store; a restart queues it
+                    return
+                log.exception("node %s: could not check the claim on %s", store.node, message.id)
+                await asyncio.sleep(1.0)
+                continue
+            if checks == self._claim_checks:
+                break
+        if message.id in held:
+            self.dispatcher.enqueue(message)
 
     async def _cluster_work_forever(self, store: PostgresMessageStore) -> None:
-        """After each renewal: take the unsent messages of nodes whose lease ran out into
-        this node's queue (each goes to one node only), and move the links' binds to this
-        node's share of their budgets. A node whose lease was not renewed for two periods
-        closes its binds before the lease can lapse: its bind slots are free from then on."""
+        """After each renewal (and when another node hands messages off): move the links'
+        binds to this node's share of their budgets, then take into this node's queue the
+        unsent messages of nodes whose lease ran out and those handed off for links it now
+        has binds on (each goes to one node only). A node whose lease was not renewed for two
+        periods closes its binds before the lease can lapse: its bind slots are free from
+        then on."""
         period = store.lease_seconds / 3
         while True:
             with contextlib.suppress(TimeoutError):
@@ -854,27 +935,77 @@ class Gateway:
                         )
                         await self.budgets.shed_all(self._budgeted_links())
                     continue
-                await self.take_over(store)
                 if self.budgets is not None:
                     async with self._reloading:  # a reload's links settle first
-                        await self.budgets.rebalance(self._budgeted_links(), self._budget_limits())
+                        links = self._budgeted_links()
+                        await self.budgets.rebalance(links, self._budget_limits())
+                        self._no_bind = {name for name, link in links.items() if not link.budget}
+                await self.take_over(store)
             except Exception:
                 log.exception("node %s: take-over or budget round failed", store.node)
 
+    def _sends_on(self) -> list[str]:
+        """The links this node sends on: those it runs, but for those it holds no bind slot of."""
+        return sorted(name for name in self.links if name not in self._no_bind)
+
     async def take_over(self, store: PostgresMessageStore) -> int:
-        """Queue here the unsent messages of dead nodes; how many."""
-        ids = await store.take_over()
+        """Queue here the unsent messages of dead nodes, and those handed off for a link this
+        node sends on; how many."""
+        ids = await store.take_over(links=self._sends_on())
         if not ids:
             return 0
         messages = await store.load_waiting(ids)
         log.warning(
-            "node %s: took over %d unsent messages of nodes whose lease ran out",
+            "node %s: took over %d unsent messages of nodes whose lease ran out or that had "
+            "no bind on their link",
             store.node,
             len(messages),
         )
         for message in messages:
             self.dispatcher.enqueue(message)
         return len(messages)
+
+    async def _hand_off_forever(self, store: PostgresMessageStore) -> None:
+        """Messages waiting here for a link this node has no bind on (it does not run it, or
+        holds none of its slots) go to a node that has one: every `HANDOFF_INTERVAL`, while
+        this node's lease is surely its own, they leave its queue and its claim is released;
+        a node sending on that link takes them when notified (or on its next round)."""
+        gate = self.queue.gate
+        assert gate is not None
+        while True:
+            await asyncio.sleep(HANDOFF_INTERVAL)
+            if not gate.is_open():
+                continue  # nothing is surely this node's to give
+            for link in sorted(self.queue.depth()):
+                if link in self.links and link not in self._no_bind:
+                    continue
+                try:
+                    await self._hand_off(store, link)
+                except Exception:
+                    log.exception(
+                        "node %s: handing off link %s's messages failed", store.node, link
+                    )
+
+    async def _hand_off(self, store: PostgresMessageStore, link: str) -> int:
+        """Release what waits here for `link`; how many were still this node's to give."""
+        messages, refs = self.queue.take_link(link)
+        ids = [message.id for message in messages] + [ref.message_id for ref in refs]
+        if not ids:
+            return 0
+        try:
+            released = await store.release(ids, link)
+        except BaseException:
+            self.queue.put_back(link, messages, refs)
+            raise
+        for message_id in ids:
+            self.dispatcher.forget(message_id)
+        log.info(
+            "node %s: handed off %d messages for link %s (no bind on it here)",
+            store.node,
+            released,
+            link,
+        )
+        return released
 
     async def _sweep_forever(self) -> None:
         while True:

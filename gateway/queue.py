@@ -346,6 +346,41 @@ class SendQueue:
             refs.live += len(chunk) // _REF_OCTETS
             self._refs_by_link[link] += len(chunk) // _REF_OCTETS
 
+    def held_ids(self) -> list[str]:
+        """The ids held whole, and those of pages being read back (not the references still
+        waiting: reading them back checks them): what a cluster node checks its claims on."""
+        paging = [i for i in self._paging if i not in self._paging_taken]
+        return [*self._entries, *paging]
+
+    def take_link(self, link: str) -> tuple[list[Message], list[StoredRef]]:
+        """Take out all that waits for `link` (for another node to send): its whole messages,
+        scheduled ones included, in arrival order, and its references (pages being read come
+        back whole, to be taken next time)."""
+        queue = self._links.get(link)
+        whole: list[_Entry] = []
+        if queue is not None:
+            whole = [*queue.ready_entries(), *(item[2] for item in queue.waiting)]
+            whole = [entry for entry in whole if not entry.removed]
+            whole.sort(key=lambda entry: entry.sequence)
+            for entry in whole:
+                self._forget(entry)
+        refs: list[StoredRef] = []
+        for (name, priority), stored in self._refs.items():
+            if name != link or not stored.live:
+                continue
+            data, names = stored.data, self._route_names
+            for at in range(stored.head, len(data), _REF_OCTETS):
+                number = int.from_bytes(data[at : at + 2], "big")
+                if number != _TAKEN:
+                    route = names[number]
+                    refs.append(
+                        StoredRef(data[at + 2 : at + _REF_OCTETS].hex(), link, priority, route)
+                    )
+                    self._count(link, priority, route, -1)
+            self._refs_by_link[link] -= stored.live
+            stored.data, stored.head, stored.live = bytearray(), 0, 0
+        return [entry.message for entry in whole], refs
+
     def withdraw(self, message_id: str, *, refs: bool = True) -> bool:
         """Take a message out wherever it waits (to cancel it): False if it is not queued
         (handed out to a link, or never here). `refs=False` looks only at whole messages;
@@ -536,6 +571,30 @@ class SendQueue:
 Loader = Callable[[Sequence[str]], Awaitable[list[Message]]]
 
 
+class SendGate:
+    """Until when senders may take messages (`until`, monotonic seconds), moved on by its
+    owner: a cluster node after each renewal of its lease, so that it sends only while no
+    other node can have taken its messages over. While it is shut, `get` waits."""
+
+    __slots__ = ("_moved", "until")
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self._moved = asyncio.Event()
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.until
+
+    def open_until(self, until: float) -> None:
+        self.until = until
+        self._moved.set()
+
+    async def wait_open(self) -> None:
+        while not self.is_open():
+            self._moved.clear()
+            await self._moved.wait()
+
+
 class AsyncSendQueue:
     """`SendQueue` for asyncio senders: `put` wakes them, `await get(link)` waits until due.
 
@@ -569,6 +628,7 @@ class AsyncSendQueue:
         # callable records why; the gateway's opt-out check for messages queued before a STOP).
         self.stop_before_send: Callable[[Message], bool] | None = None
         self._paging: dict[str, asyncio.Task[None]] = {}  # per link: one page at a time
+        self.gate: SendGate | None = None  # None: senders may always take (one node)
 
     def put(self, message: Message, link: str) -> None:
         self.core.put(message, link, self._clock())
@@ -586,6 +646,10 @@ class AsyncSendQueue:
         wakeup = self._wakeups.setdefault(link, asyncio.Event())
         core = self.core
         while True:
+            gate = self.gate
+            if gate is not None and not gate.is_open():
+                await gate.wait_open()
+                continue
             now = self._clock()
             message = core.pop(link, now)
             self._hand_over_expired()
@@ -603,6 +667,17 @@ class AsyncSendQueue:
                 await asyncio.wait_for(wakeup.wait(), timeout)
             except TimeoutError:
                 pass
+
+    def take_link(self, link: str) -> tuple[list[Message], list[StoredRef]]:
+        """See `SendQueue.take_link`."""
+        return self.core.take_link(link)
+
+    def put_back(self, link: str, messages: Sequence[Message], refs: Sequence[StoredRef]) -> None:
+        """Queue again what `take_link(link)` took out (it could not be handed on)."""
+        for message in messages:
+            self.put(message, link)
+        odd = self.put_refs((ref.message_id, ref.priority, ref.route, ref.link) for ref in refs)
+        assert not odd  # references are of our own ids only
 
     def remove(self, message_id: str, *, refs: bool = True) -> bool:
         """Take a message out (to cancel it): False when it is not queued (handed out to a

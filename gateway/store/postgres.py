@@ -82,7 +82,7 @@ from gateway.store.message_ops import (
     _requeue,
     _set_segment_status,
 )
-from gateway.store.rows import _MESSAGE_WIDTH, _message_from_row
+from gateway.store.rows import _MESSAGE_COLUMNS, _MESSAGE_WIDTH, _message_from_row
 from gateway.store.schema import _MIGRATIONS, _UNSENT_SQL
 from gateway.store.sealing import KEY_BYTES, Sealer
 from gateway.store.sqlstore import Query, SqlMessageStore
@@ -181,13 +181,35 @@ _HEARTBEAT = (
     "excluded.seen_at THEN excluded.started_at ELSE nodes.started_at END "
     "RETURNING started_at = seen_at"
 )
-# The unsent messages of dead nodes (and of none), for this node: SKIP LOCKED, so two survivors
-# taking over at once share them instead of waiting for each other or both taking one.
+# The unsent messages of dead nodes, of unknown ones, and those no node holds (handed off by a
+# node with no bind on their link, `_RELEASE`) for a link in $3 (the links this node sends on),
+# for this node. The dead nodes' rows are locked first (in name order) and the lock is held to
+# the commit: a dead node that renews its lease meanwhile waits for it, and so learns of every
+# message taken from it before it may send again (`still_claimed`); a node that renewed first
+# is alive by then and keeps its messages. SKIP LOCKED: two survivors taking over at once share
+# them instead of waiting for each other or both taking one.
 _TAKE_OVER = (
+    f"WITH dead AS MATERIALIZED (SELECT name FROM nodes WHERE lease_until <= {_NOW} "
+    "ORDER BY name FOR UPDATE) "
     "UPDATE message_state SET claimed_by = $1 WHERE id IN (SELECT s.id FROM message_state s "
-    f"WHERE s.status IN {_UNSENT_SQL} AND s.claimed_by IS DISTINCT FROM $1 AND NOT EXISTS "
-    f"(SELECT 1 FROM nodes n WHERE n.name = s.claimed_by AND n.lease_until > {_NOW}) "
-    "LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+    f"WHERE s.status IN {_UNSENT_SQL} AND s.claimed_by IS DISTINCT FROM $1 AND CASE WHEN "
+    "s.claimed_by IS NULL THEN s.link IS NULL OR s.link = ANY($3::text[]) ELSE s.claimed_by IN "
+    "(SELECT name FROM dead) OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.name = s.claimed_by) "
+    "END LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
+)
+# Of these messages ($1), the unsent ones this node ($2) still holds.
+_STILL_CLAIMED = (
+    f"SELECT id FROM message_state WHERE id = ANY($1::text[]) AND status IN {_UNSENT_SQL} "
+    "AND claimed_by = $2"
+)
+# This node ($2) gives up its claim on messages ($1) waiting for link $3 (it has no bind on
+# it): no node holds them now, and any node that sends on $3 takes them (`_TAKE_OVER`), woken
+# by the notification (sent at the commit, once for the statement).
+HANDOFF_CHANNEL = "tandem_handoff_"  # and the schema's name
+_RELEASE = (
+    "WITH released AS (UPDATE message_state SET claimed_by = NULL, link = $3 "
+    f"WHERE id = ANY($1::text[]) AND claimed_by = $2 AND status IN {_UNSENT_SQL} RETURNING id) "
+    "SELECT count(*), pg_notify($4, '') FROM released"
 )
 _MINE = " AND s.claimed_by = $3 ORDER BY s.id"
 # A key's fixed window of $4 seconds (by the database's clock): $3 more used in it, or in a new
@@ -231,6 +253,13 @@ _CLAIM_DELIVERIES = (
     f"excluded.claimed_at - $4 OR NOT EXISTS ({_LIVE_HOLDER.format('delivery_claims.node')}) "
     "RETURNING item, kind"
 )
+# What this node's queue reads back: those of the ids ($1) still unsent and held by it ($2).
+_LOAD_MINE = (
+    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ANY($1::text[]) AND status IN "
+    f"{_UNSENT_SQL} AND id IN (SELECT id FROM message_state WHERE id = ANY($1::text[]) "
+    "AND claimed_by = $2)"
+)
+_IDS_PER_CHECK = 10_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 LISTEN_RETRY_SECONDS = 1.0  # between attempts to listen again after the connection was lost
 
@@ -655,6 +684,7 @@ class PostgresMessageStore(SqlMessageStore):
         self.pool_size = pool_size
         self._pool: Any = None
         self._watching: asyncio.Task[None] | None = None  # `watch_optouts`
+        self._handoffs: asyncio.Task[None] | None = None  # `watch_handoffs`
 
     @property
     def label(self) -> str:
@@ -698,9 +728,10 @@ class PostgresMessageStore(SqlMessageStore):
         self._start(writer)
 
     async def close(self) -> None:
-        if self._watching is not None:
-            await cancel_and_wait(self._watching)
-            self._watching = None
+        for task in (self._watching, self._handoffs):
+            if task is not None:
+                await cancel_and_wait(task)
+        self._watching = self._handoffs = None
         if not await self._stop():
             return
         if self._pool is not None:
@@ -738,11 +769,52 @@ class PostgresMessageStore(SqlMessageStore):
         row = await self._readers().fetchrow(_HEARTBEAT, self.node, self.lease_seconds)
         return not bool(row[0])
 
-    async def take_over(self, *, limit: int = 10_000) -> list[str]:
-        """Claim unsent messages whose node's lease ran out (or that no node holds); their
+    async def take_over(self, *, links: Sequence[str] = (), limit: int = 10_000) -> list[str]:
+        """Claim unsent messages whose node's lease ran out, and those no node holds that wait
+        for one of `links` (the links this node sends on; another node handed them off); their
         ids, for this node's queue to read. Each goes to one node only."""
-        rows = await self._readers().fetch(_TAKE_OVER, self.node, limit)
+        rows = await self._readers().fetch(_TAKE_OVER, self.node, limit, list(links))
         return [r[0] for r in rows]
+
+    async def still_claimed(self, message_ids: Sequence[str]) -> set[str]:
+        """Of these messages, the unsent ones this node still holds (the others were taken
+        over while its lease had lapsed, or finished)."""
+        mine: set[str] = set()
+        for start in range(0, len(message_ids), _IDS_PER_CHECK):
+            chunk = list(message_ids[start : start + _IDS_PER_CHECK])
+            rows = await self._readers().fetch(_STILL_CLAIMED, chunk, self.node)
+            mine.update(r[0] for r in rows)
+        return mine
+
+    async def release(self, message_ids: Sequence[str], link: str) -> int:
+        """Give up this node's claim on messages waiting for `link` (this node has no bind on
+        it), for a node that sends on it to take; how many were still this node's."""
+        if not message_ids:
+            return 0
+        channel = (HANDOFF_CHANNEL + self.schema)[:63]
+        row = await self._readers().fetchrow(_RELEASE, list(message_ids), self.node, link, channel)
+        return int(row[0])
+
+    def watch_handoffs(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever a node of this schema hands messages off (`release`), and
+        each time the listening connection is (re)opened (what was handed off before that
+        is found by the next take-over, not heard)."""
+        if self._handoffs is None:
+            channel = (HANDOFF_CHANNEL + self.schema)[:63]
+            self._handoffs = asyncio.get_running_loop().create_task(
+                self._listen_forever("hand-offs", channel, lambda *_: wake(), wake),
+                name="handoff-listen",
+            )
+
+    async def load_waiting(self, message_ids: Sequence[str]) -> list[Message]:
+        # Only this node's claims: a page of references read back after another node took
+        # some over (this node's lease had lapsed) leaves those out.
+        found: list[Message] = []
+        for start in range(0, len(message_ids), _IDS_PER_CHECK):
+            chunk = list(message_ids[start : start + _IDS_PER_CHECK])
+            rows = await self._readers().fetch(_LOAD_MINE, chunk, self.node)
+            found.extend(_message_from_row(r, self._sealer) for r in rows)
+        return found
 
     async def live_nodes(self) -> list[str]:
         rows = await self._readers().fetch(
@@ -828,30 +900,31 @@ class PostgresMessageStore(SqlMessageStore):
         `OptOutFeed`); PostgreSQL delivers a transaction's notifications at its commit, in
         commit order. A lost connection is opened again every `LISTEN_RETRY_SECONDS`."""
         if self._watching is None:
+            channel = (_OPTOUT_CHANNEL + self.schema)[:63]
+
+            def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+                try:
+                    notice = _optout_notice(payload)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("opt-outs: an announcement not understood: %.200s", payload)
+                    on_gap()  # read the change from the store instead
+                    return
+                on_change(notice)
+
             self._watching = asyncio.get_running_loop().create_task(
-                self._listen_forever(on_change, on_gap), name="optout-listen"
+                self._listen_forever("opt-outs", channel, heard, on_gap), name="optout-listen"
             )
 
     async def _listen_forever(
-        self, on_change: Callable[[OptOutNotice], None], on_gap: Callable[[], None]
+        self, what: str, channel: str, heard: Callable[..., None], on_gap: Callable[[], None]
     ) -> None:
-        channel = (_OPTOUT_CHANNEL + self.schema)[:63]
-
-        def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            try:
-                notice = _optout_notice(payload)
-            except (ValueError, KeyError, TypeError):
-                log.warning("opt-outs: an announcement not understood: %.200s", payload)
-                on_gap()  # read the change from the store instead
-                return
-            on_change(notice)
-
+        """LISTEN on `channel`, opening a lost connection again every `LISTEN_RETRY_SECONDS`."""
         while True:
             try:
                 await self._listen(channel, heard, on_gap)
-                log.warning("opt-outs: the connection listening for changes was lost")
+                log.warning("%s: the connection listening for changes was lost", what)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("opt-outs: cannot listen for changes: %s", exc)
+                log.warning("%s: cannot listen for changes: %s", what, exc)
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     async def _listen(
