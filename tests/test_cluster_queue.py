@@ -14,6 +14,7 @@ from collections import Counter
 
 from gateway.app import Gateway
 from gateway.intake import MessageRequest
+from gateway.links.base import SendFailure
 from gateway.messages import Channel
 from gateway.simulator import SmscSimulator
 from gateway.store.postgres import PostgresMessageStore
@@ -129,3 +130,29 @@ async def test_with_one_session_for_two_nodes_the_node_without_the_bind_hands_it
     assert sent == submits(simulator, "one-bind", node="a")
     assert not b.queue.size(LINK)
     assert simulator.stats.most_bound == 1
+
+
+async def test_a_message_handed_back_for_a_retry_is_queued_again_only_by_the_node_holding_it(
+    cluster: Cluster,
+) -> None:
+    # Node a alone, its link pinned to node b (not running): nothing here sends, and with
+    # its cluster tasks stopped nothing is handed off, so its queue shows what was put back.
+    a = await cluster.start("a", sessions=1, nodes=["b"])
+    assert a._cluster is not None and isinstance(a.store, PostgresMessageStore)
+    a._cluster.cancel()
+    await asyncio.gather(a._cluster, return_exceptions=True)
+    kept, taken = await accept(a, 2, "retry")
+    for message_id in (kept, taken):
+        assert a.queue.remove(message_id)
+    # `taken` was taken over by node b while a's lease had lapsed (as `take_over` does).
+    await a.store._readers().execute(
+        "UPDATE message_state SET claimed_by = 'b' WHERE id = $1", taken
+    )
+    for message_id in (kept, taken):
+        record = await a.store.get(message_id)
+        assert record is not None
+        retry = a.on_temporary_failure(LINK, record.message, SendFailure("busy", status=0x58))
+        assert retry is not None
+        await retry
+    assert kept in a.queue.core and taken not in a.queue.core
+    assert (await claimed_by(a, [kept, taken])) == {kept: "a", taken: "b"}

@@ -24,9 +24,17 @@ defaults to the writer session's `tandem.node` setting), and only that node's qu
 Each node renews its lease in `nodes` every `lease_seconds / 3`, by the database's clock (the
 nodes' clocks may disagree; the database has one). A node whose lease ran out is dead: any other
 node takes its unsent messages (`take_over`) with `FOR UPDATE SKIP LOCKED`, so each goes to
-exactly one survivor, which reads them into its queue. Delivery is at least once: a message the
-dead node had handed to its carrier but not yet recorded as submitted is sent again by the
-survivor; the bound is the dead node's submissions in flight (its links' windows) when it died.
+exactly one survivor, which reads them into its queue. The take-over locks the dead nodes'
+rows in `nodes` to its commit, so a node that was only stalled and renews meanwhile waits for
+it, and then finds every message taken from it (`still_claimed`): the daemon drops those from
+its queue before its links send again (they send only while its lease is surely its own).
+Delivery is at least once: a message a node's link had taken but not yet recorded as submitted
+when its lease ran out is sent again by the node that took it over; the bound is that node's
+links' windows.
+
+Hand-off: a node with no bind on a link releases its claim on what waits for it (`release`,
+which notifies the other nodes), and a node that sends on that link takes the messages no node
+holds (`take_over` with its links).
 
 Secrets at rest: sealed on this side as with SQLite (`gateway.store.sealing`); every node of
 one database needs the same `store.key`.
