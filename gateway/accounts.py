@@ -398,9 +398,8 @@ class BindGuard:
 # --- tandem accounts ------------------------------------------------------------------------
 
 
-def add_accounts_command(subparsers: Any) -> None:
+def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
     """`tandem accounts add|list|passwd|remove` (a `gateway.cli.SUBCOMMANDS` entry)."""
-    parser = subparsers.add_parser("accounts", help="manage SMPP customer accounts")
     parser.add_argument(
         "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
     )

@@ -6,9 +6,8 @@ Lives apart from `gateway.cli` so that subcommand modules (`gateway.http.cli`,
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 PROG = "tandem"
@@ -17,7 +16,6 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2  # bad arguments or a bad config file: the operator has something to fix
 
 Subparsers = Any  # argparse's _SubParsersAction, which is not public API
-SubcommandSetup = Callable[[Subparsers], None]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -27,6 +25,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def run_async(main: Coroutine[Any, Any, Any]) -> Any:
     """Run a coroutine to completion on uvloop when it is installed, else on asyncio's loop."""
+    import asyncio  # here: commands that run no loop (check-config, --help) do not load it
+
     try:
         import uvloop
     except ImportError:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail, run_async
 from gateway.config import ConfigError, load_config
 
 
-def add_db_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("db", help="the store's schema (upgrade)")
+def add_db_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     upgrade = actions.add_parser(
         "upgrade", help="apply the store's migrations now (the daemon also does at start)"

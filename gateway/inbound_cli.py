@@ -36,8 +36,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_inbound_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("inbound", help="the inbound (MO) block list")
+def add_inbound_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="inbound_action", metavar="ACTION", required=True)
     block = actions.add_parser("block", help="keep MOs from a number, forward none of them")
     _config_argument(block)

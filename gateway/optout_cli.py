@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli_store import daemon_store_path, with_daemon_store
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.optouts.from_config import sender_groups
 from gateway.optouts.registry import OptOutRegistry
@@ -49,8 +49,7 @@ IMPORT_BATCH = 5000  # rows per store write
 EXPORT_PAGE = 10_000
 
 
-def add_optouts_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("optouts", help="list, add, remove, import, export opt-outs")
+def add_optouts_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="optouts_action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="opt-outs in force")

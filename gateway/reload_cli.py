@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
 from gateway.config import ConfigError, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
@@ -23,11 +23,7 @@ from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
 RELOAD_PATH = "/admin/reload"  # gateway.http.reload.RELOAD_PATH (not imported: keeps aiohttp out)
 
 
-def add_reload_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "reload",
-        help="reload the running daemon's config (routes, links, accounts, ...) without a restart",
-    )
+def add_reload_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
     )

@@ -13,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail, run_async
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound, daemon_state_path
 
 
-def add_store_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("store", help="maintenance of the daemon's store")
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="store_action", metavar="ACTION", required=True)
     purge = actions.add_parser(
         "purge", help="remove what [retention] says is old enough (in small transactions)"

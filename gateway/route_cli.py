@@ -21,7 +21,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.config import ConfigError, HttpConfig, TandemConfig, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
@@ -40,8 +39,6 @@ LINKS_PATH = "/admin/links"  # gateway.http.admin.LINKS_PATH (not imported: keep
 DAEMON_TIMEOUT = 2.0
 NOT_RUNNING = "daemon not running: live state unknown"
 
-Subparsers = Any
-
 
 @dataclass(slots=True)
 class LiveState:
@@ -52,8 +49,7 @@ class LiveState:
     problem: str | None = None
 
 
-def add_route_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("route", help="inspect routing decisions")
+def add_route_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="route_action", metavar="ACTION", required=True)
     explain = actions.add_parser(
         "explain", help="show how a destination is normalised, resolved and routed"

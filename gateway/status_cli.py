@@ -13,7 +13,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
 from gateway.config import ConfigError, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
@@ -21,10 +21,7 @@ from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
 STATUS_PATH = "/admin/status"  # gateway.http.admin.STATUS_PATH (not imported: keeps aiohttp out)
 
 
-def add_status_command(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "status", help="links, binds, queues, rates and recent errors of the running daemon"
-    )
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli_store import daemon_store_path, with_daemon_store
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound
 
@@ -42,8 +42,7 @@ def _load(args: argparse.Namespace) -> TandemConfig:
 # --- tandem keys --------------------------------------------------------------------------------
 
 
-def add_keys(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("keys", help="create, list and revoke HTTP API keys")
+def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="create a key (shown once)")
     _config_argument(create)
@@ -159,8 +158,7 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, help="API base URL (default: from [http])")
 
 
-def add_send(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("send", help="send an SMS through the local daemon")
+def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     _client_arguments(parser)
     parser.add_argument("--to", required=True, action="append", help="recipient (repeatable)")
     parser.add_argument("--text", required=True)
@@ -170,8 +168,7 @@ def add_send(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=_send)
 
 
-def add_otp(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("otp", help="send or check a one-time code")
+def add_otp_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="otp_action", metavar="ACTION", required=True)
     send = actions.add_parser("send", help="send a code")
     _client_arguments(send)
