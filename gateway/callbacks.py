@@ -59,7 +59,7 @@ from dlr.callback import (
     is_retryable,
     sign,
 )
-from dlr.status import MessageStatus, StatusSource, is_final
+from dlr.status import MessageStatus, StatusEvent, StatusSource, is_final
 from gateway.batching import TurnBatch
 from gateway.config import HttpConfig
 from gateway.egress import EgressPolicy, EgressRefused, Resolve, open_connection, redact_url
@@ -86,6 +86,15 @@ class CallbackStats:
     retried: int = 0
     given_up: int = 0
     restored: int = 0  # owed when the daemon (re)started, queued again
+
+
+@dataclass(slots=True, frozen=True)
+class _Finished:
+    """A callback delivered or given up: its owed mark to clear, and what its history says."""
+
+    message_id: str
+    status: MessageStatus  # the status the callback reported
+    event: StatusEvent | None  # None: nothing to add to the history
 
 
 @dataclass(slots=True)
@@ -130,7 +139,10 @@ class CallbackSender:
         self._in_progress = 0
         self._deliveries = store if isinstance(store, CustomerDeliveryStore) else None
         self._tasks: set[asyncio.Future[None]] = set()
-        self._settled: TurnBatch[tuple[str, MessageStatus]] = TurnBatch(self._settle, self._spawn)
+        # Callbacks finished and not yet recorded: one write per turn for all of them, which no
+        # worker waits for (a worker holding its slot through a commit halved their rate).
+        self._finished: TurnBatch[_Finished] = TurnBatch(self._record_finished, self._spawn)
+        self._unrecorded = 0
         self._restoring: asyncio.Task[None] | None = None
 
     @classmethod
@@ -220,13 +232,39 @@ class CallbackSender:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, settled: list[tuple[str, MessageStatus]]) -> None:
-        if self._deliveries is None:
-            return
-        try:
-            await self._deliveries.receipts_settled(settled)
-        except StoreError as exc:  # still owed: sent again after a restart
-            log.warning("recording %d callbacks as done failed: %s", len(settled), exc)
+    def _finish(self, message_id: str, status: MessageStatus, detail: str | None) -> None:
+        """Settle a callback (delivered or given up) and record `detail` in the message's
+        history, in the background."""
+        event = (
+            None
+            if detail is None
+            else StatusEvent(self.clock(), status, CALLBACK_SOURCE, detail, changed=False)
+        )
+        self._unrecorded += 1
+        self._finished.add(_Finished(message_id, status, event)).add_done_callback(
+            self._finish_recorded
+        )
+
+    def _finish_recorded(self, done: asyncio.Future[None]) -> None:
+        self._unrecorded -= 1
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("recording callbacks as done failed: %s", done.exception())
+
+    async def _record_finished(self, finished: list[_Finished]) -> None:
+        history = [(f.message_id, f.event) for f in finished if f.event is not None]
+        writes: list[Awaitable[None]] = []
+        if self._deliveries is not None:
+            writes.append(
+                self._deliveries.receipts_settled([(f.message_id, f.status) for f in finished])
+            )
+        if history:
+            writes.append(self.store.record_history_many(history))
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            # Still owed when the settling failed: sent again after a restart.
+            if isinstance(outcome, StoreError):
+                log.warning("recording %d callbacks as done failed: %s", len(finished), outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     def _ensure_started(self) -> None:
         if self._workers:
@@ -246,8 +284,13 @@ class CallbackSender:
         self._retries.clear()
         await cancel_and_wait(*self._workers)
         self._workers = []
-        if self._tasks:  # settlings under way reach the store before it closes
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Settlings under way reach the store before it closes; a batch added to in this turn
+        # starts its write on the next.
+        while self._unrecorded:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)
         if self._poster is not None:
             self._poster.close()
             self._poster = None
@@ -259,6 +302,7 @@ class CallbackSender:
             self._work.empty()
             and not self._in_progress
             and not self._retries
+            and not self._unrecorded
             and (self._restoring is None or self._restoring.done())
         )
 
@@ -298,7 +342,7 @@ class CallbackSender:
                 message.id,
                 extra=message_fields(message.id, account=message.account),
             )
-            self._settled.add((message.id, message.status))
+            self._finish(message.id, message.status, None)
             return None
         segment = change.segment
         if segment is not None and segment.total == 1:
@@ -347,8 +391,11 @@ class CallbackSender:
             stages = recording()
             if stages is not None:
                 stages.stop("callback", delivery.message_id)
-            self._settled.add((delivery.message_id, delivery.status))
-            await self._record(delivery, f"callback to {url}: {outcome}")
+            self._finish(
+                delivery.message_id,
+                delivery.status,
+                f"callback to {url}: {outcome} (attempt {delivery.attempt})",
+            )
             return
         delivery.last_outcome = outcome
         next_at = (
@@ -366,8 +413,11 @@ class CallbackSender:
                 outcome,
                 extra=message_fields(delivery.message_id),
             )
-            self._settled.add((delivery.message_id, delivery.status))
-            await self._record(delivery, f"callback to {url} given up: {outcome}")
+            self._finish(
+                delivery.message_id,
+                delivery.status,
+                f"callback to {url} given up: {outcome} (attempt {delivery.attempt})",
+            )
             return
         self.stats.retried += 1
         loop = asyncio.get_running_loop()
@@ -380,15 +430,6 @@ class CallbackSender:
 
         handle = loop.call_later(max(0.0, next_at - self.clock()), retry)
         self._retries.add(handle)
-
-    async def _record(self, delivery: _Delivery, detail: str) -> None:
-        await self.store.record_history(
-            delivery.message_id,
-            status=delivery.status,
-            source=CALLBACK_SOURCE,
-            at=self.clock(),
-            detail=f"{detail} (attempt {delivery.attempt})",
-        )
 
 
 # --- a small keep-alive HTTP/1.1 client -----------------------------------------------------------

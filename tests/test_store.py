@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dlr.aggregate import ReportMode, reports
-from dlr.status import MessageStatus, SegmentStatus, StatusSource
+from dlr.status import MessageStatus, SegmentStatus, StatusEvent, StatusSource
 from gateway.messages import Channel, Message, MessageKind, Segment
 from gateway.store import (
     DuplicateMessageId,
@@ -593,6 +593,34 @@ async def test_record_history_adds_an_event_without_changing_status(
     assert record.message.status is MessageStatus.QUEUED
     assert record.history[-1].event.detail == "moved to smsc-b (failover)"
     assert not record.history[-1].event.changed
+
+
+async def test_record_history_many_adds_each_event_to_its_own_message(
+    store: SqlMessageStore,
+) -> None:
+    first, second = make_message(), make_message()
+    await store.accept([first, second])
+    await store.record_history_many(
+        [
+            (
+                first.id,
+                StatusEvent(T0 + 1, MessageStatus.DELIVERED, StatusSource.CALLBACK, "first", False),
+            ),
+            (
+                second.id,
+                StatusEvent(T0 + 2, MessageStatus.FAILED, StatusSource.CALLBACK, "second", False),
+            ),
+        ]
+    )
+    for message, detail, status in (
+        (first, "first", MessageStatus.DELIVERED),
+        (second, "second", MessageStatus.FAILED),
+    ):
+        record = await store.get(message.id)
+        assert record is not None
+        assert record.message.status is MessageStatus.QUEUED
+        last = record.history[-1].event
+        assert (last.detail, last.status, last.changed) == (detail, status, False)
 
 
 async def test_writes_after_close_are_refused(make_store: StoreFactory) -> None:

@@ -42,7 +42,7 @@ from typing import Protocol, runtime_checkable
 
 from dlr.aggregate import SegmentUpdate
 from dlr.correlation import SegmentRef
-from dlr.status import MessageStatus, SegmentStatus, StatusSource
+from dlr.status import MessageStatus, SegmentStatus, StatusEvent, StatusSource
 from gateway.messages import Channel, HistoryEntry, Message, Segment, Tenant
 
 
@@ -295,6 +295,10 @@ class MessageStore(Protocol):
         segment_index: int | None = None,
     ) -> None:
         """Add an event (changed=False) to a message's history without changing any status."""
+
+    async def record_history_many(self, entries: Sequence[tuple[str, StatusEvent]]) -> None:
+        """`record_history` for several messages in one write: (message id, event) each, the
+        events' `changed` False."""
 
 
 # --- HTTP API state: API keys, idempotency records, OTP verifications ---------------------------

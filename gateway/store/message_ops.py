@@ -366,6 +366,11 @@ def _record(tx: _Tx, message_id: str, event: StatusEvent, segment_index: int | N
     tx.history.append(_history_row(message_id, event, segment_index))
 
 
+def _record_rows(tx: _Tx, rows: list[tuple[Any, ...]]) -> None:
+    """History rows (`_history_row`) made on the caller's side: no status changes."""
+    tx.history.extend(rows)
+
+
 def _finish_if_done(tx: _Tx, live: _Live) -> None:
     """A message final with all its segments needs no memory: forget it after COMMIT."""
     if is_final(live.message.status) and all(is_final(s.status) for s in live.segments.values()):

@@ -79,6 +79,7 @@ from gateway.store.message_ops import (
     _mark_submitted_many,
     _record,
     _record_link_outcomes,
+    _record_rows,
     _redact_message,
     _requeue,
     _set_segment_status,
@@ -540,6 +541,12 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
     ) -> None:
         event = StatusEvent(at, status, source, detail, changed=False)
         await self._write(_record, message_id, event, segment_index)
+
+    async def record_history_many(self, entries: Sequence[tuple[str, StatusEvent]]) -> None:
+        if not entries:
+            return
+        rows = [_history_row(message_id, event) for message_id, event in entries]
+        await self._write(_record_rows, rows, rows=len(rows))
 
     # --- HTTP API state: API keys, idempotency records, OTP verifications ---------------------
     async def save_api_key(self, key: ApiKeyRecord) -> None:
