@@ -176,6 +176,24 @@ async def drive(
         return time.perf_counter() - started, latencies, errors
 
 
+async def wait_ready(url: str, ready: Callable[[int, str], bool], timeout: float = 60.0) -> None:
+    """Poll `url` until `ready(status, text)`: the clock of a run starts once the gateway is
+    bound to the SMSC, for both gateways alike, not after a fixed sleep that a loaded machine
+    may outlast (a bind still under way would count against whichever gateway it hit)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if ready(response.status, await response.text()):
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not say ready within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+
+
 async def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
@@ -263,8 +281,8 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     callback_url = f"http://127.0.0.1:{sink_port}/tandem"
     try:
-        await wait_http(base + "/openapi.json")
-        await asyncio.sleep(1.0)  # let the SMPP bind come up
+        # Ready: the store takes writes and the route's link is bound (gateway.metrics).
+        await wait_ready(base + "/readyz", lambda status, _text: status == 200)
 
         async def send(session: aiohttp.ClientSession, index: int) -> int:
             body = json.dumps(
@@ -359,8 +377,8 @@ async def serve_sink(
 # --- Kannel ---------------------------------------------------------------------------------
 
 
-def kannel_config(workdir: Path, smsc_port: int) -> tuple[Path, int]:
-    """One kannel.conf for both boxes, as Kannel expects."""
+def kannel_config(workdir: Path, smsc_port: int) -> tuple[Path, int, int]:
+    """One kannel.conf for both boxes, as Kannel expects; its sendsms and admin ports."""
     admin, box, sendsms = free_port(), free_port(), free_port()
     (workdir / "spool").mkdir()
     path = workdir / "kannel.conf"
@@ -405,14 +423,14 @@ concatenation = true
 """,
         encoding="utf-8",
     )
-    return path, sendsms
+    return path, sendsms, admin
 
 
 async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) -> Result:
     bearerbox_bin, smsbox_bin = shutil.which("bearerbox"), shutil.which("smsbox")
     if bearerbox_bin is None or smsbox_bin is None:
         raise SystemExit("kannel is not installed: apt-get update && apt-get install -y kannel")
-    config, sendsms_port = kannel_config(workdir, smsc_port)
+    config, sendsms_port, admin_port = kannel_config(workdir, smsc_port)
     bearerbox = start([bearerbox_bin, str(config)], workdir / "bearerbox.out")
     await asyncio.sleep(1.0)
     smsbox = start([smsbox_bin, str(config)], workdir / "smsbox.out")
@@ -422,7 +440,11 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
     base = f"http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms"
     try:
         await wait_http(f"{base}?username=nobody&password=x")
-        await asyncio.sleep(2.0)  # let the SMPP bind come up
+        # Ready: bearerbox's status page shows the SMSC connection online.
+        await wait_ready(
+            f"http://127.0.0.1:{admin_port}/status.txt?password=bench",
+            lambda status, text: status == 200 and "(online" in text,
+        )
 
         async def send(session: aiohttp.ClientSession, index: int) -> int:
             dlr_url = f"http://127.0.0.1:{sink_port}/kannel?i={index}&s=%d"
