@@ -8,7 +8,8 @@ Usage: .venv/bin/python bench/http.py [--requests 20000] [--concurrency 64] [--o
 
 Processes (all on 127.0.0.1): the SMSC simulator (`tandem sim smsc`; each receipt in the same
 write as its submit_sm_resp by default, `--receipt-mode` for the others), the
-gateway under test, and this one (the load generator and the callback sink). Tandem runs as
+gateway under test, the customer's callback receiver (`bench.callback_sink`, one per run, the
+same for both gateways) and this one (the load generator). Tandem runs as
 `tandem run` with a generated config: durable SQLite store (WAL, synchronous=NORMAL), one SMPP
 bind with a window of 100, no tps cap; `--uvloop` runs the same daemon on uvloop instead.
 Kannel (Debian's `kannel` 1.4.5: bearerbox + smsbox) gets the same simulator, one bind with
@@ -44,18 +45,17 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import stage_report
 from bench.cpu import cpu_seconds
-from bench.processes import free_port, start, stop
-from dlr.callback import SIGNATURE_HEADER, verify
+from bench.processes import free_port, start, stop, wait_for_port
 
 PYTHON = sys.executable
 KEYS_CREATE = (PYTHON, "-m", "gateway.cli", "keys", "create")
@@ -67,40 +67,44 @@ def number(index: int, prefix: str = "447911") -> str:
     return f"{prefix}{index:06d}"
 
 
-@dataclass
-class Sink:
-    """The customer's callback endpoint: counts final receipts per message."""
+class CallbackSink:
+    """The customer's callback endpoint for one run: `bench.callback_sink` in a process of its
+    own (a receiver in this process would share the load generator's loop), the same for
+    both gateways."""
 
-    final: dict[str, str] = field(default_factory=dict)
-    callbacks: int = 0
-    bad_signatures: int = 0
-    secret: str | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    expected: int = 0
+    def __init__(self, workdir: Path, kind: str, expected: int, secret: str | None = None) -> None:
+        self.port = free_port()
+        argv = [PYTHON, "-m", "bench.callback_sink", "--kind", kind, "--port", str(self.port)]
+        argv += ["--expected", str(expected)] + (["--secret", secret] if secret else [])
+        self.process = start(argv, workdir / "sink.log", cwd=ROOT)
+        wait_for_port(self.port)
 
-    def _final(self, message: str, status: str) -> None:
-        self.callbacks += 1
-        self.final[message] = status
-        if len(self.final) >= self.expected:
-            self.done.set()
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
 
-    async def tandem(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.secret is not None and self.callbacks % 100 == 0:  # check a sample: CPU is shared
-            header = request.headers.get(SIGNATURE_HEADER, "")
-            if not verify(self.secret, body, header, time.time()):
-                self.bad_signatures += 1
-        document = json.loads(body)
-        if document["final"]:
-            self._final(document["message_id"], document["status"])
-        return web.Response(text="ok")
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
 
-    async def kannel(self, request: web.Request) -> web.Response:
-        # dlr-url ...?i=<index>&s=%d: 1 delivered, 2 failed, 8 submitted, 16 rejected.
-        status = request.query.get("s", "")
-        if status in ("1", "2", "16"):
-            self._final(request.query["i"], "delivered" if status == "1" else "failed")
-        return web.Response(text="ok")
+    async def stats(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url("/stats")) as response,
+        ):
+            document: dict[str, Any] = await response.json()
+            return document
+
+    async def wait_done(self, timeout: float) -> dict[str, Any]:
+        """Its counts once every expected final callback arrived (`done_at` set: when the last
+        one did, on the clock of time.perf_counter()), or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = await self.stats()
+            if stats["done_at"] is not None or time.monotonic() > deadline:
+                return stats
+            await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        stop(self.process, timeout=15.0)
 
 
 @dataclass
@@ -115,7 +119,7 @@ class Result:
     callbacks: int
     errors: dict[str, int]
     cpu: float = 0.0  # CPU seconds the gateway's processes used for the run
-    load_cpu: float = 0.0  # CPU seconds this process (load generator and sink) used
+    load_cpu: float = 0.0  # CPU seconds the load generator and the callback sink used
 
     def report(self) -> str:
         p50 = statistics.median(self.latencies) * 1000
@@ -253,7 +257,7 @@ targets = ["sim"]
 
 
 async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) -> Result:
-    http_port, sink_port = free_port(), free_port()
+    http_port = free_port()
     config = tandem_config(workdir, http_port, smsc_port, args)
     created = subprocess.run(
         [*KEYS_CREATE, "-c", str(config), "--name", "bench", "--rps", "1e6", "--mps", "1e6"],
@@ -274,12 +278,11 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
         argv = [PYTHON, "-c", runner, str(config)]
     else:
         argv = [PYTHON, "-m", "gateway.cli", "run", "-c", str(config)]
+    sink = CallbackSink(workdir, "tandem", args.requests, secret)
     daemon = start(argv, workdir / "tandem.log", cwd=ROOT)
-    sink = Sink(secret=secret, expected=args.requests)
-    site = await serve_sink(sink, sink_port, "/tandem", sink.tandem, method="POST")
     base = f"http://127.0.0.1:{http_port}"
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    callback_url = f"http://127.0.0.1:{sink_port}/tandem"
+    callback_url = sink.url("/tandem")
     try:
         # Ready: the store takes writes and the route's link is bound (gateway.metrics).
         await wait_ready(base + "/readyz", lambda status, _text: status == 200)
@@ -298,13 +301,10 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
                 return response.status
 
         started, cpu_started = time.perf_counter(), cpu_seconds(daemon.pid)
-        load_started = time.process_time()
+        load_started = time.process_time() + sink.cpu()
         seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
-        try:
-            await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
-        except TimeoutError:
-            pass
-        callbacks_seconds = time.perf_counter() - started
+        stats = await sink.wait_done(args.callback_timeout)
+        callbacks_seconds = (stats["done_at"] or time.perf_counter()) - started
         cpu = cpu_seconds(daemon.pid) - cpu_started
         result = Result(
             "tandem",
@@ -313,14 +313,14 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
             seconds,
             latencies,
             callbacks_seconds,
-            sum(1 for status in sink.final.values() if status == "delivered"),
-            sink.callbacks,
+            stats["delivered"],
+            stats["callbacks"],
             errors,
             cpu,
-            time.process_time() - load_started,
+            time.process_time() + sink.cpu() - load_started,
         )
-        if sink.bad_signatures:
-            result.errors["bad_signature"] = sink.bad_signatures
+        if stats["bad_signatures"]:
+            result.errors["bad_signature"] = stats["bad_signatures"]
         if args.stages:
             print(f"tandem   where messages waited (load average {os.getloadavg()[0]:.2f}):")
             await asyncio.to_thread(stage_report.print_from_daemon, http_port, workdir / "data")
@@ -329,7 +329,7 @@ async def bench_tandem(args: argparse.Namespace, workdir: Path, smsc_port: int) 
         return result
     finally:
         stop(daemon, timeout=15.0)
-        await site.cleanup()
+        sink.stop()
 
 
 async def bench_otp(
@@ -361,17 +361,6 @@ async def bench_otp(
         f"{approved / cpu:,.0f} pairs per gateway CPU-second"
         + (f" | errors {errors}" if errors else "")
     )
-
-
-async def serve_sink(
-    sink: Sink, port: int, path: str, handler: Callable[..., Awaitable[web.Response]], method: str
-) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    return runner
 
 
 # --- Kannel ---------------------------------------------------------------------------------
@@ -431,12 +420,10 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
     if bearerbox_bin is None or smsbox_bin is None:
         raise SystemExit("kannel is not installed: apt-get update && apt-get install -y kannel")
     config, sendsms_port, admin_port = kannel_config(workdir, smsc_port)
+    sink = CallbackSink(workdir, "kannel", args.requests)
     bearerbox = start([bearerbox_bin, str(config)], workdir / "bearerbox.out")
     await asyncio.sleep(1.0)
     smsbox = start([smsbox_bin, str(config)], workdir / "smsbox.out")
-    sink_port = free_port()
-    sink = Sink(expected=args.requests)
-    site = await serve_sink(sink, sink_port, "/kannel", sink.kannel, method="GET")
     base = f"http://127.0.0.1:{sendsms_port}/cgi-bin/sendsms"
     try:
         await wait_http(f"{base}?username=nobody&password=x")
@@ -447,7 +434,7 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
         )
 
         async def send(session: aiohttp.ClientSession, index: int) -> int:
-            dlr_url = f"http://127.0.0.1:{sink_port}/kannel?i={index}&s=%d"
+            dlr_url = sink.url(f"/kannel?i={index}&s=%d")
             query = urllib.parse.urlencode(
                 {
                     "username": "bench",
@@ -465,29 +452,26 @@ async def bench_kannel(args: argparse.Namespace, workdir: Path, smsc_port: int) 
 
         pids = (bearerbox.pid, smsbox.pid)
         started, cpu_started = time.perf_counter(), cpu_seconds(*pids)
-        load_started = time.process_time()
+        load_started = time.process_time() + sink.cpu()
         seconds, latencies, errors = await drive(args.requests, args.concurrency, send)
-        try:
-            await asyncio.wait_for(sink.done.wait(), args.callback_timeout)
-        except TimeoutError:
-            pass
+        stats = await sink.wait_done(args.callback_timeout)
         return Result(
             "kannel",
             args.requests,
             len(latencies) - sum(errors.values()),
             seconds,
             latencies,
-            time.perf_counter() - started,
-            sum(1 for status in sink.final.values() if status == "delivered"),
-            sink.callbacks,
+            (stats["done_at"] or time.perf_counter()) - started,
+            stats["delivered"],
+            stats["callbacks"],
             errors,
             cpu_seconds(*pids) - cpu_started,
-            time.process_time() - load_started,
+            time.process_time() + sink.cpu() - load_started,
         )
     finally:
         stop(smsbox, timeout=15.0)
         stop(bearerbox, timeout=15.0)
-        await site.cleanup()
+        sink.stop()
 
 
 async def main() -> None:
