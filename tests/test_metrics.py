@@ -338,7 +338,7 @@ def test_every_inbound_counter_is_exported_once() -> None:
     from prometheus_client.exposition import generate_latest
 
     from gateway.inbound.stats import InboundStats
-    from gateway.metrics import _inbound
+    from gateway.metrics.inbound import inbound_stats_families
 
     stats = InboundStats()
     names = [field.name for field in fields(InboundStats)]
@@ -347,7 +347,7 @@ def test_every_inbound_counter_is_exported_once() -> None:
 
     class Collector:
         def collect(self) -> Any:
-            return _inbound(stats)
+            return inbound_stats_families(stats)
 
     registry = CollectorRegistry()
     registry.register(Collector())
