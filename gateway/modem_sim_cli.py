@@ -50,7 +50,8 @@ def add_sim_modem(kinds: Subparsers) -> None:
 
 def _sim_modem(args: argparse.Namespace) -> int:
     from gateway.cli_support import EXIT_OK, fail, run_async
-    from modems.emulator import ModemSettings, run_pty_modem
+    from modems.emulator import ModemSettings
+    from modems.emulator_io import run_pty_modem
 
     if not 0 <= args.signal <= 31:
         return fail("sim modem: --signal: must be 0-31")

@@ -1,6 +1,6 @@
 """GSM modems emulated inside the daemon, as the SMSC simulator is: a sandbox with no hardware.
 
-Owns starting one `modems.emulator.PtyModem` per `[modem_simulator] devices` path (the path
+Owns starting one `modems.emulator_io.PtyModem` per `[modem_simulator] devices` path (the path
 becomes a symlink to the pty's slave side, which a `type = "modem"` link opens exactly as it
 would open /dev/serial/by-id/...), generating MOs on them when asked, and closing them (the
 links see an unplug) when the daemon stops. The emulator itself lives in `modems.emulator`.
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gateway.config import ModemSimulatorConfig
 from gateway.tasks import cancel_and_wait
-from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.emulator import EmulatedModem, ModemSettings
+from modems.emulator_io import PtyModem
 
 log = logging.getLogger("tandem.modem_simulator")
 

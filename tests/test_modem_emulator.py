@@ -12,7 +12,8 @@ from pathlib import Path
 
 import serial_asyncio_fast
 
-from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.emulator import EmulatedModem, ModemSettings
+from modems.emulator_io import PtyModem
 from modems.tpdu import (
     Address,
     SmsStatusReport,

@@ -28,7 +28,8 @@ from gateway.links.modem import correlation_key
 from gateway.messages import Channel
 from gateway.queue import RetryPolicy
 from gateway.store.base import MessageRecord
-from modems.emulator import EmulatedModem, ModemSettings, PtyModem
+from modems.emulator import EmulatedModem, ModemSettings
+from modems.emulator_io import PtyModem
 from modems.tpdu import Address, SmsDeliver, split_text_user_data
 from smpp.segmentation import Concatenation
 from tests.daemon_processes import free_port

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from modems.emulator import EmulatedModem, ModemSettings, PtyModem, serve_tcp_modem
+from modems.emulator import EmulatedModem, ModemSettings
+from modems.emulator_io import PtyModem, serve_tcp_modem
 from modems.errors import FailureKind
 from modems.serial_link import ModemPort, ModemSupervisor
 from modems.session import (
