@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from gateway import stages
+
+# A sample's label values: a tuple of them, or one string for a family with one label.
+LabelValues = TypeVar("LabelValues", bound=tuple[str, ...] | str)
 
 
 def histogram_family(
@@ -43,6 +47,20 @@ _HISTOGRAM_LABELS: dict[str, list[str]] = {
 
 def counter_family(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
+
+
+def counter_by_labels(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    counts: Mapping[LabelValues, int],
+) -> CounterMetricFamily:
+    """A counter family with one sample per key of `counts`, in sorted order: a key is the
+    label values (a tuple, or a string for one label)."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, count in sorted(counts.items()):
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+    return family
 
 
 def by_channel_then_route(item: tuple[tuple[str, str | None], int]) -> tuple[str, str]:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway import stages
-from gateway.metrics.families import by_channel_then_route, counter_family, histogram_family
+from gateway.metrics.families import (
+    by_channel_then_route,
+    counter_by_labels,
+    counter_family,
+    histogram_family,
+)
 
 if TYPE_CHECKING:
     from gateway.metrics.source import MetricsSource
@@ -48,32 +53,26 @@ def message_families(gateway: MetricsSource) -> Iterator[Metric]:
     for (channel, route), count in sorted(intake.segments.items(), key=by_channel_then_route):
         segments.add_metric([channel, route or ""], count)
     yield segments
-    refused = CounterMetricFamily(
+    yield counter_by_labels(
         "tandem_messages_refused",
         "Messages refused at intake (nothing stored), by channel and reason",
-        labels=["channel", "reason"],
+        ["channel", "reason"],
+        intake.refused,
     )
-    for (channel, code), count in sorted(intake.refused.items()):
-        refused.add_metric([channel, code], count)
-    yield refused
     stats = gateway.stats
-    submitted = CounterMetricFamily(
+    yield counter_by_labels(
         "tandem_messages_submitted",
         "Messages whose every part the carrier accepted (submit_sm_resp OK), by channel and link",
-        labels=["channel", "link"],
+        ["channel", "link"],
+        stats.submitted_by,
     )
-    for (channel, link), count in sorted(stats.submitted_by.items()):
-        submitted.add_metric([channel, link], count)
-    yield submitted
-    final = CounterMetricFamily(
+    yield counter_by_labels(
         "tandem_messages_final",
         "Messages that reached a final status (delivered, undeliverable, expired, failed, "
         "rejected, deleted, unknown), by channel, link (empty: never sent) and status",
-        labels=["channel", "link", "status"],
+        ["channel", "link", "status"],
+        stats.finals,
     )
-    for (channel, link, status), count in sorted(stats.finals.items()):
-        final.add_metric([channel, link, status], count)
-    yield final
     yield counter_family(
         "tandem_message_retries",
         "Temporary send failures requeued",
@@ -114,22 +113,18 @@ def message_families(gateway: MetricsSource) -> Iterator[Metric]:
     yield oldest
     yield limit
     backlog = gateway.backlog.stats
-    by_link = CounterMetricFamily(
+    yield counter_by_labels(
         "tandem_backlog_refused_link",
         "Messages refused because a link's queue was at its limit, by link",
-        labels=["link"],
+        ["link"],
+        backlog.by_link,
     )
-    for name, count in sorted(backlog.by_link.items()):
-        by_link.add_metric([name], count)
-    yield by_link
-    by_route = CounterMetricFamily(
+    yield counter_by_labels(
         "tandem_backlog_refused_route",
         "Messages refused because a route's queue was at its limit, by route",
-        labels=["route"],
+        ["route"],
+        backlog.by_route,
     )
-    for name, count in sorted(backlog.by_route.items()):
-        by_route.add_metric([name], count)
-    yield by_route
 
 
 def receipt_families(gateway: MetricsSource) -> Iterator[Metric]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from gateway.metrics.families import counter_family
+from gateway.metrics.families import counter_by_labels, counter_family
 
 if TYPE_CHECKING:
     from gateway.metrics.source import MetricsSource
@@ -45,14 +45,12 @@ def retention_families(gateway: MetricsSource) -> Iterator[Metric]:
     retention: Any = getattr(gateway, "retention", None)
     if retention is not None:
         stats = retention.retention.stats
-        removed = CounterMetricFamily(
+        yield counter_by_labels(
             "tandem_retention_removed",
             "Rows the retention purge removed, by kind",
-            labels=["kind"],
+            ["kind"],
+            stats.removed,
         )
-        for kind, count in sorted(stats.removed.items()):
-            removed.add_metric([kind], count)
-        yield removed
         yield counter_family("tandem_retention_runs", "Retention purges run", stats.runs)
         yield GaugeMetricFamily(
             "tandem_retention_longest_op_seconds",
