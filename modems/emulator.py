@@ -20,7 +20,8 @@ for the host's +CNMA and the next one is held back until then. An RP-ACK (AT+CNM
 it; an RP-ERROR (AT+CNMA=2, with or without an SMS-DELIVER-REPORT PDU) makes the "network" offer
 it again after `redelivery_delay`; no answer within `ack_timeout` is an RP-ERROR too, and the
 modem turns routing off (+CNMI <mt> and <ds> to 0), so the next offer is stored unannounced, as
-the standard says. Every answer is kept in `acknowledgements`, every timeout counted.
+the standard says. Every answer is kept in `acknowledgements`, every timeout counted; the queue
+of routed messages and its clocks is `modems.emulator_routing.RoutedQueue`.
 
 Must never be a phone network: every report it sends is invented. Must never import gateway.
 """
@@ -31,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from modems.emulator_routing import Acknowledgement, Routed, RoutedQueue
 from modems.tpdu import (
     Address,
     SmsDeliver,
@@ -98,25 +100,6 @@ class ModemSettings:
 
 
 @dataclass(slots=True)
-class Routed:
-    """A +CMT or +CDS given to the host with service 1: it waits for +CNMA."""
-
-    kind: str  # "+CMT" or "+CDS"
-    tpdu: bytes
-    deadline: float | None = None  # None: shown, its clock starts at the next `now`
-
-
-@dataclass(slots=True)
-class Acknowledgement:
-    """One +CNMA the host sent, for tests to look at: which message, RP-ACK or RP-ERROR, and
-    the SMS-DELIVER-REPORT's TP-FCS when an RP-ERROR carried one."""
-
-    routed: Routed
-    accepted: bool
-    failure_cause: int | None = None
-
-
-@dataclass(slots=True)
 class _Timer:
     at: float
     report: SmsStatusReport
@@ -158,12 +141,7 @@ class EmulatedModem:
         self._mo_reference = 0
         self._timers: list[_Timer] = []
         self.service = 0  # +CSMS: 1 routes +CMT/+CDS only after the host's +CNMA
-        self.acknowledgements: list[Acknowledgement] = []
-        self.ack_timeouts = 0  # routed messages the host did not answer in time
-        self.redelivered = 0  # offers after an RP-ERROR or a timeout
-        self._awaiting: Routed | None = None  # shown, waiting for +CNMA
-        self._held_back: deque[Routed] = deque()  # not shown until the one before is answered
-        self._redeliveries: list[tuple[float | None, Routed]] = []
+        self.routing = RoutedQueue()  # +CMT/+CDS waiting for +CNMA (service 1), and offers again
         self._pdu_command = "+CMGS"  # what the PDU after "> " is for
         self._cnma_accepted = False
 
@@ -193,12 +171,9 @@ class EmulatedModem:
                 self._line.append(byte)
 
     def deadline(self) -> float | None:
-        if self._clocks_to_start():
+        if self.routing.clocks_to_start():
             return 0.0  # something was shown or refused between calls: tick now to time it
-        times = [timer.at for timer in self._timers]
-        times += [at for at, _ in self._redeliveries if at is not None]
-        if self._awaiting is not None and self._awaiting.deadline is not None:
-            times.append(self._awaiting.deadline)
+        times = [timer.at for timer in self._timers] + self.routing.deadlines()
         return min(times, default=None)
 
     def tick(self, now: float) -> None:
@@ -207,41 +182,32 @@ class EmulatedModem:
         self._timers = [timer for timer in self._timers if timer.at > now]
         for timer in due:
             self._deliver_report(timer.report)
-        awaiting = self._awaiting
-        if awaiting is not None and awaiting.deadline is not None and now >= awaiting.deadline:
+        if self.routing.time_out(now, self.settings.redelivery_delay):
             # TS 27.005 3.4.4: RP-ERROR to the network, and routing to the host turned off.
-            self.ack_timeouts += 1
-            self._awaiting = None
             self.cnmi = (self.cnmi[0], 0, self.cnmi[2], 0, self.cnmi[4])
-            self._offer_again(awaiting, now)
             self._show_next()
-        offers = [routed for at, routed in self._redeliveries if at is not None and at <= now]
-        self._redeliveries = [(at, r) for at, r in self._redeliveries if at is None or at > now]
-        for routed in offers:
-            self.redelivered += 1
+        for routed in self.routing.due_offers(now):
             if routed.kind == "+CMT":
                 self._receive(routed.tpdu, direct=True)
             else:
                 self._deliver_tpdu_report(routed.tpdu)
 
-    def _clocks_to_start(self) -> bool:
-        awaiting = self._awaiting
-        pending = awaiting is not None and awaiting.deadline is None
-        return pending or any(at is None for at, _ in self._redeliveries)
-
     def _start_clocks(self, now: float) -> None:
-        """Timers of what was shown or refused between calls (an injection has no `now`)."""
-        if self._awaiting is not None and self._awaiting.deadline is None:
-            self._awaiting.deadline = now + self.settings.ack_timeout
-        if any(at is None for at, _ in self._redeliveries):
-            delay = self.settings.redelivery_delay
-            self._redeliveries = [
-                (now + delay if at is None else at, r) for at, r in self._redeliveries
-            ]
+        settings = self.settings
+        self.routing.start_clocks(now, settings.ack_timeout, settings.redelivery_delay)
 
-    def _offer_again(self, routed: Routed, now: float | None) -> None:
-        at = now + self.settings.redelivery_delay if now is not None else None
-        self._redeliveries.append((at, Routed(routed.kind, routed.tpdu)))
+    @property
+    def acknowledgements(self) -> list[Acknowledgement]:
+        """Every +CNMA the host sent, in order."""
+        return self.routing.acknowledgements
+
+    @property
+    def ack_timeouts(self) -> int:
+        return self.routing.ack_timeouts
+
+    @property
+    def redelivered(self) -> int:
+        return self.routing.redelivered
 
     # --- what tests and the CLI do to it ---------------------------------------------------
 
@@ -306,10 +272,7 @@ class EmulatedModem:
         self.creg_mode = self.cereg_mode = 0
         self.cnmi = (0, 0, 0, 0, 0)
         self.service = 0
-        for routed in ([self._awaiting] if self._awaiting else []) + list(self._held_back):
-            self._offer_again(routed, None)  # never answered: the network tries again
-        self._awaiting = None
-        self._held_back.clear()
+        self.routing.offer_all_again()  # never answered: the network tries again
         self._line.clear()
         self._pdu_expected = None
         self.resets += 1
@@ -530,7 +493,7 @@ class EmulatedModem:
         if kind not in ("0", "1", "2") or len(values) > 2:
             self._cms(CMS_INVALID_PDU_PARAMETER)
             return
-        if self._awaiting is None or self.service != 1:
+        if self.routing.awaiting is None or self.service != 1:
             self._cms(CMS_NO_ACKNOWLEDGEMENT_EXPECTED)
             return
         if len(values) == 2:
@@ -545,15 +508,11 @@ class EmulatedModem:
         self._answer_routed(kind != "2", None, now)
 
     def _answer_routed(self, accepted: bool, failure_cause: int | None, now: float) -> None:
-        routed = self._awaiting
-        if routed is None:
+        if self.routing.awaiting is None:
             self._cms(CMS_NO_ACKNOWLEDGEMENT_EXPECTED)
             return
-        self._awaiting = None
-        self.acknowledgements.append(Acknowledgement(routed, accepted, failure_cause))
+        self.routing.answer(accepted, failure_cause, now, self.settings.redelivery_delay)
         self._ok()
-        if not accepted:
-            self._offer_again(routed, now)
         self._show_next()
 
     def _csca(self, argument: str, now: float) -> None:
@@ -730,15 +689,11 @@ class EmulatedModem:
         if self.service != 1:
             self._show(routed)
             return
-        if self._awaiting is not None:
-            self._held_back.append(routed)
-            return
-        self._awaiting = routed
-        self._show(routed)
+        if self.routing.await_or_hold(routed):
+            self._show(routed)
 
     def _show_next(self) -> None:
-        while self._held_back and self._awaiting is None:
-            routed = self._held_back.popleft()
+        while (routed := self.routing.next_held()) is not None:
             if routed.kind == "+CMT" and self.cnmi[1] not in (2, 3):
                 self._receive(routed.tpdu, direct=False)  # routing went off meanwhile
             elif routed.kind == "+CDS" and self.cnmi[3] != 1:
