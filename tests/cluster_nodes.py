@@ -7,10 +7,8 @@ Imported by `test_cluster_budgets` and `test_cluster_nodes` (holds no tests).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +22,6 @@ from tests.store_backends import POSTGRES_DSN, StoreFactory, store_factory
 
 LINK = "carrier"
 LEASE = 1.5
-WAIT = 30.0  # generous: the machine is shared; conditions are polled, never slept on
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def node_config(

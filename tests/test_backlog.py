@@ -25,7 +25,8 @@ from gateway.smpp_server import CustomerSmppServer
 from smpp.constants import CommandStatus
 from tests.test_http_harness import free_port
 from tests.test_smpp_server_smpplib import Esme, in_thread
-from tests.test_smpp_server_support import PASSWORD, account, wait_for
+from tests.test_smpp_server_support import PASSWORD, account
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 

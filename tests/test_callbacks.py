@@ -18,6 +18,7 @@ from gateway.callbacks import HttpPoster
 from gateway.config import EgressConfig
 from gateway.egress import EgressPolicy
 from tests.test_http_harness import LOCAL_RECEIVERS, Daemon, free_port, running_daemon
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 LOCAL = EgressPolicy.from_config(EgressConfig(**LOCAL_RECEIVERS))
@@ -70,7 +71,7 @@ async def test_a_final_status_is_posted_signed_and_retried_after_a_500(
         async def recorded() -> bool:
             return any("HTTP 200" in d for d in await history_details(daemon, sent["id"]))
 
-        await daemon.wait_for(recorded)
+        await wait_for(recorded, "the callback's HTTP 200 in the history")
         assert [status for _, _, status in sink.received] == [500, 200]
         secret = daemon.key.record.callback_secret
         for body, signature, _ in sink.received:
@@ -103,7 +104,7 @@ async def test_a_keys_callback_url_serves_messages_without_their_own(
                 "delivered",
             ]
 
-        await daemon.wait_for(both)
+        await wait_for(both, "the submitted and the delivered callback")
         assert all(json.loads(b)["message_id"] == sent["id"] for b, _, _ in sink.received)
 
 
@@ -119,7 +120,7 @@ async def test_a_4xx_answer_is_final_and_the_give_up_is_recorded(
         async def given_up() -> bool:
             return any("given up: HTTP 404" in d for d in await history_details(daemon, sent["id"]))
 
-        await daemon.wait_for(given_up)
+        await wait_for(given_up, "the give-up in the history")
         assert len(sink.received) == 1
 
 
@@ -136,7 +137,7 @@ async def test_retries_stop_after_the_configured_period(tmp_path: Path) -> None:
                 "given up: no answer" in d for d in await history_details(daemon, sent["id"])
             )
 
-        await daemon.wait_for(given_up)
+        await wait_for(given_up, "the give-up in the history")
         assert daemon.api.callbacks is not None
         stats = daemon.api.callbacks.stats
         assert stats.given_up == 1 and 2 <= stats.attempts <= 8

@@ -20,7 +20,8 @@ from gateway.intake import MessageRequest
 from gateway.links.budget import LinkBudgets, fair_share, tps_share
 from gateway.links.smpp_client import SmppLink
 from gateway.messages import Channel
-from tests.cluster_nodes import LEASE, LINK, Cluster, binds, cluster, node_config, wait_for
+from tests.cluster_nodes import LEASE, LINK, Cluster, binds, cluster, node_config
+from tests.waiting import wait_for
 
 __all__ = ["cluster"]  # the fixture
 
@@ -92,7 +93,7 @@ async def test_the_links_tps_holds_across_two_nodes(cluster: Cluster) -> None:
             for n in range(per_node)
         ]
         await gateway.intake.accept(requests)
-    await wait_for(lambda: len(simulator.received) >= 2 * per_node, "every message at the SMSC", 60)
+    await wait_for(lambda: len(simulator.received) >= 2 * per_node, "every message at the SMSC")
     times = sorted(r.at for r in simulator.received)
     # Each node alone would send at the link's whole tps: twice the budget together.
     busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))

@@ -24,10 +24,11 @@ from gateway.smpp_server import CustomerSmppServer
 from smpp.aio import SmppClient
 from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, CommandStatus
 from smpp.pdu import DeliverSm, SubmitSmResp
-from tests.cluster_nodes import LINK, Cluster, cluster, wait_for
+from tests.cluster_nodes import LINK, Cluster, cluster
 from tests.test_smpp_server import CLIENT, collector, receipted_ids, submit
 from tests.test_smpp_server_support import PASSWORD, account
 from tests.test_store import make_message
+from tests.waiting import wait_for
 
 __all__ = ["cluster"]  # the fixture
 
@@ -150,7 +151,7 @@ async def test_a_customers_receipt_reaches_it_through_the_node_it_is_bound_to_no
     deliveries: list[DeliverSm] = []
     receiver = await customer(cluster, "b", "receiver", collector(deliveries))
     try:
-        await wait_for(lambda: bool(deliveries), "the receipt through node b", 30.0)
+        await wait_for(lambda: bool(deliveries), "the receipt through node b")
         await asyncio.sleep(2.0)  # a second copy would come within a refill or two
     finally:
         await receiver.unbind()
@@ -169,7 +170,7 @@ async def test_a_customer_bound_to_both_nodes_gets_each_receipt_once(cluster: Cl
     try:
         answers = [await sender.submit(submit(f"m{n}", registered_delivery=1)) for n in range(20)]
         ids = sorted(answer.message_id for answer in answers if isinstance(answer, SubmitSmResp))
-        await wait_for(lambda: len(deliveries) >= len(ids), "every receipt", 30.0)
+        await wait_for(lambda: len(deliveries) >= len(ids), "every receipt")
         await asyncio.sleep(2.0)  # a second copy would come within a refill or two
     finally:
         for client in (*receivers, sender):

@@ -45,6 +45,7 @@ from tests.daemon_processes import (
     wait_http,
     write_config,
 )
+from tests.waiting import wait_for
 
 WINDOW = 10
 BINDS = 2
@@ -99,14 +100,6 @@ def all_delivered(database: Path, message_ids: Iterable[str]) -> bool:
     return all(statuses.get(message_id) == "delivered" for message_id in message_ids)
 
 
-async def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def crash_and_recover(tmp_path: Path, messages: int, receipt_mode: str = "timer") -> None:
     smsc_port, http_port = free_port(), free_port()
     smsc = simulator(
@@ -126,7 +119,7 @@ async def crash_and_recover(tmp_path: Path, messages: int, receipt_mode: str = "
         client = asyncio.create_task(
             send_until_acknowledged(url + "/v1/messages", key, messages, acknowledged)
         )
-        await wait_until(lambda: len(acknowledged.by_text) >= messages // 2, 60, "half")
+        await wait_for(lambda: len(acknowledged.by_text) >= messages // 2, "half", interval=0.2)
         first.kill()
         acknowledged_at_kill = dict(acknowledged.by_text)
         await asyncio.sleep(0.3)  # the simulator writes its record every 10 ms
@@ -136,12 +129,14 @@ async def crash_and_recover(tmp_path: Path, messages: int, receipt_mode: str = "
         second = daemon(tmp_path, config, "tandem-2").start()
         await asyncio.wait_for(client, 120)
         acked = acknowledged.by_text
-        await wait_until(lambda: set(acked) <= set(accepted_texts(record)), 60, "every submit")
+        await wait_for(
+            lambda: set(acked) <= set(accepted_texts(record)), "every submit", interval=0.2
+        )
         database = tmp_path / "data" / "tandem.db"
-        await wait_until(
+        await wait_for(
             lambda: all_delivered(database, acked.values()),
-            60,
             "every receipt (a message left submitted lost a receipt the SMSC had answered)",
+            interval=0.2,
         )
         reached = accepted_texts(record)
         duplicates = sum(reached[text] - 1 for text in acked)

@@ -15,7 +15,6 @@ import asyncio
 import json
 import socket
 import sqlite3
-import time
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +28,7 @@ from smpp.constants import Tag
 from smpp.pdu import DeliverSm, Pdu, SubmitSm
 from smpp.session import SessionConfig
 from tests.daemon_processes import create_key, daemon, free_port, link_toml, wait_http
+from tests.waiting import wait_for
 
 PASSWORD = "outbox1"
 CLIENT = SessionConfig(window=20, enquire_link_interval=None, response_timeout=5.0)
@@ -69,14 +69,6 @@ mo_numbers = ["12345"]
     return path
 
 
-async def wait_until(condition: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -107,8 +99,8 @@ async def test_receipts_and_mos_owed_to_a_customer_survive_kill_9(tmp_path: Path
     first = daemon(tmp_path, config, "tandem-1").start()
     second = daemon(tmp_path, config, "tandem-2")
     try:
-        await wait_until(lambda: listening(smpp_port), "the SMPP server")
-        await wait_until(lambda: bool(simulator.bound_system_ids), "the link to bind")
+        await wait_for(lambda: listening(smpp_port), "the SMPP server")
+        await wait_for(lambda: bool(simulator.bound_system_ids), "the link to bind")
 
         # A transmitter only: the receipts have no bind to go to.
         sender = SmppClient(CLIENT)
@@ -130,12 +122,12 @@ async def test_receipts_and_mos_owed_to_a_customer_survive_kill_9(tmp_path: Path
             ids.append(response.message_id)  # type: ignore[attr-defined]
         for n in range(3):
             simulator.inject_mo("447700900001", "12345", f"reply {n}", system_id="tandem")
-        await wait_until(lambda: kept(database) == (10, 10, 3), "receipts owed and MOs kept")
-        await wait_until(lambda: simulator.stats.mo_sent == 3, "the MOs acknowledged")
+        await wait_for(lambda: kept(database) == (10, 10, 3), "receipts owed and MOs kept")
+        await wait_for(lambda: simulator.stats.mo_sent == 3, "the MOs acknowledged")
 
         first.kill()
         second.start()
-        await wait_until(lambda: listening(smpp_port), "the restarted SMPP server")
+        await wait_for(lambda: listening(smpp_port), "the restarted SMPP server")
 
         got: list[DeliverSm] = []
 
@@ -147,8 +139,8 @@ async def test_receipts_and_mos_owed_to_a_customer_survive_kill_9(tmp_path: Path
         receiver = SmppClient(CLIENT, request_handler=take)
         await receiver.connect("127.0.0.1", smpp_port)
         await receiver.bind("receiver", "acme", PASSWORD)
-        await wait_until(lambda: len(got) >= 13, "the receipts and MOs")
-        await wait_until(lambda: kept(database)[1:] == (0, 0), "the store to settle them")
+        await wait_for(lambda: len(got) >= 13, "the receipts and MOs")
+        await wait_for(lambda: kept(database)[1:] == (0, 0), "the store to settle them")
         await receiver.unbind()
 
         receipts = [pdu for pdu in got if pdu.esm_class & 0x04]
@@ -210,13 +202,13 @@ async def test_a_final_callback_that_did_not_get_through_is_posted_after_kill_9(
             assert response.status == 202
             message_id = (await response.json())["id"]
         # Refused once; its retry is ten minutes away when the daemon dies.
-        await wait_until(lambda: len(received) == 1, "the first attempt")
+        await wait_for(lambda: len(received) == 1, "the first attempt")
         assert kept(database)[:2] == (1, 1)
         first.kill()
 
         second.start()
-        await wait_until(lambda: len(received) == 2, "the callback after the restart")
-        await wait_until(lambda: kept(database)[1] == 0, "the callback settled")
+        await wait_for(lambda: len(received) == 2, "the callback after the restart")
+        await wait_for(lambda: kept(database)[1] == 0, "the callback settled")
         status, body = received[1]
         assert (status, body["message_id"], body["status"]) == (200, message_id, "delivered")
         await asyncio.sleep(0.3)

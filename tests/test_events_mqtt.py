@@ -32,7 +32,8 @@ from tests.mqtt_broker import (
     publish,
     unique_prefix,
 )
-from tests.test_receipts_e2e import Daemon, daemon_config, simulator_settings, wait_for
+from tests.test_receipts_e2e import Daemon, daemon_config, simulator_settings
+from tests.waiting import wait_for
 
 
 @pytest.fixture

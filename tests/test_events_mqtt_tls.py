@@ -26,7 +26,7 @@ from gateway.events import EventKind
 from gateway.mqtt_sink import MqttSink
 from tests.daemon_processes import free_port
 from tests.mqtt_broker import PrivateBroker, Subscriber, TlsListener, unique_prefix
-from tests.test_receipts_e2e import wait_for
+from tests.waiting import wait_for
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.keys import revoke_key
 from tests.test_http_harness import Daemon, running_daemon
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 UK_2 = "+447911123457"
@@ -42,7 +43,7 @@ async def test_a_message_is_accepted_stored_sent_and_delivered(daemon: Daemon) -
     async def delivered() -> bool:
         return await daemon.message_status(message_id) == "delivered"
 
-    await daemon.wait_for(delivered)
+    await wait_for(delivered, "the message delivered")
     status, details, _ = await daemon.call("GET", f"/v1/messages/{message_id}")
     assert details["from"] == "Acme"
     assert details["link"] == "sim"
@@ -134,7 +135,7 @@ async def test_a_queued_message_can_be_canceled_and_a_sent_one_cannot(daemon: Da
     async def delivered() -> bool:
         return await daemon.message_status(now_id) == "delivered"
 
-    await daemon.wait_for(delivered)
+    await wait_for(delivered, "the message delivered")
     status, problem, _ = await daemon.call("DELETE", f"/v1/messages/{now_id}")
     assert (status, problem["code"]) == (409, "not_cancellable")
 

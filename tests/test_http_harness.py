@@ -6,10 +6,8 @@ Imported by the `test_http*`, `test_otp*` and `test_callbacks*` modules (it hold
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, create_key
 from gateway.simulator import SmscSimulator
 from gateway.simulator_records import ReceivedSubmit
+from tests.waiting import wait_for
 
 # The default [egress] refuses internal addresses; the tests' callback receivers listen on
 # 127.0.0.1 at free ports, so test configs allow exactly that.
@@ -125,15 +124,6 @@ class Daemon:
                 document = await response.json(content_type=None)
             return response.status, document, response.headers
 
-    async def wait_for(
-        self, condition: Callable[[], Awaitable[bool]], timeout: float = 20.0
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while not await condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.02)
-
     async def received_by_handset(self, message_id: str) -> ReceivedSubmit:
         """The submit_sm the SMSC simulator got for our message (matched by carrier id)."""
         simulator = self.gateway.simulator
@@ -148,7 +138,7 @@ class Daemon:
             found[:] = [r for r in simulator.received if int(r.message_id, 16) in carrier_ids]
             return bool(found)
 
-        await self.wait_for(arrived)
+        await wait_for(arrived, "the submit_sm at the SMSC simulator")
         return found[0]
 
     async def message_status(self, message_id: str) -> str:

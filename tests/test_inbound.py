@@ -23,8 +23,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 SECRET = "webhook-secret-1"
 SUBSCRIBER = "447400123456"
@@ -118,7 +118,9 @@ async def test_a_multipart_mo_is_reassembled_and_posted_to_a_webhook_signed_and_
         assert verify(SECRET, raw, signature, time.time())
         record = await tandem.gateway.message_store.get_inbound(int(body["id"]))  # type: ignore[attr-defined]
         assert record.row.state == "routed" and record.row.route == "hooks"
-        await wait_for(lambda: tandem.gateway.inbound.stats.webhook_delivered == 1)
+        await wait_for(
+            lambda: tandem.gateway.inbound.stats.webhook_delivered == 1, "the webhook delivered"
+        )
         assert tandem.gateway.inbound.stats.webhook_retries == 1  # the 503 was tried again
         owed = await tandem.gateway.message_store.webhooks_owed()  # type: ignore[attr-defined]
         assert owed == []
@@ -213,7 +215,7 @@ async def test_the_keyword_route_takes_its_first_word_and_the_rest_stay_unmatche
     try:
         tandem.simulator.inject_mo(SUBSCRIBER, "7700", "join now", system_id="tandem")
         tandem.simulator.inject_mo(SUBSCRIBER, "7700", "hello", system_id="tandem")
-        await wait_for(lambda: tandem.gateway.inbound.stats.messages == 2)
+        await wait_for(lambda: tandem.gateway.inbound.stats.messages == 2, "both MOs handled")
         kept = await tandem.gateway.message_store.list_inbound(number="7700")  # type: ignore[attr-defined]
         assert [(r.row.text, r.row.state, r.row.route) for r in kept] == [
             ("hello", "unmatched", None),
@@ -252,7 +254,7 @@ async def test_a_blocked_number_is_answered_kept_as_blocked_and_not_forwarded(
         await tandem.gateway.inbound.refresh_block_list()
         tandem.simulator.inject_mo(SUBSCRIBER, "5555", "buy now", system_id="tandem")
         await wait_for(lambda: tandem.simulator.stats.mo_sent == 1, what="the answer")
-        await wait_for(lambda: tandem.gateway.inbound.stats.blocked == 1)
+        await wait_for(lambda: tandem.gateway.inbound.stats.blocked == 1, "the MO blocked")
         (kept,) = await store.list_inbound(number=SUBSCRIBER)
         assert kept.row.state == "blocked" and kept.row.text == "buy now"
         await asyncio.sleep(0.3)

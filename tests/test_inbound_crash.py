@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway.config import SimulatorConfig
 from gateway.simulator import SmscSimulator
 from tests.daemon_processes import daemon, free_port, link_toml, wait_http, write_config
-from tests.test_smpp_server_support import wait_for
+from tests.waiting import wait_for
 
 COUNT = 300
 

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.cli import main
 from tests.test_http_harness import Daemon, running_daemon
-from tests.test_smpp_server_support import wait_for
+from tests.waiting import wait_for
 
 SUBSCRIBER = "447400123456"
 
@@ -35,8 +35,8 @@ async def test_mos_are_listed_by_number_newest_first_in_pages_and_read_by_id(
         ((SUBSCRIBER, "one"), ("447400999888", "other"), (SUBSCRIBER, "two")), start=1
     ):
         simulator.inject_mo(source, "12345", text)  # type: ignore[attr-defined]
-        await wait_for(lambda n=count: daemon.gateway.inbound.stats.messages == n)  # in order
-    await wait_for(lambda: daemon.gateway.inbound.stats.messages == 3)
+        # One at a time, so their order is known.
+        await wait_for(lambda n=count: daemon.gateway.inbound.stats.messages == n, f"MO {count}")
     texts: list[str] = []
     after = ""
     while True:

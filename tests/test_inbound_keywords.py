@@ -22,8 +22,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 SUBSCRIBER = "447400123456"
 REPLIES = [
@@ -167,7 +167,7 @@ async def test_a_word_from_the_extra_list_matches_in_its_language_and_a_dated_on
     await wait_for(lambda: bool(replies_to(tandem)), what="the French confirmation")
     assert replies_to(tandem) == [("12345", "Vous êtes désinscrit.")]
     mo(tandem, "BAJA", to="54321")
-    await wait_for(lambda: tandem.gateway.inbound.stats.messages == 2)
+    await wait_for(lambda: tandem.gateway.inbound.stats.messages == 2, "the BAJA handled")
     assert not tandem.gateway.optouts.blocks(SUBSCRIBER, "54321")  # valid until 2020 only
 
 
@@ -175,7 +175,7 @@ async def test_lenient_matching_is_off_by_default_and_recorded_as_lenient_when_o
     tandem: Tandem,
 ) -> None:
     mo(tandem, "please stop")
-    await wait_for(lambda: tandem.gateway.inbound.stats.messages == 1)
+    await wait_for(lambda: tandem.gateway.inbound.stats.messages == 1, "the MO handled")
     assert not tandem.gateway.optouts.blocks(SUBSCRIBER, "12345")
 
     tandem.gateway.inbound.matcher = keyword_matcher(KeywordsConfig(lenient=True))

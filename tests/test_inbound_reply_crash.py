@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
 
 from gateway.config import SimulatorConfig
 from gateway.simulator import SmscSimulator
 from tests.daemon_processes import daemon, free_port, link_toml
+from tests.waiting import wait_for
 
 SUBSCRIBER = "447400123456"
 CONFIRMATION = "You will get no more messages."
@@ -70,14 +70,6 @@ def count(database: Path, sql: str) -> int:
             return -1
 
 
-async def wait_until(condition: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_stop_confirmation_owed_at_kill_9_is_sent_by_the_restarted_daemon(
     tmp_path: Path,
 ) -> None:
@@ -92,19 +84,17 @@ async def test_a_stop_confirmation_owed_at_kill_9_is_sent_by_the_restarted_daemo
     first.start()
     second = None
     try:
-        await wait_until(lambda: bool(simulator.bound_system_ids), "the carrier link to bind")
+        await wait_for(lambda: bool(simulator.bound_system_ids), "the carrier link to bind")
         simulator.inject_mo(SUBSCRIBER, "12345", "HELP", system_id="tandem")
-        await wait_until(
+        await wait_for(
             lambda: count(database, "SELECT count(*) FROM message_content") == 1,
             "the HELP reply, waiting for the link that is down",
         )
         simulator.inject_mo(SUBSCRIBER, "12345", "STOP", system_id="tandem")
-        await wait_until(lambda: simulator.stats.mo_sent == 2, "both MOs answered")
-        await wait_until(
-            lambda: count(database, "SELECT count(*) FROM optouts") == 1, "the opt-out"
-        )
+        await wait_for(lambda: simulator.stats.mo_sent == 2, "both MOs answered")
+        await wait_for(lambda: count(database, "SELECT count(*) FROM optouts") == 1, "the opt-out")
         owed = "SELECT count(*) FROM inbound_reply_owed"
-        await wait_until(lambda: count(database, owed) == 1, "the confirmation owed")
+        await wait_for(lambda: count(database, owed) == 1, "the confirmation owed")
         assert count(database, "SELECT count(*) FROM message_content") == 1  # not stored
         first.kill()
 
@@ -114,8 +104,8 @@ async def test_a_stop_confirmation_owed_at_kill_9_is_sent_by_the_restarted_daemo
         def replies() -> list[str]:
             return [r.text for r in simulator.received if r.destination_addr == SUBSCRIBER]
 
-        await wait_until(lambda: CONFIRMATION in replies(), "the confirmation after the restart")
-        await wait_until(lambda: count(database, owed) == 0, "the reply settled")
+        await wait_for(lambda: CONFIRMATION in replies(), "the confirmation after the restart")
+        await wait_for(lambda: count(database, owed) == 0, "the reply settled")
         await asyncio.sleep(3.0)  # a few more ticks of the restarted daemon: nothing twice
         assert replies() == [CONFIRMATION]
     finally:

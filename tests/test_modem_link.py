@@ -34,9 +34,8 @@ from modems.tpdu import Address, SmsDeliver, split_text_user_data
 from smpp.segmentation import Concatenation
 from tests.daemon_processes import free_port
 from tests.test_inbound import Receiver
-from tests.test_receipts_e2e import wait_for
+from tests.waiting import wait_for
 
-WAIT = 20.0
 DESTINATION = "+447911123456"
 THREE_PART_TEXT = ("Your appointment at the clinic is confirmed. " * 9)[:400]
 
@@ -66,27 +65,35 @@ class Pool:
         return record
 
     async def wait_status(self, message_id: str, status: MessageStatus) -> MessageRecord:
-        deadline = time.monotonic() + WAIT
-        while True:
-            record = await self.record(message_id)
-            if record.message.status is status:
-                return record
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{message_id} is {record.message.status}, not {status}: "
-                    f"{[(s.index, s.status, s.link) for s in record.segments]}"
-                )
-            await asyncio.sleep(0.02)
+        return await self._wait_record(
+            message_id, lambda record: record.message.status is status, f"status {status}"
+        )
 
     async def wait_segments(self, message_id: str, status: SegmentStatus) -> MessageRecord:
-        deadline = time.monotonic() + WAIT
-        while True:
-            record = await self.record(message_id)
-            if record.segments and all(s.status is status for s in record.segments):
-                return record
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{[(s.index, s.status) for s in record.segments]}")
-            await asyncio.sleep(0.02)
+        return await self._wait_record(
+            message_id,
+            lambda record: (
+                bool(record.segments) and all(s.status is status for s in record.segments)
+            ),
+            f"every segment {status}",
+        )
+
+    async def _wait_record(
+        self, message_id: str, holds: Callable[[MessageRecord], bool], what: str
+    ) -> MessageRecord:
+        seen: list[MessageRecord] = []
+
+        async def reached() -> bool:
+            seen[:] = [await self.record(message_id)]
+            return holds(seen[0])
+
+        def last_seen() -> str:
+            record = seen[0]
+            parts = [(s.index, s.status, s.link) for s in record.segments]
+            return f"{message_id}: {what} (it is {record.message.status}: {parts})"
+
+        await wait_for(reached, last_seen, interval=0.02)
+        return seen[0]
 
     async def wait_state(self, name: str, state: LinkState) -> None:
         await wait_for(lambda: self.link(name).state is state, f"link {name} {state.value}")

@@ -30,8 +30,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 OPTED = "+447911123456"
 OTHER = "+447911123458"

@@ -25,8 +25,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 SUBSCRIBER = "447400123456"
 CONFIRMATION = "You will get no more messages."

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.test_http_harness import Daemon, running_daemon
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 OTP_ROUTES = [
@@ -89,7 +90,7 @@ async def test_a_finished_otp_message_keeps_no_text_in_the_store(daemon: Daemon)
         record = await daemon.gateway.message_store.get(otp["message_id"])
         return record is not None and record.message.text is None
 
-    await daemon.wait_for(wiped)
+    await wait_for(wiped, "the OTP's text wiped")
     record = await daemon.gateway.message_store.get(otp["message_id"])
     assert record is not None
     assert record.message.status.value == "delivered" and record.message.body == b""

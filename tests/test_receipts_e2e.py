@@ -43,20 +43,12 @@ from gateway.simulator_records import (
 from gateway.store.base import MessageRecord, StatusChange
 from smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
 from tests.test_http_harness import LOCAL_RECEIVERS
+from tests.waiting import WAIT, wait_for
 
 DESTINATION = "+447911123456"  # a valid UK mobile number
 LINK = "carrier"
 # 400 GSM 7-bit characters: three UDH parts of at most 153.
 THREE_PART_TEXT = ("Your parcel is on its way. " * 15)[:400]
-WAIT = 20.0  # generous: the machine is shared; conditions are polled, never slept on
-
-
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -79,17 +71,19 @@ class Daemon:
     async def wait_status(
         self, message_id: str, status: MessageStatus, timeout: float = WAIT
     ) -> MessageRecord:
-        deadline = time.monotonic() + timeout
-        while True:
-            record = await self.record(message_id)
-            if record.message.status is status:
-                return record
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{message_id} is {record.message.status}, not {status}: "
-                    f"{[(s.index, s.status) for s in record.segments]}"
-                )
-            await asyncio.sleep(0.02)
+        seen: list[MessageRecord] = []
+
+        async def reached() -> bool:
+            seen[:] = [await self.record(message_id)]
+            return seen[0].message.status is status
+
+        def last_seen() -> str:
+            record = seen[0]
+            parts = [(s.index, s.status) for s in record.segments]
+            return f"{message_id} to be {status} (it is {record.message.status}: {parts})"
+
+        await wait_for(reached, last_seen, timeout=timeout, interval=0.02)
+        return seen[0]
 
     async def wait_receipts_answered(self, count: int) -> None:
         """The link answers a receipt only after the daemon applied it (or held it)."""

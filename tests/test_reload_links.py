@@ -19,9 +19,9 @@ import smpplib.exceptions
 from gateway.app import Gateway
 from gateway.config import SimulatorConfig, load_config
 from gateway.simulator import SmscSimulator
-from tests.test_receipts_e2e import wait_for
 from tests.test_smpp_server_smpplib import Esme, in_thread
 from tests.test_smpp_server_support import PASSWORD, PASSWORD_HASH
+from tests.waiting import wait_for
 
 LINKS = ("keep", "change", "remove", "add")
 

@@ -40,20 +40,13 @@ from tests.daemon_processes import (
     write_config,
 )
 from tests.store_backends import POSTGRES_DSN, drop_schemas, postgres_unavailable
+from tests.waiting import wait_for
 
 WINDOW = 10
 BINDS = 1
 LEASE = 2.0
 CONCURRENCY = 32
 TAKEOVER_SLACK = 3.0  # seconds: a renewal late on a machine shared by many
-
-
-async def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 async def statuses(schema: str, ids: list[str]) -> dict[str, str]:
@@ -129,7 +122,7 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
             async def half() -> bool:
                 return len(acknowledged) >= messages // 2
 
-            await wait_until(half, 300, "half of the messages acknowledged")
+            await wait_for(half, "half of the messages acknowledged", timeout=300, interval=0.25)
             node_a.kill()
             killed_wall = time.time()
             acknowledged_by_a = by_node[urls[0]]
@@ -141,7 +134,12 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
             return set(acked) <= set(accepted_texts(record))
 
         try:
-            await wait_until(all_reached, 120, "every acknowledged message at the SMSC")
+            await wait_for(
+                all_reached,
+                "every acknowledged message at the SMSC",
+                timeout=120,
+                interval=0.25,
+            )
         except AssertionError:
             missing = set(acked) - set(accepted_texts(record))
             found = await statuses(schema, [acked[text] for text in missing])
@@ -165,8 +163,11 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
             found = await statuses(schema, ids)
             return all(found.get(i) == "delivered" for i in ids)
 
-        await wait_until(
-            all_delivered, 120, "every receipt correlated (a message left submitted lost one)"
+        await wait_for(
+            all_delivered,
+            "every receipt correlated (a message left submitted lost one)",
+            timeout=120,
+            interval=0.25,
         )
         reached = accepted_texts(record)
         duplicates = sum(reached[text] - 1 for text in acked)

@@ -31,8 +31,8 @@ from tests.test_crash_recovery import (
     Acknowledged,
     all_delivered,
     send_until_acknowledged,
-    wait_until,
 )
+from tests.waiting import wait_for
 
 WINDOW = 10
 BINDS = 2
@@ -73,7 +73,7 @@ async def test_sigterm_under_load_loses_nothing_acknowledged_and_resends_nothing
         client = asyncio.create_task(
             send_until_acknowledged(url + "/v1/messages", key, MESSAGES, acknowledged)
         )
-        await wait_until(lambda: len(acknowledged.by_text) >= MESSAGES // 2, 60, "half")
+        await wait_for(lambda: len(acknowledged.by_text) >= MESSAGES // 2, "half", interval=0.2)
         assert first.popen is not None
         first.popen.send_signal(signal.SIGTERM)
         stop_began = time.monotonic()
@@ -100,8 +100,12 @@ async def test_sigterm_under_load_loses_nothing_acknowledged_and_resends_nothing
         second = daemon(tmp_path, config, "tandem-2").start()
         await asyncio.wait_for(client, 120)
         acked = acknowledged.by_text
-        await wait_until(lambda: set(acked) <= set(accepted_texts(record)), 60, "every submit")
-        await wait_until(lambda: all_delivered(database, acked.values()), 60, "every receipt")
+        await wait_for(
+            lambda: set(acked) <= set(accepted_texts(record)), "every submit", interval=0.2
+        )
+        await wait_for(
+            lambda: all_delivered(database, acked.values()), "every receipt", interval=0.2
+        )
         reached = accepted_texts(record)
         duplicates = sum(reached[text] - 1 for text in acked)
         print(
@@ -126,7 +130,7 @@ async def test_a_stop_answers_every_customer_submit_it_read_before_unbinding(
     from smpp.aio import SmppClient
     from smpp.constants import CommandStatus
     from tests.test_smpp_server import CLIENT, submit
-    from tests.test_smpp_server_support import PASSWORD, account, start_tandem, wait_for
+    from tests.test_smpp_server_support import PASSWORD, account, start_tandem
 
     tandem = await start_tandem(tmp_path, [account("acme", window=100)])
     client = SmppClient(CLIENT)

@@ -7,7 +7,6 @@ import random
 import shutil
 import ssl
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from smpp.codec import PduDecoder, encode
 from smpp.constants import CommandStatus
 from smpp.pdu import BindTransceiver
 from smpp.text import encode_text
+from tests.waiting import WAIT, wait_for
 
 
 class RecordingSink:
@@ -50,7 +50,6 @@ class RecordingSink:
         self.receipts: list[ReceiptReport] = []
         self.mos: list[InboundPart] = []
         self.states: list[LinkState] = []
-        self.changed = asyncio.Event()
         self.receipt_gate: Callable[[], Awaitable[None]] | None = None
 
     def on_submitted(
@@ -58,41 +57,23 @@ class RecordingSink:
     ) -> None:
         self.submit_reports += 1
         self.submitted[message.id] = list(segments)
-        self.changed.set()
 
     def on_temporary_failure(self, link: str, message: Message, failure: SendFailure) -> None:
         self.temporary.append((message, failure))
         self.queue.put(message, link)
-        self.changed.set()
 
     def on_permanent_failure(self, link: str, message: Message, failure: SendFailure) -> None:
         self.permanent.append((message, failure))
-        self.changed.set()
 
     def on_receipt(self, link: str, report: ReceiptReport) -> Awaitable[None] | None:
         self.receipts.append(report)
-        self.changed.set()
         return self.receipt_gate() if self.receipt_gate is not None else None
 
     def on_mo(self, link: str, part: InboundPart) -> None:
         self.mos.append(part)
-        self.changed.set()
 
     def on_link_state(self, link: str, state: LinkState) -> None:
         self.states.append(state)
-        self.changed.set()
-
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not reached in time")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.05))
-            except TimeoutError:
-                pass
 
 
 def link_config(port: int, **fields: Any) -> SmppLinkConfig:
@@ -138,9 +119,11 @@ class Harness:
             self.queue.put(item, self.link.name)
         return list(messages)
 
-    async def all_submitted(self, messages: Sequence[Message], timeout: float = 10.0) -> None:
-        await self.sink.wait_until(
-            lambda: all(m.id in self.sink.submitted for m in messages), timeout
+    async def all_submitted(self, messages: Sequence[Message], timeout: float = WAIT) -> None:
+        await wait_for(
+            lambda: all(m.id in self.sink.submitted for m in messages),
+            f"{len(messages)} messages submitted",
+            timeout=timeout,
         )
 
 
@@ -247,7 +230,7 @@ async def test_link_binds_submits_and_reports_canonical_carrier_ids(harness: Har
 async def test_receipts_reach_the_sink_with_ids_that_match_the_submits(harness: Harness) -> None:
     [item] = harness.send(message())
     await harness.all_submitted([item])
-    await harness.sink.wait_until(lambda: len(harness.sink.receipts) == 1)
+    await wait_for(lambda: len(harness.sink.receipts) == 1, "the receipt")
     report = harness.sink.receipts[0]
     assert report.status is SegmentStatus.DELIVERED
     assert report.detail.startswith("stat:DELIVRD")
@@ -262,11 +245,11 @@ async def test_a_receipt_is_acknowledged_only_after_the_sink_finishes(harness: H
 
     harness.sink.receipt_gate = slow_record
     harness.send(message())
-    await harness.sink.wait_until(lambda: len(harness.sink.receipts) == 1)
+    await wait_for(lambda: len(harness.sink.receipts) == 1, "the receipt")
     await asyncio.sleep(0.1)
     assert harness.sim.stats.receipts_sent == 0  # no deliver_sm_resp yet
     release.set()
-    await harness.sink.wait_until(lambda: harness.sim.stats.receipts_sent == 1)
+    await wait_for(lambda: harness.sim.stats.receipts_sent == 1, "the receipt answered")
 
 
 async def test_a_failing_sink_makes_the_smsc_offer_the_receipt_again(harness: Harness) -> None:
@@ -280,7 +263,7 @@ async def test_a_failing_sink_makes_the_smsc_offer_the_receipt_again(harness: Ha
 
     harness.sink.receipt_gate = flaky_record
     harness.send(message())
-    await harness.sink.wait_until(lambda: len(harness.sink.receipts) == 2, timeout=5.0)
+    await wait_for(lambda: len(harness.sink.receipts) == 2, "the receipt offered again")
     assert harness.sim.stats.deliveries_retried == 1
 
 
@@ -314,7 +297,7 @@ async def test_too_many_parts_is_a_permanent_failure(sim: SmscSimulator) -> None
     await setup.link.start()
     try:
         [item] = setup.send(message("y" * 500))
-        await setup.sink.wait_until(lambda: len(setup.sink.permanent) == 1)
+        await wait_for(lambda: len(setup.sink.permanent) == 1, "a permanent failure")
         failed, failure = setup.sink.permanent[0]
         assert failed.id == item.id and failure.status is None and "parts" in failure.reason
         assert sim.received == []
@@ -333,7 +316,7 @@ async def test_carrier_refusal_is_permanent_with_the_status_and_sys_error_is_tem
         await setup.link.start()
         try:
             first = setup.send(message("refused"))[0]
-            await setup.sink.wait_until(lambda: len(setup.sink.permanent) == 1)
+            await wait_for(lambda: len(setup.sink.permanent) == 1, "a permanent failure")
             second = setup.send(message("retried"))[0]
             await setup.all_submitted([second])
         finally:
@@ -351,10 +334,9 @@ async def test_reconnects_after_the_smsc_restarts_and_keeps_sending(sim: SmscSim
         first = setup.send(message("before"))
         await setup.all_submitted(first)
         await sim.stop()
-        await setup.sink.wait_until(lambda: setup.link.state is LinkState.DOWN)
+        await wait_for(lambda: setup.link.state is LinkState.DOWN, "the link down")
         during = setup.send(message("during the outage"))
-        await asyncio.sleep(0.3)  # several reconnect attempts fail meanwhile
-        assert setup.link.stats.connect_failures >= 1
+        await wait_for(lambda: setup.link.stats.connect_failures >= 1, "a reconnect to fail")
         await sim.start()
         await setup.all_submitted(during)
         assert setup.link.state is LinkState.UP
@@ -369,10 +351,10 @@ async def test_connection_lost_with_submits_in_flight_requeues_them(sim: SmscSim
     setup = Harness(sim, window=5)
     await setup.link.start()
     try:
-        await setup.sink.wait_until(lambda: setup.link.state is LinkState.UP)
+        await wait_for(lambda: setup.link.state is LinkState.UP, "the link up")
         sim.answer_submits = False
         sent = setup.send(*(message(f"hung {n}") for n in range(5)))
-        await setup.sink.wait_until(lambda: sim.stats.unanswered == 5)
+        await wait_for(lambda: sim.stats.unanswered == 5, "5 submits unanswered")
         sim.answer_submits = True
         sim.disconnect_all()
         await setup.all_submitted(sent)
@@ -387,10 +369,10 @@ async def test_window_bounds_submits_in_flight_over_all_sessions(sim: SmscSimula
     setup = Harness(sim, sessions=3, window=4, response_timeout=0.5)
     await setup.link.start()
     try:
-        await setup.sink.wait_until(lambda: setup.link.stats.sessions_up == 3)
+        await wait_for(lambda: setup.link.stats.sessions_up == 3, "3 sessions up")
         sim.answer_submits = False
         sent = setup.send(*(message(f"w{n}") for n in range(40)))
-        await setup.sink.wait_until(lambda: sim.stats.unanswered >= 12)
+        await wait_for(lambda: sim.stats.unanswered >= 12, "12 submits unanswered")
         await asyncio.sleep(0.2)
         assert sim.stats.unanswered == 12 and setup.link.stats.in_flight == 12
         sim.answer_submits = True  # the unanswered ones time out and come back
@@ -407,7 +389,7 @@ async def test_tps_is_honoured_across_sessions(sim: SmscSimulator) -> None:
     await setup.link.start()
     try:
         sent = setup.send(*(message(f"t{n}") for n in range(375)))
-        await setup.all_submitted(sent, timeout=10.0)
+        await setup.all_submitted(sent)
     finally:
         await setup.link.stop()
     stamps = sorted(r.at for r in sim.received)
@@ -421,7 +403,7 @@ async def test_tps_counts_segments_not_messages(sim: SmscSimulator) -> None:
     await setup.link.start()
     try:
         sent = setup.send(*(message("z" * 300) for _ in range(50)))  # 2 parts each
-        await setup.all_submitted(sent, timeout=10.0)
+        await setup.all_submitted(sent)
     finally:
         await setup.link.stop()
     stamps = sorted(r.at for r in sim.received)[5:]
@@ -435,7 +417,7 @@ async def test_throttling_pauses_the_bind_and_loses_nothing() -> None:
         await setup.link.start()
         try:
             sent = setup.send(*(message(f"th{n}") for n in range(600)))
-            await setup.all_submitted(sent, timeout=20.0)
+            await setup.all_submitted(sent)
         finally:
             await setup.link.stop()
     stats = setup.link.stats
@@ -452,13 +434,13 @@ async def test_a_carrier_that_throttles_everything_is_backed_off_then_resumes() 
         await setup.link.start()
         try:
             sent = setup.send(*(message(f"b{n}") for n in range(10)))
-            await setup.sink.wait_until(lambda: setup.link.throttle_level >= 0.1, timeout=5.0)
+            await wait_for(lambda: setup.link.throttle_level >= 0.1, "the link to back off")
             attempts_while_throttled = sim.stats.throttled
             await asyncio.sleep(0.3)
             # Backed off: pauses of 100 ms and more, not a tight retry loop.
             assert sim.stats.throttled - attempts_while_throttled <= 25
             sim.settings.throttle_fraction = 0.0
-            await setup.all_submitted(sent, timeout=10.0)
+            await setup.all_submitted(sent)
         finally:
             await setup.link.stop()
 
@@ -467,7 +449,8 @@ async def test_bind_refused_is_retried_with_backoff_and_never_marks_the_link_up(
     async with SmscSimulator(sim_settings(system_id="tandem", password="other")) as sim:
         setup = Harness(sim)
         await setup.link.start()
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # room for a retry loop without backoff to show
+        await wait_for(lambda: setup.link.stats.bind_failures >= 2, "a second bind refused")
         await setup.link.stop()
     stats = setup.link.stats
     assert 2 <= stats.bind_failures <= 15  # backoff 50 ms doubling to 200 ms
@@ -475,9 +458,9 @@ async def test_bind_refused_is_retried_with_backoff_and_never_marks_the_link_up(
 
 
 async def test_mo_messages_reach_the_sink(harness: Harness) -> None:
-    await harness.sink.wait_until(lambda: harness.link.state is LinkState.UP)
+    await wait_for(lambda: harness.link.state is LinkState.UP, "the link up")
     harness.sim.inject_mo("447700900555", "12345", "STOP", system_id="tandem")
-    await harness.sink.wait_until(lambda: len(harness.sink.mos) == 1)
+    await wait_for(lambda: len(harness.sink.mos) == 1, "the MO")
     mo = harness.sink.mos[0]
     assert mo.text == "STOP" and mo.source == "447700900555" and mo.destination == "12345"
     assert harness.link.stats.mos == 1
@@ -486,10 +469,10 @@ async def test_mo_messages_reach_the_sink(harness: Harness) -> None:
 async def test_stop_hands_back_messages_it_still_holds(sim: SmscSimulator) -> None:
     setup = Harness(sim, response_timeout=5.0)
     await setup.link.start()
-    await setup.sink.wait_until(lambda: setup.link.state is LinkState.UP)
+    await wait_for(lambda: setup.link.state is LinkState.UP, "the link up")
     sim.answer_submits = False
     sent = setup.send(*(message(f"s{n}") for n in range(3)))
-    await setup.sink.wait_until(lambda: sim.stats.unanswered == 3)
+    await wait_for(lambda: sim.stats.unanswered == 3, "3 submits unanswered")
     await setup.link.stop(drain_seconds=0.1)
     assert {m.id for m, _ in setup.sink.temporary} == {m.id for m in sent}
     assert setup.link.state is LinkState.STOPPED
@@ -529,7 +512,7 @@ async def test_tls_link_verifies_the_smsc_against_its_ca_file(
             await trusted.link.stop()
         untrusted = Harness(sim, tls=True)  # system CAs do not know this certificate
         await untrusted.link.start()
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: untrusted.link.stats.connect_failures >= 1, "the TLS refusal")
         await untrusted.link.stop()
     assert [r.text for r in sim.received] == ["over TLS"]
     assert untrusted.link.stats.connect_failures >= 1
@@ -563,7 +546,7 @@ async def test_a_silent_smsc_is_detected_by_enquire_link_and_reconnected() -> No
     try:
         # Up, down when the probe goes unanswered, up again. (On a busy machine the first bind
         # may itself time out at 0.3 s; the sequence is the same from the bind that succeeds.)
-        await sink.wait_until(lambda: len(sink.states) >= 4, timeout=5.0)
+        await wait_for(lambda: len(sink.states) >= 4, "up, down and up again")
         assert sink.states[:4] == [LinkState.STARTING, LinkState.UP, LinkState.DOWN, LinkState.UP]
         assert binds >= 2
         assert link.stats.reconnects >= 1
@@ -583,7 +566,7 @@ async def test_a_part_refused_after_another_was_accepted_reports_the_accepted_pa
         await setup.link.start()
         try:
             [item] = setup.send(message("p" * 200))
-            await setup.sink.wait_until(lambda: len(setup.sink.permanent) == 1)
+            await wait_for(lambda: len(setup.sink.permanent) == 1, "a permanent failure")
         finally:
             await setup.link.stop()
     failed, failure = setup.sink.permanent[0]

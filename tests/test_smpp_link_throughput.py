@@ -14,6 +14,7 @@ import pytest
 
 from gateway.simulator import SmscSimulator
 from tests.test_smpp_link import Harness, message, sim_settings
+from tests.waiting import wait_for
 
 MESSAGES = 6000
 ROUNDS = 3
@@ -26,7 +27,7 @@ async def measure(throttle_fraction: float) -> tuple[float, Harness]:
         setup = Harness(sim, sessions=1, window=10)
         await setup.link.start()
         try:
-            await setup.sink.wait_until(lambda: setup.link.stats.sessions_up == 1)
+            await wait_for(lambda: setup.link.stats.sessions_up == 1, "the session up")
             started = time.perf_counter()
             sent = setup.send(*(message(f"bench {n}") for n in range(MESSAGES)))
             await setup.all_submitted(sent, timeout=120.0)

@@ -45,8 +45,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 FAST = ServerSettings(
     bind_timeout=1.0, write_stall_timeout=1.0, reassembly_timeout=0.5, delivery_retry_initial=0.05
@@ -807,7 +807,7 @@ async def test_a_message_whose_validity_ends_while_it_waits_gets_its_expired_rec
         )
     )
     assert response.command_status == 0
-    await wait_for(lambda: bool(got), timeout=5, what="the receipt")
+    await wait_for(lambda: bool(got), "the receipt")
     await client.unbind()
     assert receipted_ids(got) == [response.message_id]  # type: ignore[attr-defined]
     assert b"stat:EXPIRED" in got[0].short_message
@@ -838,7 +838,7 @@ async def test_a_message_the_sweep_finds_expired_gets_its_expired_receipt_too(
     got: list[DeliverSm] = []
     client = await bound_client(tandem, "alice", handler=collector(got))
     await tandem.gateway.sweep()
-    await wait_for(lambda: bool(got), timeout=5, what="the receipt")
+    await wait_for(lambda: bool(got), "the receipt")
     await client.unbind()
     assert receipted_ids(got) == [message.id]
     assert b"stat:EXPIRED" in got[0].short_message

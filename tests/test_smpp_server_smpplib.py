@@ -28,8 +28,8 @@ from tests.test_smpp_server_support import (
     account,
     start_tandem,
     stop_tandem,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 LONG_TEXT = "Tandem carries long messages in parts and puts them back together. " * 4  # 272
 # UCS-2 parts are 134 octets + a 6-octet UDH: exactly the 140 octets a part may have.

@@ -4,9 +4,6 @@ server, all on 127.0.0.1."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ from gateway.app import Gateway
 from gateway.config import SimulatorConfig, TandemConfig
 from gateway.simulator import SmscSimulator
 from gateway.smpp_server import CustomerSmppServer, ServerSettings, start_customer_server
+from tests.waiting import wait_for
 
 PASSWORD = "secret1"
 PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow: hash once per test session
@@ -103,13 +101,3 @@ async def start_tandem(
 async def stop_tandem(tandem: Tandem) -> None:
     await tandem.gateway.stop()
     await tandem.simulator.stop()
-
-
-async def wait_for(
-    condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -37,6 +37,7 @@ from gateway.egress import (
 )
 from gateway.keys import revoke_key
 from tests.test_http_harness import LOCAL_RECEIVERS, Daemon, free_port, running_daemon
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 ANY_HIGH_PORT = {"ports": ["1024-65535"]}
@@ -196,7 +197,7 @@ async def test_a_name_resolving_to_loopback_is_refused_at_connect_and_history_sa
         async def given_up() -> bool:
             return any("given up" in d for d in await history(daemon, sent["id"]))
 
-        await daemon.wait_for(given_up)
+        await wait_for(given_up, "the give-up in the history")
         details = [d for d in await history(daemon, sent["id"]) if d.startswith("callback")]
         assert details == [f"callback to {by_name} given up: refused: private address (attempt 1)"]
         assert receiver.received == []
@@ -216,7 +217,7 @@ async def test_the_allowlist_lets_callbacks_reach_an_internal_receiver(
         async def delivered() -> bool:
             return len(receiver.received) == 1
 
-        await daemon.wait_for(delivered)
+        await wait_for(delivered, "the callback")
 
 
 async def test_credentials_and_query_values_never_reach_logs_or_history(
@@ -233,7 +234,7 @@ async def test_credentials_and_query_values_never_reach_logs_or_history(
         async def given_up() -> bool:
             return any("given up" in d for d in await history(daemon, sent["id"]))
 
-        await daemon.wait_for(given_up)
+        await wait_for(given_up, "the give-up in the history")
         details = await history(daemon, sent["id"])
     assert receiver.received[0][0] == "/dlr?token=t0ken&n=1"  # the receiver gets the real URL
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("tandem")]
@@ -257,7 +258,7 @@ async def test_a_revoked_keys_messages_are_still_signed_with_its_secret(
         async def called_back() -> bool:
             return len(receiver.received) == 1
 
-        await daemon.wait_for(called_back)
+        await wait_for(called_back, "the callback")
     _, body, signature = receiver.received[0]
     assert json.loads(body)["message_id"] == sent["id"]
     assert signature is not None

@@ -16,6 +16,7 @@ from gateway.otp import CodeHasher
 from gateway.private_files import private_data_dir
 from gateway.store.sqlite import SqliteMessageStore
 from tests.test_http_harness import running_daemon
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 UK = "+447911123456"
@@ -48,7 +49,7 @@ async def send_and_deliver_an_otp(tmp_path: Path) -> dict[str, int]:
         async def delivered() -> bool:
             return await daemon.message_status(otp["message_id"]) == "delivered"
 
-        await daemon.wait_for(delivered, timeout=20)
+        await wait_for(delivered, "the OTP delivered")
         data = daemon.gateway.config.data_dir
         running = {".": mode(data), **modes(data)}
     return running

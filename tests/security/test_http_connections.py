@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from tests.test_http_harness import Daemon, running_daemon
+from tests.waiting import wait_for
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # Generous upper bound over a configured timeout on a busy two-core machine: the assertion is
@@ -67,14 +68,6 @@ async def open_silently(daemon: Daemon, count: int) -> list[asyncio.StreamWriter
     return writers
 
 
-async def wait_until(condition: object, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_silent_connections_are_closed_after_the_header_timeout(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, http={"header_timeout": 1.0}) as daemon:
         loop = asyncio.get_running_loop()
@@ -87,7 +80,7 @@ async def test_silent_connections_are_closed_after_the_header_timeout(tmp_path: 
         assert min(times) >= 0.9  # not before the configured time
         stats = daemon.api.stats.connections
         assert stats.header_timeouts == 300
-        await wait_until(lambda: stats.open == 0)
+        await wait_for(lambda: stats.open == 0, "every connection closed")
         for _, writer, _ in readers:
             writer.close()
 
@@ -161,7 +154,7 @@ async def test_the_cap_holds_and_a_real_client_is_served_past_silent_connections
     ) as daemon:
         stats = daemon.api.stats.connections
         silent = await open_silently(daemon, 20)
-        await wait_until(lambda: stats.open == 20)
+        await wait_for(lambda: stats.open == 20, "20 connections open")
         # A real client still gets its answer: the oldest silent connection gives way.
         for _ in range(3):
             status, body, _ = await daemon.call("GET", "/v1/messages/00000000000000000000")
@@ -196,7 +189,7 @@ async def test_at_the_cap_with_every_connection_busy_a_new_one_is_closed(
             writer.write(head + b"{")
             await writer.drain()
             busy.append((reader, writer))
-        await wait_until(lambda: stats.open == 5)
+        await wait_for(lambda: stats.open == 5, "5 connections open")
         reader, writer = await asyncio.open_connection("127.0.0.1", daemon.api.port)
         await closed_after(reader, SLACK)
         writer.close()
@@ -266,7 +259,7 @@ async def test_a_broken_chunk_while_a_handler_waits_for_its_body_ends_at_the_hea
                 + f"Authorization: Bearer {daemon.key.secret}\r\n\r\n".encode()
             )
             await writer.drain()
-            await wait_until(lambda: daemon.api.stats.requests == 1)  # the handler is reading
+            await wait_for(lambda: daemon.api.stats.requests == 1, "the handler to read the body")
             writer.write(b'5\r\n{"to"\r\nCHUNKSECRET42\r\n')  # not a chunk size
             elapsed = await closed_after(reader, 1.0 + SLACK)
         assert elapsed >= 0.5

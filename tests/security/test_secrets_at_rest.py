@@ -18,6 +18,7 @@ from gateway.store.sealing import UnsealError
 from gateway.store.sqlite import SqliteMessageStore
 from smpp.text import encode_text
 from tests.test_http_harness import running_daemon
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 
@@ -57,7 +58,7 @@ async def test_an_otp_code_never_reaches_the_store_files(tmp_path: Path) -> None
                 and record.message.text is None
             )
 
-        await daemon.wait_for(delivered_and_wiped, timeout=20)
+        await wait_for(delivered_and_wiped, "the OTP delivered and its text wiped")
         assert files_showing(data, code) == []
         _, check, _ = await daemon.call("POST", f"/v1/otp/{otp['id']}/check", {"code": code})
         assert check["status"] == "approved"

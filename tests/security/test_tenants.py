@@ -22,6 +22,7 @@ from smpp.pdu import CancelSm, DeliverSm, Pdu, QuerySm, SubmitSm
 from smpp.session import SessionConfig
 from tests.test_http_harness import Daemon, free_port, running_daemon
 from tests.test_smpp_server_support import PASSWORD, account
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 CLIENT = SessionConfig(window=10, enquire_link_interval=None, response_timeout=5.0)
@@ -157,14 +158,14 @@ async def test_the_smpp_accounts_receipts_never_go_to_the_http_keys_callback_url
             async def receipted() -> bool:
                 return any(smpp_id.encode() in bytes(r.short_message) for r in receipts)
 
-            await daemon.wait_for(receipted)
+            await wait_for(receipted, "the SMPP receipt")
             callbacks = daemon.api.callbacks
             assert callbacks is not None
 
             async def idle() -> bool:
                 return callbacks.idle
 
-            await daemon.wait_for(idle)
+            await wait_for(idle, "the callback sender to be idle")
             assert posted == []
             assert callbacks.stats.queued == 0
 
@@ -174,7 +175,7 @@ async def test_the_smpp_accounts_receipts_never_go_to_the_http_keys_callback_url
             async def called_back() -> bool:
                 return len(posted) == 1
 
-            await daemon.wait_for(called_back)
+            await wait_for(called_back, "the callback")
             assert sent["id"].encode() in posted[0]
     finally:
         await runner.cleanup()
