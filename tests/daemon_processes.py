@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+
+from tests.waiting import WAIT, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -179,18 +180,19 @@ def create_key(config: Path, name: str = "tests") -> str:
     return created.split("key:", 1)[1].split()[0]
 
 
-async def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_http(url: str, timeout: float = WAIT) -> None:
+    """Until `url` answers (any status): the daemon is up."""
     async with aiohttp.ClientSession() as session:
-        while True:
+
+        async def answers() -> bool:
             try:
                 async with session.get(url) as response:
                     await response.read()
-                    return
+                    return True
             except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+                return False
+
+        await wait_for(answers, f"{url} to answer", timeout=timeout, interval=0.05)
 
 
 def accepted_texts(record: Path) -> Counter[str]:

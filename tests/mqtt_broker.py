@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for_sync
+
 HOST = "127.0.0.1"
 PORT = 1883
 
@@ -105,16 +107,23 @@ class PrivateBroker:
             [mosquitto_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        deadline = time.monotonic() + 10
         ports = [self.port] + ([self.tls.port] if self.tls is not None else [])
-        while not all(port_open(port) for port in ports):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"mosquitto did not start on ports {ports}: "
-                    + (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
-                )
-            time.sleep(0.05)
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"mosquitto ended at start: {self.log_tail()}")
+            return all(port_open(port) for port in ports)
+
+        wait_for_sync(
+            listening,
+            lambda: f"mosquitto on ports {ports}: {self.log_tail()}",
+            interval=0.05,
+        )
         return self
+
+    def log_tail(self) -> str:
+        return (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -170,12 +179,14 @@ class Subscriber:
     def _wait_subscribed(self) -> None:
         """Publish probes until one comes back: the subscription is in place."""
         probe = f"{self.prefix}probe"
-        deadline = time.monotonic() + 10
-        while not self.on(probe):
-            if time.monotonic() > deadline:
-                raise AssertionError("the subscriber did not get its probe")
+
+        def probed() -> bool:
+            if self.on(probe):
+                return True
             publish(self.port, probe, "probe")
-            time.sleep(0.1)
+            return False
+
+        wait_for_sync(probed, "the subscriber to get its probe", interval=0.1)
 
     def on(self, topic: str) -> list[str]:
         return [payload for t, payload in list(self.messages) if t == topic]
@@ -183,12 +194,9 @@ class Subscriber:
     def topics(self) -> list[str]:
         return [t for t, _ in list(self.messages)]
 
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; got {self.messages[-20:]}")
-            time.sleep(0.02)
+    def wait(self, condition: Callable[[], bool], what: str) -> None:
+        """`wait_for_sync` naming the last messages received when it times out."""
+        wait_for_sync(condition, lambda: f"{what}; got {self.messages[-20:]}", interval=0.02)
 
     def stop(self) -> None:
         if self._process is not None:

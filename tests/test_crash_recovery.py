@@ -20,7 +20,6 @@ import asyncio
 import itertools
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,15 +240,14 @@ async def test_a_bind_stops_sending_while_window_accepted_messages_wait_to_be_re
             )
         await link.start()
         try:
-            deadline = time.monotonic() + 5
-            while sink.accepted_by_carrier < window * binds and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await wait_for(
+                lambda: sink.accepted_by_carrier >= window * binds, "a full window on each bind"
+            )
             await asyncio.sleep(0.2)  # room for any further submit to go out
             assert sink.accepted_by_carrier == window * binds
             assert sim.stats.accepted == window * binds
             sink.gate.set()
-            while sim.stats.accepted < 50 and time.monotonic() < deadline + 5:
-                await asyncio.sleep(0.01)
+            await wait_for(lambda: sim.stats.accepted >= 50, "every message at the SMSC")
             assert sim.stats.accepted == 50
         finally:
             sink.gate.set()

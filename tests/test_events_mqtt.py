@@ -33,7 +33,7 @@ from tests.mqtt_broker import (
     unique_prefix,
 )
 from tests.test_receipts_e2e import Daemon, daemon_config, simulator_settings
-from tests.waiting import wait_for
+from tests.waiting import WAIT, wait_for
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ async def test_a_broker_that_never_answers_does_not_hold_up_messages(
         made: Daemon = await running(mqtt(port, "tandem/", timeout=1.0))
         await wait_for(lambda: bool(accepted), "the sink to connect")
         message_id = await made.send("hello")
-        await made.wait_status(message_id, MessageStatus.DELIVERED, timeout=10)
+        await made.wait_status(message_id, MessageStatus.DELIVERED)
         await wait_for(lambda: made.gateway.events.stats()["mqtt"].buffered >= 2, "events kept")
         assert made.gateway.events.stats()["mqtt"].sent == 0
         started = time.monotonic()
@@ -181,7 +181,7 @@ async def test_a_broker_that_comes_back_gets_what_was_buffered(tmp_path: Path) -
     subscriber = Subscriber(port, prefix).start()
     await sink.start()
     try:
-        await asyncio.wait_for(sink.connected.wait(), 10)
+        await asyncio.wait_for(sink.connected.wait(), WAIT)
         sink.publish(EventKind.RECEIPT, "m1", {"n": 1})
         await asyncio.to_thread(subscriber.wait, lambda: subscriber.on(f"{prefix}receipt/m1"), "m1")
         subscriber.stop()
@@ -193,7 +193,7 @@ async def test_a_broker_that_comes_back_gets_what_was_buffered(tmp_path: Path) -
         assert sink.stats.buffered == 4
         broker.start()
         subscriber = Subscriber(port, prefix).start()
-        await asyncio.wait_for(sink.connected.wait(), 10)
+        await asyncio.wait_for(sink.connected.wait(), WAIT)
         await asyncio.to_thread(
             subscriber.wait,
             lambda: all(subscriber.on(f"{prefix}receipt/m{n}") for n in range(2, 6)),

@@ -30,6 +30,7 @@ from tests.daemon_processes import (
     wait_http,
     write_config,
 )
+from tests.waiting import wait_for
 
 MESSAGES = 1_500
 KILL_AFTER = 400
@@ -86,7 +87,14 @@ async def test_killing_one_smsc_mid_run_loses_nothing_every_message_ends_deliver
     database = tmp_path / "data" / "tandem.db"
     try:
         await wait_http(f"http://127.0.0.1:{http_port}/openapi.json")
-        await asyncio.sleep(0.5)  # both binds come up
+        # Both links up before the first message, or one might carry none before the kill.
+        await wait_for(
+            lambda: all(
+                f"link {name} is up" in gateway.output() for name in ("doomed", "survivor")
+            ),
+            "both links up",
+            interval=0.05,
+        )
         acknowledged: dict[str, str] = {}
         await send_all(f"http://127.0.0.1:{http_port}/v1/messages", key, doomed, acknowledged)
 

@@ -5,7 +5,6 @@ simulator in the test process, bound by the daemon's SMPP link over 127.0.0.1.""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -59,13 +58,13 @@ async def test_mos_answered_to_the_carrier_survive_kill_9_and_a_held_part_waits_
 
         process = daemon(tmp_path, config, name="again").start()
         await wait_http(f"http://127.0.0.1:{http_port}/openapi.json")
+
         # The held part waits for its other half again, then goes on alone.
-        for _ in range(100):
-            held = [row for row in stored(database) if row[0] == "first half "]
-            if held[0][1] != "held":
-                break
-            await asyncio.sleep(0.1)
-        assert held == [("first half ", "unmatched", None)]
+        def held() -> list[tuple[str, str, str | None]]:
+            return [row for row in stored(database) if row[0] == "first half "]
+
+        await wait_for(lambda: held()[0][1] != "held", "the held part to go on", interval=0.1)
+        assert held() == [("first half ", "unmatched", None)]
         assert len(stored(database)) == COUNT + 1
     finally:
         process.stop()

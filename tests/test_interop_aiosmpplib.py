@@ -19,6 +19,7 @@ from smpp.aio import SmppConnection, SmppHandler, serve_smpp
 from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSm, Pdu, SubmitSm
 from smpp.session import SessionConfig
+from tests.waiting import WAIT
 
 
 class RecordingHook(AbstractHook):
@@ -101,7 +102,7 @@ async def test_aiosmpplib_binds_submits_and_acknowledges_our_deliver_sm() -> Non
                 log_id="log-1",
             )
         )
-        submit_resp = await asyncio.wait_for(hook.wait_for(TheirSubmitSmResp), 10)
+        submit_resp = await asyncio.wait_for(hook.wait_for(TheirSubmitSmResp), WAIT)
         assert isinstance(submit_resp, TheirSubmitSmResp)
         assert submit_resp.message_id == "tandem-1"
 
@@ -116,16 +117,16 @@ async def test_aiosmpplib_binds_submits_and_acknowledges_our_deliver_sm() -> Non
 
         assert smsc.connection is not None
         mo = DeliverSm(source_addr="4915112345678", destination_addr="12345", short_message=b"ok")
-        answer = await asyncio.wait_for(smsc.connection.request(mo), 10)
+        answer = await asyncio.wait_for(smsc.connection.request(mo), WAIT)
         assert answer.command_id == 0x80000005  # deliver_sm_resp
         assert answer.sequence_number == mo.sequence_number
         assert answer.command_status == CommandStatus.ESME_ROK
-        delivered = await asyncio.wait_for(hook.wait_for(TheirDeliverSm), 10)
+        delivered = await asyncio.wait_for(hook.wait_for(TheirDeliverSm), WAIT)
         assert isinstance(delivered, TheirDeliverSm)
         assert delivered.short_message == "ok"
 
-        await asyncio.wait_for(esme.stop(), 10)
-        assert await asyncio.wait_for(smsc.lost, 5) is None
+        await asyncio.wait_for(esme.stop(), WAIT)
+        assert await asyncio.wait_for(smsc.lost, WAIT) is None
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -19,6 +19,7 @@ from smpp.constants import CommandStatus
 from smpp.pdu import DeliverSm, Pdu, SubmitSm
 from smpp.reassembly import parse_udh
 from smpp.session import SessionConfig
+from tests.waiting import WAIT
 
 TEXT = "Привет! Сообщение из трёх частей, закодированное в UCS-2. " * 3  # 3 parts of 67 chars
 CHOSEN_STATUS = smpplib.consts.SMPP_ESME_RX_T_APPN  # what smpplib answers our deliver_sm with
@@ -137,7 +138,7 @@ async def test_smpplib_binds_submits_three_part_ucs2_and_answers_deliver_sm() ->
 
         # Our deliver_sm reached smpplib, and its deliver_sm_resp carries the status it chose.
         assert results["delivered"] == [b"hi"]
-        answer = await asyncio.wait_for(smsc.deliver_answer, 5)
+        answer = await asyncio.wait_for(smsc.deliver_answer, WAIT)
         assert answer.command_status == CHOSEN_STATUS
         assert results["unbind_status"] == 0
     finally:

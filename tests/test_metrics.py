@@ -32,6 +32,7 @@ from tests.daemon_processes import (
     wait_http,
     write_config,
 )
+from tests.waiting import wait_for
 
 FINAL = ("delivered", "undeliverable", "expired", "rejected", "deleted", "unknown", "failed")
 UP_ROUTE_NUMBERS = "+4474001"  # + 5 digits: the route whose link is up
@@ -148,12 +149,12 @@ async def scrape(session: aiohttp.ClientSession, running: Running) -> str:
 async def settled(session: aiohttp.ClientSession, running: Running, count: int) -> None:
     """Until `count` messages sent through the link "carrier" are final (asked of the
     exporter, then of the API message by message in the test)."""
-    for _ in range(600):
+
+    async def final() -> bool:
         scraped = samples(await scrape(session, running))
-        if total(scraped, "tandem_messages_final_total", link="carrier") >= count:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("messages did not reach a final status")
+        return total(scraped, "tandem_messages_final_total", link="carrier") >= count
+
+    await wait_for(final, f"{count} messages final", timeout=120, interval=0.2)
 
 
 async def test_counters_add_up_after_real_traffic_and_promtool_finds_the_scrape_clean(
@@ -380,10 +381,8 @@ async def test_a_modem_links_signal_registration_and_sim_are_exported(tmp_path: 
     gateway = Gateway(config)
     await gateway.start()
     try:
-        for _ in range(200):
-            if gateway.links["sim-a"].state is LinkState.UP:
-                break
-            await asyncio.sleep(0.05)
+        link = gateway.links["sim-a"]
+        await wait_for(lambda: link.state is LinkState.UP, "the modem link up", interval=0.05)
         exporter: Any = gateway.metrics
         scraped = samples(exporter.render().decode())
     finally:

@@ -24,6 +24,7 @@ from modems.tpdu import (
     with_service_centre,
 )
 from smpp import gsm7
+from tests.waiting import wait_for
 
 WAIT = 20.0
 
@@ -161,10 +162,7 @@ async def test_raw_cnma_over_the_pty_holds_back_the_next_cmt_and_refuses_a_stray
             (True, None),
             (False, 0xFF),
         ]
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while modem.ack_timeouts == 0:
-            assert asyncio.get_running_loop().time() < deadline, "no timeout"
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: modem.ack_timeouts > 0, "the offer to time out", interval=0.05)
         assert modem.cnmi[1] == 0 and modem.cnmi[3] == 0  # routing turned off
         stray = await exchange(reader, writer, b"AT+CNMA\r", b"+CMS ERROR: 340\r\n")
         assert b"+CMS ERROR: 340" in stray

@@ -30,6 +30,7 @@ from modems.session import (
     Unresponsive,
 )
 from modems.tpdu import Address, SmsSubmit, split_text_user_data
+from tests.waiting import wait_for
 
 WAIT = 20.0
 
@@ -119,11 +120,7 @@ async def test_mo_by_cmti_and_by_cmt_multipart_too(emulator: PtyModem) -> None:
     assert routed.text == routed_text and routed.originator == "Clinic"
     assert routed.storage_indexes == ()
 
-    async def storage_empty() -> None:
-        while emulator.modem.storage:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(storage_empty(), WAIT)
+    await wait_for(lambda: not emulator.modem.storage, "the modem's storage emptied")
     port.close()
 
 
@@ -215,7 +212,9 @@ async def test_supervisor_reopens_after_unplug_and_replug(emulator: PtyModem) ->
         await recorder.until(Stopped)
         with pytest.raises(NotReady):
             await supervisor.send("while-unplugged", submits("x"))
-        await asyncio.sleep(0.3)  # a few failed opens: the device path is gone
+        await wait_for(  # the device path is gone
+            lambda: any("cannot open" in s.reason for s in recorder.of(Stopped)), "a failed open"
+        )
         emulator.plug()
         await recorder.until(Ready, 2)
         sent = await asyncio.wait_for(supervisor.send("after", submits("back")), WAIT)

@@ -13,6 +13,7 @@ from pathlib import Path
 from gateway.store.base import OptOutScope
 from tests.daemon_processes import ROOT, TANDEM
 from tests.test_http_harness import running_daemon
+from tests.waiting import wait_for
 
 GROUPS = '[[sender_groups]]\nname = "brand"\nsenders = ["Shop", "12345"]\n'
 
@@ -117,10 +118,7 @@ async def test_a_running_daemon_applies_what_the_cli_changed(tmp_path: Path) -> 
         registry = daemon.gateway.optouts
         result = await asyncio.to_thread(tandem, config, "add", "+447911123456", "--sender", "Shop")
         assert result.returncode == 0, result.stderr
-        for _ in range(100):
-            if registry.blocks("447911123456", "Shop"):
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: registry.blocks("447911123456", "Shop"), "the daemon to see it")
         assert registry.scopes_of("447911123456") == [(OptOutScope.SENDER, "shop")]
         status, problem, _ = await daemon.call(
             "POST", "/v1/messages", {"to": "+447911123456", "from": "Shop", "text": "x"}
@@ -128,8 +126,6 @@ async def test_a_running_daemon_applies_what_the_cli_changed(tmp_path: Path) -> 
         assert status == 403, problem
         result = await asyncio.to_thread(tandem, config, "remove", "+447911123456")
         assert result.returncode == 0, result.stderr
-        for _ in range(100):
-            if not registry.blocks("447911123456", "Shop"):
-                break
-            await asyncio.sleep(0.05)
-        assert not registry.blocks("447911123456", "Shop")
+        await wait_for(
+            lambda: not registry.blocks("447911123456", "Shop"), "the daemon to see it gone"
+        )

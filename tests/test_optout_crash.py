@@ -21,6 +21,7 @@ from tests.daemon_processes import (
     wait_http,
     write_config,
 )
+from tests.waiting import wait_for
 
 NUMBERS = [f"+4479111{index:05d}" for index in range(10_000, 10_400)]
 
@@ -80,8 +81,9 @@ async def test_an_acknowledged_opt_out_survives_kill_9(tmp_path: Path) -> None:
                     await asyncio.gather(*(put(n) for n in NUMBERS[start : start + 16]))
 
             pouring = asyncio.create_task(pour())
-            while len(acknowledged) < 100:
-                await asyncio.sleep(0.005)
+            await wait_for(
+                lambda: len(acknowledged) >= 100, "100 opt-outs acknowledged", interval=0.005
+            )
             first.kill()
             killed_with = list(acknowledged)
             await pouring

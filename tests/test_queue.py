@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.messages import Channel, Message, MessageKind
 from gateway.queue import AsyncSendQueue, RetryPolicy, SendQueue
+from tests.waiting import WAIT
 
 T0 = 1_800_000_000.0
 
@@ -259,7 +260,7 @@ async def test_get_waits_for_a_put() -> None:
     assert not waiter.done()
     message = make_message(created_at=0.0)
     queue.put(message, "smsc-a")
-    assert await asyncio.wait_for(waiter, 1) is message
+    assert await asyncio.wait_for(waiter, WAIT) is message
 
 
 async def test_get_waits_until_a_scheduled_message_is_due() -> None:
@@ -268,7 +269,7 @@ async def test_get_waits_until_a_scheduled_message_is_due() -> None:
     message = make_message(created_at=0.0, send_at=loop.time() + 0.05)
     queue.put(message, "smsc-a")
 
-    got = await asyncio.wait_for(queue.get("smsc-a"), 1)
+    got = await asyncio.wait_for(queue.get("smsc-a"), WAIT)
 
     assert got is message
     assert loop.time() >= message.due_at
@@ -295,7 +296,7 @@ async def test_move_wakes_the_senders_of_the_new_link() -> None:
     queue.put(message, "smsc-a")
 
     assert queue.move("smsc-a", "smsc-b") == 1
-    assert await asyncio.wait_for(waiter, 1) is message
+    assert await asyncio.wait_for(waiter, WAIT) is message
 
 
 @pytest.mark.parametrize("attempts", [0, 1])

@@ -28,6 +28,7 @@ from tests.daemon_processes import (
     write_config,
 )
 from tests.test_queue import T0, make_message
+from tests.waiting import WAIT, wait_for
 
 
 def backlog(count: int, **fields: object) -> list[Message]:
@@ -161,7 +162,7 @@ async def test_a_sender_gets_the_whole_backlog_in_order_as_pages_are_read_ahead(
         queue.put(message, "a")
     del store.waiting[messages[30].id]  # cancelled while it waited in the store
     store.fail_next = True  # one read fails: its page goes back and is read again
-    got = [await asyncio.wait_for(queue.get("a"), 2) for _ in range(49)]
+    got = [await asyncio.wait_for(queue.get("a"), WAIT) for _ in range(49)]
     assert got == messages[:30] + messages[31:]
     assert queue.size("a") == 0
     assert max(store.reads) == 5
@@ -176,7 +177,7 @@ async def test_a_down_links_backlog_is_read_back_and_placed_where_the_dispatcher
     for message in messages:
         queue.put(message, "a")
     queue.move("a", "b")
-    got = [await asyncio.wait_for(queue.get("b"), 2) for _ in range(20)]
+    got = [await asyncio.wait_for(queue.get("b"), WAIT) for _ in range(20)]
     assert sorted(m.id for m in got) == sorted(m.id for m in messages)
     assert queue.size("a") == queue.size("b") == 0
     await queue.close()
@@ -218,10 +219,11 @@ async def test_a_backlog_kept_as_references_survives_kill_9_and_is_all_sent(
         smsc.start()
         tandem = daemon(tmp_path, config, "tandem-2").start()
         record = tmp_path / "smsc.record"
-        deadline = asyncio.get_running_loop().time() + 60
-        while set(accepted_texts(record)) != set(texts):
-            assert asyncio.get_running_loop().time() < deadline, tandem.output()[-2000:]
-            await asyncio.sleep(0.1)
+        await wait_for(
+            lambda: set(accepted_texts(record)) == set(texts),
+            lambda: f"every message at the SMSC: {tandem.output()[-2000:]}",
+            interval=0.1,
+        )
     finally:
         tandem.stop()
         smsc.stop()

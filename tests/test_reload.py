@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gateway.config import load_config
 from gateway.intake import MessageRequest
 from gateway.messages import Channel
 from tests.daemon_processes import create_key, daemon, free_port, wait_http
+from tests.waiting import wait_for
 
 PREFIXES = "prefix,mno,country\n+447911,Island Mobile,GB\n"
 PORTED = "msisdn,mno\n"
@@ -160,17 +160,17 @@ async def test_sighup_reloads_the_routes_of_a_running_daemon(tmp_path: Path) -> 
             assert await route_now() == "before"
             write_files(tmp_path, route("after"), http_port=http_port)
             process.popen.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-            deadline = time.monotonic() + 5
-            while await route_now() != "after":
-                assert time.monotonic() < deadline, "SIGHUP did not reload the routes"
-                await asyncio.sleep(0.05)
+
+            async def reloaded() -> bool:
+                return await route_now() == "after"
+
+            await wait_for(reloaded, "SIGHUP to reload the routes", interval=0.05)
 
             config.write_text(config.read_text() + "\n[[routes]\n", encoding="utf-8")
             process.popen.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-            deadline = time.monotonic() + 5
-            while "reload failed" not in process.output():
-                assert time.monotonic() < deadline, "no log line for the bad file"
-                await asyncio.sleep(0.05)
+            await wait_for(
+                lambda: "reload failed" in process.output(), "the log line for the bad file"
+            )
             assert await route_now() == "after"
             assert process.running()
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +17,7 @@ from gateway.config import load_config
 from gateway.http.admin_token import admin_token_path, read_admin_token
 from gateway.links import LinkState
 from tests.daemon_processes import free_port
+from tests.waiting import wait_for
 
 DATA = Path(__file__).parent / "data" / "routing"
 
@@ -170,10 +170,8 @@ async def test_explain_shows_the_running_daemons_link_states_and_the_target_it_w
     gateway = Gateway(load_config(config_file))
     await gateway.start()
     try:
-        deadline = time.monotonic() + 5
-        while gateway.links["primary"].state is not LinkState.UP:
-            assert time.monotonic() < deadline, "the simulator link did not come up"
-            await asyncio.sleep(0.02)
+        link = gateway.links["primary"]
+        await wait_for(lambda: link.state is LinkState.UP, "the simulator link to come up")
         token = read_admin_token(admin_token_path(gateway.config))
         async with (
             aiohttp.ClientSession() as session,

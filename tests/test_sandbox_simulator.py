@@ -4,10 +4,8 @@ loses no receipt it owed. Real `tandem run` processes, a real HTTP client, SIGKI
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
@@ -25,6 +23,7 @@ from tests.daemon_processes import (
     free_port,
     wait_http,
 )
+from tests.waiting import wait_for
 
 UK = "+447400123456"
 
@@ -76,18 +75,19 @@ def sim_inbox(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 async def wait_statuses(
-    session: aiohttp.ClientSession, url: str, ids: list[str], wanted: str, timeout: float
+    session: aiohttp.ClientSession, url: str, ids: list[str], wanted: str
 ) -> dict[str, str]:
-    """Poll until every message has status `wanted`; the last statuses seen."""
-    deadline = time.monotonic() + timeout
+    """Poll until every message has status `wanted`; the statuses seen."""
     statuses: dict[str, str] = {}
-    while True:
+
+    async def reached() -> bool:
         for message_id in ids:
             async with session.get(f"{url}/v1/messages/{message_id}") as response:
                 statuses[message_id] = (await response.json())["status"]
-        if all(status == wanted for status in statuses.values()) or time.monotonic() > deadline:
-            return statuses
-        await asyncio.sleep(0.1)
+        return all(status == wanted for status in statuses.values())
+
+    await wait_for(reached, lambda: f"every message {wanted}: {statuses}", interval=0.1)
+    return statuses
 
 
 async def test_the_sandbox_otp_flow_completes_with_the_code_from_the_inbox(tmp_path: Path) -> None:
@@ -103,10 +103,16 @@ async def test_the_sandbox_otp_flow_completes_with_the_code_from_the_inbox(tmp_p
             async with session.post(f"{url}/v1/otp", json={"to": UK}) as response:
                 assert response.status == 201, await response.text()
                 otp_id = (await response.json())["id"]
-            deadline = time.monotonic() + 30
-            while not (listed := sim_inbox(config, "--to", UK)).stdout:
-                assert time.monotonic() < deadline, listed.stderr
-                await asyncio.sleep(0.2)
+            inbox: list[subprocess.CompletedProcess[str]] = []
+
+            def listed_one() -> bool:
+                inbox[:] = [sim_inbox(config, "--to", UK)]  # a process each time: not too often
+                return bool(inbox[0].stdout)
+
+            await wait_for(
+                listed_one, lambda: f"the code in the inbox: {inbox[0].stderr}", interval=0.2
+            )
+            listed = inbox[0]
             assert listed.returncode == 0
             assert f"inbox: {tmp_path / 'data' / 'simulator.jsonl'}" in listed.stderr
             code = re.search(r"code is (\d{6})\b", listed.stdout)
@@ -145,14 +151,14 @@ async def test_receipts_owed_before_a_kill_9_arrive_after_the_restart(tmp_path: 
                 async with session.post(f"{url}/v1/messages", json=body) as response:
                     assert response.status == 202, await response.text()
                     ids.append((await response.json())["id"])
-            statuses = await wait_statuses(session, url, ids, "submitted", timeout=30)
+            statuses = await wait_statuses(session, url, ids, "submitted")
             assert set(statuses.values()) == {"submitted"}, statuses
             assert first is not None
             first.kill()  # SIGKILL: the simulator inside dies with its receipts in hand
             first = None
             second = daemon(tmp_path, config, "tandem-2").start()
             await wait_http(url + "/openapi.json")
-            statuses = await wait_statuses(session, url, ids, "delivered", timeout=30)
+            statuses = await wait_statuses(session, url, ids, "delivered")
             assert set(statuses.values()) == {"delivered"}, statuses
         listed = sim_inbox(config, "--limit", "0")
         assert all(text in listed.stdout for text in texts), listed.stdout

@@ -32,6 +32,7 @@ from smpp.pdu import (
     SubmitSmResp,
 )
 from smpp.session import Role, SessionConfig, SessionState, StateForbidsError, WindowFullError
+from tests.waiting import WAIT, wait_for
 
 FAST = SessionConfig(window=4, response_timeout=2.0, enquire_link_interval=None, bind_timeout=5.0)
 
@@ -118,7 +119,7 @@ async def test_client_binds_submits_and_gets_the_servers_message_id(
     assert smsc.connection is not None and smsc.connection.peer_system_id == "esme"
     await client.unbind()
     assert client.closed.done()
-    assert await asyncio.wait_for(smsc.lost, 2) is None
+    assert await asyncio.wait_for(smsc.lost, WAIT) is None
 
 
 async def test_wrong_password_raises_bind_error_with_the_servers_status(
@@ -147,14 +148,12 @@ async def test_submit_waits_for_a_window_slot_and_nowait_refuses_when_full(
         client.send_request_nowait(SubmitSm())
     fifth = asyncio.ensure_future(client.submit(SubmitSm(short_message=b"5")))
     (smsc,) = handlers
-    while len(smsc.parked) < 4:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: len(smsc.parked) >= 4, "four submits at the SMSC")
+    await asyncio.sleep(0.05)  # room for a fifth to show
     assert not fifth.done() and len(smsc.submitted) == 4  # held back by the window
     assert smsc.connection is not None
     smsc.connection.respond(smsc.parked[0].response(message_id="m0"))
-    while len(smsc.parked) < 5:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(smsc.parked) >= 5, "the fifth submit at the SMSC")
     assert smsc.parked[4].short_message == b"5"
     for parked in smsc.parked[1:]:
         smsc.connection.respond(parked.response(message_id="m"))
@@ -217,15 +216,13 @@ async def test_responses_and_requests_of_one_read_reach_the_application_in_wire_
         name = submit.short_message.decode()
         future.add_done_callback(lambda _, name=name: seen.append(f"response {name}"))
     (smsc,) = handlers
-    while len(smsc.parked) < 2:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(smsc.parked) >= 2, "both submits at the SMSC")
     connection = smsc.connection
     assert connection is not None
     for parked in smsc.parked:  # queued in one turn: they leave in one write
         connection.respond(parked.response(message_id=parked.short_message.decode()))
         connection.send_request_nowait(DeliverSm(short_message=parked.short_message))
-    while len(seen) < 4:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(seen) >= 4, "both responses and both deliver_sm")
     assert seen == ["response A", "deliver A", "response B", "deliver B"]
     await client.unbind()
 
@@ -235,8 +232,8 @@ async def test_server_unbind_closes_both_ends(start_server: ServerFactory) -> No
     client = await bound_client(port)
     (smsc,) = handlers
     assert smsc.connection is not None
-    await asyncio.wait_for(smsc.connection.unbind(), 2)
-    await asyncio.wait_for(client.closed, 2)
+    await asyncio.wait_for(smsc.connection.unbind(), WAIT)
+    await asyncio.wait_for(client.closed, WAIT)
     with pytest.raises(ConnectionError):
         await client.submit(SubmitSm())
 
@@ -244,7 +241,7 @@ async def test_server_unbind_closes_both_ends(start_server: ServerFactory) -> No
 async def test_server_closes_a_client_that_never_binds(start_server: ServerFactory) -> None:
     port, handlers = await start_server(SessionConfig(bind_timeout=0.1))
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+    assert await asyncio.wait_for(reader.read(), WAIT) == b""  # closed by the server
     assert await handlers[0].lost == "not bound in time"
     writer.close()
 
@@ -252,12 +249,13 @@ async def test_server_closes_a_client_that_never_binds(start_server: ServerFacto
 async def test_idle_link_is_kept_alive_by_enquire_link_then_unbound_for_inactivity(
     start_server: ServerFactory,
 ) -> None:
-    config = SessionConfig(enquire_link_interval=0.05, inactivity_timeout=0.4, response_timeout=1)
+    # The inactivity limit leaves a loaded machine room: the check at 0.25 s may come late.
+    config = SessionConfig(enquire_link_interval=0.05, inactivity_timeout=1.0, response_timeout=1)
     port, handlers = await start_server(config)
     client = await bound_client(port, config)
     await asyncio.sleep(0.25)
     assert client.state is SessionState.BOUND_TRX  # enquire_links kept it up past 5 intervals
-    await asyncio.wait_for(client.closed, 2)
+    await asyncio.wait_for(client.closed, WAIT)
     assert client.connection.close_reason is None  # a graceful unbind, not a failure
     assert await handlers[0].lost is None
 
@@ -295,8 +293,7 @@ async def test_outbind_over_sockets_the_esme_binds_as_receiver_and_takes_deliver
             Role.SERVER, smsc, "127.0.0.1", port, config=FAST, system_id="tandem"
         )
         await connection.send_request_nowait(Outbind(system_id="esme", password="secret"))
-        while connection.state is not SessionState.BOUND_RX:
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: connection.state is SessionState.BOUND_RX, "the outbound bind")
         assert connection.peer_system_id == "esme"
         answer = await connection.request(DeliverSm(short_message=b"waiting for you"))
         assert answer.command_status == CommandStatus.ESME_ROK

@@ -27,6 +27,7 @@ from smpp.constants import CommandStatus, Tag
 from smpp.pdu import BindTransceiver, DataSm, DeliverSm, Pdu, SubmitSm, SubmitSmResp
 from smpp.segmentation import Concatenation, split_text
 from smpp.session import SessionConfig
+from tests.waiting import WAIT, wait_for
 
 
 def settings(**fields: object) -> SimulatorConfig:
@@ -68,7 +69,7 @@ class Esme:
         assert isinstance(response, SubmitSmResp)
         return response
 
-    async def next_delivery(self, timeout: float = 2.0) -> DeliverSm:
+    async def next_delivery(self, timeout: float = WAIT) -> DeliverSm:
         return await asyncio.wait_for(self.delivered.get(), timeout)
 
 
@@ -225,12 +226,12 @@ async def _first_read_after_a_submit(sim: SmscSimulator) -> list[Pdu]:
     decoder = PduDecoder(65536)
     try:
         writer.write(encode(BindTransceiver(sequence_number=1, system_id="raw", password="pw")))
-        bound = decoder.feed(await asyncio.wait_for(reader.read(4096), 2.0))
+        bound = decoder.feed(await asyncio.wait_for(reader.read(4096), WAIT))
         assert len(bound) == 1
         submit = SubmitSm(sequence_number=2, destination_addr="447700900123", short_message=b"x")
         submit.registered_delivery = 1
         writer.write(encode(submit))
-        return [p for p in decoder.feed(await asyncio.wait_for(reader.read(4096), 2.0))]
+        return [p for p in decoder.feed(await asyncio.wait_for(reader.read(4096), WAIT))]
     finally:
         writer.close()
 
@@ -292,8 +293,8 @@ async def test_injected_mo_reaches_the_bound_receiver(sim: SmscSimulator) -> Non
         "12345",
         b"STOP",
     )
-    await asyncio.sleep(0.05)
-    assert sim.stats.mo_sent == 1
+    # Counted when the deliver_sm_resp reaches the simulator, a moment after the ESME saw it.
+    await wait_for(lambda: sim.stats.mo_sent == 1, "the MO's answer at the simulator")
 
 
 async def test_receipts_wait_for_a_rebind_after_the_client_goes_away() -> None:
@@ -301,8 +302,7 @@ async def test_receipts_wait_for_a_rebind_after_the_client_goes_away() -> None:
         first = await Esme().connect(sim)
         await first.submit(short_message=b"kept for later")
         first.client.close()
-        await asyncio.sleep(0.3)
-        assert sim.pending_deliveries() == 1
+        await wait_for(lambda: sim.pending_deliveries() == 1, "the receipt kept for a rebind")
         second = await Esme().connect(sim)
         receipt = await second.next_delivery()
         assert b"text:kept for later" in receipt.short_message
@@ -314,10 +314,10 @@ async def test_a_refused_receipt_is_delivered_again() -> None:
         await esme.submit()
         await esme.next_delivery()
         esme.answer_status = 0
-        again = await esme.next_delivery(timeout=3.0)
+        again = await esme.next_delivery()
         assert again.esm_class & 0x04
-        await asyncio.sleep(0.05)
-        assert sim.stats.deliveries_retried == 1 and sim.stats.receipts_sent == 1
+        await wait_for(lambda: sim.stats.receipts_sent == 1, "the receipt's answer")
+        assert sim.stats.deliveries_retried == 1
 
 
 async def test_restart_on_the_same_port_never_reuses_message_ids() -> None:
@@ -326,7 +326,7 @@ async def test_restart_on_the_same_port_never_reuses_message_ids() -> None:
     esme = await Esme().connect(sim)
     before = (await esme.submit()).message_id
     await sim.stop()
-    await asyncio.wait_for(esme.client.closed, 2.0)
+    await asyncio.wait_for(esme.client.closed, WAIT)
     await sim.start()
     again = await Esme().connect(sim)
     after = (await again.submit()).message_id
@@ -348,7 +348,9 @@ async def test_record_file_has_one_line_per_submit_with_concatenation(tmp_path: 
                     tlvs=dict(segment.tlvs),
                     registered_delivery=0,
                 )
-        await asyncio.sleep(0.05)  # one tick flushes the file
+        await wait_for(  # a tick of the simulator flushes the file
+            lambda: record.exists() and len(record_lines(record)) >= 4, "four lines recorded"
+        )
         lines = record_lines(record)
     assert len(lines) == 4
     assert [line["concat"]["kind"] for line in lines] == ["udh8", "udh8", "sar", "sar"]

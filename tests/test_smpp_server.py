@@ -254,9 +254,7 @@ async def test_a_receiver_that_stops_reading_is_dropped_and_its_deliveries_wait(
                 tlvs={Tag.MESSAGE_PAYLOAD: big},
             ),
         )
-    await wait_for(
-        lambda: tandem.server.stats.dropped_slow_readers == 1, timeout=10, what="the drop"
-    )
+    await wait_for(lambda: tandem.server.stats.dropped_slow_readers == 1, what="the drop")
     sock.close()
     runtime = tandem.server.runtime("sink")
     assert runtime is not None
@@ -613,7 +611,9 @@ async def test_an_mo_meeting_a_full_outbox_is_refused_for_now_and_lands_on_the_s
         await wait_for(lambda: len(got) == 2, what="both MOs")  # the SMSC offered it again
         await client.unbind()
         assert [pdu.short_message for pdu in got] == [b"first", b"second"]
-        assert tandem.simulator.stats.mo_sent == 2
+        # The carrier's answer reaches the simulator after the MO is kept, not before the
+        # customer sees it: wait for the count itself.
+        await wait_for(lambda: tandem.simulator.stats.mo_sent == 2, what="both MOs answered")
     finally:
         await stop_tandem(tandem)
 
@@ -693,10 +693,10 @@ async def test_a_receipt_the_customer_refuses_for_good_is_dropped_and_said_in_hi
             if entry.event.source is StatusSource.SMPP_RECEIPT
         ]
 
-    for _ in range(100):
-        if await recorded():
-            break
-        await asyncio.sleep(0.02)
+    async def refusal_recorded() -> bool:
+        return bool(await recorded())
+
+    await wait_for(refusal_recorded, "the refusal in the history", interval=0.02)
     assert await recorded() == ["receipt refused by the customer with 0x00000065"]
     assert len(refused) == 1  # not offered again
     assert await store.owed_receipts() == []  # type: ignore[attr-defined]
@@ -785,11 +785,11 @@ async def test_receipts_beyond_the_outbox_bound_wait_in_the_store_and_all_arrive
         assert sorted(receipted_ids(got)) == sorted(ids)  # each once, none dropped
         assert tandem.server.stats.delivery_dropped_full == 0
         assert tandem.server.stats.receipts_refilled == 11
-        for _ in range(50):
-            if not await store.owed_receipts():  # type: ignore[attr-defined]
-                break
-            await asyncio.sleep(0.02)
-        assert await store.owed_receipts() == []  # type: ignore[attr-defined]
+
+        async def settled() -> bool:
+            return not await store.owed_receipts()  # type: ignore[attr-defined]
+
+        await wait_for(settled, "the store to settle every receipt", interval=0.02)
     finally:
         await stop_tandem(tandem)
 
@@ -864,11 +864,12 @@ async def test_receipts_waiting_in_the_store_past_their_ttl_are_cleared_while_ru
             return len(await store.owed_receipts())  # type: ignore[attr-defined]
 
         assert await owed() == 3
-        for _ in range(100):  # the one in memory expires; the two in the store are cleared
-            if await owed() == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert await owed() == 0
+
+        async def cleared() -> bool:
+            return await owed() == 0
+
+        # The one in memory expires; the two in the store are cleared.
+        await wait_for(cleared, "every receipt past its ttl cleared", interval=0.05)
         assert tandem.server.stats.delivery_expired == 1
     finally:
         await stop_tandem(tandem)

@@ -29,7 +29,7 @@ from tests.test_smpp_server_support import (
     start_tandem,
     stop_tandem,
 )
-from tests.waiting import wait_for
+from tests.waiting import WAIT, wait_for
 
 LONG_TEXT = "Tandem carries long messages in parts and puts them back together. " * 4  # 272
 # UCS-2 parts are 134 octets + a 6-octet UDH: exactly the 140 octets a part may have.
@@ -80,7 +80,7 @@ class Esme:
         pdu = self.client.send_message(**values)
         return int(pdu.sequence)
 
-    def read_until(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    def read_until(self, done: Callable[[], bool], timeout: float = WAIT) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             if time.monotonic() > deadline:

@@ -15,6 +15,7 @@ from dlr.status import MessageStatus
 from gateway import stages
 from gateway.stages import BOUNDS, Histogram, StageTimes, from_snapshot, table
 from tests.test_receipts_e2e import Daemon, daemons, simulator_settings
+from tests.waiting import wait_for
 
 __all__ = ["daemons"]  # the fixture, used below
 
@@ -70,6 +71,13 @@ async def test_a_daemon_records_every_stage_from_accept_to_receipt(
     ids = [await daemon.send(f"m {n}") for n in range(20)]
     for message_id in ids:
         await daemon.wait_status(message_id, MessageStatus.DELIVERED)
+    # A commit's stage is observed when the link hears of the commit, which may be a moment
+    # after a reader of the store sees the row.
+    committed = ("result_commit", "receipt_commit")
+    await wait_for(
+        lambda: all(recording.histograms[stage].count >= 20 for stage in committed),
+        "the last commits observed",
+    )
     counts = {stage: h.count for stage, h in recording.histograms.items()}
     for stage in ("accept_commit", "queue_wait", "submit_round_trip", "result_commit"):
         assert counts[stage] == 20, stage

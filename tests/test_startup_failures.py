@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_processes import ROOT, TANDEM, free_port
+from tests.waiting import wait_for_sync
 
 # Generous for a loaded machine; before the fix the daemon did not end at all.
 EXIT_WITHIN = 30.0
@@ -114,12 +115,15 @@ def run_failing_daemon(config: Path) -> tuple[int, list[str], float]:
         pytest.fail(f"tandem run did not end within {EXIT_WITHIN} s of a failed start")
     elapsed = time.monotonic() - started
     # A writer process ends once its socket closes: give it the moment that takes.
-    deadline = time.monotonic() + 5.0
-    while (left := processes_in_session(daemon.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if left:
-        os.killpg(daemon.pid, signal.SIGKILL)
-    assert not left, f"left running: {left}"
+    try:
+        wait_for_sync(
+            lambda: not processes_in_session(daemon.pid),
+            lambda: f"the session's processes to end ({processes_in_session(daemon.pid)} left)",
+            interval=0.05,
+        )
+    finally:
+        if processes_in_session(daemon.pid):
+            os.killpg(daemon.pid, signal.SIGKILL)
     return daemon.returncode, stderr.splitlines(), elapsed
 
 

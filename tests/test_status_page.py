@@ -12,7 +12,6 @@ import json
 import shutil
 import struct
 import subprocess
-import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import smpplib.client
 
 from tests.daemon_processes import ROOT, TANDEM, create_key, daemon, free_port, wait_http
 from tests.security.test_secrets_in_logs import add_account, smpp_bind
+from tests.waiting import wait_for
 
 UP_GREEN = (0xC8, 0xF0, 0xC8)  # gateway.status: the `.up` cell's background
 
@@ -163,15 +163,18 @@ async def test_status_page_command_and_json_show_links_binds_rates_and_errors(
                 ) as answer:
                     assert answer.status == 202, await answer.text()
         bearer = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 30
-        while True:
-            status, body, _ = await get(url + "/admin/status", bearer)
-            document = json.loads(body)
+        seen: list[dict[str, Any]] = [{}]
+
+        async def up_and_delivering() -> bool:
+            _, body, _ = await get(url + "/admin/status", bearer)
+            seen[0] = document = json.loads(body)
             rates = document["rates"][0]["per_second"]
-            if document["links"][0]["state"] == "up" and rates.get("delivered", 0) > 0:
-                break
-            assert time.monotonic() < deadline, document
-            await asyncio.sleep(0.3)
+            return bool(document["links"][0]["state"] == "up" and rates.get("delivered", 0) > 0)
+
+        await wait_for(
+            up_and_delivering, lambda: f"a link up and delivering: {seen[0]}", interval=0.3
+        )
+        document = seen[0]
         assert document["binds"] == [
             {"account": "acme", "bind": "transceiver", "address": "127.0.0.1"}
         ]

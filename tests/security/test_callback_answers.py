@@ -19,6 +19,7 @@ from gateway.config import EgressConfig
 from gateway.egress import EgressPolicy
 from tests.daemon_processes import create_key, daemon, free_port, link_toml, wait_http
 from tests.test_http_harness import LOCAL_RECEIVERS
+from tests.waiting import wait_for
 
 UK = "+447911123456"
 LOCAL = EgressPolicy.from_config(EgressConfig(**LOCAL_RECEIVERS))
@@ -125,14 +126,18 @@ targets = ["sim"]
             await asyncio.sleep(1.0)
             before = peak_rss_kib(process.pid)
             sent = [await send(path) for path in HEADS]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 40.0
-            while not all([await callback_outcomes(m) for m in sent]):
-                assert loop.time() < deadline, (
-                    f"callbacks not recorded in time; peak RSS {before} KiB -> "
+
+            async def recorded() -> bool:
+                return all([await callback_outcomes(m) for m in sent])
+
+            await wait_for(
+                recorded,
+                lambda: (
+                    f"the callbacks recorded; peak RSS {before} KiB -> "
                     f"{peak_rss_kib(process.pid)} KiB, body bytes taken {flooding_receiver.sent}"
-                )
-                await asyncio.sleep(0.1)
+                ),
+                interval=0.1,
+            )
             after = peak_rss_kib(process.pid)
             outcomes = [await callback_outcomes(m) for m in sent]
     finally:

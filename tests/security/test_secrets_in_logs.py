@@ -21,6 +21,7 @@ import smpplib.exceptions
 
 from smpp.pdu import BindReceiver, BindTransceiver, BindTransmitter, Outbind
 from tests.daemon_processes import TANDEM, create_key, daemon, free_port, wait_http
+from tests.waiting import wait_for
 
 UK = "+447400123456"
 CODE_LENGTH = 10  # long codes: a chance match with a number in the log is out of the question
@@ -202,10 +203,11 @@ async def test_the_bad_input_corpus_leaves_no_secret_in_the_log(
             ) as response:
                 second = (await response.json())["id"]
             record = tmp_path / "sim.record"
-            for _ in range(200):
-                if record.exists() and len(otp_codes(record)) >= 2:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for(
+                lambda: record.exists() and len(otp_codes(record)) >= 2,
+                "the second code in the simulator's record",
+                interval=0.05,
+            )
             codes = otp_codes(record)
             assert len(codes) == 2, codes
             secrets_used += codes
