@@ -23,11 +23,14 @@ from typing import IO, Any
 
 import aiohttp
 
-from tests.waiting import WAIT, wait_for
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TANDEM = (PYTHON, "-m", "gateway.cli")
+# A daemon started as a process on a loaded machine (imports, a store migrating, the writer
+# process forked) took over 60 s to answer in full-suite runs; a start that comes costs no more.
+DAEMON_START = 120.0
 
 
 def free_port() -> int:
@@ -180,7 +183,7 @@ def create_key(config: Path, name: str = "tests") -> str:
     return created.split("key:", 1)[1].split()[0]
 
 
-async def wait_http(url: str, timeout: float = WAIT) -> None:
+async def wait_http(url: str, timeout: float = DAEMON_START) -> None:
     """Until `url` answers (any status): the daemon is up."""
     async with aiohttp.ClientSession() as session:
 

@@ -24,7 +24,14 @@ from gateway.config import MqttConfig, load_config
 from gateway.events import EventKind
 from gateway.mqtt_sink import MqttSink, topic_of
 from gateway.simulator import SmscSimulator
-from tests.daemon_processes import daemon, free_port, link_toml, simulator, write_config
+from tests.daemon_processes import (
+    daemon,
+    free_port,
+    link_toml,
+    simulator,
+    wait_http,
+    write_config,
+)
 from tests.mqtt_broker import (
     PrivateBroker,
     Subscriber,
@@ -220,9 +227,10 @@ async def test_kill_9_turns_the_retained_status_offline_through_the_last_will(
     subscriber = Subscriber(broker, prefix).start()
     tandem = daemon(tmp_path, config).start()
     try:
+        await wait_http(f"http://127.0.0.1:{http_port}/openapi.json")  # its start: its own limit
         status = f"{prefix}status"
         await asyncio.to_thread(
-            subscriber.wait, lambda: subscriber.on(status)[-1:] == ["online"], "online", 30
+            subscriber.wait, lambda: subscriber.on(status)[-1:] == ["online"], "online"
         )
         await asyncio.to_thread(
             subscriber.wait,

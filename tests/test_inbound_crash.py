@@ -39,7 +39,7 @@ async def test_mos_answered_to_the_carrier_survive_kill_9_and_a_held_part_waits_
     process = daemon(tmp_path, config).start()
     try:
         await wait_http(f"http://127.0.0.1:{http_port}/openapi.json")
-        await wait_for(lambda: bool(carrier.bound_system_ids), timeout=20, what="the bind")
+        await wait_for(lambda: bool(carrier.bound_system_ids), what="the bind")
         carrier.inject_mo(
             "447400123456",
             "5555",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gateway.config import SimulatorConfig
 from gateway.simulator import SmscSimulator
-from tests.daemon_processes import daemon, free_port, link_toml
+from tests.daemon_processes import DAEMON_START, daemon, free_port, link_toml
 from tests.waiting import wait_for
 
 SUBSCRIBER = "447400123456"
@@ -84,7 +84,11 @@ async def test_a_stop_confirmation_owed_at_kill_9_is_sent_by_the_restarted_daemo
     first.start()
     second = None
     try:
-        await wait_for(lambda: bool(simulator.bound_system_ids), "the carrier link to bind")
+        await wait_for(
+            lambda: bool(simulator.bound_system_ids),
+            "the carrier link to bind",
+            timeout=DAEMON_START,
+        )
         simulator.inject_mo(SUBSCRIBER, "12345", "HELP", system_id="tandem")
         await wait_for(
             lambda: count(database, "SELECT count(*) FROM message_content") == 1,
@@ -104,7 +108,11 @@ async def test_a_stop_confirmation_owed_at_kill_9_is_sent_by_the_restarted_daemo
         def replies() -> list[str]:
             return [r.text for r in simulator.received if r.destination_addr == SUBSCRIBER]
 
-        await wait_for(lambda: CONFIRMATION in replies(), "the confirmation after the restart")
+        await wait_for(
+            lambda: CONFIRMATION in replies(),
+            "the confirmation after the restart",
+            timeout=DAEMON_START,
+        )
         await wait_for(lambda: count(database, owed) == 0, "the reply settled")
         await asyncio.sleep(3.0)  # a few more ticks of the restarted daemon: nothing twice
         assert replies() == [CONFIRMATION]

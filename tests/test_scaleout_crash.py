@@ -91,7 +91,7 @@ async def two_nodes_one_killed(tmp_path: Path, messages: int) -> None:
     by_node: dict[str, int] = {urls[0]: 0, urls[1]: 0}
     try:
         for url in urls:
-            await wait_http(url + "/openapi.json", timeout=60)
+            await wait_http(url + "/openapi.json")
         texts = (f"scale-out message {n:07d}" for n in itertools.count())
         turns = itertools.cycle(urls)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}

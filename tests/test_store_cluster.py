@@ -19,11 +19,14 @@ from gateway.store.postgres import PostgresMessageStore
 from tests.store_backends import POSTGRES_DSN, store_factory
 from tests.test_store import T0, make_message
 from tests.test_store_http_state import verification
+from tests.waiting import wait_for
 
 
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[list[PostgresMessageStore]]:
-    """Three nodes' stores on one schema (a, b, c), writers on threads, leases of 1 s."""
+    """Three nodes' stores on one schema (a, b, c), writers on threads, leases of 3 s (long
+    enough that a live node's lease does not run out between two steps of a test on a loaded
+    machine, short enough to wait out)."""
     async for make in store_factory("postgresql", tmp_path):
         schema = make.schema("cluster")
         stores = [
@@ -32,7 +35,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[PostgresMessageStore]]:
                 schema=schema,
                 node=name,
                 key_file=tmp_path / "store.key",
-                lease_seconds=1.0,
+                lease_seconds=3.0,
             )
             for name in ("a", "b", "c")
         ]
@@ -43,6 +46,17 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[PostgresMessageStore]]:
         finally:
             for store in stores:
                 await store.close()
+
+
+async def lease_lapsed(dead: PostgresMessageStore, *alive: PostgresMessageStore) -> None:
+    """Until the `dead` node's lease has run out, the `alive` ones renewing theirs meanwhile."""
+
+    async def lapsed() -> bool:
+        for node in alive:
+            await node.heartbeat()
+        return dead.node not in await alive[0].live_nodes()
+
+    await wait_for(lapsed, f"node {dead.node}'s lease to run out", interval=0.25)
 
 
 async def test_five_wrong_checks_across_nodes_lock_the_verification(
@@ -105,10 +119,7 @@ async def test_a_dead_nodes_unsent_messages_go_to_exactly_one_survivor(
     await a.heartbeat()
     assert await b.take_over() == [] and await c.take_over() == []
     await a.close()
-    for _ in range(12):
-        await asyncio.sleep(0.25)
-        await b.heartbeat()
-        await c.heartbeat()
+    await lease_lapsed(a, b, c)
     taken_b, taken_c = await asyncio.gather(b.take_over(limit=150), c.take_over(limit=150))
     taken_b += await b.take_over()
     assert not set(taken_b) & set(taken_c)
@@ -132,10 +143,7 @@ async def test_a_dead_nodes_claimed_mo_goes_to_one_node_with_a_bind(
     assert await b.claim_deliveries([key]) == set()  # a is alive and claimed it just now
     assert await a.claim_deliveries([key]) == {key}
     await a.close()
-    for _ in range(12):
-        await asyncio.sleep(0.25)
-        await b.heartbeat()
-        await c.heartbeat()
+    await lease_lapsed(a, b, c)
     got_b, got_c = await asyncio.gather(b.claim_deliveries([key]), c.claim_deliveries([key]))
     assert [got_b, got_c].count({key}) == 1 and [got_b, got_c].count(set()) == 1
     await a.open()  # for the fixture's close
