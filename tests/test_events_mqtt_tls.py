@@ -26,7 +26,7 @@ from gateway.events import EventKind
 from gateway.mqtt_sink import MqttSink
 from tests.daemon_processes import free_port
 from tests.mqtt_broker import PrivateBroker, Subscriber, TlsListener, unique_prefix
-from tests.waiting import wait_for
+from tests.waiting import WAIT, wait_for
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ async def test_events_arrive_over_tls_with_the_brokers_ca(
     sink = sink_over_tls(broker, authority.pem(tmp_path / "ca.pem"), prefix)
     await sink.start()
     try:
-        await asyncio.wait_for(sink.connected.wait(), 20)
+        await asyncio.wait_for(sink.connected.wait(), WAIT)
         sink.publish(EventKind.RECEIPT, "m1", {"id": "m1", "status": "delivered"})
         await asyncio.to_thread(
             subscriber.wait, lambda: subscriber.on(f"{prefix}receipt/m1"), "m1 over TLS"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import aiohttp
@@ -99,13 +98,21 @@ async def test_killing_one_smsc_mid_run_loses_nothing_every_message_ends_deliver
         await send_all(f"http://127.0.0.1:{http_port}/v1/messages", key, doomed, acknowledged)
 
         # Messages the dead SMSC never answered are retried after the first backoff (5 s).
-        deadline = time.monotonic() + 30
-        while True:
-            current = statuses(database)
-            waiting = [i for i in acknowledged.values() if current.get(i) != "delivered"]
-            if not waiting or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
+        current: dict[str, str] = {}
+        waiting: list[str] = []
+
+        def all_delivered() -> bool:
+            current.update(statuses(database))
+            waiting[:] = [i for i in acknowledged.values() if current.get(i) != "delivered"]
+            return not waiting
+
+        await wait_for(
+            all_delivered,
+            lambda: (
+                f"every message delivered ({len(waiting)} not; one is {current.get(waiting[0])})"
+            ),
+            interval=0.2,
+        )
         at_doomed = accepted_texts(tmp_path / "doomed.record")
         at_survivor = accepted_texts(tmp_path / "survivor.record")
         print(
