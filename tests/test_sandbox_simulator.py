@@ -4,6 +4,7 @@ loses no receipt it owed. Real `tandem run` processes, a real HTTP client, SIGKI
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
@@ -105,8 +106,11 @@ async def test_the_sandbox_otp_flow_completes_with_the_code_from_the_inbox(tmp_p
                 otp_id = (await response.json())["id"]
             inbox: list[subprocess.CompletedProcess[str]] = []
 
-            def listed_one() -> bool:
-                inbox[:] = [sim_inbox(config, "--to", UK)]  # a process each time: not too often
+            async def listed_one() -> bool:
+                # A process each time: not too often, and in a thread, so that the loop meanwhile
+                # sees the daemon close the session's idle keep-alive connection (15 s) instead
+                # of the next request going out on it.
+                inbox[:] = [await asyncio.to_thread(sim_inbox, config, "--to", UK)]
                 return bool(inbox[0].stdout)
 
             await wait_for(
