@@ -11,9 +11,10 @@ from typing import Any
 
 from gateway.app import Gateway
 from gateway.smpp_server import CustomerSmppServer
-from tests.cluster_nodes import Cluster, cluster, wait_for
+from tests.cluster_nodes import Cluster, cluster
 from tests.test_smpp_server_smpplib import Esme, in_thread
 from tests.test_smpp_server_support import PASSWORD, account
+from tests.waiting import wait_for
 
 __all__ = ["cluster"]  # the fixture
 
@@ -46,10 +47,11 @@ async def owed_mos(gateway: Gateway) -> int:
 
 async def wait_settled(gateway: Gateway) -> None:
     """Until the cluster's MO outbox is empty (every delivery settled in the store)."""
-    deadline = asyncio.get_running_loop().time() + 30.0
-    while await owed_mos(gateway):
-        assert asyncio.get_running_loop().time() < deadline, "MOs still owed"
-        await asyncio.sleep(0.05)
+
+    async def settled() -> bool:
+        return not await owed_mos(gateway)
+
+    await wait_for(settled, "every MO delivery settled", interval=0.05)
 
 
 def read_until(esmes: list[Esme], count: int, timeout: float = 30.0) -> None:

@@ -15,7 +15,8 @@ import aiohttp
 from gateway.app import Gateway
 from gateway.http.api import HttpApi
 from gateway.keys import MintedKey, mint_key
-from tests.cluster_nodes import Cluster, cluster, wait_for
+from tests.cluster_nodes import Cluster, cluster
+from tests.waiting import wait_for
 
 __all__ = ["cluster"]  # the fixture
 

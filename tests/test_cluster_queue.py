@@ -18,7 +18,8 @@ from gateway.links.base import SendFailure
 from gateway.messages import Channel
 from gateway.simulator import SmscSimulator
 from gateway.store.postgres import PostgresMessageStore
-from tests.cluster_nodes import LINK, Cluster, binds, cluster, wait_for
+from tests.cluster_nodes import LINK, Cluster, binds, cluster
+from tests.waiting import wait_for
 
 __all__ = ["cluster"]  # the fixture
 

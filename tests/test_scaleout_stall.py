@@ -32,7 +32,8 @@ from tests.daemon_processes import (
     write_config,
 )
 from tests.store_backends import POSTGRES_DSN, drop_schemas, postgres_unavailable
-from tests.test_scaleout_crash import statuses, wait_until
+from tests.test_scaleout_crash import statuses
+from tests.waiting import wait_for
 
 WINDOW = 10
 LEASE = 2.0
@@ -79,7 +80,7 @@ async def test_a_node_stopped_past_its_lease_sends_none_of_its_taken_over_backlo
         async def both_bound() -> bool:  # each node's binds come up with its share
             return "link sim is up" in node_a.output() and "link sim is up" in node_b.output()
 
-        await wait_until(both_bound, 60, "both nodes bound")
+        await wait_for(both_bound, "both nodes bound", interval=0.25)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         texts = [f"stall message {n:05d}" for n in range(MESSAGES)]
         ids: list[str] = []
@@ -99,7 +100,7 @@ async def test_a_node_stopped_past_its_lease_sends_none_of_its_taken_over_backlo
         async def a_sending() -> bool:
             return sum(accepted_texts(record).values()) >= 30
 
-        await wait_until(a_sending, 60, "node a sending its backlog")
+        await wait_for(a_sending, "node a sending its backlog", interval=0.25)
         os.kill(node_a.pid, signal.SIGSTOP)
         stopped = True
         reached_at_stop = sum(accepted_texts(record).values())
@@ -107,25 +108,25 @@ async def test_a_node_stopped_past_its_lease_sends_none_of_its_taken_over_backlo
         async def b_took_over() -> bool:
             return "took over" in node_b.output()
 
-        await wait_until(b_took_over, 60, "node b to take node a's messages over")
+        await wait_for(b_took_over, "node b to take node a's messages over", interval=0.25)
         os.kill(node_a.pid, signal.SIGCONT)
         stopped = False
 
         async def all_reached() -> bool:
             return set(texts) <= set(accepted_texts(record))
 
-        await wait_until(all_reached, 120, "every message at the SMSC")
+        await wait_for(all_reached, "every message at the SMSC", timeout=120, interval=0.25)
 
         async def a_checked() -> bool:
             return "had lapsed" in node_a.output() or "may have lapsed" in node_a.output()
 
-        await wait_until(a_checked, 30, "node a to see that its lease lapsed")
+        await wait_for(a_checked, "node a to see that its lease lapsed", timeout=30, interval=0.25)
 
         async def all_delivered() -> bool:
             found = await statuses(schema, ids)
             return all(found.get(i) == "delivered" for i in ids)
 
-        await wait_until(all_delivered, 120, "every message delivered")
+        await wait_for(all_delivered, "every message delivered", timeout=120, interval=0.25)
         reached = accepted_texts(record)
         duplicates = sum(reached[text] - 1 for text in texts)
         print(
