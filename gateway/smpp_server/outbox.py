@@ -96,6 +96,29 @@ def _consume(waiter: asyncio.Future[None]) -> None:
         waiter.exception()
 
 
+class SettleWatchers:
+    """Of each claim or refill in flight, the deliveries settled since it began: what it read
+    as owed (or claimed) may be over by the time the store answers."""
+
+    def __init__(self) -> None:
+        self._open: list[set[DeliveryKey]] = []
+
+    def settled(self, key: DeliveryKey) -> None:
+        for watcher in self._open:
+            watcher.add(key)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[set[DeliveryKey]]:
+        settled: set[DeliveryKey] = set()
+        self._open.append(settled)
+        try:
+            yield settled
+        finally:
+            # By identity, not equality: two blocks open at once often hold equal sets (both
+            # empty), and removing the other's would leave it blind to what settles next.
+            self._open = [watcher for watcher in self._open if watcher is not settled]
+
+
 class CustomerOutbox:
     """Every account's deliveries: a status listener (receipts for SMPP customers who asked for
     one) and the inbound path's `MoAccounts` (MOs for numbers an account owns)."""
@@ -133,9 +156,7 @@ class CustomerOutbox:
         # Deliveries settled in memory whose settling the store has not committed yet: a refill
         # reading the store meanwhile must not take them for owed.
         self._settling: set[DeliveryKey] = set()
-        # Of each claim or refill in flight, what was settled since it began: what it read as
-        # owed (or claimed) may be over by the time it answers.
-        self._settle_watchers: list[set[DeliveryKey]] = []
+        self._settle_watchers = SettleWatchers()
 
     # -- receipts (a status listener) ----------------------------------------------------------
 
@@ -420,18 +441,11 @@ class CustomerOutbox:
 
     def _settling_now(self, key: DeliveryKey) -> None:
         self._settling.add(key)
-        for settled in self._settle_watchers:
-            settled.add(key)
+        self._settle_watchers.settled(key)
 
-    @contextlib.contextmanager
-    def _watching_settles(self) -> Iterator[set[DeliveryKey]]:
+    def _watching_settles(self) -> contextlib.AbstractContextManager[set[DeliveryKey]]:
         """The deliveries settled while the block runs (see `_settle_watchers`)."""
-        settled: set[DeliveryKey] = set()
-        self._settle_watchers.append(settled)
-        try:
-            yield settled
-        finally:
-            self._settle_watchers.remove(settled)
+        return self._settle_watchers.watch()
 
     async def _record_receipt_failure(
         self, message_id: str, status: MessageStatus, failure: str
