@@ -44,7 +44,7 @@ from gateway.http.client_address import ClientAddresses
 from gateway.http.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.http.idempotency import REPLAYED_HEADER, Answer, Idempotency, fingerprint
 from gateway.http.inbound import add_inbound_routes
-from gateway.http.limits import KeyLimits, SharedWindows, shared_wait
+from gateway.http.limits import KeyLimits, SharedAllowances
 from gateway.http.openapi import docs_page, openapi_document
 from gateway.http.optouts import add_optout_routes
 from gateway.http.problems import (
@@ -153,8 +153,8 @@ class HttpApi:
         self.limits = KeyLimits()
         # Several nodes on one database: each key's limits are counted there too, so that
         # together they let a key through at its rate (gateway.http.limits).
-        self.shared_limits: SharedWindows | None = (
-            store if isinstance(store, PostgresMessageStore) else None
+        self.shared_limits: SharedAllowances | None = (
+            SharedAllowances(store) if isinstance(store, PostgresMessageStore) else None
         )
         self.idempotency = Idempotency(store, keep_seconds=self.config.idempotency_seconds)
         self.otp = OtpService(
@@ -350,7 +350,7 @@ class HttpApi:
             key.id, key.requests_per_second, key.messages_per_second, time.monotonic()
         )
         if not wait and self.shared_limits is not None:
-            wait = await shared_wait(self.shared_limits, key.id, "r", key.requests_per_second, 1)
+            wait = await self.shared_limits.wait(key.id, "r", key.requests_per_second, 1)
         if wait:
             self.stats.rate_limited += 1
             raise Problem(
@@ -440,9 +440,7 @@ class HttpApi:
             key.id, key.requests_per_second, key.messages_per_second, count, time.monotonic()
         )
         if not wait and self.shared_limits is not None:
-            wait = await shared_wait(
-                self.shared_limits, key.id, "m", key.messages_per_second, count
-            )
+            wait = await self.shared_limits.wait(key.id, "m", key.messages_per_second, count)
         if wait:
             self.stats.rate_limited += 1
             raise Problem(
