@@ -67,6 +67,7 @@ from gateway.links.base import (
     SubmittedSegment,
 )
 from gateway.links.budget import BudgetedLink, LinkBudgets
+from gateway.logs import message_fields
 from gateway.messages import Message, Segment
 from gateway.optouts.from_config import matcher_and_groups
 from gateway.optouts.keywords import KeywordMatcher
@@ -904,7 +905,12 @@ class Gateway:
             except Exception:
                 if self._stopping:  # it waits in the store; a restart queues it
                     return
-                log.exception("node %s: could not check the claim on %s", store.node, message.id)
+                log.exception(
+                    "node %s: could not check the claim on %s",
+                    store.node,
+                    message.id,
+                    extra=message_fields(message.id),
+                )
                 await asyncio.sleep(1.0)
                 continue
             if checks == self._claim_checks:
