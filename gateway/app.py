@@ -111,6 +111,7 @@ ROUTE_LEVEL_STATUSES = frozenset(
 SWEEP_INTERVAL = 1.0
 # How often a cluster node hands off what waits here for links it has no bind on.
 HANDOFF_INTERVAL = 0.5
+TAKE_OVER_BATCH = 10_000  # messages a take-over claims and reads at once
 # Held receipts looked up again per sweep on a cluster (`Gateway._apply_held_elsewhere`).
 _HELD_LOOKUPS = 1000
 _DEFAULT_CAPABILITIES = LinkCapabilities(DEFAULT_MAX_PARTS, Concatenation.UDH8, None)
@@ -956,10 +957,12 @@ class Gateway:
 
     async def take_over(self, store: PostgresMessageStore) -> int:
         """Queue here the unsent messages of dead nodes, and those handed off for a link this
-        node sends on; how many."""
-        ids = await store.take_over(links=self._sends_on())
+        node sends on; how many. A full batch asks for another round at once."""
+        ids = await store.take_over(links=self._sends_on(), limit=TAKE_OVER_BATCH)
         if not ids:
             return 0
+        if len(ids) >= TAKE_OVER_BATCH:
+            self._rebalance_now.set()
         messages = await store.load_waiting(ids)
         log.warning(
             "node %s: took over %d unsent messages of nodes whose lease ran out or that had "
