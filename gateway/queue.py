@@ -2,7 +2,8 @@
 
 Owns `SendQueue` (sans-IO: per-link priority queues, scheduled and backed-off messages held until
 due, expired ones handed back instead of sent), `RetryPolicy` (the backoff for temporary
-failures) and `AsyncSendQueue` (the thin awaitable face senders use: `await queue.get(link)`).
+failures), `AsyncSendQueue` (the thin awaitable face senders use: `await queue.get(link)`) and
+`SendGate` (until when senders may take messages at all: a cluster node's lease).
 
 Never does: persistence or status decisions. The store is the truth; this queue is rebuilt from
 the store's pending messages on start and fed by intake and requeues. Expired messages are given
