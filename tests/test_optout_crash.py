@@ -85,9 +85,11 @@ async def test_an_acknowledged_opt_out_survives_kill_9(tmp_path: Path) -> None:
                 lambda: len(acknowledged) >= 100, "100 opt-outs acknowledged", interval=0.005
             )
             first.kill()
-            killed_with = list(acknowledged)
             await pouring
-            assert len(acknowledged) == len(killed_with) < len(NUMBERS)
+            # Answers the daemon wrote before it died may still be read after the kill: they
+            # were acknowledged all the same, so every one of them must be in force.
+            killed_with = list(acknowledged)
+            assert 100 <= len(killed_with) < len(NUMBERS)
 
             second = daemon(tmp_path, config, "tandem-2").start()
             await wait_http(url + "/openapi.json")
