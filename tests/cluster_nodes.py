@@ -7,6 +7,7 @@ Imported by `test_cluster_budgets` and `test_cluster_nodes` (holds no tests).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from gateway.config import SimulatorConfig, TandemConfig
 from gateway.links.smpp_client import SmppLink
 from gateway.simulator import SmscSimulator
 from tests.store_backends import POSTGRES_DSN, StoreFactory, store_factory
+from tests.waiting import WAIT
 
 LINK = "carrier"
 LEASE = 1.5
@@ -109,4 +111,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             try:
                 yield nodes
             finally:
-                await nodes.stop()
+                # A stop that never ends (seen once in a full run, in the teardown of
+                # test_cluster_nodes' receipt hand-over) fails the test instead of hanging the
+                # whole suite.
+                await asyncio.wait_for(nodes.stop(), WAIT)
