@@ -265,29 +265,18 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
                     await asyncio.wait((oldest,))
             count = min(len(self._pending), self.max_batch)
             batch = [self._pending.popleft() for _ in range(count)]
+            answer = writer.run([(r.op, r.args) for r in batch])
             stages = recording()
-            if stages is None:
-                settle = functools.partial(self._settle, batch)
-            else:
+            if stages is not None:
                 sent = stage_clock()
                 for request in batch:
                     if request.queued_at:
                         stages.observe("store_queue", sent - request.queued_at)
-                settle = functools.partial(self._settle_timed, batch, stages, sent)
-            # Settled by the writer as soon as its answer is read, not a turn later.
-            out.append(writer.run([(r.op, r.args) for r in batch], settle))
+                answer.add_done_callback(functools.partial(_time_batch, stages, sent))
+            answer.add_done_callback(functools.partial(self._settle, batch))
+            out.append(answer)
         if out:
             await asyncio.wait(out)
-
-    def _settle_timed(
-        self,
-        batch: list[_WriteRequest],
-        stages: StageTimes,
-        sent: float,
-        answer: asyncio.Future[Any],
-    ) -> None:
-        stages.observe("writer_batch", stage_clock() - sent)
-        self._settle(batch, answer)
 
     def _settle(self, batch: list[_WriteRequest], answer: asyncio.Future[Any]) -> None:
         """Hand each request of an answered batch its result or its error."""
@@ -757,3 +746,7 @@ class SqlMessageStore(SqliteOptOutStore, SqliteInboundStore):
             (account, account, self._NO_LIMIT if limit is None else limit),
         )
         return [QueuedMo(*r) for r in rows]
+
+
+def _time_batch(stages: StageTimes, sent: float, _answer: asyncio.Future[Any]) -> None:
+    stages.observe("writer_batch", stage_clock() - sent)

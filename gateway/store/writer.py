@@ -34,7 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, Protocol, TypeVar
 
 from dlr.aggregate import SegmentState, SegmentUpdate
 from dlr.status import Advance, StatusEvent
@@ -46,9 +46,6 @@ WriterPlacement = Literal["thread", "process", "inline"]
 Op = tuple[Callable[..., Any], tuple[Any, ...]]
 # Each op's (ok, result or exception), and the number of commits made.
 Outcomes = tuple[list[tuple[bool, Any]], int]
-# Called with a batch's future as soon as it is settled, in the same turn: the store hands each
-# op its result without waiting a turn for a done callback.
-AnswerHook = Callable[["asyncio.Future[Outcomes]"], None]
 
 
 class WriterCore(Protocol):
@@ -75,9 +72,9 @@ class ThreadWriter:
     def __init__(self, core: WriterCore) -> None:
         self._core = core
         self._loop = asyncio.get_running_loop()
-        self._jobs: queue.SimpleQueue[
-            tuple[Callable[[], Any], asyncio.Future[Any], AnswerHook | None] | None
-        ] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -88,8 +85,8 @@ class ThreadWriter:
             await self.stop()
             raise
 
-    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
-        return self._submit(functools.partial(self._core.run_batch, batch), on_answer)
+    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
+        return self._submit(functools.partial(self._core.run_batch, batch))
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):  # closing is best effort; the thread must end
@@ -97,22 +94,20 @@ class ThreadWriter:
         self._jobs.put(None)
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
-    def _submit(
-        self, job: Callable[[], T], on_answer: AnswerHook | None = None
-    ) -> asyncio.Future[T]:
+    def _submit(self, job: Callable[[], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((job, future, on_answer))
+        self._jobs.put((job, future))
         return future
 
     def _run(self) -> None:
         while (item := self._jobs.get()) is not None:
-            job, future, on_answer = item
+            job, future = item
             try:
                 result = job()
             except BaseException as exc:  # handed to the awaiting coroutine, raised there
-                self._answer(_fail_future, future, exc, on_answer)
+                self._answer(_fail_future, future, exc)
             else:
-                self._answer(_resolve_future, future, result, on_answer)
+                self._answer(_resolve_future, future, result)
 
     def _answer(self, how: Callable[[asyncio.Future[Any], Any], None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits any more
@@ -133,36 +128,26 @@ class InlineWriter:
     async def start(self) -> None:
         self._core.open()
 
-    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
+    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
         future: asyncio.Future[Outcomes] = asyncio.get_running_loop().create_future()
         try:
             future.set_result(self._core.run_batch(batch))
         except Exception as exc:  # the commit itself failed (disk full, I/O error)
             future.set_exception(exc)
-        if on_answer is not None:
-            on_answer(future)
         return future
 
     async def stop(self) -> None:
         self._core.close()
 
 
-def _resolve_future(
-    future: asyncio.Future[Any], result: Any, on_answer: AnswerHook | None = None
-) -> None:
+def _resolve_future(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
-        if on_answer is not None:
-            on_answer(future)
 
 
-def _fail_future(
-    future: asyncio.Future[Any], error: BaseException, on_answer: AnswerHook | None = None
-) -> None:
+def _fail_future(future: asyncio.Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
-        if on_answer is not None:
-            on_answer(future)
 
 
 _FRAME = struct.Struct("!I")
@@ -235,13 +220,10 @@ class ProcessWriter:
     def __init__(self, core: WriterCore) -> None:
         self._core = core
         self.process: multiprocessing.process.BaseProcess | None = None
-        self._transport: asyncio.Transport | None = None
-        self._closed: asyncio.Future[None] | None = None
-        self._failing: asyncio.Future[None] | None = None  # settling what was out, once closed
-        # One per batch out (the first: the answer to opening the database), oldest first,
-        # each with what to call as soon as its answer is read.
-        self._waiting: deque[tuple[asyncio.Future[Any], AnswerHook | None]] = deque()
-        self._unread = bytearray()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._answers: asyncio.Task[None] | None = None
+        self._waiting: deque[asyncio.Future[Any]] = deque()  # one per batch out, oldest first
         self._broken: str | None = None
         self._stopping = False
 
@@ -266,69 +248,53 @@ class ProcessWriter:
         finally:
             theirs.close()
         _writer_channels.add(ours)
-        loop = asyncio.get_running_loop()
-        opened: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((opened, None))
-        self._closed = loop.create_future()
-        await loop.create_unix_connection(lambda: _AnswerReader(self), sock=ours)
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=2**26)
         try:
-            await opened
-        except BaseException:
+            ok, error = await self._read_answer()  # to opening the database
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            ok, error = False, StoreError(await self._ended())
+        if not ok:
             await self.stop()
-            raise
+            raise error
+        self._answers = asyncio.create_task(self._read_answers(), name="store-writer-answers")
 
-    def run(self, batch: list[Op], on_answer: AnswerHook | None = None) -> asyncio.Future[Outcomes]:
+    def run(self, batch: list[Op]) -> asyncio.Future[Outcomes]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._broken is not None or self._transport is None:
+        if self._broken is not None or self._writer is None:
             future.set_exception(StoreError(self._broken or "store writer process stopped"))
-            if on_answer is not None:
-                on_answer(future)
             return future
         payload = dumps(batch)
-        self._transport.write(_FRAME.pack(len(payload)) + payload)
-        self._waiting.append((future, on_answer))
+        self._writer.write(_FRAME.pack(len(payload)) + payload)
+        self._waiting.append(future)
         return future
 
-    def _received(self, data: bytes) -> None:
-        """Answers read from the socket: each batch's future is settled, and its hook called,
-        in the same turn (no reader task, no done-callback turn in between)."""
-        unread = self._unread
-        unread += data
-        answers: list[tuple[bool, Any]] = []
-        start, end, header = 0, len(unread), _FRAME.size
-        while end - start >= header:
-            (size,) = _FRAME.unpack_from(unread, start)
-            if end - start - header < size:
-                break
-            answers.append(pickle.loads(unread[start + header : start + header + size]))
-            start += header + size
-        del unread[:start]
-        for ok, value in answers:
-            future, on_answer = self._waiting.popleft()
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-            if on_answer is not None:
-                on_answer(future)
+    async def _read_answer(self) -> tuple[bool, Any]:
+        reader = self._reader
+        assert reader is not None
+        size = _FRAME.unpack(await reader.readexactly(_FRAME.size))[0]
+        answer: tuple[bool, Any] = pickle.loads(await reader.readexactly(size))
+        return answer
 
-    def _lost(self) -> None:
-        self._transport = None
-        self._failing = asyncio.ensure_future(self._fail_waiting())
-
-    async def _fail_waiting(self) -> None:
-        if not (self._stopping and not self._waiting):
+    async def _read_answers(self) -> None:
+        """Settle the batches out, in order, until the socket closes."""
+        try:
+            while True:
+                ok, value = await self._read_answer()
+                future = self._waiting.popleft()
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (OSError, EOFError, asyncio.IncompleteReadError):
+            if self._stopping and not self._waiting:
+                return
             self._broken = await self._ended()
         while self._waiting:
-            future, on_answer = self._waiting.popleft()
+            future = self._waiting.popleft()
             if not future.done():
-                future.set_exception(StoreError(self._broken or "store writer process stopped"))
-                if on_answer is not None:
-                    on_answer(future)
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
+                future.set_exception(StoreError(self._broken))
 
     async def _ended(self) -> str:
         code = None
@@ -339,10 +305,12 @@ class ProcessWriter:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._transport is not None:
-            self._transport.close()  # the child finishes the batches in hand, sees EOF, and ends
-        if self._closed is not None:
-            await self._closed
+        if self._writer is not None:
+            self._writer.close()  # the child finishes the batches in hand, sees EOF, and ends
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+        if self._answers is not None:
+            await self._answers
         process = self.process
         if process is not None:
             loop = asyncio.get_running_loop()
@@ -350,23 +318,7 @@ class ProcessWriter:
             if process.exitcode is None:  # stuck (a disk that never answers): do not hang
                 process.kill()
                 await loop.run_in_executor(None, process.join)
-        self._transport = self._closed = self._failing = self.process = None
-
-
-class _AnswerReader(asyncio.Protocol):
-    """The daemon's end of the writer process's socket."""
-
-    def __init__(self, writer: ProcessWriter) -> None:
-        self._writer = writer
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._writer._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._writer._received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._writer._lost()
+        self._reader = self._writer = self.process = self._answers = None
 
 
 def tune_collector() -> None:
