@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import stage_report
 from bench.cpu import cpu_seconds
-from bench.processes import free_port, start, stop, wait_for_port
+from bench.processes import free_port, simulator_link_toml, start, stop, wait_for_port
 
 PYTHON = sys.executable
 KEYS_CREATE = (PYTHON, "-m", "gateway.cli", "keys", "create")
@@ -236,21 +236,7 @@ ports = ["1024-65535"]
 prefix_max_sends = 0
 [simulator]
 enabled = false
-[[links]]
-type = "smpp"
-name = "sim"
-host = "127.0.0.1"
-port = {smsc_port}
-system_id = "tandem"
-password = "secret"
-window = 100
-submit_id_format = "hex"
-dlr_id_format = "hex"
-[[routes]]
-name = "everything"
-priority = 100
-targets = ["sim"]
-""",
+{simulator_link_toml(smsc_port, 100)}""",
         encoding="utf-8",
     )
     return path

@@ -74,7 +74,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import pgstore, scrape, stage_report
 from bench.cpu import cpu_seconds
-from bench.processes import free_port, start, stop
+from bench.processes import free_port, simulator_link_toml, start, stop
 
 PYTHON = sys.executable
 TANDEM = (PYTHON, "-m", "gateway.cli")
@@ -96,6 +96,8 @@ def write_config(
     store: pgstore.StoreRun,
 ) -> Path:
     path = workdir / "tandem.toml"
+    link = simulator_link_toml(smsc_port, args.window, args.sessions)
+    extras = f"{modem_pool_toml(workdir, args)}{scrape.config_section(args, metrics_port)}"
     path.write_text(
         f"""
 data_dir = "{workdir / "data"}"
@@ -110,22 +112,7 @@ host = "127.0.0.1"
 port = {http_port}
 [simulator]
 enabled = false
-[[links]]
-type = "smpp"
-name = "sim"
-host = "127.0.0.1"
-port = {smsc_port}
-system_id = "tandem"
-password = "secret"
-window = {args.window}
-sessions = {args.sessions}
-submit_id_format = "hex"
-dlr_id_format = "hex"
-[[routes]]
-name = "everything"
-priority = 100
-targets = ["sim"]
-{modem_pool_toml(workdir, args)}{scrape.config_section(args, metrics_port)}{mqtt_toml(args)}""",
+{link}{extras}{mqtt_toml(args)}""",
         encoding="utf-8",
     )
     return path

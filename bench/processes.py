@@ -1,5 +1,6 @@
 """What the benches do with the processes they start: a free port, waiting for a port or a
-file a child writes, starting a child with its output in a log, stopping it.
+file a child writes, starting a child with its output in a log, stopping it; and the carrier
+link and catch-all route their daemons' configs share.
 
 Plain standard library: it imports nothing of Tandem, so a bench can use it against an older
 checkout of the daemon (PYTHONPATH pointing there) too.
@@ -62,3 +63,24 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def simulator_link_toml(smsc_port: int, window: int, sessions: int = 1) -> str:
+    """The `[[links]]` block of an SMPP link named "sim" to the bench's simulator, and a route
+    that sends everything to it (hex ids, as the simulator writes them)."""
+    return f"""[[links]]
+type = "smpp"
+name = "sim"
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "tandem"
+password = "secret"
+window = {window}
+sessions = {sessions}
+submit_id_format = "hex"
+dlr_id_format = "hex"
+[[routes]]
+name = "everything"
+priority = 100
+targets = ["sim"]
+"""

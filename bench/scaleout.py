@@ -78,7 +78,7 @@ from aiohttp import web
 from bench import pgstore, stage_report
 from bench.cpu import cpu_seconds
 from bench.esme import SubmitAnswers, bench_submit
-from bench.processes import free_port, start, stop
+from bench.processes import free_port, simulator_link_toml, start, stop
 
 PYTHON = sys.executable
 TANDEM = (PYTHON, "-m", "gateway.cli")
@@ -196,22 +196,7 @@ allow = ["127.0.0.1"]  # the callback sink of this bench
 ports = ["1024-65535"]
 [simulator]
 enabled = false
-[[links]]
-type = "smpp"
-name = "sim"
-host = "127.0.0.1"
-port = {smsc_port}
-system_id = "tandem"
-password = "secret"
-window = {args.window}
-sessions = {args.sessions}
-submit_id_format = "hex"
-dlr_id_format = "hex"
-[[routes]]
-name = "everything"
-priority = 100
-targets = ["sim"]
-[[accounts]]
+{simulator_link_toml(smsc_port, args.window, args.sessions)}[[accounts]]
 system_id = "{SYSTEM_ID}"
 password_hash = "{hash_password(PASSWORD)}"
 window = {args.window}
