@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.cli_support import add_config_argument
 from gateway.config import AccountConfig, TandemConfig, validation_reason
 from gateway.private_files import private_dir
 
@@ -400,9 +401,7 @@ class BindGuard:
 
 def add_accounts_arguments(parser: argparse.ArgumentParser) -> None:
     """`tandem accounts add|list|passwd|remove` (a `gateway.cli.SUBCOMMANDS` entry)."""
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(parser)
     actions = parser.add_subparsers(dest="accounts_action", metavar="ACTION", required=True)
 
     add = actions.add_parser("add", help="add an account")

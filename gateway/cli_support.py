@@ -6,8 +6,10 @@ Lives apart from `gateway.cli` so that subcommand modules (`gateway.http.cli`,
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 PROG = "tandem"
@@ -16,6 +18,13 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2  # bad arguments or a bad config file: the operator has something to fix
 
 Subparsers = Any  # argparse's _SubParsersAction, which is not public API
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """`--config/-c PATH`, the same on every subcommand that reads the config file."""
+    parser.add_argument(
+        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
+    )
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

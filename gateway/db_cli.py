@@ -8,9 +8,8 @@ twice is harmless: each step runs once, under a lock, and records itself.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail, run_async
 from gateway.config import ConfigError, load_config
 
 
@@ -19,9 +18,7 @@ def add_db_arguments(parser: argparse.ArgumentParser) -> None:
     upgrade = actions.add_parser(
         "upgrade", help="apply the store's migrations now (the daemon also does at start)"
     )
-    upgrade.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(upgrade)
     upgrade.set_defaults(handler=_upgrade)
 
 

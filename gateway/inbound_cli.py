@@ -19,36 +19,29 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from gateway.cli_store import daemon_store_path, with_daemon_store
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, Subparsers, add_config_argument, fail
 from gateway.config import ConfigError, load_config
 from gateway.state_paths import StateNotFound
 
 SIM_MO_PATH = "/admin/sim/mo"  # gateway.http.sim_admin.SIM_MO_PATH (not imported: no aiohttp)
 
 
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
-
-
 def add_inbound_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="inbound_action", metavar="ACTION", required=True)
     block = actions.add_parser("block", help="keep MOs from a number, forward none of them")
-    _config_argument(block)
+    add_config_argument(block)
     block.add_argument("number")
     block.add_argument("--reason", default="")
     block.set_defaults(handler=_block)
     unblock = actions.add_parser("unblock", help="forward a number's MOs again")
-    _config_argument(unblock)
+    add_config_argument(unblock)
     unblock.add_argument("number")
     unblock.set_defaults(handler=_unblock)
     listing = actions.add_parser("list", help="the blocked numbers")
-    _config_argument(listing)
+    add_config_argument(listing)
     listing.set_defaults(handler=_list)
 
 
@@ -56,7 +49,7 @@ def add_sim_mo(kinds: Subparsers) -> None:
     mo = kinds.add_parser(
         "mo", help="have the daemon's built-in simulator send an MO (e.g. STOP) as a phone would"
     )
-    _config_argument(mo)
+    add_config_argument(mo)
     mo.add_argument("--from", dest="source", required=True, help="the phone's number")
     mo.add_argument("--to", dest="destination", required=True, help="our number or short code")
     mo.add_argument("--text", required=True)

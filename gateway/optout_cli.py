@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli_store import daemon_store_path, with_daemon_store
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.optouts.from_config import sender_groups
 from gateway.optouts.registry import OptOutRegistry
@@ -89,9 +89,7 @@ def add_optouts_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(parser)
 
 
 def _scope_arguments(parser: argparse.ArgumentParser) -> None:

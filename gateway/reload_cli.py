@@ -13,9 +13,8 @@ import argparse
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail
 from gateway.config import ConfigError, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
@@ -24,9 +23,7 @@ RELOAD_PATH = "/admin/reload"  # gateway.http.reload.RELOAD_PATH (not imported: 
 
 
 def add_reload_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(parser)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
     parser.set_defaults(handler=_reload)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail, run_async
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound, daemon_state_path
 
@@ -23,9 +22,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     purge = actions.add_parser(
         "purge", help="remove what [retention] says is old enough (in small transactions)"
     )
-    purge.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(purge)
     purge.add_argument("--dry-run", action="store_true", help="count, remove nothing")
     purge.set_defaults(handler=_purge)
 

@@ -20,8 +20,8 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
+from gateway.cli_support import add_config_argument
 from gateway.config import ConfigError, HttpConfig, TandemConfig, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from routing import (
@@ -64,9 +64,7 @@ def add_route_arguments(parser: argparse.ArgumentParser) -> None:
     explain.add_argument(
         "--tag", action="append", default=[], help="route tag the message carries (repeatable)"
     )
-    explain.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(explain)
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
     explain.set_defaults(handler=_explain)
 

@@ -11,14 +11,12 @@ import inspect
 import sys
 from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, PROG, fail, run_async
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, PROG, add_config_argument, fail, run_async
 from gateway.config import BUILTIN_SOURCE, ConfigError, TandemConfig, load_config
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(parser)
     parser.set_defaults(handler=_run)
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.cli_support import EXIT_OK, fail, run_async
+from gateway.cli_support import EXIT_OK, add_config_argument, fail, run_async
 from gateway.config import ConfigError, SimulatorConfig, load_config, validation_reason
 from gateway.inbound_cli import add_sim_mo
 from gateway.modem_sim_cli import add_sim_modem
@@ -72,9 +72,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     inbox = kinds.add_parser(
         "inbox", help="list what the daemon's built-in simulator received (OTP codes too)"
     )
-    inbox.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(inbox)
     inbox.add_argument("--to", default=None, help="only messages to this number")
     inbox.add_argument("--limit", type=int, default=20, help="the last N messages (default 20)")
     inbox.set_defaults(handler=_sim_inbox)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.request
-from pathlib import Path
 
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail
 from gateway.config import ConfigError, load_config
 from gateway.http.admin_token import AdminTokenUnreadable, admin_token_of
 from gateway.route_cli import DAEMON_TIMEOUT, daemon_url
@@ -22,9 +21,7 @@ STATUS_PATH = "/admin/status"  # gateway.http.admin.STATUS_PATH (not imported: k
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
+    add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the JSON document")
     parser.add_argument("--timeout", type=float, default=DAEMON_TIMEOUT, help="seconds to wait")
     parser.set_defaults(handler=_status)

@@ -18,21 +18,14 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from gateway.cli_store import daemon_store_path, with_daemon_store
-from gateway.cli_support import EXIT_FAILURE, EXIT_OK, fail
+from gateway.cli_support import EXIT_FAILURE, EXIT_OK, add_config_argument, fail
 from gateway.config import ConfigError, TandemConfig, load_config
 from gateway.state_paths import StateNotFound
 
 KEY_ENVIRONMENT = "TANDEM_API_KEY"
-
-
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", type=Path, default=None, help="TOML config file (default: built-in)"
-    )
 
 
 def _load(args: argparse.Namespace) -> TandemConfig:
@@ -45,7 +38,7 @@ def _load(args: argparse.Namespace) -> TandemConfig:
 def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="create a key (shown once)")
-    _config_argument(create)
+    add_config_argument(create)
     create.add_argument("--name", required=True, help="unique name; also the account")
     create.add_argument(
         "--scopes", default="messages,otp", help="comma-separated: messages,otp,optouts,inbound"
@@ -59,10 +52,10 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--callback-url", default=None, help="receipt callbacks for this key")
     create.set_defaults(handler=_keys_create)
     listing = actions.add_parser("list", help="list keys (never the keys themselves)")
-    _config_argument(listing)
+    add_config_argument(listing)
     listing.set_defaults(handler=_keys_list)
     revoke = actions.add_parser("revoke", help="revoke a key by name or id")
-    _config_argument(revoke)
+    add_config_argument(revoke)
     revoke.add_argument("name_or_id")
     revoke.set_defaults(handler=_keys_revoke)
 
@@ -153,7 +146,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
-    _config_argument(parser)
+    add_config_argument(parser)
     parser.add_argument("--key", default=None, help=f"API key (default: ${KEY_ENVIRONMENT})")
     parser.add_argument("--url", default=None, help="API base URL (default: from [http])")
 
